@@ -1,0 +1,199 @@
+//! The bytecode a rule set compiles to, and its disassembly (`betrace explain`).
+//!
+//! A rule is a short stack program over whole-trace operations (`HAS`, `COUNT`, `BEFORE`,
+//! …) that name selectors by index. Selectors live in one table for the whole rule set,
+//! deduplicated, so that a selector used by ten rules is matched once per trace. Each
+//! selector carries its own small predicate program, run once per candidate span.
+
+use std::fmt::Write as _;
+
+use regex::Regex;
+
+use crate::hir::Attr;
+use crate::value::{CmpOp, Value};
+
+/// Index into [`Code::selectors`].
+pub type SelId = u32;
+/// Index into [`Code::attrs`].
+pub type AttrId = u32;
+/// Index into [`Code::names`] (an interned span name).
+pub type NameId = u32;
+
+/// A whole-trace instruction. The stack holds `i64`s; booleans are 0 and 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Op {
+    /// Push 1 if any span matches the selector.
+    Has(SelId),
+    /// Push how many spans match.
+    Count(SelId),
+    /// Push how many distinct values the attribute takes over the matching spans.
+    Distinct(SelId, AttrId),
+    /// Push a constant.
+    Int(i64),
+    /// Pop b, pop a, push `a OP b`.
+    Cmp(CmpOp),
+    /// Push 1 if both match and the first's earliest start is before the second's.
+    Before(SelId, SelId),
+    /// Push 1 if every span matching the first has an ancestor matching the second.
+    Within(SelId, SelId),
+    /// Push 1 if every span matching the first has a parent matching the second.
+    ChildOf(SelId, SelId),
+    /// Replace the top with its negation.
+    Not,
+    /// If the top is false, jump (keeping it); else pop it.
+    JumpIfFalseOrPop(u32),
+    /// If the top is true, jump (keeping it); else pop it.
+    JumpIfTrueOrPop(u32),
+}
+
+/// A per-span instruction of a selector's predicate program.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PredOp {
+    /// Push `attr OP consts[k]` (false when the attribute is absent).
+    Cmp(AttrId, CmpOp, u32),
+    /// Push `attr in lists[l]`.
+    In(AttrId, u32),
+    /// Push whether `attr` is a string the regex matches.
+    Matches(AttrId, u32),
+    /// Push `attr contains consts[k]`.
+    Contains(AttrId, u32),
+    /// Push `a OP b` for two attributes of the same span.
+    CmpAttr(AttrId, CmpOp, AttrId),
+    /// Push whether the attribute is present.
+    Exists(AttrId),
+    /// Push whether the attribute is the boolean `true`.
+    Truthy(AttrId),
+    /// Negate the top.
+    Not,
+    /// If the top is false, jump (keeping it); else pop it.
+    JumpIfFalseOrPop(u32),
+    /// If the top is true, jump (keeping it); else pop it.
+    JumpIfTrueOrPop(u32),
+}
+
+/// How a compiled selector finds its candidate spans by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameCode {
+    /// The spans with this interned name.
+    Exact(NameId),
+    /// The spans whose name matches glob `globs[i]`.
+    Glob(u32),
+    /// Every span.
+    Any,
+}
+
+/// A compiled selector.
+#[derive(Debug, Clone)]
+pub struct SelectorCode {
+    /// Candidate spans by name.
+    pub name: NameCode,
+    /// The predicate program; empty means every candidate matches.
+    pub pred: Vec<PredOp>,
+    /// The selector as first written, for disassembly.
+    pub text: String,
+}
+
+/// One rule's program.
+#[derive(Debug, Clone, Default)]
+pub struct Program {
+    /// The instructions; the result is the single value left on the stack.
+    pub ops: Vec<Op>,
+    /// A span name that must be present for the rule to fire; when the trace has none,
+    /// the rule is skipped without running.
+    pub guard: Option<NameId>,
+    /// Selectors whose matches are the trigger spans (dsl.md §3).
+    pub triggers: Vec<SelId>,
+}
+
+/// Tables shared by every rule of a rule set.
+#[derive(Debug, Clone, Default)]
+pub struct Code {
+    /// Interned span names used by exact selectors.
+    pub names: Vec<String>,
+    /// Glob patterns: the text and the anchored regex.
+    pub globs: Vec<(String, Regex)>,
+    /// Selectors, deduplicated.
+    pub selectors: Vec<SelectorCode>,
+    /// Attribute references.
+    pub attrs: Vec<Attr>,
+    /// Literal constants.
+    pub consts: Vec<Value>,
+    /// Literal lists for `in`.
+    pub lists: Vec<Vec<Value>>,
+    /// Regexes for `matches`.
+    pub regexes: Vec<Regex>,
+}
+
+impl Code {
+    /// A readable listing of one rule's program and the selectors it uses.
+    pub fn disassemble(&self, prog: &Program) -> String {
+        let mut out = String::new();
+        let guard = prog.guard.map(|n| format!("skip unless the trace has a span named {:?}", self.names[n as usize]));
+        let _ = writeln!(out, "program ({} ops){}", prog.ops.len(), guard.map(|g| format!(", {g}")).unwrap_or_default());
+        let sel = |s: &SelId| format!("s{s}");
+        for (pc, op) in prog.ops.iter().enumerate() {
+            let text = match op {
+                Op::Has(s) => format!("HAS       {}", sel(s)),
+                Op::Count(s) => format!("COUNT     {}", sel(s)),
+                Op::Distinct(s, a) => format!("DISTINCT  {} by {}", sel(s), self.attrs[*a as usize]),
+                Op::Int(i) => format!("INT       {i}"),
+                Op::Cmp(c) => format!("CMP       {c}"),
+                Op::Before(a, b) => format!("BEFORE    {} {}", sel(a), sel(b)),
+                Op::Within(a, b) => format!("WITHIN    {} {}", sel(a), sel(b)),
+                Op::ChildOf(a, b) => format!("CHILD_OF  {} {}", sel(a), sel(b)),
+                Op::Not => "NOT".to_string(),
+                Op::JumpIfFalseOrPop(t) => format!("JMPF      {t:04}"),
+                Op::JumpIfTrueOrPop(t) => format!("JMPT      {t:04}"),
+            };
+            let _ = writeln!(out, "  {pc:04}  {text}");
+        }
+        let mut used: Vec<SelId> = prog
+            .ops
+            .iter()
+            .flat_map(|op| match op {
+                Op::Has(s) | Op::Count(s) | Op::Distinct(s, _) => vec![*s],
+                Op::Before(a, b) | Op::Within(a, b) | Op::ChildOf(a, b) => vec![*a, *b],
+                _ => vec![],
+            })
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let _ = writeln!(out, "selectors");
+        for s in used {
+            let code = &self.selectors[s as usize];
+            let name = match code.name {
+                NameCode::Exact(n) => format!("name == {:?}", self.names[n as usize]),
+                NameCode::Glob(g) => format!("name glob {:?}", self.globs[g as usize].0),
+                NameCode::Any => "any name".to_string(),
+            };
+            let trig = if prog.triggers.contains(&s) { "  (trigger)" } else { "" };
+            let _ = writeln!(out, "  s{s}: {}  — {name}{trig}", code.text);
+            for (pc, op) in code.pred.iter().enumerate() {
+                let text = match op {
+                    PredOp::Cmp(a, c, k) => format!("CMP       {} {c} {}", self.attrs[*a as usize], show(&self.consts[*k as usize])),
+                    PredOp::In(a, l) => {
+                        let items: Vec<String> = self.lists[*l as usize].iter().map(show).collect();
+                        format!("IN        {} [{}]", self.attrs[*a as usize], items.join(", "))
+                    }
+                    PredOp::Matches(a, r) => format!("MATCHES   {} /{}/", self.attrs[*a as usize], self.regexes[*r as usize].as_str()),
+                    PredOp::Contains(a, k) => format!("CONTAINS  {} {}", self.attrs[*a as usize], show(&self.consts[*k as usize])),
+                    PredOp::CmpAttr(a, c, b) => format!("CMPATTR   {} {c} {}", self.attrs[*a as usize], self.attrs[*b as usize]),
+                    PredOp::Exists(a) => format!("EXISTS    {}", self.attrs[*a as usize]),
+                    PredOp::Truthy(a) => format!("TRUE      {}", self.attrs[*a as usize]),
+                    PredOp::Not => "NOT".to_string(),
+                    PredOp::JumpIfFalseOrPop(t) => format!("JMPF      {t:04}"),
+                    PredOp::JumpIfTrueOrPop(t) => format!("JMPT      {t:04}"),
+                };
+                let _ = writeln!(out, "        {pc:04}  {text}");
+            }
+        }
+        out
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Str(s) => format!("{:?}", s.as_ref()),
+        other => format!("{other} ({})", other.type_name()),
+    }
+}

@@ -1,0 +1,517 @@
+//! The checking pass: from the syntax tree to a [`hir::Form`], or every problem found.
+//!
+//! It resolves intrinsics, refuses reserved words used as names, checks the types the
+//! compiler can see (a duration against a string, `matches` with a non-string, an invalid
+//! regex, …), compiles each regex once, and warns about the `has(A) and has(B)` idiom.
+
+use regex::{Regex, RegexBuilder};
+
+use crate::hir::{self, Attr, Form, Intrinsic, IntrinsicType, NameMatch, Num, Pred};
+use crate::syntax::ast::{self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, RelOp};
+use crate::trace::{SpanKind, StatusCode};
+use crate::value::{CmpOp, Value};
+
+/// The reserved words of dsl.md §2.3.
+pub const RESERVED: [&str; 20] = [
+    "and", "or", "not", "in", "matches", "contains", "exists", "when", "always", "never", "count", "distinct", "before", "after",
+    "within", "child_of", "true", "false", "trace", "unique",
+];
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// The rule set is refused.
+    Error,
+    /// Reported; the rule set loads.
+    Warning,
+}
+
+/// A problem in a condition, located in the condition text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Error or warning.
+    pub level: Level,
+    /// Where, in the condition text.
+    pub loc: Loc,
+    /// The headline.
+    pub message: String,
+    /// A short label under the caret.
+    pub label: String,
+    /// A suggestion, if there is one.
+    pub help: Option<String>,
+}
+
+impl Problem {
+    fn error(loc: Loc, message: impl Into<String>, label: impl Into<String>) -> Problem {
+        Problem { level: Level::Error, loc, message: message.into(), label: label.into(), help: None }
+    }
+
+    fn with_help(mut self, help: impl Into<String>) -> Problem {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// The checked condition and its warnings.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The condition, ready for the compiler and the reference evaluator.
+    pub form: Form,
+    /// Warnings (`level == Warning`) to show the author.
+    pub warnings: Vec<Problem>,
+}
+
+/// Parses and checks a condition; on failure, every problem found (at least one).
+pub fn check_text(text: &str) -> Result<Checked, Vec<Problem>> {
+    let ast = crate::syntax::parse(text).map_err(|e| vec![Problem::error(e.loc, e.message, "here")])?;
+    check(&ast, text)
+}
+
+/// Checks a parsed condition against the text it was parsed from.
+pub fn check(cond: &ast::Condition, text: &str) -> Result<Checked, Vec<Problem>> {
+    let mut cx = Checker { text, errors: Vec::new() };
+    let form = match cond {
+        ast::Condition::Invariant { when, always, never, loc } => {
+            if always.is_none() && never.is_none() {
+                cx.errors.push(
+                    Problem::error(loc.clone(), "`when` needs an `always { … }` or a `never { … }` block", "this rule says what it applies to, but not what must hold")
+                        .with_help("add `always { B }` (B must happen) or `never { C }` (C must not happen)"),
+                );
+            }
+            Form::Invariant {
+                when: cx.expr(when),
+                always: always.as_ref().map(|e| cx.expr(e)),
+                never: never.as_ref().map(|e| cx.expr(e)),
+            }
+        }
+        ast::Condition::Violation(e) => Form::Violation(cx.expr(e)),
+    };
+    if !cx.errors.is_empty() {
+        return Err(cx.errors);
+    }
+    let mut warnings = Vec::new();
+    if let ast::Condition::Violation(e) = cond {
+        if let Some(w) = conjunction_of_has(e, text) {
+            warnings.push(w);
+        }
+    }
+    Ok(Checked { form, warnings })
+}
+
+struct Checker<'t> {
+    text: &'t str,
+    errors: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn expr(&mut self, e: &ast::Expr) -> hir::Expr {
+        match e {
+            ast::Expr::Or(items, _) => hir::Expr::Or(items.iter().map(|i| self.expr(i)).collect()),
+            ast::Expr::And(items, _) => hir::Expr::And(items.iter().map(|i| self.expr(i)).collect()),
+            ast::Expr::Not(inner, _) => hir::Expr::Not(Box::new(self.expr(inner))),
+            ast::Expr::Has(s) => hir::Expr::Has(self.selector(s)),
+            ast::Expr::Compare { lhs, op, rhs, .. } => {
+                let op = CmpOp::parse(op).expect("the grammar only yields comparison operators");
+                hir::Expr::Compare(self.numeric(lhs), op, self.numeric(rhs))
+            }
+            ast::Expr::Relation { lhs, op, rhs, .. } => {
+                let (a, b) = (self.selector(lhs), self.selector(rhs));
+                match op {
+                    RelOp::Before => hir::Expr::Before(a, b),
+                    RelOp::After => hir::Expr::Before(b, a),
+                    RelOp::Within => hir::Expr::Within(a, b),
+                    RelOp::ChildOf => hir::Expr::ChildOf(a, b),
+                }
+            }
+        }
+    }
+
+    fn numeric(&mut self, n: &ast::Numeric) -> Num {
+        match n {
+            ast::Numeric::Int(i, _) => Num::Int(*i),
+            ast::Numeric::Distinct(s, key) => {
+                let key = self.attr(key);
+                Num::Distinct(self.selector(s), key)
+            }
+            ast::Numeric::Count(s) => {
+                // `trace.count(S).where(k == unique)` is `distinct(S, k)`.
+                let mut keys = Vec::new();
+                let mut rest = s.clone();
+                rest.wheres.retain(|w| match w {
+                    Predicate::Compare { lhs, op, rhs: Operand::Unique(_), loc, .. } if op == "==" => {
+                        keys.push((lhs.clone(), loc.clone()));
+                        false
+                    }
+                    _ => true,
+                });
+                if keys.len() > 1 {
+                    self.errors.push(Problem::error(keys[1].1.clone(), "only one `== unique` per count", "second `== unique`"));
+                }
+                let sel = self.selector(&rest);
+                match keys.into_iter().next() {
+                    Some((key, _)) => Num::Distinct(sel, self.attr(&key)),
+                    None => Num::Count(sel),
+                }
+            }
+        }
+    }
+
+    fn selector(&mut self, s: &ast::Selector) -> hir::Selector {
+        let name = match &s.name {
+            NamePattern::Bare(n) => {
+                let first = n.split('.').next().unwrap_or(n);
+                if RESERVED.contains(&first) {
+                    self.errors.push(
+                        Problem::error(s.name_loc.clone(), format!("`{first}` is a reserved word"), "reserved word used as a span name")
+                            .with_help(format!("quote the span name: \"{n}\"")),
+                    );
+                }
+                bare_pattern(n)
+            }
+            NamePattern::Quoted(raw) => quoted_pattern(raw),
+        };
+        let mut preds: Vec<Pred> = s.wheres.iter().map(|w| self.pred(w)).collect();
+        let pred = match preds.len() {
+            0 => None,
+            1 => preds.pop(),
+            _ => Some(Pred::And(preds)),
+        };
+        hir::Selector { name, pred, text: self.text[s.loc.clone()].to_string() }
+    }
+
+    fn pred(&mut self, p: &Predicate) -> Pred {
+        match p {
+            Predicate::Or(items, _) => Pred::Or(items.iter().map(|i| self.pred(i)).collect()),
+            Predicate::And(items, _) => Pred::And(items.iter().map(|i| self.pred(i)).collect()),
+            Predicate::Not(inner, _) => Pred::Not(Box::new(self.pred(inner))),
+            Predicate::Exists(a, _) => Pred::Exists(self.attr(a)),
+            Predicate::Truthy(a) => {
+                let attr = self.attr(a);
+                if let Attr::Intrinsic(i) = attr {
+                    self.errors.push(Problem::error(a.loc.clone(), format!("`{}` is not a boolean", i.name()), "compare it with a value"));
+                }
+                Pred::Truthy(attr)
+            }
+            Predicate::Compare { lhs, op, rhs, op_loc, .. } => self.compare(lhs, op, rhs, op_loc),
+        }
+    }
+
+    fn compare(&mut self, lhs: &ast::AttrRef, op: &str, rhs: &Operand, op_loc: &Loc) -> Pred {
+        let attr = self.attr(lhs);
+        let ty = match &attr {
+            Attr::Intrinsic(i) => Some(i.ty()),
+            _ => None,
+        };
+        match (op, rhs) {
+            (_, Operand::Unique(l)) => {
+                self.errors.push(
+                    Problem::error(l.clone(), "`unique` only counts distinct values", "not inside trace.count(...)")
+                        .with_help("write `trace.count(S).where(key == unique)` or `distinct(S, key)`"),
+                );
+                Pred::Exists(attr)
+            }
+            ("in", Operand::List(items, _)) => {
+                let values = items.iter().map(|(lit, l)| self.literal_for(&attr, ty, CmpOp::Eq, lit, l)).collect();
+                Pred::In(attr, values)
+            }
+            ("in", other) => {
+                self.errors.push(Problem::error(operand_loc(other), "`in` takes a list", "not a list").with_help("write `k in [a, b, c]`"));
+                Pred::Exists(attr)
+            }
+            (_, Operand::List(_, l)) => {
+                self.errors.push(
+                    Problem::error(l.clone(), format!("`{op}` does not take a list"), "a list here").with_help("use `in` to compare with a list"),
+                );
+                Pred::Exists(attr)
+            }
+            ("matches", Operand::Literal(Literal::Str(re), l)) => {
+                if ty.is_some_and(|t| t != IntrinsicType::String) {
+                    self.errors.push(Problem::error(lhs.loc.clone(), format!("`matches` needs a string, and `{attr}` is not one"), "not a string"));
+                }
+                match compile_regex(re) {
+                    Ok(r) => Pred::Matches(attr, r),
+                    Err(msg) => {
+                        self.errors.push(Problem::error(l.clone(), "invalid regex", msg));
+                        Pred::Exists(attr)
+                    }
+                }
+            }
+            ("matches", other) => {
+                self.errors.push(
+                    Problem::error(operand_loc(other), "`matches` takes a regex in double quotes", "not a string")
+                        .with_help("write `k matches \"/api/v1/.*\"`"),
+                );
+                Pred::Exists(attr)
+            }
+            ("contains", Operand::Literal(lit, l)) => {
+                if ty == Some(IntrinsicType::Duration) {
+                    self.errors.push(Problem::error(lhs.loc.clone(), format!("`{attr}` is a duration; `contains` needs a string or an array"), "a duration"));
+                }
+                let v = literal_value(lit);
+                if let Value::Duration(_) = v {
+                    self.errors.push(Problem::error(l.clone(), "`contains` does not take a duration", "a duration"));
+                }
+                Pred::Contains(attr, v)
+            }
+            ("contains", other) => {
+                self.errors.push(Problem::error(operand_loc(other), "`contains` takes a value", "not a value"));
+                Pred::Exists(attr)
+            }
+            (op, Operand::Attr(other)) => {
+                let other_attr = self.attr(other);
+                let cmp = CmpOp::parse(op).expect("the grammar only yields these operators here");
+                if let (Attr::Intrinsic(a), Attr::Intrinsic(b)) = (&attr, &other_attr) {
+                    if a.ty() != b.ty() {
+                        self.errors.push(Problem::error(other.loc.clone(), format!("`{}` and `{}` have different types", a.name(), b.name()), "cannot compare"));
+                    }
+                }
+                Pred::CmpAttr(attr, cmp, other_attr)
+            }
+            (op, Operand::Literal(lit, l)) => {
+                let cmp = CmpOp::parse(op).expect("the grammar only yields these operators here");
+                if matches!(ty, Some(IntrinsicType::Status | IntrinsicType::Kind)) && !matches!(cmp, CmpOp::Eq | CmpOp::Ne) {
+                    self.errors.push(Problem::error(op_loc.clone(), format!("`{attr}` has no order"), "use == or !=, or `in`"));
+                }
+                let v = self.literal_for(&attr, ty, cmp, lit, l);
+                Pred::Cmp(attr, cmp, v)
+            }
+        }
+    }
+
+    /// Checks a literal against what the attribute can hold, and turns it into a value.
+    fn literal_for(&mut self, attr: &Attr, ty: Option<IntrinsicType>, op: CmpOp, lit: &Literal, l: &Loc) -> Value {
+        let v = literal_value(lit);
+        let ordered = !matches!(op, CmpOp::Eq | CmpOp::Ne);
+        match (ty, &v) {
+            (Some(IntrinsicType::Duration), Value::Duration(_)) => {}
+            (Some(IntrinsicType::Duration), other) => self.errors.push(
+                Problem::error(l.clone(), format!("`{attr}` is a duration, compared here with {} {}", article(other.type_name()), other.type_name()), "not a duration")
+                    .with_help("write a duration such as 250ms, 2s or 1m"),
+            ),
+            (Some(IntrinsicType::String), Value::Duration(_) | Value::Bool(_)) => self.errors.push(Problem::error(
+                l.clone(),
+                format!("`{attr}` is a string, compared here with a {}", v.type_name()),
+                "not a string",
+            )),
+            (Some(IntrinsicType::Status), value) if !matches!(value, Value::Str(s) if StatusCode::from_word(s).is_some()) => {
+                self.errors.push(
+                    Problem::error(l.clone(), format!("`{value}` is not a span status"), "unknown status").with_help("use ok, error or unset"),
+                )
+            }
+            (Some(IntrinsicType::Kind), value) if !matches!(value, Value::Str(s) if SpanKind::from_word(s).is_some()) => {
+                self.errors.push(
+                    Problem::error(l.clone(), format!("`{value}` is not a span kind"), "unknown kind")
+                        .with_help(format!("use one of {}", SpanKind::WORDS.join(", "))),
+                )
+            }
+            (None, Value::Bool(_)) if ordered => {
+                self.errors.push(Problem::error(l.clone(), "booleans have no order", "a boolean").with_help("use == or !="))
+            }
+            _ => {}
+        }
+        v
+    }
+
+    fn attr(&mut self, a: &ast::AttrRef) -> Attr {
+        match &a.kind {
+            AttrKind::Any(k) => {
+                let first = k.split('.').next().unwrap_or(k);
+                let quoted = self.text[a.loc.clone()].starts_with('"');
+                if !quoted && RESERVED.contains(&first) {
+                    self.errors.push(
+                        Problem::error(a.loc.clone(), format!("`{first}` is a reserved word"), "reserved word used as an attribute")
+                            .with_help(format!("quote the attribute: \"{k}\"")),
+                    );
+                }
+                Attr::Any(k.clone())
+            }
+            AttrKind::Span(k) => Attr::Span(k.clone()),
+            AttrKind::Resource(k) => Attr::Resource(k.clone()),
+            AttrKind::Intrinsic(name) => match Intrinsic::from_name(name) {
+                Some(i) => Attr::Intrinsic(i),
+                None => {
+                    let known: Vec<&str> = Intrinsic::ALL.iter().map(|i| i.name()).collect();
+                    self.errors.push(
+                        Problem::error(a.loc.clone(), format!("unknown intrinsic `{name}`"), "not an intrinsic")
+                            .with_help(format!("the intrinsics are {}", known.join(", "))),
+                    );
+                    Attr::Any(name.clone())
+                }
+            },
+        }
+    }
+}
+
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+fn operand_loc(o: &Operand) -> Loc {
+    match o {
+        Operand::Literal(_, l) | Operand::List(_, l) | Operand::Unique(l) => l.clone(),
+        Operand::Attr(a) => a.loc.clone(),
+    }
+}
+
+/// A literal's value: bare words are strings.
+pub fn literal_value(lit: &Literal) -> Value {
+    match lit {
+        Literal::Int(i) => Value::Int(*i),
+        Literal::Float(f) => Value::Float(*f),
+        Literal::Bool(b) => Value::Bool(*b),
+        Literal::Str(s) | Literal::Word(s) => Value::str(s),
+        Literal::Duration(d) => Value::Duration(*d),
+    }
+}
+
+/// Compiles a `matches` regex anchored at both ends, with a size limit so a hostile rule
+/// cannot make the engine build an enormous automaton.
+fn compile_regex(re: &str) -> Result<Regex, String> {
+    RegexBuilder::new(&format!("^(?:{re})$"))
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::Syntax(s) => s.lines().last().unwrap_or("syntax error").trim().to_string(),
+            regex::Error::CompiledTooBig(_) => "the regex is too large".into(),
+            other => other.to_string(),
+        })
+}
+
+/// A bare name: `*` is any name, a name with `*` in it is a glob, anything else exact.
+fn bare_pattern(n: &str) -> NameMatch {
+    if n == "*" {
+        NameMatch::Any
+    } else if n.contains('*') {
+        glob(n, &n.split('*').map(str::to_string).collect::<Vec<_>>())
+    } else {
+        NameMatch::Exact(n.to_string())
+    }
+}
+
+/// A quoted name: `\"`, `\\` and `\*` escape; an unescaped `*` makes it a glob.
+fn quoted_pattern(raw: &str) -> NameMatch {
+    let mut pieces = vec![String::new()];
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e @ ('"' | '\\' | '*')) => pieces.last_mut().expect("never empty").push(e),
+                Some(other) => {
+                    let last = pieces.last_mut().expect("never empty");
+                    last.push('\\');
+                    last.push(other);
+                }
+                None => pieces.last_mut().expect("never empty").push('\\'),
+            },
+            '*' => pieces.push(String::new()),
+            c => pieces.last_mut().expect("never empty").push(c),
+        }
+    }
+    match pieces.len() {
+        1 => NameMatch::Exact(pieces.pop().expect("one piece")),
+        2 if pieces.iter().all(String::is_empty) => NameMatch::Any,
+        _ => glob(raw, &pieces),
+    }
+}
+
+/// A glob from the literal pieces between its stars.
+fn glob(text: &str, pieces: &[String]) -> NameMatch {
+    let body: Vec<String> = pieces.iter().map(|p| regex::escape(p)).collect();
+    let re = Regex::new(&format!("^(?s:{})$", body.join(".*"))).expect("escaped pieces joined by .* always compile");
+    NameMatch::Glob(text.to_string(), re)
+}
+
+/// The warning of dsl.md §2: a violation-form condition that is a plain conjunction of
+/// positive `has` checks fires on every trace that has them all.
+fn conjunction_of_has(e: &ast::Expr, text: &str) -> Option<Problem> {
+    let ast::Expr::And(items, loc) = e else { return None };
+    if !items.iter().all(|i| matches!(i, ast::Expr::Has(_))) {
+        return None;
+    }
+    let first = &text[items[0].loc()];
+    let rest: Vec<&str> = items[1..].iter().map(|i| &text[i.loc()]).collect();
+    Some(Problem {
+        level: Level::Warning,
+        loc: loc.clone(),
+        message: "this condition fires on every trace that has all of these spans".into(),
+        label: "a conjunction of `has` checks".into(),
+        help: Some(format!(
+            "a violation-form rule fires when its condition is true; to say \"if the first happens, the rest must too\", write\n    when {{ {first} }} always {{ {} }}",
+            rest.join(" and ")
+        )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match check_text(text) {
+            Ok(_) => vec![],
+            Err(ps) => ps.into_iter().map(|p| p.message).collect(),
+        }
+    }
+
+    #[test]
+    fn reports_every_error_at_once() {
+        let errs = errors("when { count.x } always { y.where(span:foo > 1 and span:duration > \"a\") }");
+        assert_eq!(errs.len(), 3, "{errs:?}");
+    }
+
+    #[test]
+    fn compiler_visible_type_errors() {
+        assert_eq!(errors("x.where(span:duration > \"abc\")").len(), 1);
+        assert_eq!(errors("x.where(span:duration > 5)").len(), 1);
+        assert_eq!(errors("x.where(k matches 5)").len(), 1);
+        assert_eq!(errors("x.where(k matches \"(\")").len(), 1);
+        assert_eq!(errors("x.where(span:status == broken)").len(), 1);
+        assert_eq!(errors("x.where(k > true)").len(), 1);
+        assert_eq!(errors("x.where(k == [a, b])").len(), 1);
+        assert_eq!(errors("x.where(k == unique)").len(), 1);
+        assert!(errors("x.where(span:duration > 250ms and span:status == error and span:kind in [server, client])").is_empty());
+    }
+
+    #[test]
+    fn invariant_needs_always_or_never() {
+        assert_eq!(errors("when { a }").len(), 1);
+    }
+
+    #[test]
+    fn count_where_unique_is_distinct() {
+        let c = check_text("trace.count(payment.charge).where(payment_intent_id == unique) > 1").unwrap();
+        let Form::Violation(hir::Expr::Compare(Num::Distinct(_, key), ..)) = c.form else { panic!("{:?}", c.form) };
+        assert_eq!(key, Attr::Any("payment_intent_id".into()));
+    }
+
+    #[test]
+    fn after_is_before_swapped() {
+        let c = check_text("b after a").unwrap();
+        let Form::Violation(hir::Expr::Before(first, second)) = c.form else { panic!() };
+        assert_eq!(first.text, "a");
+        assert_eq!(second.text, "b");
+    }
+
+    #[test]
+    fn quoted_names_escape_stars() {
+        assert!(quoted_pattern(r"HTTP \*").matches("HTTP *"));
+        assert!(!quoted_pattern(r"HTTP \*").matches("HTTP GET"));
+        assert!(quoted_pattern("HTTP *").matches("HTTP GET"));
+        assert!(bare_pattern("payment.*").matches("payment.charge"));
+        assert!(!bare_pattern("payment.*").matches("payments"));
+        assert_eq!(quoted_pattern("GET /api/users/{id}"), NameMatch::Exact("GET /api/users/{id}".into()));
+    }
+
+    #[test]
+    fn warns_on_conjunction_of_has() {
+        let c = check_text("trace.has(a) and trace.has(b)").unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].help.as_ref().unwrap().contains("when { trace.has(a) } always { trace.has(b) }"));
+        assert!(check_text("trace.has(a) and not trace.has(b)").unwrap().warnings.is_empty());
+    }
+}

@@ -1,0 +1,282 @@
+//! From checked conditions to bytecode: one [`Compiler`] per rule set, so that names,
+//! selectors and attributes are interned once across all rules.
+
+use std::collections::HashMap;
+
+use crate::bytecode::{AttrId, Code, NameCode, Op, PredOp, Program, SelId};
+use crate::hir::{self, trigger_selectors, Attr, Expr, Form, NameMatch, Num, Pred};
+use crate::value::Value;
+
+/// Builds the shared [`Code`] tables while compiling each rule's [`Program`].
+#[derive(Default)]
+pub struct Compiler {
+    code: Code,
+    names: HashMap<String, u32>,
+    globs: HashMap<String, u32>,
+    selectors: HashMap<String, SelId>,
+    attrs: HashMap<Attr, AttrId>,
+}
+
+impl Compiler {
+    /// A compiler with empty tables.
+    pub fn new() -> Compiler {
+        Compiler::default()
+    }
+
+    /// Compiles one rule's checked condition.
+    pub fn compile(&mut self, form: &Form) -> Program {
+        let mut ops = Vec::new();
+        let guard = match form {
+            Form::Invariant { when, always, never } => {
+                self.expr(when, &mut ops);
+                let end_jump = emit_jump(&mut ops, Op::JumpIfFalseOrPop(0));
+                match (always, never) {
+                    (Some(a), Some(n)) => {
+                        self.expr(a, &mut ops);
+                        ops.push(Op::Not);
+                        let j = emit_jump(&mut ops, Op::JumpIfTrueOrPop(0));
+                        self.expr(n, &mut ops);
+                        patch(&mut ops, j);
+                    }
+                    (Some(a), None) => {
+                        self.expr(a, &mut ops);
+                        ops.push(Op::Not);
+                    }
+                    (None, Some(n)) => self.expr(n, &mut ops),
+                    (None, None) => ops.push(Op::Int(0)),
+                }
+                patch(&mut ops, end_jump);
+                guard_name(when)
+            }
+            Form::Violation(e) => {
+                self.expr(e, &mut ops);
+                guard_name(e)
+            }
+        };
+        let guard = guard.map(|n| self.name(n));
+        let mut triggers: Vec<SelId> = trigger_selectors(form).into_iter().map(|s| self.selector(s)).collect();
+        triggers.sort_unstable();
+        triggers.dedup();
+        Program { ops, guard, triggers }
+    }
+
+    /// The shared tables, once every rule is compiled.
+    pub fn finish(self) -> Code {
+        self.code
+    }
+
+    fn expr(&mut self, e: &Expr, ops: &mut Vec<Op>) {
+        match e {
+            Expr::Or(items) | Expr::And(items) => {
+                let is_or = matches!(e, Expr::Or(_));
+                let mut jumps = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    self.expr(item, ops);
+                    if i + 1 < items.len() {
+                        let op = if is_or { Op::JumpIfTrueOrPop(0) } else { Op::JumpIfFalseOrPop(0) };
+                        jumps.push(emit_jump(ops, op));
+                    }
+                }
+                for j in jumps {
+                    patch(ops, j);
+                }
+            }
+            Expr::Not(inner) => {
+                self.expr(inner, ops);
+                ops.push(Op::Not);
+            }
+            Expr::Has(s) => {
+                let s = self.selector(s);
+                ops.push(Op::Has(s));
+            }
+            Expr::Compare(a, op, b) => {
+                self.num(a, ops);
+                self.num(b, ops);
+                ops.push(Op::Cmp(*op));
+            }
+            Expr::Before(a, b) => {
+                let (a, b) = (self.selector(a), self.selector(b));
+                ops.push(Op::Before(a, b));
+            }
+            Expr::Within(a, b) => {
+                let (a, b) = (self.selector(a), self.selector(b));
+                ops.push(Op::Within(a, b));
+            }
+            Expr::ChildOf(a, b) => {
+                let (a, b) = (self.selector(a), self.selector(b));
+                ops.push(Op::ChildOf(a, b));
+            }
+        }
+    }
+
+    fn num(&mut self, n: &Num, ops: &mut Vec<Op>) {
+        match n {
+            Num::Int(i) => ops.push(Op::Int(*i)),
+            Num::Count(s) => {
+                let s = self.selector(s);
+                ops.push(Op::Count(s));
+            }
+            Num::Distinct(s, key) => {
+                let s = self.selector(s);
+                let key = self.attr(key);
+                ops.push(Op::Distinct(s, key));
+            }
+        }
+    }
+
+    fn name(&mut self, n: &str) -> u32 {
+        if let Some(&id) = self.names.get(n) {
+            return id;
+        }
+        let id = self.code.names.len() as u32;
+        self.code.names.push(n.to_string());
+        self.names.insert(n.to_string(), id);
+        id
+    }
+
+    fn selector(&mut self, s: &hir::Selector) -> SelId {
+        // Two selectors are the same when their name and predicates are; the regex's Debug
+        // form is its pattern, so the key is exact.
+        let key = format!("{:?}|{:?}", name_key(&s.name), s.pred);
+        if let Some(&id) = self.selectors.get(&key) {
+            return id;
+        }
+        let name = match &s.name {
+            NameMatch::Exact(n) => NameCode::Exact(self.name(n)),
+            NameMatch::Glob(text, re) => {
+                let id = match self.globs.get(text) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.code.globs.len() as u32;
+                        self.code.globs.push((text.clone(), re.clone()));
+                        self.globs.insert(text.clone(), id);
+                        id
+                    }
+                };
+                NameCode::Glob(id)
+            }
+            NameMatch::Any => NameCode::Any,
+        };
+        let mut pred = Vec::new();
+        if let Some(p) = &s.pred {
+            self.pred(p, &mut pred);
+        }
+        let id = self.code.selectors.len() as SelId;
+        self.code.selectors.push(crate::bytecode::SelectorCode { name, pred, text: s.text.clone() });
+        self.selectors.insert(key, id);
+        id
+    }
+
+    fn pred(&mut self, p: &Pred, ops: &mut Vec<PredOp>) {
+        match p {
+            Pred::Or(items) | Pred::And(items) => {
+                let is_or = matches!(p, Pred::Or(_));
+                let mut jumps = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    self.pred(item, ops);
+                    if i + 1 < items.len() {
+                        jumps.push(ops.len());
+                        ops.push(if is_or { PredOp::JumpIfTrueOrPop(0) } else { PredOp::JumpIfFalseOrPop(0) });
+                    }
+                }
+                let end = ops.len() as u32;
+                for j in jumps {
+                    ops[j] = match ops[j] {
+                        PredOp::JumpIfTrueOrPop(_) => PredOp::JumpIfTrueOrPop(end),
+                        _ => PredOp::JumpIfFalseOrPop(end),
+                    };
+                }
+            }
+            Pred::Not(inner) => {
+                self.pred(inner, ops);
+                ops.push(PredOp::Not);
+            }
+            Pred::Exists(a) => {
+                let a = self.attr(a);
+                ops.push(PredOp::Exists(a));
+            }
+            Pred::Truthy(a) => {
+                let a = self.attr(a);
+                ops.push(PredOp::Truthy(a));
+            }
+            Pred::Cmp(a, op, v) => {
+                let a = self.attr(a);
+                let k = self.constant(v);
+                ops.push(PredOp::Cmp(a, *op, k));
+            }
+            Pred::In(a, items) => {
+                let a = self.attr(a);
+                let l = self.code.lists.len() as u32;
+                self.code.lists.push(items.clone());
+                ops.push(PredOp::In(a, l));
+            }
+            Pred::Matches(a, re) => {
+                let a = self.attr(a);
+                let r = self.code.regexes.len() as u32;
+                self.code.regexes.push(re.clone());
+                ops.push(PredOp::Matches(a, r));
+            }
+            Pred::Contains(a, v) => {
+                let a = self.attr(a);
+                let k = self.constant(v);
+                ops.push(PredOp::Contains(a, k));
+            }
+            Pred::CmpAttr(a, op, b) => {
+                let (a, b) = (self.attr(a), self.attr(b));
+                ops.push(PredOp::CmpAttr(a, *op, b));
+            }
+        }
+    }
+
+    fn attr(&mut self, a: &Attr) -> AttrId {
+        if let Some(&id) = self.attrs.get(a) {
+            return id;
+        }
+        let id = self.code.attrs.len() as AttrId;
+        self.code.attrs.push(a.clone());
+        self.attrs.insert(a.clone(), id);
+        id
+    }
+
+    fn constant(&mut self, v: &Value) -> u32 {
+        if let Some(i) = self.code.consts.iter().position(|c| c == v) {
+            return i as u32;
+        }
+        self.code.consts.push(v.clone());
+        (self.code.consts.len() - 1) as u32
+    }
+}
+
+fn name_key(n: &NameMatch) -> String {
+    match n {
+        NameMatch::Exact(s) => format!("={s}"),
+        NameMatch::Glob(s, _) => format!("~{s}"),
+        NameMatch::Any => "*".into(),
+    }
+}
+
+fn emit_jump(ops: &mut Vec<Op>, op: Op) -> usize {
+    ops.push(op);
+    ops.len() - 1
+}
+
+fn patch(ops: &mut [Op], at: usize) {
+    let end = ops.len() as u32;
+    ops[at] = match ops[at] {
+        Op::JumpIfTrueOrPop(_) => Op::JumpIfTrueOrPop(end),
+        _ => Op::JumpIfFalseOrPop(end),
+    };
+}
+
+/// A span name the expression cannot be true without: the rule is skipped on traces that
+/// lack it. Conservative: `None` whenever that is not certain.
+fn guard_name(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Has(s) | Expr::Before(s, _) => match &s.name {
+            NameMatch::Exact(n) => Some(n),
+            _ => None,
+        },
+        Expr::And(items) => items.iter().find_map(guard_name),
+        _ => None,
+    }
+}

@@ -1,0 +1,267 @@
+//! A checked condition: names resolved, types checked, regexes compiled, `after` turned
+//! into `before` and `count(S).where(k == unique)` into `distinct(S, k)`.
+//!
+//! Both the compiler (`compile.rs`) and the reference evaluator (`reference.rs`) start
+//! from here, so the checker's decisions are made once.
+
+use std::fmt;
+
+use regex::Regex;
+
+use crate::value::{CmpOp, Value};
+
+/// The two forms a checked condition can take.
+#[derive(Debug, Clone)]
+pub enum Form {
+    /// `when { when } always { always } never { never }`: fires when `when` holds and
+    /// `always` does not, or `never` does.
+    Invariant {
+        /// Where the rule applies.
+        when: Expr,
+        /// What must hold.
+        always: Option<Expr>,
+        /// What must not hold.
+        never: Option<Expr>,
+    },
+    /// Fires when the expression holds.
+    Violation(Expr),
+}
+
+/// A checked boolean term.
+#[derive(Debug, Clone)]
+pub enum Expr {
+    /// Any of the terms.
+    Or(Vec<Expr>),
+    /// All of the terms.
+    And(Vec<Expr>),
+    /// The term is false.
+    Not(Box<Expr>),
+    /// Some span matches.
+    Has(Selector),
+    /// Two numbers compare so.
+    Compare(Num, CmpOp, Num),
+    /// Both match, and the earliest start of the first is strictly before that of the second.
+    Before(Selector, Selector),
+    /// Every span matching the first has an ancestor matching the second.
+    Within(Selector, Selector),
+    /// Every span matching the first has a direct parent matching the second.
+    ChildOf(Selector, Selector),
+}
+
+/// A checked numeric term.
+#[derive(Debug, Clone)]
+pub enum Num {
+    /// How many spans match.
+    Count(Selector),
+    /// How many distinct values the attribute takes over the matching spans.
+    Distinct(Selector, Attr),
+    /// A constant.
+    Int(i64),
+}
+
+/// A checked span selector.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    /// How it matches span names.
+    pub name: NameMatch,
+    /// The conjunction of its `.where`s, if any.
+    pub pred: Option<Pred>,
+    /// The selector as written, for `explain` and `test` output.
+    pub text: String,
+}
+
+/// How a selector matches span names.
+#[derive(Debug, Clone)]
+pub enum NameMatch {
+    /// Exactly this name.
+    Exact(String),
+    /// A glob (`payment.*`), kept as its text and as an anchored regex.
+    Glob(String, Regex),
+    /// Every span (`*`).
+    Any,
+}
+
+impl NameMatch {
+    /// Whether a span name matches.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            NameMatch::Exact(n) => n == name,
+            NameMatch::Glob(_, re) => re.is_match(name),
+            NameMatch::Any => true,
+        }
+    }
+}
+
+impl PartialEq for NameMatch {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (NameMatch::Exact(a), NameMatch::Exact(b)) => a == b,
+            (NameMatch::Glob(a, _), NameMatch::Glob(b, _)) => a == b,
+            (NameMatch::Any, NameMatch::Any) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A checked predicate over one span.
+#[derive(Debug, Clone)]
+pub enum Pred {
+    /// Any holds.
+    Or(Vec<Pred>),
+    /// All hold.
+    And(Vec<Pred>),
+    /// Does not hold.
+    Not(Box<Pred>),
+    /// The attribute is present.
+    Exists(Attr),
+    /// The attribute is the boolean `true`.
+    Truthy(Attr),
+    /// `attr OP literal`.
+    Cmp(Attr, CmpOp, Value),
+    /// `attr in [literals]`.
+    In(Attr, Vec<Value>),
+    /// `attr matches "re"` (the regex is anchored at both ends).
+    Matches(Attr, Regex),
+    /// `attr contains literal`.
+    Contains(Attr, Value),
+    /// `attr OP other_attr`, both of the same span.
+    CmpAttr(Attr, CmpOp, Attr),
+}
+
+/// A resolved attribute reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Attr {
+    /// The span's attribute, else the resource's.
+    Any(String),
+    /// The span's attribute only.
+    Span(String),
+    /// The resource's attribute only.
+    Resource(String),
+    /// An intrinsic.
+    Intrinsic(Intrinsic),
+}
+
+impl fmt::Display for Attr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Attr::Any(k) => write!(f, "{k}"),
+            Attr::Span(k) => write!(f, "span.{k}"),
+            Attr::Resource(k) => write!(f, "resource.{k}"),
+            Attr::Intrinsic(i) => f.write_str(i.name()),
+        }
+    }
+}
+
+/// The intrinsics of dsl.md §2.3, spelled as in TraceQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Intrinsic {
+    /// `span:name`
+    Name,
+    /// `span:duration`
+    Duration,
+    /// `span:status`
+    Status,
+    /// `span:statusMessage`
+    StatusMessage,
+    /// `span:kind`
+    Kind,
+    /// `trace:rootName`
+    RootName,
+    /// `trace:rootService`
+    RootService,
+    /// `trace:duration`
+    TraceDuration,
+}
+
+/// What an intrinsic's values are, for the checker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntrinsicType {
+    /// Free text.
+    String,
+    /// A duration.
+    Duration,
+    /// One of `ok`, `error`, `unset`.
+    Status,
+    /// One of the span kinds.
+    Kind,
+}
+
+impl Intrinsic {
+    /// Every intrinsic, for lookups and messages.
+    pub const ALL: [Intrinsic; 8] = [
+        Intrinsic::Name,
+        Intrinsic::Duration,
+        Intrinsic::Status,
+        Intrinsic::StatusMessage,
+        Intrinsic::Kind,
+        Intrinsic::RootName,
+        Intrinsic::RootService,
+        Intrinsic::TraceDuration,
+    ];
+
+    /// The intrinsic as written.
+    pub fn name(self) -> &'static str {
+        match self {
+            Intrinsic::Name => "span:name",
+            Intrinsic::Duration => "span:duration",
+            Intrinsic::Status => "span:status",
+            Intrinsic::StatusMessage => "span:statusMessage",
+            Intrinsic::Kind => "span:kind",
+            Intrinsic::RootName => "trace:rootName",
+            Intrinsic::RootService => "trace:rootService",
+            Intrinsic::TraceDuration => "trace:duration",
+        }
+    }
+
+    /// Looks an intrinsic up by its written name.
+    pub fn from_name(name: &str) -> Option<Intrinsic> {
+        Self::ALL.into_iter().find(|i| i.name() == name)
+    }
+
+    /// The type of its values.
+    pub fn ty(self) -> IntrinsicType {
+        match self {
+            Intrinsic::Duration | Intrinsic::TraceDuration => IntrinsicType::Duration,
+            Intrinsic::Status => IntrinsicType::Status,
+            Intrinsic::Kind => IntrinsicType::Kind,
+            _ => IntrinsicType::String,
+        }
+    }
+}
+
+/// The selectors whose matching spans become trigger spans (dsl.md §3): those under an even
+/// number of `not`s in `when` (invariant form) or in the whole condition (violation form),
+/// and for invariant rules those under an even number of `not`s in `never`.
+pub fn trigger_selectors(form: &Form) -> Vec<&Selector> {
+    let mut out = Vec::new();
+    match form {
+        Form::Invariant { when, never, .. } => {
+            collect_positive(when, false, &mut out);
+            if let Some(n) = never {
+                collect_positive(n, false, &mut out);
+            }
+        }
+        Form::Violation(e) => collect_positive(e, false, &mut out),
+    }
+    out
+}
+
+fn collect_positive<'a>(e: &'a Expr, negated: bool, out: &mut Vec<&'a Selector>) {
+    match e {
+        Expr::Or(items) | Expr::And(items) => items.iter().for_each(|i| collect_positive(i, negated, out)),
+        Expr::Not(inner) => collect_positive(inner, !negated, out),
+        _ if negated => {}
+        Expr::Has(s) => out.push(s),
+        Expr::Compare(a, _, b) => {
+            for n in [a, b] {
+                if let Num::Count(s) | Num::Distinct(s, _) = n {
+                    out.push(s);
+                }
+            }
+        }
+        Expr::Before(a, b) | Expr::Within(a, b) | Expr::ChildOf(a, b) => {
+            out.push(a);
+            out.push(b);
+        }
+    }
+}

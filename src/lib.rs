@@ -1,0 +1,34 @@
+//! BeTrace: invariants that production systems depend on, written as rules and checked on
+//! every OpenTelemetry trace.
+//!
+//! The path of a rule, by module:
+//!
+//! * [`rules`] reads rule files (YAML) strictly and reports every problem, located;
+//! * [`syntax`] parses a condition with the pest grammar into an [`syntax::ast`];
+//! * [`check`] resolves and type-checks it into the [`hir`];
+//! * [`compile`] turns the HIR into [`bytecode`], shared across a [`ruleset::RuleSet`];
+//! * [`vm`] judges a [`trace::Trace`] with that bytecode; [`reference`] is the plain
+//!   tree-walking evaluator the VM is tested against;
+//! * [`signal`] is what a firing rule reports.
+//!
+//! [`compact`] reads the readable YAML traces that examples and tests are written in.
+
+pub mod bytecode;
+pub mod check;
+pub mod compact;
+pub mod compile;
+pub mod diagnostic;
+pub mod hir;
+pub mod reference;
+pub mod rules;
+pub mod ruleset;
+pub mod signal;
+pub mod syntax;
+pub mod trace;
+pub mod value;
+pub mod vm;
+
+pub use ruleset::{LoadError, RuleSet};
+
+/// The engine's version, as reported in signals' instrumentation scope.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,141 @@
+//! The reference evaluator: a plain tree-walking interpreter over the checked condition.
+//!
+//! It is kept small and obviously right — linear scans, no indexes, no caches — so that the
+//! property tests can hold the bytecode VM to it. It shares only [`crate::value`] (what a
+//! comparison means) and [`hir::trigger_selectors`] (which selectors report) with the VM.
+
+use std::collections::HashSet;
+
+use crate::hir::{trigger_selectors, Attr, Expr, Form, Intrinsic, Num, Pred, Selector};
+use crate::trace::{lookup, Trace};
+use crate::value::{self, Value};
+
+/// Whether a rule fires on a trace, and which spans triggered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The rule fires.
+    pub fired: bool,
+    /// Indexes into `trace.spans` of the trigger spans, earliest start first, ties by span
+    /// id; empty when the rule does not fire.
+    pub triggers: Vec<usize>,
+}
+
+/// Judges one checked condition against one trace.
+pub fn evaluate(form: &Form, trace: &Trace) -> Verdict {
+    let fired = match form {
+        Form::Invariant { when, always, never } => {
+            expr(when, trace)
+                && (always.as_ref().is_some_and(|a| !expr(a, trace)) || never.as_ref().is_some_and(|n| expr(n, trace)))
+        }
+        Form::Violation(e) => expr(e, trace),
+    };
+    let mut triggers = Vec::new();
+    if fired {
+        for sel in trigger_selectors(form) {
+            for i in 0..trace.spans.len() {
+                if matches(sel, trace, i) && !triggers.contains(&i) {
+                    triggers.push(i);
+                }
+            }
+        }
+        triggers.sort_by_key(|&i| (trace.spans[i].start_unix_nano, trace.spans[i].span_id));
+    }
+    Verdict { fired, triggers }
+}
+
+fn expr(e: &Expr, t: &Trace) -> bool {
+    match e {
+        Expr::Or(items) => items.iter().any(|i| expr(i, t)),
+        Expr::And(items) => items.iter().all(|i| expr(i, t)),
+        Expr::Not(inner) => !expr(inner, t),
+        Expr::Has(s) => (0..t.spans.len()).any(|i| matches(s, t, i)),
+        Expr::Compare(a, op, b) => op.ints(num(a, t), num(b, t)),
+        Expr::Before(a, b) => match (earliest(a, t), earliest(b, t)) {
+            (Some(x), Some(y)) => x < y,
+            _ => false,
+        },
+        Expr::Within(a, b) => (0..t.spans.len()).filter(|&i| matches(a, t, i)).all(|i| has_ancestor(i, b, t)),
+        Expr::ChildOf(a, b) => {
+            (0..t.spans.len()).filter(|&i| matches(a, t, i)).all(|i| parent(i, t).is_some_and(|p| matches(b, t, p)))
+        }
+    }
+}
+
+fn num(n: &Num, t: &Trace) -> i64 {
+    match n {
+        Num::Int(i) => *i,
+        Num::Count(s) => (0..t.spans.len()).filter(|&i| matches(s, t, i)).count() as i64,
+        Num::Distinct(s, key) => {
+            let keys: HashSet<_> =
+                (0..t.spans.len()).filter(|&i| matches(s, t, i)).filter_map(|i| attr(key, t, i)).map(|v| v.distinct_key()).collect();
+            keys.len() as i64
+        }
+    }
+}
+
+fn earliest(s: &Selector, t: &Trace) -> Option<u64> {
+    (0..t.spans.len()).filter(|&i| matches(s, t, i)).map(|i| t.spans[i].start_unix_nano).min()
+}
+
+/// The index of span `i`'s parent in this trace, if it is there.
+fn parent(i: usize, t: &Trace) -> Option<usize> {
+    let pid = t.spans[i].parent_span_id?;
+    t.spans.iter().position(|s| s.span_id == pid)
+}
+
+fn has_ancestor(i: usize, b: &Selector, t: &Trace) -> bool {
+    let mut cur = i;
+    // A hostile trace may have a parent cycle; no chain is longer than the trace.
+    for _ in 0..t.spans.len() {
+        match parent(cur, t) {
+            Some(p) if matches(b, t, p) => return true,
+            Some(p) => cur = p,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// Whether span `i` matches the selector's name and every predicate.
+pub fn matches(s: &Selector, t: &Trace, i: usize) -> bool {
+    s.name.matches(&t.spans[i].name) && s.pred.as_ref().is_none_or(|p| pred(p, t, i))
+}
+
+fn pred(p: &Pred, t: &Trace, i: usize) -> bool {
+    match p {
+        Pred::Or(items) => items.iter().any(|q| pred(q, t, i)),
+        Pred::And(items) => items.iter().all(|q| pred(q, t, i)),
+        Pred::Not(q) => !pred(q, t, i),
+        Pred::Exists(a) => attr(a, t, i).is_some(),
+        Pred::Truthy(a) => attr(a, t, i).is_some_and(|v| value::is_true(&v)),
+        Pred::Cmp(a, op, lit) => attr(a, t, i).is_some_and(|v| value::compare(&v, *op, lit)),
+        Pred::In(a, items) => attr(a, t, i).is_some_and(|v| value::is_in(&v, items)),
+        Pred::Matches(a, re) => attr(a, t, i).is_some_and(|v| v.as_str().is_some_and(|s| re.is_match(s))),
+        Pred::Contains(a, needle) => attr(a, t, i).is_some_and(|v| value::contains(&v, needle)),
+        Pred::CmpAttr(a, op, b) => match (attr(a, t, i), attr(b, t, i)) {
+            (Some(x), Some(y)) => value::compare(&x, *op, &y),
+            _ => false,
+        },
+    }
+}
+
+/// The value an attribute reference has on span `i`, if any.
+fn attr(a: &Attr, t: &Trace, i: usize) -> Option<Value> {
+    let span = &t.spans[i];
+    let resource = &t.resource_of(span).attributes;
+    match a {
+        Attr::Any(k) => lookup(&span.attributes, k).or_else(|| lookup(resource, k)).cloned(),
+        Attr::Span(k) => lookup(&span.attributes, k).cloned(),
+        Attr::Resource(k) => lookup(resource, k).cloned(),
+        Attr::Intrinsic(which) => Some(match which {
+            Intrinsic::Name => Value::str(&span.name),
+            Intrinsic::Duration => Value::Duration(span.duration_nanos()),
+            Intrinsic::Status => Value::str(span.status.as_str()),
+            Intrinsic::StatusMessage => Value::str(&span.status_message),
+            Intrinsic::Kind => Value::str(span.kind.as_str()),
+            Intrinsic::RootName => Value::str(&t.spans[t.root()?].name),
+            Intrinsic::RootService => Value::str(t.resource_of(&t.spans[t.root()?]).service_name()),
+            Intrinsic::TraceDuration => Value::Duration(t.duration_nanos()),
+        }),
+    }
+}

@@ -1,0 +1,254 @@
+//! Where each part of a YAML document stands in its text.
+//!
+//! serde_yaml gives us typed rule files but forgets positions once a value is read, and an
+//! error in a condition must point at the line and column *in the file*. This module reads
+//! the same text with yaml-rust2's event parser and keeps a light tree of byte offsets.
+
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// A node of the position tree.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Byte offset where the node starts (for block scalars, their first content character).
+    pub start: usize,
+    /// The node's shape and children.
+    pub kind: NodeKind,
+}
+
+/// What a node is.
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// A scalar with its style and text.
+    Scalar(TScalarStyle, String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping: key text, key offset, value.
+    Map(Vec<(String, usize, Node)>),
+    /// An alias or anything else without children.
+    Other,
+}
+
+impl Node {
+    /// The value under `key`, if this is a mapping that has it.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|(_, n)| n)
+    }
+
+    /// The key's offset and value under `key`.
+    pub fn entry(&self, key: &str) -> Option<(usize, &Node)> {
+        match &self.kind {
+            NodeKind::Map(items) => items.iter().find(|(k, _, _)| k == key).map(|(_, at, n)| (*at, n)),
+            _ => None,
+        }
+    }
+
+    /// The `i`th item, if this is a sequence that has it.
+    pub fn item(&self, i: usize) -> Option<&Node> {
+        match &self.kind {
+            NodeKind::Seq(items) => items.get(i),
+            _ => None,
+        }
+    }
+}
+
+/// A YAML syntax error, located.
+#[derive(Debug, Clone)]
+pub struct YamlError {
+    /// Byte offset of the error.
+    pub at: usize,
+    /// The parser's description.
+    pub message: String,
+}
+
+/// Builds the position tree of the first document in `text`; `Ok(None)` for an empty one.
+pub fn positions(text: &str) -> Result<Option<Node>, YamlError> {
+    let offsets = CharOffsets::new(text);
+    let mut parser = Parser::new_from_str(text);
+    let mut reader = Reader { parser: &mut parser, offsets: &offsets, depth: 0 };
+    loop {
+        let (event, mark) = reader.next()?;
+        match event {
+            Event::StreamEnd => return Ok(None),
+            Event::StreamStart | Event::DocumentStart => {}
+            _ => return reader.node(event, mark).map(Some),
+        }
+    }
+}
+
+struct Reader<'p, 't> {
+    parser: &'p mut Parser<std::str::Chars<'t>>,
+    offsets: &'p CharOffsets,
+    depth: usize,
+}
+
+/// Nesting deeper than this is refused: rule files are shallow, hostile ones are not.
+const MAX_DEPTH: usize = 64;
+
+impl Reader<'_, '_> {
+    fn next(&mut self) -> Result<(Event, usize), YamlError> {
+        match self.parser.next_token() {
+            Ok((event, mark)) => Ok((event, self.offsets.byte(mark))),
+            Err(e) => Err(YamlError { at: self.offsets.byte(*e.marker()), message: e.info().to_string() }),
+        }
+    }
+
+    fn node(&mut self, event: Event, start: usize) -> Result<Node, YamlError> {
+        let kind = match event {
+            Event::Scalar(text, style, _, _) => NodeKind::Scalar(style, text),
+            Event::SequenceStart(..) => {
+                self.enter(start)?;
+                let mut items = Vec::new();
+                loop {
+                    let (ev, at) = self.next()?;
+                    if ev == Event::SequenceEnd {
+                        break;
+                    }
+                    items.push(self.node(ev, at)?);
+                }
+                self.depth -= 1;
+                NodeKind::Seq(items)
+            }
+            Event::MappingStart(..) => {
+                self.enter(start)?;
+                let mut items = Vec::new();
+                loop {
+                    let (ev, at) = self.next()?;
+                    if ev == Event::MappingEnd {
+                        break;
+                    }
+                    let key = match &ev {
+                        Event::Scalar(text, ..) => text.clone(),
+                        _ => String::new(),
+                    };
+                    let _ = self.node(ev, at)?;
+                    let (vev, vat) = self.next()?;
+                    let value = self.node(vev, vat)?;
+                    items.push((key, at, value));
+                }
+                self.depth -= 1;
+                NodeKind::Map(items)
+            }
+            _ => NodeKind::Other,
+        };
+        Ok(Node { start, kind })
+    }
+
+    fn enter(&mut self, at: usize) -> Result<(), YamlError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(YamlError { at, message: format!("nested deeper than {MAX_DEPTH} levels") });
+        }
+        Ok(())
+    }
+}
+
+/// yaml-rust2 counts characters; diagnostics need bytes.
+struct CharOffsets {
+    bytes: Vec<usize>,
+}
+
+impl CharOffsets {
+    fn new(text: &str) -> CharOffsets {
+        let mut bytes: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+        bytes.push(text.len());
+        CharOffsets { bytes }
+    }
+
+    fn byte(&self, m: Marker) -> usize {
+        self.bytes.get(m.index()).copied().unwrap_or_else(|| *self.bytes.last().expect("never empty"))
+    }
+}
+
+/// Maps a byte range inside a scalar's *value* to a byte range in the file.
+///
+/// Exact for literal blocks (`|`) and single-line plain or quoted scalars — the forms
+/// conditions are written in. Otherwise the offending text is searched for after the
+/// scalar's start, and failing that the scalar's start is used.
+pub fn map_range(text: &str, node: &Node, value: &str, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let NodeKind::Scalar(style, _) = &node.kind else { return node.start..node.start };
+    let len = range.end.saturating_sub(range.start);
+    let (line_no, col) = {
+        let before = &value[..range.start.min(value.len())];
+        let line_no = before.matches('\n').count();
+        let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        (line_no, col)
+    };
+    match style {
+        TScalarStyle::Literal => {
+            // yaml-rust2 marks a literal block at its first content character: the content's
+            // lines are the file's lines from there, less that indent.
+            let line_start = text[..node.start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+            let indent = node.start - line_start;
+            match line_starts(&text[line_start..]).nth(line_no) {
+                Some((offset, line)) => {
+                    let start = line_start + offset;
+                    let s = start + (indent + col).min(line.len());
+                    s..(s + len).min(start + line.len()).max(s)
+                }
+                None => node.start..node.start,
+            }
+        }
+        TScalarStyle::Plain | TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted if !value.contains('\n') => {
+            let quote = usize::from(!matches!(style, TScalarStyle::Plain));
+            let s = (node.start + quote + range.start).min(text.len());
+            s..(s + len).min(text.len())
+        }
+        _ => {
+            let needle = value.get(range.clone()).unwrap_or("");
+            match (!needle.is_empty()).then(|| text[node.start..].find(needle)).flatten() {
+                Some(o) => node.start + o..node.start + o + needle.len(),
+                None => node.start..node.start,
+            }
+        }
+    }
+}
+
+fn line_starts(s: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut offset = 0;
+    s.split('\n').map(move |line| {
+        let start = offset;
+        offset += line.len() + 1;
+        (start, line)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "rules:\n  - id: a\n    condition: |\n      when { x }\n        always { y.where(k > ) }\n  - id: b\n    condition: \"a and b\"\n";
+
+    #[test]
+    fn finds_keys_and_values() {
+        let root = positions(DOC).unwrap().unwrap();
+        let rule = root.get("rules").unwrap().item(0).unwrap();
+        let (key_at, id) = rule.entry("id").unwrap();
+        assert_eq!(&DOC[key_at..key_at + 2], "id");
+        assert_eq!(&DOC[id.start..id.start + 1], "a");
+    }
+
+    #[test]
+    fn maps_literal_block_offsets_to_the_file() {
+        let root = positions(DOC).unwrap().unwrap();
+        let cond = root.get("rules").unwrap().item(0).unwrap().get("condition").unwrap();
+        let NodeKind::Scalar(_, value) = &cond.kind else { panic!() };
+        let at = value.find("k >").unwrap();
+        let r = map_range(DOC, cond, value, at..at + 3);
+        assert_eq!(&DOC[r], "k >");
+    }
+
+    #[test]
+    fn maps_quoted_scalar_offsets_to_the_file() {
+        let root = positions(DOC).unwrap().unwrap();
+        let cond = root.get("rules").unwrap().item(1).unwrap().get("condition").unwrap();
+        let r = map_range(DOC, cond, "a and b", 2..5);
+        assert_eq!(&DOC[r], "and");
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let e = positions("rules:\n  - id: [\n").unwrap_err();
+        assert!(e.at > 0);
+    }
+}

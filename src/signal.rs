@@ -1,0 +1,172 @@
+//! What a rule reports when it fires (dsl.md §3): one [`Signal`] per (rule, trace), built
+//! from the first trigger span, and its JSON-line form (§3.1).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::reference::Verdict;
+use crate::rules::{Compliance, RuleDef};
+use crate::trace::{lookup, Resource, SpanId, Trace, TraceId};
+use crate::value::Value;
+
+/// Whether a signal came from the live engine or from replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Detected in the collector.
+    Live,
+    /// Detected by `betrace replay` (or `betrace test`).
+    Replay,
+}
+
+impl Mode {
+    /// The mode word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Live => "live",
+            Mode::Replay => "replay",
+        }
+    }
+}
+
+/// One rule firing on one trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    /// The rule's id.
+    pub rule_id: String,
+    /// The rule's name.
+    pub rule_name: String,
+    /// The rule's severity.
+    pub severity: crate::rules::Severity,
+    /// The signal type.
+    pub signal_type: String,
+    /// The rendered message.
+    pub message: String,
+    /// The violating trace.
+    pub trace_id: TraceId,
+    /// The first trigger span (or the root span when there are no trigger spans).
+    pub span_id: SpanId,
+    /// Every trigger span, first trigger span first.
+    pub span_ids: Vec<SpanId>,
+    /// The first trigger span's start.
+    pub time_unix_nano: u64,
+    /// The first trigger span's resource.
+    pub resource: Resource,
+    /// Context attributes present on the first trigger span, in the rule's order.
+    pub context: Vec<(String, Value)>,
+    /// The rule's compliance mapping.
+    pub compliance: Option<Compliance>,
+    /// Live or replay.
+    pub mode: Mode,
+}
+
+impl Signal {
+    /// Builds the signal for a rule that fired on a trace. `None` only for an empty trace.
+    pub fn new(rule: &RuleDef, trace: &Trace, verdict: &Verdict, mode: Mode) -> Option<Signal> {
+        let first = verdict.triggers.first().copied().or_else(|| trace.root())?;
+        let span = &trace.spans[first];
+        let resource = trace.resource_of(span);
+        let get = |key: &str| lookup(&span.attributes, key).or_else(|| lookup(&resource.attributes, key));
+        let context = rule.context.iter().filter_map(|k| get(k).map(|v| (k.clone(), v.clone()))).collect();
+        let mut span_ids: Vec<SpanId> = verdict.triggers.iter().map(|&i| trace.spans[i].span_id).collect();
+        if span_ids.is_empty() {
+            span_ids.push(span.span_id);
+        }
+        Some(Signal {
+            rule_id: rule.id.clone(),
+            rule_name: rule.name.clone(),
+            severity: rule.severity,
+            signal_type: rule.signal_type.clone(),
+            message: render_message(&rule.message, |k| get(k).map(|v| v.to_string())),
+            trace_id: trace.trace_id,
+            span_id: span.span_id,
+            span_ids,
+            time_unix_nano: span.start_unix_nano,
+            resource: resource.clone(),
+            context,
+            compliance: rule.compliance.clone(),
+            mode,
+        })
+    }
+
+    /// The resource's `service.name`.
+    pub fn service(&self) -> &str {
+        self.resource.service_name()
+    }
+
+    /// The JSON object of dsl.md §3.1.
+    pub fn to_json(&self) -> serde_json::Value {
+        let context: serde_json::Map<String, serde_json::Value> = self.context.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        serde_json::json!({
+            "rule_id": self.rule_id,
+            "rule_name": self.rule_name,
+            "severity": self.severity.as_str(),
+            "signal_type": self.signal_type,
+            "message": self.message,
+            "trace_id": self.trace_id.to_string(),
+            "span_id": self.span_id.to_string(),
+            "span_ids": self.span_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "time": rfc3339(self.time_unix_nano),
+            "service": self.service(),
+            "context": context,
+            "compliance": self.compliance,
+            "mode": self.mode,
+        })
+    }
+}
+
+/// Formats nanoseconds since the epoch as RFC 3339 UTC with nanoseconds.
+pub fn rfc3339(unix_nano: u64) -> String {
+    let t = UNIX_EPOCH + Duration::from_nanos(unix_nano);
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+/// Parses an RFC 3339 time or a date (`2024-11-25`, midnight UTC) into nanoseconds.
+pub fn parse_time(s: &str) -> Option<u64> {
+    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
+    let t: SystemTime = humantime::parse_rfc3339_weak(&full).ok().or_else(|| humantime::parse_rfc3339(&full).ok())?;
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_nanos() as u64)
+}
+
+/// Replaces `{key}` with the attribute's value; a missing attribute renders as empty.
+pub fn render_message(template: &str, get: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        match rest[open + 1..].find(['}', '{']) {
+            Some(close) if rest.as_bytes()[open + 1 + close] == b'}' => {
+                let key = rest[open + 1..open + 1 + close].trim();
+                out.push_str(&get(key).unwrap_or_default());
+                rest = &rest[open + 2 + close..];
+            }
+            _ => {
+                out.push('{');
+                rest = &rest[open + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_fill_placeholders_and_leave_missing_empty() {
+        let get = |k: &str| (k == "id").then(|| "pi_1".to_string());
+        assert_eq!(render_message("charge {id} without {missing}!", get), "charge pi_1 without !");
+        assert_eq!(render_message("brace { alone", get), "brace { alone");
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(1_732_524_137_384_000_000), "2024-11-25T08:42:17.384000000Z");
+        assert_eq!(parse_time("2024-11-25T08:42:17.384Z"), Some(1_732_524_137_384_000_000));
+        assert_eq!(parse_time("2024-11-25"), Some(1_732_492_800_000_000_000));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}

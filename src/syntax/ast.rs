@@ -1,0 +1,211 @@
+//! The syntax tree of a condition, as written: nothing is checked or resolved yet.
+//!
+//! Every node carries the byte range it came from in the condition text, so that the
+//! checker can point at it.
+
+use std::ops::Range;
+
+/// A byte range inside the condition text.
+pub type Loc = Range<usize>;
+
+/// A parsed condition: one of the two forms of dsl.md §2.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// `when { A } always { B } never { C }`.
+    Invariant {
+        /// `A`: where the rule applies.
+        when: Expr,
+        /// `B`: what must hold, if given.
+        always: Option<Expr>,
+        /// `C`: what must not hold, if given.
+        never: Option<Expr>,
+        /// The `when` keyword, for messages about the form as a whole.
+        loc: Loc,
+    },
+    /// Any other boolean expression: the rule fires when it is true.
+    Violation(Expr),
+}
+
+/// A boolean term.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// `a or b or …`
+    Or(Vec<Expr>, Loc),
+    /// `a and b and …`
+    And(Vec<Expr>, Loc),
+    /// `not a`
+    Not(Box<Expr>, Loc),
+    /// `S` or `trace.has(S)`.
+    Has(Selector),
+    /// `count(S) > 2`, `distinct(S, k) == 1`, …
+    Compare {
+        /// Left side.
+        lhs: Numeric,
+        /// The operator.
+        op: String,
+        /// Right side.
+        rhs: Numeric,
+        /// The whole comparison.
+        loc: Loc,
+    },
+    /// `A before B`, `A after B`, `A within B`, `A child_of B`.
+    Relation {
+        /// Left selector.
+        lhs: Selector,
+        /// The keyword.
+        op: RelOp,
+        /// Right selector.
+        rhs: Selector,
+        /// The whole relation.
+        loc: Loc,
+    },
+}
+
+impl Expr {
+    /// Where this term stands in the condition text.
+    pub fn loc(&self) -> Loc {
+        match self {
+            Expr::Or(_, l) | Expr::And(_, l) | Expr::Not(_, l) => l.clone(),
+            Expr::Has(s) => s.loc.clone(),
+            Expr::Compare { loc, .. } | Expr::Relation { loc, .. } => loc.clone(),
+        }
+    }
+}
+
+/// The relations between two selectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelOp {
+    /// `before`
+    Before,
+    /// `after`
+    After,
+    /// `within`
+    Within,
+    /// `child_of`
+    ChildOf,
+}
+
+/// A numeric term of a comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Numeric {
+    /// `count(S)` / `trace.count(S)`, with any `.where` that followed the closing parenthesis
+    /// already folded into the selector.
+    Count(Selector),
+    /// `distinct(S, key)`.
+    Distinct(Selector, AttrRef),
+    /// An integer literal.
+    Int(i64, Loc),
+}
+
+/// A span selector: a name pattern and its `.where(...)` filters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selector {
+    /// The name pattern.
+    pub name: NamePattern,
+    /// The filters, all of which apply to the same span.
+    pub wheres: Vec<Predicate>,
+    /// The whole selector, `.where`s included.
+    pub loc: Loc,
+    /// The name pattern alone.
+    pub name_loc: Loc,
+}
+
+/// How a selector picks spans by name, before checking.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NamePattern {
+    /// A dotted name, possibly with `*` in it: `payment.charge`, `payment.*`, `*`.
+    Bare(String),
+    /// A quoted name with its escapes still in: `"GET /api/{id}"`, `"HTTP *"`.
+    Quoted(String),
+}
+
+/// A predicate inside `.where(...)`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicate {
+    /// `p or q`
+    Or(Vec<Predicate>, Loc),
+    /// `p and q`
+    And(Vec<Predicate>, Loc),
+    /// `not p`
+    Not(Box<Predicate>, Loc),
+    /// `exists(k)`
+    Exists(AttrRef, Loc),
+    /// `k` alone.
+    Truthy(AttrRef),
+    /// `k OP operand`.
+    Compare {
+        /// The attribute compared.
+        lhs: AttrRef,
+        /// The operator word or symbol.
+        op: String,
+        /// What it is compared with.
+        rhs: Operand,
+        /// The whole comparison.
+        loc: Loc,
+        /// The operator alone.
+        op_loc: Loc,
+    },
+}
+
+impl Predicate {
+    /// Where this predicate stands in the condition text.
+    pub fn loc(&self) -> Loc {
+        match self {
+            Predicate::Or(_, l) | Predicate::And(_, l) | Predicate::Not(_, l) | Predicate::Exists(_, l) => l.clone(),
+            Predicate::Truthy(a) => a.loc.clone(),
+            Predicate::Compare { loc, .. } => loc.clone(),
+        }
+    }
+}
+
+/// The right-hand side of a predicate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    /// A single literal.
+    Literal(Literal, Loc),
+    /// `[a, "b", 3]`.
+    List(Vec<(Literal, Loc)>, Loc),
+    /// An attribute reference with an explicit scope or an intrinsic.
+    Attr(AttrRef),
+    /// `unique`, only meaningful in `trace.count(S).where(k == unique)`.
+    Unique(Loc),
+}
+
+/// A literal value as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// `true` / `false`.
+    Bool(bool),
+    /// A double-quoted string, escapes resolved.
+    Str(String),
+    /// A bare word, meaning the string of that name (`processor == stripe`).
+    Word(String),
+    /// A duration in nanoseconds.
+    Duration(i64),
+}
+
+/// An attribute reference as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttrRef {
+    /// Which attribute.
+    pub kind: AttrKind,
+    /// Where it is written.
+    pub loc: Loc,
+}
+
+/// The scopes an attribute reference can have.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrKind {
+    /// `amount`, `"key with spaces"`: the span's attribute, else the resource's.
+    Any(String),
+    /// `span.foo`.
+    Span(String),
+    /// `resource.foo`.
+    Resource(String),
+    /// `span:duration`, `trace:rootName`, … (not yet known to exist).
+    Intrinsic(String),
+}

@@ -1,0 +1,493 @@
+//! From condition text to [`ast::Condition`], with the pest grammar in `grammar/betrace.pest`.
+
+use pest::error::{ErrorVariant, InputLocation};
+use pest::iterators::Pair;
+use pest::Parser as _;
+
+use super::ast::*;
+use crate::value::parse_duration;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/betrace.pest"]
+struct Grammar;
+
+/// A condition that does not parse: where, and what was expected there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// The offending byte range in the condition text (empty at the end of input).
+    pub loc: Loc,
+    /// What went wrong, e.g. "expected a selector or `(`".
+    pub message: String,
+}
+
+/// Parses a condition. Pure syntax: reserved words, intrinsics and types are the checker's.
+pub fn parse(text: &str) -> Result<Condition, ParseError> {
+    let mut pairs = Grammar::parse(Rule::condition, text).map_err(|e| convert_error(e, text))?;
+    let condition = pairs.next().expect("the grammar's condition rule always yields one pair");
+    let inner = condition.into_inner().next().expect("condition holds a form");
+    match inner.as_rule() {
+        Rule::invariant => invariant(inner),
+        _ => Ok(Condition::Violation(expr(inner)?)),
+    }
+}
+
+/// A pair's range without the whitespace pest's implicit skipping leaves at its end.
+fn loc(p: &Pair<Rule>) -> Loc {
+    let start = p.as_span().start();
+    start..start + p.as_str().trim_end().len()
+}
+
+fn invariant(p: Pair<Rule>) -> Result<Condition, ParseError> {
+    let mut inner = p.into_inner();
+    let kw = inner.next().expect("invariant starts with `when`");
+    let when = block(inner.next().expect("`when` has a block"))?;
+    let (mut always, mut never) = (None, None);
+    for clause in inner {
+        let rule = clause.as_rule();
+        let body = block(clause.into_inner().nth(1).expect("clause has a block"))?;
+        match rule {
+            Rule::always_clause => always = Some(body),
+            _ => never = Some(body),
+        }
+    }
+    Ok(Condition::Invariant { when, always, never, loc: loc(&kw) })
+}
+
+fn block(p: Pair<Rule>) -> Result<Expr, ParseError> {
+    expr(p.into_inner().next().expect("a block holds an expression"))
+}
+
+fn expr(p: Pair<Rule>) -> Result<Expr, ParseError> {
+    match p.as_rule() {
+        Rule::expr | Rule::and_expr => {
+            let l = loc(&p);
+            let is_or = p.as_rule() == Rule::expr;
+            let mut items = Vec::new();
+            for child in p.into_inner() {
+                if matches!(child.as_rule(), Rule::kw_or | Rule::kw_and) {
+                    continue;
+                }
+                items.push(expr(child)?);
+            }
+            Ok(match (items.len(), is_or) {
+                (1, _) => items.pop().expect("one item"),
+                (_, true) => Expr::Or(items, l),
+                (_, false) => Expr::And(items, l),
+            })
+        }
+        Rule::not_expr => {
+            let mut nots = Vec::new();
+            let mut term = None;
+            for child in p.into_inner() {
+                if child.as_rule() == Rule::negation {
+                    nots.push(loc(&child).start);
+                } else {
+                    term = Some(expr(child)?);
+                }
+            }
+            let mut e = term.expect("a not_expr ends in a term");
+            for start in nots.into_iter().rev() {
+                let end = e.loc().end;
+                e = Expr::Not(Box::new(e), start..end);
+            }
+            Ok(e)
+        }
+        Rule::has_term => Ok(Expr::Has(sel_term(p.into_inner().next().expect("has_term wraps a selector"))?)),
+        Rule::comparison => {
+            let l = loc(&p);
+            let mut inner = p.into_inner();
+            let lhs = numeric(inner.next().expect("lhs"))?;
+            let op = inner.next().expect("op").as_str().to_string();
+            let rhs = numeric(inner.next().expect("rhs"))?;
+            Ok(Expr::Compare { lhs, op, rhs, loc: l })
+        }
+        Rule::relation => {
+            let l = loc(&p);
+            let mut inner = p.into_inner();
+            let lhs = sel_term(inner.next().expect("lhs"))?;
+            let op = match inner.next().expect("op").as_str() {
+                "before" => RelOp::Before,
+                "after" => RelOp::After,
+                "within" => RelOp::Within,
+                _ => RelOp::ChildOf,
+            };
+            let rhs = sel_term(inner.next().expect("rhs"))?;
+            Ok(Expr::Relation { lhs, op, rhs, loc: l })
+        }
+        other => unreachable!("not a boolean term: {other:?}"),
+    }
+}
+
+/// `trace.has(S).where(p)` or a bare selector.
+fn sel_term(p: Pair<Rule>) -> Result<Selector, ParseError> {
+    match p.as_rule() {
+        Rule::selector => selector(p),
+        Rule::trace_has => {
+            let l = loc(&p);
+            let mut sel = None;
+            let mut extra = Vec::new();
+            for child in p.into_inner() {
+                match child.as_rule() {
+                    Rule::selector => sel = Some(selector(child)?),
+                    Rule::where_clause => extra.push(where_clause(child)?),
+                    _ => {}
+                }
+            }
+            let mut sel = sel.expect("trace.has holds a selector");
+            sel.wheres.extend(extra);
+            sel.loc = l;
+            Ok(sel)
+        }
+        other => unreachable!("not a selector term: {other:?}"),
+    }
+}
+
+fn selector(p: Pair<Rule>) -> Result<Selector, ParseError> {
+    let l = loc(&p);
+    let mut inner = p.into_inner();
+    let pattern = inner.next().expect("a selector starts with a name pattern");
+    let name_loc = loc(&pattern);
+    let name_pair = pattern.into_inner().next().expect("a name pattern is bare or quoted");
+    let name = match name_pair.as_rule() {
+        Rule::quoted_name => {
+            let s = name_pair.as_str();
+            NamePattern::Quoted(s[1..s.len() - 1].to_string())
+        }
+        _ => NamePattern::Bare(name_pair.as_str().to_string()),
+    };
+    let wheres = inner.map(where_clause).collect::<Result<_, _>>()?;
+    Ok(Selector { name, wheres, loc: l, name_loc })
+}
+
+fn where_clause(p: Pair<Rule>) -> Result<Predicate, ParseError> {
+    let pred = p.into_inner().find(|c| c.as_rule() == Rule::predicate).expect("a where clause holds a predicate");
+    predicate(pred)
+}
+
+fn numeric(p: Pair<Rule>) -> Result<Numeric, ParseError> {
+    match p.as_rule() {
+        Rule::integer => Ok(Numeric::Int(integer(&p)?, loc(&p))),
+        Rule::count_term => {
+            let l = loc(&p);
+            let mut sel = None;
+            let mut extra = Vec::new();
+            for child in p.into_inner() {
+                match child.as_rule() {
+                    Rule::selector => sel = Some(selector(child)?),
+                    Rule::where_clause => extra.push(where_clause(child)?),
+                    _ => {}
+                }
+            }
+            let mut sel = sel.expect("count holds a selector");
+            sel.wheres.extend(extra);
+            sel.loc = l;
+            Ok(Numeric::Count(sel))
+        }
+        Rule::distinct_term => {
+            let l = loc(&p);
+            let mut inner = p.into_inner().filter(|c| c.as_rule() != Rule::kw_distinct);
+            let mut sel = selector(inner.next().expect("distinct selector"))?;
+            sel.loc = l;
+            let key = attr_ref(inner.next().expect("distinct key"))?;
+            Ok(Numeric::Distinct(sel, key))
+        }
+        other => unreachable!("not a numeric term: {other:?}"),
+    }
+}
+
+fn predicate(p: Pair<Rule>) -> Result<Predicate, ParseError> {
+    match p.as_rule() {
+        Rule::predicate | Rule::pred_and => {
+            let l = loc(&p);
+            let is_or = p.as_rule() == Rule::predicate;
+            let mut items = Vec::new();
+            for child in p.into_inner() {
+                if matches!(child.as_rule(), Rule::kw_or | Rule::kw_and) {
+                    continue;
+                }
+                items.push(predicate(child)?);
+            }
+            Ok(match (items.len(), is_or) {
+                (1, _) => items.pop().expect("one item"),
+                (_, true) => Predicate::Or(items, l),
+                (_, false) => Predicate::And(items, l),
+            })
+        }
+        Rule::pred_not => {
+            let mut nots = Vec::new();
+            let mut term = None;
+            for child in p.into_inner() {
+                if child.as_rule() == Rule::negation {
+                    nots.push(loc(&child).start);
+                } else {
+                    term = Some(predicate(child)?);
+                }
+            }
+            let mut e = term.expect("pred_not ends in a term");
+            for start in nots.into_iter().rev() {
+                let end = e.loc().end;
+                e = Predicate::Not(Box::new(e), start..end);
+            }
+            Ok(e)
+        }
+        Rule::exists_pred => {
+            let l = loc(&p);
+            let a = p.into_inner().find(|c| c.as_rule() == Rule::attr_ref).expect("exists holds an attribute");
+            Ok(Predicate::Exists(attr_ref(a)?, l))
+        }
+        Rule::truthy_pred => Ok(Predicate::Truthy(attr_ref(p.into_inner().next().expect("attr"))?)),
+        Rule::compare_pred => {
+            let l = loc(&p);
+            let mut inner = p.into_inner();
+            let lhs = attr_ref(inner.next().expect("lhs"))?;
+            let op_pair = inner.next().expect("op");
+            let op_loc = loc(&op_pair);
+            let op = op_pair.as_str().to_string();
+            let rhs = operand(inner.next().expect("rhs"))?;
+            Ok(Predicate::Compare { lhs, op, rhs, loc: l, op_loc })
+        }
+        other => unreachable!("not a predicate: {other:?}"),
+    }
+}
+
+fn operand(p: Pair<Rule>) -> Result<Operand, ParseError> {
+    let l = loc(&p);
+    match p.as_rule() {
+        Rule::list => {
+            let items = p.into_inner().map(|c| Ok((literal(&c)?, loc(&c)))).collect::<Result<_, ParseError>>()?;
+            Ok(Operand::List(items, l))
+        }
+        Rule::unique => Ok(Operand::Unique(l)),
+        Rule::intrinsic | Rule::scoped_attr => Ok(Operand::Attr(attr_from(p)?)),
+        _ => Ok(Operand::Literal(literal(&p)?, l)),
+    }
+}
+
+fn literal(p: &Pair<Rule>) -> Result<Literal, ParseError> {
+    Ok(match p.as_rule() {
+        Rule::integer => Literal::Int(integer(p)?),
+        Rule::float => Literal::Float(p.as_str().parse().map_err(|_| ParseError { loc: loc(p), message: "not a number".into() })?),
+        Rule::boolean => Literal::Bool(p.as_str() == "true"),
+        Rule::string => Literal::Str(unescape(inner_text(p.as_str()))),
+        Rule::duration => Literal::Duration(
+            parse_duration(p.as_str()).ok_or_else(|| ParseError { loc: loc(p), message: "duration out of range".into() })?,
+        ),
+        Rule::bare_word => Literal::Word(p.as_str().to_string()),
+        other => unreachable!("not a literal: {other:?}"),
+    })
+}
+
+fn integer(p: &Pair<Rule>) -> Result<i64, ParseError> {
+    p.as_str().parse().map_err(|_| ParseError { loc: loc(p), message: format!("integer `{}` does not fit in 64 bits", p.as_str()) })
+}
+
+fn attr_ref(p: Pair<Rule>) -> Result<AttrRef, ParseError> {
+    attr_from(p.into_inner().next().expect("attr_ref holds one form"))
+}
+
+fn attr_from(p: Pair<Rule>) -> Result<AttrRef, ParseError> {
+    let l = loc(&p);
+    let kind = match p.as_rule() {
+        Rule::intrinsic => AttrKind::Intrinsic(p.as_str().to_string()),
+        Rule::quoted_attr => AttrKind::Any(unescape(inner_text(p.as_str()))),
+        Rule::plain_attr => AttrKind::Any(p.as_str().to_string()),
+        Rule::scoped_attr => {
+            let mut inner = p.into_inner();
+            let scope = inner.next().expect("scope").as_str();
+            let key_pair = inner.next().expect("key");
+            let key = match key_pair.as_rule() {
+                Rule::quoted_attr => unescape(inner_text(key_pair.as_str())),
+                _ => key_pair.as_str().to_string(),
+            };
+            if scope == "span" {
+                AttrKind::Span(key)
+            } else {
+                AttrKind::Resource(key)
+            }
+        }
+        other => unreachable!("not an attribute: {other:?}"),
+    };
+    Ok(AttrRef { kind, loc: l })
+}
+
+fn inner_text(quoted: &str) -> &str {
+    &quoted[1..quoted.len() - 1]
+}
+
+/// Resolves `\"`, `\\`, `\n` and `\t`; any other escape is kept as written, so that
+/// regexes like `"\d+"` mean what they say.
+pub fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('"') => out.push('"'),
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+fn convert_error(e: pest::error::Error<Rule>, text: &str) -> ParseError {
+    let pos = match e.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    };
+    let end = next_token_end(text, pos);
+    let found = if pos >= text.len() { "the end of the condition".to_string() } else { format!("`{}`", &text[pos..end]) };
+    let message = match e.variant {
+        ErrorVariant::ParsingError { positives, .. } => {
+            let mut words: Vec<&str> = positives.iter().filter_map(|r| describe(*r)).collect();
+            words.sort_unstable();
+            words.dedup();
+            if words.is_empty() {
+                format!("unexpected {found}")
+            } else {
+                format!("expected {}, found {found}", join_or(&words))
+            }
+        }
+        ErrorVariant::CustomError { message } => message,
+    };
+    ParseError { loc: pos..end, message }
+}
+
+/// The end of the token starting at `pos`, for a caret as wide as the offending word.
+fn next_token_end(text: &str, pos: usize) -> usize {
+    let rest = &text[pos.min(text.len())..];
+    let mut chars = rest.char_indices();
+    match chars.next() {
+        None => pos,
+        Some((_, c)) if c.is_alphanumeric() || c == '_' => {
+            pos + rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-')).unwrap_or(rest.len())
+        }
+        Some((_, c)) => pos + c.len_utf8(),
+    }
+}
+
+fn join_or(words: &[&str]) -> String {
+    match words {
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+        [] => String::new(),
+    }
+}
+
+/// The words users see for grammar rules in "expected …" messages.
+fn describe(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::EOI => "the end of the condition",
+        Rule::invariant | Rule::kw_when => "`when`",
+        Rule::always_clause | Rule::kw_always => "`always`",
+        Rule::never_clause | Rule::kw_never => "`never`",
+        Rule::block => "`{`",
+        Rule::expr | Rule::and_expr | Rule::not_expr | Rule::has_term => "a condition",
+        Rule::negation | Rule::kw_not => "`not`",
+        Rule::kw_and => "`and`",
+        Rule::kw_or => "`or`",
+        Rule::comparison => "a comparison",
+        Rule::count_term | Rule::kw_count => "`count(...)`",
+        Rule::distinct_term | Rule::kw_distinct => "`distinct(...)`",
+        Rule::relation | Rule::rel_op => "`before`, `after`, `within` or `child_of`",
+        Rule::trace_has | Rule::kw_trace => "`trace.has(...)`",
+        Rule::cmp_op => "a comparison operator (== != > >= < <=)",
+        Rule::selector | Rule::name_pattern | Rule::bare_name | Rule::name_segment | Rule::quoted_name => "a span name",
+        Rule::where_clause | Rule::kw_where => "`.where(...)`",
+        Rule::predicate | Rule::pred_and | Rule::pred_not => "a predicate",
+        Rule::exists_pred | Rule::kw_exists => "`exists(...)`",
+        Rule::compare_pred | Rule::truthy_pred | Rule::attr_ref | Rule::plain_attr | Rule::quoted_attr | Rule::scoped_attr => {
+            "an attribute"
+        }
+        Rule::intrinsic => "an intrinsic such as `span:duration`",
+        Rule::pred_op | Rule::kw_in | Rule::kw_matches | Rule::kw_contains => "an operator (== != > >= < <= in matches contains)",
+        Rule::list => "a list `[...]`",
+        Rule::unique | Rule::kw_unique => "`unique`",
+        Rule::boolean | Rule::duration | Rule::float | Rule::integer | Rule::string | Rule::bare_word => "a value",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Condition {
+        parse(text).unwrap_or_else(|e| panic!("{text:?} did not parse: {e:?}"))
+    }
+
+    #[test]
+    fn invariant_form_has_its_three_blocks() {
+        match ok("when { a } always { b } never { c }") {
+            Condition::Invariant { always: Some(_), never: Some(_), .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn where_after_a_dotted_name_is_a_filter_not_a_segment() {
+        let Condition::Violation(Expr::Has(sel)) = ok("payment.charge.where(amount > 5)") else { panic!() };
+        assert_eq!(sel.name, NamePattern::Bare("payment.charge".into()));
+        assert_eq!(sel.wheres.len(), 1);
+    }
+
+    #[test]
+    fn keywords_need_a_word_boundary() {
+        let Condition::Violation(Expr::Has(sel)) = ok("android.notify") else { panic!() };
+        assert_eq!(sel.name, NamePattern::Bare("android.notify".into()));
+    }
+
+    #[test]
+    fn right_hand_scoped_reference_is_an_attribute_and_bare_words_are_strings() {
+        let Condition::Violation(Expr::Has(sel)) = ok("x.where(duration_ms > span.timeout_ms and processor == stripe)") else {
+            panic!()
+        };
+        let Predicate::And(items, _) = &sel.wheres[0] else { panic!() };
+        let Predicate::Compare { rhs: Operand::Attr(a), .. } = &items[0] else { panic!("{:?}", items[0]) };
+        assert_eq!(a.kind, AttrKind::Span("timeout_ms".into()));
+        let Predicate::Compare { rhs: Operand::Literal(Literal::Word(w), _), .. } = &items[1] else { panic!() };
+        assert_eq!(w, "stripe");
+    }
+
+    #[test]
+    fn durations_floats_and_ints_are_told_apart() {
+        let Condition::Violation(Expr::Has(sel)) = ok("x.where(a == 250ms or b == 1.5 or c == 3 or d == 1m)") else { panic!() };
+        let Predicate::Or(items, _) = &sel.wheres[0] else { panic!() };
+        let lits: Vec<_> = items
+            .iter()
+            .map(|p| match p {
+                Predicate::Compare { rhs: Operand::Literal(l, _), .. } => l.clone(),
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(lits, vec![Literal::Duration(250_000_000), Literal::Float(1.5), Literal::Int(3), Literal::Duration(60_000_000_000)]);
+    }
+
+    #[test]
+    fn errors_say_what_was_expected_and_where() {
+        let e = parse("when { a } always { b.where(x >) }").unwrap_err();
+        assert_eq!(e.loc.start, 31);
+        assert!(e.message.contains("expected"), "{}", e.message);
+        let e = parse("count(a)").unwrap_err();
+        assert!(e.message.contains("comparison operator"), "{}", e.message);
+    }
+
+    #[test]
+    fn comments_are_ignored() {
+        ok("// a comment\nwhen { a } // trailing\n always { b }");
+    }
+
+    #[test]
+    fn unescape_keeps_regex_escapes() {
+        assert_eq!(unescape(r#"a\"b\\c\d"#), "a\"b\\c\\d");
+    }
+}

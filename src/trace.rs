@@ -1,0 +1,261 @@
+//! One whole trace, as the engine judges it.
+//!
+//! Every source of spans — compact YAML traces in examples, OTLP protobuf from the
+//! collector, the collector's JSON files in replay — ends up as a [`Trace`]. The VM builds
+//! its own index over it (see `vm::View`); this type only holds the data.
+
+use std::fmt;
+
+use crate::value::Value;
+
+/// A 16-byte trace id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TraceId(pub [u8; 16]);
+
+/// An 8-byte span id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SpanId(pub [u8; 8]);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+/// Reads lowercase or uppercase hex into exactly `N` bytes.
+pub fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let s = s.as_bytes();
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in s.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// The OTLP span kind, named as in TraceQL's `span:kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SpanKind {
+    /// `unspecified` (OTLP 0).
+    Unspecified,
+    /// `internal` (OTLP 1).
+    #[default]
+    Internal,
+    /// `server` (OTLP 2).
+    Server,
+    /// `client` (OTLP 3).
+    Client,
+    /// `producer` (OTLP 4).
+    Producer,
+    /// `consumer` (OTLP 5).
+    Consumer,
+}
+
+impl SpanKind {
+    /// Every kind's word, as `span:kind` compares it.
+    pub const WORDS: [&'static str; 6] = ["unspecified", "internal", "server", "client", "producer", "consumer"];
+
+    /// The word for this kind.
+    pub fn as_str(self) -> &'static str {
+        Self::WORDS[self as usize]
+    }
+
+    /// The kind for a word, if it names one.
+    pub fn from_word(word: &str) -> Option<SpanKind> {
+        Some(match word {
+            "unspecified" => SpanKind::Unspecified,
+            "internal" => SpanKind::Internal,
+            "server" => SpanKind::Server,
+            "client" => SpanKind::Client,
+            "producer" => SpanKind::Producer,
+            "consumer" => SpanKind::Consumer,
+            _ => return None,
+        })
+    }
+
+    /// The kind for an OTLP enum number (unknown numbers read as unspecified).
+    pub fn from_otlp(n: i32) -> SpanKind {
+        match n {
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        }
+    }
+}
+
+/// The OTLP status code, named as in TraceQL's `span:status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StatusCode {
+    /// `unset` (OTLP 0).
+    #[default]
+    Unset,
+    /// `ok` (OTLP 1).
+    Ok,
+    /// `error` (OTLP 2).
+    Error,
+}
+
+impl StatusCode {
+    /// Every status word, as `span:status` compares it.
+    pub const WORDS: [&'static str; 3] = ["unset", "ok", "error"];
+
+    /// The word for this status.
+    pub fn as_str(self) -> &'static str {
+        Self::WORDS[self as usize]
+    }
+
+    /// The status for a word, if it names one.
+    pub fn from_word(word: &str) -> Option<StatusCode> {
+        Some(match word {
+            "unset" => StatusCode::Unset,
+            "ok" => StatusCode::Ok,
+            "error" => StatusCode::Error,
+            _ => return None,
+        })
+    }
+
+    /// The status for an OTLP enum number (unknown numbers read as unset).
+    pub fn from_otlp(n: i32) -> StatusCode {
+        match n {
+            1 => StatusCode::Ok,
+            2 => StatusCode::Error,
+            _ => StatusCode::Unset,
+        }
+    }
+}
+
+/// Attributes as key/value pairs in arrival order; lookups are linear, which beats hashing
+/// for the handful of attributes a span carries.
+pub type Attributes = Vec<(String, Value)>;
+
+/// Finds an attribute by key.
+pub fn lookup<'a>(attrs: &'a Attributes, key: &str) -> Option<&'a Value> {
+    attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// The resource a span came from (service, host, …).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resource {
+    /// Resource attributes, `service.name` among them.
+    pub attributes: Attributes,
+}
+
+impl Resource {
+    /// The resource's `service.name`, or "" when it has none.
+    pub fn service_name(&self) -> &str {
+        lookup(&self.attributes, "service.name").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+/// One span of a trace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Span {
+    /// The span's id.
+    pub span_id: SpanId,
+    /// Its parent's id, `None` for a root span.
+    pub parent_span_id: Option<SpanId>,
+    /// The span name.
+    pub name: String,
+    /// The span kind.
+    pub kind: SpanKind,
+    /// The status code.
+    pub status: StatusCode,
+    /// The status message.
+    pub status_message: String,
+    /// Start, in nanoseconds since the Unix epoch.
+    pub start_unix_nano: u64,
+    /// End, in nanoseconds since the Unix epoch.
+    pub end_unix_nano: u64,
+    /// Span attributes.
+    pub attributes: Attributes,
+    /// Index into [`Trace::resources`].
+    pub resource: usize,
+}
+
+impl Span {
+    /// End minus start, in nanoseconds (0 when the end is before the start).
+    pub fn duration_nanos(&self) -> i64 {
+        self.end_unix_nano.saturating_sub(self.start_unix_nano).min(i64::MAX as u64) as i64
+    }
+}
+
+/// A whole trace: its spans and the resources they point at.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trace {
+    /// The trace id.
+    pub trace_id: TraceId,
+    /// Spans, in arrival order.
+    pub spans: Vec<Span>,
+    /// Resources, shared between spans by index.
+    pub resources: Vec<Resource>,
+}
+
+impl Trace {
+    /// The resource of span `i`.
+    pub fn resource_of(&self, span: &Span) -> &Resource {
+        static EMPTY: Resource = Resource { attributes: Vec::new() };
+        self.resources.get(span.resource).unwrap_or(&EMPTY)
+    }
+
+    /// The root span: one without a parent (the earliest if several), else the earliest span.
+    pub fn root(&self) -> Option<usize> {
+        let earliest = |it: &mut dyn Iterator<Item = usize>| it.min_by_key(|&i| (self.spans[i].start_unix_nano, self.spans[i].span_id));
+        earliest(&mut (0..self.spans.len()).filter(|&i| self.spans[i].parent_span_id.is_none()))
+            .or_else(|| earliest(&mut (0..self.spans.len())))
+    }
+
+    /// `trace:duration`: the latest end minus the earliest start.
+    pub fn duration_nanos(&self) -> i64 {
+        let start = self.spans.iter().map(|s| s.start_unix_nano).min().unwrap_or(0);
+        let end = self.spans.iter().map(|s| s.end_unix_nano).max().unwrap_or(0);
+        end.saturating_sub(start).min(i64::MAX as u64) as i64
+    }
+
+    /// The earliest span start, used by replay's `--from`/`--to`.
+    pub fn start_unix_nano(&self) -> u64 {
+        self.spans.iter().map(|s| s.start_unix_nano).min().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let id = TraceId(parse_hex::<16>("5f9c2a1b3e4d67895f9c2a1b3e4d6789").unwrap());
+        assert_eq!(id.to_string(), "5f9c2a1b3e4d67895f9c2a1b3e4d6789");
+        assert!(parse_hex::<8>("zz").is_none());
+        assert!(parse_hex::<8>("a1b2c3d4e5f6071").is_none());
+    }
+
+    #[test]
+    fn root_is_the_parentless_span_else_the_earliest() {
+        let mut t = Trace::default();
+        t.spans.push(Span { span_id: SpanId([2; 8]), parent_span_id: Some(SpanId([9; 8])), start_unix_nano: 5, ..Default::default() });
+        t.spans.push(Span { span_id: SpanId([1; 8]), parent_span_id: Some(SpanId([9; 8])), start_unix_nano: 7, ..Default::default() });
+        assert_eq!(t.root(), Some(0));
+        t.spans.push(Span { span_id: SpanId([3; 8]), parent_span_id: None, start_unix_nano: 9, ..Default::default() });
+        assert_eq!(t.root(), Some(2));
+    }
+}

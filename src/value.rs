@@ -1,0 +1,391 @@
+//! Attribute values and the comparison rules of the language (dsl.md §2.3).
+//!
+//! Both the bytecode VM and the reference evaluator call [`compare`], so the two can only
+//! disagree about *which* values they compare, never about what a comparison means.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+/// A value an attribute, an intrinsic or a literal can take.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A string (OTLP `string_value`).
+    Str(Arc<str>),
+    /// A 64-bit signed integer (OTLP `int_value`).
+    Int(i64),
+    /// A double (OTLP `double_value`).
+    Float(f64),
+    /// A boolean (OTLP `bool_value`).
+    Bool(bool),
+    /// A duration in nanoseconds: `span:duration`, `trace:duration` and literals like `250ms`.
+    Duration(i64),
+    /// An array (OTLP `array_value`); `contains` looks inside it.
+    Array(Vec<Value>),
+    /// A value no predicate can compare (OTLP bytes and key-value lists); `exists` still sees it.
+    Opaque,
+}
+
+/// The operators a `.where(...)` predicate compares with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+}
+
+impl CmpOp {
+    /// The operator as written in the language.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+        }
+    }
+
+    /// Parses an operator token.
+    pub fn parse(s: &str) -> Option<CmpOp> {
+        Some(match s {
+            "==" => CmpOp::Eq,
+            "!=" => CmpOp::Ne,
+            ">" => CmpOp::Gt,
+            ">=" => CmpOp::Ge,
+            "<" => CmpOp::Lt,
+            "<=" => CmpOp::Le,
+            _ => return None,
+        })
+    }
+
+    /// Whether an ordering satisfies this operator.
+    pub fn holds(self, ord: Ordering) -> bool {
+        match self {
+            CmpOp::Eq => ord == Ordering::Equal,
+            CmpOp::Ne => ord != Ordering::Equal,
+            CmpOp::Gt => ord == Ordering::Greater,
+            CmpOp::Ge => ord != Ordering::Less,
+            CmpOp::Lt => ord == Ordering::Less,
+            CmpOp::Le => ord != Ordering::Greater,
+        }
+    }
+
+    /// Applies the operator to two integers (used by `count(...)` comparisons).
+    pub fn ints(self, a: i64, b: i64) -> bool {
+        self.holds(a.cmp(&b))
+    }
+}
+
+impl fmt::Display for CmpOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Value {
+    /// Makes a string value.
+    pub fn str(s: impl AsRef<str>) -> Value {
+        Value::Str(Arc::from(s.as_ref()))
+    }
+
+    /// The string inside, if this is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A short name of the value's type, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+            Value::Int(_) => "integer",
+            Value::Float(_) => "float",
+            Value::Bool(_) => "boolean",
+            Value::Duration(_) => "duration",
+            Value::Array(_) => "array",
+            Value::Opaque => "bytes or map",
+        }
+    }
+
+    /// The value as JSON, for signal context.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Str(s) => serde_json::Value::String(s.to_string()),
+            Value::Int(i) => serde_json::Value::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Duration(d) => serde_json::Value::String(format_duration(*d)),
+            Value::Array(items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
+            Value::Opaque => serde_json::Value::Null,
+        }
+    }
+
+    /// A key under which equal values hash alike, for `distinct(...)`.
+    ///
+    /// Integers and integral floats share a key (`1 == 1.0`), as they compare equal.
+    pub fn distinct_key(&self) -> DistinctKey {
+        match self {
+            Value::Str(s) => DistinctKey::Str(s.clone()),
+            Value::Int(i) => DistinctKey::Int(*i),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => DistinctKey::Int(*f as i64),
+            Value::Float(f) => DistinctKey::Float(f.to_bits()),
+            Value::Bool(b) => DistinctKey::Bool(*b),
+            Value::Duration(d) => DistinctKey::Duration(*d),
+            Value::Array(_) | Value::Opaque => DistinctKey::Other(format!("{self:?}")),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => f.write_str(s),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Duration(d) => f.write_str(&format_duration(*d)),
+            Value::Array(items) => {
+                f.write_str("[")?;
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Opaque => f.write_str("<opaque>"),
+        }
+    }
+}
+
+/// Hashable identity of a value for `distinct(...)`; see [`Value::distinct_key`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DistinctKey {
+    /// A string.
+    Str(Arc<str>),
+    /// An integer or an integral float.
+    Int(i64),
+    /// A non-integral float, by its bits.
+    Float(u64),
+    /// A boolean.
+    Bool(bool),
+    /// A duration in nanoseconds.
+    Duration(i64),
+    /// Anything else, by its debug form.
+    Other(String),
+}
+
+/// A number read from a string or a numeric value.
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    Int(i64),
+    Float(f64),
+}
+
+fn num_of(v: &Value) -> Option<Num> {
+    match v {
+        Value::Int(i) => Some(Num::Int(*i)),
+        Value::Float(f) => Some(Num::Float(*f)),
+        _ => None,
+    }
+}
+
+/// Reads a whole string as a number (`"503"` → 503); `None` when it is not one.
+fn parse_num(s: &str) -> Option<Num> {
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(Num::Int(i));
+    }
+    // `f64::from_str` accepts "inf" and "NaN"; a user writing "nan" means a word.
+    if s.bytes().any(|b| b.is_ascii_digit()) && !s.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+        if let Ok(f) = s.parse::<f64>() {
+            return Some(Num::Float(f));
+        }
+    }
+    None
+}
+
+fn cmp_num(a: Num, b: Num) -> Option<Ordering> {
+    match (a, b) {
+        (Num::Int(x), Num::Int(y)) => Some(x.cmp(&y)),
+        (Num::Int(x), Num::Float(y)) => (x as f64).partial_cmp(&y),
+        (Num::Float(x), Num::Int(y)) => x.partial_cmp(&(y as f64)),
+        (Num::Float(x), Num::Float(y)) => x.partial_cmp(&y),
+    }
+}
+
+/// Orders two values when the language says they are comparable; `None` when the
+/// comparison is false whatever the operator (mixed types, NaN, arrays).
+fn order(lhs: &Value, rhs: &Value) -> Option<Ordering> {
+    match (lhs, rhs) {
+        (Value::Str(a), Value::Str(b)) => Some(a.as_ref().cmp(b.as_ref())),
+        (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+        (Value::Duration(a), Value::Duration(b)) => Some(a.cmp(b)),
+        (Value::Duration(a), Value::Str(s)) => parse_duration(s).map(|b| a.cmp(&b)),
+        (Value::Str(s), Value::Duration(b)) => parse_duration(s).map(|a| a.cmp(b)),
+        (Value::Str(s), other) => cmp_num(parse_num(s)?, num_of(other)?),
+        (other, Value::Str(s)) => cmp_num(num_of(other)?, parse_num(s)?),
+        (a, b) => cmp_num(num_of(a)?, num_of(b)?),
+    }
+}
+
+/// `lhs OP rhs` with the rules of dsl.md §2.3: numbers compare as numbers, strings
+/// lexically, a string against a number is read as a number when the whole string is one,
+/// and every other mix — including booleans ordered with `<` — is false.
+pub fn compare(lhs: &Value, op: CmpOp, rhs: &Value) -> bool {
+    match order(lhs, rhs) {
+        Some(ord) => {
+            if matches!((lhs, rhs), (Value::Bool(_), Value::Bool(_))) && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
+                return false;
+            }
+            op.holds(ord)
+        }
+        None => false,
+    }
+}
+
+/// `lhs in [items]`: `lhs == item` for some item.
+pub fn is_in(lhs: &Value, items: &[Value]) -> bool {
+    items.iter().any(|item| compare(lhs, CmpOp::Eq, item))
+}
+
+/// `lhs contains needle`: a substring of a string, or an element of an array.
+pub fn contains(lhs: &Value, needle: &Value) -> bool {
+    match (lhs, needle) {
+        (Value::Str(hay), Value::Str(n)) => hay.contains(n.as_ref()),
+        (Value::Array(items), n) => items.iter().any(|item| compare(item, CmpOp::Eq, n)),
+        _ => false,
+    }
+}
+
+/// `k` alone: the attribute is the boolean `true`.
+pub fn is_true(v: &Value) -> bool {
+    matches!(v, Value::Bool(true))
+}
+
+/// Parses a duration literal such as `250ms`, `1.5s`, `1m`, `1d`; `None` when it is not one.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))?;
+    let (num, unit) = s.split_at(split);
+    let scale: f64 = match unit {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        "d" => 86400e9,
+        _ => return None,
+    };
+    if num.is_empty() || num == "-" {
+        return None;
+    }
+    if let Ok(i) = num.parse::<i64>() {
+        return i.checked_mul(scale as i64);
+    }
+    let f: f64 = num.parse().ok()?;
+    let ns = f * scale;
+    (ns.is_finite() && ns.abs() < 9.2e18).then_some(ns.round() as i64)
+}
+
+/// Formats nanoseconds the way a user would write them (`250ms`, `1.5s`).
+pub fn format_duration(ns: i64) -> String {
+    const UNITS: [(i64, &str); 6] = [
+        (86_400_000_000_000, "d"),
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "m"),
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+    ];
+    for (scale, unit) in UNITS {
+        if ns != 0 && ns % scale == 0 {
+            return format!("{}{unit}", ns / scale);
+        }
+    }
+    for (scale, unit) in UNITS {
+        if ns.abs() >= scale {
+            return format!("{}{unit}", ns as f64 / scale as f64);
+        }
+    }
+    format!("{ns}ns")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_compare_across_int_and_float() {
+        assert!(compare(&Value::Int(3), CmpOp::Eq, &Value::Float(3.0)));
+        assert!(compare(&Value::Float(2.5), CmpOp::Lt, &Value::Int(3)));
+    }
+
+    #[test]
+    fn strings_read_as_numbers_only_when_whole() {
+        assert!(compare(&Value::str("503"), CmpOp::Ge, &Value::Int(500)));
+        assert!(compare(&Value::Int(500), CmpOp::Lt, &Value::str("503")));
+        assert!(!compare(&Value::str("abc"), CmpOp::Ge, &Value::Int(500)));
+        assert!(!compare(&Value::str("abc"), CmpOp::Ne, &Value::Int(500)));
+        assert!(!compare(&Value::str("503x"), CmpOp::Eq, &Value::Int(503)));
+        assert!(!compare(&Value::str("nan"), CmpOp::Ne, &Value::Int(1)));
+    }
+
+    #[test]
+    fn mixed_types_are_false_with_every_operator() {
+        for op in [CmpOp::Eq, CmpOp::Ne, CmpOp::Gt, CmpOp::Ge, CmpOp::Lt, CmpOp::Le] {
+            assert!(!compare(&Value::Bool(true), op, &Value::Int(1)), "{op}");
+            assert!(!compare(&Value::Array(vec![Value::Int(1)]), op, &Value::Int(1)), "{op}");
+        }
+    }
+
+    #[test]
+    fn booleans_have_equality_but_no_order() {
+        assert!(compare(&Value::Bool(true), CmpOp::Eq, &Value::Bool(true)));
+        assert!(compare(&Value::Bool(true), CmpOp::Ne, &Value::Bool(false)));
+        assert!(!compare(&Value::Bool(true), CmpOp::Gt, &Value::Bool(false)));
+    }
+
+    #[test]
+    fn strings_compare_lexically() {
+        assert!(compare(&Value::str("b"), CmpOp::Gt, &Value::str("a")));
+        assert!(!compare(&Value::str("a"), CmpOp::Eq, &Value::str("A")));
+    }
+
+    #[test]
+    fn contains_looks_in_strings_and_arrays() {
+        assert!(contains(&Value::str("tenant_data_v2"), &Value::str("tenant_data")));
+        let arr = Value::Array(vec![Value::str("a"), Value::Int(3)]);
+        assert!(contains(&arr, &Value::Int(3)));
+        assert!(contains(&arr, &Value::str("a")));
+        assert!(!contains(&arr, &Value::str("b")));
+    }
+
+    #[test]
+    fn durations_parse_and_print() {
+        assert_eq!(parse_duration("250ms"), Some(250_000_000));
+        assert_eq!(parse_duration("1.5s"), Some(1_500_000_000));
+        assert_eq!(parse_duration("1m"), Some(60_000_000_000));
+        assert_eq!(parse_duration("1d"), Some(86_400_000_000_000));
+        assert_eq!(parse_duration("abc"), None);
+        assert_eq!(format_duration(250_000_000), "250ms");
+        assert_eq!(format_duration(1_500_000_000), "1500ms");
+        assert!(compare(&Value::str("45m"), CmpOp::Gt, &Value::Duration(parse_duration("30m").unwrap())));
+    }
+}

@@ -1,0 +1,279 @@
+//! The bytecode VM: judges a trace against compiled programs.
+//!
+//! [`View`] indexes one trace for one rule set: spans by interned name (one hash lookup
+//! per span), parent links (built on first use), and each selector's matches (computed on
+//! first use and shared by every rule that names the selector).
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+use crate::bytecode::{Code, NameCode, Op, PredOp, Program, SelId};
+use crate::hir::{Attr, Intrinsic};
+use crate::reference::Verdict;
+use crate::trace::{lookup, Trace};
+use crate::value::{self, Value};
+
+/// One trace, indexed for one rule set's [`Code`].
+pub struct View<'a> {
+    code: &'a Code,
+    trace: &'a Trace,
+    /// Span indexes per interned name.
+    by_name: Vec<Vec<u32>>,
+    /// Span indexes per glob, filled on first use.
+    by_glob: Vec<Option<Vec<u32>>>,
+    /// Parent index per span, filled on first use.
+    parents: Option<Vec<Option<u32>>>,
+    /// Matches per selector, in span order, filled on first use.
+    matched: Vec<Option<Vec<u32>>>,
+    root: Option<Option<usize>>,
+    stack: Vec<i64>,
+}
+
+impl<'a> View<'a> {
+    /// Indexes a trace: one pass over its spans.
+    pub fn new(code: &'a Code, name_ids: &HashMap<String, u32>, trace: &'a Trace) -> View<'a> {
+        let mut by_name = vec![Vec::new(); code.names.len()];
+        for (i, span) in trace.spans.iter().enumerate() {
+            if let Some(&id) = name_ids.get(span.name.as_str()) {
+                by_name[id as usize].push(i as u32);
+            }
+        }
+        View {
+            code,
+            trace,
+            by_name,
+            by_glob: vec![None; code.globs.len()],
+            parents: None,
+            matched: vec![None; code.selectors.len()],
+            root: None,
+            stack: Vec::with_capacity(16),
+        }
+    }
+
+    /// Runs one rule's program; trigger spans are filled in only when it fires.
+    pub fn run(&mut self, prog: &Program) -> Verdict {
+        if let Some(g) = prog.guard {
+            if self.by_name[g as usize].is_empty() {
+                return Verdict { fired: false, triggers: Vec::new() };
+            }
+        }
+        let fired = self.exec(&prog.ops) != 0;
+        let mut triggers = Vec::new();
+        if fired {
+            for &s in &prog.triggers {
+                triggers.extend(self.matches(s).iter().map(|&i| i as usize));
+            }
+            let spans = &self.trace.spans;
+            triggers.sort_by_key(|&i| (spans[i].start_unix_nano, spans[i].span_id, i));
+            triggers.dedup();
+        }
+        Verdict { fired, triggers }
+    }
+
+    fn exec(&mut self, ops: &[Op]) -> i64 {
+        self.stack.clear();
+        let mut pc = 0;
+        while pc < ops.len() {
+            match ops[pc] {
+                Op::Has(s) => {
+                    let v = !self.matches(s).is_empty();
+                    self.stack.push(v as i64);
+                }
+                Op::Count(s) => {
+                    let v = self.matches(s).len() as i64;
+                    self.stack.push(v);
+                }
+                Op::Distinct(s, a) => {
+                    let v = self.distinct(s, a);
+                    self.stack.push(v);
+                }
+                Op::Int(i) => self.stack.push(i),
+                Op::Cmp(op) => {
+                    let b = self.pop();
+                    let a = self.pop();
+                    self.stack.push(op.ints(a, b) as i64);
+                }
+                Op::Before(a, b) => {
+                    let v = matches!((self.earliest(a), self.earliest(b)), (Some(x), Some(y)) if x < y);
+                    self.stack.push(v as i64);
+                }
+                Op::Within(a, b) => {
+                    let v = self.within(a, b, false);
+                    self.stack.push(v as i64);
+                }
+                Op::ChildOf(a, b) => {
+                    let v = self.within(a, b, true);
+                    self.stack.push(v as i64);
+                }
+                Op::Not => {
+                    let v = self.pop();
+                    self.stack.push((v == 0) as i64);
+                }
+                Op::JumpIfFalseOrPop(t) => {
+                    if self.top() == 0 {
+                        pc = t as usize;
+                        continue;
+                    }
+                    self.pop();
+                }
+                Op::JumpIfTrueOrPop(t) => {
+                    if self.top() != 0 {
+                        pc = t as usize;
+                        continue;
+                    }
+                    self.pop();
+                }
+            }
+            pc += 1;
+        }
+        self.pop()
+    }
+
+    fn pop(&mut self) -> i64 {
+        self.stack.pop().expect("the compiler emits balanced programs")
+    }
+
+    fn top(&self) -> i64 {
+        *self.stack.last().expect("the compiler emits balanced programs")
+    }
+
+    /// The spans matching selector `s`, in span order.
+    fn matches(&mut self, s: SelId) -> &[u32] {
+        if self.matched[s as usize].is_none() {
+            let sel = &self.code.selectors[s as usize];
+            let candidates: Cow<[u32]> = match sel.name {
+                NameCode::Exact(n) => Cow::Borrowed(&self.by_name[n as usize]),
+                NameCode::Glob(g) => {
+                    if self.by_glob[g as usize].is_none() {
+                        let re = &self.code.globs[g as usize].1;
+                        let hits = (0..self.trace.spans.len() as u32).filter(|&i| re.is_match(&self.trace.spans[i as usize].name)).collect();
+                        self.by_glob[g as usize] = Some(hits);
+                    }
+                    Cow::Borrowed(self.by_glob[g as usize].as_deref().expect("just filled"))
+                }
+                NameCode::Any => Cow::Owned((0..self.trace.spans.len() as u32).collect()),
+            };
+            let hits: Vec<u32> = if sel.pred.is_empty() {
+                candidates.into_owned()
+            } else {
+                let mut stack = Vec::with_capacity(8);
+                candidates.iter().copied().filter(|&i| run_pred(self.code, &sel.pred, self.trace, i as usize, &mut stack)).collect()
+            };
+            self.matched[s as usize] = Some(hits);
+        }
+        self.matched[s as usize].as_deref().expect("just filled")
+    }
+
+    fn earliest(&mut self, s: SelId) -> Option<u64> {
+        let trace = self.trace;
+        self.matches(s).iter().map(|&i| trace.spans[i as usize].start_unix_nano).min()
+    }
+
+    fn distinct(&mut self, s: SelId, a: u32) -> i64 {
+        let (code, trace) = (self.code, self.trace);
+        let attr = &code.attrs[a as usize];
+        let keys: HashSet<_> =
+            self.matches(s).iter().filter_map(|&i| attr_value(trace, i as usize, attr)).map(|v| v.distinct_key()).collect();
+        keys.len() as i64
+    }
+
+    /// `within` (any ancestor) or, with `direct`, `child_of` (the parent).
+    fn within(&mut self, a: SelId, b: SelId, direct: bool) -> bool {
+        let n = self.trace.spans.len();
+        let mut in_b = vec![false; n];
+        for &i in self.matches(b) {
+            in_b[i as usize] = true;
+        }
+        let a_spans = self.matches(a).to_vec();
+        let parents = self.parents();
+        a_spans.iter().all(|&i| {
+            let mut cur = i as usize;
+            // A parent cycle in a hostile trace cannot make a chain longer than the trace.
+            for _ in 0..n {
+                match parents[cur] {
+                    Some(p) if in_b[p as usize] => return true,
+                    Some(p) if !direct => cur = p as usize,
+                    _ => return false,
+                }
+            }
+            false
+        })
+    }
+
+    fn parents(&mut self) -> &[Option<u32>] {
+        if self.parents.is_none() {
+            let ids: HashMap<_, u32> = self.trace.spans.iter().enumerate().map(|(i, s)| (s.span_id, i as u32)).rev().collect();
+            let parents = self.trace.spans.iter().map(|s| s.parent_span_id.and_then(|p| ids.get(&p).copied())).collect();
+            self.parents = Some(parents);
+        }
+        self.parents.as_deref().expect("just filled")
+    }
+
+    /// The trace's root span, computed once.
+    pub fn root(&mut self) -> Option<usize> {
+        *self.root.get_or_insert_with(|| self.trace.root())
+    }
+}
+
+fn run_pred(code: &Code, ops: &[PredOp], trace: &Trace, span: usize, stack: &mut Vec<bool>) -> bool {
+    stack.clear();
+    let get = |a: u32| attr_value(trace, span, &code.attrs[a as usize]);
+    let mut pc = 0;
+    while pc < ops.len() {
+        let v = match ops[pc] {
+            PredOp::Cmp(a, op, k) => get(a).is_some_and(|v| value::compare(&v, op, &code.consts[k as usize])),
+            PredOp::In(a, l) => get(a).is_some_and(|v| value::is_in(&v, &code.lists[l as usize])),
+            PredOp::Matches(a, r) => get(a).is_some_and(|v| v.as_str().is_some_and(|s| code.regexes[r as usize].is_match(s))),
+            PredOp::Contains(a, k) => get(a).is_some_and(|v| value::contains(&v, &code.consts[k as usize])),
+            PredOp::CmpAttr(a, op, b) => matches!((get(a), get(b)), (Some(x), Some(y)) if value::compare(&x, op, &y)),
+            PredOp::Exists(a) => get(a).is_some(),
+            PredOp::Truthy(a) => get(a).is_some_and(|v| value::is_true(&v)),
+            PredOp::Not => {
+                let top = stack.pop().expect("balanced");
+                !top
+            }
+            PredOp::JumpIfFalseOrPop(t) => {
+                if !*stack.last().expect("balanced") {
+                    pc = t as usize;
+                    continue;
+                }
+                stack.pop();
+                pc += 1;
+                continue;
+            }
+            PredOp::JumpIfTrueOrPop(t) => {
+                if *stack.last().expect("balanced") {
+                    pc = t as usize;
+                    continue;
+                }
+                stack.pop();
+                pc += 1;
+                continue;
+            }
+        };
+        stack.push(v);
+        pc += 1;
+    }
+    stack.pop().expect("balanced")
+}
+
+/// An attribute's value on a span, borrowed where the trace holds it.
+pub fn attr_value<'t>(trace: &'t Trace, span: usize, attr: &Attr) -> Option<Cow<'t, Value>> {
+    let s = &trace.spans[span];
+    let resource = || &trace.resource_of(s).attributes;
+    match attr {
+        Attr::Any(k) => lookup(&s.attributes, k).or_else(|| lookup(resource(), k)).map(Cow::Borrowed),
+        Attr::Span(k) => lookup(&s.attributes, k).map(Cow::Borrowed),
+        Attr::Resource(k) => lookup(resource(), k).map(Cow::Borrowed),
+        Attr::Intrinsic(i) => Some(Cow::Owned(match i {
+            Intrinsic::Name => Value::str(&s.name),
+            Intrinsic::Duration => Value::Duration(s.duration_nanos()),
+            Intrinsic::Status => Value::str(s.status.as_str()),
+            Intrinsic::StatusMessage => Value::str(&s.status_message),
+            Intrinsic::Kind => Value::str(s.kind.as_str()),
+            Intrinsic::RootName => Value::str(&trace.spans[trace.root()?].name),
+            Intrinsic::RootService => Value::str(trace.resource_of(&trace.spans[trace.root()?]).service_name()),
+            Intrinsic::TraceDuration => Value::Duration(trace.duration_nanos()),
+        })),
+    }
+}
