@@ -128,14 +128,26 @@ impl Code {
     /// A readable listing of one rule's program and the selectors it uses.
     pub fn disassemble(&self, prog: &Program) -> String {
         let mut out = String::new();
-        let guard = prog.guard.map(|n| format!("skip unless the trace has a span named {:?}", self.names[n as usize]));
-        let _ = writeln!(out, "program ({} ops){}", prog.ops.len(), guard.map(|g| format!(", {g}")).unwrap_or_default());
+        let guard = prog.guard.map(|n| {
+            format!(
+                "skip unless the trace has a span named {:?}",
+                self.names[n as usize]
+            )
+        });
+        let _ = writeln!(
+            out,
+            "program ({} ops){}",
+            prog.ops.len(),
+            guard.map(|g| format!(", {g}")).unwrap_or_default()
+        );
         let sel = |s: &SelId| format!("s{s}");
         for (pc, op) in prog.ops.iter().enumerate() {
             let text = match op {
                 Op::Has(s) => format!("HAS       {}", sel(s)),
                 Op::Count(s) => format!("COUNT     {}", sel(s)),
-                Op::Distinct(s, a) => format!("DISTINCT  {} by {}", sel(s), self.attrs[*a as usize]),
+                Op::Distinct(s, a) => {
+                    format!("DISTINCT  {} by {}", sel(s), self.attrs[*a as usize])
+                }
                 Op::Int(i) => format!("INT       {i}"),
                 Op::Cmp(c) => format!("CMP       {c}"),
                 Op::Before(a, b) => format!("BEFORE    {} {}", sel(a), sel(b)),
@@ -166,18 +178,41 @@ impl Code {
                 NameCode::Glob(g) => format!("name glob {:?}", self.globs[g as usize].0),
                 NameCode::Any => "any name".to_string(),
             };
-            let trig = if prog.triggers.contains(&s) { "  (trigger)" } else { "" };
+            let trig = if prog.triggers.contains(&s) {
+                "  (trigger)"
+            } else {
+                ""
+            };
             let _ = writeln!(out, "  s{s}: {}  — {name}{trig}", code.text);
             for (pc, op) in code.pred.iter().enumerate() {
                 let text = match op {
-                    PredOp::Cmp(a, c, k) => format!("CMP       {} {c} {}", self.attrs[*a as usize], show(&self.consts[*k as usize])),
+                    PredOp::Cmp(a, c, k) => format!(
+                        "CMP       {} {c} {}",
+                        self.attrs[*a as usize],
+                        show(&self.consts[*k as usize])
+                    ),
                     PredOp::In(a, l) => {
                         let items: Vec<String> = self.lists[*l as usize].iter().map(show).collect();
-                        format!("IN        {} [{}]", self.attrs[*a as usize], items.join(", "))
+                        format!(
+                            "IN        {} [{}]",
+                            self.attrs[*a as usize],
+                            items.join(", ")
+                        )
                     }
-                    PredOp::Matches(a, r) => format!("MATCHES   {} /{}/", self.attrs[*a as usize], self.regexes[*r as usize].as_str()),
-                    PredOp::Contains(a, k) => format!("CONTAINS  {} {}", self.attrs[*a as usize], show(&self.consts[*k as usize])),
-                    PredOp::CmpAttr(a, c, b) => format!("CMPATTR   {} {c} {}", self.attrs[*a as usize], self.attrs[*b as usize]),
+                    PredOp::Matches(a, r) => format!(
+                        "MATCHES   {} /{}/",
+                        self.attrs[*a as usize],
+                        self.regexes[*r as usize].as_str()
+                    ),
+                    PredOp::Contains(a, k) => format!(
+                        "CONTAINS  {} {}",
+                        self.attrs[*a as usize],
+                        show(&self.consts[*k as usize])
+                    ),
+                    PredOp::CmpAttr(a, c, b) => format!(
+                        "CMPATTR   {} {c} {}",
+                        self.attrs[*a as usize], self.attrs[*b as usize]
+                    ),
                     PredOp::Exists(a) => format!("EXISTS    {}", self.attrs[*a as usize]),
                     PredOp::Truthy(a) => format!("TRUE      {}", self.attrs[*a as usize]),
                     PredOp::Not => "NOT".to_string(),

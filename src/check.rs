@@ -13,8 +13,8 @@ use crate::value::{CmpOp, Value};
 
 /// The reserved words of dsl.md §2.3.
 pub const RESERVED: [&str; 20] = [
-    "and", "or", "not", "in", "matches", "contains", "exists", "when", "always", "never", "count", "distinct", "before", "after",
-    "within", "child_of", "true", "false", "trace", "unique",
+    "and", "or", "not", "in", "matches", "contains", "exists", "when", "always", "never", "count",
+    "distinct", "before", "after", "within", "child_of", "true", "false", "trace", "unique",
 ];
 
 /// How bad a problem is.
@@ -43,7 +43,13 @@ pub struct Problem {
 
 impl Problem {
     fn error(loc: Loc, message: impl Into<String>, label: impl Into<String>) -> Problem {
-        Problem { level: Level::Error, loc, message: message.into(), label: label.into(), help: None }
+        Problem {
+            level: Level::Error,
+            loc,
+            message: message.into(),
+            label: label.into(),
+            help: None,
+        }
     }
 
     fn with_help(mut self, help: impl Into<String>) -> Problem {
@@ -63,19 +69,34 @@ pub struct Checked {
 
 /// Parses and checks a condition; on failure, every problem found (at least one).
 pub fn check_text(text: &str) -> Result<Checked, Vec<Problem>> {
-    let ast = crate::syntax::parse(text).map_err(|e| vec![Problem::error(e.loc, e.message, "here")])?;
+    let ast =
+        crate::syntax::parse(text).map_err(|e| vec![Problem::error(e.loc, e.message, "here")])?;
     check(&ast, text)
 }
 
 /// Checks a parsed condition against the text it was parsed from.
 pub fn check(cond: &ast::Condition, text: &str) -> Result<Checked, Vec<Problem>> {
-    let mut cx = Checker { text, errors: Vec::new() };
+    let mut cx = Checker {
+        text,
+        errors: Vec::new(),
+    };
     let form = match cond {
-        ast::Condition::Invariant { when, always, never, loc } => {
+        ast::Condition::Invariant {
+            when,
+            always,
+            never,
+            loc,
+        } => {
             if always.is_none() && never.is_none() {
                 cx.errors.push(
-                    Problem::error(loc.clone(), "`when` needs an `always { … }` or a `never { … }` block", "this rule says what it applies to, but not what must hold")
-                        .with_help("add `always { B }` (B must happen) or `never { C }` (C must not happen)"),
+                    Problem::error(
+                        loc.clone(),
+                        "`when` needs an `always { … }` or a `never { … }` block",
+                        "this rule says what it applies to, but not what must hold",
+                    )
+                    .with_help(
+                        "add `always { B }` (B must happen) or `never { C }` (C must not happen)",
+                    ),
                 );
             }
             Form::Invariant {
@@ -107,7 +128,9 @@ impl Checker<'_> {
     fn expr(&mut self, e: &ast::Expr) -> hir::Expr {
         match e {
             ast::Expr::Or(items, _) => hir::Expr::Or(items.iter().map(|i| self.expr(i)).collect()),
-            ast::Expr::And(items, _) => hir::Expr::And(items.iter().map(|i| self.expr(i)).collect()),
+            ast::Expr::And(items, _) => {
+                hir::Expr::And(items.iter().map(|i| self.expr(i)).collect())
+            }
             ast::Expr::Not(inner, _) => hir::Expr::Not(Box::new(self.expr(inner))),
             ast::Expr::Has(s) => hir::Expr::Has(self.selector(s)),
             ast::Expr::Compare { lhs, op, rhs, .. } => {
@@ -138,14 +161,24 @@ impl Checker<'_> {
                 let mut keys = Vec::new();
                 let mut rest = s.clone();
                 rest.wheres.retain(|w| match w {
-                    Predicate::Compare { lhs, op, rhs: Operand::Unique(_), loc, .. } if op == "==" => {
+                    Predicate::Compare {
+                        lhs,
+                        op,
+                        rhs: Operand::Unique(_),
+                        loc,
+                        ..
+                    } if op == "==" => {
                         keys.push((lhs.clone(), loc.clone()));
                         false
                     }
                     _ => true,
                 });
                 if keys.len() > 1 {
-                    self.errors.push(Problem::error(keys[1].1.clone(), "only one `== unique` per count", "second `== unique`"));
+                    self.errors.push(Problem::error(
+                        keys[1].1.clone(),
+                        "only one `== unique` per count",
+                        "second `== unique`",
+                    ));
                 }
                 let sel = self.selector(&rest);
                 match keys.into_iter().next() {
@@ -162,8 +195,12 @@ impl Checker<'_> {
                 let first = n.split('.').next().unwrap_or(n);
                 if RESERVED.contains(&first) {
                     self.errors.push(
-                        Problem::error(s.name_loc.clone(), format!("`{first}` is a reserved word"), "reserved word used as a span name")
-                            .with_help(format!("quote the span name: \"{n}\"")),
+                        Problem::error(
+                            s.name_loc.clone(),
+                            format!("`{first}` is a reserved word"),
+                            "reserved word used as a span name",
+                        )
+                        .with_help(format!("quote the span name: \"{n}\"")),
                     );
                 }
                 bare_pattern(n)
@@ -176,7 +213,11 @@ impl Checker<'_> {
             1 => preds.pop(),
             _ => Some(Pred::And(preds)),
         };
-        hir::Selector { name, pred, text: self.text[s.loc.clone()].to_string() }
+        hir::Selector {
+            name,
+            pred,
+            text: self.text[s.loc.clone()].to_string(),
+        }
     }
 
     fn pred(&mut self, p: &Predicate) -> Pred {
@@ -188,11 +229,21 @@ impl Checker<'_> {
             Predicate::Truthy(a) => {
                 let attr = self.attr(a);
                 if let Attr::Intrinsic(i) = attr {
-                    self.errors.push(Problem::error(a.loc.clone(), format!("`{}` is not a boolean", i.name()), "compare it with a value"));
+                    self.errors.push(Problem::error(
+                        a.loc.clone(),
+                        format!("`{}` is not a boolean", i.name()),
+                        "compare it with a value",
+                    ));
                 }
                 Pred::Truthy(attr)
             }
-            Predicate::Compare { lhs, op, rhs, op_loc, .. } => self.compare(lhs, op, rhs, op_loc),
+            Predicate::Compare {
+                lhs,
+                op,
+                rhs,
+                op_loc,
+                ..
+            } => self.compare(lhs, op, rhs, op_loc),
         }
     }
 
@@ -205,56 +256,92 @@ impl Checker<'_> {
         match (op, rhs) {
             (_, Operand::Unique(l)) => {
                 self.errors.push(
-                    Problem::error(l.clone(), "`unique` only counts distinct values", "not inside trace.count(...)")
-                        .with_help("write `trace.count(S).where(key == unique)` or `distinct(S, key)`"),
+                    Problem::error(
+                        l.clone(),
+                        "`unique` only counts distinct values",
+                        "not inside trace.count(...)",
+                    )
+                    .with_help("write `trace.count(S).where(key == unique)` or `distinct(S, key)`"),
                 );
                 Pred::Exists(attr)
             }
             ("in", Operand::List(items, _)) => {
-                let values = items.iter().map(|(lit, l)| self.literal_for(&attr, ty, CmpOp::Eq, lit, l)).collect();
+                let values = items
+                    .iter()
+                    .map(|(lit, l)| self.literal_for(&attr, ty, CmpOp::Eq, lit, l))
+                    .collect();
                 Pred::In(attr, values)
             }
             ("in", other) => {
-                self.errors.push(Problem::error(operand_loc(other), "`in` takes a list", "not a list").with_help("write `k in [a, b, c]`"));
+                self.errors.push(
+                    Problem::error(operand_loc(other), "`in` takes a list", "not a list")
+                        .with_help("write `k in [a, b, c]`"),
+                );
                 Pred::Exists(attr)
             }
             (_, Operand::List(_, l)) => {
                 self.errors.push(
-                    Problem::error(l.clone(), format!("`{op}` does not take a list"), "a list here").with_help("use `in` to compare with a list"),
+                    Problem::error(
+                        l.clone(),
+                        format!("`{op}` does not take a list"),
+                        "a list here",
+                    )
+                    .with_help("use `in` to compare with a list"),
                 );
                 Pred::Exists(attr)
             }
             ("matches", Operand::Literal(Literal::Str(re), l)) => {
                 if ty.is_some_and(|t| t != IntrinsicType::String) {
-                    self.errors.push(Problem::error(lhs.loc.clone(), format!("`matches` needs a string, and `{attr}` is not one"), "not a string"));
+                    self.errors.push(Problem::error(
+                        lhs.loc.clone(),
+                        format!("`matches` needs a string, and `{attr}` is not one"),
+                        "not a string",
+                    ));
                 }
                 match compile_regex(re) {
                     Ok(r) => Pred::Matches(attr, r),
                     Err(msg) => {
-                        self.errors.push(Problem::error(l.clone(), "invalid regex", msg));
+                        self.errors
+                            .push(Problem::error(l.clone(), "invalid regex", msg));
                         Pred::Exists(attr)
                     }
                 }
             }
             ("matches", other) => {
                 self.errors.push(
-                    Problem::error(operand_loc(other), "`matches` takes a regex in double quotes", "not a string")
-                        .with_help("write `k matches \"/api/v1/.*\"`"),
+                    Problem::error(
+                        operand_loc(other),
+                        "`matches` takes a regex in double quotes",
+                        "not a string",
+                    )
+                    .with_help("write `k matches \"/api/v1/.*\"`"),
                 );
                 Pred::Exists(attr)
             }
             ("contains", Operand::Literal(lit, l)) => {
                 if ty == Some(IntrinsicType::Duration) {
-                    self.errors.push(Problem::error(lhs.loc.clone(), format!("`{attr}` is a duration; `contains` needs a string or an array"), "a duration"));
+                    self.errors.push(Problem::error(
+                        lhs.loc.clone(),
+                        format!("`{attr}` is a duration; `contains` needs a string or an array"),
+                        "a duration",
+                    ));
                 }
                 let v = literal_value(lit);
                 if let Value::Duration(_) = v {
-                    self.errors.push(Problem::error(l.clone(), "`contains` does not take a duration", "a duration"));
+                    self.errors.push(Problem::error(
+                        l.clone(),
+                        "`contains` does not take a duration",
+                        "a duration",
+                    ));
                 }
                 Pred::Contains(attr, v)
             }
             ("contains", other) => {
-                self.errors.push(Problem::error(operand_loc(other), "`contains` takes a value", "not a value"));
+                self.errors.push(Problem::error(
+                    operand_loc(other),
+                    "`contains` takes a value",
+                    "not a value",
+                ));
                 Pred::Exists(attr)
             }
             (op, Operand::Attr(other)) => {
@@ -262,15 +349,25 @@ impl Checker<'_> {
                 let cmp = CmpOp::parse(op).expect("the grammar only yields these operators here");
                 if let (Attr::Intrinsic(a), Attr::Intrinsic(b)) = (&attr, &other_attr) {
                     if a.ty() != b.ty() {
-                        self.errors.push(Problem::error(other.loc.clone(), format!("`{}` and `{}` have different types", a.name(), b.name()), "cannot compare"));
+                        self.errors.push(Problem::error(
+                            other.loc.clone(),
+                            format!("`{}` and `{}` have different types", a.name(), b.name()),
+                            "cannot compare",
+                        ));
                     }
                 }
                 Pred::CmpAttr(attr, cmp, other_attr)
             }
             (op, Operand::Literal(lit, l)) => {
                 let cmp = CmpOp::parse(op).expect("the grammar only yields these operators here");
-                if matches!(ty, Some(IntrinsicType::Status | IntrinsicType::Kind)) && !matches!(cmp, CmpOp::Eq | CmpOp::Ne) {
-                    self.errors.push(Problem::error(op_loc.clone(), format!("`{attr}` has no order"), "use == or !=, or `in`"));
+                if matches!(ty, Some(IntrinsicType::Status | IntrinsicType::Kind))
+                    && !matches!(cmp, CmpOp::Eq | CmpOp::Ne)
+                {
+                    self.errors.push(Problem::error(
+                        op_loc.clone(),
+                        format!("`{attr}` has no order"),
+                        "use == or !=, or `in`",
+                    ));
                 }
                 let v = self.literal_for(&attr, ty, cmp, lit, l);
                 Pred::Cmp(attr, cmp, v)
@@ -279,34 +376,64 @@ impl Checker<'_> {
     }
 
     /// Checks a literal against what the attribute can hold, and turns it into a value.
-    fn literal_for(&mut self, attr: &Attr, ty: Option<IntrinsicType>, op: CmpOp, lit: &Literal, l: &Loc) -> Value {
+    fn literal_for(
+        &mut self,
+        attr: &Attr,
+        ty: Option<IntrinsicType>,
+        op: CmpOp,
+        lit: &Literal,
+        l: &Loc,
+    ) -> Value {
         let v = literal_value(lit);
         let ordered = !matches!(op, CmpOp::Eq | CmpOp::Ne);
         match (ty, &v) {
             (Some(IntrinsicType::Duration), Value::Duration(_)) => {}
             (Some(IntrinsicType::Duration), other) => self.errors.push(
-                Problem::error(l.clone(), format!("`{attr}` is a duration, compared here with {} {}", article(other.type_name()), other.type_name()), "not a duration")
-                    .with_help("write a duration such as 250ms, 2s or 1m"),
+                Problem::error(
+                    l.clone(),
+                    format!(
+                        "`{attr}` is a duration, compared here with {} {}",
+                        article(other.type_name()),
+                        other.type_name()
+                    ),
+                    "not a duration",
+                )
+                .with_help("write a duration such as 250ms, 2s or 1m"),
             ),
-            (Some(IntrinsicType::String), Value::Duration(_) | Value::Bool(_)) => self.errors.push(Problem::error(
-                l.clone(),
-                format!("`{attr}` is a string, compared here with a {}", v.type_name()),
-                "not a string",
-            )),
+            (Some(IntrinsicType::String), Value::Duration(_) | Value::Bool(_)) => {
+                self.errors.push(Problem::error(
+                    l.clone(),
+                    format!(
+                        "`{attr}` is a string, compared here with a {}",
+                        v.type_name()
+                    ),
+                    "not a string",
+                ))
+            }
             (Some(IntrinsicType::Status), value) if !matches!(value, Value::Str(s) if StatusCode::from_word(s).is_some()) => {
                 self.errors.push(
-                    Problem::error(l.clone(), format!("`{value}` is not a span status"), "unknown status").with_help("use ok, error or unset"),
+                    Problem::error(
+                        l.clone(),
+                        format!("`{value}` is not a span status"),
+                        "unknown status",
+                    )
+                    .with_help("use ok, error or unset"),
                 )
             }
             (Some(IntrinsicType::Kind), value) if !matches!(value, Value::Str(s) if SpanKind::from_word(s).is_some()) => {
                 self.errors.push(
-                    Problem::error(l.clone(), format!("`{value}` is not a span kind"), "unknown kind")
-                        .with_help(format!("use one of {}", SpanKind::WORDS.join(", "))),
+                    Problem::error(
+                        l.clone(),
+                        format!("`{value}` is not a span kind"),
+                        "unknown kind",
+                    )
+                    .with_help(format!("use one of {}", SpanKind::WORDS.join(", "))),
                 )
             }
-            (None, Value::Bool(_)) if ordered => {
-                self.errors.push(Problem::error(l.clone(), "booleans have no order", "a boolean").with_help("use == or !="))
-            }
+            (None, Value::Bool(_)) if ordered => self.errors.push(
+                Problem::error(l.clone(), "booleans have no order", "a boolean")
+                    .with_help("use == or !="),
+            ),
             _ => {}
         }
         v
@@ -319,8 +446,12 @@ impl Checker<'_> {
                 let quoted = self.text[a.loc.clone()].starts_with('"');
                 if !quoted && RESERVED.contains(&first) {
                     self.errors.push(
-                        Problem::error(a.loc.clone(), format!("`{first}` is a reserved word"), "reserved word used as an attribute")
-                            .with_help(format!("quote the attribute: \"{k}\"")),
+                        Problem::error(
+                            a.loc.clone(),
+                            format!("`{first}` is a reserved word"),
+                            "reserved word used as an attribute",
+                        )
+                        .with_help(format!("quote the attribute: \"{k}\"")),
                     );
                 }
                 Attr::Any(k.clone())
@@ -332,8 +463,12 @@ impl Checker<'_> {
                 None => {
                     let known: Vec<&str> = Intrinsic::ALL.iter().map(|i| i.name()).collect();
                     self.errors.push(
-                        Problem::error(a.loc.clone(), format!("unknown intrinsic `{name}`"), "not an intrinsic")
-                            .with_help(format!("the intrinsics are {}", known.join(", "))),
+                        Problem::error(
+                            a.loc.clone(),
+                            format!("unknown intrinsic `{name}`"),
+                            "not an intrinsic",
+                        )
+                        .with_help(format!("the intrinsics are {}", known.join(", "))),
                     );
                     Attr::Any(name.clone())
                 }
@@ -376,7 +511,12 @@ fn compile_regex(re: &str) -> Result<Regex, String> {
         .dfa_size_limit(1 << 20)
         .build()
         .map_err(|e| match e {
-            regex::Error::Syntax(s) => s.lines().last().unwrap_or("syntax error").trim().to_string(),
+            regex::Error::Syntax(s) => s
+                .lines()
+                .last()
+                .unwrap_or("syntax error")
+                .trim()
+                .to_string(),
             regex::Error::CompiledTooBig(_) => "the regex is too large".into(),
             other => other.to_string(),
         })
@@ -422,14 +562,17 @@ fn quoted_pattern(raw: &str) -> NameMatch {
 /// A glob from the literal pieces between its stars.
 fn glob(text: &str, pieces: &[String]) -> NameMatch {
     let body: Vec<String> = pieces.iter().map(|p| regex::escape(p)).collect();
-    let re = Regex::new(&format!("^(?s:{})$", body.join(".*"))).expect("escaped pieces joined by .* always compile");
+    let re = Regex::new(&format!("^(?s:{})$", body.join(".*")))
+        .expect("escaped pieces joined by .* always compile");
     NameMatch::Glob(text.to_string(), re)
 }
 
 /// The warning of dsl.md §2: a violation-form condition that is a plain conjunction of
 /// positive `has` checks fires on every trace that has them all.
 fn conjunction_of_has(e: &ast::Expr, text: &str) -> Option<Problem> {
-    let ast::Expr::And(items, loc) = e else { return None };
+    let ast::Expr::And(items, loc) = e else {
+        return None;
+    };
     if !items.iter().all(|i| matches!(i, ast::Expr::Has(_))) {
         return None;
     }
@@ -460,7 +603,8 @@ mod tests {
 
     #[test]
     fn reports_every_error_at_once() {
-        let errs = errors("when { count.x } always { y.where(span:foo > 1 and span:duration > \"a\") }");
+        let errs =
+            errors("when { count.x } always { y.where(span:foo > 1 and span:duration > \"a\") }");
         assert_eq!(errs.len(), 3, "{errs:?}");
     }
 
@@ -484,15 +628,20 @@ mod tests {
 
     #[test]
     fn count_where_unique_is_distinct() {
-        let c = check_text("trace.count(payment.charge).where(payment_intent_id == unique) > 1").unwrap();
-        let Form::Violation(hir::Expr::Compare(Num::Distinct(_, key), ..)) = c.form else { panic!("{:?}", c.form) };
+        let c = check_text("trace.count(payment.charge).where(payment_intent_id == unique) > 1")
+            .unwrap();
+        let Form::Violation(hir::Expr::Compare(Num::Distinct(_, key), ..)) = c.form else {
+            panic!("{:?}", c.form)
+        };
         assert_eq!(key, Attr::Any("payment_intent_id".into()));
     }
 
     #[test]
     fn after_is_before_swapped() {
         let c = check_text("b after a").unwrap();
-        let Form::Violation(hir::Expr::Before(first, second)) = c.form else { panic!() };
+        let Form::Violation(hir::Expr::Before(first, second)) = c.form else {
+            panic!()
+        };
         assert_eq!(first.text, "a");
         assert_eq!(second.text, "b");
     }
@@ -504,14 +653,24 @@ mod tests {
         assert!(quoted_pattern("HTTP *").matches("HTTP GET"));
         assert!(bare_pattern("payment.*").matches("payment.charge"));
         assert!(!bare_pattern("payment.*").matches("payments"));
-        assert_eq!(quoted_pattern("GET /api/users/{id}"), NameMatch::Exact("GET /api/users/{id}".into()));
+        assert_eq!(
+            quoted_pattern("GET /api/users/{id}"),
+            NameMatch::Exact("GET /api/users/{id}".into())
+        );
     }
 
     #[test]
     fn warns_on_conjunction_of_has() {
         let c = check_text("trace.has(a) and trace.has(b)").unwrap();
         assert_eq!(c.warnings.len(), 1);
-        assert!(c.warnings[0].help.as_ref().unwrap().contains("when { trace.has(a) } always { trace.has(b) }"));
-        assert!(check_text("trace.has(a) and not trace.has(b)").unwrap().warnings.is_empty());
+        assert!(c.warnings[0]
+            .help
+            .as_ref()
+            .unwrap()
+            .contains("when { trace.has(a) } always { trace.has(b) }"));
+        assert!(check_text("trace.has(a) and not trace.has(b)")
+            .unwrap()
+            .warnings
+            .is_empty());
     }
 }

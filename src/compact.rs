@@ -3,7 +3,9 @@
 
 use serde::Deserialize;
 
-use crate::trace::{parse_hex, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, Trace, TraceId};
+use crate::trace::{
+    parse_hex, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, Trace, TraceId,
+};
 use crate::value::{parse_duration, Value};
 
 /// Where compact traces start in time: 2024-01-01T00:00:00Z, so example signals are stable.
@@ -72,15 +74,27 @@ pub fn to_trace(roots: &[CompactSpan], seed: u64) -> Result<Trace, CompactError>
     let mut trace_id = None;
     for r in roots {
         if let Some(t) = &r.trace_id {
-            trace_id = Some(TraceId(parse_hex::<16>(t).ok_or_else(|| err(r, format!("trace_id `{t}` is not 32 hex digits")))?));
+            trace_id = Some(TraceId(parse_hex::<16>(t).ok_or_else(|| {
+                err(r, format!("trace_id `{t}` is not 32 hex digits"))
+            })?));
             break;
         }
     }
     let mut default_id = [0u8; 16];
     default_id[..4].copy_from_slice(&[0xbe, 0x7a, 0xce, 0x00]);
     default_id[8..].copy_from_slice(&seed.to_be_bytes());
-    let mut b = Builder { trace: Trace { trace_id: trace_id.unwrap_or(TraceId(default_id)), ..Default::default() }, next_id: 1 };
-    let base = Inherited { service: "test".into(), resource: Vec::new(), parent: None };
+    let mut b = Builder {
+        trace: Trace {
+            trace_id: trace_id.unwrap_or(TraceId(default_id)),
+            ..Default::default()
+        },
+        next_id: 1,
+    };
+    let base = Inherited {
+        service: "test".into(),
+        resource: Vec::new(),
+        parent: None,
+    };
     let mut cursor = 0;
     for r in roots {
         cursor = b.span(r, &base, cursor)?;
@@ -102,7 +116,12 @@ struct Inherited {
 
 impl Builder {
     /// Adds `s` and its children; returns where the next sibling starts by default.
-    fn span(&mut self, s: &CompactSpan, up: &Inherited, default_start: u64) -> Result<u64, CompactError> {
+    fn span(
+        &mut self,
+        s: &CompactSpan,
+        up: &Inherited,
+        default_start: u64,
+    ) -> Result<u64, CompactError> {
         let start = match &s.start {
             Some(v) => duration_of(s, "start", v)?,
             None => default_start,
@@ -112,15 +131,27 @@ impl Builder {
             None => 1_000_000,
         };
         let kind = match &s.kind {
-            Some(k) => SpanKind::from_word(k).ok_or_else(|| err(s, format!("unknown kind `{k}`; use one of {}", SpanKind::WORDS.join(", "))))?,
+            Some(k) => SpanKind::from_word(k).ok_or_else(|| {
+                err(
+                    s,
+                    format!(
+                        "unknown kind `{k}`; use one of {}",
+                        SpanKind::WORDS.join(", ")
+                    ),
+                )
+            })?,
             None => SpanKind::Internal,
         };
         let status = match &s.status {
-            Some(w) => StatusCode::from_word(w).ok_or_else(|| err(s, format!("unknown status `{w}`; use ok, error or unset")))?,
+            Some(w) => StatusCode::from_word(w)
+                .ok_or_else(|| err(s, format!("unknown status `{w}`; use ok, error or unset")))?,
             None => StatusCode::Unset,
         };
         let span_id = match &s.span_id {
-            Some(h) => SpanId(parse_hex::<8>(h).ok_or_else(|| err(s, format!("span_id `{h}` is not 16 hex digits")))?),
+            Some(h) => SpanId(
+                parse_hex::<8>(h)
+                    .ok_or_else(|| err(s, format!("span_id `{h}` is not 16 hex digits")))?,
+            ),
             None => SpanId(self.next_id.to_be_bytes()),
         };
         self.next_id += 1;
@@ -132,8 +163,15 @@ impl Builder {
             resource.push((k, v));
         }
         let mut res_attrs = vec![("service.name".to_string(), Value::str(&service))];
-        res_attrs.extend(resource.iter().filter(|(k, _)| k != "service.name").cloned());
-        let res = Resource { attributes: res_attrs };
+        res_attrs.extend(
+            resource
+                .iter()
+                .filter(|(k, _)| k != "service.name")
+                .cloned(),
+        );
+        let res = Resource {
+            attributes: res_attrs,
+        };
         let resource_idx = match self.trace.resources.iter().position(|r| *r == res) {
             Some(i) => i,
             None => {
@@ -155,7 +193,11 @@ impl Builder {
             attributes: attributes(s, &s.attributes)?,
             resource: resource_idx,
         });
-        let down = Inherited { service, resource, parent: Some(span_id) };
+        let down = Inherited {
+            service,
+            resource,
+            parent: Some(span_id),
+        };
         let mut cursor = start;
         for child in &s.children {
             cursor = self.span(child, &down, cursor)?;
@@ -165,7 +207,10 @@ impl Builder {
 }
 
 fn err(s: &CompactSpan, message: String) -> CompactError {
-    CompactError { span: s.name.clone(), message }
+    CompactError {
+        span: s.name.clone(),
+        message,
+    }
 }
 
 fn duration_of(s: &CompactSpan, field: &str, v: &serde_yaml::Value) -> Result<u64, CompactError> {
@@ -176,12 +221,20 @@ fn duration_of(s: &CompactSpan, field: &str, v: &serde_yaml::Value) -> Result<u6
     };
     match ns {
         Some(ns) if ns >= 0 => Ok(ns as u64),
-        _ => Err(err(s, format!("`{field}` must be a duration such as 120ms, not {}", yaml_text(v)))),
+        _ => Err(err(
+            s,
+            format!(
+                "`{field}` must be a duration such as 120ms, not {}",
+                yaml_text(v)
+            ),
+        )),
     }
 }
 
 fn yaml_text(v: &serde_yaml::Value) -> String {
-    serde_yaml::to_string(v).map(|s| s.trim().to_string()).unwrap_or_default()
+    serde_yaml::to_string(v)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn attributes(s: &CompactSpan, map: &serde_yaml::Mapping) -> Result<Attributes, CompactError> {
@@ -191,7 +244,8 @@ fn attributes(s: &CompactSpan, map: &serde_yaml::Mapping) -> Result<Attributes, 
                 serde_yaml::Value::String(k) => k.clone(),
                 other => yaml_text(other),
             };
-            let value = yaml_value(v).ok_or_else(|| err(s, format!("attribute `{key}` has no value")))?;
+            let value =
+                yaml_value(v).ok_or_else(|| err(s, format!("attribute `{key}` has no value")))?;
             Ok((key, value))
         })
         .collect()
@@ -207,7 +261,9 @@ fn yaml_value(v: &serde_yaml::Value) -> Option<Value> {
             None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
         serde_yaml::Value::String(s) => Value::str(s),
-        serde_yaml::Value::Sequence(items) => Value::Array(items.iter().filter_map(yaml_value).collect()),
+        serde_yaml::Value::Sequence(items) => {
+            Value::Array(items.iter().filter_map(yaml_value).collect())
+        }
         serde_yaml::Value::Mapping(_) => Value::Opaque,
         serde_yaml::Value::Tagged(t) => return yaml_value(&t.value),
     })
@@ -242,16 +298,30 @@ mod tests {
         assert_eq!(root.kind, SpanKind::Server);
         assert_eq!(root.duration_nanos(), 120_000_000);
         assert_eq!(root.attributes[0], ("cart.id".to_string(), Value::Int(123)));
-        assert_eq!(root.attributes[3].1, Value::Array(vec![Value::str("a"), Value::str("b")]));
+        assert_eq!(
+            root.attributes[3].1,
+            Value::Array(vec![Value::str("a"), Value::str("b")])
+        );
         let (reserve, charge) = (&t.spans[1], &t.spans[2]);
         assert_eq!(reserve.parent_span_id, Some(root.span_id));
         assert_eq!(t.resource_of(reserve).service_name(), "shop");
         assert_eq!(reserve.status, StatusCode::Unset);
         assert_eq!(reserve.duration_nanos(), 1_000_000);
-        assert_eq!(charge.start_unix_nano, reserve.end_unix_nano, "a sibling starts just after the previous one");
+        assert_eq!(
+            charge.start_unix_nano, reserve.end_unix_nano,
+            "a sibling starts just after the previous one"
+        );
         assert_eq!(t.resource_of(charge).service_name(), "payments");
-        assert_eq!(lookup_res(&t, charge, "service.version"), Some(Value::str("1.4.2")), "resource attributes are inherited");
-        assert_eq!(from_yaml("- name: a", 7).unwrap().trace_id, t.trace_id, "ids derive from the seed");
+        assert_eq!(
+            lookup_res(&t, charge, "service.version"),
+            Some(Value::str("1.4.2")),
+            "resource attributes are inherited"
+        );
+        assert_eq!(
+            from_yaml("- name: a", 7).unwrap().trace_id,
+            t.trace_id,
+            "ids derive from the seed"
+        );
         assert_ne!(from_yaml("- name: a", 8).unwrap().trace_id, t.trace_id);
     }
 
@@ -261,8 +331,14 @@ mod tests {
 
     #[test]
     fn bad_fields_are_errors() {
-        assert!(from_yaml("- name: a\n  duration: 5", 0).unwrap_err().contains("duration"));
-        assert!(from_yaml("- name: a\n  kind: weird", 0).unwrap_err().contains("unknown kind"));
-        assert!(from_yaml("- name: a\n  colour: red", 0).unwrap_err().contains("unknown field"));
+        assert!(from_yaml("- name: a\n  duration: 5", 0)
+            .unwrap_err()
+            .contains("duration"));
+        assert!(from_yaml("- name: a\n  kind: weird", 0)
+            .unwrap_err()
+            .contains("unknown kind"));
+        assert!(from_yaml("- name: a\n  colour: red", 0)
+            .unwrap_err()
+            .contains("unknown field"));
     }
 }

@@ -27,7 +27,11 @@ impl Compiler {
     pub fn compile(&mut self, form: &Form) -> Program {
         let mut ops = Vec::new();
         let guard = match form {
-            Form::Invariant { when, always, never } => {
+            Form::Invariant {
+                when,
+                always,
+                never,
+            } => {
                 self.expr(when, &mut ops);
                 let end_jump = emit_jump(&mut ops, Op::JumpIfFalseOrPop(0));
                 match (always, never) {
@@ -54,10 +58,17 @@ impl Compiler {
             }
         };
         let guard = guard.map(|n| self.name(n));
-        let mut triggers: Vec<SelId> = trigger_selectors(form).into_iter().map(|s| self.selector(s)).collect();
+        let mut triggers: Vec<SelId> = trigger_selectors(form)
+            .into_iter()
+            .map(|s| self.selector(s))
+            .collect();
         triggers.sort_unstable();
         triggers.dedup();
-        Program { ops, guard, triggers }
+        Program {
+            ops,
+            guard,
+            triggers,
+        }
     }
 
     /// The shared tables, once every rule is compiled.
@@ -73,7 +84,11 @@ impl Compiler {
                 for (i, item) in items.iter().enumerate() {
                     self.expr(item, ops);
                     if i + 1 < items.len() {
-                        let op = if is_or { Op::JumpIfTrueOrPop(0) } else { Op::JumpIfFalseOrPop(0) };
+                        let op = if is_or {
+                            Op::JumpIfTrueOrPop(0)
+                        } else {
+                            Op::JumpIfFalseOrPop(0)
+                        };
                         jumps.push(emit_jump(ops, op));
                     }
                 }
@@ -162,7 +177,11 @@ impl Compiler {
             self.pred(p, &mut pred);
         }
         let id = self.code.selectors.len() as SelId;
-        self.code.selectors.push(crate::bytecode::SelectorCode { name, pred, text: s.text.clone() });
+        self.code.selectors.push(crate::bytecode::SelectorCode {
+            name,
+            pred,
+            text: s.text.clone(),
+        });
         self.selectors.insert(key, id);
         id
     }
@@ -176,7 +195,11 @@ impl Compiler {
                     self.pred(item, ops);
                     if i + 1 < items.len() {
                         jumps.push(ops.len());
-                        ops.push(if is_or { PredOp::JumpIfTrueOrPop(0) } else { PredOp::JumpIfFalseOrPop(0) });
+                        ops.push(if is_or {
+                            PredOp::JumpIfTrueOrPop(0)
+                        } else {
+                            PredOp::JumpIfFalseOrPop(0)
+                        });
                     }
                 }
                 let end = ops.len() as u32;

@@ -55,7 +55,10 @@ impl Report {
 
     /// How many errors there are.
     pub fn error_count(&self) -> usize {
-        self.items.iter().filter(|d| d.level == Level::Error).count()
+        self.items
+            .iter()
+            .filter(|d| d.level == Level::Error)
+            .count()
     }
 
     /// `file:line:col` of a diagnostic (1-based), as editors and CI logs expect.
@@ -85,11 +88,17 @@ impl Report {
                 Some(id) => format!("{} (rule `{id}`)", d.message),
                 None => d.message.clone(),
             };
-            let end = d.range.end.max(d.range.start).min(self.files[d.file].text.len());
+            let end = d
+                .range
+                .end
+                .max(d.range.start)
+                .min(self.files[d.file].text.len());
             let start = d.range.start.min(end);
             let cs = cs
                 .with_message(message)
-                .with_labels(vec![Label::primary(d.file, start..end).with_message(d.label.clone())])
+                .with_labels(vec![
+                    Label::primary(d.file, start..end).with_message(d.label.clone())
+                ])
                 .with_notes(d.notes.clone());
             if term::emit_to_string(&mut out, &config, &files, &cs).is_err() {
                 let (name, line, col) = self.position(d);

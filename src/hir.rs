@@ -11,6 +11,8 @@ use regex::Regex;
 use crate::value::{CmpOp, Value};
 
 /// The two forms a checked condition can take.
+// One per rule, built once at load: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Form {
     /// `when { when } always { always } never { never }`: fires when `when` holds and
@@ -248,7 +250,9 @@ pub fn trigger_selectors(form: &Form) -> Vec<&Selector> {
 
 fn collect_positive<'a>(e: &'a Expr, negated: bool, out: &mut Vec<&'a Selector>) {
     match e {
-        Expr::Or(items) | Expr::And(items) => items.iter().for_each(|i| collect_positive(i, negated, out)),
+        Expr::Or(items) | Expr::And(items) => {
+            items.iter().for_each(|i| collect_positive(i, negated, out))
+        }
         Expr::Not(inner) => collect_positive(inner, !negated, out),
         _ if negated => {}
         Expr::Has(s) => out.push(s),

@@ -1,1 +1,36 @@
-fn main(){}
+//! The `betrace` command: check, test, explain and replay rule files.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Invariant rules checked on OpenTelemetry traces.
+///
+/// Rules say what must always (or never) happen in a trace: "a charge is always preceded by
+/// an inventory reservation". `betrace check` validates rule files, `betrace test` runs the
+/// examples written next to each rule, and `betrace explain` shows how a rule compiles.
+#[derive(Parser)]
+#[command(name = "betrace", version, about, long_about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Check(cli::check::Args),
+    Test(cli::test::Args),
+    Explain(cli::explain::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Check(args) => cli::check::run(&args),
+        Command::Test(args) => cli::test::run(&args),
+        Command::Explain(args) => cli::explain::run(&args),
+    };
+    ExitCode::from(code)
+}

@@ -23,9 +23,14 @@ pub struct Verdict {
 /// Judges one checked condition against one trace.
 pub fn evaluate(form: &Form, trace: &Trace) -> Verdict {
     let fired = match form {
-        Form::Invariant { when, always, never } => {
+        Form::Invariant {
+            when,
+            always,
+            never,
+        } => {
             expr(when, trace)
-                && (always.as_ref().is_some_and(|a| !expr(a, trace)) || never.as_ref().is_some_and(|n| expr(n, trace)))
+                && (always.as_ref().is_some_and(|a| !expr(a, trace))
+                    || never.as_ref().is_some_and(|n| expr(n, trace)))
         }
         Form::Violation(e) => expr(e, trace),
     };
@@ -54,10 +59,12 @@ fn expr(e: &Expr, t: &Trace) -> bool {
             (Some(x), Some(y)) => x < y,
             _ => false,
         },
-        Expr::Within(a, b) => (0..t.spans.len()).filter(|&i| matches(a, t, i)).all(|i| has_ancestor(i, b, t)),
-        Expr::ChildOf(a, b) => {
-            (0..t.spans.len()).filter(|&i| matches(a, t, i)).all(|i| parent(i, t).is_some_and(|p| matches(b, t, p)))
-        }
+        Expr::Within(a, b) => (0..t.spans.len())
+            .filter(|&i| matches(a, t, i))
+            .all(|i| has_ancestor(i, b, t)),
+        Expr::ChildOf(a, b) => (0..t.spans.len())
+            .filter(|&i| matches(a, t, i))
+            .all(|i| parent(i, t).is_some_and(|p| matches(b, t, p))),
     }
 }
 
@@ -66,15 +73,21 @@ fn num(n: &Num, t: &Trace) -> i64 {
         Num::Int(i) => *i,
         Num::Count(s) => (0..t.spans.len()).filter(|&i| matches(s, t, i)).count() as i64,
         Num::Distinct(s, key) => {
-            let keys: HashSet<_> =
-                (0..t.spans.len()).filter(|&i| matches(s, t, i)).filter_map(|i| attr(key, t, i)).map(|v| v.distinct_key()).collect();
+            let keys: HashSet<_> = (0..t.spans.len())
+                .filter(|&i| matches(s, t, i))
+                .filter_map(|i| attr(key, t, i))
+                .map(|v| v.distinct_key())
+                .collect();
             keys.len() as i64
         }
     }
 }
 
 fn earliest(s: &Selector, t: &Trace) -> Option<u64> {
-    (0..t.spans.len()).filter(|&i| matches(s, t, i)).map(|i| t.spans[i].start_unix_nano).min()
+    (0..t.spans.len())
+        .filter(|&i| matches(s, t, i))
+        .map(|i| t.spans[i].start_unix_nano)
+        .min()
 }
 
 /// The index of span `i`'s parent in this trace, if it is there.
@@ -110,7 +123,9 @@ fn pred(p: &Pred, t: &Trace, i: usize) -> bool {
         Pred::Truthy(a) => attr(a, t, i).is_some_and(|v| value::is_true(&v)),
         Pred::Cmp(a, op, lit) => attr(a, t, i).is_some_and(|v| value::compare(&v, *op, lit)),
         Pred::In(a, items) => attr(a, t, i).is_some_and(|v| value::is_in(&v, items)),
-        Pred::Matches(a, re) => attr(a, t, i).is_some_and(|v| v.as_str().is_some_and(|s| re.is_match(s))),
+        Pred::Matches(a, re) => {
+            attr(a, t, i).is_some_and(|v| v.as_str().is_some_and(|s| re.is_match(s)))
+        }
         Pred::Contains(a, needle) => attr(a, t, i).is_some_and(|v| value::contains(&v, needle)),
         Pred::CmpAttr(a, op, b) => match (attr(a, t, i), attr(b, t, i)) {
             (Some(x), Some(y)) => value::compare(&x, *op, &y),
@@ -124,7 +139,9 @@ fn attr(a: &Attr, t: &Trace, i: usize) -> Option<Value> {
     let span = &t.spans[i];
     let resource = &t.resource_of(span).attributes;
     match a {
-        Attr::Any(k) => lookup(&span.attributes, k).or_else(|| lookup(resource, k)).cloned(),
+        Attr::Any(k) => lookup(&span.attributes, k)
+            .or_else(|| lookup(resource, k))
+            .cloned(),
         Attr::Span(k) => lookup(&span.attributes, k).cloned(),
         Attr::Resource(k) => lookup(resource, k).cloned(),
         Attr::Intrinsic(which) => Some(match which {
@@ -137,5 +154,98 @@ fn attr(a: &Attr, t: &Trace, i: usize) -> Option<Value> {
             Intrinsic::RootService => Value::str(t.resource_of(&t.spans[t.root()?]).service_name()),
             Intrinsic::TraceDuration => Value::Duration(t.duration_nanos()),
         }),
+    }
+}
+
+/// One line of an explanation: a part of the condition and what it evaluated to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// `when`, `always`, `never` or `condition`.
+    pub clause: &'static str,
+    /// Nesting depth under the clause (0 = the clause's whole expression).
+    pub depth: usize,
+    /// The part, written back as a condition.
+    pub text: String,
+    /// Its value on the trace.
+    pub value: bool,
+    /// A note such as "2 spans match".
+    pub detail: String,
+}
+
+/// Evaluates each clause and its direct parts, for `betrace test` to show why an example
+/// failed.
+pub fn explain(form: &Form, trace: &Trace) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut clause = |name: &'static str, e: &Expr| {
+        steps.push(step(name, 0, e, trace));
+        if let Expr::And(items) | Expr::Or(items) = e {
+            steps.extend(items.iter().map(|i| step(name, 1, i, trace)));
+        }
+    };
+    match form {
+        Form::Invariant {
+            when,
+            always,
+            never,
+        } => {
+            clause("when", when);
+            if let Some(a) = always {
+                clause("always", a);
+            }
+            if let Some(n) = never {
+                clause("never", n);
+            }
+        }
+        Form::Violation(e) => clause("condition", e),
+    }
+    steps
+}
+
+fn step(clause: &'static str, depth: usize, e: &Expr, t: &Trace) -> Step {
+    let count = |s: &Selector| (0..t.spans.len()).filter(|&i| matches(s, t, i)).count();
+    let spans = |n: usize| {
+        if n == 1 {
+            "1 span matches".to_string()
+        } else {
+            format!("{n} spans match")
+        }
+    };
+    let detail = match e {
+        Expr::Has(s) => spans(count(s)),
+        Expr::Compare(a, _, b) => format!("{} vs {}", num(a, t), num(b, t)),
+        Expr::Before(a, b) | Expr::Within(a, b) | Expr::ChildOf(a, b) => {
+            format!("{} / {}", spans(count(a)), spans(count(b)))
+        }
+        _ => String::new(),
+    };
+    Step {
+        clause,
+        depth,
+        text: describe(e),
+        value: expr(e, t),
+        detail,
+    }
+}
+
+/// Writes a checked expression back in the language.
+pub fn describe(e: &Expr) -> String {
+    let num = |n: &Num| match n {
+        Num::Int(i) => i.to_string(),
+        Num::Count(s) => format!("count({})", s.text),
+        Num::Distinct(s, k) => format!("distinct({}, {k})", s.text),
+    };
+    let wrap = |e: &Expr| match e {
+        Expr::Or(_) | Expr::And(_) => format!("({})", describe(e)),
+        _ => describe(e),
+    };
+    match e {
+        Expr::Or(items) => items.iter().map(wrap).collect::<Vec<_>>().join(" or "),
+        Expr::And(items) => items.iter().map(wrap).collect::<Vec<_>>().join(" and "),
+        Expr::Not(inner) => format!("not {}", wrap(inner)),
+        Expr::Has(s) => s.text.clone(),
+        Expr::Compare(a, op, b) => format!("{} {op} {}", num(a), num(b)),
+        Expr::Before(a, b) => format!("{} before {}", a.text, b.text),
+        Expr::Within(a, b) => format!("{} within {}", a.text, b.text),
+        Expr::ChildOf(a, b) => format!("{} child_of {}", a.text, b.text),
     }
 }

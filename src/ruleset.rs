@@ -50,7 +50,10 @@ impl RuleSet {
 
     /// Loads one rule file's text (`name` is shown in diagnostics).
     pub fn from_text(name: &str, text: &str) -> Result<(RuleSet, Report), Report> {
-        RuleSet::from_sources(vec![SourceFile { name: name.to_string(), text: text.to_string() }])
+        RuleSet::from_sources(vec![SourceFile {
+            name: name.to_string(),
+            text: text.to_string(),
+        }])
     }
 
     /// Loads and compiles rule files, all or nothing: any error refuses the whole set.
@@ -69,9 +72,22 @@ impl RuleSet {
             })
             .collect();
         let code = compiler.finish();
-        let name_ids = code.names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32)).collect();
+        let name_ids = code
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as u32))
+            .collect();
         let files = report.files.clone();
-        Ok((RuleSet { rules, code, name_ids, files }, report))
+        Ok((
+            RuleSet {
+                rules,
+                code,
+                name_ids,
+                files,
+            },
+            report,
+        ))
     }
 
     /// The rules, in file order.
@@ -123,7 +139,10 @@ impl RuleSet {
 
     /// The signals a trace raises: one per enabled rule that fires.
     pub fn signals(&self, trace: &Trace, mode: Mode) -> Vec<Signal> {
-        self.judge(trace).into_iter().filter_map(|(i, v)| Signal::new(&self.rules[i].def, trace, &v, mode)).collect()
+        self.judge(trace)
+            .into_iter()
+            .filter_map(|(i, v)| Signal::new(&self.rules[i].def, trace, &v, mode))
+            .collect()
     }
 
     /// The disassembly of one rule, for `betrace explain`.

@@ -67,9 +67,18 @@ impl Signal {
         let first = verdict.triggers.first().copied().or_else(|| trace.root())?;
         let span = &trace.spans[first];
         let resource = trace.resource_of(span);
-        let get = |key: &str| lookup(&span.attributes, key).or_else(|| lookup(&resource.attributes, key));
-        let context = rule.context.iter().filter_map(|k| get(k).map(|v| (k.clone(), v.clone()))).collect();
-        let mut span_ids: Vec<SpanId> = verdict.triggers.iter().map(|&i| trace.spans[i].span_id).collect();
+        let get =
+            |key: &str| lookup(&span.attributes, key).or_else(|| lookup(&resource.attributes, key));
+        let context = rule
+            .context
+            .iter()
+            .filter_map(|k| get(k).map(|v| (k.clone(), v.clone())))
+            .collect();
+        let mut span_ids: Vec<SpanId> = verdict
+            .triggers
+            .iter()
+            .map(|&i| trace.spans[i].span_id)
+            .collect();
         if span_ids.is_empty() {
             span_ids.push(span.span_id);
         }
@@ -97,7 +106,11 @@ impl Signal {
 
     /// The JSON object of dsl.md §3.1.
     pub fn to_json(&self) -> serde_json::Value {
-        let context: serde_json::Map<String, serde_json::Value> = self.context.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        let context: serde_json::Map<String, serde_json::Value> = self
+            .context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
         serde_json::json!({
             "rule_id": self.rule_id,
             "rule_name": self.rule_name,
@@ -124,9 +137,17 @@ pub fn rfc3339(unix_nano: u64) -> String {
 
 /// Parses an RFC 3339 time or a date (`2024-11-25`, midnight UTC) into nanoseconds.
 pub fn parse_time(s: &str) -> Option<u64> {
-    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
-    let t: SystemTime = humantime::parse_rfc3339_weak(&full).ok().or_else(|| humantime::parse_rfc3339(&full).ok())?;
-    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_nanos() as u64)
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    let t: SystemTime = humantime::parse_rfc3339_weak(&full)
+        .ok()
+        .or_else(|| humantime::parse_rfc3339(&full).ok())?;
+    t.duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_nanos() as u64)
 }
 
 /// Replaces `{key}` with the attribute's value; a missing attribute renders as empty.
@@ -158,14 +179,23 @@ mod tests {
     #[test]
     fn messages_fill_placeholders_and_leave_missing_empty() {
         let get = |k: &str| (k == "id").then(|| "pi_1".to_string());
-        assert_eq!(render_message("charge {id} without {missing}!", get), "charge pi_1 without !");
+        assert_eq!(
+            render_message("charge {id} without {missing}!", get),
+            "charge pi_1 without !"
+        );
         assert_eq!(render_message("brace { alone", get), "brace { alone");
     }
 
     #[test]
     fn times_are_rfc3339_utc() {
-        assert_eq!(rfc3339(1_732_524_137_384_000_000), "2024-11-25T08:42:17.384000000Z");
-        assert_eq!(parse_time("2024-11-25T08:42:17.384Z"), Some(1_732_524_137_384_000_000));
+        assert_eq!(
+            rfc3339(1_732_524_137_384_000_000),
+            "2024-11-25T08:42:17.384000000Z"
+        );
+        assert_eq!(
+            parse_time("2024-11-25T08:42:17.384Z"),
+            Some(1_732_524_137_384_000_000)
+        );
         assert_eq!(parse_time("2024-11-25"), Some(1_732_492_800_000_000_000));
         assert_eq!(parse_time("yesterday"), None);
     }

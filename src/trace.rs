@@ -70,7 +70,14 @@ pub enum SpanKind {
 
 impl SpanKind {
     /// Every kind's word, as `span:kind` compares it.
-    pub const WORDS: [&'static str; 6] = ["unspecified", "internal", "server", "client", "producer", "consumer"];
+    pub const WORDS: [&'static str; 6] = [
+        "unspecified",
+        "internal",
+        "server",
+        "client",
+        "producer",
+        "consumer",
+    ];
 
     /// The word for this kind.
     pub fn as_str(self) -> &'static str {
@@ -163,7 +170,9 @@ pub struct Resource {
 impl Resource {
     /// The resource's `service.name`, or "" when it has none.
     pub fn service_name(&self) -> &str {
-        lookup(&self.attributes, "service.name").and_then(Value::as_str).unwrap_or("")
+        lookup(&self.attributes, "service.name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 }
 
@@ -195,7 +204,9 @@ pub struct Span {
 impl Span {
     /// End minus start, in nanoseconds (0 when the end is before the start).
     pub fn duration_nanos(&self) -> i64 {
-        self.end_unix_nano.saturating_sub(self.start_unix_nano).min(i64::MAX as u64) as i64
+        self.end_unix_nano
+            .saturating_sub(self.start_unix_nano)
+            .min(i64::MAX as u64) as i64
     }
 }
 
@@ -213,27 +224,45 @@ pub struct Trace {
 impl Trace {
     /// The resource of span `i`.
     pub fn resource_of(&self, span: &Span) -> &Resource {
-        static EMPTY: Resource = Resource { attributes: Vec::new() };
+        static EMPTY: Resource = Resource {
+            attributes: Vec::new(),
+        };
         self.resources.get(span.resource).unwrap_or(&EMPTY)
     }
 
     /// The root span: one without a parent (the earliest if several), else the earliest span.
     pub fn root(&self) -> Option<usize> {
-        let earliest = |it: &mut dyn Iterator<Item = usize>| it.min_by_key(|&i| (self.spans[i].start_unix_nano, self.spans[i].span_id));
+        let earliest = |it: &mut dyn Iterator<Item = usize>| {
+            it.min_by_key(|&i| (self.spans[i].start_unix_nano, self.spans[i].span_id))
+        };
         earliest(&mut (0..self.spans.len()).filter(|&i| self.spans[i].parent_span_id.is_none()))
             .or_else(|| earliest(&mut (0..self.spans.len())))
     }
 
     /// `trace:duration`: the latest end minus the earliest start.
     pub fn duration_nanos(&self) -> i64 {
-        let start = self.spans.iter().map(|s| s.start_unix_nano).min().unwrap_or(0);
-        let end = self.spans.iter().map(|s| s.end_unix_nano).max().unwrap_or(0);
+        let start = self
+            .spans
+            .iter()
+            .map(|s| s.start_unix_nano)
+            .min()
+            .unwrap_or(0);
+        let end = self
+            .spans
+            .iter()
+            .map(|s| s.end_unix_nano)
+            .max()
+            .unwrap_or(0);
         end.saturating_sub(start).min(i64::MAX as u64) as i64
     }
 
     /// The earliest span start, used by replay's `--from`/`--to`.
     pub fn start_unix_nano(&self) -> u64 {
-        self.spans.iter().map(|s| s.start_unix_nano).min().unwrap_or(0)
+        self.spans
+            .iter()
+            .map(|s| s.start_unix_nano)
+            .min()
+            .unwrap_or(0)
     }
 }
 
@@ -252,10 +281,25 @@ mod tests {
     #[test]
     fn root_is_the_parentless_span_else_the_earliest() {
         let mut t = Trace::default();
-        t.spans.push(Span { span_id: SpanId([2; 8]), parent_span_id: Some(SpanId([9; 8])), start_unix_nano: 5, ..Default::default() });
-        t.spans.push(Span { span_id: SpanId([1; 8]), parent_span_id: Some(SpanId([9; 8])), start_unix_nano: 7, ..Default::default() });
+        t.spans.push(Span {
+            span_id: SpanId([2; 8]),
+            parent_span_id: Some(SpanId([9; 8])),
+            start_unix_nano: 5,
+            ..Default::default()
+        });
+        t.spans.push(Span {
+            span_id: SpanId([1; 8]),
+            parent_span_id: Some(SpanId([9; 8])),
+            start_unix_nano: 7,
+            ..Default::default()
+        });
         assert_eq!(t.root(), Some(0));
-        t.spans.push(Span { span_id: SpanId([3; 8]), parent_span_id: None, start_unix_nano: 9, ..Default::default() });
+        t.spans.push(Span {
+            span_id: SpanId([3; 8]),
+            parent_span_id: None,
+            start_unix_nano: 9,
+            ..Default::default()
+        });
         assert_eq!(t.root(), Some(2));
     }
 }

@@ -130,7 +130,9 @@ impl Value {
                 .unwrap_or(serde_json::Value::Null),
             Value::Bool(b) => serde_json::Value::Bool(*b),
             Value::Duration(d) => serde_json::Value::String(format_duration(*d)),
-            Value::Array(items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
+            Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(Value::to_json).collect())
+            }
             Value::Opaque => serde_json::Value::Null,
         }
     }
@@ -212,7 +214,11 @@ fn parse_num(s: &str) -> Option<Num> {
         return Some(Num::Int(i));
     }
     // `f64::from_str` accepts "inf" and "NaN"; a user writing "nan" means a word.
-    if s.bytes().any(|b| b.is_ascii_digit()) && !s.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+    if s.bytes().any(|b| b.is_ascii_digit())
+        && !s
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
+    {
         if let Ok(f) = s.parse::<f64>() {
             return Some(Num::Float(f));
         }
@@ -250,7 +256,9 @@ fn order(lhs: &Value, rhs: &Value) -> Option<Ordering> {
 pub fn compare(lhs: &Value, op: CmpOp, rhs: &Value) -> bool {
     match order(lhs, rhs) {
         Some(ord) => {
-            if matches!((lhs, rhs), (Value::Bool(_), Value::Bool(_))) && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
+            if matches!((lhs, rhs), (Value::Bool(_), Value::Bool(_)))
+                && !matches!(op, CmpOp::Eq | CmpOp::Ne)
+            {
                 return false;
             }
             op.holds(ord)
@@ -349,9 +357,19 @@ mod tests {
 
     #[test]
     fn mixed_types_are_false_with_every_operator() {
-        for op in [CmpOp::Eq, CmpOp::Ne, CmpOp::Gt, CmpOp::Ge, CmpOp::Lt, CmpOp::Le] {
+        for op in [
+            CmpOp::Eq,
+            CmpOp::Ne,
+            CmpOp::Gt,
+            CmpOp::Ge,
+            CmpOp::Lt,
+            CmpOp::Le,
+        ] {
             assert!(!compare(&Value::Bool(true), op, &Value::Int(1)), "{op}");
-            assert!(!compare(&Value::Array(vec![Value::Int(1)]), op, &Value::Int(1)), "{op}");
+            assert!(
+                !compare(&Value::Array(vec![Value::Int(1)]), op, &Value::Int(1)),
+                "{op}"
+            );
         }
     }
 
@@ -370,7 +388,10 @@ mod tests {
 
     #[test]
     fn contains_looks_in_strings_and_arrays() {
-        assert!(contains(&Value::str("tenant_data_v2"), &Value::str("tenant_data")));
+        assert!(contains(
+            &Value::str("tenant_data_v2"),
+            &Value::str("tenant_data")
+        ));
         let arr = Value::Array(vec![Value::str("a"), Value::Int(3)]);
         assert!(contains(&arr, &Value::Int(3)));
         assert!(contains(&arr, &Value::str("a")));
@@ -386,6 +407,10 @@ mod tests {
         assert_eq!(parse_duration("abc"), None);
         assert_eq!(format_duration(250_000_000), "250ms");
         assert_eq!(format_duration(1_500_000_000), "1500ms");
-        assert!(compare(&Value::str("45m"), CmpOp::Gt, &Value::Duration(parse_duration("30m").unwrap())));
+        assert!(compare(
+            &Value::str("45m"),
+            CmpOp::Gt,
+            &Value::Duration(parse_duration("30m").unwrap())
+        ));
     }
 }

@@ -54,7 +54,10 @@ impl<'a> View<'a> {
     pub fn run(&mut self, prog: &Program) -> Verdict {
         if let Some(g) = prog.guard {
             if self.by_name[g as usize].is_empty() {
-                return Verdict { fired: false, triggers: Vec::new() };
+                return Verdict {
+                    fired: false,
+                    triggers: Vec::new(),
+                };
             }
         }
         let fired = self.exec(&prog.ops) != 0;
@@ -94,7 +97,8 @@ impl<'a> View<'a> {
                     self.stack.push(op.ints(a, b) as i64);
                 }
                 Op::Before(a, b) => {
-                    let v = matches!((self.earliest(a), self.earliest(b)), (Some(x), Some(y)) if x < y);
+                    let v =
+                        matches!((self.earliest(a), self.earliest(b)), (Some(x), Some(y)) if x < y);
                     self.stack.push(v as i64);
                 }
                 Op::Within(a, b) => {
@@ -130,11 +134,16 @@ impl<'a> View<'a> {
     }
 
     fn pop(&mut self) -> i64 {
-        self.stack.pop().expect("the compiler emits balanced programs")
+        self.stack
+            .pop()
+            .expect("the compiler emits balanced programs")
     }
 
     fn top(&self) -> i64 {
-        *self.stack.last().expect("the compiler emits balanced programs")
+        *self
+            .stack
+            .last()
+            .expect("the compiler emits balanced programs")
     }
 
     /// The spans matching selector `s`, in span order.
@@ -146,7 +155,9 @@ impl<'a> View<'a> {
                 NameCode::Glob(g) => {
                     if self.by_glob[g as usize].is_none() {
                         let re = &self.code.globs[g as usize].1;
-                        let hits = (0..self.trace.spans.len() as u32).filter(|&i| re.is_match(&self.trace.spans[i as usize].name)).collect();
+                        let hits = (0..self.trace.spans.len() as u32)
+                            .filter(|&i| re.is_match(&self.trace.spans[i as usize].name))
+                            .collect();
                         self.by_glob[g as usize] = Some(hits);
                     }
                     Cow::Borrowed(self.by_glob[g as usize].as_deref().expect("just filled"))
@@ -157,7 +168,11 @@ impl<'a> View<'a> {
                 candidates.into_owned()
             } else {
                 let mut stack = Vec::with_capacity(8);
-                candidates.iter().copied().filter(|&i| run_pred(self.code, &sel.pred, self.trace, i as usize, &mut stack)).collect()
+                candidates
+                    .iter()
+                    .copied()
+                    .filter(|&i| run_pred(self.code, &sel.pred, self.trace, i as usize, &mut stack))
+                    .collect()
             };
             self.matched[s as usize] = Some(hits);
         }
@@ -166,14 +181,21 @@ impl<'a> View<'a> {
 
     fn earliest(&mut self, s: SelId) -> Option<u64> {
         let trace = self.trace;
-        self.matches(s).iter().map(|&i| trace.spans[i as usize].start_unix_nano).min()
+        self.matches(s)
+            .iter()
+            .map(|&i| trace.spans[i as usize].start_unix_nano)
+            .min()
     }
 
     fn distinct(&mut self, s: SelId, a: u32) -> i64 {
         let (code, trace) = (self.code, self.trace);
         let attr = &code.attrs[a as usize];
-        let keys: HashSet<_> =
-            self.matches(s).iter().filter_map(|&i| attr_value(trace, i as usize, attr)).map(|v| v.distinct_key()).collect();
+        let keys: HashSet<_> = self
+            .matches(s)
+            .iter()
+            .filter_map(|&i| attr_value(trace, i as usize, attr))
+            .map(|v| v.distinct_key())
+            .collect();
         keys.len() as i64
     }
 
@@ -202,8 +224,20 @@ impl<'a> View<'a> {
 
     fn parents(&mut self) -> &[Option<u32>] {
         if self.parents.is_none() {
-            let ids: HashMap<_, u32> = self.trace.spans.iter().enumerate().map(|(i, s)| (s.span_id, i as u32)).rev().collect();
-            let parents = self.trace.spans.iter().map(|s| s.parent_span_id.and_then(|p| ids.get(&p).copied())).collect();
+            let ids: HashMap<_, u32> = self
+                .trace
+                .spans
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.span_id, i as u32))
+                .rev()
+                .collect();
+            let parents = self
+                .trace
+                .spans
+                .iter()
+                .map(|s| s.parent_span_id.and_then(|p| ids.get(&p).copied()))
+                .collect();
             self.parents = Some(parents);
         }
         self.parents.as_deref().expect("just filled")
@@ -215,17 +249,32 @@ impl<'a> View<'a> {
     }
 }
 
-fn run_pred(code: &Code, ops: &[PredOp], trace: &Trace, span: usize, stack: &mut Vec<bool>) -> bool {
+fn run_pred(
+    code: &Code,
+    ops: &[PredOp],
+    trace: &Trace,
+    span: usize,
+    stack: &mut Vec<bool>,
+) -> bool {
     stack.clear();
     let get = |a: u32| attr_value(trace, span, &code.attrs[a as usize]);
     let mut pc = 0;
     while pc < ops.len() {
         let v = match ops[pc] {
-            PredOp::Cmp(a, op, k) => get(a).is_some_and(|v| value::compare(&v, op, &code.consts[k as usize])),
+            PredOp::Cmp(a, op, k) => {
+                get(a).is_some_and(|v| value::compare(&v, op, &code.consts[k as usize]))
+            }
             PredOp::In(a, l) => get(a).is_some_and(|v| value::is_in(&v, &code.lists[l as usize])),
-            PredOp::Matches(a, r) => get(a).is_some_and(|v| v.as_str().is_some_and(|s| code.regexes[r as usize].is_match(s))),
-            PredOp::Contains(a, k) => get(a).is_some_and(|v| value::contains(&v, &code.consts[k as usize])),
-            PredOp::CmpAttr(a, op, b) => matches!((get(a), get(b)), (Some(x), Some(y)) if value::compare(&x, op, &y)),
+            PredOp::Matches(a, r) => get(a).is_some_and(|v| {
+                v.as_str()
+                    .is_some_and(|s| code.regexes[r as usize].is_match(s))
+            }),
+            PredOp::Contains(a, k) => {
+                get(a).is_some_and(|v| value::contains(&v, &code.consts[k as usize]))
+            }
+            PredOp::CmpAttr(a, op, b) => {
+                matches!((get(a), get(b)), (Some(x), Some(y)) if value::compare(&x, op, &y))
+            }
             PredOp::Exists(a) => get(a).is_some(),
             PredOp::Truthy(a) => get(a).is_some_and(|v| value::is_true(&v)),
             PredOp::Not => {
@@ -262,7 +311,9 @@ pub fn attr_value<'t>(trace: &'t Trace, span: usize, attr: &Attr) -> Option<Cow<
     let s = &trace.spans[span];
     let resource = || &trace.resource_of(s).attributes;
     match attr {
-        Attr::Any(k) => lookup(&s.attributes, k).or_else(|| lookup(resource(), k)).map(Cow::Borrowed),
+        Attr::Any(k) => lookup(&s.attributes, k)
+            .or_else(|| lookup(resource(), k))
+            .map(Cow::Borrowed),
         Attr::Span(k) => lookup(&s.attributes, k).map(Cow::Borrowed),
         Attr::Resource(k) => lookup(resource(), k).map(Cow::Borrowed),
         Attr::Intrinsic(i) => Some(Cow::Owned(match i {
@@ -272,7 +323,11 @@ pub fn attr_value<'t>(trace: &'t Trace, span: usize, attr: &Attr) -> Option<Cow<
             Intrinsic::StatusMessage => Value::str(&s.status_message),
             Intrinsic::Kind => Value::str(s.kind.as_str()),
             Intrinsic::RootName => Value::str(&trace.spans[trace.root()?].name),
-            Intrinsic::RootService => Value::str(trace.resource_of(&trace.spans[trace.root()?]).service_name()),
+            Intrinsic::RootService => Value::str(
+                trace
+                    .resource_of(&trace.spans[trace.root()?])
+                    .service_name(),
+            ),
             Intrinsic::TraceDuration => Value::Duration(trace.duration_nanos()),
         })),
     }

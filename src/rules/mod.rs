@@ -128,5 +128,13 @@ pub struct RuleDef {
 
 /// The signal type a rule gets when it names none: its id in UPPER_SNAKE.
 pub fn default_signal_type(id: &str) -> String {
-    id.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

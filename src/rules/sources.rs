@@ -36,13 +36,26 @@ pub fn read_sources<S: AsRef<str>>(specs: &[S]) -> Result<Vec<SourceFile>, Sourc
         let spec = spec.as_ref();
         let path = Path::new(spec);
         let found = if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|source| SourceError::Io { path: spec.to_string(), source })?;
-            let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| is_rule_file(p) && p.is_file()).collect();
+            let entries = std::fs::read_dir(path).map_err(|source| SourceError::Io {
+                path: spec.to_string(),
+                source,
+            })?;
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| is_rule_file(p) && p.is_file())
+                .collect();
             files.sort();
             files
         } else if spec.contains(['*', '?', '[']) && !path.exists() {
-            let iter = glob::glob(spec).map_err(|e| SourceError::BadGlob { pattern: spec.to_string(), message: e.msg.to_string() })?;
-            let mut files: Vec<PathBuf> = iter.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+            let iter = glob::glob(spec).map_err(|e| SourceError::BadGlob {
+                pattern: spec.to_string(),
+                message: e.msg.to_string(),
+            })?;
+            let mut files: Vec<PathBuf> = iter
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .collect();
             files.sort();
             files
         } else {
@@ -61,7 +74,12 @@ pub fn read_sources<S: AsRef<str>>(specs: &[S]) -> Result<Vec<SourceFile>, Sourc
         .into_iter()
         .map(|p| {
             let name = p.display().to_string();
-            std::fs::read_to_string(&p).map(|text| SourceFile { name: name.clone(), text }).map_err(|source| SourceError::Io { path: name, source })
+            std::fs::read_to_string(&p)
+                .map(|text| SourceFile {
+                    name: name.clone(),
+                    text,
+                })
+                .map_err(|source| SourceError::Io { path: name, source })
         })
         .collect()
 }

@@ -38,7 +38,10 @@ impl Node {
     /// The key's offset and value under `key`.
     pub fn entry(&self, key: &str) -> Option<(usize, &Node)> {
         match &self.kind {
-            NodeKind::Map(items) => items.iter().find(|(k, _, _)| k == key).map(|(_, at, n)| (*at, n)),
+            NodeKind::Map(items) => items
+                .iter()
+                .find(|(k, _, _)| k == key)
+                .map(|(_, at, n)| (*at, n)),
             _ => None,
         }
     }
@@ -65,7 +68,11 @@ pub struct YamlError {
 pub fn positions(text: &str) -> Result<Option<Node>, YamlError> {
     let offsets = CharOffsets::new(text);
     let mut parser = Parser::new_from_str(text);
-    let mut reader = Reader { parser: &mut parser, offsets: &offsets, depth: 0 };
+    let mut reader = Reader {
+        parser: &mut parser,
+        offsets: &offsets,
+        depth: 0,
+    };
     loop {
         let (event, mark) = reader.next()?;
         match event {
@@ -89,7 +96,10 @@ impl Reader<'_, '_> {
     fn next(&mut self) -> Result<(Event, usize), YamlError> {
         match self.parser.next_token() {
             Ok((event, mark)) => Ok((event, self.offsets.byte(mark))),
-            Err(e) => Err(YamlError { at: self.offsets.byte(*e.marker()), message: e.info().to_string() }),
+            Err(e) => Err(YamlError {
+                at: self.offsets.byte(*e.marker()),
+                message: e.info().to_string(),
+            }),
         }
     }
 
@@ -137,7 +147,10 @@ impl Reader<'_, '_> {
     fn enter(&mut self, at: usize) -> Result<(), YamlError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(YamlError { at, message: format!("nested deeper than {MAX_DEPTH} levels") });
+            return Err(YamlError {
+                at,
+                message: format!("nested deeper than {MAX_DEPTH} levels"),
+            });
         }
         Ok(())
     }
@@ -156,7 +169,10 @@ impl CharOffsets {
     }
 
     fn byte(&self, m: Marker) -> usize {
-        self.bytes.get(m.index()).copied().unwrap_or_else(|| *self.bytes.last().expect("never empty"))
+        self.bytes
+            .get(m.index())
+            .copied()
+            .unwrap_or_else(|| *self.bytes.last().expect("never empty"))
     }
 }
 
@@ -165,8 +181,15 @@ impl CharOffsets {
 /// Exact for literal blocks (`|`) and single-line plain or quoted scalars — the forms
 /// conditions are written in. Otherwise the offending text is searched for after the
 /// scalar's start, and failing that the scalar's start is used.
-pub fn map_range(text: &str, node: &Node, value: &str, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
-    let NodeKind::Scalar(style, _) = &node.kind else { return node.start..node.start };
+pub fn map_range(
+    text: &str,
+    node: &Node,
+    value: &str,
+    range: std::ops::Range<usize>,
+) -> std::ops::Range<usize> {
+    let NodeKind::Scalar(style, _) = &node.kind else {
+        return node.start..node.start;
+    };
     let len = range.end.saturating_sub(range.start);
     let (line_no, col) = {
         let before = &value[..range.start.min(value.len())];
@@ -189,14 +212,19 @@ pub fn map_range(text: &str, node: &Node, value: &str, range: std::ops::Range<us
                 None => node.start..node.start,
             }
         }
-        TScalarStyle::Plain | TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted if !value.contains('\n') => {
+        TScalarStyle::Plain | TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
+            if !value.contains('\n') =>
+        {
             let quote = usize::from(!matches!(style, TScalarStyle::Plain));
             let s = (node.start + quote + range.start).min(text.len());
             s..(s + len).min(text.len())
         }
         _ => {
             let needle = value.get(range.clone()).unwrap_or("");
-            match (!needle.is_empty()).then(|| text[node.start..].find(needle)).flatten() {
+            match (!needle.is_empty())
+                .then(|| text[node.start..].find(needle))
+                .flatten()
+            {
                 Some(o) => node.start + o..node.start + o + needle.len(),
                 None => node.start..node.start,
             }
@@ -231,8 +259,16 @@ mod tests {
     #[test]
     fn maps_literal_block_offsets_to_the_file() {
         let root = positions(DOC).unwrap().unwrap();
-        let cond = root.get("rules").unwrap().item(0).unwrap().get("condition").unwrap();
-        let NodeKind::Scalar(_, value) = &cond.kind else { panic!() };
+        let cond = root
+            .get("rules")
+            .unwrap()
+            .item(0)
+            .unwrap()
+            .get("condition")
+            .unwrap();
+        let NodeKind::Scalar(_, value) = &cond.kind else {
+            panic!()
+        };
         let at = value.find("k >").unwrap();
         let r = map_range(DOC, cond, value, at..at + 3);
         assert_eq!(&DOC[r], "k >");
@@ -241,7 +277,13 @@ mod tests {
     #[test]
     fn maps_quoted_scalar_offsets_to_the_file() {
         let root = positions(DOC).unwrap().unwrap();
-        let cond = root.get("rules").unwrap().item(1).unwrap().get("condition").unwrap();
+        let cond = root
+            .get("rules")
+            .unwrap()
+            .item(1)
+            .unwrap()
+            .get("condition")
+            .unwrap();
         let r = map_range(DOC, cond, "a and b", 2..5);
         assert_eq!(&DOC[r], "and");
     }

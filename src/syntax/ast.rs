@@ -9,6 +9,8 @@ use std::ops::Range;
 pub type Loc = Range<usize>;
 
 /// A parsed condition: one of the two forms of dsl.md §2.
+// One per rule, built once at load: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
     /// `when { A } always { B } never { C }`.
@@ -151,7 +153,10 @@ impl Predicate {
     /// Where this predicate stands in the condition text.
     pub fn loc(&self) -> Loc {
         match self {
-            Predicate::Or(_, l) | Predicate::And(_, l) | Predicate::Not(_, l) | Predicate::Exists(_, l) => l.clone(),
+            Predicate::Or(_, l)
+            | Predicate::And(_, l)
+            | Predicate::Not(_, l)
+            | Predicate::Exists(_, l) => l.clone(),
             Predicate::Truthy(a) => a.loc.clone(),
             Predicate::Compare { loc, .. } => loc.clone(),
         }

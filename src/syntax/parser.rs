@@ -23,8 +23,13 @@ pub struct ParseError {
 /// Parses a condition. Pure syntax: reserved words, intrinsics and types are the checker's.
 pub fn parse(text: &str) -> Result<Condition, ParseError> {
     let mut pairs = Grammar::parse(Rule::condition, text).map_err(|e| convert_error(e, text))?;
-    let condition = pairs.next().expect("the grammar's condition rule always yields one pair");
-    let inner = condition.into_inner().next().expect("condition holds a form");
+    let condition = pairs
+        .next()
+        .expect("the grammar's condition rule always yields one pair");
+    let inner = condition
+        .into_inner()
+        .next()
+        .expect("condition holds a form");
     match inner.as_rule() {
         Rule::invariant => invariant(inner),
         _ => Ok(Condition::Violation(expr(inner)?)),
@@ -50,7 +55,12 @@ fn invariant(p: Pair<Rule>) -> Result<Condition, ParseError> {
             _ => never = Some(body),
         }
     }
-    Ok(Condition::Invariant { when, always, never, loc: loc(&kw) })
+    Ok(Condition::Invariant {
+        when,
+        always,
+        never,
+        loc: loc(&kw),
+    })
 }
 
 fn block(p: Pair<Rule>) -> Result<Expr, ParseError> {
@@ -92,14 +102,21 @@ fn expr(p: Pair<Rule>) -> Result<Expr, ParseError> {
             }
             Ok(e)
         }
-        Rule::has_term => Ok(Expr::Has(sel_term(p.into_inner().next().expect("has_term wraps a selector"))?)),
+        Rule::has_term => Ok(Expr::Has(sel_term(
+            p.into_inner().next().expect("has_term wraps a selector"),
+        )?)),
         Rule::comparison => {
             let l = loc(&p);
             let mut inner = p.into_inner();
             let lhs = numeric(inner.next().expect("lhs"))?;
             let op = inner.next().expect("op").as_str().to_string();
             let rhs = numeric(inner.next().expect("rhs"))?;
-            Ok(Expr::Compare { lhs, op, rhs, loc: l })
+            Ok(Expr::Compare {
+                lhs,
+                op,
+                rhs,
+                loc: l,
+            })
         }
         Rule::relation => {
             let l = loc(&p);
@@ -112,7 +129,12 @@ fn expr(p: Pair<Rule>) -> Result<Expr, ParseError> {
                 _ => RelOp::ChildOf,
             };
             let rhs = sel_term(inner.next().expect("rhs"))?;
-            Ok(Expr::Relation { lhs, op, rhs, loc: l })
+            Ok(Expr::Relation {
+                lhs,
+                op,
+                rhs,
+                loc: l,
+            })
         }
         other => unreachable!("not a boolean term: {other:?}"),
     }
@@ -147,7 +169,10 @@ fn selector(p: Pair<Rule>) -> Result<Selector, ParseError> {
     let mut inner = p.into_inner();
     let pattern = inner.next().expect("a selector starts with a name pattern");
     let name_loc = loc(&pattern);
-    let name_pair = pattern.into_inner().next().expect("a name pattern is bare or quoted");
+    let name_pair = pattern
+        .into_inner()
+        .next()
+        .expect("a name pattern is bare or quoted");
     let name = match name_pair.as_rule() {
         Rule::quoted_name => {
             let s = name_pair.as_str();
@@ -156,11 +181,19 @@ fn selector(p: Pair<Rule>) -> Result<Selector, ParseError> {
         _ => NamePattern::Bare(name_pair.as_str().to_string()),
     };
     let wheres = inner.map(where_clause).collect::<Result<_, _>>()?;
-    Ok(Selector { name, wheres, loc: l, name_loc })
+    Ok(Selector {
+        name,
+        wheres,
+        loc: l,
+        name_loc,
+    })
 }
 
 fn where_clause(p: Pair<Rule>) -> Result<Predicate, ParseError> {
-    let pred = p.into_inner().find(|c| c.as_rule() == Rule::predicate).expect("a where clause holds a predicate");
+    let pred = p
+        .into_inner()
+        .find(|c| c.as_rule() == Rule::predicate)
+        .expect("a where clause holds a predicate");
     predicate(pred)
 }
 
@@ -232,10 +265,15 @@ fn predicate(p: Pair<Rule>) -> Result<Predicate, ParseError> {
         }
         Rule::exists_pred => {
             let l = loc(&p);
-            let a = p.into_inner().find(|c| c.as_rule() == Rule::attr_ref).expect("exists holds an attribute");
+            let a = p
+                .into_inner()
+                .find(|c| c.as_rule() == Rule::attr_ref)
+                .expect("exists holds an attribute");
             Ok(Predicate::Exists(attr_ref(a)?, l))
         }
-        Rule::truthy_pred => Ok(Predicate::Truthy(attr_ref(p.into_inner().next().expect("attr"))?)),
+        Rule::truthy_pred => Ok(Predicate::Truthy(attr_ref(
+            p.into_inner().next().expect("attr"),
+        )?)),
         Rule::compare_pred => {
             let l = loc(&p);
             let mut inner = p.into_inner();
@@ -244,7 +282,13 @@ fn predicate(p: Pair<Rule>) -> Result<Predicate, ParseError> {
             let op_loc = loc(&op_pair);
             let op = op_pair.as_str().to_string();
             let rhs = operand(inner.next().expect("rhs"))?;
-            Ok(Predicate::Compare { lhs, op, rhs, loc: l, op_loc })
+            Ok(Predicate::Compare {
+                lhs,
+                op,
+                rhs,
+                loc: l,
+                op_loc,
+            })
         }
         other => unreachable!("not a predicate: {other:?}"),
     }
@@ -254,7 +298,10 @@ fn operand(p: Pair<Rule>) -> Result<Operand, ParseError> {
     let l = loc(&p);
     match p.as_rule() {
         Rule::list => {
-            let items = p.into_inner().map(|c| Ok((literal(&c)?, loc(&c)))).collect::<Result<_, ParseError>>()?;
+            let items = p
+                .into_inner()
+                .map(|c| Ok((literal(&c)?, loc(&c))))
+                .collect::<Result<_, ParseError>>()?;
             Ok(Operand::List(items, l))
         }
         Rule::unique => Ok(Operand::Unique(l)),
@@ -266,19 +313,28 @@ fn operand(p: Pair<Rule>) -> Result<Operand, ParseError> {
 fn literal(p: &Pair<Rule>) -> Result<Literal, ParseError> {
     Ok(match p.as_rule() {
         Rule::integer => Literal::Int(integer(p)?),
-        Rule::float => Literal::Float(p.as_str().parse().map_err(|_| ParseError { loc: loc(p), message: "not a number".into() })?),
+        Rule::float => Literal::Float(p.as_str().parse().map_err(|_| ParseError {
+            loc: loc(p),
+            message: "not a number".into(),
+        })?),
         Rule::boolean => Literal::Bool(p.as_str() == "true"),
         Rule::string => Literal::Str(unescape(inner_text(p.as_str()))),
-        Rule::duration => Literal::Duration(
-            parse_duration(p.as_str()).ok_or_else(|| ParseError { loc: loc(p), message: "duration out of range".into() })?,
-        ),
+        Rule::duration => {
+            Literal::Duration(parse_duration(p.as_str()).ok_or_else(|| ParseError {
+                loc: loc(p),
+                message: "duration out of range".into(),
+            })?)
+        }
         Rule::bare_word => Literal::Word(p.as_str().to_string()),
         other => unreachable!("not a literal: {other:?}"),
     })
 }
 
 fn integer(p: &Pair<Rule>) -> Result<i64, ParseError> {
-    p.as_str().parse().map_err(|_| ParseError { loc: loc(p), message: format!("integer `{}` does not fit in 64 bits", p.as_str()) })
+    p.as_str().parse().map_err(|_| ParseError {
+        loc: loc(p),
+        message: format!("integer `{}` does not fit in 64 bits", p.as_str()),
+    })
 }
 
 fn attr_ref(p: Pair<Rule>) -> Result<AttrRef, ParseError> {
@@ -345,7 +401,11 @@ fn convert_error(e: pest::error::Error<Rule>, text: &str) -> ParseError {
         InputLocation::Span((s, _)) => s,
     };
     let end = next_token_end(text, pos);
-    let found = if pos >= text.len() { "the end of the condition".to_string() } else { format!("`{}`", &text[pos..end]) };
+    let found = if pos >= text.len() {
+        "the end of the condition".to_string()
+    } else {
+        format!("`{}`", &text[pos..end])
+    };
     let message = match e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
             let mut words: Vec<&str> = positives.iter().filter_map(|r| describe(*r)).collect();
@@ -359,7 +419,10 @@ fn convert_error(e: pest::error::Error<Rule>, text: &str) -> ParseError {
         }
         ErrorVariant::CustomError { message } => message,
     };
-    ParseError { loc: pos..end, message }
+    ParseError {
+        loc: pos..end,
+        message,
+    }
 }
 
 /// The end of the token starting at `pos`, for a caret as wide as the offending word.
@@ -369,7 +432,9 @@ fn next_token_end(text: &str, pos: usize) -> usize {
     match chars.next() {
         None => pos,
         Some((_, c)) if c.is_alphanumeric() || c == '_' => {
-            pos + rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-')).unwrap_or(rest.len())
+            pos + rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-'))
+                .unwrap_or(rest.len())
         }
         Some((_, c)) => pos + c.len_utf8(),
     }
@@ -401,18 +466,32 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::relation | Rule::rel_op => "`before`, `after`, `within` or `child_of`",
         Rule::trace_has | Rule::kw_trace => "`trace.has(...)`",
         Rule::cmp_op => "a comparison operator (== != > >= < <=)",
-        Rule::selector | Rule::name_pattern | Rule::bare_name | Rule::name_segment | Rule::quoted_name => "a span name",
+        Rule::selector
+        | Rule::name_pattern
+        | Rule::bare_name
+        | Rule::name_segment
+        | Rule::quoted_name => "a span name",
         Rule::where_clause | Rule::kw_where => "`.where(...)`",
         Rule::predicate | Rule::pred_and | Rule::pred_not => "a predicate",
         Rule::exists_pred | Rule::kw_exists => "`exists(...)`",
-        Rule::compare_pred | Rule::truthy_pred | Rule::attr_ref | Rule::plain_attr | Rule::quoted_attr | Rule::scoped_attr => {
-            "an attribute"
-        }
+        Rule::compare_pred
+        | Rule::truthy_pred
+        | Rule::attr_ref
+        | Rule::plain_attr
+        | Rule::quoted_attr
+        | Rule::scoped_attr => "an attribute",
         Rule::intrinsic => "an intrinsic such as `span:duration`",
-        Rule::pred_op | Rule::kw_in | Rule::kw_matches | Rule::kw_contains => "an operator (== != > >= < <= in matches contains)",
+        Rule::pred_op | Rule::kw_in | Rule::kw_matches | Rule::kw_contains => {
+            "an operator (== != > >= < <= in matches contains)"
+        }
         Rule::list => "a list `[...]`",
         Rule::unique | Rule::kw_unique => "`unique`",
-        Rule::boolean | Rule::duration | Rule::float | Rule::integer | Rule::string | Rule::bare_word => "a value",
+        Rule::boolean
+        | Rule::duration
+        | Rule::float
+        | Rule::integer
+        | Rule::string
+        | Rule::bare_word => "a value",
         _ => return None,
     })
 }
@@ -428,48 +507,89 @@ mod tests {
     #[test]
     fn invariant_form_has_its_three_blocks() {
         match ok("when { a } always { b } never { c }") {
-            Condition::Invariant { always: Some(_), never: Some(_), .. } => {}
+            Condition::Invariant {
+                always: Some(_),
+                never: Some(_),
+                ..
+            } => {}
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn where_after_a_dotted_name_is_a_filter_not_a_segment() {
-        let Condition::Violation(Expr::Has(sel)) = ok("payment.charge.where(amount > 5)") else { panic!() };
+        let Condition::Violation(Expr::Has(sel)) = ok("payment.charge.where(amount > 5)") else {
+            panic!()
+        };
         assert_eq!(sel.name, NamePattern::Bare("payment.charge".into()));
         assert_eq!(sel.wheres.len(), 1);
     }
 
     #[test]
     fn keywords_need_a_word_boundary() {
-        let Condition::Violation(Expr::Has(sel)) = ok("android.notify") else { panic!() };
+        let Condition::Violation(Expr::Has(sel)) = ok("android.notify") else {
+            panic!()
+        };
         assert_eq!(sel.name, NamePattern::Bare("android.notify".into()));
     }
 
     #[test]
     fn right_hand_scoped_reference_is_an_attribute_and_bare_words_are_strings() {
-        let Condition::Violation(Expr::Has(sel)) = ok("x.where(duration_ms > span.timeout_ms and processor == stripe)") else {
+        let Condition::Violation(Expr::Has(sel)) =
+            ok("x.where(duration_ms > span.timeout_ms and processor == stripe)")
+        else {
             panic!()
         };
-        let Predicate::And(items, _) = &sel.wheres[0] else { panic!() };
-        let Predicate::Compare { rhs: Operand::Attr(a), .. } = &items[0] else { panic!("{:?}", items[0]) };
+        let Predicate::And(items, _) = &sel.wheres[0] else {
+            panic!()
+        };
+        let Predicate::Compare {
+            rhs: Operand::Attr(a),
+            ..
+        } = &items[0]
+        else {
+            panic!("{:?}", items[0])
+        };
         assert_eq!(a.kind, AttrKind::Span("timeout_ms".into()));
-        let Predicate::Compare { rhs: Operand::Literal(Literal::Word(w), _), .. } = &items[1] else { panic!() };
+        let Predicate::Compare {
+            rhs: Operand::Literal(Literal::Word(w), _),
+            ..
+        } = &items[1]
+        else {
+            panic!()
+        };
         assert_eq!(w, "stripe");
     }
 
     #[test]
     fn durations_floats_and_ints_are_told_apart() {
-        let Condition::Violation(Expr::Has(sel)) = ok("x.where(a == 250ms or b == 1.5 or c == 3 or d == 1m)") else { panic!() };
-        let Predicate::Or(items, _) = &sel.wheres[0] else { panic!() };
+        let Condition::Violation(Expr::Has(sel)) =
+            ok("x.where(a == 250ms or b == 1.5 or c == 3 or d == 1m)")
+        else {
+            panic!()
+        };
+        let Predicate::Or(items, _) = &sel.wheres[0] else {
+            panic!()
+        };
         let lits: Vec<_> = items
             .iter()
             .map(|p| match p {
-                Predicate::Compare { rhs: Operand::Literal(l, _), .. } => l.clone(),
+                Predicate::Compare {
+                    rhs: Operand::Literal(l, _),
+                    ..
+                } => l.clone(),
                 _ => panic!(),
             })
             .collect();
-        assert_eq!(lits, vec![Literal::Duration(250_000_000), Literal::Float(1.5), Literal::Int(3), Literal::Duration(60_000_000_000)]);
+        assert_eq!(
+            lits,
+            vec![
+                Literal::Duration(250_000_000),
+                Literal::Float(1.5),
+                Literal::Int(3),
+                Literal::Duration(60_000_000_000)
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,61 @@
+//! `betrace explain --rules RULES --rule ID`: show how a rule was compiled.
+
+use super::{load_rules, FAILED, OK};
+
+/// Show a rule's compiled bytecode and the selectors it uses.
+///
+/// The listing shows the rule's stack program (HAS, COUNT, BEFORE, … over selectors s0,
+/// s1, …), the span name that must be present for the rule to run at all, and each
+/// selector's per-span predicate program. Selectors marked "trigger" supply the spans a
+/// signal reports.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Rule files, directories or globs to load.
+    #[arg(long, required = true, num_args = 1.., value_name = "RULES")]
+    pub rules: Vec<String>,
+    /// The id of the rule to explain.
+    #[arg(long, value_name = "ID")]
+    pub rule: String,
+}
+
+/// Prints the explanation and returns the exit code.
+pub fn run(args: &Args) -> u8 {
+    let rules = match load_rules(&args.rules) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let Some(rule) = rules.rule(&args.rule) else {
+        eprintln!("error: no rule with id `{}`", args.rule);
+        let ids: Vec<&str> = rules.rules().iter().map(|r| r.def.id.as_str()).collect();
+        let close: Vec<&&str> = ids
+            .iter()
+            .filter(|id| id.contains(&args.rule) || args.rule.contains(**id))
+            .take(5)
+            .collect();
+        if !close.is_empty() {
+            eprintln!(
+                "  did you mean: {}",
+                close
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        return FAILED;
+    };
+    let d = &rule.def;
+    println!("rule      {} — {}", d.id, d.name);
+    println!(
+        "severity  {}{}",
+        d.severity,
+        if d.enabled { "" } else { " (disabled)" }
+    );
+    println!("signal    {}", d.signal_type);
+    println!("condition");
+    for line in d.condition.trim_end().lines() {
+        println!("  {line}");
+    }
+    print!("{}", rules.explain(&d.id).unwrap_or_default());
+    OK
+}

@@ -1,0 +1,106 @@
+//! `betrace test RULES…`: run every rule's `examples:` and say why a failing one failed.
+
+use betrace::reference;
+use betrace::rules::Expect;
+use betrace::signal::{Mode, Signal};
+
+use super::{load_rules, FAILED, OK};
+
+/// Run the examples written next to each rule.
+///
+/// Each example is a compact trace with `expect: pass` (the rule must not fire) or
+/// `expect: violation` (it must). For a failing example the output shows each clause of
+/// the condition, what it evaluated to, and how many spans matched. Exit code: 0 when every
+/// example passes, 1 when any fails, 2 for unreadable paths.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Rule files, directories (every *.yaml / *.yml in them) or globs.
+    #[arg(required = true, value_name = "RULES")]
+    pub rules: Vec<String>,
+    /// Print one JSON object per example (with the signal it raised) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the examples and returns the exit code.
+pub fn run(args: &Args) -> u8 {
+    let rules = match load_rules(&args.rules) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut last_file = None;
+    for (ri, rule) in rules.rules().iter().enumerate() {
+        let def = &rule.def;
+        if !args.json && last_file != Some(def.file) {
+            println!("{}", rules.files()[def.file].name);
+            last_file = Some(def.file);
+        }
+        if def.examples.is_empty() && !args.json {
+            println!("  none  {}: no examples", def.id);
+        }
+        for ex in &def.examples {
+            let mut view = rules.view(&ex.trace);
+            let verdict = rules.judge_with(&mut view, ri);
+            let ok = verdict.fired == (ex.expect == Expect::Violation);
+            if ok {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+            if args.json {
+                let signal = verdict
+                    .fired
+                    .then(|| Signal::new(def, &ex.trace, &verdict, Mode::Replay))
+                    .flatten();
+                let line = serde_json::json!({
+                    "rule_id": def.id,
+                    "example": ex.name,
+                    "expect": expect_word(ex.expect),
+                    "fired": verdict.fired,
+                    "passed": ok,
+                    "signal": signal.map(|s| s.to_json()),
+                });
+                println!("{line}");
+                continue;
+            }
+            println!(
+                "  {}  {}: {}",
+                if ok { "ok  " } else { "FAIL" },
+                def.id,
+                ex.name
+            );
+            if !ok {
+                let why = match ex.expect {
+                    Expect::Violation => "expected a violation; the rule did not fire",
+                    Expect::Pass => "expected no violation; the rule fired",
+                };
+                println!("        {why}");
+                for step in reference::explain(&def.form, &ex.trace) {
+                    let indent = "  ".repeat(step.depth);
+                    println!(
+                        "          {:<9} {indent}{:<48} {:<5}  {}",
+                        step.clause, step.text, step.value, step.detail
+                    );
+                }
+            }
+        }
+    }
+    if !args.json {
+        println!("examples: {passed} passed, {failed} failed");
+    } else {
+        eprintln!("examples: {passed} passed, {failed} failed");
+    }
+    if failed == 0 {
+        OK
+    } else {
+        FAILED
+    }
+}
+
+fn expect_word(e: Expect) -> &'static str {
+    match e {
+        Expect::Pass => "pass",
+        Expect::Violation => "violation",
+    }
+}

@@ -1,0 +1,626 @@
+//! Every example of ../shared/spec/dsl.md, each a test of what the spec says it means.
+
+use betrace::compact;
+use betrace::signal::Mode;
+use betrace::RuleSet;
+
+/// Loads a one-rule set with the given condition.
+fn rules(condition: &str) -> RuleSet {
+    let text = format!(
+        "rules:\n  - id: r\n    name: R\n    condition: |\n      {}\n",
+        condition.replace('\n', "\n      ")
+    );
+    match RuleSet::from_text("spec.yaml", &text) {
+        Ok((r, _)) => r,
+        Err(report) => panic!("{condition:?} did not load:\n{}", report.render()),
+    }
+}
+
+fn trace(yaml: &str) -> betrace::trace::Trace {
+    compact::from_yaml(yaml, 1).unwrap_or_else(|e| panic!("bad trace: {e}"))
+}
+
+fn fires(condition: &str, yaml: &str) -> bool {
+    let r = rules(condition);
+    !r.judge(&trace(yaml)).is_empty()
+}
+
+/// The names of the trigger spans, first trigger span first.
+fn triggers(condition: &str, yaml: &str) -> Vec<String> {
+    let r = rules(condition);
+    let t = trace(yaml);
+    let fired = r.judge(&t);
+    assert_eq!(fired.len(), 1, "{condition} should fire");
+    fired[0]
+        .1
+        .triggers
+        .iter()
+        .map(|&i| t.spans[i].name.clone())
+        .collect()
+}
+
+fn load_error(text: &str) -> String {
+    match RuleSet::from_text("bad.yaml", text) {
+        Ok(_) => panic!("should not load:\n{text}"),
+        Err(report) => report.render(),
+    }
+}
+
+const RESERVED_THEN_CHARGED: &str = "
+- name: inventory.reserve
+- name: payment.charge
+  attributes: { amount: 59.99 }
+";
+const CHARGE_ONLY: &str = "- name: payment.charge\n  attributes: { amount: 59.99, payment_intent_id: pi_1, order_id: ord_1 }";
+
+// ------------------------------------------------------------------ §1 rule files
+
+const SPEC_RULE_FILE: &str = r#"
+rules:
+  - id: payment-requires-inventory          # required, unique across all loaded files, [A-Za-z0-9_.-]+
+    name: Payment requires inventory reservation   # required
+    description: Charges must follow a reservation.  # optional
+    severity: critical                       # critical | high | medium | low | info (default medium)
+    enabled: true                            # default true; false: loaded and checked, never evaluated
+    tags: [ecommerce]                        # optional
+    compliance: { framework: SOC2, control: CC7.2 }   # optional, copied into every signal
+    condition: |                             # required: the rule's expression, section 2
+      when { payment.charge } always { inventory.reserve }
+    signal:                                  # optional
+      type: PAYMENT_WITHOUT_INVENTORY        # default: the id in UPPER_SNAKE
+      message: "charge {payment_intent_id} without reservation"   # {key} = attribute of the first trigger span; missing -> empty
+      context: [order_id, payment_intent_id] # attributes copied from the trigger spans into the signal
+    examples:                                # optional; run by `betrace test`
+      - name: reserved then charged
+        expect: pass                         # pass | violation
+        trace:                               # compact trace, section 5
+          - name: inventory.reserve
+          - name: payment.charge
+            attributes: { amount: 59.99 }
+"#;
+
+#[test]
+fn spec_rule_file_loads_and_its_example_passes() {
+    let (r, warnings) = RuleSet::from_text("spec.yaml", SPEC_RULE_FILE).unwrap();
+    assert!(warnings.items.is_empty());
+    let rule = &r.rules()[0];
+    assert_eq!(rule.def.severity.as_str(), "critical");
+    assert_eq!(rule.def.tags, vec!["ecommerce"]);
+    let ex = &rule.def.examples[0];
+    assert!(
+        r.judge(&ex.trace).is_empty(),
+        "reserved then charged passes"
+    );
+}
+
+#[test]
+fn spec_rule_file_signal_fields() {
+    let (r, _) = RuleSet::from_text("spec.yaml", SPEC_RULE_FILE).unwrap();
+    let signals = r.signals(&trace(CHARGE_ONLY), Mode::Replay);
+    assert_eq!(signals.len(), 1);
+    let j = signals[0].to_json();
+    assert_eq!(j["rule_id"], "payment-requires-inventory");
+    assert_eq!(j["rule_name"], "Payment requires inventory reservation");
+    assert_eq!(j["severity"], "critical");
+    assert_eq!(j["signal_type"], "PAYMENT_WITHOUT_INVENTORY");
+    assert_eq!(j["message"], "charge pi_1 without reservation");
+    assert_eq!(
+        j["context"],
+        serde_json::json!({"order_id": "ord_1", "payment_intent_id": "pi_1"})
+    );
+    assert_eq!(
+        j["compliance"],
+        serde_json::json!({"framework": "SOC2", "control": "CC7.2"})
+    );
+    assert_eq!(j["mode"], "replay");
+    assert_eq!(j["service"], "test");
+    assert_eq!(j["time"], "2024-01-01T00:00:00.000000000Z");
+    assert_eq!(j["trace_id"].as_str().unwrap().len(), 32);
+    assert_eq!(j["span_id"].as_str().unwrap().len(), 16);
+    assert_eq!(j["span_ids"], serde_json::json!([j["span_id"]]));
+}
+
+#[test]
+fn missing_message_attribute_renders_empty() {
+    let (r, _) = RuleSet::from_text("spec.yaml", SPEC_RULE_FILE).unwrap();
+    let s = r.signals(&trace("- name: payment.charge"), Mode::Live);
+    assert_eq!(s[0].message, "charge  without reservation");
+    assert!(s[0].context.is_empty());
+    assert_eq!(s[0].to_json()["mode"], "live");
+}
+
+#[test]
+fn severity_defaults_to_medium_and_signal_type_to_upper_snake_id() {
+    let r = rules("payment.charge");
+    assert_eq!(r.rules()[0].def.severity.as_str(), "medium");
+    let (r, _) = RuleSet::from_text(
+        "x.yaml",
+        "rules:\n  - {id: pay.retry-idem_1, name: N, condition: a}\n",
+    )
+    .unwrap();
+    assert_eq!(r.rules()[0].def.signal_type, "PAY_RETRY_IDEM_1");
+}
+
+#[test]
+fn disabled_rules_are_checked_but_never_evaluated() {
+    let (r, _) = RuleSet::from_text(
+        "x.yaml",
+        "rules:\n  - {id: r, name: N, enabled: false, condition: payment.charge}\n",
+    )
+    .unwrap();
+    assert!(r.judge(&trace(CHARGE_ONLY)).is_empty());
+    let err = load_error("rules:\n  - {id: r, name: N, enabled: false, condition: \"payment.charge.where(span:duration > 1)\"}\n");
+    assert!(err.contains("duration"), "{err}");
+}
+
+#[test]
+fn loading_errors_name_file_rule_line_and_column() {
+    let text = "rules:\n  - id: ok-rule\n    name: fine\n    condition: a\n  - id: broken\n    name: B\n    condition: |\n      when { a } always { b.where(x >) }\n";
+    let err = load_error(text);
+    assert!(err.contains("bad.yaml:8:"), "{err}");
+    assert!(err.contains("rule `broken`"), "{err}");
+    assert!(err.contains('^'), "{err}");
+    assert!(
+        load_error("rules:\n  - {id: a, name: A, condition: x, bogus: 1}\n")
+            .contains("unknown field `bogus`")
+    );
+    assert!(load_error("rules:\n  - {name: A, condition: x}\n").contains("missing field `id`"));
+    assert!(load_error("rules:\n  - {id: a, condition: x}\n").contains("missing field `name`"));
+    assert!(load_error("rules:\n  - {id: a, name: A}\n").contains("missing field `condition`"));
+    assert!(load_error(
+        "rules:\n  - {id: a, name: A, condition: x}\n  - {id: a, name: B, condition: y}\n"
+    )
+    .contains("duplicate rule id `a`"));
+    assert!(load_error("rules:\n  - {id: \"a b\", name: A, condition: x}\n").contains("rule id"));
+    assert!(load_error("rulez: []\n").contains("unknown key `rulez`"));
+}
+
+#[test]
+fn loading_is_all_or_nothing() {
+    let text = "rules:\n  - {id: good, name: G, condition: a}\n  - {id: bad, name: B, condition: \"a.where(\"}\n";
+    assert!(RuleSet::from_text("x.yaml", text).is_err());
+}
+
+// ------------------------------------------------------------------ §2 the two forms
+
+#[test]
+fn invariant_form_fires_when_always_is_false() {
+    let c = "when { payment.charge } always { inventory.reserve }";
+    assert!(!fires(c, RESERVED_THEN_CHARGED));
+    assert!(fires(c, CHARGE_ONLY));
+    assert!(
+        !fires(c, "- name: inventory.reserve"),
+        "the rule applies only where `when` holds"
+    );
+}
+
+#[test]
+fn invariant_form_fires_when_never_is_true() {
+    let c = "when { payment.charge } never { payment.refund }";
+    assert!(!fires(c, CHARGE_ONLY));
+    assert!(fires(c, "- name: payment.charge\n- name: payment.refund"));
+    let both = "when { payment.charge } always { inventory.reserve } never { payment.refund }";
+    assert!(fires(
+        both,
+        "- name: payment.charge\n- name: inventory.reserve\n- name: payment.refund"
+    ));
+    assert!(fires(both, CHARGE_ONLY));
+    assert!(!fires(both, RESERVED_THEN_CHARGED));
+}
+
+#[test]
+fn violation_form_fires_when_true() {
+    let c = "trace.has(payment.charge) and not trace.has(payment.fraud_check)";
+    assert!(fires(c, CHARGE_ONLY));
+    assert!(!fires(
+        c,
+        "- name: payment.charge\n- name: payment.fraud_check"
+    ));
+}
+
+#[test]
+fn conjunction_of_has_is_a_warning_with_the_rewrite() {
+    let text = "rules:\n  - id: r\n    name: R\n    condition: trace.has(A) and trace.has(B)\n";
+    let (_, warnings) = RuleSet::from_text("w.yaml", text).unwrap();
+    assert_eq!(warnings.items.len(), 1);
+    let out = warnings.render();
+    assert!(out.contains("warning"), "{out}");
+    assert!(
+        out.contains("when { trace.has(A) } always { trace.has(B) }"),
+        "{out}"
+    );
+}
+
+// ------------------------------------------------------------------ §2.1 selectors
+
+#[test]
+fn selectors_match_exact_quoted_glob_and_any() {
+    let t = "- name: \"GET /api/users/{id}\"\n- name: payment.charge\n- name: HTTP GET\n- name: \"HTTP *\"";
+    assert!(fires("payment.charge", t));
+    assert!(!fires("payment", t), "a dotted name matches exactly");
+    assert!(fires("\"GET /api/users/{id}\"", t));
+    assert!(fires("payment.*", t));
+    assert!(!fires("payment.*", "- name: payments"));
+    assert_eq!(triggers("\"HTTP *\"", t), vec!["HTTP GET", "HTTP *"]);
+    assert_eq!(
+        triggers("\"HTTP \\*\"", t),
+        vec!["HTTP *"],
+        "\\* is a literal asterisk"
+    );
+    assert_eq!(triggers("*", t).len(), 4);
+    assert!(fires("\"say \\\"hi\\\"\"", "- name: 'say \"hi\"'"));
+}
+
+#[test]
+fn chained_wheres_apply_to_the_same_span() {
+    let t = "- name: x\n  attributes: { a: 1 }\n- name: x\n  attributes: { b: 2 }";
+    assert!(!fires("x.where(a == 1).where(b == 2)", t));
+    assert!(fires(
+        "x.where(a == 1).where(b == 2)",
+        "- name: x\n  attributes: { a: 1, b: 2 }"
+    ));
+}
+
+// ------------------------------------------------------------------ §2.2 boolean terms
+
+#[test]
+fn bare_selector_and_trace_has_are_the_same() {
+    let t = "- name: x\n  attributes: { a: 1 }";
+    for c in [
+        "x",
+        "trace.has(x)",
+        "trace.has(x).where(a == 1)",
+        "x.where(a == 1)",
+    ] {
+        assert!(fires(c, t), "{c}");
+    }
+    assert!(!fires("trace.has(x).where(a == 2)", t));
+}
+
+#[test]
+fn count_compares_with_every_operator_and_either_side() {
+    let t = "- name: approval.received\n- name: approval.received\n- name: x";
+    for (c, want) in [
+        ("count(approval.received) == 2", true),
+        ("trace.count(approval.received) >= 2", true),
+        ("count(approval.received) > 2", false),
+        ("count(approval.received) != 2", false),
+        ("count(approval.received) < 3", true),
+        ("count(approval.received) <= 1", false),
+        ("2 == count(approval.received)", true),
+        ("count(approval.received) > count(x)", true),
+        ("count(missing) == 0", true),
+    ] {
+        assert_eq!(fires(c, t), want, "{c}");
+    }
+}
+
+#[test]
+fn distinct_counts_values_and_ignores_spans_without_the_key() {
+    let t = "
+- name: payment.charge
+  attributes: { payment_intent_id: pi_1, attempt: 1 }
+- name: payment.charge
+  attributes: { payment_intent_id: pi_2, attempt: 2 }
+- name: payment.charge
+  attributes: { attempt: 3 }
+";
+    assert!(fires("distinct(payment.charge, payment_intent_id) == 2", t));
+    assert!(
+        fires(
+            "trace.count(payment.charge).where(payment_intent_id == unique) == 2",
+            t
+        ),
+        "the seeds' spelling"
+    );
+    let idem = "when { payment.charge.where(attempt > 1) } always { trace.count(payment.charge).where(payment_intent_id == unique) == 1 }";
+    assert!(
+        fires(idem, t),
+        "a retry with a new payment_intent_id is the OmniCart incident"
+    );
+    let reused = "
+- name: payment.charge
+  attributes: { payment_intent_id: pi_1, attempt: 1 }
+- name: payment.charge
+  attributes: { payment_intent_id: pi_1, attempt: 2 }
+";
+    assert!(!fires(idem, reused));
+}
+
+#[test]
+fn before_compares_earliest_starts_strictly() {
+    let t = "
+- name: inventory.reserve
+  start: 0ms
+- name: payment.charge
+  start: 5ms
+- name: inventory.reserve
+  start: 10ms
+";
+    assert!(fires("inventory.reserve before payment.charge", t));
+    assert!(!fires("payment.charge before inventory.reserve", t));
+    assert!(
+        fires("payment.charge after inventory.reserve", t),
+        "B after A is A before B"
+    );
+    assert!(
+        !fires(
+            "a before b",
+            "- name: a\n  start: 0ms\n- name: b\n  start: 0ms"
+        ),
+        "strictly before"
+    );
+    assert!(!fires("a before b", "- name: a"), "both must match");
+}
+
+#[test]
+fn within_follows_ancestors_and_is_true_when_nothing_matches() {
+    let t = "
+- name: http.request
+  children:
+    - name: handler
+      children:
+        - name: db.query
+- name: db.query
+";
+    assert!(
+        !fires("db.query within http.request", t),
+        "the second db.query has no such ancestor"
+    );
+    let nested = "- name: http.request\n  children:\n    - name: handler\n      children:\n        - name: db.query";
+    assert!(fires("db.query within http.request", nested));
+    assert!(
+        fires("nothing within http.request", nested),
+        "true when nothing matches A"
+    );
+    assert!(
+        !fires("db.query child_of http.request", nested),
+        "child_of is the direct parent only"
+    );
+    assert!(fires("db.query child_of handler", nested));
+    assert!(fires("nothing child_of handler", nested));
+}
+
+#[test]
+fn not_and_or_precedence() {
+    let t = "- name: a";
+    assert!(fires("not b and a", t), "not binds tighter than and");
+    assert!(fires("a or b and c", t), "and binds tighter than or");
+    assert!(!fires("(a or b) and c", t));
+    assert!(fires("a // a comment\n and not c", t));
+}
+
+// ------------------------------------------------------------------ §2.3 predicates
+
+#[test]
+fn attribute_references_fall_back_to_the_resource() {
+    let t = "- name: x\n  attributes: { k: span }\n  resource: { k: res, r: only }";
+    assert!(fires("x.where(k == span)", t));
+    assert!(fires("x.where(span.k == span)", t));
+    assert!(fires("x.where(resource.k == res)", t));
+    assert!(
+        fires("x.where(r == only)", t),
+        "unscoped falls back to the resource"
+    );
+    assert!(!fires("x.where(span.r == only)", t));
+    assert!(fires("x.where(\"k\" == span)", t));
+    assert!(fires("x.where(service.name == test)", t));
+    assert!(fires("x.where(resource.service.name == test)", t));
+}
+
+#[test]
+fn intrinsics() {
+    let t = "
+- name: GET /checkout
+  service: shop
+  kind: server
+  status: error
+  duration: 300ms
+  children:
+    - name: db
+      duration: 10ms
+";
+    assert!(fires("\"GET /checkout\".where(span:duration > 250ms)", t));
+    assert!(fires(
+        "db.where(span:duration < 250ms and span:status == unset)",
+        t
+    ));
+    assert!(fires(
+        "*.where(span:status == error and span:kind == server)",
+        t
+    ));
+    assert!(fires("*.where(span:name == \"GET /checkout\")", t));
+    assert!(fires(
+        "db.where(trace:rootName == \"GET /checkout\" and trace:rootService == shop)",
+        t
+    ));
+    assert!(fires("db.where(trace:duration >= 300ms)", t));
+    assert!(fires("db.where(span:kind in [internal, client])", t));
+    assert!(!fires("db.where(span:statusMessage == x)", t));
+}
+
+#[test]
+fn literals_of_every_kind() {
+    let t = "- name: x\n  attributes: { i: 3, f: 2.5, b: true, s: stripe, q: \"a b\", d: 2s, l: [1, two] }";
+    for c in [
+        "x.where(i == 3)",
+        "x.where(i == 3.0)",
+        "x.where(f > 2)",
+        "x.where(b == true)",
+        "x.where(b)",
+        "x.where(s == stripe)",
+        "x.where(q == \"a b\")",
+        "x.where(d == 2s)",
+        "x.where(d > 1500ms)",
+        "x.where(i in [1, 2, 3])",
+        "x.where(s in [paypal, \"stripe\"])",
+        "x.where(l contains 1)",
+        "x.where(l contains two)",
+        "x.where(q contains \" \")",
+        "x.where(exists(q))",
+        "x.where(not exists(missing))",
+        "x.where(s matches \"str.*\")",
+    ] {
+        assert!(fires(c, t), "{c}");
+    }
+    assert!(
+        !fires("x.where(s matches \"trip\")", t),
+        "matches is anchored at both ends"
+    );
+    assert!(!fires("x.where(i in [1, 2])", t));
+}
+
+#[test]
+fn attribute_against_attribute_of_the_same_span() {
+    let t = "- name: http.request\n  attributes: { duration_ms: 900, timeout_ms: 500 }";
+    assert!(fires(
+        "http.request.where(duration_ms > span.timeout_ms)",
+        t
+    ));
+    assert!(!fires(
+        "http.request.where(duration_ms < span.timeout_ms)",
+        t
+    ));
+    assert!(!fires("http.request.where(duration_ms > span.missing)", t));
+}
+
+#[test]
+fn strings_against_numbers() {
+    let t = "- name: x\n  attributes: { code: \"503\", word: abc, n: 503 }";
+    assert!(fires("x.where(code >= 500)", t), "\"503\" reads as 503");
+    assert!(fires("x.where(code in [502, 503])", t));
+    assert!(fires("x.where(n == \"503\")", t));
+    assert!(!fires("x.where(word >= 500)", t), "\"abc\" >= 500 is false");
+    assert!(
+        !fires("x.where(word != 500)", t),
+        "\"abc\" != 500 is false too"
+    );
+}
+
+#[test]
+fn mixed_types_and_missing_attributes_are_false() {
+    let t = "- name: x\n  attributes: { flag: true }";
+    assert!(!fires("x.where(flag == 1)", t));
+    assert!(!fires("x.where(flag != 1)", t));
+    assert!(
+        !fires("x.where(k != v)", t),
+        "a comparison on an absent attribute is false, != included"
+    );
+    assert!(
+        fires("x.where(not (k == v))", t),
+        "not (k == v) differs from k != v on spans without k"
+    );
+}
+
+#[test]
+fn compiler_visible_type_errors_are_load_errors() {
+    for c in [
+        "x.where(span:duration > \"slow\")",
+        "x.where(k matches 5)",
+        "x.where(k matches \"(\")",
+        "x.where(span:status == broken)",
+        "x.where(span:nope == 1)",
+        "distinct(x, [a, b]) > 1",
+        "x.where(k > true)",
+    ] {
+        let text = format!("rules:\n  - id: r\n    name: R\n    condition: '{c}'\n");
+        assert!(
+            RuleSet::from_text("t.yaml", &text).is_err(),
+            "{c} should be refused"
+        );
+    }
+}
+
+#[test]
+fn reserved_words_must_be_quoted_as_span_names() {
+    let err = load_error("rules:\n  - id: r\n    name: R\n    condition: count.started\n");
+    assert!(err.contains("reserved"), "{err}");
+    assert!(fires("\"count.started\"", "- name: count.started"));
+}
+
+// ------------------------------------------------------------------ §3 what a rule reports
+
+#[test]
+fn trigger_spans_come_from_when_and_never_not_from_always_or_negations() {
+    let t = "
+- name: payment.charge
+  start: 5ms
+- name: payment.refund
+  start: 9ms
+- name: audit.log
+  start: 1ms
+";
+    assert_eq!(
+        triggers("when { payment.charge } never { payment.refund }", t),
+        vec!["payment.charge", "payment.refund"]
+    );
+    assert_eq!(
+        triggers("when { payment.charge } always { missing }", t),
+        vec!["payment.charge"]
+    );
+    assert_eq!(
+        triggers("payment.charge and not missing", t),
+        vec!["payment.charge"]
+    );
+    assert_eq!(
+        triggers("not not audit.log", t),
+        vec!["audit.log"],
+        "an even number of nots is positive"
+    );
+    assert_eq!(
+        triggers(
+            "count(payment.charge) > 0 and audit.log before payment.refund",
+            t
+        ),
+        vec!["audit.log", "payment.charge", "payment.refund"]
+    );
+}
+
+#[test]
+fn first_trigger_is_earliest_ties_by_lowest_span_id() {
+    let t = "
+- name: b
+  span_id: \"0000000000000002\"
+  start: 3ms
+- name: a
+  span_id: \"0000000000000009\"
+  start: 1ms
+- name: c
+  span_id: \"0000000000000001\"
+  start: 1ms
+";
+    let r = rules("a or b or c");
+    let s = r.signals(&trace(t), Mode::Replay);
+    assert_eq!(s[0].span_id.to_string(), "0000000000000001");
+    let ids: Vec<String> = s[0].span_ids.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        ids,
+        vec!["0000000000000001", "0000000000000009", "0000000000000002"]
+    );
+}
+
+#[test]
+fn without_trigger_spans_the_root_span_is_reported() {
+    let t = "- name: checkout\n  start: 5ms\n  children:\n    - name: step\n- name: later\n  start: 9ms";
+    let r = rules("count(payment.charge) == 0");
+    let tr = trace(t);
+    let s = r.signals(&tr, Mode::Replay);
+    assert_eq!(s.len(), 1, "one signal per (rule, trace)");
+    let root = tr.spans.iter().find(|sp| sp.name == "checkout").unwrap();
+    assert_eq!(s[0].span_id, root.span_id);
+}
+
+#[test]
+fn context_reads_span_then_resource() {
+    let text = "rules:\n  - id: r\n    name: R\n    condition: x\n    signal:\n      message: \"{k} on {service.name}\"\n      context: [k, service.name, absent]\n";
+    let (r, _) = RuleSet::from_text("c.yaml", text).unwrap();
+    let s = r.signals(
+        &trace("- name: x\n  service: shop\n  attributes: { k: 7 }"),
+        Mode::Replay,
+    );
+    assert_eq!(s[0].message, "7 on shop");
+    assert_eq!(
+        s[0].to_json()["context"],
+        serde_json::json!({"k": 7, "service.name": "shop"})
+    );
+}

@@ -1,0 +1,292 @@
+//! The bytecode VM against the reference evaluator, on random rules and random traces.
+//!
+//! Rules are generated as *text*, so the parser and the checker are exercised too; several
+//! rules are compiled into one rule set and judged through one view, so selector sharing
+//! and caching are exercised as in production. Every verdict and every trigger span must
+//! agree. `PROPTEST_CASES` overrides the number of cases (10,000 by default).
+
+use std::collections::HashMap;
+
+use betrace::check::check_text;
+use betrace::compile::Compiler;
+use betrace::hir::Form;
+use betrace::reference;
+use betrace::trace::{Resource, Span, SpanId, SpanKind, StatusCode, Trace, TraceId};
+use betrace::value::Value;
+use betrace::vm::View;
+use proptest::prelude::*;
+
+// ------------------------------------------------------------------ rules as text
+
+fn name_pattern() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "a", "b", "c", "a.x", "b.y", "a.*", "*", "\"b.y\"", "\"a *\"", "zz",
+    ])
+    .prop_map(str::to_string)
+}
+
+fn literal() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["1", "2", "-1", "2.5", "\"3\"", "x", "\"abc\"", "0"])
+        .prop_map(str::to_string)
+}
+
+fn pred_leaf() -> impl Strategy<Value = String> {
+    let cmp = (
+        prop::sample::select(vec!["k", "n", "s", "span.k", "resource.k", "\"k\""]),
+        prop::sample::select(vec!["==", "!=", ">", ">=", "<", "<="]),
+        literal(),
+    )
+        .prop_map(|(k, op, v)| format!("{k} {op} {v}"));
+    let list = (
+        prop::sample::select(vec!["k", "n", "s"]),
+        prop::collection::vec(literal(), 1..4),
+    )
+        .prop_map(|(k, items)| format!("{k} in [{}]", items.join(", ")));
+    prop_oneof![
+        4 => cmp,
+        2 => list,
+        1 => prop::sample::select(vec![
+            "s matches \"x|3\"",
+            "s matches \"a.*\"",
+            "s contains \"b\"",
+            "arr contains 1",
+            "arr contains \"x\"",
+            "exists(k)",
+            "exists(resource.k)",
+            "flag",
+            "n > span.k",
+            "k == resource.k",
+            "span:duration > 2ms",
+            "span:duration <= 1ms",
+            "span:status == error",
+            "span:status != ok",
+            "span:kind in [server, client]",
+            "span:name == a",
+            "span:name matches \"a.*\"",
+            "trace:rootName == a",
+            "trace:rootService == svc1",
+            "trace:duration > 3ms",
+            "flag == true",
+        ])
+        .prop_map(str::to_string),
+    ]
+}
+
+fn pred() -> impl Strategy<Value = String> {
+    pred_leaf().prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} and {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    })
+}
+
+fn selector() -> impl Strategy<Value = String> {
+    (name_pattern(), prop::collection::vec(pred(), 0..3)).prop_map(|(n, wheres)| {
+        let mut s = n;
+        for w in wheres {
+            s.push_str(&format!(".where({w})"));
+        }
+        s
+    })
+}
+
+fn expr_leaf() -> impl Strategy<Value = String> {
+    let op = prop::sample::select(vec!["==", "!=", ">", ">=", "<", "<="]);
+    prop_oneof![
+        3 => selector(),
+        1 => selector().prop_map(|s| format!("trace.has({s})")),
+        2 => (selector(), op.clone(), 0i64..4).prop_map(|(s, op, n)| format!("count({s}) {op} {n}")),
+        1 => (selector(), op.clone(), selector()).prop_map(|(a, op, b)| format!("trace.count({a}) {op} count({b})")),
+        1 => (selector(), prop::sample::select(vec!["k", "s", "n", "span:name"]), op.clone(), 0i64..3)
+            .prop_map(|(s, k, op, n)| format!("distinct({s}, {k}) {op} {n}")),
+        1 => (name_pattern(), prop::sample::select(vec!["k", "s"]), op, 0i64..3)
+            .prop_map(|(s, k, op, n)| format!("trace.count({s}).where({k} == unique) {op} {n}")),
+        2 => (selector(), prop::sample::select(vec!["before", "after", "within", "child_of"]), selector())
+            .prop_map(|(a, r, b)| format!("{a} {r} {b}")),
+    ]
+}
+
+fn expr() -> impl Strategy<Value = String> {
+    expr_leaf().prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} and {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    })
+}
+
+fn condition() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => expr(),
+        1 => (expr(), expr()).prop_map(|(w, a)| format!("when {{ {w} }} always {{ {a} }}")),
+        1 => (expr(), expr()).prop_map(|(w, n)| format!("when {{ {w} }} never {{ {n} }}")),
+        1 => (expr(), expr(), expr()).prop_map(|(w, a, n)| format!("when {{ {w} }} always {{ {a} }} never {{ {n} }}")),
+    ]
+}
+
+// ------------------------------------------------------------------ traces
+
+fn attr_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        (-2i64..4).prop_map(Value::Int),
+        prop::sample::select(vec![2.5f64, 1.0, -0.5]).prop_map(Value::Float),
+        prop::sample::select(vec!["x", "3", "abc", "a.b", "2.5", ""]).prop_map(Value::str),
+        any::<bool>().prop_map(Value::Bool),
+        prop::collection::vec((0i64..3).prop_map(Value::Int), 0..3).prop_map(Value::Array),
+        Just(Value::Array(vec![Value::str("x")])),
+    ]
+}
+
+fn attributes() -> impl Strategy<Value = Vec<(String, Value)>> {
+    prop::collection::vec(
+        (
+            prop::sample::select(vec!["k", "n", "s", "flag", "arr"]),
+            attr_value(),
+        ),
+        0..5,
+    )
+    .prop_map(|kvs| {
+        let mut out: Vec<(String, Value)> = Vec::new();
+        for (k, v) in kvs {
+            if !out.iter().any(|(e, _)| e == k) {
+                out.push((k.to_string(), v));
+            }
+        }
+        out
+    })
+}
+
+#[derive(Debug, Clone)]
+struct SpanSpec {
+    name: &'static str,
+    parent: Option<usize>,
+    dangling: bool,
+    start: u64,
+    duration_ms: u64,
+    kind: u8,
+    status: u8,
+    attrs: Vec<(String, Value)>,
+    resource: usize,
+}
+
+fn span_spec() -> impl Strategy<Value = SpanSpec> {
+    (
+        prop::sample::select(vec!["a", "b", "c", "a.x", "b.y", "a b", "a.x.y"]),
+        prop::option::of(0usize..12),
+        prop::bool::weighted(0.1),
+        0u64..6,
+        0u64..5,
+        0u8..6,
+        0u8..3,
+        attributes(),
+        0usize..2,
+    )
+        .prop_map(
+            |(name, parent, dangling, start, duration_ms, kind, status, attrs, resource)| {
+                SpanSpec {
+                    name,
+                    parent,
+                    dangling,
+                    start,
+                    duration_ms,
+                    kind,
+                    status,
+                    attrs,
+                    resource,
+                }
+            },
+        )
+}
+
+fn trace() -> impl Strategy<Value = Trace> {
+    (
+        prop::collection::vec(span_spec(), 0..12),
+        attributes(),
+        prop::bool::ANY,
+    )
+        .prop_map(|(specs, res_attrs, shuffle_ids)| {
+            let n = specs.len() as u64;
+            let id = |i: usize| {
+                // Unique ids whose byte order differs from arrival order half of the time.
+                let v = if shuffle_ids {
+                    n - i as u64
+                } else {
+                    i as u64 + 1
+                };
+                SpanId(v.to_be_bytes())
+            };
+            let spans = specs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Span {
+                    span_id: id(i),
+                    parent_span_id: if s.dangling {
+                        Some(SpanId([0xee; 8]))
+                    } else {
+                        // Any span may be a parent, later ones included: cycles are possible.
+                        s.parent.filter(|&p| p < specs.len() && p != i).map(id)
+                    },
+                    name: s.name.to_string(),
+                    kind: SpanKind::from_otlp(s.kind as i32),
+                    status: StatusCode::from_otlp(s.status as i32),
+                    status_message: String::new(),
+                    start_unix_nano: 1_000_000 * s.start,
+                    end_unix_nano: 1_000_000 * (s.start + s.duration_ms),
+                    attributes: s.attrs.clone(),
+                    resource: s.resource,
+                })
+                .collect();
+            let mut second = res_attrs;
+            second.insert(0, ("service.name".to_string(), Value::str("svc2")));
+            Trace {
+                trace_id: TraceId([7; 16]),
+                spans,
+                resources: vec![
+                    Resource {
+                        attributes: vec![
+                            ("service.name".into(), Value::str("svc1")),
+                            ("k".into(), Value::Int(1)),
+                        ],
+                    },
+                    Resource { attributes: second },
+                ],
+            }
+        })
+}
+
+// ------------------------------------------------------------------ the property
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), max_global_rejects: 1_000_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn vm_agrees_with_reference(conditions in prop::collection::vec(condition(), 1..4), traces in prop::collection::vec(trace(), 1..3)) {
+        let forms: Vec<Form> = conditions
+            .iter()
+            .map(|c| check_text(c).map(|k| k.form).map_err(|e| format!("{c}: {e:?}")))
+            .collect::<Result<_, _>>()
+            .map_err(|e| TestCaseError::fail(format!("generated rule did not check: {e}")))?;
+        let mut compiler = Compiler::new();
+        let programs: Vec<_> = forms.iter().map(|f| compiler.compile(f)).collect();
+        let code = compiler.finish();
+        let names: HashMap<String, u32> = code.names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32)).collect();
+        for t in &traces {
+            let mut view = View::new(&code, &names, t);
+            for (i, (form, prog)) in forms.iter().zip(&programs).enumerate() {
+                let expected = reference::evaluate(form, t);
+                let got = view.run(prog);
+                prop_assert_eq!(&got, &expected, "rule {:?} on trace {:#?}", conditions[i], t);
+            }
+        }
+    }
+}
