@@ -1,0 +1,30 @@
+# BeTrace — build, test and lint everything from the top of the repository.
+#
+#   make build   the betrace binary and the engine library (rlib, cdylib, staticlib)
+#   make test    every test: unit, spec examples, VM-vs-reference properties, CLI,
+#                and `betrace test` over the playbook library
+#   make lint    rustfmt and clippy, warnings as errors
+#   make demo    replay the demo rules over the demo traces
+#   make bench   criterion benchmarks (figures go in BENCHMARKS.md)
+
+CARGO ?= cargo
+BETRACE := target/release/betrace
+
+.PHONY: build test lint demo bench clean
+
+build:
+	$(CARGO) build --release --locked
+
+test: build
+	$(CARGO) test --release --locked
+	$(BETRACE) test examples/rules
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+
+bench:
+	$(CARGO) bench --locked --bench engine
+
+clean:
+	$(CARGO) clean

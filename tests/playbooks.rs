@@ -1,0 +1,64 @@
+//! The playbook library in examples/rules: every invariant of the seeds' playbooks as a
+//! rule, each with both kinds of example, each example judged as it expects — by the VM
+//! and by the reference evaluator alike.
+
+use betrace::reference;
+use betrace::rules::Expect;
+use betrace::RuleSet;
+
+fn library() -> RuleSet {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rules");
+    match RuleSet::from_paths(&[dir]) {
+        Ok((rules, warnings)) => {
+            assert!(warnings.items.is_empty(), "the library should load without warnings:\n{}", warnings.render());
+            rules
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn every_playbook_invariant_has_a_rule() {
+    let rules = library();
+    let per_file: Vec<(String, usize)> = rules
+        .files()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name.rsplit('/').next().unwrap().to_string(), rules.rules().iter().filter(|r| r.def.file == i).count()))
+        .collect();
+    // The playbooks list 15 SRE, 15 security, 15 compliance, 12 AI safety, 15 e-commerce and
+    // 15 financial services invariants: 87 in all.
+    let expected =
+        [("ai-safety.yaml", 12), ("compliance.yaml", 15), ("ecommerce.yaml", 15), ("financial-services.yaml", 15), ("security.yaml", 15), ("sre.yaml", 15)];
+    let got: Vec<(&str, usize)> = per_file.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    assert_eq!(got, expected);
+    assert_eq!(rules.rules().len(), 87);
+}
+
+#[test]
+fn every_rule_has_both_kinds_of_example_and_a_readable_signal() {
+    for r in library().rules() {
+        let d = &r.def;
+        assert!(d.examples.iter().any(|e| e.expect == Expect::Pass), "{} has no passing example", d.id);
+        assert!(d.examples.iter().any(|e| e.expect == Expect::Violation), "{} has no violating example", d.id);
+        assert!(d.description.as_deref().is_some_and(|s| s.len() > 20), "{} needs a description", d.id);
+        assert_ne!(d.message, d.name, "{} needs a signal message of its own", d.id);
+    }
+}
+
+#[test]
+fn every_example_is_judged_as_it_expects_by_vm_and_reference() {
+    let rules = library();
+    let mut checked = 0;
+    for (i, r) in rules.rules().iter().enumerate() {
+        for ex in &r.def.examples {
+            let mut view = rules.view(&ex.trace);
+            let vm = rules.judge_with(&mut view, i);
+            let reference = reference::evaluate(&r.def.form, &ex.trace);
+            assert_eq!(vm, reference, "{} / {}", r.def.id, ex.name);
+            assert_eq!(vm.fired, ex.expect == Expect::Violation, "{} / {}", r.def.id, ex.name);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 174, "{checked} examples");
+}
