@@ -19,7 +19,11 @@ fn library_sources() -> Vec<SourceFile> {
 /// names they look for, as in production traffic.
 fn trace_of(rules: &RuleSet, n: usize) -> Trace {
     let mut out = Trace::default();
-    let examples: Vec<&Trace> = rules.rules().iter().flat_map(|r| r.def.examples.iter().map(|e| &e.trace)).collect();
+    let examples: Vec<&Trace> = rules
+        .rules()
+        .iter()
+        .flat_map(|r| r.def.examples.iter().map(|e| &e.trace))
+        .collect();
     let mut i = 0;
     while out.spans.len() < n {
         let t = examples[i % examples.len()];
@@ -53,9 +57,17 @@ fn judge(c: &mut Criterion) {
     for n in [10usize, 100, 1000] {
         let trace = trace_of(&rules, n);
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::new("vm", n), &trace, |b, t| b.iter(|| rules.judge(black_box(t))));
+        group.bench_with_input(BenchmarkId::new("vm", n), &trace, |b, t| {
+            b.iter(|| rules.judge(black_box(t)))
+        });
         group.bench_with_input(BenchmarkId::new("reference", n), &trace, |b, t| {
-            b.iter(|| rules.rules().iter().filter(|r| reference::evaluate(&r.def.form, black_box(t)).fired).count())
+            b.iter(|| {
+                rules
+                    .rules()
+                    .iter()
+                    .filter(|r| reference::evaluate(&r.def.form, black_box(t)).fired)
+                    .count()
+            })
         });
     }
     group.finish();

@@ -13,13 +13,17 @@
 //!
 //! [`compact`] reads the readable YAML traces that examples and tests are written in.
 
+pub mod buffer;
 pub mod bytecode;
 pub mod check;
 pub mod compact;
 pub mod compile;
 pub mod diagnostic;
+pub mod engine;
 pub mod hir;
+pub mod otlp;
 pub mod reference;
+pub mod replay;
 pub mod rules;
 pub mod ruleset;
 pub mod signal;

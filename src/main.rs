@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 ///
 /// Rules say what must always (or never) happen in a trace: "a charge is always preceded by
 /// an inventory reservation". `betrace check` validates rule files, `betrace test` runs the
-/// examples written next to each rule, and `betrace explain` shows how a rule compiles.
+/// examples written next to each rule, `betrace replay` judges the trace files a collector
+/// already writes, and `betrace explain` shows how a rule compiles.
 #[derive(Parser)]
 #[command(name = "betrace", version, about, long_about, propagate_version = true)]
 struct Cli {
@@ -23,6 +24,7 @@ enum Command {
     Check(cli::check::Args),
     Test(cli::test::Args),
     Explain(cli::explain::Args),
+    Replay(cli::replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cli::check::run(&args),
         Command::Test(args) => cli::test::run(&args),
         Command::Explain(args) => cli::explain::run(&args),
+        Command::Replay(args) => cli::replay::run(&args),
     };
     ExitCode::from(code)
 }

@@ -11,10 +11,11 @@ use crate::trace::{lookup, Resource, SpanId, Trace, TraceId};
 use crate::value::Value;
 
 /// Whether a signal came from the live engine or from replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Detected in the collector.
+    #[default]
     Live,
     /// Detected by `betrace replay` (or `betrace test`).
     Replay,

@@ -3,8 +3,16 @@
 use std::process::Command;
 
 fn betrace(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_betrace")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("run betrace");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_betrace"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run betrace");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn temp_file(name: &str, text: &str) -> String {
@@ -36,11 +44,21 @@ fn check_reports_all_three_mistakes_with_positions() {
     let path = temp_file("three.yaml", THREE_MISTAKES);
     let (code, _, err) = betrace(&["check", &path]);
     assert_eq!(code, 1, "{err}");
-    for (line_col, what) in [(":6:58", "duration"), (":9:15", "unknown variant `hgh`"), (":13:73", "invalid regex")] {
-        assert!(err.contains(&format!("{path}{line_col}")), "missing {line_col} in:\n{err}");
+    for (line_col, what) in [
+        (":6:58", "duration"),
+        (":9:15", "unknown variant `hgh`"),
+        (":13:73", "invalid regex"),
+    ] {
+        assert!(
+            err.contains(&format!("{path}{line_col}")),
+            "missing {line_col} in:\n{err}"
+        );
         assert!(err.contains(what), "missing {what} in:\n{err}");
     }
-    assert!(err.contains("^^^^^^"), "a caret under the offending text:\n{err}");
+    assert!(
+        err.contains("^^^^^^"),
+        "a caret under the offending text:\n{err}"
+    );
     assert!(err.contains("3 errors"), "{err}");
 }
 
@@ -49,10 +67,16 @@ fn check_accepts_the_library_and_reports_warnings_without_failing() {
     let (code, out, _) = betrace(&["check", "examples/rules"]);
     assert_eq!(code, 0);
     assert!(out.contains("87 rules in 6 files"), "{out}");
-    let path = temp_file("warn.yaml", "rules:\n  - {id: w, name: W, condition: trace.has(a) and trace.has(b)}\n");
+    let path = temp_file(
+        "warn.yaml",
+        "rules:\n  - {id: w, name: W, condition: trace.has(a) and trace.has(b)}\n",
+    );
     let (code, _, err) = betrace(&["check", &path]);
     assert_eq!(code, 0);
-    assert!(err.contains("warning") && err.contains("when { trace.has(a) } always { trace.has(b) }"), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("when { trace.has(a) } always { trace.has(b) }"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -66,7 +90,10 @@ fn usage_errors_exit_2() {
 fn test_passes_on_the_library_and_explains_a_failure() {
     let (code, out, _) = betrace(&["test", "examples/rules"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.lines().last().unwrap().starts_with("examples: ") && out.contains(" 0 failed"), "{out}");
+    assert!(
+        out.lines().last().unwrap().starts_with("examples: ") && out.contains(" 0 failed"),
+        "{out}"
+    );
 
     let path = temp_file(
         "failing.yaml",
@@ -75,8 +102,16 @@ fn test_passes_on_the_library_and_explains_a_failure() {
     let (code, out, _) = betrace(&["test", &path]);
     assert_eq!(code, 1);
     assert!(out.contains("FAIL  r: wrongly expected"), "{out}");
-    assert!(out.contains("expected a violation; the rule did not fire"), "{out}");
-    assert!(out.contains("always") && out.contains("inventory.reserve") && out.contains("1 span matches"), "{out}");
+    assert!(
+        out.contains("expected a violation; the rule did not fire"),
+        "{out}"
+    );
+    assert!(
+        out.contains("always")
+            && out.contains("inventory.reserve")
+            && out.contains("1 span matches"),
+        "{out}"
+    );
     assert!(out.contains("examples: 0 passed, 1 failed"), "{out}");
 }
 
@@ -84,8 +119,14 @@ fn test_passes_on_the_library_and_explains_a_failure() {
 fn test_json_prints_one_object_per_example_with_its_signal() {
     let (code, out, _) = betrace(&["test", "--json", "examples/rules/ecommerce.yaml"]);
     assert_eq!(code, 0);
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let v = lines.iter().find(|l| l["rule_id"] == "payment-retry-idempotent" && l["expect"] == "violation").unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let v = lines
+        .iter()
+        .find(|l| l["rule_id"] == "payment-retry-idempotent" && l["expect"] == "violation")
+        .unwrap();
     assert_eq!(v["signal"]["signal_type"], "PAYMENT_RETRY_IDEMPOTENT");
     // The trigger span is the retry (`attempt > 1`): the `when` selector, per dsl.md §3.
     assert_eq!(v["signal"]["context"]["payment_intent_id"], "pi_3b");
@@ -94,10 +135,22 @@ fn test_json_prints_one_object_per_example_with_its_signal() {
 
 #[test]
 fn explain_shows_the_bytecode() {
-    let (code, out, _) = betrace(&["explain", "--rules", "examples/rules", "--rule", "payment-requires-inventory"]);
+    let (code, out, _) = betrace(&[
+        "explain",
+        "--rules",
+        "examples/rules",
+        "--rule",
+        "payment-requires-inventory",
+    ]);
     assert_eq!(code, 0);
-    assert!(out.contains("HAS") && out.contains("BEFORE") && out.contains("JMPF"), "{out}");
-    assert!(out.contains("skip unless the trace has a span named \"payment.charge\""), "{out}");
+    assert!(
+        out.contains("HAS") && out.contains("BEFORE") && out.contains("JMPF"),
+        "{out}"
+    );
+    assert!(
+        out.contains("skip unless the trace has a span named \"payment.charge\""),
+        "{out}"
+    );
     let (code, _, err) = betrace(&["explain", "--rules", "examples/rules", "--rule", "payment"]);
     assert_eq!(code, 1);
     assert!(err.contains("did you mean"), "{err}");

@@ -10,7 +10,11 @@ fn library() -> RuleSet {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rules");
     match RuleSet::from_paths(&[dir]) {
         Ok((rules, warnings)) => {
-            assert!(warnings.items.is_empty(), "the library should load without warnings:\n{}", warnings.render());
+            assert!(
+                warnings.items.is_empty(),
+                "the library should load without warnings:\n{}",
+                warnings.render()
+            );
             rules
         }
         Err(e) => panic!("{e}"),
@@ -24,12 +28,23 @@ fn every_playbook_invariant_has_a_rule() {
         .files()
         .iter()
         .enumerate()
-        .map(|(i, f)| (f.name.rsplit('/').next().unwrap().to_string(), rules.rules().iter().filter(|r| r.def.file == i).count()))
+        .map(|(i, f)| {
+            (
+                f.name.rsplit('/').next().unwrap().to_string(),
+                rules.rules().iter().filter(|r| r.def.file == i).count(),
+            )
+        })
         .collect();
     // The playbooks list 15 SRE, 15 security, 15 compliance, 12 AI safety, 15 e-commerce and
     // 15 financial services invariants: 87 in all.
-    let expected =
-        [("ai-safety.yaml", 12), ("compliance.yaml", 15), ("ecommerce.yaml", 15), ("financial-services.yaml", 15), ("security.yaml", 15), ("sre.yaml", 15)];
+    let expected = [
+        ("ai-safety.yaml", 12),
+        ("compliance.yaml", 15),
+        ("ecommerce.yaml", 15),
+        ("financial-services.yaml", 15),
+        ("security.yaml", 15),
+        ("sre.yaml", 15),
+    ];
     let got: Vec<(&str, usize)> = per_file.iter().map(|(n, c)| (n.as_str(), *c)).collect();
     assert_eq!(got, expected);
     assert_eq!(rules.rules().len(), 87);
@@ -39,10 +54,26 @@ fn every_playbook_invariant_has_a_rule() {
 fn every_rule_has_both_kinds_of_example_and_a_readable_signal() {
     for r in library().rules() {
         let d = &r.def;
-        assert!(d.examples.iter().any(|e| e.expect == Expect::Pass), "{} has no passing example", d.id);
-        assert!(d.examples.iter().any(|e| e.expect == Expect::Violation), "{} has no violating example", d.id);
-        assert!(d.description.as_deref().is_some_and(|s| s.len() > 20), "{} needs a description", d.id);
-        assert_ne!(d.message, d.name, "{} needs a signal message of its own", d.id);
+        assert!(
+            d.examples.iter().any(|e| e.expect == Expect::Pass),
+            "{} has no passing example",
+            d.id
+        );
+        assert!(
+            d.examples.iter().any(|e| e.expect == Expect::Violation),
+            "{} has no violating example",
+            d.id
+        );
+        assert!(
+            d.description.as_deref().is_some_and(|s| s.len() > 20),
+            "{} needs a description",
+            d.id
+        );
+        assert_ne!(
+            d.message, d.name,
+            "{} needs a signal message of its own",
+            d.id
+        );
     }
 }
 
@@ -56,7 +87,13 @@ fn every_example_is_judged_as_it_expects_by_vm_and_reference() {
             let vm = rules.judge_with(&mut view, i);
             let reference = reference::evaluate(&r.def.form, &ex.trace);
             assert_eq!(vm, reference, "{} / {}", r.def.id, ex.name);
-            assert_eq!(vm.fired, ex.expect == Expect::Violation, "{} / {}", r.def.id, ex.name);
+            assert_eq!(
+                vm.fired,
+                ex.expect == Expect::Violation,
+                "{} / {}",
+                r.def.id,
+                ex.name
+            );
             checked += 1;
         }
     }

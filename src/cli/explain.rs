@@ -10,8 +10,8 @@ use super::{load_rules, FAILED, OK};
 /// signal reports.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Rule files, directories or globs to load.
-    #[arg(long, required = true, num_args = 1.., value_name = "RULES")]
+    /// Rule file, directory or glob to load; repeat the flag for several.
+    #[arg(long, required = true, action = clap::ArgAction::Append, value_name = "RULES")]
     pub rules: Vec<String>,
     /// The id of the rule to explain.
     #[arg(long, value_name = "ID")]

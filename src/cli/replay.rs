@@ -1,0 +1,261 @@
+//! `betrace replay`: judge stored traces and report every signal.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use betrace::buffer::BufferConfig;
+use betrace::replay::output::{Format, Output};
+use betrace::replay::{self, Options, Progress, Summary};
+use betrace::signal::parse_time;
+
+use super::{load_rules, FAILED, OK, USAGE};
+
+/// Judge historical traces — the files a collector's `file` exporter already writes — with
+/// the same engine the collector runs, and report every signal (mode "replay").
+///
+/// INPUT is a file, a directory (every file below it, in name order) or `-` for standard
+/// input. Every `file` exporter output is read, detected from the content: JSON lines or
+/// length-prefixed protobuf, plain, per-message zstd, or compressed whole with zstd or
+/// gzip. Spans of one trace may be spread over many lines and files: traces are assembled
+/// whole before they are judged, with the live engine's timeouts applied to span times.
+///
+/// A malformed line or message is reported with its file and line (or byte offset) and
+/// skipped; the run goes on. Exit code: 0; 1 with --fail-on-violation when any signal was
+/// found; 2 when any input was bad or missing.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  betrace replay --rules examples/rules examples/traces\n  betrace replay --rules rules/ --from 2024-11-01 --to 2024-11-25 --format table /var/otel/traces/\n  zstdcat traces.zst | betrace replay --rules rules.yaml --format csv --output signals.csv -"
+)]
+pub struct Args {
+    /// Rule file, directory or glob; repeat the flag for several.
+    #[arg(long, required = true, action = clap::ArgAction::Append, value_name = "RULES")]
+    pub rules: Vec<String>,
+    /// Judge only traces whose first span starts at or after this time (RFC 3339, or a date
+    /// meaning its midnight UTC).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Judge only traces whose first span starts at or before this time (RFC 3339, or a date,
+    /// meaning the whole of that day).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: Format,
+    /// Write signals here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<String>,
+    /// Exit with 1 when any signal is found (for CI gates).
+    #[arg(long)]
+    pub fail_on_violation: bool,
+    /// A trace is judged this long (in span time) after its last span, as live.
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION")]
+    pub trace_idle_timeout: u64,
+    /// A trace is judged at the latest this long (in span time) after its first span, as live.
+    #[arg(long, default_value = "60s", value_parser = duration, value_name = "DURATION")]
+    pub max_trace_age: u64,
+    /// Most traces held at once; older ones are judged early beyond it (counted).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_traces: usize,
+    /// Most spans held at once; older traces are judged early beyond it (counted).
+    #[arg(long, default_value_t = 5_000_000)]
+    pub max_spans: usize,
+    /// Trace files, directories, or - for standard input.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+}
+
+fn duration(s: &str) -> Result<u64, String> {
+    betrace::value::parse_duration(s)
+        .filter(|d| *d >= 0)
+        .map(|d| d as u64)
+        .ok_or_else(|| format!("`{s}` is not a duration such as 5s or 250ms"))
+}
+
+/// Runs the replay and returns the exit code.
+pub fn run(args: &Args) -> u8 {
+    let from = match args
+        .from
+        .as_deref()
+        .map(|s| parse_time(s).ok_or(s))
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(s) => return usage(&format!("--from `{s}` is not an RFC 3339 time or a date")),
+    };
+    let to = match args
+        .to
+        .as_deref()
+        .map(|s| {
+            parse_time(s)
+                .map(|t| {
+                    if s.len() == 10 {
+                        t + 86_400_000_000_000 - 1
+                    } else {
+                        t
+                    }
+                })
+                .ok_or(s)
+        })
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(s) => return usage(&format!("--to `{s}` is not an RFC 3339 time or a date")),
+    };
+    let rules = match load_rules(&args.rules) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let out: Box<dyn Write> = match &args.output {
+        Some(path) => match File::create(path) {
+            Ok(f) => Box::new(BufWriter::new(f)),
+            Err(e) => return usage(&format!("{path}: {e}")),
+        },
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let mut output = match Output::new(args.format, out, &rules) {
+        Ok(o) => o,
+        Err(e) => return usage(&format!("cannot write output: {e}")),
+    };
+    let opts = Options {
+        inputs: args.inputs.clone(),
+        buffer: BufferConfig {
+            trace_idle_timeout: args.trace_idle_timeout,
+            max_trace_age: args.max_trace_age,
+            max_traces: args.max_traces,
+            max_spans: args.max_spans,
+        },
+        from,
+        to,
+    };
+    let total_bytes: u64 = args
+        .inputs
+        .iter()
+        .filter(|i| *i != "-")
+        .map(|i| dir_size(std::path::Path::new(i)))
+        .sum();
+    let progress = Arc::new(Progress::default());
+    let bar = progress_bar(total_bytes, progress.clone());
+
+    let mut write_error = None;
+    let mut bad_shown = 0u64;
+    let result = replay::run(
+        rules,
+        &opts,
+        &progress,
+        &mut |s| {
+            if write_error.is_none() {
+                if let Err(e) = output.write(&s) {
+                    write_error = Some(e);
+                }
+            }
+        },
+        &mut |bad| {
+            bad_shown += 1;
+            if bad_shown <= 100 {
+                bar.suspend(|| eprintln!("error: {bad}"));
+            } else if bad_shown == 101 {
+                bar.suspend(|| eprintln!("error: more bad records; only the first 100 are shown"));
+            }
+        },
+    );
+    bar.finish_and_clear();
+    let summary = match result {
+        Ok(s) => s,
+        Err(bad) => return usage(&bad.to_string()),
+    };
+    if let Err(e) = output.finish() {
+        write_error.get_or_insert(e);
+    }
+    if let Some(e) = write_error {
+        eprintln!("error: writing signals: {e}");
+        return USAGE;
+    }
+    print_summary(&summary);
+    let signals: u64 = summary.stats.signals_by_rule.values().sum();
+    if summary.had_bad_input() {
+        USAGE
+    } else if args.fail_on_violation && signals > 0 {
+        FAILED
+    } else {
+        OK
+    }
+}
+
+fn usage(message: &str) -> u8 {
+    eprintln!("error: {message}");
+    USAGE
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    if p.is_dir() {
+        std::fs::read_dir(p)
+            .map(|rd| rd.filter_map(Result::ok).map(|e| dir_size(&e.path())).sum())
+            .unwrap_or(0)
+    } else {
+        p.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// A progress bar on a terminal, updated from the replay's counters; hidden otherwise.
+fn progress_bar(total_bytes: u64, progress: Arc<Progress>) -> indicatif::ProgressBar {
+    if !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total_bytes.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let ticker = bar.clone();
+    std::thread::spawn(move || {
+        while !ticker.is_finished() {
+            ticker.set_position(progress.bytes_read.load(Relaxed));
+            ticker.set_message(format!(
+                "{} spans, {} signals",
+                progress.spans.load(Relaxed),
+                progress.signals.load(Relaxed)
+            ));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    bar
+}
+
+fn print_summary(s: &Summary) {
+    let b = &s.stats.buffer;
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let signals: u64 = s.stats.signals_by_rule.values().sum();
+    eprintln!(
+        "replay: {} input{}, {:.1} MB, {} spans in {} traces",
+        s.inputs,
+        if s.inputs == 1 { "" } else { "s" },
+        s.bytes_read as f64 / 1e6,
+        s.spans,
+        b.traces_in
+    );
+    eprintln!(
+        "        {} traces judged ({} early under memory pressure), {} late spans ({} not judged), {} outside --from/--to",
+        b.traces_judged, b.traces_judged_early, b.late_spans, b.late_spans_unjudged, s.stats.traces_outside_window
+    );
+    if s.bad_records > 0 || s.invalid_spans > 0 {
+        eprintln!(
+            "        {} bad records skipped, {} spans with invalid ids skipped",
+            s.bad_records, s.invalid_spans
+        );
+    }
+    eprintln!(
+        "        {signals} signal{} in {:.2}s: {:.0} spans/s, {:.1} MB/s",
+        if signals == 1 { "" } else { "s" },
+        secs,
+        s.spans as f64 / secs,
+        s.bytes_read as f64 / 1e6 / secs
+    );
+    for (rule, n) in &s.stats.signals_by_rule {
+        eprintln!("        {n:>8}  {rule}");
+    }
+}

@@ -1,0 +1,152 @@
+//! The engine: a rule set, the trace buffer, and at most one signal per (rule, trace).
+//!
+//! Live (the C ABI, driven by the wall clock) and replay (driven by span times) use this
+//! same type, so replay's signals for a set of traces are the live engine's.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::buffer::{BufferConfig, Counters, Reason, Signalled, TraceBuffer};
+use crate::ruleset::RuleSet;
+use crate::signal::{Mode, Signal};
+use crate::trace::Trace;
+
+/// How an engine judges.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineConfig {
+    /// When traces are judged, and how much is held.
+    pub buffer: BufferConfig,
+    /// Written into every signal.
+    pub mode: Mode,
+    /// Replay's `--from`/`--to`: judge only traces whose first span starts in
+    /// `[from, to]` (ns); others are counted and skipped.
+    pub window: Option<(u64, u64)>,
+}
+
+/// Counters of the engine as a whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// The buffer's counters.
+    pub buffer: Counters,
+    /// Signals sent, by rule id.
+    pub signals_by_rule: BTreeMap<String, u64>,
+    /// Traces not judged because they start outside the replay window.
+    pub traces_outside_window: u64,
+    /// Time spent judging, in nanoseconds.
+    pub eval_nanos: u64,
+}
+
+/// Rules, buffer and counters, safe to share between threads.
+pub struct Engine {
+    rules: RwLock<Arc<RuleSet>>,
+    buffer: TraceBuffer,
+    config: EngineConfig,
+    signals_by_rule: Mutex<BTreeMap<String, u64>>,
+    outside_window: AtomicU64,
+    eval_nanos: AtomicU64,
+}
+
+impl Engine {
+    /// An engine judging with `rules`.
+    pub fn new(rules: RuleSet, config: EngineConfig) -> Engine {
+        Engine {
+            rules: RwLock::new(Arc::new(rules)),
+            buffer: TraceBuffer::new(config.buffer),
+            config,
+            signals_by_rule: Mutex::new(BTreeMap::new()),
+            outside_window: AtomicU64::new(0),
+            eval_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.read().clone()
+    }
+
+    /// Replaces the rules; traces judged from now on use the new ones.
+    pub fn set_rules(&self, rules: RuleSet) {
+        *self.rules.write() = Arc::new(rules);
+    }
+
+    /// Adds spans (one fragment per trace); returns signals of traces judged early.
+    pub fn ingest(&self, fragments: Vec<Trace>, now: u64) -> Vec<Signal> {
+        let rules = self.rules();
+        let mut out = Vec::new();
+        self.buffer.ingest(
+            fragments,
+            now,
+            &mut |t: &Trace, s: &mut Signalled, r: Reason| self.judge(&rules, t, s, r, &mut out),
+        );
+        out
+    }
+
+    /// Judges traces whose time has come; call on every clock tick.
+    pub fn tick(&self, now: u64) -> Vec<Signal> {
+        let rules = self.rules();
+        let mut out = Vec::new();
+        self.buffer
+            .expire(now, &mut |t: &Trace, s: &mut Signalled, r: Reason| {
+                self.judge(&rules, t, s, r, &mut out)
+            });
+        out
+    }
+
+    /// Judges everything held and releases it: the signals of shutdown.
+    pub fn shutdown(&self) -> Vec<Signal> {
+        let rules = self.rules();
+        let mut out = Vec::new();
+        self.buffer
+            .drain(&mut |t: &Trace, s: &mut Signalled, r: Reason| {
+                self.judge(&rules, t, s, r, &mut out)
+            });
+        out
+    }
+
+    /// Counters now.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            buffer: self.buffer.counters(),
+            signals_by_rule: self.signals_by_rule.lock().clone(),
+            traces_outside_window: self.outside_window.load(Relaxed),
+            eval_nanos: self.eval_nanos.load(Relaxed),
+        }
+    }
+
+    fn judge(
+        &self,
+        rules: &RuleSet,
+        trace: &Trace,
+        signalled: &mut Signalled,
+        _reason: Reason,
+        out: &mut Vec<Signal>,
+    ) {
+        if let Some((from, to)) = self.config.window {
+            let start = trace.start_unix_nano();
+            if start < from || start > to {
+                self.outside_window.fetch_add(1, Relaxed);
+                return;
+            }
+        }
+        let started = Instant::now();
+        let signals = rules.signals(trace, self.config.mode);
+        self.eval_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+        if signals.is_empty() {
+            return;
+        }
+        let mut counts = self.signals_by_rule.lock();
+        for s in signals {
+            if signalled.iter().any(|r| **r == *s.rule_id) {
+                continue;
+            }
+            signalled.push(Arc::from(s.rule_id.as_str()));
+            *counts.entry(s.rule_id.clone()).or_default() += 1;
+            out.push(s);
+        }
+    }
+}

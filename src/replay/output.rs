@@ -1,0 +1,223 @@
+//! Replay's output formats: JSON lines (dsl.md §3.1), a table grouped by rule, and CSV
+//! with one row per signal and a column per context key.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Write};
+
+use crate::ruleset::RuleSet;
+use crate::signal::{rfc3339, Signal};
+
+/// The formats of `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON object per signal, per line.
+    Jsonl,
+    /// Signals grouped by rule: count, first and last time, affected services.
+    Table,
+    /// One row per signal, a column per context key.
+    Csv,
+}
+
+/// Writes signals in one format.
+pub struct Output<W: Write> {
+    format: Format,
+    sink: Sink<W>,
+    context_keys: Vec<String>,
+    groups: Vec<Group>,
+    group_of: HashMap<String, usize>,
+    rule_order: HashMap<String, usize>,
+}
+
+/// Where rows go: straight to the writer, or through the csv crate's quoting.
+enum Sink<W: Write> {
+    Plain(W),
+    Csv(csv::Writer<W>),
+}
+
+struct Group {
+    rule_id: String,
+    severity: String,
+    count: u64,
+    first: u64,
+    last: u64,
+    services: BTreeSet<String>,
+}
+
+impl<W: Write> Output<W> {
+    /// Starts output for signals of `rules` (CSV columns come from the rules' context keys).
+    pub fn new(format: Format, out: W, rules: &RuleSet) -> io::Result<Output<W>> {
+        let mut context_keys: Vec<String> = Vec::new();
+        for r in rules.rules() {
+            for k in &r.def.context {
+                if !context_keys.contains(k) {
+                    context_keys.push(k.clone());
+                }
+            }
+        }
+        let rule_order = rules
+            .rules()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.def.id.clone(), i))
+            .collect();
+        let sink = match format {
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(out);
+                let mut header: Vec<String> = [
+                    "rule_id",
+                    "rule_name",
+                    "severity",
+                    "signal_type",
+                    "message",
+                    "trace_id",
+                    "span_id",
+                    "span_ids",
+                    "time",
+                    "service",
+                    "mode",
+                    "compliance_framework",
+                    "compliance_control",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                header.extend(context_keys.iter().map(|k| format!("context.{k}")));
+                w.write_record(&header)?;
+                Sink::Csv(w)
+            }
+            _ => Sink::Plain(out),
+        };
+        Ok(Output {
+            format,
+            sink,
+            context_keys,
+            groups: Vec::new(),
+            group_of: HashMap::new(),
+            rule_order,
+        })
+    }
+
+    /// Writes (or, for the table, tallies) one signal.
+    pub fn write(&mut self, s: &Signal) -> io::Result<()> {
+        match (&mut self.sink, self.format) {
+            (Sink::Plain(out), Format::Jsonl) => {
+                serde_json::to_writer(&mut *out, &s.to_json())?;
+                out.write_all(b"\n")
+            }
+            (Sink::Csv(w), _) => {
+                let mut row = vec![
+                    s.rule_id.clone(),
+                    s.rule_name.clone(),
+                    s.severity.to_string(),
+                    s.signal_type.clone(),
+                    s.message.clone(),
+                    s.trace_id.to_string(),
+                    s.span_id.to_string(),
+                    s.span_ids
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    rfc3339(s.time_unix_nano),
+                    s.service().to_string(),
+                    s.mode.as_str().to_string(),
+                    s.compliance
+                        .as_ref()
+                        .map(|c| c.framework.clone())
+                        .unwrap_or_default(),
+                    s.compliance
+                        .as_ref()
+                        .map(|c| c.control.clone())
+                        .unwrap_or_default(),
+                ];
+                for k in &self.context_keys {
+                    row.push(
+                        s.context
+                            .iter()
+                            .find(|(key, _)| key == k)
+                            .map(|(_, v)| v.to_string())
+                            .unwrap_or_default(),
+                    );
+                }
+                w.write_record(&row).map_err(io::Error::other)
+            }
+            (Sink::Plain(_), _) => {
+                let i = match self.group_of.get(&s.rule_id) {
+                    Some(&i) => i,
+                    None => {
+                        self.groups.push(Group {
+                            rule_id: s.rule_id.clone(),
+                            severity: s.severity.to_string(),
+                            count: 0,
+                            first: u64::MAX,
+                            last: 0,
+                            services: BTreeSet::new(),
+                        });
+                        self.group_of
+                            .insert(s.rule_id.clone(), self.groups.len() - 1);
+                        self.groups.len() - 1
+                    }
+                };
+                let g = &mut self.groups[i];
+                g.count += 1;
+                g.first = g.first.min(s.time_unix_nano);
+                g.last = g.last.max(s.time_unix_nano);
+                if !s.service().is_empty() {
+                    g.services.insert(s.service().to_string());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Finishes: prints the table, flushes everything.
+    pub fn finish(mut self) -> io::Result<()> {
+        let out = match &mut self.sink {
+            Sink::Csv(w) => return w.flush(),
+            Sink::Plain(out) => out,
+        };
+        if self.format == Format::Table {
+            let order = &self.rule_order;
+            self.groups
+                .sort_by_key(|g| order.get(&g.rule_id).copied().unwrap_or(usize::MAX));
+            let width = self
+                .groups
+                .iter()
+                .map(|g| g.rule_id.len())
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            writeln!(
+                out,
+                "{:<width$}  {:<8}  {:>7}  {:<24}  {:<24}  SERVICES",
+                "RULE", "SEVERITY", "SIGNALS", "FIRST", "LAST"
+            )?;
+            let mut total = 0;
+            for g in &self.groups {
+                total += g.count;
+                let services: Vec<&str> = g.services.iter().map(String::as_str).collect();
+                writeln!(
+                    out,
+                    "{:<width$}  {:<8}  {:>7}  {:<24}  {:<24}  {}",
+                    g.rule_id,
+                    g.severity,
+                    g.count,
+                    short_time(g.first),
+                    short_time(g.last),
+                    services.join(", ")
+                )?;
+            }
+            writeln!(out, "{:<width$}  {:<8}  {:>7}", "total", "", total)?;
+        }
+        out.flush()
+    }
+}
+
+fn short_time(ns: u64) -> String {
+    // Milliseconds are enough to find a trace; the JSON form keeps nanoseconds.
+    let t = rfc3339(ns);
+    match (t.find('.'), t.len()) {
+        (Some(dot), _) if t.len() > dot + 4 => format!("{}Z", &t[..dot + 4]),
+        _ => t,
+    }
+}
