@@ -13,15 +13,18 @@ BETRACE := target/release/betrace
 .PHONY: build test lint demo bench clean
 
 build:
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked --workspace
 
 test: build
-	$(CARGO) test --release --locked
+	$(CARGO) test --release --locked --workspace
 	$(BETRACE) test examples/rules
 
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+
+demo: build
+	$(BETRACE) replay --rules examples/rules --format table examples/traces
 
 bench:
 	$(CARGO) bench --locked --bench engine

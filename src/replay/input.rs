@@ -180,9 +180,13 @@ fn read_detected(
             BufReader::with_capacity(1 << 18, zstd::stream::read::Decoder::with_buffer(reader)?);
         return read_detected(source, Box::new(inner), sink, depth + 1);
     }
-    match first_non_space(&mut reader)? {
+    // Text (JSON lines, even when its first line is garbage) starts with a printable byte;
+    // a length prefix starts with a small one (messages are far below 512 MiB).
+    match head.first() {
         None => Ok(()),
-        Some(b'{') => read_json_lines(source, reader, sink),
+        Some(&b) if b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r') => {
+            read_json_lines(source, reader, sink)
+        }
         Some(_) => read_length_prefixed(source, reader, sink),
     }
 }
@@ -191,24 +195,6 @@ fn read_detected(
 fn peek(reader: &mut Box<dyn BufRead + Send>, n: usize) -> io::Result<Vec<u8>> {
     let buf = reader.fill_buf()?;
     Ok(buf[..buf.len().min(n)].to_vec())
-}
-
-/// Skips leading whitespace (only when it is all there is before the first byte in the
-/// buffer) and returns the first byte without consuming it.
-fn first_non_space(reader: &mut Box<dyn BufRead + Send>) -> io::Result<Option<u8>> {
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(None);
-        }
-        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => return Ok(Some(buf[i])),
-            None => {
-                let len = buf.len();
-                reader.consume(len);
-            }
-        }
-    }
 }
 
 fn read_json_lines(

@@ -31,7 +31,7 @@ pub struct Output<W: Write> {
 /// Where rows go: straight to the writer, or through the csv crate's quoting.
 enum Sink<W: Write> {
     Plain(W),
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
 }
 
 struct Group {
@@ -83,7 +83,7 @@ impl<W: Write> Output<W> {
                 .collect();
                 header.extend(context_keys.iter().map(|k| format!("context.{k}")));
                 w.write_record(&header)?;
-                Sink::Csv(w)
+                Sink::Csv(Box::new(w))
             }
             _ => Sink::Plain(out),
         };

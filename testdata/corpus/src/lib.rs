@@ -145,8 +145,7 @@ impl Gen {
         service: &'static str,
         name: &str,
         parent: Option<usize>,
-        start_ms: u64,
-        dur_ms: u64,
+        (start_ms, dur_ms): (u64, u64),
         kind: span::SpanKind,
         attrs: Vec<(&str, AnyValue)>,
     ) -> usize {
@@ -189,8 +188,7 @@ impl Gen {
             service,
             name,
             Some(parent),
-            start_ms,
-            dur,
+            (start_ms, dur),
             span::SpanKind::Internal,
             attrs,
         )
@@ -217,8 +215,7 @@ impl Gen {
             "frontend",
             "POST /checkout",
             None,
-            0,
-            400,
+            (0, 400),
             span::SpanKind::Server,
             vec![("http.route", s("/checkout")), ("order_id", s(&order))],
         );
@@ -266,8 +263,7 @@ impl Gen {
             "frontend",
             "POST payments/charge",
             Some(root),
-            40,
-            200,
+            (40, 200),
             span::SpanKind::Client,
             vec![("peer.service", s("payments"))],
         );
@@ -357,8 +353,7 @@ impl Gen {
             "reports",
             "GET /api/v1/reports/{id}",
             None,
-            0,
-            120,
+            (0, 120),
             span::SpanKind::Server,
             vec![("http.route", s("/api/v1/reports/{id}"))],
         );
@@ -403,8 +398,7 @@ impl Gen {
             "admin",
             "POST /api/v1/admin/users",
             None,
-            0,
-            80,
+            (0, 80),
             span::SpanKind::Server,
             vec![("http.route", s("/api/v1/admin/users"))],
         );
@@ -458,8 +452,7 @@ impl Gen {
             "ehr",
             "GET /patients/{id}",
             None,
-            0,
-            60,
+            (0, 60),
             span::SpanKind::Server,
             vec![("http.route", s("/patients/{id}"))],
         );
@@ -501,8 +494,7 @@ impl Gen {
             "assistant",
             "POST /chat",
             None,
-            0,
-            900,
+            (0, 900),
             span::SpanKind::Server,
             vec![("http.route", s("/chat"))],
         );
