@@ -4,13 +4,14 @@
 #   make test    every test: unit, spec examples, VM-vs-reference properties, CLI,
 #                and `betrace test` over the playbook library
 #   make lint    rustfmt and clippy, warnings as errors
+#   make ffi-test  the C test program against the cdylib, under valgrind
 #   make demo    replay the demo rules over the demo traces
 #   make bench   criterion benchmarks (figures go in BENCHMARKS.md)
 
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test lint demo bench clean
+.PHONY: build test lint ffi-test demo bench clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -18,6 +19,14 @@ build:
 test: build
 	$(CARGO) test --release --locked --workspace
 	$(BETRACE) test examples/rules
+	$(MAKE) ffi-test
+
+CC ?= cc
+ffi-test:
+	$(CARGO) build --release --locked --lib
+	$(CC) -std=c11 -Wall -Wextra -Werror -O1 -g -I ffi ffi/test_betrace.c -L target/release -lbetrace -lpthread -o target/test_betrace
+	LD_LIBRARY_PATH=target/release valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	  --error-exitcode=1 target/test_betrace
 
 lint:
 	$(CARGO) fmt --all --check

@@ -15,7 +15,10 @@ use betrace::RuleSet;
 use betrace_corpus::{generate, write, Compression, Format};
 
 fn main() {
-    let want: usize = std::env::var("BETRACE_BENCH_SPANS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let want: usize = std::env::var("BETRACE_BENCH_SPANS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     // The corpus averages about 20 spans a trace.
     let mut traces = want / 19;
     let corpus = loop {
@@ -26,9 +29,21 @@ fn main() {
         traces += traces / 10 + 1;
     };
     let root = std::env::temp_dir().join(format!("betrace-bench-replay-{}", std::process::id()));
-    println!("corpus: {} traces, {} spans, {} injected violations", corpus.traces.len(), corpus.span_count(), corpus.expected.len());
-    println!("{:<10} {:<14} {:>10} {:>9} {:>14} {:>9}", "input", "stage", "MB", "seconds", "spans/s", "MB/s");
-    for (name, format, compression) in [("json", Format::Json, Compression::None), ("proto", Format::Proto, Compression::None), ("proto+zstd", Format::Proto, Compression::Zstd)] {
+    println!(
+        "corpus: {} traces, {} spans, {} injected violations",
+        corpus.traces.len(),
+        corpus.span_count(),
+        corpus.expected.len()
+    );
+    println!(
+        "{:<10} {:<14} {:>10} {:>9} {:>14} {:>9}",
+        "input", "stage", "MB", "seconds", "spans/s", "MB/s"
+    );
+    for (name, format, compression) in [
+        ("json", Format::Json, Compression::None),
+        ("proto", Format::Proto, Compression::None),
+        ("proto+zstd", Format::Proto, Compression::Zstd),
+    ] {
         let dir = root.join(name);
         write(&dir, &corpus, format, compression, 500, 200).expect("write corpus");
         let mb = dir_bytes(&dir) as f64 / 1e6;
@@ -37,16 +52,42 @@ fn main() {
         let spans = decode_only(&dir);
         let secs = started.elapsed().as_secs_f64();
         assert_eq!(spans, corpus.span_count() as u64);
-        println!("{name:<10} {:<14} {mb:>10.1} {secs:>9.2} {:>14.0} {:>9.1}", "decode only", spans as f64 / secs, mb / secs);
+        println!(
+            "{name:<10} {:<14} {mb:>10.1} {secs:>9.2} {:>14.0} {:>9.1}",
+            "decode only",
+            spans as f64 / secs,
+            mb / secs
+        );
 
-        let (rules, _) = RuleSet::from_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rules")]).expect("library loads");
-        let opts = Options { inputs: vec![dir.display().to_string()], ..Options::default() };
+        let (rules, _) =
+            RuleSet::from_paths(&[concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rules")])
+                .expect("library loads");
+        let opts = Options {
+            inputs: vec![dir.display().to_string()],
+            ..Options::default()
+        };
         let started = Instant::now();
         let mut signals = 0u64;
-        let summary = replay::run(rules, &opts, &Progress::default(), &mut |_| signals += 1, &mut |b| panic!("{b}")).expect("replay");
+        let summary = replay::run(
+            rules,
+            &opts,
+            &Progress::default(),
+            &mut |_| signals += 1,
+            &mut |b| panic!("{b}"),
+        )
+        .expect("replay");
         let secs = started.elapsed().as_secs_f64();
-        assert_eq!(signals, corpus.expected.len() as u64, "replay finds exactly the injected violations");
-        println!("{name:<10} {:<14} {mb:>10.1} {secs:>9.2} {:>14.0} {:>9.1}", "replay", summary.spans as f64 / secs, mb / secs);
+        assert_eq!(
+            signals,
+            corpus.expected.len() as u64,
+            "replay finds exactly the injected violations"
+        );
+        println!(
+            "{name:<10} {:<14} {mb:>10.1} {secs:>9.2} {:>14.0} {:>9.1}",
+            "replay",
+            summary.spans as f64 / secs,
+            mb / secs
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
     let _ = std::fs::remove_dir_all(&root);
@@ -64,5 +105,8 @@ fn decode_only(dir: &Path) -> u64 {
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
 }

@@ -150,3 +150,115 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Span, SpanId, TraceId};
+
+    const S: u64 = 1_000_000_000;
+    const RULES: &str = "rules:
+  - id: pay
+    name: Pay needs reserve
+    condition: when { payment.charge } always { inventory.reserve }
+  - id: refund
+    name: No refund without charge
+    condition: when { payment.refund } always { payment.charge }
+";
+
+    fn frag(names: &[&str], first_id: u8) -> Trace {
+        Trace {
+            trace_id: TraceId([7; 16]),
+            spans: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| Span {
+                    span_id: SpanId([first_id + i as u8; 8]),
+                    name: n.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            resources: vec![Default::default()],
+        }
+    }
+
+    fn engine() -> Engine {
+        Engine::new(
+            RuleSet::from_text("r.yaml", RULES).unwrap().0,
+            EngineConfig::default(),
+        )
+    }
+
+    #[test]
+    fn a_late_span_never_duplicates_a_signal_but_a_newly_firing_rule_signals() {
+        let e = engine();
+        assert!(e.ingest(vec![frag(&["payment.charge"], 1)], 0).is_empty());
+        let first = e.tick(5 * S);
+        assert_eq!(
+            first.iter().map(|s| s.rule_id.as_str()).collect::<Vec<_>>(),
+            ["pay"]
+        );
+        // A late refund: the trace is judged again, whole. `pay` still fires but was sent
+        // already; `refund` holds (the trace has a charge). Nothing new goes out.
+        e.ingest(vec![frag(&["payment.refund"], 10)], 6 * S);
+        assert!(
+            e.tick(11 * S).is_empty(),
+            "no duplicate for `pay`; `refund` holds (there is a charge)"
+        );
+        assert_eq!(e.stats().buffer.late_spans, 1);
+        assert_eq!(e.stats().buffer.traces_judged, 2);
+
+        let e = engine();
+        e.ingest(vec![frag(&["payment.refund"], 1)], 0);
+        assert_eq!(e.tick(5 * S).len(), 1, "refund without charge");
+        e.ingest(vec![frag(&["payment.charge"], 10)], 6 * S);
+        let again = e.tick(11 * S);
+        assert_eq!(
+            again.iter().map(|s| s.rule_id.as_str()).collect::<Vec<_>>(),
+            ["pay"],
+            "only the rule that newly fires"
+        );
+        assert_eq!(e.stats().signals_by_rule.values().sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn concurrent_ingest_from_threads_loses_nothing() {
+        let e = engine();
+        std::thread::scope(|scope| {
+            for t in 0..4u8 {
+                let e = &e;
+                scope.spawn(move || {
+                    for i in 0..250u8 {
+                        let mut f = frag(&["payment.charge"], 1);
+                        f.trace_id.0[0] = t;
+                        f.trace_id.0[15] = i;
+                        e.ingest(vec![f], 0);
+                    }
+                });
+            }
+        });
+        let signals = e.shutdown();
+        assert_eq!(signals.len(), 1000);
+        let b = e.stats().buffer;
+        assert_eq!(
+            (b.spans_in, b.traces_in, b.traces_judged, b.held_spans),
+            (1000, 1000, 1000, 0)
+        );
+    }
+
+    #[test]
+    fn the_replay_window_skips_traces_outside_it() {
+        let e = Engine::new(
+            RuleSet::from_text("r.yaml", RULES).unwrap().0,
+            EngineConfig {
+                window: Some((10, 20)),
+                ..EngineConfig::default()
+            },
+        );
+        let mut f = frag(&["payment.charge"], 1);
+        f.spans[0].start_unix_nano = 5;
+        e.ingest(vec![f], 0);
+        assert!(e.shutdown().is_empty());
+        assert_eq!(e.stats().traces_outside_window, 1);
+    }
+}

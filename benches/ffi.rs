@@ -1,0 +1,122 @@
+//! The cost per span of the live path, through the C ABI and in process: ingest one OTLP
+//! batch (decode, assemble), judge every trace in it against the 87 library rules, and take
+//! the signals out as OTLP log-record bytes. Batches of 100 and 1,000 spans from the corpus
+//! generator, 5% of traces violating. Each iteration gets a fresh engine (not timed).
+
+use std::hint::black_box;
+
+use betrace::buffer::BufferConfig;
+use betrace::ffi::*;
+use betrace::live::{Live, Outputs};
+use betrace_corpus::{batches, encode, generate, Format};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+
+const HOUR: u64 = 3_600_000_000_000;
+
+fn rules_text() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rules");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    // One rule file holding every rule of the library.
+    let mut text = String::from("rules:\n");
+    for f in files {
+        let body = std::fs::read_to_string(f).unwrap();
+        text.push_str(body.split_once("\nrules:\n").unwrap().1);
+        text.push('\n');
+    }
+    text
+}
+
+fn batch_bytes(spans: usize) -> Vec<u8> {
+    let corpus = generate(21, spans, 0.05);
+    let b = batches(&corpus, spans);
+    encode(&b[0], Format::Proto)
+}
+
+fn live_path(c: &mut Criterion) {
+    let rules = rules_text();
+    let mut group = c.benchmark_group("live");
+    for spans in [100usize, 1000] {
+        let bytes = batch_bytes(spans);
+        group.throughput(Throughput::Elements(spans as u64));
+        group.bench_with_input(BenchmarkId::new("in-process", spans), &bytes, |b, bytes| {
+            b.iter_batched(
+                || Live::new(&rules, BufferConfig::default(), Outputs::default()).unwrap(),
+                |live| {
+                    live.ingest(black_box(bytes), 0).unwrap();
+                    live.tick(HOUR);
+                    black_box(live.take_logs());
+                    live
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_with_input(BenchmarkId::new("c-abi", spans), &bytes, |b, bytes| {
+            b.iter_batched(
+                || {
+                    let mut e = std::ptr::null_mut();
+                    // SAFETY: the rule text is valid for its length; `e` is a live local.
+                    let rc = unsafe {
+                        betrace_engine_new(
+                            rules.as_ptr(),
+                            rules.len(),
+                            std::ptr::null(),
+                            &mut e,
+                            std::ptr::null_mut(),
+                        )
+                    };
+                    assert_eq!(rc, BETRACE_OK);
+                    Handle(e)
+                },
+                |h| {
+                    let mut out = betrace_buf {
+                        ptr: std::ptr::null_mut(),
+                        len: 0,
+                    };
+                    // SAFETY: `h.0` is a live handle; `bytes` is valid for the call; the
+                    // returned buffer is freed once.
+                    unsafe {
+                        assert_eq!(
+                            betrace_engine_ingest(
+                                h.0,
+                                bytes.as_ptr(),
+                                bytes.len(),
+                                0,
+                                std::ptr::null_mut()
+                            ),
+                            BETRACE_OK
+                        );
+                        betrace_engine_tick(h.0, HOUR, std::ptr::null_mut());
+                        betrace_engine_take_logs(
+                            h.0,
+                            &mut out,
+                            std::ptr::null_mut(),
+                            std::ptr::null_mut(),
+                        );
+                        black_box(out.len);
+                        betrace_buf_free(&mut out);
+                    }
+                    h
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// Frees the engine when criterion drops the iteration's output (not timed).
+struct Handle(*mut betrace_engine);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: a handle from betrace_engine_new, freed once, with no call running on it.
+        unsafe { betrace_engine_free(self.0) }
+    }
+}
+
+criterion_group!(benches, live_path);
+criterion_main!(benches);

@@ -1,0 +1,490 @@
+//! The C ABI (`ffi/betrace.h`, generated from this file by cbindgen and checked by a test).
+//!
+//! A handle-based API over byte buffers: create an engine from rule text and options, feed
+//! it OTLP `ExportTraceServiceRequest` bytes, tick its clock, take signals as OTLP
+//! `ExportLogsServiceRequest` (and violation spans as `ExportTraceServiceRequest`) bytes,
+//! shut it down, read counters, free what it returned.
+//!
+//! Every function is safe to call from several threads at once on the same engine (except
+//! `betrace_engine_free`, which must be the last call on it); catches every panic and
+//! returns `BETRACE_ERR_PANIC` instead of unwinding into C; checks every pointer and
+//! length it is given; copies what it needs from caller memory and keeps none of it; and
+//! reports errors as a status code plus, when `error_out` is not NULL, a message the caller
+//! frees with `betrace_buf_free`.
+//!
+//! This is the only module with `unsafe` code.
+
+#![allow(non_camel_case_types)]
+
+use std::ffi::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::buffer::BufferConfig;
+use crate::live::{Live, LiveError, Outputs};
+
+/// Success.
+pub const BETRACE_OK: i32 = 0;
+/// A NULL pointer where one is required, a length without a pointer, or text that is not UTF-8.
+pub const BETRACE_ERR_INVALID_ARGUMENT: i32 = 1;
+/// The rules do not load; the message has every error with its line and column.
+pub const BETRACE_ERR_RULES: i32 = 2;
+/// The bytes are not a protobuf `ExportTraceServiceRequest`.
+pub const BETRACE_ERR_DECODE: i32 = 3;
+/// The engine was shut down and takes no more spans.
+pub const BETRACE_ERR_SHUT_DOWN: i32 = 4;
+/// An internal error (a caught panic); the engine stays usable.
+pub const BETRACE_ERR_PANIC: i32 = 5;
+
+/// `betrace_options.outputs`: signals as log records.
+pub const BETRACE_OUTPUT_LOGS: u32 = 1;
+/// `betrace_options.outputs`: signals as violation spans.
+pub const BETRACE_OUTPUT_SPANS: u32 = 2;
+
+/// Bytes owned by the library: free with `betrace_buf_free`. `ptr` is NULL when empty;
+/// otherwise a NUL byte follows the `len` bytes, so text can be read as a C string.
+#[repr(C)]
+pub struct betrace_buf {
+    /// The bytes, or NULL.
+    pub ptr: *mut u8,
+    /// How many bytes, not counting the trailing NUL.
+    pub len: usize,
+}
+
+/// Engine options; a zero field means its default.
+#[repr(C)]
+pub struct betrace_options {
+    /// Judge a trace this long after its last span (default 5 s).
+    pub trace_idle_timeout_ns: u64,
+    /// Judge a trace at the latest this long after its first span (default 60 s).
+    pub max_trace_age_ns: u64,
+    /// Most traces held (default 100,000).
+    pub max_traces: u64,
+    /// Most spans held (default 5,000,000).
+    pub max_spans: u64,
+    /// `BETRACE_OUTPUT_LOGS` and/or `BETRACE_OUTPUT_SPANS` (default: logs).
+    pub outputs: u32,
+}
+
+/// The engine's counters.
+#[repr(C)]
+#[derive(Default)]
+pub struct betrace_counters {
+    /// Spans received.
+    pub spans_in: u64,
+    /// Traces started.
+    pub traces_in: u64,
+    /// Times a trace was judged.
+    pub traces_judged: u64,
+    /// Traces judged early to stay within max_traces / max_spans.
+    pub traces_judged_early: u64,
+    /// Spans that arrived for a trace already judged.
+    pub late_spans: u64,
+    /// Late spans that arrived after their trace was released, so were not judged.
+    pub late_spans_unjudged: u64,
+    /// Traces held now.
+    pub held_traces: u64,
+    /// Spans held now.
+    pub held_spans: u64,
+    /// Signals produced.
+    pub signals: u64,
+    /// Signals dropped because they were not taken in time.
+    pub signals_dropped: u64,
+    /// Batches that could not be decoded.
+    pub decode_errors: u64,
+    /// Spans skipped for malformed ids.
+    pub invalid_spans: u64,
+    /// Time spent judging, in nanoseconds.
+    pub eval_nanos: u64,
+}
+
+/// An engine (opaque).
+pub struct betrace_engine {
+    live: Live,
+}
+
+type Failure = (i32, String);
+
+/// Runs `f`, turning a panic into `BETRACE_ERR_PANIC` and an error into its code, with the
+/// message written to `error_out`.
+fn guard(error_out: *mut betrace_buf, f: impl FnOnce() -> Result<(), Failure>) -> i32 {
+    let (code, message) = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => return BETRACE_OK,
+        Ok(Err(failure)) => failure,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            (BETRACE_ERR_PANIC, format!("internal error: {what}"))
+        }
+    };
+    // SAFETY: the caller passes NULL or a pointer to a betrace_buf it owns (header contract);
+    // `as_mut` handles NULL, and we only write a fresh value into it.
+    if let Some(out) = unsafe { error_out.as_mut() } {
+        *out = to_buf(message.into_bytes());
+    }
+    code
+}
+
+/// Hands bytes to the caller, with a trailing NUL.
+fn to_buf(mut bytes: Vec<u8>) -> betrace_buf {
+    if bytes.is_empty() {
+        return betrace_buf {
+            ptr: std::ptr::null_mut(),
+            len: 0,
+        };
+    }
+    let len = bytes.len();
+    bytes.push(0);
+    let ptr = Box::into_raw(bytes.into_boxed_slice()) as *mut u8;
+    betrace_buf { ptr, len }
+}
+
+fn invalid(what: &str) -> Failure {
+    (BETRACE_ERR_INVALID_ARGUMENT, what.to_string())
+}
+
+/// Borrows `len` bytes of caller memory for the duration of one call.
+fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], Failure> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(invalid(&format!("{what} is NULL but its length is {len}")));
+    }
+    if len > isize::MAX as usize {
+        return Err(invalid(&format!("{what} length {len} is too large")));
+    }
+    // SAFETY: `ptr` is non-NULL and the caller promises `len` readable bytes there for the
+    // duration of this call (header contract); the length fits in isize; the slice does not
+    // outlive the call, as every caller uses it only before returning.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+fn engine<'a>(e: *const betrace_engine) -> Result<&'a betrace_engine, Failure> {
+    // SAFETY: the caller passes NULL or a handle from betrace_engine_new not yet freed
+    // (header contract); `as_ref` handles NULL. betrace_engine is Sync, so shared
+    // references from several threads are fine.
+    unsafe { e.as_ref() }.ok_or_else(|| invalid("engine is NULL"))
+}
+
+fn live_error(e: LiveError) -> Failure {
+    let code = match e {
+        LiveError::Rules(_) => BETRACE_ERR_RULES,
+        LiveError::Decode(_) => BETRACE_ERR_DECODE,
+        LiveError::ShutDown => BETRACE_ERR_SHUT_DOWN,
+    };
+    (code, e.to_string())
+}
+
+fn write<T>(out: *mut T, value: T, what: &str) -> Result<(), Failure> {
+    // SAFETY: the caller passes NULL or a pointer to a writable T (header contract);
+    // `as_mut` handles NULL.
+    match unsafe { out.as_mut() } {
+        Some(slot) => {
+            *slot = value;
+            Ok(())
+        }
+        None => Err(invalid(&format!("{what} is NULL"))),
+    }
+}
+
+/// The library's version, a static NUL-terminated string.
+#[no_mangle]
+pub extern "C" fn betrace_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}
+
+/// Creates an engine from a rule file's text (YAML). `options` may be NULL for defaults.
+/// On success `*engine_out` is the handle; on `BETRACE_ERR_RULES` the message lists every
+/// error with its line and column.
+///
+/// # Safety
+/// `rules` points to `rules_len` readable bytes (or `rules_len` is 0); `options` is NULL or
+/// valid; `engine_out` points to writable storage; `error_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_new(
+    rules: *const u8,
+    rules_len: usize,
+    options: *const betrace_options,
+    engine_out: *mut *mut betrace_engine,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let text = std::str::from_utf8(bytes(rules, rules_len, "rules")?)
+            .map_err(|_| invalid("rules are not UTF-8"))?;
+        let defaults = BufferConfig::default();
+        // SAFETY: NULL or a valid betrace_options (header contract); `as_ref` handles NULL.
+        let (buffer, outputs) = match unsafe { options.as_ref() } {
+            None => (defaults, Outputs::default()),
+            Some(o) => (
+                BufferConfig {
+                    trace_idle_timeout: nonzero(
+                        o.trace_idle_timeout_ns,
+                        defaults.trace_idle_timeout,
+                    ),
+                    max_trace_age: nonzero(o.max_trace_age_ns, defaults.max_trace_age),
+                    max_traces: nonzero(o.max_traces, defaults.max_traces as u64) as usize,
+                    max_spans: nonzero(o.max_spans, defaults.max_spans as u64) as usize,
+                },
+                match o.outputs {
+                    0 => Outputs::default(),
+                    bits => Outputs {
+                        logs: bits & BETRACE_OUTPUT_LOGS != 0,
+                        spans: bits & BETRACE_OUTPUT_SPANS != 0,
+                    },
+                },
+            ),
+        };
+        crate::logs::install();
+        let live = Live::new(text, buffer, outputs).map_err(live_error)?;
+        let handle = Box::into_raw(Box::new(betrace_engine { live }));
+        write(engine_out, handle, "engine_out").inspect_err(|_| {
+            // SAFETY: `handle` came from Box::into_raw just above and was not handed out.
+            drop(unsafe { Box::from_raw(handle) });
+        })
+    })
+}
+
+fn nonzero(v: u64, default: u64) -> u64 {
+    if v == 0 {
+        default
+    } else {
+        v
+    }
+}
+
+/// Replaces the engine's rules with a rule file's text. On error the old rules keep running.
+///
+/// # Safety
+/// `engine` is a live handle; `rules` points to `rules_len` readable bytes; `error_out` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_set_rules(
+    engine: *const betrace_engine,
+    rules: *const u8,
+    rules_len: usize,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let e = self::engine(engine)?;
+        let text = std::str::from_utf8(bytes(rules, rules_len, "rules")?)
+            .map_err(|_| invalid("rules are not UTF-8"))?;
+        e.live.set_rules(text).map_err(live_error)
+    })
+}
+
+/// Ingests one protobuf `ExportTraceServiceRequest`. `now_unix_nano` is the caller's clock.
+/// The bytes are not kept.
+///
+/// # Safety
+/// `engine` is a live handle; `data` points to `len` readable bytes; `error_out` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_ingest(
+    engine: *const betrace_engine,
+    data: *const u8,
+    len: usize,
+    now_unix_nano: u64,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let e = self::engine(engine)?;
+        e.live
+            .ingest(bytes(data, len, "data")?, now_unix_nano)
+            .map_err(live_error)
+    })
+}
+
+/// Judges the traces whose idle or age timeout has passed at `now_unix_nano`.
+///
+/// # Safety
+/// `engine` is a live handle; `error_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_tick(
+    engine: *const betrace_engine,
+    now_unix_nano: u64,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        self::engine(engine)?.live.tick(now_unix_nano);
+        Ok(())
+    })
+}
+
+/// Judges every held trace; afterwards ingest fails with `BETRACE_ERR_SHUT_DOWN`. Take the
+/// signals it produced with `betrace_engine_take_logs` / `_take_spans`.
+///
+/// # Safety
+/// `engine` is a live handle; `error_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_shutdown(
+    engine: *const betrace_engine,
+    now_unix_nano: u64,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        self::engine(engine)?.live.shutdown(now_unix_nano);
+        Ok(())
+    })
+}
+
+/// Takes the waiting signals as a protobuf `ExportLogsServiceRequest` in `*logs_out` (empty
+/// when there are none) and their number in `*count_out` (may be NULL).
+///
+/// # Safety
+/// `engine` is a live handle; `logs_out` is writable; `count_out` and `error_out` are NULL
+/// or writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_take_logs(
+    engine: *const betrace_engine,
+    logs_out: *mut betrace_buf,
+    count_out: *mut u64,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let e = self::engine(engine)?;
+        if logs_out.is_null() {
+            return Err(invalid("logs_out is NULL"));
+        }
+        let (bytes, n) = e.live.take_logs();
+        write(logs_out, to_buf(bytes), "logs_out")?;
+        let _ = write(count_out, n as u64, "count_out");
+        Ok(())
+    })
+}
+
+/// Takes the waiting violation spans as a protobuf `ExportTraceServiceRequest` in
+/// `*spans_out` (empty unless `BETRACE_OUTPUT_SPANS` was asked for), and their number.
+///
+/// # Safety
+/// As `betrace_engine_take_logs`.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_take_spans(
+    engine: *const betrace_engine,
+    spans_out: *mut betrace_buf,
+    count_out: *mut u64,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let e = self::engine(engine)?;
+        if spans_out.is_null() {
+            return Err(invalid("spans_out is NULL"));
+        }
+        let (bytes, n) = e.live.take_spans();
+        write(spans_out, to_buf(bytes), "spans_out")?;
+        let _ = write(count_out, n as u64, "count_out");
+        Ok(())
+    })
+}
+
+/// Reads the engine's counters into `*out`.
+///
+/// # Safety
+/// `engine` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_counters(
+    engine: *const betrace_engine,
+    out: *mut betrace_counters,
+) -> i32 {
+    guard(std::ptr::null_mut(), || {
+        let s = self::engine(engine)?.live.stats();
+        let b = &s.engine.buffer;
+        let c = betrace_counters {
+            spans_in: b.spans_in,
+            traces_in: b.traces_in,
+            traces_judged: b.traces_judged,
+            traces_judged_early: b.traces_judged_early,
+            late_spans: b.late_spans,
+            late_spans_unjudged: b.late_spans_unjudged,
+            held_traces: b.held_traces,
+            held_spans: b.held_spans,
+            signals: s.engine.signals_by_rule.values().sum(),
+            signals_dropped: s.signals_dropped,
+            decode_errors: s.decode_errors,
+            invalid_spans: s.invalid_spans,
+            eval_nanos: s.engine.eval_nanos,
+        };
+        write(out, c, "out")
+    })
+}
+
+/// Signals produced so far by rule, as a JSON object `{"rule-id": count, …}` in `*json_out`.
+///
+/// # Safety
+/// `engine` is a live handle; `json_out` is writable; `error_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_signals_by_rule(
+    engine: *const betrace_engine,
+    json_out: *mut betrace_buf,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let s = self::engine(engine)?.live.stats();
+        let json = serde_json::to_vec(&s.engine.signals_by_rule)
+            .map_err(|e| (BETRACE_ERR_PANIC, e.to_string()))?;
+        write(json_out, to_buf(json), "json_out")
+    })
+}
+
+/// Takes the library's own log events as JSON lines (`{"level","target","message",…}`) in
+/// `*json_out`, for the host to write to its own log. Events are kept from the first
+/// `betrace_engine_new` on, up to a bound.
+///
+/// # Safety
+/// `json_out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_take_log_events(json_out: *mut betrace_buf) -> i32 {
+    guard(std::ptr::null_mut(), || {
+        write(
+            json_out,
+            to_buf(crate::logs::drain().into_bytes()),
+            "json_out",
+        )
+    })
+}
+
+/// Sets the most verbose log level kept: 0 off, 1 error, 2 warn, 3 info (default),
+/// 4 debug, 5 trace.
+#[no_mangle]
+pub extern "C" fn betrace_set_log_level(level: u32) {
+    crate::logs::set_max_level(level.min(5) as u8);
+}
+
+/// Frees bytes the library returned, and empties `*buf`. NULL and empty buffers are fine.
+///
+/// # Safety
+/// `buf` is NULL or points to a betrace_buf filled by this library and not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_buf_free(buf: *mut betrace_buf) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: NULL or a valid betrace_buf (contract above); `as_mut` handles NULL.
+        let Some(b) = (unsafe { buf.as_mut() }) else {
+            return;
+        };
+        if !b.ptr.is_null() {
+            // SAFETY: `ptr` and `len + 1` come from `to_buf`, which leaked a boxed slice of
+            // exactly `len + 1` bytes (the trailing NUL); it has not been freed (contract).
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(b.ptr, b.len + 1)) });
+        }
+        b.ptr = std::ptr::null_mut();
+        b.len = 0;
+    }));
+}
+
+/// Frees an engine. Call it last: no other call on the engine may run at the same time or
+/// after. Signals not taken are lost; call `betrace_engine_shutdown` and take them first.
+///
+/// # Safety
+/// `engine` is NULL or a handle from `betrace_engine_new` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_free(engine: *mut betrace_engine) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if !engine.is_null() {
+            // SAFETY: a handle from Box::into_raw in betrace_engine_new, freed only here,
+            // with no other call running on it (contract above).
+            drop(unsafe { Box::from_raw(engine) });
+        }
+    }));
+}

@@ -1,0 +1,317 @@
+//! The live engine as the collector drives it: OTLP bytes in per batch, a clock tick, and
+//! signals out as OTLP bytes. Everything the C ABI does, in safe code; `ffi.rs` only
+//! translates pointers and codes.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+use prost::Message;
+
+use crate::buffer::BufferConfig;
+use crate::engine::{Engine, EngineConfig, Stats};
+use crate::export::{self, Detected};
+use crate::otlp;
+use crate::ruleset::RuleSet;
+use crate::signal::{Mode, Signal};
+
+/// Signals waiting to be taken; beyond this the oldest are dropped (and counted), so a
+/// caller that never takes them cannot grow memory without bound.
+pub const MAX_PENDING_SIGNALS: usize = 100_000;
+
+/// What a live engine sends out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outputs {
+    /// Signals as OTLP log records (the connector).
+    pub logs: bool,
+    /// Signals as violation spans (the processor with `emit_violation_spans`).
+    pub spans: bool,
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs {
+            logs: true,
+            spans: false,
+        }
+    }
+}
+
+/// Why a live call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The rules do not load; the message has every error, located.
+    #[error("{0}")]
+    Rules(String),
+    /// The bytes are not an OTLP `ExportTraceServiceRequest`.
+    #[error("{0}")]
+    Decode(#[from] otlp::DecodeError),
+    /// The engine was shut down.
+    #[error("the engine is shut down")]
+    ShutDown,
+}
+
+/// Counters for the component's own telemetry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    /// The engine's counters.
+    pub engine: Stats,
+    /// Signals dropped because nobody took them.
+    pub signals_dropped: u64,
+    /// Batches that could not be decoded.
+    pub decode_errors: u64,
+    /// Spans skipped for a malformed trace or span id.
+    pub invalid_spans: u64,
+}
+
+/// A live engine with its outgoing queues.
+pub struct Live {
+    engine: Engine,
+    outputs: Outputs,
+    logs: Mutex<VecDeque<Detected>>,
+    spans: Mutex<VecDeque<Detected>>,
+    dropped: AtomicU64,
+    decode_errors: AtomicU64,
+    invalid_spans: AtomicU64,
+    shut_down: AtomicBool,
+}
+
+/// Loads a rule file's text, or returns every error rendered.
+pub fn load_rules(text: &str) -> Result<RuleSet, LiveError> {
+    match RuleSet::from_text("rules", text) {
+        Ok((rules, warnings)) => {
+            for w in warnings
+                .render()
+                .split("\n\n")
+                .filter(|w| !w.trim().is_empty())
+            {
+                tracing::warn!(target: "betrace::rules", "{}", w.trim_end());
+            }
+            Ok(rules)
+        }
+        Err(report) => Err(LiveError::Rules(report.render())),
+    }
+}
+
+impl Live {
+    /// A live engine from a rule file's text.
+    pub fn new(
+        rules_text: &str,
+        buffer: BufferConfig,
+        outputs: Outputs,
+    ) -> Result<Live, LiveError> {
+        let rules = load_rules(rules_text)?;
+        tracing::info!(target: "betrace", rules = rules.rules().len(), "rules loaded");
+        Ok(Live {
+            engine: Engine::new(
+                rules,
+                EngineConfig {
+                    buffer,
+                    mode: Mode::Live,
+                    window: None,
+                },
+            ),
+            outputs,
+            logs: Mutex::new(VecDeque::new()),
+            spans: Mutex::new(VecDeque::new()),
+            dropped: AtomicU64::new(0),
+            decode_errors: AtomicU64::new(0),
+            invalid_spans: AtomicU64::new(0),
+            shut_down: AtomicBool::new(false),
+        })
+    }
+
+    /// Replaces the rules; on error the old ones keep running.
+    pub fn set_rules(&self, rules_text: &str) -> Result<(), LiveError> {
+        let rules = load_rules(rules_text)?;
+        tracing::info!(target: "betrace", rules = rules.rules().len(), "rules reloaded");
+        self.engine.set_rules(rules);
+        Ok(())
+    }
+
+    /// Ingests one OTLP `ExportTraceServiceRequest`.
+    pub fn ingest(&self, bytes: &[u8], now: u64) -> Result<(), LiveError> {
+        if self.shut_down.load(Relaxed) {
+            return Err(LiveError::ShutDown);
+        }
+        let batch = otlp::decode_protobuf(bytes).inspect_err(|e| {
+            self.decode_errors.fetch_add(1, Relaxed);
+            tracing::warn!(target: "betrace", error = %e, "batch not decoded");
+        })?;
+        if batch.invalid_spans > 0 {
+            self.invalid_spans.fetch_add(batch.invalid_spans, Relaxed);
+            tracing::debug!(target: "betrace", spans = batch.invalid_spans, "spans with invalid ids skipped");
+        }
+        let signals = self.engine.ingest(batch.fragments, now);
+        self.queue(signals, now);
+        Ok(())
+    }
+
+    /// Judges traces whose time has come.
+    pub fn tick(&self, now: u64) {
+        let signals = self.engine.tick(now);
+        self.queue(signals, now);
+    }
+
+    /// Judges everything held; later ingests fail with [`LiveError::ShutDown`].
+    pub fn shutdown(&self, now: u64) {
+        self.shut_down.store(true, Relaxed);
+        let signals = self.engine.shutdown();
+        self.queue(signals, now);
+    }
+
+    fn queue(&self, signals: Vec<Signal>, now: u64) {
+        if signals.is_empty() {
+            return;
+        }
+        let detected: Vec<Detected> = signals
+            .into_iter()
+            .map(|signal| Detected {
+                signal,
+                detected_unix_nano: now,
+            })
+            .collect();
+        if self.outputs.spans {
+            self.push(&self.spans, detected.clone());
+        }
+        if self.outputs.logs {
+            self.push(&self.logs, detected);
+        }
+    }
+
+    fn push(&self, queue: &Mutex<VecDeque<Detected>>, items: Vec<Detected>) {
+        let mut q = queue.lock();
+        q.extend(items);
+        let over = q.len().saturating_sub(MAX_PENDING_SIGNALS);
+        if over > 0 {
+            q.drain(..over);
+            self.dropped.fetch_add(over as u64, Relaxed);
+            tracing::warn!(target: "betrace", dropped = over, "signals dropped: none were taken");
+        }
+    }
+
+    /// Takes the waiting signals as `ExportLogsServiceRequest` bytes, and how many.
+    pub fn take_logs(&self) -> (Vec<u8>, usize) {
+        let taken: Vec<Detected> = self.logs.lock().drain(..).collect();
+        if taken.is_empty() {
+            return (Vec::new(), 0);
+        }
+        (export::logs_request(&taken).encode_to_vec(), taken.len())
+    }
+
+    /// Takes the waiting violation spans as `ExportTraceServiceRequest` bytes, and how many.
+    pub fn take_spans(&self) -> (Vec<u8>, usize) {
+        let taken: Vec<Detected> = self.spans.lock().drain(..).collect();
+        if taken.is_empty() {
+            return (Vec::new(), 0);
+        }
+        (export::violation_spans(&taken).encode_to_vec(), taken.len())
+    }
+
+    /// Counters now.
+    pub fn stats(&self) -> LiveStats {
+        LiveStats {
+            engine: self.engine.stats(),
+            signals_dropped: self.dropped.load(Relaxed),
+            decode_errors: self.decode_errors.load(Relaxed),
+            invalid_spans: self.invalid_spans.load(Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::TracesData;
+
+    const RULES: &str = "rules:\n  - id: pay\n    name: Pay needs reserve\n    condition: when { payment.charge } always { inventory.reserve }\n";
+    const S: u64 = 1_000_000_000;
+
+    fn batch(trace: u8, names: &[&str]) -> Vec<u8> {
+        let spans: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                format!(r#"{{"traceId":"{trace:02x}{}","spanId":"{:016x}","name":"{n}","startTimeUnixNano":"1","endTimeUnixNano":"2"}}"#, "00".repeat(15), i + 1 + 100 * trace as usize)
+            })
+            .collect();
+        let json = format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"shop"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+            spans.join(",")
+        );
+        let data: TracesData = serde_json::from_str(&json).unwrap();
+        data.encode_to_vec()
+    }
+
+    #[test]
+    fn a_violation_split_over_two_batches_comes_out_once_as_a_log_record() {
+        let live = Live::new(
+            RULES,
+            BufferConfig::default(),
+            Outputs {
+                logs: true,
+                spans: true,
+            },
+        )
+        .unwrap();
+        live.ingest(&batch(1, &["checkout"]), 0).unwrap();
+        live.ingest(&batch(1, &["payment.charge"]), S).unwrap();
+        live.tick(3 * S);
+        assert_eq!(live.take_logs().1, 0, "not yet idle");
+        live.tick(6 * S);
+        let (bytes, n) = live.take_logs();
+        assert_eq!(n, 1);
+        let req = ExportLogsServiceRequest::decode(bytes.as_slice()).unwrap();
+        let rec = &req.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(rec.trace_id[0], 1);
+        assert_eq!(rec.observed_time_unix_nano, 6 * S);
+        let (spans, n) = live.take_spans();
+        assert_eq!(n, 1);
+        assert_eq!(
+            ExportTraceServiceRequest::decode(spans.as_slice())
+                .unwrap()
+                .resource_spans[0]
+                .scope_spans[0]
+                .spans[0]
+                .name,
+            "betrace.violation"
+        );
+        assert_eq!(live.take_logs().1, 0, "taken once");
+    }
+
+    #[test]
+    fn shutdown_delivers_held_traces_and_refuses_more() {
+        let live = Live::new(RULES, BufferConfig::default(), Outputs::default()).unwrap();
+        live.ingest(&batch(2, &["payment.charge"]), 0).unwrap();
+        live.shutdown(1);
+        assert_eq!(live.take_logs().1, 1);
+        assert!(matches!(
+            live.ingest(&batch(3, &["x"]), 2),
+            Err(LiveError::ShutDown)
+        ));
+        assert_eq!(
+            live.take_spans().1,
+            0,
+            "spans are not an output unless asked for"
+        );
+    }
+
+    #[test]
+    fn errors_are_values() {
+        assert!(
+            matches!(Live::new("rules: [ {id: x} ]", BufferConfig::default(), Outputs::default()), Err(LiveError::Rules(m)) if m.contains("missing field"))
+        );
+        let live = Live::new(RULES, BufferConfig::default(), Outputs::default()).unwrap();
+        assert!(matches!(
+            live.ingest(b"\xff\xff\xff garbage", 0),
+            Err(LiveError::Decode(_))
+        ));
+        assert_eq!(live.stats().decode_errors, 1);
+        assert!(live.set_rules("rules: [").is_err());
+        live.ingest(&batch(4, &["payment.charge"]), 0).unwrap();
+        live.shutdown(1);
+        assert_eq!(live.take_logs().1, 1, "the old rules kept running");
+    }
+}
