@@ -343,16 +343,7 @@ pub unsafe extern "C" fn betrace_engine_take_logs(
     count_out: *mut u64,
     error_out: *mut betrace_buf,
 ) -> i32 {
-    guard(error_out, || {
-        let e = self::engine(engine)?;
-        if logs_out.is_null() {
-            return Err(invalid("logs_out is NULL"));
-        }
-        let (bytes, n) = e.live.take_logs();
-        write(logs_out, to_buf(bytes), "logs_out")?;
-        let _ = write(count_out, n as u64, "count_out");
-        Ok(())
-    })
+    take(engine, logs_out, count_out, error_out, Live::take_logs)
 }
 
 /// Takes the waiting violation spans as a protobuf `ExportTraceServiceRequest` in
@@ -367,13 +358,24 @@ pub unsafe extern "C" fn betrace_engine_take_spans(
     count_out: *mut u64,
     error_out: *mut betrace_buf,
 ) -> i32 {
+    take(engine, spans_out, count_out, error_out, Live::take_spans)
+}
+
+/// Hands one of the engine's queues to the caller as bytes and a count.
+fn take(
+    engine: *const betrace_engine,
+    out: *mut betrace_buf,
+    count_out: *mut u64,
+    error_out: *mut betrace_buf,
+    queue: fn(&Live) -> (Vec<u8>, usize),
+) -> i32 {
     guard(error_out, || {
         let e = self::engine(engine)?;
-        if spans_out.is_null() {
-            return Err(invalid("spans_out is NULL"));
+        if out.is_null() {
+            return Err(invalid("output buffer is NULL"));
         }
-        let (bytes, n) = e.live.take_spans();
-        write(spans_out, to_buf(bytes), "spans_out")?;
+        let (bytes, n) = queue(&e.live);
+        write(out, to_buf(bytes), "output buffer")?;
         let _ = write(count_out, n as u64, "count_out");
         Ok(())
     })

@@ -70,38 +70,10 @@ fn block(p: Pair<Rule>) -> Result<Expr, ParseError> {
 fn expr(p: Pair<Rule>) -> Result<Expr, ParseError> {
     match p.as_rule() {
         Rule::expr | Rule::and_expr => {
-            let l = loc(&p);
             let is_or = p.as_rule() == Rule::expr;
-            let mut items = Vec::new();
-            for child in p.into_inner() {
-                if matches!(child.as_rule(), Rule::kw_or | Rule::kw_and) {
-                    continue;
-                }
-                items.push(expr(child)?);
-            }
-            Ok(match (items.len(), is_or) {
-                (1, _) => items.pop().expect("one item"),
-                (_, true) => Expr::Or(items, l),
-                (_, false) => Expr::And(items, l),
-            })
+            connected(p, expr, if is_or { Expr::Or } else { Expr::And })
         }
-        Rule::not_expr => {
-            let mut nots = Vec::new();
-            let mut term = None;
-            for child in p.into_inner() {
-                if child.as_rule() == Rule::negation {
-                    nots.push(loc(&child).start);
-                } else {
-                    term = Some(expr(child)?);
-                }
-            }
-            let mut e = term.expect("a not_expr ends in a term");
-            for start in nots.into_iter().rev() {
-                let end = e.loc().end;
-                e = Expr::Not(Box::new(e), start..end);
-            }
-            Ok(e)
-        }
+        Rule::not_expr => negated(p, expr, Expr::loc, Expr::Not),
         Rule::has_term => Ok(Expr::Has(sel_term(
             p.into_inner().next().expect("has_term wraps a selector"),
         )?)),
@@ -138,6 +110,51 @@ fn expr(p: Pair<Rule>) -> Result<Expr, ParseError> {
         }
         other => unreachable!("not a boolean term: {other:?}"),
     }
+}
+
+/// `a or b or …` / `a and b and …`, for boolean terms and predicates alike: one item
+/// stands alone, several are joined by `join`.
+fn connected<T>(
+    p: Pair<Rule>,
+    item: fn(Pair<Rule>) -> Result<T, ParseError>,
+    join: fn(Vec<T>, Loc) -> T,
+) -> Result<T, ParseError> {
+    let l = loc(&p);
+    let mut items = p
+        .into_inner()
+        .filter(|c| !matches!(c.as_rule(), Rule::kw_or | Rule::kw_and))
+        .map(item)
+        .collect::<Result<Vec<T>, _>>()?;
+    Ok(if items.len() == 1 {
+        items.pop().expect("one item")
+    } else {
+        join(items, l)
+    })
+}
+
+/// `not not … term`, for boolean terms and predicates alike: each `not` wraps what follows,
+/// its range running from the keyword to the end of the term.
+fn negated<T>(
+    p: Pair<Rule>,
+    item: fn(Pair<Rule>) -> Result<T, ParseError>,
+    loc_of: fn(&T) -> Loc,
+    not: fn(Box<T>, Loc) -> T,
+) -> Result<T, ParseError> {
+    let mut nots = Vec::new();
+    let mut term = None;
+    for child in p.into_inner() {
+        if child.as_rule() == Rule::negation {
+            nots.push(loc(&child).start);
+        } else {
+            term = Some(item(child)?);
+        }
+    }
+    let mut t = term.expect("a negation ends in a term");
+    for start in nots.into_iter().rev() {
+        let end = loc_of(&t).end;
+        t = not(Box::new(t), start..end);
+    }
+    Ok(t)
 }
 
 /// `trace.has(S).where(p)` or a bare selector.
@@ -231,38 +248,14 @@ fn numeric(p: Pair<Rule>) -> Result<Numeric, ParseError> {
 fn predicate(p: Pair<Rule>) -> Result<Predicate, ParseError> {
     match p.as_rule() {
         Rule::predicate | Rule::pred_and => {
-            let l = loc(&p);
             let is_or = p.as_rule() == Rule::predicate;
-            let mut items = Vec::new();
-            for child in p.into_inner() {
-                if matches!(child.as_rule(), Rule::kw_or | Rule::kw_and) {
-                    continue;
-                }
-                items.push(predicate(child)?);
-            }
-            Ok(match (items.len(), is_or) {
-                (1, _) => items.pop().expect("one item"),
-                (_, true) => Predicate::Or(items, l),
-                (_, false) => Predicate::And(items, l),
-            })
+            connected(
+                p,
+                predicate,
+                if is_or { Predicate::Or } else { Predicate::And },
+            )
         }
-        Rule::pred_not => {
-            let mut nots = Vec::new();
-            let mut term = None;
-            for child in p.into_inner() {
-                if child.as_rule() == Rule::negation {
-                    nots.push(loc(&child).start);
-                } else {
-                    term = Some(predicate(child)?);
-                }
-            }
-            let mut e = term.expect("pred_not ends in a term");
-            for start in nots.into_iter().rev() {
-                let end = e.loc().end;
-                e = Predicate::Not(Box::new(e), start..end);
-            }
-            Ok(e)
-        }
+        Rule::pred_not => negated(p, predicate, Predicate::loc, Predicate::Not),
         Rule::exists_pred => {
             let l = loc(&p);
             let a = p
