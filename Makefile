@@ -5,13 +5,14 @@
 #                and `betrace test` over the playbook library
 #   make lint    rustfmt and clippy, warnings as errors
 #   make ffi-test  the C test program against the cdylib, under valgrind
+#   make go-test   the Go module in go-shim/ (cgo against the staticlib)
 #   make demo    replay the demo rules over the demo traces
 #   make bench   criterion benchmarks (figures go in BENCHMARKS.md)
 
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test lint ffi-test demo bench clean
+.PHONY: build test lint ffi-test go-test demo bench clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -20,6 +21,11 @@ test: build
 	$(CARGO) test --release --locked --workspace
 	$(BETRACE) test examples/rules
 	$(MAKE) ffi-test
+	$(MAKE) go-test
+
+go-test:
+	$(CARGO) build --release --locked --lib
+	cd go-shim && go vet ./... && go test -count=1 ./...
 
 CC ?= cc
 ffi-test:
@@ -31,6 +37,7 @@ ffi-test:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+	@test -z "$$(gofmt -l go-shim)" || { echo "gofmt needed:"; gofmt -l go-shim; exit 1; }
 
 demo: build
 	$(BETRACE) replay --rules examples/rules --format table examples/traces

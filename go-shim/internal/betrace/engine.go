@@ -1,0 +1,238 @@
+// Package betrace binds the BeTrace engine through its C ABI (ffi/betrace.h) with cgo.
+//
+// It is the only package that touches C: the collector components hand it OTLP protobuf
+// bytes and get OTLP protobuf bytes back. Every call copies what it needs; the engine never
+// keeps Go memory, so batches can be reused by the collector as soon as a call returns.
+package betrace
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../../ffi
+#cgo LDFLAGS: ${SRCDIR}/../../../target/release/libbetrace.a -lm -ldl -lpthread
+#include <stdlib.h>
+#include "betrace.h"
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+	"unsafe"
+)
+
+// Status codes of the C ABI.
+const (
+	ErrInvalidArgument = int(C.BETRACE_ERR_INVALID_ARGUMENT)
+	ErrRules           = int(C.BETRACE_ERR_RULES)
+	ErrDecode          = int(C.BETRACE_ERR_DECODE)
+	ErrShutDown        = int(C.BETRACE_ERR_SHUT_DOWN)
+	ErrPanic           = int(C.BETRACE_ERR_PANIC)
+)
+
+// Error is a failed call: the ABI's status code and message.
+type Error struct {
+	Code    int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Options configure an engine; zero values mean the engine's defaults.
+type Options struct {
+	TraceIdleTimeout time.Duration
+	MaxTraceAge      time.Duration
+	MaxTraces        int
+	MaxSpans         int
+	// Logs and Spans choose the outputs: signals as log records, as violation spans.
+	Logs  bool
+	Spans bool
+}
+
+// Counters are the engine's own counts.
+type Counters struct {
+	SpansIn, TracesIn, TracesJudged, TracesJudgedEarly  uint64
+	LateSpans, LateSpansUnjudged, HeldTraces, HeldSpans uint64
+	Signals, SignalsDropped, DecodeErrors, InvalidSpans uint64
+	EvalNanos                                           uint64
+}
+
+// Engine is one BeTrace engine; its methods are safe for concurrent use, Close last.
+type Engine struct {
+	h *C.betrace_engine
+}
+
+// Version is the engine library's version.
+func Version() string { return C.GoString(C.betrace_version()) }
+
+func bytesPtr(b []byte) (*C.uint8_t, C.size_t) {
+	if len(b) == 0 {
+		return nil, 0
+	}
+	return (*C.uint8_t)(unsafe.Pointer(&b[0])), C.size_t(len(b))
+}
+
+// take copies a library buffer into Go memory and frees it.
+func take(buf *C.betrace_buf) []byte {
+	if buf.ptr == nil {
+		return nil
+	}
+	out := C.GoBytes(unsafe.Pointer(buf.ptr), C.int(buf.len))
+	C.betrace_buf_free(buf)
+	return out
+}
+
+func check(code C.int32_t, errBuf *C.betrace_buf) error {
+	msg := string(take(errBuf))
+	if code == C.BETRACE_OK {
+		return nil
+	}
+	return &Error{Code: int(code), Message: msg}
+}
+
+func nanos(t time.Time) C.uint64_t { return C.uint64_t(t.UnixNano()) }
+
+// New creates an engine from a rule file's text. Rule errors come back as an *Error with
+// Code ErrRules and every error, located, in Message.
+func New(rules string, o Options) (*Engine, error) {
+	outputs := C.uint32_t(0)
+	if o.Logs {
+		outputs |= C.BETRACE_OUTPUT_LOGS
+	}
+	if o.Spans {
+		outputs |= C.BETRACE_OUTPUT_SPANS
+	}
+	if outputs == 0 {
+		return nil, &Error{Code: ErrInvalidArgument, Message: "betrace: no output chosen (logs or spans)"}
+	}
+	opts := C.betrace_options{
+		trace_idle_timeout_ns: C.uint64_t(o.TraceIdleTimeout),
+		max_trace_age_ns:      C.uint64_t(o.MaxTraceAge),
+		max_traces:            C.uint64_t(o.MaxTraces),
+		max_spans:             C.uint64_t(o.MaxSpans),
+		outputs:               outputs,
+	}
+	text := []byte(rules)
+	p, n := bytesPtr(text)
+	var h *C.betrace_engine
+	var errBuf C.betrace_buf
+	code := C.betrace_engine_new(p, n, &opts, &h, &errBuf)
+	runtime.KeepAlive(text)
+	if err := check(code, &errBuf); err != nil {
+		return nil, err
+	}
+	return &Engine{h: h}, nil
+}
+
+// SetRules replaces the rules; on error the old ones keep running.
+func (e *Engine) SetRules(rules string) error {
+	text := []byte(rules)
+	p, n := bytesPtr(text)
+	var errBuf C.betrace_buf
+	code := C.betrace_engine_set_rules(e.h, p, n, &errBuf)
+	runtime.KeepAlive(text)
+	return check(code, &errBuf)
+}
+
+// Ingest hands one OTLP ExportTraceServiceRequest to the engine. The bytes are copied.
+func (e *Engine) Ingest(otlp []byte, now time.Time) error {
+	p, n := bytesPtr(otlp)
+	var errBuf C.betrace_buf
+	code := C.betrace_engine_ingest(e.h, p, n, nanos(now), &errBuf)
+	runtime.KeepAlive(otlp)
+	return check(code, &errBuf)
+}
+
+// Tick judges the traces whose timeouts have passed at now.
+func (e *Engine) Tick(now time.Time) error {
+	var errBuf C.betrace_buf
+	return check(C.betrace_engine_tick(e.h, nanos(now), &errBuf), &errBuf)
+}
+
+// Shutdown judges everything held; take the signals afterwards.
+func (e *Engine) Shutdown(now time.Time) error {
+	var errBuf C.betrace_buf
+	return check(C.betrace_engine_shutdown(e.h, nanos(now), &errBuf), &errBuf)
+}
+
+// TakeLogs returns the waiting signals as OTLP ExportLogsServiceRequest bytes (nil when
+// none) and how many there are.
+func (e *Engine) TakeLogs() ([]byte, int, error) {
+	var out, errBuf C.betrace_buf
+	var count C.uint64_t
+	if err := check(C.betrace_engine_take_logs(e.h, &out, &count, &errBuf), &errBuf); err != nil {
+		return nil, 0, err
+	}
+	return take(&out), int(count), nil
+}
+
+// TakeSpans returns the waiting violation spans as OTLP ExportTraceServiceRequest bytes.
+func (e *Engine) TakeSpans() ([]byte, int, error) {
+	var out, errBuf C.betrace_buf
+	var count C.uint64_t
+	if err := check(C.betrace_engine_take_spans(e.h, &out, &count, &errBuf), &errBuf); err != nil {
+		return nil, 0, err
+	}
+	return take(&out), int(count), nil
+}
+
+// Counters reads the engine's counters.
+func (e *Engine) Counters() Counters {
+	var c C.betrace_counters
+	C.betrace_engine_counters(e.h, &c)
+	return Counters{
+		SpansIn: uint64(c.spans_in), TracesIn: uint64(c.traces_in), TracesJudged: uint64(c.traces_judged),
+		TracesJudgedEarly: uint64(c.traces_judged_early), LateSpans: uint64(c.late_spans),
+		LateSpansUnjudged: uint64(c.late_spans_unjudged), HeldTraces: uint64(c.held_traces), HeldSpans: uint64(c.held_spans),
+		Signals: uint64(c.signals), SignalsDropped: uint64(c.signals_dropped), DecodeErrors: uint64(c.decode_errors),
+		InvalidSpans: uint64(c.invalid_spans), EvalNanos: uint64(c.eval_nanos),
+	}
+}
+
+// SignalsByRule returns how many signals each rule produced.
+func (e *Engine) SignalsByRule() (map[string]uint64, error) {
+	var out, errBuf C.betrace_buf
+	if err := check(C.betrace_engine_signals_by_rule(e.h, &out, &errBuf), &errBuf); err != nil {
+		return nil, err
+	}
+	counts := map[string]uint64{}
+	if err := json.Unmarshal(take(&out), &counts); err != nil {
+		return nil, fmt.Errorf("betrace: signals by rule: %w", err)
+	}
+	return counts, nil
+}
+
+// Close frees the engine; no call may run on it at the same time or after.
+func (e *Engine) Close() {
+	if e.h != nil {
+		C.betrace_engine_free(e.h)
+		e.h = nil
+	}
+}
+
+// LogEvent is one of the engine's own log events.
+type LogEvent struct {
+	Level   string         `json:"level"`
+	Target  string         `json:"target"`
+	Message string         `json:"message"`
+	Fields  map[string]any `json:"-"`
+}
+
+// TakeLogEvents drains the engine library's own log events, for the host's logger.
+func TakeLogEvents() []LogEvent {
+	var out C.betrace_buf
+	C.betrace_take_log_events(&out)
+	var events []LogEvent
+	for _, line := range strings.Split(strings.TrimSpace(string(take(&out))), "\n") {
+		if line == "" {
+			continue
+		}
+		var ev LogEvent
+		if json.Unmarshal([]byte(line), &ev) == nil {
+			_ = json.Unmarshal([]byte(line), &ev.Fields)
+			events = append(events, ev)
+		}
+	}
+	return events
+}

@@ -1,0 +1,170 @@
+package betrace
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+const rules = `rules:
+  - id: payment-requires-inventory
+    name: Payment requires an inventory reservation
+    severity: critical
+    condition: when { payment.charge } always { inventory.reserve }
+    signal:
+      message: "charge for {order_id} without reservation"
+      context: [order_id]
+`
+
+var t0 = time.Unix(1_732_524_000, 0)
+
+// batch is one OTLP request with one span of trace `trace`.
+func batch(t *testing.T, trace byte, spanID byte, name string) []byte {
+	t.Helper()
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "shop")
+	sp := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	sp.SetTraceID(pcommon.TraceID{trace, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+	sp.SetSpanID(pcommon.SpanID{spanID, 1, 1, 1, 1, 1, 1, 1})
+	sp.SetName(name)
+	sp.SetStartTimestamp(pcommon.NewTimestampFromTime(t0))
+	sp.SetEndTimestamp(pcommon.NewTimestampFromTime(t0.Add(time.Millisecond)))
+	sp.Attributes().PutStr("order_id", "ord_7")
+	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func newEngine(t *testing.T, o Options) *Engine {
+	t.Helper()
+	e, err := New(rules, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+func TestAViolationSplitOverBatchesComesBackAsALogRecord(t *testing.T) {
+	e := newEngine(t, Options{Logs: true, Spans: true})
+	if err := e.Ingest(batch(t, 1, 1, "checkout"), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Ingest(batch(t, 1, 2, "payment.charge"), t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Tick(t0.Add(3 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, n, _ := e.TakeLogs(); n != 0 {
+		t.Fatalf("judged before the idle timeout: %d", n)
+	}
+	if err := e.Tick(t0.Add(7 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	b, n, err := e.TakeLogs()
+	if err != nil || n != 1 {
+		t.Fatalf("want 1 signal, got %d (%v)", n, err)
+	}
+	logs, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := logs.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)
+	if rec.TraceID()[0] != 1 || rec.SpanID()[0] != 2 {
+		t.Errorf("record not linked to the trace and trigger span: %v %v", rec.TraceID(), rec.SpanID())
+	}
+	if rec.SeverityNumber() != plog.SeverityNumberFatal || rec.SeverityText() != "critical" {
+		t.Errorf("severity %v %q", rec.SeverityNumber(), rec.SeverityText())
+	}
+	if rec.EventName() != "betrace.violation" || rec.Body().Str() != "charge for ord_7 without reservation" {
+		t.Errorf("event %q body %q", rec.EventName(), rec.Body().Str())
+	}
+	if v, _ := rec.Attributes().Get("betrace.rule.id"); v.Str() != "payment-requires-inventory" {
+		t.Errorf("rule id %q", v.Str())
+	}
+	sb, ns, err := e.TakeSpans()
+	if err != nil || ns != 1 {
+		t.Fatalf("want 1 violation span, got %d (%v)", ns, err)
+	}
+	spans, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(sb)
+	if err != nil || spans.SpanCount() != 1 || spans.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Name() != "betrace.violation" {
+		t.Fatalf("violation span: %v", err)
+	}
+}
+
+func TestErrorsCarryCodeAndMessage(t *testing.T) {
+	_, err := New("rules:\n  - id: r\n    name: R\n    condition: when { a } always { b.where(x >) }\n", Options{Logs: true})
+	var e *Error
+	if !errors.As(err, &e) || e.Code != ErrRules || !strings.Contains(e.Message, "rules:4:") {
+		t.Fatalf("want a located rule error, got %v", err)
+	}
+	eng := newEngine(t, Options{Logs: true})
+	err = eng.Ingest([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}, t0)
+	if !errors.As(err, &e) || e.Code != ErrDecode {
+		t.Fatalf("want a decode error, got %v", err)
+	}
+	if eng.Counters().DecodeErrors != 1 {
+		t.Error("decode errors are counted")
+	}
+	if err := eng.SetRules("rules: ["); err == nil {
+		t.Error("a bad reload is refused")
+	}
+}
+
+func TestShutdownJudgesEverythingFromConcurrentIngest(t *testing.T) {
+	e := newEngine(t, Options{Logs: true})
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if err := e.Ingest(batch(t, byte(16*g+i%16), byte(i), "payment.charge"), t0); err != nil {
+					t.Error(err)
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if err := e.Shutdown(t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, n, _ := e.TakeLogs()
+	if n != 64 {
+		t.Fatalf("want one signal per distinct trace (64), got %d", n)
+	}
+	c := e.Counters()
+	if c.SpansIn != 200 || c.HeldSpans != 0 || c.Signals != 64 {
+		t.Errorf("counters %+v", c)
+	}
+	byRule, err := e.SignalsByRule()
+	if err != nil || byRule["payment-requires-inventory"] != 64 {
+		t.Errorf("signals by rule %v %v", byRule, err)
+	}
+	var se *Error
+	if err := e.Ingest(batch(t, 1, 1, "x"), t0); !errors.As(err, &se) || se.Code != ErrShutDown {
+		t.Errorf("ingest after shutdown: %v", err)
+	}
+	found := false
+	for _, ev := range TakeLogEvents() {
+		if ev.Message == "rules loaded" && ev.Level == "INFO" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("the engine's own log events reach Go")
+	}
+	if Version() == "" {
+		t.Error("version")
+	}
+}
