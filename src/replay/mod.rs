@@ -72,6 +72,12 @@ impl Summary {
     }
 }
 
+/// What the decoding thread sends: records in order, and the end of each input.
+enum Message {
+    Record(Record),
+    InputDone,
+}
+
 /// Replays `opts.inputs` with `rules`. Signals go to `on_signal` as they are found, bad
 /// records to `on_bad`. Fails only when an input does not exist.
 pub fn run(
@@ -100,7 +106,7 @@ pub fn run(
         ..Summary::default()
     };
 
-    let (tx, rx) = crossbeam_channel::bounded::<Record>(64);
+    let (tx, rx) = crossbeam_channel::bounded::<Message>(64);
     let bytes = progress.bytes_read.clone();
     let decoder = std::thread::Builder::new()
         .name("betrace-decode".into())
@@ -108,15 +114,10 @@ pub fn run(
             let inputs = inputs.clone();
             move || {
                 for source in &inputs {
-                    let mut send = |r: Record| {
-                        let _ = tx.send(r);
-                    };
-                    input::read(source, bytes.clone(), &mut send);
-                    let _ = tx.send(Record::Bad(BadRecord {
-                        source: String::new(),
-                        location: Location::Whole,
-                        message: String::new(),
-                    }));
+                    input::read(source, bytes.clone(), &mut |r| {
+                        let _ = tx.send(Message::Record(r));
+                    });
+                    let _ = tx.send(Message::InputDone);
                 }
             }
         })
@@ -129,9 +130,9 @@ pub fn run(
             on_signal(s);
         }
     };
-    for record in rx {
-        match record {
-            Record::Batch(batch) => {
+    for message in rx {
+        match message {
+            Message::Record(Record::Batch(batch)) => {
                 let n = batch.span_count() as u64;
                 summary.spans += n;
                 summary.invalid_spans += batch.invalid_spans;
@@ -140,11 +141,10 @@ pub fn run(
                 emit(engine.ingest(batch.fragments, now));
                 emit(engine.tick(now));
             }
-            // The decoder marks the end of each input with an empty bad record.
-            Record::Bad(b) if b.source.is_empty() => {
+            Message::InputDone => {
                 progress.inputs_done.fetch_add(1, Relaxed);
             }
-            Record::Bad(b) => {
+            Message::Record(Record::Bad(b)) => {
                 summary.bad_records += 1;
                 on_bad(&b);
             }
