@@ -6,6 +6,7 @@
 use std::hint::black_box;
 
 use betrace::buffer::BufferConfig;
+use betrace::diagnostic::SourceFile;
 use betrace::ffi::*;
 use betrace::live::{Live, Outputs};
 use betrace_corpus::{batches, encode, generate, Format};
@@ -13,21 +14,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 
 const HOUR: u64 = 3_600_000_000_000;
 
-fn rules_text() -> String {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rules");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    // One rule file holding every rule of the library.
-    let mut text = String::from("rules:\n");
-    for f in files {
-        let body = std::fs::read_to_string(f).unwrap();
-        text.push_str(body.split_once("\nrules:\n").unwrap().1);
-        text.push('\n');
-    }
-    text
+fn library() -> Vec<SourceFile> {
+    betrace::rules::read_sources(&[concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rules")])
+        .expect("examples/rules is readable")
 }
 
 fn batch_bytes(spans: usize) -> Vec<u8> {
@@ -37,14 +26,23 @@ fn batch_bytes(spans: usize) -> Vec<u8> {
 }
 
 fn live_path(c: &mut Criterion) {
-    let rules = rules_text();
+    let files = library();
+    let sources: Vec<betrace_source> = files
+        .iter()
+        .map(|f| betrace_source {
+            name: f.name.as_ptr(),
+            name_len: f.name.len(),
+            text: f.text.as_ptr(),
+            text_len: f.text.len(),
+        })
+        .collect();
     let mut group = c.benchmark_group("live");
     for spans in [100usize, 1000] {
         let bytes = batch_bytes(spans);
         group.throughput(Throughput::Elements(spans as u64));
         group.bench_with_input(BenchmarkId::new("in-process", spans), &bytes, |b, bytes| {
             b.iter_batched(
-                || Live::new(&rules, BufferConfig::default(), Outputs::default()).unwrap(),
+                || Live::new(files.clone(), BufferConfig::default(), Outputs::default()).unwrap(),
                 |live| {
                     live.ingest(black_box(bytes), 0).unwrap();
                     live.tick(HOUR);
@@ -58,11 +56,12 @@ fn live_path(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let mut e = std::ptr::null_mut();
-                    // SAFETY: the rule text is valid for its length; `e` is a live local.
+                    // SAFETY: `sources` points into `files`, alive for the whole bench;
+                    // `e` is a live local.
                     let rc = unsafe {
                         betrace_engine_new(
-                            rules.as_ptr(),
-                            rules.len(),
+                            sources.as_ptr(),
+                            sources.len(),
                             std::ptr::null(),
                             &mut e,
                             std::ptr::null_mut(),

@@ -45,6 +45,19 @@
 // An engine (opaque).
 typedef struct betrace_engine betrace_engine;
 
+// A rule file handed to the engine: its name (shown in error messages) and its YAML text.
+// Neither is kept after the call.
+typedef struct betrace_source {
+  // The file's name, UTF-8; may be empty.
+  const uint8_t *name;
+  // Its length in bytes.
+  size_t name_len;
+  // The rule file's text, UTF-8.
+  const uint8_t *text;
+  // Its length in bytes.
+  size_t text_len;
+} betrace_source;
+
 // Engine options; a zero field means its default.
 typedef struct betrace_options {
   // Judge a trace this long after its last span (default 5 s).
@@ -105,27 +118,29 @@ extern "C" {
 // The library's version, a static NUL-terminated string.
 const char *betrace_version(void);
 
-// Creates an engine from a rule file's text (YAML). `options` may be NULL for defaults.
-// On success `*engine_out` is the handle; on `BETRACE_ERR_RULES` the message lists every
-// error with its line and column.
+// Creates an engine from `n_rules` rule files, loaded together (all or nothing).
+// `options` may be NULL for defaults. On success `*engine_out` is the handle; on
+// `BETRACE_ERR_RULES` the message lists every error with its file, line and column.
 //
 // # Safety
-// `rules` points to `rules_len` readable bytes (or `rules_len` is 0); `options` is NULL or
-// valid; `engine_out` points to writable storage; `error_out` is NULL or writable.
-int32_t betrace_engine_new(const uint8_t *rules,
-                           size_t rules_len,
+// `rules` points to `n_rules` readable betrace_source values whose pointers are valid for
+// their lengths; `options` is NULL or valid; `engine_out` points to writable storage;
+// `error_out` is NULL or writable.
+int32_t betrace_engine_new(const struct betrace_source *rules,
+                           size_t n_rules,
                            const struct betrace_options *options,
                            struct betrace_engine **engine_out,
                            struct betrace_buf *error_out);
 
-// Replaces the engine's rules with a rule file's text. On error the old rules keep running.
+// Replaces the engine's rules with `n_rules` rule files. On error the old rules keep
+// running.
 //
 // # Safety
-// `engine` is a live handle; `rules` points to `rules_len` readable bytes; `error_out` is
-// NULL or writable.
+// `engine` is a live handle; `rules` as in `betrace_engine_new`; `error_out` is NULL or
+// writable.
 int32_t betrace_engine_set_rules(const struct betrace_engine *engine,
-                                 const uint8_t *rules,
-                                 size_t rules_len,
+                                 const struct betrace_source *rules,
+                                 size_t n_rules,
                                  struct betrace_buf *error_out);
 
 // Ingests one protobuf `ExportTraceServiceRequest`. `now_unix_nano` is the caller's clock.

@@ -206,6 +206,11 @@ static const char *RULES =
     "      message: \"charge for {order_id} without reservation\"\n"
     "      context: [order_id]\n";
 
+static betrace_source source(const char *name, const char *text) {
+  betrace_source s = {(const uint8_t *)name, strlen(name), (const uint8_t *)text, strlen(text)};
+  return s;
+}
+
 static int ingest(betrace_engine *e, pb req, uint64_t now) {
   betrace_buf err = {0};
   int rc = betrace_engine_ingest(e, req.p, req.len, now, &err);
@@ -333,16 +338,22 @@ static void test_bad_input(betrace_engine *e) {
   CHECK(betrace_engine_take_logs(e, NULL, NULL, NULL) == BETRACE_ERR_INVALID_ARGUMENT, "NULL out pointer");
   CHECK(betrace_engine_counters(e, NULL) == BETRACE_ERR_INVALID_ARGUMENT, "NULL counters");
 
-  const char *bad = "rules:\n  - id: r\n    name: R\n    condition: when { a } always { b.where(x >) }\n";
+  betrace_source files[2] = {source("good.yaml", RULES),
+                             source("bad.yaml", "rules:\n  - id: r\n    name: R\n    condition: when { a } always { b.where(x >) }\n")};
   betrace_engine *none = (betrace_engine *)0x1;
-  CHECK(betrace_engine_new((const uint8_t *)bad, strlen(bad), NULL, &none, &err) == BETRACE_ERR_RULES, "rule error");
-  CHECK(err.ptr && strstr((const char *)err.ptr, "rules:4:"), "located: %s", err.ptr ? (const char *)err.ptr : "NULL");
+  CHECK(betrace_engine_new(files, 2, NULL, &none, &err) == BETRACE_ERR_RULES, "rule error");
+  CHECK(err.ptr && strstr((const char *)err.ptr, "bad.yaml:4:"), "located: %s", err.ptr ? (const char *)err.ptr : "NULL");
   CHECK(none == (betrace_engine *)0x1, "no handle on failure");
   betrace_buf_free(&err);
-  CHECK(betrace_engine_set_rules(e, (const uint8_t *)bad, strlen(bad), &err) == BETRACE_ERR_RULES, "reload refused");
+  CHECK(betrace_engine_set_rules(e, files, 2, &err) == BETRACE_ERR_RULES, "reload refused, all or nothing");
   betrace_buf_free(&err);
-  const uint8_t not_utf8[] = {0xc3, 0x28};
-  CHECK(betrace_engine_new(not_utf8, 2, NULL, &none, &err) == BETRACE_ERR_INVALID_ARGUMENT, "not UTF-8");
+  CHECK(betrace_engine_new(files, 0, NULL, &none, &err) == BETRACE_ERR_RULES, "no rule files");
+  betrace_buf_free(&err);
+  CHECK(betrace_engine_new(NULL, 1, NULL, &none, &err) == BETRACE_ERR_INVALID_ARGUMENT, "NULL rules");
+  betrace_buf_free(&err);
+  const char not_utf8[] = {(char)0xc3, (char)0x28, 0};
+  betrace_source broken = source("x.yaml", not_utf8);
+  CHECK(betrace_engine_new(&broken, 1, NULL, &none, &err) == BETRACE_ERR_INVALID_ARGUMENT, "not UTF-8");
   betrace_buf_free(&err);
 }
 
@@ -355,7 +366,8 @@ int main(void) {
   opts.outputs = BETRACE_OUTPUT_LOGS;
   betrace_engine *e = NULL;
   betrace_buf err = {0};
-  int rc = betrace_engine_new((const uint8_t *)RULES, strlen(RULES), &opts, &e, &err);
+  betrace_source rules = source("rules.yaml", RULES);
+  int rc = betrace_engine_new(&rules, 1, &opts, &e, &err);
   CHECK(rc == BETRACE_OK && e != NULL, "engine_new: %s", err.ptr ? (const char *)err.ptr : "");
   betrace_buf_free(&err);
   if (!e) return 1;

@@ -97,6 +97,20 @@ pub struct betrace_counters {
     pub eval_nanos: u64,
 }
 
+/// A rule file handed to the engine: its name (shown in error messages) and its YAML text.
+/// Neither is kept after the call.
+#[repr(C)]
+pub struct betrace_source {
+    /// The file's name, UTF-8; may be empty.
+    pub name: *const u8,
+    /// Its length in bytes.
+    pub name_len: usize,
+    /// The rule file's text, UTF-8.
+    pub text: *const u8,
+    /// Its length in bytes.
+    pub text_len: usize,
+}
+
 /// An engine (opaque).
 pub struct betrace_engine {
     live: Live,
@@ -162,6 +176,45 @@ fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], Failure
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// Copies rule files out of caller memory.
+fn sources(
+    ptr: *const betrace_source,
+    n: usize,
+) -> Result<Vec<crate::diagnostic::SourceFile>, Failure> {
+    if n == 0 {
+        return Err((BETRACE_ERR_RULES, "no rule files given".into()));
+    }
+    if ptr.is_null() {
+        return Err(invalid("rules is NULL but n_rules is not 0"));
+    }
+    if n > isize::MAX as usize / std::mem::size_of::<betrace_source>() {
+        return Err(invalid("n_rules is too large"));
+    }
+    // SAFETY: `ptr` is non-NULL and the caller promises `n` readable betrace_source values
+    // there for the call (header contract); the total size fits in isize; the slice is not
+    // kept past this function.
+    let items = unsafe { std::slice::from_raw_parts(ptr, n) };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let name = std::str::from_utf8(bytes(s.name, s.name_len, "rule file name")?)
+                .map_err(|_| invalid("a rule file name is not UTF-8"))?;
+            let text = std::str::from_utf8(bytes(s.text, s.text_len, "rule file text")?)
+                .map_err(|_| invalid(&format!("rule file `{name}` is not UTF-8")))?;
+            let name = if name.is_empty() {
+                format!("rules#{}", i + 1)
+            } else {
+                name.to_string()
+            };
+            Ok(crate::diagnostic::SourceFile {
+                name,
+                text: text.to_string(),
+            })
+        })
+        .collect()
+}
+
 fn engine<'a>(e: *const betrace_engine) -> Result<&'a betrace_engine, Failure> {
     // SAFETY: the caller passes NULL or a handle from betrace_engine_new not yet freed
     // (header contract); `as_ref` handles NULL. betrace_engine is Sync, so shared
@@ -196,24 +249,24 @@ pub extern "C" fn betrace_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
 }
 
-/// Creates an engine from a rule file's text (YAML). `options` may be NULL for defaults.
-/// On success `*engine_out` is the handle; on `BETRACE_ERR_RULES` the message lists every
-/// error with its line and column.
+/// Creates an engine from `n_rules` rule files, loaded together (all or nothing).
+/// `options` may be NULL for defaults. On success `*engine_out` is the handle; on
+/// `BETRACE_ERR_RULES` the message lists every error with its file, line and column.
 ///
 /// # Safety
-/// `rules` points to `rules_len` readable bytes (or `rules_len` is 0); `options` is NULL or
-/// valid; `engine_out` points to writable storage; `error_out` is NULL or writable.
+/// `rules` points to `n_rules` readable betrace_source values whose pointers are valid for
+/// their lengths; `options` is NULL or valid; `engine_out` points to writable storage;
+/// `error_out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn betrace_engine_new(
-    rules: *const u8,
-    rules_len: usize,
+    rules: *const betrace_source,
+    n_rules: usize,
     options: *const betrace_options,
     engine_out: *mut *mut betrace_engine,
     error_out: *mut betrace_buf,
 ) -> i32 {
     guard(error_out, || {
-        let text = std::str::from_utf8(bytes(rules, rules_len, "rules")?)
-            .map_err(|_| invalid("rules are not UTF-8"))?;
+        let rules = sources(rules, n_rules)?;
         let defaults = BufferConfig::default();
         // SAFETY: NULL or a valid betrace_options (header contract); `as_ref` handles NULL.
         let (buffer, outputs) = match unsafe { options.as_ref() } {
@@ -238,7 +291,7 @@ pub unsafe extern "C" fn betrace_engine_new(
             ),
         };
         crate::logs::install();
-        let live = Live::new(text, buffer, outputs).map_err(live_error)?;
+        let live = Live::new(rules, buffer, outputs).map_err(live_error)?;
         let handle = Box::into_raw(Box::new(betrace_engine { live }));
         write(engine_out, handle, "engine_out").inspect_err(|_| {
             // SAFETY: `handle` came from Box::into_raw just above and was not handed out.
@@ -255,23 +308,24 @@ fn nonzero(v: u64, default: u64) -> u64 {
     }
 }
 
-/// Replaces the engine's rules with a rule file's text. On error the old rules keep running.
+/// Replaces the engine's rules with `n_rules` rule files. On error the old rules keep
+/// running.
 ///
 /// # Safety
-/// `engine` is a live handle; `rules` points to `rules_len` readable bytes; `error_out` is
-/// NULL or writable.
+/// `engine` is a live handle; `rules` as in `betrace_engine_new`; `error_out` is NULL or
+/// writable.
 #[no_mangle]
 pub unsafe extern "C" fn betrace_engine_set_rules(
     engine: *const betrace_engine,
-    rules: *const u8,
-    rules_len: usize,
+    rules: *const betrace_source,
+    n_rules: usize,
     error_out: *mut betrace_buf,
 ) -> i32 {
     guard(error_out, || {
         let e = self::engine(engine)?;
-        let text = std::str::from_utf8(bytes(rules, rules_len, "rules")?)
-            .map_err(|_| invalid("rules are not UTF-8"))?;
-        e.live.set_rules(text).map_err(live_error)
+        e.live
+            .set_rules(sources(rules, n_rules)?)
+            .map_err(live_error)
     })
 }
 

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use prost::Message;
 
 use crate::buffer::BufferConfig;
+use crate::diagnostic::SourceFile;
 use crate::engine::{Engine, EngineConfig, Stats};
 use crate::export::{self, Detected};
 use crate::otlp;
@@ -76,9 +77,12 @@ pub struct Live {
     shut_down: AtomicBool,
 }
 
-/// Loads a rule file's text, or returns every error rendered.
-pub fn load_rules(text: &str) -> Result<RuleSet, LiveError> {
-    match RuleSet::from_text("rules", text) {
+/// Loads rule files (name and text each), or returns every error rendered.
+pub fn load_rules(sources: Vec<SourceFile>) -> Result<RuleSet, LiveError> {
+    if sources.is_empty() {
+        return Err(LiveError::Rules("no rule files given".into()));
+    }
+    match RuleSet::from_sources(sources) {
         Ok((rules, warnings)) => {
             for w in warnings
                 .render()
@@ -94,13 +98,13 @@ pub fn load_rules(text: &str) -> Result<RuleSet, LiveError> {
 }
 
 impl Live {
-    /// A live engine from a rule file's text.
+    /// A live engine from rule files (name and text each).
     pub fn new(
-        rules_text: &str,
+        rules: Vec<SourceFile>,
         buffer: BufferConfig,
         outputs: Outputs,
     ) -> Result<Live, LiveError> {
-        let rules = load_rules(rules_text)?;
+        let rules = load_rules(rules)?;
         tracing::info!(target: "betrace", rules = rules.rules().len(), "rules loaded");
         Ok(Live {
             engine: Engine::new(
@@ -122,8 +126,8 @@ impl Live {
     }
 
     /// Replaces the rules; on error the old ones keep running.
-    pub fn set_rules(&self, rules_text: &str) -> Result<(), LiveError> {
-        let rules = load_rules(rules_text)?;
+    pub fn set_rules(&self, rules: Vec<SourceFile>) -> Result<(), LiveError> {
+        let rules = load_rules(rules)?;
         tracing::info!(target: "betrace", rules = rules.rules().len(), "rules reloaded");
         self.engine.set_rules(rules);
         Ok(())
@@ -229,6 +233,13 @@ mod tests {
     const RULES: &str = "rules:\n  - id: pay\n    name: Pay needs reserve\n    condition: when { payment.charge } always { inventory.reserve }\n";
     const S: u64 = 1_000_000_000;
 
+    fn one(text: &str) -> Vec<SourceFile> {
+        vec![SourceFile {
+            name: "rules".into(),
+            text: text.into(),
+        }]
+    }
+
     fn batch(trace: u8, names: &[&str]) -> Vec<u8> {
         let spans: Vec<String> = names
             .iter()
@@ -248,7 +259,7 @@ mod tests {
     #[test]
     fn a_violation_split_over_two_batches_comes_out_once_as_a_log_record() {
         let live = Live::new(
-            RULES,
+            one(RULES),
             BufferConfig::default(),
             Outputs {
                 logs: true,
@@ -283,7 +294,7 @@ mod tests {
 
     #[test]
     fn shutdown_delivers_held_traces_and_refuses_more() {
-        let live = Live::new(RULES, BufferConfig::default(), Outputs::default()).unwrap();
+        let live = Live::new(one(RULES), BufferConfig::default(), Outputs::default()).unwrap();
         live.ingest(&batch(2, &["payment.charge"]), 0).unwrap();
         live.shutdown(1);
         assert_eq!(live.take_logs().1, 1);
@@ -301,15 +312,15 @@ mod tests {
     #[test]
     fn errors_are_values() {
         assert!(
-            matches!(Live::new("rules: [ {id: x} ]", BufferConfig::default(), Outputs::default()), Err(LiveError::Rules(m)) if m.contains("missing field"))
+            matches!(Live::new(one("rules: [ {id: x} ]"), BufferConfig::default(), Outputs::default()), Err(LiveError::Rules(m)) if m.contains("missing field"))
         );
-        let live = Live::new(RULES, BufferConfig::default(), Outputs::default()).unwrap();
+        let live = Live::new(one(RULES), BufferConfig::default(), Outputs::default()).unwrap();
         assert!(matches!(
             live.ingest(b"\xff\xff\xff garbage", 0),
             Err(LiveError::Decode(_))
         ));
         assert_eq!(live.stats().decode_errors, 1);
-        assert!(live.set_rules("rules: [").is_err());
+        assert!(live.set_rules(one("rules: [")).is_err());
         live.ingest(&batch(4, &["payment.charge"]), 0).unwrap();
         live.shutdown(1);
         assert_eq!(live.take_logs().1, 1, "the old rules kept running");

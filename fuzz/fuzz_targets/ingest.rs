@@ -21,8 +21,11 @@ fn engine() -> *mut betrace_engine {
     E.get_or_init(|| {
         let mut e = std::ptr::null_mut();
         let opts = betrace_options { trace_idle_timeout_ns: 1_000, max_trace_age_ns: 5_000, max_traces: 64, max_spans: 512, outputs: BETRACE_OUTPUT_LOGS | BETRACE_OUTPUT_SPANS };
-        // SAFETY: RULES is valid for its length, opts and e are live locals, error_out is NULL.
-        let rc = unsafe { betrace_engine_new(RULES.as_ptr(), RULES.len(), &opts, &mut e, std::ptr::null_mut()) };
+        let name = "ecommerce.yaml";
+        let src = betrace_source { name: name.as_ptr(), name_len: name.len(), text: RULES.as_ptr(), text_len: RULES.len() };
+        // SAFETY: `src` points at static strings valid for their lengths; opts and e are live
+        // locals; error_out is NULL.
+        let rc = unsafe { betrace_engine_new(&src, 1, &opts, &mut e, std::ptr::null_mut()) };
         assert_eq!(rc, BETRACE_OK);
         Engine(e)
     })

@@ -11,7 +11,8 @@ fuzz_target!(|data: &[u8]| {
     // SAFETY: `data` is valid for its length for the call; `e` and `err` are live locals;
     // the engine (if any) and the message are freed exactly once.
     unsafe {
-        let rc = betrace_engine_new(data.as_ptr(), data.len(), std::ptr::null(), &mut e, &mut err);
+        let src = betrace_source { name: b"fuzz.yaml".as_ptr(), name_len: 9, text: data.as_ptr(), text_len: data.len() };
+        let rc = betrace_engine_new(&src, 1, std::ptr::null(), &mut e, &mut err);
         match rc {
             BETRACE_OK => betrace_engine_free(e),
             BETRACE_ERR_RULES | BETRACE_ERR_INVALID_ARGUMENT => assert!(!err.ptr.is_null() && err.len > 0),

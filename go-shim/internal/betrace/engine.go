@@ -93,9 +93,41 @@ func check(code C.int32_t, errBuf *C.betrace_buf) error {
 
 func nanos(t time.Time) C.uint64_t { return C.uint64_t(t.UnixNano()) }
 
-// New creates an engine from a rule file's text. Rule errors come back as an *Error with
-// Code ErrRules and every error, located, in Message.
-func New(rules string, o Options) (*Engine, error) {
+// Source is one rule file: a name for error messages, and its YAML text.
+type Source struct {
+	Name string
+	Text string
+}
+
+// cSources copies rule files into C memory (cgo may not pass Go memory holding Go
+// pointers); free releases it.
+func cSources(rules []Source) (ptr *C.betrace_source, n C.size_t, free func()) {
+	if len(rules) == 0 {
+		return nil, 0, func() {}
+	}
+	size := C.size_t(unsafe.Sizeof(C.betrace_source{})) * C.size_t(len(rules))
+	arr := (*C.betrace_source)(C.malloc(size))
+	items := unsafe.Slice(arr, len(rules))
+	var allocs []unsafe.Pointer
+	for i, r := range rules {
+		name, text := C.CBytes([]byte(r.Name)), C.CBytes([]byte(r.Text))
+		allocs = append(allocs, name, text)
+		items[i] = C.betrace_source{
+			name: (*C.uint8_t)(name), name_len: C.size_t(len(r.Name)),
+			text: (*C.uint8_t)(text), text_len: C.size_t(len(r.Text)),
+		}
+	}
+	return arr, C.size_t(len(rules)), func() {
+		for _, p := range allocs {
+			C.free(p)
+		}
+		C.free(unsafe.Pointer(arr))
+	}
+}
+
+// New creates an engine from rule files, loaded together. Rule errors come back as an
+// *Error with Code ErrRules and every error, located by file, line and column, in Message.
+func New(rules []Source, o Options) (*Engine, error) {
 	outputs := C.uint32_t(0)
 	if o.Logs {
 		outputs |= C.BETRACE_OUTPUT_LOGS
@@ -113,12 +145,11 @@ func New(rules string, o Options) (*Engine, error) {
 		max_spans:             C.uint64_t(o.MaxSpans),
 		outputs:               outputs,
 	}
-	text := []byte(rules)
-	p, n := bytesPtr(text)
+	src, n, free := cSources(rules)
+	defer free()
 	var h *C.betrace_engine
 	var errBuf C.betrace_buf
-	code := C.betrace_engine_new(p, n, &opts, &h, &errBuf)
-	runtime.KeepAlive(text)
+	code := C.betrace_engine_new(src, n, &opts, &h, &errBuf)
 	if err := check(code, &errBuf); err != nil {
 		return nil, err
 	}
@@ -126,13 +157,11 @@ func New(rules string, o Options) (*Engine, error) {
 }
 
 // SetRules replaces the rules; on error the old ones keep running.
-func (e *Engine) SetRules(rules string) error {
-	text := []byte(rules)
-	p, n := bytesPtr(text)
+func (e *Engine) SetRules(rules []Source) error {
+	src, n, free := cSources(rules)
+	defer free()
 	var errBuf C.betrace_buf
-	code := C.betrace_engine_set_rules(e.h, p, n, &errBuf)
-	runtime.KeepAlive(text)
-	return check(code, &errBuf)
+	return check(C.betrace_engine_set_rules(e.h, src, n, &errBuf), &errBuf)
 }
 
 // Ingest hands one OTLP ExportTraceServiceRequest to the engine. The bytes are copied.

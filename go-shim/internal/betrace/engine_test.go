@@ -46,7 +46,7 @@ func batch(t *testing.T, trace byte, spanID byte, name string) []byte {
 
 func newEngine(t *testing.T, o Options) *Engine {
 	t.Helper()
-	e, err := New(rules, o)
+	e, err := New([]Source{{Name: "rules.yaml", Text: rules}}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,9 +103,9 @@ func TestAViolationSplitOverBatchesComesBackAsALogRecord(t *testing.T) {
 }
 
 func TestErrorsCarryCodeAndMessage(t *testing.T) {
-	_, err := New("rules:\n  - id: r\n    name: R\n    condition: when { a } always { b.where(x >) }\n", Options{Logs: true})
+	_, err := New([]Source{{Name: "ok.yaml", Text: rules}, {Name: "bad.yaml", Text: "rules:\n  - id: r\n    name: R\n    condition: when { a } always { b.where(x >) }\n"}}, Options{Logs: true})
 	var e *Error
-	if !errors.As(err, &e) || e.Code != ErrRules || !strings.Contains(e.Message, "rules:4:") {
+	if !errors.As(err, &e) || e.Code != ErrRules || !strings.Contains(e.Message, "bad.yaml:4:") {
 		t.Fatalf("want a located rule error, got %v", err)
 	}
 	eng := newEngine(t, Options{Logs: true})
@@ -116,7 +116,7 @@ func TestErrorsCarryCodeAndMessage(t *testing.T) {
 	if eng.Counters().DecodeErrors != 1 {
 		t.Error("decode errors are counted")
 	}
-	if err := eng.SetRules("rules: ["); err == nil {
+	if err := eng.SetRules([]Source{{Name: "r.yaml", Text: "rules: ["}}); err == nil {
 		t.Error("a bad reload is refused")
 	}
 }
