@@ -1,0 +1,65 @@
+package betraceconnector
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/connector"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
+
+	"github.com/betracehq/betrace/go-shim/internal/betrace"
+	"github.com/betracehq/betrace/go-shim/internal/engine"
+)
+
+type tracesToLogs struct {
+	cfg    *Config
+	set    connector.Settings
+	next   consumer.Logs
+	runner *engine.Runner
+}
+
+// Start loads the rules; a rule error fails the collector's start with its message.
+func (c *tracesToLogs) Start(_ context.Context, _ component.Host) error {
+	r, err := engine.Start(c.cfg.Config, c.set.TelemetrySettings, betrace.Options{Logs: true}, c.deliver)
+	if err != nil {
+		return err
+	}
+	c.runner = r
+	return nil
+}
+
+func (c *tracesToLogs) deliver(ctx context.Context, logs, _ []byte) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(logs)
+	if err != nil {
+		return err
+	}
+	return c.next.ConsumeLogs(ctx, ld)
+}
+
+// Shutdown judges every held trace and delivers its violations before returning.
+func (c *tracesToLogs) Shutdown(ctx context.Context) error {
+	if c.runner == nil {
+		return nil
+	}
+	return c.runner.Shutdown(ctx)
+}
+
+func (c *tracesToLogs) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: false}
+}
+
+// ConsumeTraces hands the batch to the engine; it is marshalled before this returns.
+func (c *tracesToLogs) ConsumeTraces(_ context.Context, td ptrace.Traces) error {
+	// A batch the engine cannot take is logged and counted, not failed: the traces
+	// pipeline must not retry or drop spans because of BeTrace.
+	if err := c.runner.Ingest(td); err != nil {
+		c.set.Logger.Warn("betrace: batch not judged", zap.Error(err))
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package betraceconnector
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+	"go.opentelemetry.io/collector/connector/connectortest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/betracehq/betrace/go-shim/internal/metadata"
+	"github.com/betracehq/betrace/go-shim/internal/testtraces"
+)
+
+func loadConfig(t *testing.T, name string) (*Config, error) {
+	t.Helper()
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	sub, err := cm.Sub(component.NewIDWithName(metadata.Type, name).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, sub.Unmarshal(cfg)
+}
+
+func TestConfig(t *testing.T) {
+	cfg, err := loadConfig(t, "full")
+	if err != nil || cfg.Validate() != nil {
+		t.Fatalf("full config: %v %v", err, cfg.Validate())
+	}
+	if cfg.TraceIdleTimeout != 2*time.Second || cfg.MaxTraceAge != 30*time.Second || cfg.MaxTraces != 1000 || cfg.MaxSpans != 50000 || cfg.ReloadInterval != time.Minute {
+		t.Errorf("not read as written: %+v", cfg)
+	}
+	def, _ := loadConfig(t, "")
+	if def.TraceIdleTimeout != 5*time.Second || def.MaxTraceAge != 60*time.Second || def.MaxTraces != 100_000 || def.MaxSpans != 5_000_000 {
+		t.Errorf("defaults: %+v", def)
+	}
+	norules, err := loadConfig(t, "norules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := norules.Validate(); err == nil || !strings.Contains(err.Error(), "no rules") {
+		t.Errorf("a config without rules is refused: %v", err)
+	}
+	if _, err := loadConfig(t, "badduration"); err == nil {
+		t.Error("a bad duration is refused")
+	}
+}
+
+func newConnector(t *testing.T, idle time.Duration, sink *consumertest.LogsSink) (*tracesToLogs, error) {
+	t.Helper()
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.RulesInline = testtraces.Rules
+	cfg.TraceIdleTimeout = idle
+	c, err := NewFactory().CreateTracesToLogs(context.Background(), connectortest.NewNopSettings(metadata.Type), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.(*tracesToLogs), c.Start(context.Background(), componenttest.NewNopHost())
+}
+
+func record(t *testing.T, sink *consumertest.LogsSink) plog.LogRecord {
+	t.Helper()
+	if sink.LogRecordCount() != 1 {
+		t.Fatalf("want one violation record, got %d", sink.LogRecordCount())
+	}
+	return sink.AllLogs()[0].ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)
+}
+
+func TestAViolationSplitOverBatchesArrivesAsOneLogRecord(t *testing.T) {
+	sink := new(consumertest.LogsSink)
+	c, err := newConnector(t, 100*time.Millisecond, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first := testtraces.Span(1, 1, 0, "shop", "checkout")
+	if err := c.ConsumeTraces(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	// The collector reuses batches once ConsumeTraces returns: clobber it.
+	first.ResourceSpans().RemoveIf(func(ptrace.ResourceSpans) bool { return true })
+	if err := c.ConsumeTraces(ctx, testtraces.Span(1, 2, 1, "payments", "payment.charge")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for sink.LogRecordCount() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	rec := record(t, sink)
+	if rec.TraceID() != testtraces.TraceID(1) || rec.SpanID() != testtraces.SpanID(2) {
+		t.Errorf("not linked to the trace: %v %v", rec.TraceID(), rec.SpanID())
+	}
+	if rec.SeverityNumber() != plog.SeverityNumberFatal || rec.EventName() != "betrace.violation" || rec.Body().Str() != "charge for ord_9 without reservation" {
+		t.Errorf("record: %v %q %q", rec.SeverityNumber(), rec.EventName(), rec.Body().Str())
+	}
+	for k, want := range map[string]string{"betrace.rule.id": "payment-requires-inventory", "betrace.mode": "live", "betrace.context.order_id": "ord_9"} {
+		if v, ok := rec.Attributes().Get(k); !ok || v.Str() != want {
+			t.Errorf("%s = %q", k, v.Str())
+		}
+	}
+	res := sink.AllLogs()[0].ResourceLogs().At(0).Resource()
+	if v, _ := res.Attributes().Get("service.name"); v.Str() != "payments" {
+		t.Errorf("resource is the trigger span's: %q", v.Str())
+	}
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sink.LogRecordCount() != 1 {
+		t.Errorf("shutdown must not repeat a signal: %d", sink.LogRecordCount())
+	}
+}
+
+func TestShutdownDeliversWhatIsHeld(t *testing.T) {
+	sink := new(consumertest.LogsSink)
+	c, err := newConnector(t, time.Hour, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ConsumeTraces(context.Background(), testtraces.Span(2, 1, 0, "payments", "payment.charge")); err != nil {
+		t.Fatal(err)
+	}
+	if sink.LogRecordCount() != 0 {
+		t.Fatal("judged before its timeout")
+	}
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	record(t, sink)
+	if got := c.runner.Counters(); got.SpansIn != 1 || got.TracesJudged != 1 || got.HeldSpans != 0 {
+		t.Errorf("counters after shutdown: %+v", got)
+	}
+}
+
+func TestARuleErrorFailsStartWithItsMessage(t *testing.T) {
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.RulesInline = "rules:\n  - id: r\n    name: R\n    condition: when { a } always { b.where(x >) }\n"
+	c, err := NewFactory().CreateTracesToLogs(context.Background(), connectortest.NewNopSettings(metadata.Type), cfg, new(consumertest.LogsSink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Start(context.Background(), componenttest.NewNopHost())
+	if err == nil || !strings.Contains(err.Error(), "rules_inline:4:") {
+		t.Fatalf("want the located rule error, got %v", err)
+	}
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Errorf("shutdown after a failed start: %v", err)
+	}
+}

@@ -1,0 +1,130 @@
+// Package engine runs a BeTrace engine inside a collector component: configuration and
+// rule loading, the clock ticker, delivery of signals to the next consumer, the engine's
+// counters as the component's telemetry, and its log events in the collector's log.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/betracehq/betrace/go-shim/internal/betrace"
+)
+
+// Config is what both components share (the `betrace` keys of interfaces.md §3).
+type Config struct {
+	// Rules are rule files, directories (every *.yaml / *.yml in them) or globs.
+	Rules []string `mapstructure:"rules"`
+	// RulesInline is a rule file's text.
+	RulesInline string `mapstructure:"rules_inline"`
+	// TraceIdleTimeout judges a trace this long after its last span.
+	TraceIdleTimeout time.Duration `mapstructure:"trace_idle_timeout"`
+	// MaxTraceAge judges a trace at the latest this long after its first span.
+	MaxTraceAge time.Duration `mapstructure:"max_trace_age"`
+	// MaxTraces and MaxSpans bound memory: beyond them, the oldest traces are judged early.
+	MaxTraces int `mapstructure:"max_traces"`
+	MaxSpans  int `mapstructure:"max_spans"`
+	// ReloadInterval, when positive, re-reads the rule files this often; a bad file keeps
+	// the old rules.
+	ReloadInterval time.Duration `mapstructure:"reload_interval"`
+}
+
+// DefaultConfig has the defaults of dsl.md §4.
+func DefaultConfig() Config {
+	return Config{TraceIdleTimeout: 5 * time.Second, MaxTraceAge: 60 * time.Second, MaxTraces: 100_000, MaxSpans: 5_000_000}
+}
+
+// Validate checks what can be checked without reading files.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Rules) == 0 && strings.TrimSpace(c.RulesInline) == "" {
+		errs = append(errs, errors.New("no rules: set `rules` (files, directories or globs) or `rules_inline`"))
+	}
+	if c.TraceIdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("trace_idle_timeout must be positive, got %v", c.TraceIdleTimeout))
+	}
+	if c.MaxTraceAge <= 0 {
+		errs = append(errs, fmt.Errorf("max_trace_age must be positive, got %v", c.MaxTraceAge))
+	}
+	if c.MaxTraces <= 0 {
+		errs = append(errs, fmt.Errorf("max_traces must be positive, got %d", c.MaxTraces))
+	}
+	if c.MaxSpans <= 0 {
+		errs = append(errs, fmt.Errorf("max_spans must be positive, got %d", c.MaxSpans))
+	}
+	if c.ReloadInterval < 0 {
+		errs = append(errs, fmt.Errorf("reload_interval must not be negative, got %v", c.ReloadInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// Sources reads every rule file the configuration names.
+func (c *Config) Sources() ([]betrace.Source, error) {
+	var paths []string
+	for _, spec := range c.Rules {
+		found, err := expand(spec)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range found {
+			if !contains(paths, p) {
+				paths = append(paths, p)
+			}
+		}
+	}
+	var out []betrace.Source
+	for _, p := range paths {
+		text, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("rules: %w", err)
+		}
+		out = append(out, betrace.Source{Name: p, Text: string(text)})
+	}
+	if strings.TrimSpace(c.RulesInline) != "" {
+		out = append(out, betrace.Source{Name: "rules_inline", Text: c.RulesInline})
+	}
+	return out, nil
+}
+
+func expand(spec string) ([]string, error) {
+	if info, err := os.Stat(spec); err == nil {
+		if !info.IsDir() {
+			return []string{spec}, nil
+		}
+		var files []string
+		for _, pattern := range []string{"*.yaml", "*.yml"} {
+			m, _ := filepath.Glob(filepath.Join(spec, pattern))
+			files = append(files, m...)
+		}
+		sort.Strings(files)
+		if len(files) == 0 {
+			return nil, fmt.Errorf("rules: %s: no rule files (*.yaml, *.yml)", spec)
+		}
+		return files, nil
+	}
+	if strings.ContainsAny(spec, "*?[") {
+		m, err := filepath.Glob(spec)
+		if err != nil {
+			return nil, fmt.Errorf("rules: %s: %w", spec, err)
+		}
+		if len(m) == 0 {
+			return nil, fmt.Errorf("rules: %s: matches no file", spec)
+		}
+		sort.Strings(m)
+		return m, nil
+	}
+	return nil, fmt.Errorf("rules: %s: no such file or directory", spec)
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}

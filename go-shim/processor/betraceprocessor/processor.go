@@ -1,0 +1,65 @@
+package betraceprocessor
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
+	"go.uber.org/zap"
+
+	"github.com/betracehq/betrace/go-shim/internal/betrace"
+	"github.com/betracehq/betrace/go-shim/internal/engine"
+)
+
+type betraceProcessor struct {
+	cfg    *Config
+	set    processor.Settings
+	next   consumer.Traces
+	runner *engine.Runner
+}
+
+// Start loads the rules; a rule error fails the collector's start with its message.
+func (p *betraceProcessor) Start(_ context.Context, _ component.Host) error {
+	// The engine always produces violation spans here; they are sent on only when asked
+	// for, and counted either way.
+	r, err := engine.Start(p.cfg.Config, p.set.TelemetrySettings, betrace.Options{Spans: true}, p.deliver)
+	if err != nil {
+		return err
+	}
+	p.runner = r
+	return nil
+}
+
+func (p *betraceProcessor) deliver(ctx context.Context, _, spans []byte) error {
+	if !p.cfg.EmitViolationSpans || len(spans) == 0 {
+		return nil
+	}
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(spans)
+	if err != nil {
+		return err
+	}
+	return p.next.ConsumeTraces(ctx, td)
+}
+
+// Shutdown judges every held trace and delivers its violation spans before returning.
+func (p *betraceProcessor) Shutdown(ctx context.Context) error {
+	if p.runner == nil {
+		return nil
+	}
+	return p.runner.Shutdown(ctx)
+}
+
+func (p *betraceProcessor) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: false}
+}
+
+// ConsumeTraces hands the batch to the engine (marshalled before it goes on) and passes it
+// on unchanged.
+func (p *betraceProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	if err := p.runner.Ingest(td); err != nil {
+		p.set.Logger.Warn("betrace: batch not judged", zap.Error(err))
+	}
+	return p.next.ConsumeTraces(ctx, td)
+}
