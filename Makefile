@@ -6,13 +6,14 @@
 #   make lint    rustfmt and clippy, warnings as errors
 #   make ffi-test  the C test program against the cdylib, under valgrind
 #   make go-test   the Go module in go-shim/ (cgo against the staticlib)
+#   make e2e     a real collector built with ocb, the demo app, checked output
 #   make demo    replay the demo rules over the demo traces
 #   make bench   criterion benchmarks (figures go in BENCHMARKS.md)
 
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test lint ffi-test go-test demo bench clean
+.PHONY: build test lint ffi-test go-test e2e demo bench clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -38,6 +39,9 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 	@test -z "$$(gofmt -l go-shim)" || { echo "gofmt needed:"; gofmt -l go-shim; exit 1; }
+
+e2e: build
+	tests/e2e/run.sh
 
 demo: build
 	$(BETRACE) replay --rules examples/rules --format table examples/traces
