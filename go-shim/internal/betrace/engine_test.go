@@ -7,37 +7,18 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/betracehq/betrace/go-shim/internal/testtraces"
 )
 
-const rules = `rules:
-  - id: payment-requires-inventory
-    name: Payment requires an inventory reservation
-    severity: critical
-    condition: when { payment.charge } always { inventory.reserve }
-    signal:
-      message: "charge for {order_id} without reservation"
-      context: [order_id]
-`
-
-var t0 = time.Unix(1_732_524_000, 0)
+var t0 = time.Now()
 
 // batch is one OTLP request with one span of trace `trace`.
-func batch(t *testing.T, trace byte, spanID byte, name string) []byte {
+func batch(t *testing.T, trace, spanID byte, name string) []byte {
 	t.Helper()
-	td := ptrace.NewTraces()
-	rs := td.ResourceSpans().AppendEmpty()
-	rs.Resource().Attributes().PutStr("service.name", "shop")
-	sp := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-	sp.SetTraceID(pcommon.TraceID{trace, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
-	sp.SetSpanID(pcommon.SpanID{spanID, 1, 1, 1, 1, 1, 1, 1})
-	sp.SetName(name)
-	sp.SetStartTimestamp(pcommon.NewTimestampFromTime(t0))
-	sp.SetEndTimestamp(pcommon.NewTimestampFromTime(t0.Add(time.Millisecond)))
-	sp.Attributes().PutStr("order_id", "ord_7")
-	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(testtraces.Span(trace, spanID, 0, "shop", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +27,7 @@ func batch(t *testing.T, trace byte, spanID byte, name string) []byte {
 
 func newEngine(t *testing.T, o Options) *Engine {
 	t.Helper()
-	e, err := New([]Source{{Name: "rules.yaml", Text: rules}}, o)
+	e, err := New([]Source{{Name: "rules.yaml", Text: testtraces.Rules}}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,13 +61,13 @@ func TestAViolationSplitOverBatchesComesBackAsALogRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := logs.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)
-	if rec.TraceID()[0] != 1 || rec.SpanID()[0] != 2 {
+	if rec.TraceID() != testtraces.TraceID(1) || rec.SpanID() != testtraces.SpanID(2) {
 		t.Errorf("record not linked to the trace and trigger span: %v %v", rec.TraceID(), rec.SpanID())
 	}
 	if rec.SeverityNumber() != plog.SeverityNumberFatal || rec.SeverityText() != "critical" {
 		t.Errorf("severity %v %q", rec.SeverityNumber(), rec.SeverityText())
 	}
-	if rec.EventName() != "betrace.violation" || rec.Body().Str() != "charge for ord_7 without reservation" {
+	if rec.EventName() != "betrace.violation" || rec.Body().Str() != "charge for ord_9 without reservation" {
 		t.Errorf("event %q body %q", rec.EventName(), rec.Body().Str())
 	}
 	if v, _ := rec.Attributes().Get("betrace.rule.id"); v.Str() != "payment-requires-inventory" {
@@ -103,7 +84,7 @@ func TestAViolationSplitOverBatchesComesBackAsALogRecord(t *testing.T) {
 }
 
 func TestErrorsCarryCodeAndMessage(t *testing.T) {
-	_, err := New([]Source{{Name: "ok.yaml", Text: rules}, {Name: "bad.yaml", Text: "rules:\n  - id: r\n    name: R\n    condition: when { a } always { b.where(x >) }\n"}}, Options{Logs: true})
+	_, err := New([]Source{{Name: "ok.yaml", Text: testtraces.Rules}, {Name: "bad.yaml", Text: "rules:\n  - id: r\n    name: R\n    condition: when { a } always { b.where(x >) }\n"}}, Options{Logs: true})
 	var e *Error
 	if !errors.As(err, &e) || e.Code != ErrRules || !strings.Contains(e.Message, "bad.yaml:4:") {
 		t.Fatalf("want a located rule error, got %v", err)
