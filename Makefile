@@ -26,7 +26,7 @@ test: build
 
 go-test:
 	$(CARGO) build --release --locked --lib
-	cd go-shim && go vet ./... && go test -count=1 ./...
+	cd go-shim && go vet ./... && go test -race -count=1 ./...
 
 CC ?= cc
 ffi-test:

@@ -32,10 +32,15 @@ type Runner struct {
 	reg        metric.Registration
 	marshaler  ptrace.ProtoMarshaler
 
-	closedMu sync.Mutex
+	// closedMu guards the engine's lifetime: calls hold it for reading, Shutdown frees the
+	// engine holding it for writing, so no call can reach a freed engine.
+	closedMu sync.RWMutex
 	closed   bool
 	final    betrace.Counters // the counters at shutdown, once the engine is freed
 }
+
+// errShutDown is returned by calls that arrive after Shutdown.
+var errShutDown = &betrace.Error{Code: betrace.ErrShutDown, Message: "betrace: the component is shut down"}
 
 // Start loads the rules (an error names every rule problem, located) and starts the clock.
 func Start(cfg Config, set component.TelemetrySettings, outputs betrace.Options, deliver Deliver) (*Runner, error) {
@@ -71,13 +76,18 @@ func (r *Runner) Ingest(td ptrace.Traces) error {
 	if err != nil {
 		return err
 	}
+	r.closedMu.RLock()
+	defer r.closedMu.RUnlock()
+	if r.closed {
+		return errShutDown
+	}
 	return r.eng.Ingest(b, time.Now())
 }
 
 // Counters reads the engine's counters (after Shutdown, the last ones it had).
 func (r *Runner) Counters() betrace.Counters {
-	r.closedMu.Lock()
-	defer r.closedMu.Unlock()
+	r.closedMu.RLock()
+	defer r.closedMu.RUnlock()
 	if r.closed {
 		return r.final
 	}
