@@ -5,6 +5,7 @@
 //! first use and shared by every rule that names the selector).
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 
 use crate::bytecode::{Code, NameCode, Op, PredOp, Program, SelId};
@@ -25,7 +26,8 @@ pub struct View<'a> {
     parents: Option<Vec<Option<u32>>>,
     /// Matches per selector, in span order, filled on first use.
     matched: Vec<Option<Vec<u32>>>,
-    root: Option<Option<usize>>,
+    /// Facts about the trace as a whole, for `trace:` intrinsics: computed on first use.
+    facts: OnceCell<TraceFacts>,
     stack: Vec<i64>,
 }
 
@@ -45,7 +47,7 @@ impl<'a> View<'a> {
             by_glob: vec![None; code.globs.len()],
             parents: None,
             matched: vec![None; code.selectors.len()],
-            root: None,
+            facts: OnceCell::new(),
             stack: Vec::with_capacity(16),
         }
     }
@@ -171,7 +173,16 @@ impl<'a> View<'a> {
                 candidates
                     .iter()
                     .copied()
-                    .filter(|&i| run_pred(self.code, &sel.pred, self.trace, i as usize, &mut stack))
+                    .filter(|&i| {
+                        run_pred(
+                            self.code,
+                            &sel.pred,
+                            self.trace,
+                            &self.facts,
+                            i as usize,
+                            &mut stack,
+                        )
+                    })
                     .collect()
             };
             self.matched[s as usize] = Some(hits);
@@ -190,10 +201,13 @@ impl<'a> View<'a> {
     fn distinct(&mut self, s: SelId, a: u32) -> i64 {
         let (code, trace) = (self.code, self.trace);
         let attr = &code.attrs[a as usize];
-        let keys: HashSet<_> = self
-            .matches(s)
+        self.matches(s);
+        let facts = &self.facts;
+        let keys: HashSet<_> = self.matched[s as usize]
+            .as_deref()
+            .expect("just filled")
             .iter()
-            .filter_map(|&i| attr_value(trace, i as usize, attr))
+            .filter_map(|&i| attr_value(trace, facts, i as usize, attr))
             .map(|v| v.distinct_key())
             .collect();
         keys.len() as i64
@@ -242,22 +256,18 @@ impl<'a> View<'a> {
         }
         self.parents.as_deref().expect("just filled")
     }
-
-    /// The trace's root span, computed once.
-    pub fn root(&mut self) -> Option<usize> {
-        *self.root.get_or_insert_with(|| self.trace.root())
-    }
 }
 
 fn run_pred(
     code: &Code,
     ops: &[PredOp],
     trace: &Trace,
+    facts: &OnceCell<TraceFacts>,
     span: usize,
     stack: &mut Vec<bool>,
 ) -> bool {
     stack.clear();
-    let get = |a: u32| attr_value(trace, span, &code.attrs[a as usize]);
+    let get = |a: u32| attr_value(trace, facts, span, &code.attrs[a as usize]);
     let mut pc = 0;
     while pc < ops.len() {
         let v = match ops[pc] {
@@ -306,8 +316,31 @@ fn run_pred(
     stack.pop().expect("balanced")
 }
 
+/// What `trace:` intrinsics read: found by one pass over the trace, on first use, instead
+/// of a pass per span evaluated.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceFacts {
+    root: Option<usize>,
+    duration: i64,
+}
+
+impl TraceFacts {
+    fn of(trace: &Trace) -> TraceFacts {
+        TraceFacts {
+            root: trace.root(),
+            duration: trace.duration_nanos(),
+        }
+    }
+}
+
 /// An attribute's value on a span, borrowed where the trace holds it.
-pub fn attr_value<'t>(trace: &'t Trace, span: usize, attr: &Attr) -> Option<Cow<'t, Value>> {
+fn attr_value<'t>(
+    trace: &'t Trace,
+    facts: &OnceCell<TraceFacts>,
+    span: usize,
+    attr: &Attr,
+) -> Option<Cow<'t, Value>> {
+    let trace_facts = || *facts.get_or_init(|| TraceFacts::of(trace));
     let s = &trace.spans[span];
     let resource = || &trace.resource_of(s).attributes;
     match attr {
@@ -322,13 +355,13 @@ pub fn attr_value<'t>(trace: &'t Trace, span: usize, attr: &Attr) -> Option<Cow<
             Intrinsic::Status => Value::str(s.status.as_str()),
             Intrinsic::StatusMessage => Value::str(&s.status_message),
             Intrinsic::Kind => Value::str(s.kind.as_str()),
-            Intrinsic::RootName => Value::str(&trace.spans[trace.root()?].name),
+            Intrinsic::RootName => Value::str(&trace.spans[trace_facts().root?].name),
             Intrinsic::RootService => Value::str(
                 trace
-                    .resource_of(&trace.spans[trace.root()?])
+                    .resource_of(&trace.spans[trace_facts().root?])
                     .service_name(),
             ),
-            Intrinsic::TraceDuration => Value::Duration(trace.duration_nanos()),
+            Intrinsic::TraceDuration => Value::Duration(trace_facts().duration),
         })),
     }
 }
