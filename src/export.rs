@@ -107,10 +107,9 @@ pub fn attributes(s: &Signal) -> Vec<KeyValue> {
 
 /// One log record per signal, grouped by the first trigger span's resource.
 pub fn logs_request(signals: &[Detected]) -> ExportLogsServiceRequest {
-    let mut groups: Vec<(&Resource, Vec<LogRecord>)> = Vec::new();
-    for d in signals {
+    let groups = by_resource(signals, |d| {
         let s = &d.signal;
-        let record = LogRecord {
+        LogRecord {
             time_unix_nano: s.time_unix_nano,
             observed_time_unix_nano: d.detected_unix_nano,
             severity_number: s.severity.otlp_number(),
@@ -121,12 +120,8 @@ pub fn logs_request(signals: &[Detected]) -> ExportLogsServiceRequest {
             span_id: s.span_id.0.to_vec(),
             event_name: EVENT_NAME.to_string(),
             ..Default::default()
-        };
-        match groups.iter_mut().find(|(r, _)| **r == s.resource) {
-            Some((_, records)) => records.push(record),
-            None => groups.push((&s.resource, vec![record])),
         }
-    }
+    });
     ExportLogsServiceRequest {
         resource_logs: groups
             .into_iter()
@@ -146,10 +141,9 @@ pub fn logs_request(signals: &[Detected]) -> ExportLogsServiceRequest {
 /// One `betrace.violation` span per signal, a child of the first trigger span, in the
 /// violating trace.
 pub fn violation_spans(signals: &[Detected]) -> ExportTraceServiceRequest {
-    let mut groups: Vec<(&Resource, Vec<Span>)> = Vec::new();
-    for d in signals {
+    let groups = by_resource(signals, |d| {
         let s = &d.signal;
-        let span = Span {
+        Span {
             trace_id: s.trace_id.0.to_vec(),
             span_id: violation_span_id(s).to_vec(),
             parent_span_id: s.span_id.0.to_vec(),
@@ -163,12 +157,8 @@ pub fn violation_spans(signals: &[Detected]) -> ExportTraceServiceRequest {
                 message: s.message.clone(),
             }),
             ..Default::default()
-        };
-        match groups.iter_mut().find(|(r, _)| **r == s.resource) {
-            Some((_, spans)) => spans.push(span),
-            None => groups.push((&s.resource, vec![span])),
         }
-    }
+    });
     ExportTraceServiceRequest {
         resource_spans: groups
             .into_iter()
@@ -183,6 +173,20 @@ pub fn violation_spans(signals: &[Detected]) -> ExportTraceServiceRequest {
             })
             .collect(),
     }
+}
+
+/// Builds one item per signal, grouped by the first trigger span's resource, in order of
+/// first appearance: OTLP nests records and spans under their resource.
+fn by_resource<T>(signals: &[Detected], item: impl Fn(&Detected) -> T) -> Vec<(&Resource, Vec<T>)> {
+    let mut groups: Vec<(&Resource, Vec<T>)> = Vec::new();
+    for d in signals {
+        let it = item(d);
+        match groups.iter_mut().find(|(r, _)| **r == d.signal.resource) {
+            Some((_, items)) => items.push(it),
+            None => groups.push((&d.signal.resource, vec![it])),
+        }
+    }
+    groups
 }
 
 /// A new span id, stable for a (trace, rule, first trigger span): a violation span sent
