@@ -1,8 +1,6 @@
 //! `betrace check RULES…`: load and compile rule files, report every error and warning.
 
-use betrace::LoadError;
-
-use super::{FAILED, OK, USAGE};
+use super::{load_rules, plural, OK};
 
 /// Validate rule files: syntax, types, unknown keys, duplicate ids.
 ///
@@ -19,44 +17,19 @@ pub struct Args {
 
 /// Runs the check and returns the exit code.
 pub fn run(args: &Args) -> u8 {
-    match betrace::RuleSet::from_paths(&args.rules) {
-        Ok((rules, warnings)) => {
-            eprint!("{}", warnings.render());
-            let n = rules.rules().len();
-            let examples: usize = rules.rules().iter().map(|r| r.def.examples.len()).sum();
-            println!(
-                "ok: {n} rule{} in {} file{}, {examples} example{}, {} warning{}",
-                plural(n),
-                rules.files().len(),
-                plural(rules.files().len()),
-                plural(examples),
-                warnings.items.len(),
-                plural(warnings.items.len())
-            );
-            OK
-        }
-        Err(LoadError::Sources(e)) => {
-            eprintln!("error: {e}");
-            USAGE
-        }
-        Err(LoadError::Rules(report)) => {
-            eprint!("{}", report.render());
-            let warnings = report.items.len() - report.error_count();
-            eprintln!(
-                "error: {} error{}, {warnings} warning{}",
-                report.error_count(),
-                plural(report.error_count()),
-                plural(warnings)
-            );
-            FAILED
-        }
-    }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
+    let (rules, warnings) = match load_rules(&args.rules) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let n = rules.rules().len();
+    let files = rules.files().len();
+    let examples: usize = rules.rules().iter().map(|r| r.def.examples.len()).sum();
+    println!(
+        "ok: {n} rule{} in {files} file{}, {examples} example{}, {warnings} warning{}",
+        plural(n),
+        plural(files),
+        plural(examples),
+        plural(warnings)
+    );
+    OK
 }

@@ -21,7 +21,7 @@ pub struct Args {
 /// Prints the explanation and returns the exit code.
 pub fn run(args: &Args) -> u8 {
     let rules = match load_rules(&args.rules) {
-        Ok(r) => r,
+        Ok((r, _)) => r,
         Err(code) => return code,
     };
     let Some(rule) = rules.rule(&args.rule) else {

@@ -16,14 +16,13 @@ pub const FAILED: u8 = 1;
 /// Exit code: usage error or unreadable input.
 pub const USAGE: u8 = 2;
 
-/// Loads a rule set, printing warnings; on failure prints the errors and returns the exit code.
-pub fn load_rules(specs: &[String]) -> Result<RuleSet, u8> {
+/// Loads a rule set, printing its warnings (and returning how many there were); on failure
+/// prints every error and returns the exit code.
+pub fn load_rules(specs: &[String]) -> Result<(RuleSet, usize), u8> {
     match RuleSet::from_paths(specs) {
         Ok((rules, warnings)) => {
-            if !warnings.items.is_empty() {
-                eprint!("{}", warnings.render());
-            }
-            Ok(rules)
+            eprint!("{}", warnings.render());
+            Ok((rules, warnings.items.len()))
         }
         Err(LoadError::Sources(e)) => {
             eprintln!("error: {e}");
@@ -31,11 +30,25 @@ pub fn load_rules(specs: &[String]) -> Result<RuleSet, u8> {
         }
         Err(LoadError::Rules(report)) => {
             eprint!("{}", report.render());
+            let (errors, warnings) = (
+                report.error_count(),
+                report.items.len() - report.error_count(),
+            );
             eprintln!(
-                "error: {} error(s); the rule set was not loaded",
-                report.error_count()
+                "error: {errors} error{}, {warnings} warning{}; the rule set was not loaded",
+                plural(errors),
+                plural(warnings)
             );
             Err(FAILED)
         }
+    }
+}
+
+/// "s" unless there is exactly one.
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }

@@ -105,7 +105,7 @@ pub fn run(args: &Args) -> u8 {
         Err(s) => return usage(&format!("--to `{s}` is not an RFC 3339 time or a date")),
     };
     let rules = match load_rules(&args.rules) {
-        Ok(r) => r,
+        Ok((r, _)) => r,
         Err(code) => return code,
     };
     let out: Box<dyn Write> = match &args.output {

@@ -25,7 +25,7 @@ pub struct Args {
 /// Runs the examples and returns the exit code.
 pub fn run(args: &Args) -> u8 {
     let rules = match load_rules(&args.rules) {
-        Ok(r) => r,
+        Ok((r, _)) => r,
         Err(code) => return code,
     };
     let (mut passed, mut failed) = (0usize, 0usize);
