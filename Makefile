@@ -8,12 +8,15 @@
 #   make go-test   the Go module in go-shim/ (cgo against the staticlib)
 #   make e2e     a real collector built with ocb, the demo app, checked output
 #   make demo    replay the demo rules over the demo traces
-#   make bench   criterion benchmarks (figures go in BENCHMARKS.md)
+#   make bench   BeTrace against its peers on workload W1 (bench/peers.py; < 20 min):
+#                decode floor, engine, C ABI, three real collectors, replay vs Python
+#   make bench-smoke  the same harness on a small W1, as CI runs it
+#   make bench-micro  criterion benchmarks of the engine and the C ABI, and the replay harness
 
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test lint ffi-test go-test e2e demo bench clean
+.PHONY: build test lint ffi-test go-test e2e demo bench bench-smoke bench-micro clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -27,18 +30,20 @@ test: build
 go-test:
 	$(CARGO) build --release --locked --lib
 	cd go-shim && go vet ./... && go test -race -count=1 ./...
+	cd bench/loadgen && go vet ./... && go test -race -count=1 ./...
 
 CC ?= cc
 ffi-test:
 	$(CARGO) build --release --locked --lib
 	$(CC) -std=c11 -Wall -Wextra -Werror -O1 -g -I ffi ffi/test_betrace.c -L target/release -lbetrace -lpthread -o target/test_betrace
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -I ffi bench/cabi.c -L target/release -lbetrace -lpthread -o target/bench-cabi
 	LD_LIBRARY_PATH=target/release valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  --error-exitcode=1 target/test_betrace
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
-	@test -z "$$(gofmt -l go-shim)" || { echo "gofmt needed:"; gofmt -l go-shim; exit 1; }
+	@test -z "$$(gofmt -l go-shim bench)" || { echo "gofmt needed:"; gofmt -l go-shim bench; exit 1; }
 
 e2e: build
 	tests/e2e/run.sh
@@ -46,8 +51,14 @@ e2e: build
 demo: build
 	$(BETRACE) replay --rules examples/rules --format table examples/traces
 
-bench:
-	$(CARGO) bench --locked --bench engine
+bench: build
+	python3 bench/peers.py
+
+bench-smoke: build
+	python3 bench/peers.py --traces 1000 --out target/bench-smoke
+
+bench-micro:
+	$(CARGO) bench --locked --bench engine --bench ffi --bench replay
 
 clean:
 	$(CARGO) clean

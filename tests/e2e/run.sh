@@ -9,16 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 OUT=target/e2e
-TOOLS=target/tools
-OCB_VERSION=v0.159.0
-rm -rf "$OUT" && mkdir -p "$OUT" "$TOOLS"
+rm -rf "$OUT" && mkdir -p "$OUT"
 
-if [ ! -x "$TOOLS/builder" ] || ! "$TOOLS/builder" version 2>&1 | grep -q "$OCB_VERSION"; then
-  echo "e2e: installing ocb $OCB_VERSION"
-  GOBIN="$PWD/$TOOLS" go install "go.opentelemetry.io/collector/cmd/builder@$OCB_VERSION"
-fi
-echo "e2e: building the collector"
-(cd go-shim && "../$TOOLS/builder" --config builder-config.yaml > "../$OUT/ocb.log" 2>&1) || { tail -20 "$OUT/ocb.log"; exit 1; }
+go-shim/ocb.sh go-shim/builder-config.yaml "$OUT/ocb.log"
 
 if [ ! -x target/demo-venv/bin/python ]; then
   python3 -m venv target/demo-venv

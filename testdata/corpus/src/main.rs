@@ -73,13 +73,26 @@ fn main() -> std::io::Result<()> {
     if let Some(path) = &a.expected {
         write_expected(path, &corpus)?;
     }
+    let mut sizes: Vec<usize> = corpus.traces.iter().map(|t| t.spans.len()).collect();
+    sizes.sort_unstable();
+    let attrs = corpus
+        .traces
+        .iter()
+        .flat_map(|t| t.spans.iter().map(|(_, s)| s.attributes.len()));
+    let (min_attrs, max_attrs) = attrs.fold((usize::MAX, 0), |(lo, hi), n| (lo.min(n), hi.max(n)));
     eprintln!(
-        "wrote {} traces, {} spans, {} injected violations in {} file(s) under {}",
+        "wrote {} traces, {} spans, {} injected violations in {} file(s) under {}; \
+         spans per trace {}..={} (median {}), attributes per span {}..={}",
         corpus.traces.len(),
         corpus.span_count(),
         corpus.expected.len(),
         files.len(),
-        a.out.display()
+        a.out.display(),
+        sizes.first().copied().unwrap_or(0),
+        sizes.last().copied().unwrap_or(0),
+        sizes.get(sizes.len() / 2).copied().unwrap_or(0),
+        min_attrs,
+        max_attrs,
     );
     Ok(())
 }

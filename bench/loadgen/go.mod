@@ -1,0 +1,3 @@
+module github.com/betracehq/betrace/bench/loadgen
+
+go 1.26

@@ -1,0 +1,176 @@
+// Command loadgen sends OTLP trace batches to a collector over OTLP/HTTP at a fixed rate,
+// with a bounded number of requests in flight: the load side of `make bench`.
+//
+// It reads the collector file exporter's `format: proto` files (4-byte big-endian length,
+// then a TracesData message, which is wire-compatible with ExportTraceServiceRequest), holds
+// every batch in memory, then posts batch i at start + i/rate. When the collector falls
+// behind, sending blocks rather than queueing without bound; the summary says how far
+// behind schedule the run ended. Any request that is not answered 2xx fails the run.
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	endpoint := flag.String("endpoint", "http://127.0.0.1:4318/v1/traces", "OTLP/HTTP traces URL")
+	rate := flag.Float64("rate", 50, "batches per second")
+	inFlight := flag.Int("in-flight", 4, "most requests in flight at once")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: loadgen [flags] FILE_OR_DIR...\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() == 0 || *rate <= 0 || *inFlight < 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	batches, err := readAll(flag.Args())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+	s, err := send(*endpoint, batches, *rate, *inFlight)
+	out, _ := json.Marshal(s)
+	fmt.Println(string(out))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+// summary is what a run did, printed as one JSON object.
+type summary struct {
+	Batches     int     `json:"batches"`
+	Bytes       int64   `json:"bytes"`
+	Seconds     float64 `json:"seconds"`
+	Failed      int64   `json:"failed"`
+	BehindAtEnd float64 `json:"behind_at_end_seconds"`
+}
+
+func send(endpoint string, batches [][]byte, rate float64, inFlight int) (summary, error) {
+	client := &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: inFlight, MaxConnsPerHost: inFlight},
+	}
+	work := make(chan []byte)
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range inFlight {
+		wg.Go(func() {
+			for body := range work {
+				if err := post(client, endpoint, body); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}
+		})
+	}
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	var total int64
+	for i, body := range batches {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		work <- body
+		total += int64(len(body))
+	}
+	behind := time.Since(start.Add(time.Duration(len(batches)-1) * interval))
+	close(work)
+	wg.Wait()
+	s := summary{
+		Batches:     len(batches),
+		Bytes:       total,
+		Seconds:     time.Since(start).Seconds(),
+		Failed:      failed.Load(),
+		BehindAtEnd: behind.Seconds(),
+	}
+	if err, ok := firstErr.Load().(error); ok {
+		return s, fmt.Errorf("%d of %d requests failed, first: %w", s.Failed, s.Batches, err)
+	}
+	return s, nil
+}
+
+func post(client *http.Client, endpoint string, body []byte) error {
+	resp, err := client.Post(endpoint, "application/x-protobuf", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: %s", endpoint, resp.Status)
+	}
+	return nil
+}
+
+// readAll returns every message of every input, directories read file by file in name order.
+func readAll(inputs []string) ([][]byte, error) {
+	var files []string
+	for _, in := range inputs {
+		st, err := os.Stat(in)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			files = append(files, in)
+			continue
+		}
+		entries, err := os.ReadDir(in)
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, e := range entries {
+			if e.Type().IsRegular() {
+				names = append(names, filepath.Join(in, e.Name()))
+			}
+		}
+		sort.Strings(names)
+		files = append(files, names...)
+	}
+	var batches [][]byte
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		msgs, err := split(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		batches = append(batches, msgs...)
+	}
+	return batches, nil
+}
+
+// split cuts length-prefixed messages apart.
+func split(data []byte) ([][]byte, error) {
+	var out [][]byte
+	for at := 0; at < len(data); {
+		if len(data)-at < 4 {
+			return nil, fmt.Errorf("byte %d: truncated length prefix", at)
+		}
+		n := int(binary.BigEndian.Uint32(data[at:]))
+		if len(data)-at-4 < n {
+			return nil, fmt.Errorf("byte %d: truncated message", at)
+		}
+		out = append(out, data[at+4:at+4+n])
+		at += 4 + n
+	}
+	return out, nil
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"encoding/binary"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+)
+
+func frame(msgs ...string) []byte {
+	var out []byte
+	for _, m := range msgs {
+		out = binary.BigEndian.AppendUint32(out, uint32(len(m)))
+		out = append(out, m...)
+	}
+	return out
+}
+
+func TestSplitCutsMessagesAndRejectsTruncation(t *testing.T) {
+	got, err := split(frame("abc", "", "de"))
+	if err != nil || len(got) != 3 || string(got[0]) != "abc" || len(got[1]) != 0 || string(got[2]) != "de" {
+		t.Fatalf("split = %q, %v", got, err)
+	}
+	data := frame("abc")
+	if _, err := split(data[:len(data)-1]); err == nil {
+		t.Fatal("a truncated message was accepted")
+	}
+}
+
+func TestSendPostsEveryBatchInOrderAndReportsFailures(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get("Content-Type") != "application/x-protobuf" {
+			t.Errorf("content type %q", r.Header.Get("Content-Type"))
+		}
+		mu.Lock()
+		got = append(got, string(b))
+		mu.Unlock()
+		if string(b) == "bad" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+
+	s, err := send(srv.URL, [][]byte{[]byte("a"), []byte("b"), []byte("c")}, 1000, 1)
+	if err != nil || s.Batches != 3 || s.Failed != 0 || s.Bytes != 3 {
+		t.Fatalf("send = %+v, %v", s, err)
+	}
+	if len(got) != 3 || got[0] != "a" || got[2] != "c" {
+		t.Fatalf("server saw %q", got)
+	}
+	s, err = send(srv.URL, [][]byte{[]byte("ok"), []byte("bad")}, 1000, 2)
+	if err == nil || s.Failed != 1 {
+		t.Fatalf("a 503 was not reported: %+v, %v", s, err)
+	}
+}

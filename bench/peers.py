@@ -1,0 +1,389 @@
+#!/usr/bin/env python3
+"""`make bench`: BeTrace against what a user would otherwise run, on workload W1, one
+process per measurement, and a table of spans/s per core, CPU-seconds per million spans
+and peak RSS.
+
+W1 is the corpus generator's output for one seed: traces of 5-50 spans (median about 12)
+with 6-10 attributes per span, 5% of traces carrying one injected violation, written as
+the collector's file exporter writes it (protobuf, and JSON lines), 512 spans per batch.
+The rules are examples/rules.
+
+Stages, each its own process, CPU time (user + system) and peak RSS taken from the kernel
+(wait4 for a child that runs to the end, /proc for the collector, which is measured from
+just before the load starts until its output has settled):
+
+  decode         prost decode of every batch, nothing else: the floor
+  engine         decode + assemble + judge every trace + signals out, in process
+  c-abi          the same through ffi/betrace.h, from a C host
+  collector/*    a real ocb-built collector, OTLP/HTTP in over loopback from a bounded
+                 generator at a fixed rate, to the nop exporter; without checks, with the
+                 betrace connector, and with tail_sampling + OTTL
+  replay/*       `betrace replay` over W1's JSON lines, with all rules and with five
+  python         bench/baseline.py: the same five rules, by hand, over the same JSON lines
+
+Every stage's result is checked against the violations injected into W1; a stage that
+finds anything else fails the run. Results go to target/bench/results.md (and stdout).
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import date
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+FIVE = [
+    "payment-requires-inventory",
+    "payment-retry-idempotent",
+    "high-value-payment-fraud-check",
+    "tenant-queries-filter-by-tenant",
+    "soc2-admin-actions-audited",
+]
+SPANS_PER_BATCH = 512
+DECISION_WAIT_S = 5  # tail_sampling decision_wait = betrace trace_idle_timeout
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd, cwd=ROOT, **kw):
+    log("$ " + " ".join(cmd))
+    subprocess.run(cmd, check=True, cwd=cwd, **kw)
+
+
+class Measured:
+    def __init__(self, name, wall, cpu, rss_kb, out):
+        self.name, self.wall, self.cpu, self.rss_kb, self.out = name, wall, cpu, rss_kb, out
+
+
+def run_measured(name, cmd, env=None, stdout_file=None):
+    """Runs cmd to the end; CPU and peak RSS of that process from wait4."""
+    log(f"{name}: " + " ".join(cmd))
+    out = open(stdout_file, "wb") if stdout_file else subprocess.PIPE
+    start = time.monotonic()
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=out, env=env)
+    data = p.stdout.read() if not stdout_file else b""
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - start
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if stdout_file:
+        out.close()
+    if p.returncode != 0:
+        sys.exit(f"bench: {name} failed with exit code {p.returncode}")
+    return Measured(name, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, data.decode())
+
+
+def proc_cpu(pid):
+    """User + system CPU seconds of a running process, all threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_hwm_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_port(port, proc, log_path):
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                sys.exit(f"bench: collector exited early; see {log_path}")
+            time.sleep(0.1)
+    sys.exit(f"bench: collector did not open port {port}; see {log_path}")
+
+
+# ---------------------------------------------------------------------------------------
+# Building and generating
+
+
+def build(out):
+    sh(["cargo", "build", "--release", "--locked", "-p", "betrace", "-p", "betrace-bench", "-p", "betrace-corpus"])
+    cc = os.environ.get("CC", "cc")
+    sh([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-I", "ffi", "bench/cabi.c",
+        "-L", "target/release", "-lbetrace", "-lpthread", "-o", f"{out}/bench-cabi"])
+    sh(["go", "build", "-o", os.path.abspath(f"{out}/loadgen"), "."], cwd=f"{ROOT}/bench/loadgen")
+    sh(["go-shim/ocb.sh", "bench/collector/builder-config.yaml", f"{out}/ocb.log"])
+
+
+def generate(out, traces, seed):
+    w1 = f"{out}/w1"
+    stamp = f"{w1}/stamp"
+    want = f"seed={seed} traces={traces} spans_per_batch={SPANS_PER_BATCH}"
+    if os.path.exists(stamp) and open(stamp).read() == want:
+        log(f"W1 already generated ({want})")
+        return w1
+    shutil.rmtree(w1, ignore_errors=True)
+    os.makedirs(w1)
+    for fmt in ("proto", "json"):
+        sh([f"{REL}/betrace-corpus", "--seed", str(seed), "--traces", str(traces), "--format", fmt,
+            "--spans-per-batch", str(SPANS_PER_BATCH), "--batches-per-file", "200",
+            "--out", f"{w1}/{fmt}", "--expected", f"{w1}/expected.jsonl"])
+    with open(stamp, "w") as f:
+        f.write(want)
+    return w1
+
+
+def five_rules(path):
+    """The five rules, cut out of examples/rules as written, into one rule file."""
+    blocks = {}
+    for name in sorted(os.listdir(f"{ROOT}/examples/rules")):
+        text = open(f"{ROOT}/examples/rules/{name}").read()
+        for block in re.split(r"(?m)^(?=  - id: )", text)[1:]:
+            blocks[block.split(None, 3)[2]] = block.rstrip() + "\n"
+    with open(path, "w") as f:
+        f.write("rules:\n" + "".join(blocks[r] for r in FIVE))
+    sh([f"{REL}/betrace", "check", path], stdout=subprocess.DEVNULL)
+
+
+# ---------------------------------------------------------------------------------------
+# Checks
+
+
+def expected(w1, rules=None):
+    pairs = set()
+    for line in open(f"{w1}/expected.jsonl"):
+        e = json.loads(line)
+        if rules is None or e["rule_id"] in rules:
+            pairs.add((e["trace_id"], e["rule_id"]))
+    return pairs
+
+
+def pairs_from_jsonl(path, trace_key="trace_id", rule_key="rule_id"):
+    out = set()
+    for line in open(path):
+        if line.strip():
+            e = json.loads(line)
+            out.add((e[trace_key].lower(), e[rule_key]))
+    return out
+
+
+def log_record_pairs(path):
+    """(trace id, rule id) of every violation log record the file exporter wrote."""
+    out = set()
+    if not os.path.exists(path):
+        return out
+    for line in open(path):
+        for rl in json.loads(line).get("resourceLogs", []):
+            for sl in rl.get("scopeLogs", []):
+                for rec in sl.get("logRecords", []):
+                    attrs = {a["key"]: a["value"].get("stringValue") for a in rec.get("attributes", [])}
+                    out.add((rec.get("traceId", "").lower(), attrs.get("betrace.rule.id")))
+    return out
+
+
+def sampled_traces(path):
+    out = set()
+    if not os.path.exists(path):
+        return out
+    for line in open(path):
+        for rs in json.loads(line).get("resourceSpans", []):
+            for ss in rs.get("scopeSpans", []):
+                for sp in ss.get("spans", []):
+                    out.add(sp["traceId"].lower())
+    return out
+
+
+def verdict(name, got, want):
+    if got == want:
+        return f"exactly the {len(want)} expected"
+    sys.exit(f"bench: {name}: found {len(got)}, expected {len(want)} "
+             f"({len(want - got)} missed, {len(got - want)} unexpected), e.g. "
+             f"{sorted(want - got)[:3]} / {sorted(got - want)[:3]}")
+
+
+# ---------------------------------------------------------------------------------------
+# The collector runs
+
+
+def run_collector(name, out, configs, w1, spans, batches_per_second, port):
+    run_dir = f"{out}/{name.replace('/', '-')}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.makedirs(run_dir)
+    env = dict(os.environ, BENCH_OUT=run_dir, BENCH_OTLP_PORT=str(port))
+    cmd = [f"{ROOT}/target/otelcol-bench/otelcol-bench"] + [a for c in configs for a in ("--config", c)]
+    log(f"{name}: " + " ".join(cmd))
+    log_path = f"{run_dir}/collector.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, proc, log_path)
+        time.sleep(1)  # let start-up (rule loading, OTTL parsing) finish before measuring
+        cpu0, t0 = proc_cpu(proc.pid), time.monotonic()
+        gen = run_measured(f"{name} load", [f"{out}/loadgen", "-endpoint", f"http://127.0.0.1:{port}/v1/traces",
+                                            "-rate", f"{batches_per_second:.3f}", f"{w1}/proto"])
+        load = json.loads(gen.out)
+        # Held traces are decided DECISION_WAIT_S after their last span; then wait until
+        # the collector is idle (no CPU used for a second) so all the work is counted.
+        time.sleep(DECISION_WAIT_S + 1)
+        last = proc_cpu(proc.pid)
+        for _ in range(30):
+            time.sleep(1)
+            now = proc_cpu(proc.pid)
+            if now - last < 0.02:
+                break
+            last = now
+        cpu, wall, hwm = proc_cpu(proc.pid) - cpu0, time.monotonic() - t0, proc_hwm_kb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    if proc.returncode not in (0, -15):
+        sys.exit(f"bench: {name}: collector exited with {proc.returncode}; see {log_path}")
+    m = Measured(name, wall, cpu, hwm, "")
+    m.load = load
+    m.run_dir = run_dir
+    return m
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--traces", type=int, default=50_000, help="traces in W1 (default 50,000, about 1M spans)")
+    ap.add_argument("--seed", type=int, default=1, help="W1's seed (default 1)")
+    ap.add_argument("--rate", type=int, default=25_000, help="spans/s sent to each collector (default 25,000)")
+    ap.add_argument("--port", type=int, default=4318, help="loopback port for the collectors' OTLP/HTTP receiver")
+    ap.add_argument("--out", default="target/bench", help="where builds, W1 and results go")
+    ap.add_argument("--no-build", action="store_true", help="use what target/ already has")
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    started = time.monotonic()
+
+    if not args.no_build:
+        build(out)
+    w1 = generate(out, args.traces, args.seed)
+    five_path = f"{w1}/five-rules.yaml"
+    five_rules(five_path)
+    policies = f"{out}/tail-sampling-policies.yaml"
+    ts = json.loads(subprocess.run([f"{REL}/betrace-bench", "tail-sampling", "--rules", "examples/rules",
+                                    "--out", policies], check=True, cwd=ROOT, capture_output=True).stdout)
+    expressed = set(ts["expressed"])
+
+    want_all = expected(w1)
+    proto_files = [f"{w1}/proto/{f}" for f in sorted(os.listdir(f"{w1}/proto"))]
+    rows, checks = [], {}
+
+    decode = run_measured("decode", [f"{REL}/betrace-bench", "decode", f"{w1}/proto"])
+    info = json.loads(decode.out)
+    spans, batches = info["spans"], info["batches"]
+    bps = args.rate / (spans / batches)  # batches per second for the collectors and the clock
+    rows.append(decode)
+    checks["decode"] = f"{spans:,} spans in {batches:,} batches"
+
+    engine = run_measured("engine", [f"{REL}/betrace-bench", "engine", "--rules", "examples/rules",
+                                     "--batches-per-second", f"{bps:.3f}", f"{w1}/proto"])
+    got = json.loads(engine.out)
+    if got["signals"] != len(want_all) or got["spans"] != spans:
+        sys.exit(f"bench: engine: {got}, expected {len(want_all)} signals over {spans} spans")
+    rows.append(engine)
+    checks["engine"] = f"{got['signals']:,} signals = injected"
+
+    env = dict(os.environ, LD_LIBRARY_PATH=REL)
+    rule_files = [f"examples/rules/{f}" for f in sorted(os.listdir("examples/rules"))]
+    cabi = run_measured("c-abi", [f"{out}/bench-cabi", f"{bps:.3f}"] + rule_files + ["--"] + proto_files, env=env)
+    got = json.loads(cabi.out)
+    if got["signals"] != len(want_all) or got["spans"] != spans:
+        sys.exit(f"bench: c-abi: {got}, expected {len(want_all)} signals over {spans} spans")
+    rows.append(cabi)
+    checks["c-abi"] = f"{got['signals']:,} signals = injected"
+
+    cfg = "bench/collector"
+    nop = run_collector("collector/nop", out, [f"{cfg}/nop.yaml"], w1, spans, bps, args.port)
+    rows.append(nop)
+    checks["collector/nop"] = f"{nop.load['batches']:,} batches accepted"
+    bt = run_collector("collector/betrace", out, [f"{cfg}/betrace.yaml"], w1, spans, bps, args.port)
+    checks["collector/betrace"] = verdict("collector/betrace", log_record_pairs(f"{bt.run_dir}/violations.jsonl"), want_all)
+    rows.append(bt)
+    tsr = run_collector("collector/tail_sampling", out, [f"{cfg}/tail-sampling.yaml", policies], w1, spans, bps, args.port)
+    want_ts = {t for t, r in want_all if r in expressed}
+    checks["collector/tail_sampling"] = verdict("collector/tail_sampling", sampled_traces(f"{tsr.run_dir}/sampled.jsonl"), want_ts) \
+        + f" traces ({len(expressed)} of {len(expressed) + len(ts['unexpressed'])} rules)"
+    rows.append(tsr)
+
+    for name, rules, want in (("replay/all-rules", "examples/rules", want_all),
+                              ("replay/five-rules", five_path, expected(w1, set(FIVE)))):
+        path = f"{out}/{name.replace('/', '-')}.jsonl"
+        r = run_measured(name, [f"{REL}/betrace", "replay", "--rules", rules, "--format", "jsonl",
+                                "--output", path, f"{w1}/json"])
+        checks[name] = verdict(name, pairs_from_jsonl(path), want)
+        rows.append(r)
+    py_path = f"{out}/python-five-rules.jsonl"
+    py = run_measured("python/five-rules", [sys.executable, "bench/baseline.py", f"{w1}/json"], stdout_file=py_path)
+    checks["python/five-rules"] = verdict("python", pairs_from_jsonl(py_path), expected(w1, set(FIVE)))
+    rows.append(py)
+
+    report = render(rows, checks, spans, batches, args, ts, want_all, time.monotonic() - started)
+    with open(f"{out}/results.md", "w") as f:
+        f.write(report)
+    print(report)
+
+
+def per_span(m, spans):
+    return m.cpu / spans
+
+
+def render(rows, checks, spans, batches, args, ts, want_all, elapsed):
+    by = {m.name: m for m in rows}
+    cpu_model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    lines = [
+        f"### {date.today().isoformat()} — W1: seed {args.seed}, {args.traces:,} traces, {spans:,} spans, "
+        f"{batches:,} batches, {len(want_all):,} injected violations",
+        "",
+        f"Machine: {os.cpu_count()} vCPU {cpu_model}, {mem_gib:.0f} GiB, Linux {platform.release()}. "
+        f"Collectors fed at {args.rate:,} spans/s. Run took {elapsed / 60:.1f} min.",
+        "",
+        "| stage | spans/s per core | CPU-s per M spans | peak RSS (MB) | wall (s) | check |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for m in rows:
+        lines.append(f"| {m.name} | {spans / m.cpu:,.0f} | {m.cpu / spans * 1e6:.2f} | {m.rss_kb / 1024:,.0f} | "
+                     f"{m.wall:.1f} | {checks[m.name]} |")
+    nop, bt, tsr = by["collector/nop"], by["collector/betrace"], by["collector/tail_sampling"]
+    ratios = [
+        ("engine ÷ decode floor (CPU per span)", by["engine"].cpu / by["decode"].cpu),
+        ("C ABI ÷ engine in process (CPU per span)", by["c-abi"].cpu / by["engine"].cpu),
+        ("collector: betrace ÷ tail_sampling (CPU per span, whole collector)", bt.cpu / tsr.cpu),
+        ("collector: betrace ÷ tail_sampling (CPU per span above the nop collector)",
+         (bt.cpu - nop.cpu) / (tsr.cpu - nop.cpu) if tsr.cpu > nop.cpu else float("nan")),
+        ("replay (five rules) ÷ Python script (CPU per span)", by["replay/five-rules"].cpu / by["python/five-rules"].cpu),
+        ("replay (all rules) ÷ Python script, five rules (CPU per span)", by["replay/all-rules"].cpu / by["python/five-rules"].cpu),
+    ]
+    lines += ["", "| ratio | value |", "| --- | ---: |"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in ratios]
+    lines += ["", f"tail_sampling could express {len(ts['expressed'])} of "
+                  f"{len(ts['expressed']) + len(ts['unexpressed'])} rules; not expressible:", ""]
+    reasons = {}
+    for u in ts["unexpressed"]:
+        reasons.setdefault(u["why"], []).append(u["id"])
+    for why, ids in sorted(reasons.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"* {why} ({len(ids)}): {', '.join(ids)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
