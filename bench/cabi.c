@@ -44,6 +44,15 @@ static void check(int32_t status, betrace_buf *err, const char *what) {
   exit(1);
 }
 
+/* Takes the waiting signals as OTLP log-record bytes, frees them, returns how many. */
+static uint64_t take_logs(betrace_engine *engine, betrace_buf *err) {
+  betrace_buf logs = {0};
+  uint64_t count = 0;
+  check(betrace_engine_take_logs(engine, &logs, &count, err), err, "betrace_engine_take_logs");
+  betrace_buf_free(&logs);
+  return count;
+}
+
 int main(int argc, char **argv) {
   if (argc < 4) die("usage: bench-cabi BATCHES_PER_SECOND RULE_FILE... -- PROTO_FILE...", NULL);
   double rate = atof(argv[1]);
@@ -85,11 +94,7 @@ int main(int argc, char **argv) {
       if (size - at - 4 < len) die("truncated message in", argv[f]);
       check(betrace_engine_ingest(engine, p + 4, len, now, &err), &err, "betrace_engine_ingest");
       check(betrace_engine_tick(engine, now, &err), &err, "betrace_engine_tick");
-      betrace_buf logs = {0};
-      uint64_t count = 0;
-      check(betrace_engine_take_logs(engine, &logs, &count, &err), &err, "betrace_engine_take_logs");
-      betrace_buf_free(&logs);
-      signals += count;
+      signals += take_logs(engine, &err);
       now += step;
       at += 4 + len;
       n_batches++;
@@ -98,11 +103,7 @@ int main(int argc, char **argv) {
   }
 
   check(betrace_engine_shutdown(engine, now, &err), &err, "betrace_engine_shutdown");
-  betrace_buf logs = {0};
-  uint64_t count = 0;
-  check(betrace_engine_take_logs(engine, &logs, &count, &err), &err, "betrace_engine_take_logs");
-  betrace_buf_free(&logs);
-  signals += count;
+  signals += take_logs(engine, &err);
 
   betrace_counters c;
   check(betrace_engine_counters(engine, &c), &err, "betrace_engine_counters");

@@ -64,14 +64,20 @@ class Measured:
         self.cpus = [cpu]
 
 
-def repeated(runs, name, cmd, **kw):
-    """Runs a stage `runs` times, each its own process; the run with the median CPU time
-    stands for the stage, and the others show the spread (these machines are noisy)."""
-    results = [run_measured(name, cmd, **kw) for _ in range(runs)]
-    results.sort(key=lambda m: m.cpu)
-    median = results[len(results) // 2]
-    median.cpus = [m.cpu for m in results]
-    return median
+def rounds(runs, stages):
+    """Runs each (name, cmd, kwargs) stage `runs` times, each its own process, taking the
+    stages in turn round after round so that drift on a shared machine hits them alike.
+    The run with the median CPU time stands for a stage; the others show the spread."""
+    results = {name: [] for name, _, _ in stages}
+    for _ in range(runs):
+        for name, cmd, kw in stages:
+            results[name].append(run_measured(name, cmd, **kw))
+    out = {}
+    for name, ms in results.items():
+        ms.sort(key=lambda m: m.cpu)
+        out[name] = ms[len(ms) // 2]
+        out[name].cpus = [m.cpu for m in ms]
+    return out
 
 
 def run_measured(name, cmd, env=None, stdout_file=None):
@@ -126,8 +132,8 @@ def build(out):
     sh(["cargo", "build", "--release", "--locked", "-p", "betrace", "-p", "betrace-bench", "-p", "betrace-corpus"])
     cc = os.environ.get("CC", "cc")
     sh([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-I", "ffi", "bench/cabi.c",
-        "-L", "target/release", "-lbetrace", "-lpthread", "-o", f"{out}/bench-cabi"])
-    sh(["go", "build", "-o", os.path.abspath(f"{out}/loadgen"), "."], cwd=f"{ROOT}/bench/loadgen")
+        "-L", "target/release", "-lbetrace", "-lpthread", "-o", f"{ROOT}/target/bench-cabi"])
+    sh(["go", "build", "-o", f"{ROOT}/target/loadgen", "."], cwd=f"{ROOT}/bench/loadgen")
     sh(["go-shim/ocb.sh", "bench/collector/builder-config.yaml", f"{out}/ocb.log"])
 
 
@@ -183,30 +189,27 @@ def pairs_from_jsonl(path, trace_key="trace_id", rule_key="rule_id"):
     return out
 
 
+def otlp_items(path, top, scope, items):
+    """Every item (span or log record) of a file exporter's OTLP/JSON lines output."""
+    if not os.path.exists(path):
+        return
+    for line in open(path):
+        for r in json.loads(line).get(top, []):
+            for sc in r.get(scope, []):
+                yield from sc.get(items, [])
+
+
 def log_record_pairs(path):
     """(trace id, rule id) of every violation log record the file exporter wrote."""
     out = set()
-    if not os.path.exists(path):
-        return out
-    for line in open(path):
-        for rl in json.loads(line).get("resourceLogs", []):
-            for sl in rl.get("scopeLogs", []):
-                for rec in sl.get("logRecords", []):
-                    attrs = {a["key"]: a["value"].get("stringValue") for a in rec.get("attributes", [])}
-                    out.add((rec.get("traceId", "").lower(), attrs.get("betrace.rule.id")))
+    for rec in otlp_items(path, "resourceLogs", "scopeLogs", "logRecords"):
+        attrs = {a["key"]: a["value"].get("stringValue") for a in rec.get("attributes", [])}
+        out.add((rec.get("traceId", "").lower(), attrs.get("betrace.rule.id")))
     return out
 
 
 def sampled_traces(path):
-    out = set()
-    if not os.path.exists(path):
-        return out
-    for line in open(path):
-        for rs in json.loads(line).get("resourceSpans", []):
-            for ss in rs.get("scopeSpans", []):
-                for sp in ss.get("spans", []):
-                    out.add(sp["traceId"].lower())
-    return out
+    return {sp["traceId"].lower() for sp in otlp_items(path, "resourceSpans", "scopeSpans", "spans")}
 
 
 def verdict(name, got, want):
@@ -235,7 +238,7 @@ def run_collector(name, out, configs, w1, spans, batches_per_second, port):
         wait_port(port, proc, log_path)
         time.sleep(1)  # let start-up (rule loading, OTTL parsing) finish before measuring
         cpu0, t0 = proc_cpu(proc.pid), time.monotonic()
-        gen = run_measured(f"{name} load", [f"{out}/loadgen", "-endpoint", f"http://127.0.0.1:{port}/v1/traces",
+        gen = run_measured(f"{name} load", [f"{ROOT}/target/loadgen", "-endpoint", f"http://127.0.0.1:{port}/v1/traces",
                                             "-rate", f"{batches_per_second:.3f}", f"{w1}/proto"])
         load = json.loads(gen.out)
         # Held traces are decided DECISION_WAIT_S after their last span; then wait until
@@ -292,29 +295,26 @@ def main():
     proto_files = [f"{w1}/proto/{f}" for f in sorted(os.listdir(f"{w1}/proto"))]
     rows, checks = [], {}
 
-    decode = repeated(args.runs, "decode", [f"{REL}/betrace-bench", "decode", f"{w1}/proto"])
-    info = json.loads(decode.out)
+    # One unmeasured decode first: it reads W1 into the page cache and counts it.
+    info = json.loads(run_measured("warm-up", [f"{REL}/betrace-bench", "decode", f"{w1}/proto"]).out)
     spans, batches = info["spans"], info["batches"]
     bps = args.rate / (spans / batches)  # batches per second for the collectors and the clock
-    rows.append(decode)
-    checks["decode"] = f"{spans:,} spans in {batches:,} batches"
-
-    engine = repeated(args.runs, "engine", [f"{REL}/betrace-bench", "engine", "--rules", "examples/rules",
-                                     "--batches-per-second", f"{bps:.3f}", f"{w1}/proto"])
-    got = json.loads(engine.out)
-    if got["signals"] != len(want_all) or got["spans"] != spans:
-        sys.exit(f"bench: engine: {got}, expected {len(want_all)} signals over {spans} spans")
-    rows.append(engine)
-    checks["engine"] = f"{got['signals']:,} signals = injected"
-
-    env = dict(os.environ, LD_LIBRARY_PATH=REL)
     rule_files = [f"examples/rules/{f}" for f in sorted(os.listdir("examples/rules"))]
-    cabi = repeated(args.runs, "c-abi", [f"{out}/bench-cabi", f"{bps:.3f}"] + rule_files + ["--"] + proto_files, env=env)
-    got = json.loads(cabi.out)
-    if got["signals"] != len(want_all) or got["spans"] != spans:
-        sys.exit(f"bench: c-abi: {got}, expected {len(want_all)} signals over {spans} spans")
-    rows.append(cabi)
-    checks["c-abi"] = f"{got['signals']:,} signals = injected"
+    live = rounds(args.runs, [
+        ("decode", [f"{REL}/betrace-bench", "decode", f"{w1}/proto"], {}),
+        ("engine", [f"{REL}/betrace-bench", "engine", "--rules", "examples/rules",
+                    "--batches-per-second", f"{bps:.3f}", f"{w1}/proto"], {}),
+        ("c-abi", [f"{ROOT}/target/bench-cabi", f"{bps:.3f}"] + rule_files + ["--"] + proto_files,
+         {"env": dict(os.environ, LD_LIBRARY_PATH=REL)}),
+    ])
+    rows.append(live["decode"])
+    checks["decode"] = f"{spans:,} spans in {batches:,} batches"
+    for name in ("engine", "c-abi"):
+        got = json.loads(live[name].out)
+        if got["signals"] != len(want_all) or got["spans"] != spans:
+            sys.exit(f"bench: {name}: {got}, expected {len(want_all)} signals over {spans} spans")
+        rows.append(live[name])
+        checks[name] = f"{got['signals']:,} signals = injected"
 
     cfg = "bench/collector"
     nop = run_collector("collector/nop", out, [f"{cfg}/nop.yaml"], w1, spans, bps, args.port)
@@ -329,17 +329,20 @@ def main():
         + f" traces ({len(expressed)} of {len(expressed) + len(ts['unexpressed'])} rules)"
     rows.append(tsr)
 
-    for name, rules, want in (("replay/all-rules", "examples/rules", want_all),
-                              ("replay/five-rules", five_path, expected(w1, set(FIVE)))):
-        path = f"{out}/{name.replace('/', '-')}.jsonl"
-        r = repeated(args.runs, name, [f"{REL}/betrace", "replay", "--rules", rules, "--format", "jsonl",
-                                "--output", path, f"{w1}/json"])
-        checks[name] = verdict(name, pairs_from_jsonl(path), want)
-        rows.append(r)
-    py_path = f"{out}/python-five-rules.jsonl"
-    py = repeated(args.runs, "python/five-rules", [sys.executable, "bench/baseline.py", f"{w1}/json"], stdout_file=py_path)
-    checks["python/five-rules"] = verdict("python", pairs_from_jsonl(py_path), expected(w1, set(FIVE)))
-    rows.append(py)
+    five = expected(w1, set(FIVE))
+    files = {name: f"{out}/{name.replace('/', '-')}.jsonl"
+             for name in ("replay/all-rules", "replay/five-rules", "python/five-rules")}
+    offline = rounds(args.runs, [
+        ("replay/all-rules", [f"{REL}/betrace", "replay", "--rules", "examples/rules", "--format", "jsonl",
+                              "--output", files["replay/all-rules"], f"{w1}/json"], {}),
+        ("replay/five-rules", [f"{REL}/betrace", "replay", "--rules", five_path, "--format", "jsonl",
+                               "--output", files["replay/five-rules"], f"{w1}/json"], {}),
+        ("python/five-rules", [sys.executable, "bench/baseline.py", f"{w1}/json"],
+         {"stdout_file": files["python/five-rules"]}),
+    ])
+    for name, want in (("replay/all-rules", want_all), ("replay/five-rules", five), ("python/five-rules", five)):
+        checks[name] = verdict(name, pairs_from_jsonl(files[name]), want)
+        rows.append(offline[name])
 
     report = render(rows, checks, spans, batches, args, ts, want_all, time.monotonic() - started)
     with open(f"{out}/results.md", "w") as f:
