@@ -55,7 +55,7 @@ bench: build
 	python3 bench/peers.py
 
 bench-smoke: build
-	python3 bench/peers.py --traces 1000 --runs 1 --out target/bench-smoke
+	python3 bench/peers.py --traces 1000 --runs 1 --collector-runs 1 --out target/bench-smoke
 
 bench-micro:
 	$(CARGO) bench --locked --bench engine --bench ffi --bench replay

@@ -8,7 +8,7 @@ with 6-10 attributes per span, 5% of traces carrying one injected violation, wri
 the collector's file exporter writes it (protobuf, and JSON lines), 512 spans per batch.
 The rules are examples/rules.
 
-Stages, each its own process (the in-process ones three times, the median kept), CPU time (user + system) and peak RSS taken from the kernel
+Stages, each its own process, run several times in turn (the median run kept), CPU time (user + system) and peak RSS taken from the kernel
 (wait4 for a child that runs to the end, /proc for the collector, which is measured from
 just before the load starts until its output has settled):
 
@@ -72,12 +72,16 @@ def rounds(runs, stages):
     for _ in range(runs):
         for name, cmd, kw in stages:
             results[name].append(run_measured(name, cmd, **kw))
-    out = {}
-    for name, ms in results.items():
-        ms.sort(key=lambda m: m.cpu)
-        out[name] = ms[len(ms) // 2]
-        out[name].cpus = [m.cpu for m in ms]
-    return out
+    return {name: median(ms) for name, ms in results.items()}
+
+
+def median(ms):
+    """The run with the median CPU time (the lower middle one for an even count), carrying
+    every run's CPU time."""
+    ms = sorted(ms, key=lambda m: m.cpu)
+    m = ms[(len(ms) - 1) // 2]
+    m.cpus = [x.cpu for x in ms]
+    return m
 
 
 def run_measured(name, cmd, env=None, stdout_file=None):
@@ -274,6 +278,8 @@ def main():
     ap.add_argument("--port", type=int, default=4318, help="loopback port for the collectors' OTLP/HTTP receiver")
     ap.add_argument("--out", default="target/bench", help="where builds, W1 and results go")
     ap.add_argument("--runs", type=int, default=3, help="runs of each stage but the collectors; the median is kept (default 3)")
+    ap.add_argument("--collector-runs", type=int, default=2,
+                    help="runs of each collector, taken in turn; the lower is kept (default 2)")
     ap.add_argument("--no-build", action="store_true", help="use what target/ already has")
     args = ap.parse_args()
     os.chdir(ROOT)
@@ -317,17 +323,23 @@ def main():
         checks[name] = f"{got['signals']:,} signals = injected"
 
     cfg = "bench/collector"
-    nop = run_collector("collector/nop", out, [f"{cfg}/nop.yaml"], w1, spans, bps, args.port)
-    rows.append(nop)
-    checks["collector/nop"] = f"{nop.load['batches']:,} batches accepted"
-    bt = run_collector("collector/betrace", out, [f"{cfg}/betrace.yaml"], w1, spans, bps, args.port)
-    checks["collector/betrace"] = verdict("collector/betrace", log_record_pairs(f"{bt.run_dir}/violations.jsonl"), want_all)
-    rows.append(bt)
-    tsr = run_collector("collector/tail_sampling", out, [f"{cfg}/tail-sampling.yaml", policies], w1, spans, bps, args.port)
     want_ts = {t for t, r in want_all if r in expressed}
-    checks["collector/tail_sampling"] = verdict("collector/tail_sampling", sampled_traces(f"{tsr.run_dir}/sampled.jsonl"), want_ts) \
-        + f" traces ({len(expressed)} of {len(expressed) + len(ts['unexpressed'])} rules)"
-    rows.append(tsr)
+    collectors = [
+        ("collector/nop", [f"{cfg}/nop.yaml"],
+         lambda m: f"{m.load['batches']:,} batches accepted"),
+        ("collector/betrace", [f"{cfg}/betrace.yaml"],
+         lambda m: verdict(m.name, log_record_pairs(f"{m.run_dir}/violations.jsonl"), want_all)),
+        ("collector/tail_sampling", [f"{cfg}/tail-sampling.yaml", policies],
+         lambda m: verdict(m.name, sampled_traces(f"{m.run_dir}/sampled.jsonl"), want_ts)
+         + f" traces ({len(expressed)} of {len(expressed) + len(ts['unexpressed'])} rules)"),
+    ]
+    runs = {name: [] for name, _, _ in collectors}
+    for _ in range(args.collector_runs):
+        for name, configs, check in collectors:
+            m = run_collector(name, out, configs, w1, spans, bps, args.port)
+            checks[name] = check(m)  # every run is checked, before the next overwrites its output
+            runs[name].append(m)
+    rows += [median(runs[name]) for name, _, _ in collectors]
 
     five = expected(w1, set(FIVE))
     files = {name: f"{out}/{name.replace('/', '-')}.jsonl"
@@ -370,8 +382,8 @@ def render(rows, checks, spans, batches, args, ts, want_all, elapsed):
         f"{batches:,} batches, {len(want_all):,} injected violations",
         "",
         f"Machine: {os.cpu_count()} vCPU {cpu_model}, {mem_gib:.0f} GiB, Linux {platform.release()}. "
-        f"Collectors fed at {args.rate:,} spans/s, each run once; every other stage run {args.runs}× "
-        f"(median CPU kept). Run took {elapsed / 60:.1f} min.",
+        f"Collectors fed at {args.rate:,} spans/s, each run {args.collector_runs}×, every other stage "
+        f"{args.runs}×, in turn; the median run by CPU is kept (the lower middle one for an even count). Run took {elapsed / 60:.1f} min.",
         "",
         "| stage | spans/s per core | CPU-s per M spans | peak RSS (MB) | wall (s) | CPU-s of each run | check |",
         "| --- | ---: | ---: | ---: | ---: | --- | --- |",
