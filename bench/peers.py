@@ -132,7 +132,7 @@ def wait_port(port, proc, log_path):
 # Building and generating
 
 
-def build(out):
+def build():
     sh(["cargo", "build", "--release", "--locked", "-p", "betrace", "-p", "betrace-bench", "-p", "betrace-corpus"])
     cc = os.environ.get("CC", "cc")
     sh([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-I", "ffi", "bench/cabi.c",
@@ -150,10 +150,10 @@ def generate(out, traces, seed):
         return w1
     shutil.rmtree(w1, ignore_errors=True)
     os.makedirs(w1)
-    for fmt in ("proto", "json"):
+    for fmt, extra in (("proto", ["--expected", f"{w1}/expected.jsonl"]), ("json", [])):
         sh([f"{REL}/betrace-corpus", "--seed", str(seed), "--traces", str(traces), "--format", fmt,
             "--spans-per-batch", str(SPANS_PER_BATCH), "--batches-per-file", "200",
-            "--out", f"{w1}/{fmt}", "--expected", f"{w1}/expected.jsonl"])
+            "--out", f"{w1}/{fmt}"] + extra)
     with open(stamp, "w") as f:
         f.write(want)
     return w1
@@ -184,12 +184,12 @@ def expected(w1, rules=None):
     return pairs
 
 
-def pairs_from_jsonl(path, trace_key="trace_id", rule_key="rule_id"):
+def pairs_from_jsonl(path):
     out = set()
     for line in open(path):
         if line.strip():
             e = json.loads(line)
-            out.add((e[trace_key].lower(), e[rule_key]))
+            out.add((e["trace_id"].lower(), e["rule_id"]))
     return out
 
 
@@ -228,7 +228,7 @@ def verdict(name, got, want):
 # The collector runs
 
 
-def run_collector(name, out, configs, w1, spans, batches_per_second, port):
+def run_collector(name, out, configs, w1, batches_per_second, port):
     run_dir = f"{out}/{name.replace('/', '-')}"
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
@@ -288,7 +288,7 @@ def main():
     started = time.monotonic()
 
     if not args.no_build:
-        build(out)
+        build()
     w1 = generate(out, args.traces, args.seed)
     five_path = f"{w1}/five-rules.yaml"
     five_rules(five_path)
@@ -336,7 +336,7 @@ def main():
     runs = {name: [] for name, _, _ in collectors}
     for _ in range(args.collector_runs):
         for name, configs, check in collectors:
-            m = run_collector(name, out, configs, w1, spans, bps, args.port)
+            m = run_collector(name, out, configs, w1, bps, args.port)
             checks[name] = check(m)  # every run is checked, before the next overwrites its output
             runs[name].append(m)
     rows += [median(runs[name]) for name, _, _ in collectors]
@@ -360,10 +360,6 @@ def main():
     with open(f"{out}/results.md", "w") as f:
         f.write(report)
     print(report)
-
-
-def per_span(m, spans):
-    return m.cpu / spans
 
 
 def render(rows, checks, spans, batches, args, ts, want_all, elapsed):
