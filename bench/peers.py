@@ -132,7 +132,7 @@ def wait_port(port, proc, log_path):
 # Building and generating
 
 
-def build():
+def build(out):
     sh(["cargo", "build", "--release", "--locked", "-p", "betrace", "-p", "betrace-bench", "-p", "betrace-corpus"])
     cc = os.environ.get("CC", "cc")
     sh([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-I", "ffi", "bench/cabi.c",
@@ -288,7 +288,7 @@ def main():
     started = time.monotonic()
 
     if not args.no_build:
-        build()
+        build(out)
     w1 = generate(out, args.traces, args.seed)
     five_path = f"{w1}/five-rules.yaml"
     five_rules(five_path)
