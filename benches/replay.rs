@@ -96,10 +96,18 @@ fn main() {
 fn decode_only(dir: &Path) -> u64 {
     let mut spans = 0u64;
     for f in input::expand(&[dir.display().to_string()]).expect("corpus files") {
-        input::read(&f, Arc::new(AtomicU64::new(0)), &mut |r| match r {
-            Record::Batch(b) => spans += b.span_count() as u64,
-            Record::Bad(b) => panic!("{b}"),
-        });
+        input::read(
+            &f,
+            Arc::new(AtomicU64::new(0)),
+            input::Limits::default(),
+            &mut |r| {
+                match r {
+                    Record::Batch(b, _) => spans += b.span_count() as u64,
+                    Record::Bad(b) => panic!("{b}"),
+                }
+                true
+            },
+        );
     }
     spans
 }

@@ -15,13 +15,15 @@
 //! lock; one replay and the C ABI share this one implementation.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::trace::{Trace, TraceId};
+use crate::trace::{SpanId, Trace, TraceId};
 
 /// How long traces are held and how much the buffer may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,27 +49,22 @@ impl Default for BufferConfig {
     }
 }
 
-/// Why a trace was judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// No span arrived for `trace_idle_timeout`.
-    Idle,
-    /// `max_trace_age` passed since the first span.
-    Age,
-    /// Early, to stay within `max_traces` / `max_spans`.
-    Pressure,
-    /// The engine is shutting down.
-    Shutdown,
-}
-
 /// Rule ids that already signalled for a trace.
 pub type Signalled = Vec<Arc<str>>;
 
 /// What the buffer has done so far.
+///
+/// The span counts add up: `spans_in = spans_accepted + duplicate_spans +
+/// late_spans_unjudged`, and every accepted span is judged with its trace (at least once).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Spans received.
     pub spans_in: u64,
+    /// Spans received that were held and judged with their trace.
+    pub spans_accepted: u64,
+    /// Spans received again (same trace id and span id while the trace is held): counted
+    /// once, as OTLP exporters retry.
+    pub duplicate_spans: u64,
     /// Distinct traces started.
     pub traces_in: u64,
     /// Times a trace was judged (a trace judged again after a late span counts twice).
@@ -77,7 +74,7 @@ pub struct Counters {
     /// Spans that arrived for a trace already judged.
     pub late_spans: u64,
     /// Late spans that arrived after the trace's spans were released, so could not be
-    /// judged with them.
+    /// judged with them (a subset of `late_spans`).
     pub late_spans_unjudged: u64,
     /// Traces held now (waiting, or kept after judging for late spans).
     pub held_traces: u64,
@@ -85,12 +82,14 @@ pub struct Counters {
     pub held_spans: u64,
 }
 
-/// Called with each trace to judge, the rules that already signalled for it (to be
-/// extended with the ones that signal now), and why.
-pub type Judge<'a> = dyn FnMut(&Trace, &mut Signalled, Reason) + 'a;
+/// Called with each trace to judge and the rules that already signalled for it (to be
+/// extended with the ones that signal now).
+pub type Judge<'a> = dyn FnMut(&Trace, &mut Signalled) + 'a;
 
 struct Entry {
     trace: Trace,
+    /// Span ids held, so that a re-sent span counts once.
+    seen: HashSet<SpanId>,
     first: u64,
     last: u64,
     /// `Some(t)`: judged at `t`, kept only for late spans.
@@ -108,10 +107,22 @@ struct Shard {
     waiting: BTreeSet<(u64, TraceId)>,
     /// Judged traces by judging time, released first under pressure.
     kept: BTreeSet<(u64, TraceId)>,
-    /// Released traces: which rules signalled, so late spans are recognised.
+    /// Released traces: which rules signalled, so late spans are recognised exactly.
     released: HashMap<TraceId, Signalled>,
     released_order: VecDeque<TraceId>,
+    /// Traces forgotten from `released`, remembered approximately.
+    forgotten: Forgotten,
     next_version: u64,
+}
+
+/// What becomes of a fragment's trace.
+enum Status {
+    /// Held: `new_spans` of the fragment are not held yet.
+    Held { new_spans: usize },
+    /// Already judged and released: the fragment is late and cannot be judged.
+    Released,
+    /// A trace not seen before.
+    New,
 }
 
 /// The sharded buffer.
@@ -121,6 +132,8 @@ pub struct TraceBuffer {
     held_traces: AtomicUsize,
     held_spans: AtomicUsize,
     spans_in: AtomicU64,
+    spans_accepted: AtomicU64,
+    duplicate_spans: AtomicU64,
     traces_in: AtomicU64,
     traces_judged: AtomicU64,
     traces_judged_early: AtomicU64,
@@ -133,12 +146,22 @@ const SHARDS: usize = 16;
 impl TraceBuffer {
     /// An empty buffer.
     pub fn new(config: BufferConfig) -> TraceBuffer {
+        let forgotten_capacity = (config.max_traces.saturating_mul(8) / SHARDS).max(4096);
         TraceBuffer {
             config,
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        forgotten: Forgotten::new(forgotten_capacity),
+                        ..Shard::default()
+                    })
+                })
+                .collect(),
             held_traces: AtomicUsize::new(0),
             held_spans: AtomicUsize::new(0),
             spans_in: AtomicU64::new(0),
+            spans_accepted: AtomicU64::new(0),
+            duplicate_spans: AtomicU64::new(0),
             traces_in: AtomicU64::new(0),
             traces_judged: AtomicU64::new(0),
             traces_judged_early: AtomicU64::new(0),
@@ -147,15 +170,12 @@ impl TraceBuffer {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> BufferConfig {
-        self.config
-    }
-
     /// The counters now.
     pub fn counters(&self) -> Counters {
         Counters {
             spans_in: self.spans_in.load(Relaxed),
+            spans_accepted: self.spans_accepted.load(Relaxed),
+            duplicate_spans: self.duplicate_spans.load(Relaxed),
             traces_in: self.traces_in.load(Relaxed),
             traces_judged: self.traces_judged.load(Relaxed),
             traces_judged_early: self.traces_judged_early.load(Relaxed),
@@ -171,49 +191,83 @@ impl TraceBuffer {
         id.0[15] as usize % self.shards.len()
     }
 
-    /// Adds spans. Each fragment holds spans of one trace (its `trace_id` set). Traces that
-    /// must be judged early to stay within the limits are judged before this returns.
+    /// Adds spans. Each fragment holds spans of one trace (its `trace_id` set). A span
+    /// already held (same span id) counts once. Traces that must be judged early to stay
+    /// within the limits are judged before this returns — only when the limits would
+    /// really be exceeded.
     pub fn ingest(&self, fragments: Vec<Trace>, now: u64, judge: &mut Judge<'_>) {
-        let incoming: usize = fragments.iter().map(|f| f.spans.len()).sum();
-        self.relieve(incoming, fragments.len(), judge);
-        for frag in fragments {
+        for mut frag in fragments {
             if frag.spans.is_empty() {
                 continue;
             }
-            let n = frag.spans.len();
-            self.spans_in.fetch_add(n as u64, Relaxed);
-            let idle = self.config.trace_idle_timeout;
-            let age = self.config.max_trace_age;
-            let mut shard = self.shards[self.shard_of(&frag.trace_id)].lock();
-            let version = shard.bump();
-            let id = frag.trace_id;
-            if let Some(entry) = shard.entries.get_mut(&id) {
+            self.spans_in.fetch_add(frag.spans.len() as u64, Relaxed);
+            let dups = dedup_fragment(&mut frag);
+            self.duplicate_spans.fetch_add(dups as u64, Relaxed);
+            let i = self.shard_of(&frag.trace_id);
+            let (spans, traces) = match self.shards[i].lock().status(&frag) {
+                Status::Held { new_spans } => (new_spans, 0),
+                Status::Released => (0, 0),
+                Status::New => (frag.spans.len(), 1),
+            };
+            if spans > 0 {
+                self.relieve(spans, traces, judge);
+            }
+            let mut shard = self.shards[i].lock();
+            self.add(&mut shard, frag, now);
+        }
+    }
+
+    /// Adds one deduplicated fragment to its shard.
+    fn add(&self, shard: &mut Shard, mut frag: Trace, now: u64) {
+        let id = frag.trace_id;
+        let idle = self.config.trace_idle_timeout;
+        let age = self.config.max_trace_age;
+        match shard.status(&frag) {
+            Status::Released => {
+                let n = frag.spans.len() as u64;
+                self.late_spans.fetch_add(n, Relaxed);
+                self.late_spans_unjudged.fetch_add(n, Relaxed);
+            }
+            Status::Held { new_spans } => {
+                let version = shard.bump();
+                let entry = shard.entries.get_mut(&id).expect("held");
+                let dups = frag.spans.len() - new_spans;
+                if dups > 0 {
+                    frag.spans.retain(|s| !entry.seen.contains(&s.span_id));
+                    self.duplicate_spans.fetch_add(dups as u64, Relaxed);
+                }
+                if frag.spans.is_empty() {
+                    return;
+                }
+                let n = frag.spans.len();
+                entry.seen.extend(frag.spans.iter().map(|s| s.span_id));
                 merge(&mut entry.trace, frag);
                 entry.last = now;
                 entry.version = version;
                 let first = entry.first;
-                let was_judged = entry.judged_at.take();
-                if let Some(t) = was_judged {
+                if let Some(t) = entry.judged_at.take() {
                     self.late_spans.fetch_add(n as u64, Relaxed);
                     shard.kept.remove(&(t, id));
                     shard.waiting.insert((first, id));
                 }
-                shard.deadlines.push(Reverse((
-                    (now + idle).min(first.saturating_add(age)),
-                    id,
-                    version,
-                )));
-            } else if shard.released.contains_key(&id) {
-                self.late_spans.fetch_add(n as u64, Relaxed);
-                self.late_spans_unjudged.fetch_add(n as u64, Relaxed);
-                continue;
-            } else {
+                let deadline = now.saturating_add(idle).min(first.saturating_add(age));
+                shard.deadlines.push(Reverse((deadline, id, version)));
+                self.spans_accepted.fetch_add(n as u64, Relaxed);
+                self.held_spans.fetch_add(n, Relaxed);
+            }
+            Status::New => {
+                let n = frag.spans.len();
+                let version = shard.bump();
                 self.traces_in.fetch_add(1, Relaxed);
                 self.held_traces.fetch_add(1, Relaxed);
+                self.spans_accepted.fetch_add(n as u64, Relaxed);
+                self.held_spans.fetch_add(n, Relaxed);
+                let seen = frag.spans.iter().map(|s| s.span_id).collect();
                 shard.entries.insert(
                     id,
                     Entry {
                         trace: frag,
+                        seen,
                         first: now,
                         last: now,
                         judged_at: None,
@@ -222,23 +276,18 @@ impl TraceBuffer {
                     },
                 );
                 shard.waiting.insert((now, id));
-                shard.deadlines.push(Reverse((
-                    (now + idle).min(now.saturating_add(age)),
-                    id,
-                    version,
-                )));
+                let deadline = now.saturating_add(idle.min(age));
+                shard.deadlines.push(Reverse((deadline, id, version)));
             }
-            self.held_spans.fetch_add(n, Relaxed);
         }
-        self.relieve(0, 0, judge);
     }
 
     /// Releases kept traces, then judges waiting ones early, oldest first, until `extra_spans`
     /// more spans and `extra_traces` more traces fit.
     fn relieve(&self, extra_spans: usize, extra_traces: usize, judge: &mut Judge<'_>) {
         let over = |b: &TraceBuffer| {
-            b.held_spans.load(Relaxed) + extra_spans > b.config.max_spans
-                || b.held_traces.load(Relaxed) + extra_traces > b.config.max_traces
+            b.held_spans.load(Relaxed).saturating_add(extra_spans) > b.config.max_spans
+                || b.held_traces.load(Relaxed).saturating_add(extra_traces) > b.config.max_traces
         };
         while over(self) {
             if !self.release_oldest(judge) {
@@ -264,7 +313,7 @@ impl TraceBuffer {
             let mut shard = self.shards[i].lock();
             if let Some(entry) = shard.entries.get_mut(&id) {
                 if entry.judged_at.is_none() {
-                    judge(&entry.trace, &mut entry.signalled, Reason::Pressure);
+                    judge(&entry.trace, &mut entry.signalled);
                     self.traces_judged.fetch_add(1, Relaxed);
                     self.traces_judged_early.fetch_add(1, Relaxed);
                 }
@@ -288,11 +337,13 @@ impl TraceBuffer {
         self.held_spans.fetch_sub(entry.trace.spans.len(), Relaxed);
         shard.released.insert(id, entry.signalled);
         shard.released_order.push_back(id);
-        // Remember as many released traces as the buffer may hold: bounded memory.
-        while shard.released_order.len() > self.config.max_traces.div_ceil(self.shards.len()).max(1)
-        {
+        // Remember released traces exactly up to as many as the buffer may hold, then
+        // approximately (bounded memory): a span of a forgotten trace is late, not new.
+        let exact = self.config.max_traces.div_ceil(self.shards.len()).max(1);
+        while shard.released_order.len() > exact {
             if let Some(old) = shard.released_order.pop_front() {
                 shard.released.remove(&old);
+                shard.forgotten.insert(&old);
             }
         }
     }
@@ -327,14 +378,7 @@ impl TraceBuffer {
                 self.release(&mut shard, id);
                 continue;
             }
-            let reason = if now >= entry.first.saturating_add(self.config.max_trace_age)
-                && now < entry.last + idle
-            {
-                Reason::Age
-            } else {
-                Reason::Idle
-            };
-            judge(&entry.trace, &mut entry.signalled, reason);
+            judge(&entry.trace, &mut entry.signalled);
             self.traces_judged.fetch_add(1, Relaxed);
             entry.judged_at = Some(now);
             let first = entry.first;
@@ -343,7 +387,9 @@ impl TraceBuffer {
             entry.version = version;
             shard.waiting.remove(&(first, id));
             shard.kept.insert((now, id));
-            shard.deadlines.push(Reverse((now + idle, id, version)));
+            shard
+                .deadlines
+                .push(Reverse((now.saturating_add(idle), id, version)));
         }
     }
 
@@ -364,7 +410,7 @@ impl TraceBuffer {
             let mut shard = self.shards[i].lock();
             if let Some(entry) = shard.entries.get_mut(&id) {
                 if entry.judged_at.is_none() {
-                    judge(&entry.trace, &mut entry.signalled, Reason::Shutdown);
+                    judge(&entry.trace, &mut entry.signalled);
                     self.traces_judged.fetch_add(1, Relaxed);
                 }
             }
@@ -384,6 +430,102 @@ impl Shard {
     fn bump(&mut self) -> u64 {
         self.next_version += 1;
         self.next_version
+    }
+
+    /// What becomes of `frag` (already free of duplicates within itself) if added now.
+    fn status(&self, frag: &Trace) -> Status {
+        if let Some(entry) = self.entries.get(&frag.trace_id) {
+            let new_spans = frag
+                .spans
+                .iter()
+                .filter(|s| !entry.seen.contains(&s.span_id))
+                .count();
+            Status::Held { new_spans }
+        } else if self.released.contains_key(&frag.trace_id)
+            || self.forgotten.contains(&frag.trace_id)
+        {
+            Status::Released
+        } else {
+            Status::New
+        }
+    }
+}
+
+/// Removes spans that repeat a span id earlier in the same fragment; returns how many.
+fn dedup_fragment(frag: &mut Trace) -> usize {
+    let before = frag.spans.len();
+    if before > 1 {
+        let mut seen = HashSet::with_capacity(before);
+        frag.spans.retain(|s| seen.insert(s.span_id));
+    }
+    before - frag.spans.len()
+}
+
+/// Trace ids forgotten from the exact memory of released traces, kept as two generations
+/// of a Bloom filter (32 bits per id, so a new trace is mistaken for a forgotten one with
+/// a probability below one in a million). Memory is fixed, allocated on first use.
+struct Forgotten {
+    capacity: usize,
+    current: Vec<u64>,
+    previous: Vec<u64>,
+    count: usize,
+}
+
+impl Default for Forgotten {
+    fn default() -> Self {
+        Forgotten::new(4096)
+    }
+}
+
+const BLOOM_BITS_PER_ID: usize = 32;
+const BLOOM_HASHES: u64 = 22;
+
+impl Forgotten {
+    fn new(capacity: usize) -> Forgotten {
+        Forgotten {
+            capacity,
+            current: Vec::new(),
+            previous: Vec::new(),
+            count: 0,
+        }
+    }
+
+    fn bits(&self) -> u64 {
+        (self.capacity * BLOOM_BITS_PER_ID) as u64
+    }
+
+    /// The filter's bit positions for `id` (double hashing over a fixed-key SipHash, so
+    /// that crafted ids cannot pick their positions and runs are deterministic).
+    fn positions(&self, id: &TraceId) -> impl Iterator<Item = u64> {
+        let mut h = DefaultHasher::new();
+        id.hash(&mut h);
+        let a = h.finish();
+        let b = a.rotate_left(32) | 1;
+        let bits = self.bits();
+        (0..BLOOM_HASHES).map(move |i| a.wrapping_add(i.wrapping_mul(b)) % bits)
+    }
+
+    fn insert(&mut self, id: &TraceId) {
+        if self.count >= self.capacity || self.current.is_empty() {
+            let fresh = vec![0u64; (self.bits() as usize).div_ceil(64)];
+            self.previous = std::mem::replace(&mut self.current, fresh);
+            self.count = 0;
+        }
+        let positions: Vec<u64> = self.positions(id).collect();
+        for p in positions {
+            self.current[(p / 64) as usize] |= 1 << (p % 64);
+        }
+        self.count += 1;
+    }
+
+    fn contains(&self, id: &TraceId) -> bool {
+        let in_set = |set: &[u64]| {
+            !set.is_empty()
+                && self
+                    .positions(id)
+                    .all(|p| set[(p / 64) as usize] & (1 << (p % 64)) != 0)
+        };
+        in_set(&self.current) || in_set(&self.previous)
     }
 }
 
@@ -415,6 +557,11 @@ mod tests {
     const S: u64 = 1_000_000_000;
 
     fn frag(trace: u8, names: &[&str]) -> Trace {
+        frag_from(trace, 0, names)
+    }
+
+    /// A fragment whose span ids count up from `first`.
+    fn frag_from(trace: u8, first: u8, names: &[&str]) -> Trace {
         let mut id = [0u8; 16];
         id[0] = trace;
         id[15] = trace;
@@ -424,7 +571,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, n)| Span {
-                    span_id: SpanId([trace, i as u8, 0, 0, 0, 0, 0, 1]),
+                    span_id: SpanId([trace, first + i as u8, 0, 0, 0, 0, 0, 1]),
                     name: n.to_string(),
                     ..Default::default()
                 })
@@ -437,12 +584,12 @@ mod tests {
 
     /// Records what was judged: (trace byte, span count, reason).
     #[derive(Default)]
-    struct Log(Vec<(u8, usize, Reason)>);
+    struct Log(Vec<(u8, usize)>);
 
     impl Log {
-        fn judge(&mut self) -> impl FnMut(&Trace, &mut Signalled, Reason) + '_ {
-            |t, signalled, reason| {
-                self.0.push((t.trace_id.0[0], t.spans.len(), reason));
+        fn judge(&mut self) -> impl FnMut(&Trace, &mut Signalled) + '_ {
+            |t, signalled| {
+                self.0.push((t.trace_id.0[0], t.spans.len()));
                 // Pretend rule "r" fires whenever the trace has a span named "bad".
                 if t.spans.iter().any(|s| s.name == "bad") && !signalled.iter().any(|r| &**r == "r")
                 {
@@ -466,14 +613,14 @@ mod tests {
         let b = TraceBuffer::new(config());
         let mut log = Log::default();
         b.ingest(vec![frag(1, &["a", "b"])], 0, &mut log.judge());
-        b.ingest(vec![frag(1, &["c"])], 3 * S, &mut log.judge());
+        b.ingest(vec![frag_from(1, 2, &["c"])], 3 * S, &mut log.judge());
         b.expire(7 * S, &mut log.judge());
         assert!(
             log.0.is_empty(),
             "the idle timeout restarts with every span"
         );
         b.expire(8 * S, &mut log.judge());
-        assert_eq!(log.0, vec![(1, 3, Reason::Idle)]);
+        assert_eq!(log.0, vec![(1, 3)]);
         b.expire(9 * S, &mut log.judge());
         assert_eq!(log.0.len(), 1, "judged once");
         assert_eq!(b.counters().traces_judged, 1);
@@ -484,10 +631,10 @@ mod tests {
         let b = TraceBuffer::new(config());
         let mut log = Log::default();
         for t in 0..=60 {
-            b.ingest(vec![frag(2, &["x"])], t * S, &mut log.judge());
+            b.ingest(vec![frag_from(2, t as u8, &["x"])], t * S, &mut log.judge());
             b.expire(t * S, &mut log.judge());
         }
-        assert_eq!(log.0, vec![(2, 61, Reason::Age)]);
+        assert_eq!(log.0, vec![(2, 61)]);
     }
 
     #[test]
@@ -500,7 +647,7 @@ mod tests {
         b.ingest(vec![frag(1, &["a"])], 0, &mut log.judge());
         b.ingest(vec![frag(2, &["a"])], S, &mut log.judge());
         b.ingest(vec![frag(3, &["a"])], 2 * S, &mut log.judge());
-        assert_eq!(log.0, vec![(1, 1, Reason::Pressure)]);
+        assert_eq!(log.0, vec![(1, 1)]);
         let c = b.counters();
         assert_eq!((c.traces_judged_early, c.held_traces), (1, 2));
     }
@@ -518,7 +665,7 @@ mod tests {
         b.ingest(vec![frag(3, &["a"])], 7 * S, &mut log.judge());
         assert_eq!(
             log.0,
-            vec![(1, 1, Reason::Idle)],
+            vec![(1, 1)],
             "trace 1 was already judged: releasing it costs no early judgement"
         );
         assert_eq!(b.counters().traces_judged_early, 0);
@@ -558,10 +705,7 @@ mod tests {
             &mut log.judge(),
         );
         b.drain(&mut log.judge());
-        assert_eq!(
-            log.0,
-            vec![(1, 1, Reason::Shutdown), (2, 2, Reason::Shutdown)]
-        );
+        assert_eq!(log.0, vec![(1, 1), (2, 2)]);
         assert_eq!(b.counters().held_traces, 0);
         assert_eq!(b.counters().held_spans, 0);
     }
@@ -571,20 +715,16 @@ mod tests {
         let b = TraceBuffer::new(config());
         let mut log = Log::default();
         let mut signals = 0;
-        let mut judge = |t: &Trace, s: &mut Signalled, r: Reason| {
+        let mut judge = |t: &Trace, s: &mut Signalled| {
             let before = s.len();
-            log.judge()(t, s, r);
+            log.judge()(t, s);
             signals += s.len() - before;
         };
         b.ingest(vec![frag(1, &["bad"])], 0, &mut judge);
         b.expire(5 * S, &mut judge);
-        b.ingest(vec![frag(1, &["late", "bad"])], 6 * S, &mut judge);
+        b.ingest(vec![frag_from(1, 1, &["late", "bad"])], 6 * S, &mut judge);
         b.expire(11 * S, &mut judge);
-        assert_eq!(
-            log.0,
-            vec![(1, 1, Reason::Idle), (1, 3, Reason::Idle)],
-            "judged again, whole"
-        );
+        assert_eq!(log.0, vec![(1, 1), (1, 3)], "judged again, whole");
         assert_eq!(signals, 1, "the rule signalled once for the trace");
         assert_eq!(b.counters().late_spans, 2);
     }
@@ -601,7 +741,7 @@ mod tests {
             0,
             "released after the late-span window"
         );
-        b.ingest(vec![frag(1, &["late"])], 11 * S, &mut log.judge());
+        b.ingest(vec![frag_from(1, 1, &["late"])], 11 * S, &mut log.judge());
         b.expire(30 * S, &mut log.judge());
         assert_eq!(log.0.len(), 1);
         let c = b.counters();
@@ -612,12 +752,112 @@ mod tests {
     fn resources_are_shared_when_fragments_merge() {
         let b = TraceBuffer::new(config());
         let mut sizes = Vec::new();
-        let mut judge = |t: &Trace, _: &mut Signalled, _: Reason| {
-            sizes.push((t.spans.len(), t.resources.len()))
-        };
+        let mut judge =
+            |t: &Trace, _: &mut Signalled| sizes.push((t.spans.len(), t.resources.len()));
         b.ingest(vec![frag(1, &["a"])], 0, &mut judge);
-        b.ingest(vec![frag(1, &["b"])], 0, &mut judge);
+        b.ingest(vec![frag_from(1, 1, &["b"])], 0, &mut judge);
         b.drain(&mut judge);
         assert_eq!(sizes, vec![(2, 1)]);
+    }
+
+    #[test]
+    fn exactly_max_traces_concurrent_traces_are_not_judged_early() {
+        let b = TraceBuffer::new(BufferConfig {
+            max_traces: 3,
+            ..config()
+        });
+        let mut log = Log::default();
+        b.ingest(
+            vec![frag(1, &["a"]), frag(2, &["a"]), frag(3, &["a"])],
+            0,
+            &mut log.judge(),
+        );
+        // A batch with more spans of the same three traces needs no room for new traces.
+        b.ingest(
+            vec![
+                frag_from(1, 1, &["b"]),
+                frag_from(2, 1, &["b"]),
+                frag_from(3, 1, &["b"]),
+            ],
+            S,
+            &mut log.judge(),
+        );
+        assert!(log.0.is_empty(), "judged early: {:?}", log.0);
+        assert_eq!(b.counters().traces_judged_early, 0);
+        b.ingest(vec![frag(4, &["a"])], 2 * S, &mut log.judge());
+        assert_eq!(log.0, vec![(1, 2)], "a fourth trace does need room");
+    }
+
+    #[test]
+    fn a_re_sent_span_counts_once() {
+        let b = TraceBuffer::new(config());
+        let mut log = Log::default();
+        let f = frag(1, &["approval.received"]);
+        b.ingest(vec![f.clone(), f.clone()], 0, &mut log.judge());
+        b.ingest(vec![f.clone()], S, &mut log.judge());
+        let mut twice = frag(2, &["x"]);
+        twice.spans.push(twice.spans[0].clone());
+        b.ingest(vec![twice], S, &mut log.judge());
+        b.expire(10 * S, &mut log.judge());
+        assert_eq!(log.0, vec![(1, 1), (2, 1)]);
+        // Re-sent after judging, while the trace is kept: still a duplicate, not late.
+        b.ingest(vec![f], 11 * S, &mut log.judge());
+        b.expire(20 * S, &mut log.judge());
+        assert_eq!(log.0.len(), 2, "a duplicate does not rejudge");
+        let c = b.counters();
+        assert_eq!((c.spans_in, c.duplicate_spans, c.late_spans), (6, 4, 0));
+        assert_eq!(
+            c.spans_in,
+            c.spans_accepted + c.duplicate_spans + c.late_spans_unjudged
+        );
+    }
+
+    #[test]
+    fn forgotten_traces_stay_late_when_the_exact_memory_overflows() {
+        // Tiny limits: every trace is judged early and released, and the exact memory of
+        // released traces holds one per shard. Later spans of all of them must be late,
+        // never a second trace with a second signal.
+        let b = TraceBuffer::new(BufferConfig {
+            max_traces: 1,
+            max_spans: 10,
+            ..config()
+        });
+        let mut log = Log::default();
+        for t in 0..200u8 {
+            b.ingest(vec![frag(t, &["bad"])], t as u64, &mut log.judge());
+        }
+        for t in 0..200u8 {
+            b.ingest(
+                vec![frag_from(t, 1, &["bad"])],
+                1000 + t as u64,
+                &mut log.judge(),
+            );
+        }
+        b.drain(&mut log.judge());
+        let c = b.counters();
+        assert_eq!(c.traces_in, 200, "{c:?}");
+        assert_eq!(log.0.len(), 200, "each trace judged once");
+        // The last trace is still held when its second span comes: that one is judged whole.
+        assert_eq!((c.late_spans, c.late_spans_unjudged), (199, 199), "{c:?}");
+        assert_eq!(
+            c.spans_in,
+            c.spans_accepted + c.duplicate_spans + c.late_spans_unjudged
+        );
+    }
+
+    #[test]
+    fn absurd_times_saturate_instead_of_wrapping() {
+        let b = TraceBuffer::new(config());
+        let mut log = Log::default();
+        b.ingest(vec![frag(1, &["a"])], u64::MAX - S, &mut log.judge());
+        b.ingest(vec![frag(2, &["a"])], 0, &mut log.judge());
+        b.expire(S, &mut log.judge());
+        assert!(
+            log.0.is_empty(),
+            "a wrapped deadline judged on arrival: {:?}",
+            log.0
+        );
+        b.expire(u64::MAX, &mut log.judge());
+        assert_eq!(log.0.len(), 2);
     }
 }

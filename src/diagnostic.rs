@@ -94,6 +94,10 @@ impl Report {
                 .max(d.range.start)
                 .min(self.files[d.file].text.len());
             let start = d.range.start.min(end);
+            if let Some(window) = self.long_line(d, start, end) {
+                out.push_str(&window);
+                continue;
+            }
             let cs = cs
                 .with_message(message)
                 .with_labels(vec![
@@ -109,8 +113,71 @@ impl Report {
     }
 }
 
+/// Lines longer than this are shown as a window around the caret, never whole.
+const MAX_LINE: usize = 160;
+
+impl Report {
+    /// The rendering of a diagnostic whose line is too long to quote: the same layout as
+    /// codespan's, with a window of the line around the caret.
+    fn long_line(&self, d: &Diagnostic, start: usize, end: usize) -> Option<String> {
+        let text = &self.files[d.file].text;
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        if line_end - line_start <= MAX_LINE {
+            return None;
+        }
+        let floor = |mut i: usize| {
+            while !text.is_char_boundary(i) {
+                i -= 1;
+            }
+            i
+        };
+        let from = floor(start.saturating_sub(40).max(line_start));
+        let to = floor((start + 80).min(line_end).max(from));
+        let caret_end = end.min(to).max(start + 1);
+        let (name, line, col) = self.position(d);
+        let level = match d.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
+        let message = match &d.rule_id {
+            Some(id) => format!("{} (rule `{id}`)", d.message),
+            None => d.message.clone(),
+        };
+        let gutter = " ".repeat(line.to_string().len());
+        let lead = if from > line_start { "…" } else { "" };
+        let tail = if to < line_end { "…" } else { "" };
+        let pad = lead.chars().count() + text[from..start].chars().count();
+        let carets = text[start..caret_end.min(text.len()).max(start)]
+            .chars()
+            .count()
+            .max(1);
+        let mut out = format!(
+            "{level}: {message}\n{gutter} ┌─ {name}:{line}:{col}\n{gutter} │\n{line} │ {lead}{}{tail}\n{gutter} │ {}{} {}\n",
+            &text[from..to],
+            " ".repeat(pad),
+            "^".repeat(carets),
+            d.label
+        );
+        for note in &d.notes {
+            out.push_str(&format!("{gutter} = {note}\n"));
+        }
+        out.push('\n');
+        Some(out)
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.render())
+    }
+}
+
+/// At most 64 characters of `s`, for messages: a huge value is never echoed whole.
+pub fn clip(s: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        None => std::borrow::Cow::Borrowed(s),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}… ({} bytes)", &s[..end], s.len())),
     }
 }

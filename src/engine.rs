@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::buffer::{BufferConfig, Counters, Reason, Signalled, TraceBuffer};
+use crate::buffer::{BufferConfig, Counters, Signalled, TraceBuffer};
 use crate::ruleset::RuleSet;
 use crate::signal::{Mode, Signal};
 use crate::trace::Trace;
@@ -77,11 +77,10 @@ impl Engine {
     pub fn ingest(&self, fragments: Vec<Trace>, now: u64) -> Vec<Signal> {
         let rules = self.rules();
         let mut out = Vec::new();
-        self.buffer.ingest(
-            fragments,
-            now,
-            &mut |t: &Trace, s: &mut Signalled, r: Reason| self.judge(&rules, t, s, r, &mut out),
-        );
+        self.buffer
+            .ingest(fragments, now, &mut |t: &Trace, s: &mut Signalled| {
+                self.judge(&rules, t, s, &mut out)
+            });
         out
     }
 
@@ -90,8 +89,8 @@ impl Engine {
         let rules = self.rules();
         let mut out = Vec::new();
         self.buffer
-            .expire(now, &mut |t: &Trace, s: &mut Signalled, r: Reason| {
-                self.judge(&rules, t, s, r, &mut out)
+            .expire(now, &mut |t: &Trace, s: &mut Signalled| {
+                self.judge(&rules, t, s, &mut out)
             });
         out
     }
@@ -101,9 +100,7 @@ impl Engine {
         let rules = self.rules();
         let mut out = Vec::new();
         self.buffer
-            .drain(&mut |t: &Trace, s: &mut Signalled, r: Reason| {
-                self.judge(&rules, t, s, r, &mut out)
-            });
+            .drain(&mut |t: &Trace, s: &mut Signalled| self.judge(&rules, t, s, &mut out));
         out
     }
 
@@ -122,7 +119,6 @@ impl Engine {
         rules: &RuleSet,
         trace: &Trace,
         signalled: &mut Signalled,
-        _reason: Reason,
         out: &mut Vec<Signal>,
     ) {
         if let Some((from, to)) = self.config.window {

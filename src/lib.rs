@@ -38,5 +38,12 @@ pub mod vm;
 
 pub use ruleset::{LoadError, RuleSet};
 
+/// Runs `f`, a pass that recurses over a rule's tree, with at least 256 KiB of stack: on a
+/// thread with less left (a host's small thread), it runs on a fresh 4 MiB stack instead.
+/// Nesting is bounded by the parser ([`syntax::parser::MAX_NESTING`]), so this is plenty.
+pub(crate) fn with_stack<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(256 << 10, 4 << 20, f)
+}
+
 /// The engine's version, as reported in signals' instrumentation scope.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -240,12 +240,14 @@ mod tests {
         }]
     }
 
+    /// A batch of spans of one trace, each with a span id never used before.
     fn batch(trace: u8, names: &[&str]) -> Vec<u8> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let spans: Vec<String> = names
             .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                format!(r#"{{"traceId":"{trace:02x}{}","spanId":"{:016x}","name":"{n}","startTimeUnixNano":"1","endTimeUnixNano":"2"}}"#, "00".repeat(15), i + 1 + 100 * trace as usize)
+            .map(|n| {
+                let id = NEXT_ID.fetch_add(1, Relaxed);
+                format!(r#"{{"traceId":"{trace:02x}{}","spanId":"{id:016x}","name":"{n}","startTimeUnixNano":"1","endTimeUnixNano":"2"}}"#, "00".repeat(15))
             })
             .collect();
         let json = format!(

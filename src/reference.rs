@@ -22,6 +22,10 @@ pub struct Verdict {
 
 /// Judges one checked condition against one trace.
 pub fn evaluate(form: &Form, trace: &Trace) -> Verdict {
+    crate::with_stack(|| evaluate_form(form, trace))
+}
+
+fn evaluate_form(form: &Form, trace: &Trace) -> Verdict {
     let fired = match form {
         Form::Invariant {
             when,
@@ -175,6 +179,10 @@ pub struct Step {
 /// Evaluates each clause and its direct parts, for `betrace test` to show why an example
 /// failed.
 pub fn explain(form: &Form, trace: &Trace) -> Vec<Step> {
+    crate::with_stack(|| explain_form(form, trace))
+}
+
+fn explain_form(form: &Form, trace: &Trace) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut clause = |name: &'static str, e: &Expr| {
         steps.push(step(name, 0, e, trace));

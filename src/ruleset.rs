@@ -58,6 +58,10 @@ impl RuleSet {
 
     /// Loads and compiles rule files, all or nothing: any error refuses the whole set.
     pub fn from_sources(files: Vec<SourceFile>) -> Result<(RuleSet, Report), Report> {
+        crate::with_stack(|| RuleSet::build(files))
+    }
+
+    fn build(files: Vec<SourceFile>) -> Result<(RuleSet, Report), Report> {
         let (defs, items) = rules::load(&files);
         let report = Report { files, items };
         if report.has_errors() {
@@ -122,6 +126,10 @@ impl RuleSet {
 
     /// The enabled rules that fire on a trace, with their verdicts, in rule order.
     pub fn judge(&self, trace: &Trace) -> Vec<(usize, Verdict)> {
+        crate::with_stack(|| self.judge_all(trace))
+    }
+
+    fn judge_all(&self, trace: &Trace) -> Vec<(usize, Verdict)> {
         if trace.spans.is_empty() {
             return Vec::new();
         }

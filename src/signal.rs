@@ -138,17 +138,30 @@ pub fn rfc3339(unix_nano: u64) -> String {
 
 /// Parses an RFC 3339 time or a date (`2024-11-25`, midnight UTC) into nanoseconds.
 pub fn parse_time(s: &str) -> Option<u64> {
-    let full = if s.len() == 10 {
-        format!("{s}T00:00:00Z")
-    } else {
-        s.to_string()
+    let s = s.trim();
+    if s.len() == 10 {
+        return parse_time(&format!("{s}T00:00:00Z"));
+    }
+    // humantime reads UTC only: take a numeric offset off, and apply it after.
+    let (local, offset_secs) = match s.as_bytes() {
+        [.., b'Z' | b'z'] => (&s[..s.len() - 1], 0i64),
+        [.., sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]
+            if [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()) =>
+        {
+            let hours = i64::from((h1 - b'0') * 10 + (h2 - b'0'));
+            let minutes = i64::from((m1 - b'0') * 10 + (m2 - b'0'));
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let secs = hours * 3600 + minutes * 60;
+            (&s[..s.len() - 6], if *sign == b'+' { secs } else { -secs })
+        }
+        _ => (s, 0),
     };
-    let t: SystemTime = humantime::parse_rfc3339_weak(&full)
-        .ok()
-        .or_else(|| humantime::parse_rfc3339(&full).ok())?;
-    t.duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_nanos() as u64)
+    let t: SystemTime = humantime::parse_rfc3339_weak(&local.replacen(' ', "T", 1)).ok()?;
+    let nanos = t.duration_since(UNIX_EPOCH).ok()?.as_nanos();
+    let utc = nanos as i128 - i128::from(offset_secs) * 1_000_000_000;
+    u64::try_from(utc).ok()
 }
 
 /// Replaces `{key}` with the attribute's value; a missing attribute renders as empty.
@@ -176,6 +189,18 @@ pub fn render_message(template: &str, get: impl Fn(&str) -> Option<String>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_with_any_rfc3339_offset() {
+        let z = parse_time("2024-11-25T08:00:00Z").unwrap();
+        assert_eq!(parse_time("2024-11-25T09:00:00+01:00"), Some(z));
+        assert_eq!(parse_time("2024-11-25T03:30:00-04:30"), Some(z));
+        assert_eq!(parse_time("2024-11-25T08:00:00.000z"), Some(z));
+        assert_eq!(parse_time("2024-11-25 08:00:00"), Some(z));
+        assert_eq!(parse_time("2024-11-25"), parse_time("2024-11-25T00:00:00Z"));
+        assert_eq!(parse_time("2024-11-25T08:00:00+25:00"), None);
+        assert_eq!(parse_time("yesterday"), None);
+    }
 
     #[test]
     fn messages_fill_placeholders_and_leave_missing_empty() {

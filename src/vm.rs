@@ -213,7 +213,8 @@ impl<'a> View<'a> {
         keys.len() as i64
     }
 
-    /// `within` (any ancestor) or, with `direct`, `child_of` (the parent).
+    /// `within` (any ancestor) or, with `direct`, `child_of` (the parent). Linear in the
+    /// trace: each span's answer is found once and shared by every span below it.
     fn within(&mut self, a: SelId, b: SelId, direct: bool) -> bool {
         let n = self.trace.spans.len();
         let mut in_b = vec![false; n];
@@ -222,18 +223,42 @@ impl<'a> View<'a> {
         }
         let a_spans = self.matches(a).to_vec();
         let parents = self.parents();
-        a_spans.iter().all(|&i| {
-            let mut cur = i as usize;
-            // A parent cycle in a hostile trace cannot make a chain longer than the trace.
-            for _ in 0..n {
-                match parents[cur] {
-                    Some(p) if in_b[p as usize] => return true,
-                    Some(p) if !direct => cur = p as usize,
-                    _ => return false,
+        if direct {
+            return a_spans
+                .iter()
+                .all(|&i| parents[i as usize].is_some_and(|p| in_b[p as usize]));
+        }
+        // Whether span i has an ancestor in B: unknown, on the path being walked, or known.
+        #[derive(Clone, Copy, PartialEq)]
+        enum State {
+            Unknown,
+            Walking,
+            Known(bool),
+        }
+        let mut state = vec![State::Unknown; n];
+        let mut path = Vec::new();
+        let mut answer = |start: usize| -> bool {
+            let mut cur = start;
+            let result = loop {
+                if let State::Known(r) = state[cur] {
+                    break r;
                 }
+                state[cur] = State::Walking;
+                path.push(cur);
+                match parents[cur] {
+                    None => break false,
+                    Some(p) if in_b[p as usize] => break true,
+                    // A parent cycle without a B span in it: nobody on it has one above.
+                    Some(p) if state[p as usize] == State::Walking => break false,
+                    Some(p) => cur = p as usize,
+                }
+            };
+            for i in path.drain(..) {
+                state[i] = State::Known(result);
             }
-            false
-        })
+            result
+        };
+        a_spans.iter().all(|&i| answer(i as usize))
     }
 
     fn parents(&mut self) -> &[Option<u32>] {

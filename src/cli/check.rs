@@ -1,6 +1,6 @@
 //! `betrace check RULES…`: load and compile rule files, report every error and warning.
 
-use super::{load_rules, plural, OK};
+use super::{load_rules, out, plural, OK};
 
 /// Validate rule files: syntax, types, unknown keys, duplicate ids.
 ///
@@ -24,12 +24,12 @@ pub fn run(args: &Args) -> u8 {
     let n = rules.rules().len();
     let files = rules.files().len();
     let examples: usize = rules.rules().iter().map(|r| r.def.examples.len()).sum();
-    println!(
+    out(&format!(
         "ok: {n} rule{} in {files} file{}, {examples} example{}, {warnings} warning{}",
         plural(n),
         plural(files),
         plural(examples),
         plural(warnings)
-    );
+    ));
     OK
 }

@@ -1,6 +1,6 @@
 //! `betrace explain --rules RULES --rule ID`: show how a rule was compiled.
 
-use super::{load_rules, FAILED, OK};
+use super::{load_rules, out, out_raw, say, FAILED, OK};
 
 /// Show a rule's compiled bytecode and the selectors it uses.
 ///
@@ -25,7 +25,7 @@ pub fn run(args: &Args) -> u8 {
         Err(code) => return code,
     };
     let Some(rule) = rules.rule(&args.rule) else {
-        eprintln!("error: no rule with id `{}`", args.rule);
+        say(&format!("error: no rule with id `{}`", args.rule));
         let ids: Vec<&str> = rules.rules().iter().map(|r| r.def.id.as_str()).collect();
         let close: Vec<&&str> = ids
             .iter()
@@ -33,29 +33,29 @@ pub fn run(args: &Args) -> u8 {
             .take(5)
             .collect();
         if !close.is_empty() {
-            eprintln!(
+            say(&format!(
                 "  did you mean: {}",
                 close
                     .iter()
                     .map(|s| s.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            ));
         }
         return FAILED;
     };
     let d = &rule.def;
-    println!("rule      {} — {}", d.id, d.name);
-    println!(
+    out(&format!("rule      {} — {}", d.id, d.name));
+    out(&format!(
         "severity  {}{}",
         d.severity,
         if d.enabled { "" } else { " (disabled)" }
-    );
-    println!("signal    {}", d.signal_type);
-    println!("condition");
+    ));
+    out(&format!("signal    {}", d.signal_type));
+    out("condition");
     for line in d.condition.trim_end().lines() {
-        println!("  {line}");
+        out(&format!("  {line}"));
     }
-    print!("{}", rules.explain(&d.id).unwrap_or_default());
+    out_raw(&rules.explain(&d.id).unwrap_or_default());
     OK
 }

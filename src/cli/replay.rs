@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use betrace::buffer::BufferConfig;
 use betrace::replay::output::{Format, Output};
-use betrace::replay::{self, Options, Progress, Summary};
+use betrace::replay::{self, Limits, Options, Progress, Summary};
 use betrace::signal::parse_time;
 
-use super::{load_rules, FAILED, OK, USAGE};
+use super::{load_rules, say, FAILED, OK, USAGE};
 
 /// Judge historical traces — the files a collector's `file` exporter already writes — with
 /// the same engine the collector runs, and report every signal (mode "replay").
@@ -22,9 +22,17 @@ use super::{load_rules, FAILED, OK, USAGE};
 /// gzip. Spans of one trace may be spread over many lines and files: traces are assembled
 /// whole before they are judged, with the live engine's timeouts applied to span times.
 ///
+/// Several inputs are read together, merged by span time (the data clock is a low
+/// watermark over all of them), so the files of several collector replicas covering the
+/// same hours are judged as one stream. Each input is taken in the order it was written.
+/// A span far behind the clock is counted (and late if its trace was judged); a span time
+/// more than a day in the future is counted as implausible and never moves the clock; a
+/// span received twice (same trace and span id) counts once.
+///
 /// A malformed line or message is reported with its file and line (or byte offset) and
-/// skipped; the run goes on. Exit code: 0; 1 with --fail-on-violation when any signal was
-/// found; 2 when any input was bad or missing.
+/// skipped; a span that cannot be read is skipped and counted, and the rest of its batch
+/// is kept; the run goes on. Exit code: 0; 1 with --fail-on-violation when any signal was
+/// found; 2 when any input was bad or missing, or the rules do not load.
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  betrace replay --rules examples/rules examples/traces\n  betrace replay --rules rules/ --from 2024-11-01 --to 2024-11-25 --format table /var/otel/traces/\n  zstdcat traces.zst | betrace replay --rules rules.yaml --format csv --output signals.csv -"
@@ -62,6 +70,10 @@ pub struct Args {
     /// Most spans held at once; older traces are judged early beyond it (counted).
     #[arg(long, default_value_t = 5_000_000)]
     pub max_spans: usize,
+    /// The largest record read (a JSON line or object, or a message, after decompression),
+    /// in MiB; larger ones are skipped and reported.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096), value_name = "MIB")]
+    pub max_record_mib: u32,
     /// Trace files, directories, or - for standard input.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<String>,
@@ -76,14 +88,9 @@ fn duration(s: &str) -> Result<u64, String> {
 
 /// Runs the replay and returns the exit code.
 pub fn run(args: &Args) -> u8 {
-    let from = match args
-        .from
-        .as_deref()
-        .map(|s| parse_time(s).ok_or(s))
-        .transpose()
-    {
+    let from = match args.from.as_deref().map(|s| parse_time(s).ok_or(s)).transpose() {
         Ok(t) => t,
-        Err(s) => return usage(&format!("--from `{s}` is not an RFC 3339 time or a date")),
+        Err(s) => return usage(&format!("--from `{s}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)")),
     };
     let to = match args
         .to
@@ -91,8 +98,8 @@ pub fn run(args: &Args) -> u8 {
         .map(|s| {
             parse_time(s)
                 .map(|t| {
-                    if s.len() == 10 {
-                        t + 86_400_000_000_000 - 1
+                    if s.trim().len() == 10 {
+                        t.saturating_add(86_400_000_000_000 - 1)
                     } else {
                         t
                     }
@@ -102,12 +109,23 @@ pub fn run(args: &Args) -> u8 {
         .transpose()
     {
         Ok(t) => t,
-        Err(s) => return usage(&format!("--to `{s}` is not an RFC 3339 time or a date")),
+        Err(s) => return usage(&format!("--to `{s}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)")),
     };
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return usage("--from is after --to: no trace can be in that window");
+        }
+    }
     let rules = match load_rules(&args.rules) {
         Ok((r, _)) => r,
-        Err(code) => return code,
+        // Rules that do not load are bad input for replay: 1 means violations found.
+        Err(_) => return USAGE,
     };
+    if let Some(path) = &args.output {
+        if let Err(message) = output_is_not_an_input(path, &args.inputs) {
+            return usage(&message);
+        }
+    }
     let out: Box<dyn Write> = match &args.output {
         Some(path) => match File::create(path) {
             Ok(f) => Box::new(BufWriter::new(f)),
@@ -124,11 +142,14 @@ pub fn run(args: &Args) -> u8 {
         buffer: BufferConfig {
             trace_idle_timeout: args.trace_idle_timeout,
             max_trace_age: args.max_trace_age,
-            max_traces: args.max_traces,
-            max_spans: args.max_spans,
+            max_traces: args.max_traces.max(1),
+            max_spans: args.max_spans.max(1),
         },
         from,
         to,
+        limits: Limits {
+            max_record_bytes: (args.max_record_mib as usize) << 20,
+        },
     };
     let total_bytes: u64 = args
         .inputs
@@ -155,9 +176,9 @@ pub fn run(args: &Args) -> u8 {
         &mut |bad| {
             bad_shown += 1;
             if bad_shown <= 100 {
-                bar.suspend(|| eprintln!("error: {bad}"));
+                bar.suspend(|| say(&format!("error: {bad}")));
             } else if bad_shown == 101 {
-                bar.suspend(|| eprintln!("error: more bad records; only the first 100 are shown"));
+                bar.suspend(|| say("error: more bad records; only the first 100 are shown"));
             }
         },
     );
@@ -169,9 +190,14 @@ pub fn run(args: &Args) -> u8 {
     if let Err(e) = output.finish() {
         write_error.get_or_insert(e);
     }
-    if let Some(e) = write_error {
-        eprintln!("error: writing signals: {e}");
-        return USAGE;
+    match write_error {
+        // The reader went away (`| head`): what it wanted was written; stop quietly.
+        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Some(e) => {
+            say(&format!("error: writing signals: {e}"));
+            return USAGE;
+        }
+        None => {}
     }
     print_summary(&summary);
     let signals: u64 = summary.stats.signals_by_rule.values().sum();
@@ -184,8 +210,44 @@ pub fn run(args: &Args) -> u8 {
     }
 }
 
+/// Refuses an output that is one of the inputs or lies inside an input directory, before
+/// anything is created or truncated.
+fn output_is_not_an_input(output: &str, inputs: &[String]) -> Result<(), String> {
+    let out = std::path::Path::new(output);
+    let canonical = match out.canonicalize() {
+        Ok(p) => p,
+        Err(_) => {
+            // Not there yet: its directory decides.
+            let parent = out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            match (parent.canonicalize(), out.file_name()) {
+                (Ok(dir), Some(name)) => dir.join(name),
+                _ => return Ok(()),
+            }
+        }
+    };
+    for input in inputs.iter().filter(|i| *i != "-") {
+        let Ok(input_path) = std::path::Path::new(input).canonicalize() else {
+            continue;
+        };
+        if input_path == canonical {
+            return Err(format!(
+                "--output {output} is also an input: writing it would destroy it before it is read"
+            ));
+        }
+        if input_path.is_dir() && canonical.starts_with(&input_path) {
+            return Err(format!(
+                "--output {output} is inside the input directory {input}: it would be read back as input; write it elsewhere"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn usage(message: &str) -> u8 {
-    eprintln!("error: {message}");
+    say(&format!("error: {message}"));
     USAGE
 }
 
@@ -230,32 +292,46 @@ fn print_summary(s: &Summary) {
     let b = &s.stats.buffer;
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     let signals: u64 = s.stats.signals_by_rule.values().sum();
-    eprintln!(
-        "replay: {} input{}, {:.1} MB, {} spans in {} traces",
-        s.inputs,
-        if s.inputs == 1 { "" } else { "s" },
-        s.bytes_read as f64 / 1e6,
-        s.spans,
-        b.traces_in
-    );
-    eprintln!(
-        "        {} traces judged ({} early under memory pressure), {} late spans ({} not judged), {} outside --from/--to",
-        b.traces_judged, b.traces_judged_early, b.late_spans, b.late_spans_unjudged, s.stats.traces_outside_window
-    );
-    if s.bad_records > 0 || s.invalid_spans > 0 {
-        eprintln!(
-            "        {} bad records skipped, {} spans with invalid ids skipped",
-            s.bad_records, s.invalid_spans
-        );
+    let mut lines = vec![
+        format!(
+            "replay: {} input{}, {:.1} MB, {} spans in {} traces",
+            s.inputs,
+            if s.inputs == 1 { "" } else { "s" },
+            s.bytes_read as f64 / 1e6,
+            s.spans,
+            b.traces_in
+        ),
+        format!(
+            "        {} traces judged ({} early under memory pressure), {} outside --from/--to",
+            b.traces_judged, b.traces_judged_early, s.stats.traces_outside_window
+        ),
+        format!(
+            "        {} late spans ({} after their trace was released, not judged), {} duplicate spans counted once, {} spans read behind the clock",
+            b.late_spans, b.late_spans_unjudged, b.duplicate_spans, s.spans_behind_clock
+        ),
+    ];
+    if s.bad_records > 0 || s.invalid_spans > 0 || s.implausible_times > 0 {
+        lines.push(format!(
+            "        {} bad records skipped, {} unreadable spans skipped, {} spans with implausible (future) times",
+            s.bad_records, s.invalid_spans, s.implausible_times
+        ));
     }
-    eprintln!(
+    if s.inputs_opened_late > 0 {
+        lines.push(format!(
+            "        {} inputs opened after the clock passed their start (more than {} overlapped in time)",
+            s.inputs_opened_late,
+            replay::MAX_OPEN_INPUTS
+        ));
+    }
+    lines.push(format!(
         "        {signals} signal{} in {:.2}s: {:.0} spans/s, {:.1} MB/s",
         if signals == 1 { "" } else { "s" },
         secs,
         s.spans as f64 / secs,
         s.bytes_read as f64 / 1e6 / secs
-    );
+    ));
     for (rule, n) in &s.stats.signals_by_rule {
-        eprintln!("        {n:>8}  {rule}");
+        lines.push(format!("        {n:>8}  {rule}"));
     }
+    say(&lines.join("\n"));
 }

@@ -4,7 +4,7 @@ use betrace::reference;
 use betrace::rules::Expect;
 use betrace::signal::{Mode, Signal};
 
-use super::{load_rules, FAILED, OK};
+use super::{load_rules, out, say, FAILED, OK};
 
 /// Run the examples written next to each rule.
 ///
@@ -33,11 +33,11 @@ pub fn run(args: &Args) -> u8 {
     for (ri, rule) in rules.rules().iter().enumerate() {
         let def = &rule.def;
         if !args.json && last_file != Some(def.file) {
-            println!("{}", rules.files()[def.file].name);
+            out(&rules.files()[def.file].name);
             last_file = Some(def.file);
         }
         if def.examples.is_empty() && !args.json {
-            println!("  none  {}: no examples", def.id);
+            out(&format!("  none  {}: no examples", def.id));
         }
         for ex in &def.examples {
             let mut view = rules.view(&ex.trace);
@@ -61,35 +61,35 @@ pub fn run(args: &Args) -> u8 {
                     "passed": ok,
                     "signal": signal.map(|s| s.to_json()),
                 });
-                println!("{line}");
+                out(&format!("{line}"));
                 continue;
             }
-            println!(
+            out(&format!(
                 "  {}  {}: {}",
                 if ok { "ok  " } else { "FAIL" },
                 def.id,
                 ex.name
-            );
+            ));
             if !ok {
                 let why = match ex.expect {
                     Expect::Violation => "expected a violation; the rule did not fire",
                     Expect::Pass => "expected no violation; the rule fired",
                 };
-                println!("        {why}");
+                out(&format!("        {why}"));
                 for step in reference::explain(&def.form, &ex.trace) {
                     let indent = "  ".repeat(step.depth);
-                    println!(
+                    out(&format!(
                         "          {:<9} {indent}{:<48} {:<5}  {}",
                         step.clause, step.text, step.value, step.detail
-                    );
+                    ));
                 }
             }
         }
     }
     if !args.json {
-        println!("examples: {passed} passed, {failed} failed");
+        out(&format!("examples: {passed} passed, {failed} failed"));
     } else {
-        eprintln!("examples: {passed} passed, {failed} failed");
+        say(&format!("examples: {passed} passed, {failed} failed"));
     }
     if failed == 0 {
         OK

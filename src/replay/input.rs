@@ -8,6 +8,8 @@
 //! * any of the above compressed whole with gzip or zstd.
 //!
 //! Bad records are reported with their file and line or byte offset, and reading goes on.
+//! A record larger than [`Limits::max_record_bytes`] (after decompression) is skipped and
+//! reported, never held whole.
 
 use std::fmt;
 use std::fs::File;
@@ -20,10 +22,6 @@ use crate::otlp::{self, Batch};
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-/// A length prefix above this is not a message: the file is corrupt or not OTLP.
-const MAX_MESSAGE: usize = 1 << 30;
-/// A JSON record spanning more lines than this is given up on.
-const MAX_JSON_LINES: usize = 1_000_000;
 
 /// Where a bad record is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +58,8 @@ impl fmt::Display for BadRecord {
 /// What reading an input yields, in order.
 #[derive(Debug)]
 pub enum Record {
-    /// Decoded spans.
-    Batch(Batch),
+    /// Decoded spans, and where they were read.
+    Batch(Batch, Location),
     /// A record skipped.
     Bad(BadRecord),
 }
@@ -131,32 +129,61 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Reads one input, calling `sink` with each record in order; `bytes_read` counts the raw
-/// bytes consumed. An I/O error opening or reading the input is reported as a bad record.
-pub fn read(source: &str, bytes_read: Arc<AtomicU64>, sink: &mut dyn FnMut(Record)) {
+/// Limits on what one record may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest record (a JSON line or object, or a length-prefixed message, after
+    /// decompression) that is read; larger ones are skipped and reported.
+    pub max_record_bytes: usize,
+}
+
+impl Default for Limits {
+    /// 64 MiB: above the collector's OTLP receivers' request limits (gRPC 4 MiB, HTTP
+    /// 20 MiB by default), so whatever a collector accepted and wrote is read.
+    fn default() -> Self {
+        Limits {
+            max_record_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Receives an input's records in order; returns false to stop reading the input.
+pub type Sink<'a> = dyn FnMut(Record) -> bool + 'a;
+
+/// Reads one input, calling `sink` with each record in order until it returns false;
+/// `bytes_read` counts the raw bytes consumed. An I/O error opening or reading the input is
+/// reported as a bad record.
+pub fn read(source: &str, bytes_read: Arc<AtomicU64>, limits: Limits, sink: &mut Sink<'_>) {
     let raw: Box<dyn Read + Send> = if source == "-" {
         Box::new(io::stdin())
     } else {
         match File::open(source) {
             Ok(f) => Box::new(f),
             Err(e) => {
-                return sink(Record::Bad(BadRecord {
+                sink(Record::Bad(BadRecord {
                     source: source.into(),
                     location: Location::Whole,
                     message: e.to_string(),
-                }))
+                }));
+                return;
             }
         }
     };
-    let reader = BufReader::with_capacity(
+    let buffered = BufReader::with_capacity(
         1 << 18,
         Counting {
             inner: raw,
             count: bytes_read,
         },
     );
-    if let Err(e) = read_detected(source, Box::new(reader), sink, 0) {
-        sink(Record::Bad(BadRecord {
+    let mut reader = Reader {
+        source,
+        limits,
+        sink,
+        open: true,
+    };
+    if let Err(e) = reader.detected(Box::new(buffered), 0) {
+        reader.emit(Record::Bad(BadRecord {
             source: source.into(),
             location: Location::Whole,
             message: format!("read error: {e}"),
@@ -164,30 +191,291 @@ pub fn read(source: &str, bytes_read: Arc<AtomicU64>, sink: &mut dyn FnMut(Recor
     }
 }
 
-fn read_detected(
-    source: &str,
-    mut reader: Box<dyn BufRead + Send>,
-    sink: &mut dyn FnMut(Record),
-    depth: u8,
-) -> io::Result<()> {
-    let head = peek(&mut reader, 4)?;
-    if head.starts_with(&GZIP_MAGIC) && depth < 2 {
-        let inner = BufReader::with_capacity(1 << 18, flate2::read::MultiGzDecoder::new(reader));
-        return read_detected(source, Box::new(inner), sink, depth + 1);
-    }
-    if head.starts_with(&ZSTD_MAGIC) && depth < 2 {
-        let inner =
-            BufReader::with_capacity(1 << 18, zstd::stream::read::Decoder::with_buffer(reader)?);
-        return read_detected(source, Box::new(inner), sink, depth + 1);
-    }
-    // Text (JSON lines, even when its first line is garbage) starts with a printable byte;
-    // a length prefix starts with a small one (messages are far below 512 MiB).
-    match head.first() {
-        None => Ok(()),
-        Some(&b) if b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r') => {
-            read_json_lines(source, reader, sink)
+/// One input being read.
+struct Reader<'a, 'b> {
+    source: &'a str,
+    limits: Limits,
+    sink: &'a mut Sink<'b>,
+    /// False once the sink asked to stop.
+    open: bool,
+}
+
+impl Reader<'_, '_> {
+    fn emit(&mut self, record: Record) {
+        if self.open {
+            self.open = (self.sink)(record);
         }
-        Some(_) => read_length_prefixed(source, reader, sink),
+    }
+
+    fn bad(&mut self, location: Location, message: String) {
+        self.emit(Record::Bad(BadRecord {
+            source: self.source.into(),
+            location,
+            message,
+        }));
+    }
+
+    fn detected(&mut self, mut reader: Box<dyn BufRead + Send>, depth: u8) -> io::Result<()> {
+        let head = peek(&mut reader, 4)?;
+        if head.starts_with(&GZIP_MAGIC) && depth < 2 {
+            let inner =
+                BufReader::with_capacity(1 << 18, flate2::read::MultiGzDecoder::new(reader));
+            return self.detected(Box::new(inner), depth + 1);
+        }
+        if head.starts_with(&ZSTD_MAGIC) && depth < 2 {
+            let inner = BufReader::with_capacity(
+                1 << 18,
+                zstd::stream::read::Decoder::with_buffer(reader)?,
+            );
+            return self.detected(Box::new(inner), depth + 1);
+        }
+        // Text (JSON lines, even when its first line is garbage) has no control bytes but
+        // white space; a length prefix has one (a NUL below 16 MiB) in its first 4 bytes.
+        let text = |b: &u8| *b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r');
+        if head.is_empty() {
+            Ok(())
+        } else if head.iter().all(text) {
+            self.json_lines(reader)
+        } else {
+            self.length_prefixed(reader)
+        }
+    }
+
+    /// JSON lines, or pretty-printed objects over several lines. Each record is decoded
+    /// once, when its braces close, so reading is linear in the input. A line that ends
+    /// inside a string, or a record interrupted by a line starting a new object at column
+    /// 0, was truncated: it is reported and the next line stands alone.
+    fn json_lines(&mut self, mut reader: Box<dyn BufRead + Send>) -> io::Result<()> {
+        let max = self.limits.max_record_bytes;
+        let mut line = Vec::new();
+        let mut record = Vec::new();
+        let mut scan = Braces::default();
+        let (mut line_no, mut record_start) = (0u64, 0u64);
+        while self.open {
+            line.clear();
+            let room = max.saturating_sub(record.len());
+            let (read, cut) = read_line_capped(&mut reader, &mut line, room)?;
+            if read == 0 {
+                break;
+            }
+            line_no += 1;
+            if line_no == 1 && line.starts_with(&BOM) {
+                line.drain(..BOM.len());
+            }
+            if cut {
+                self.bad(
+                    Location::Line(if record.is_empty() {
+                        line_no
+                    } else {
+                        record_start
+                    }),
+                    format!("record larger than {} skipped (--max-record-mib)", mib(max)),
+                );
+                record.clear();
+                scan = Braces::default();
+                continue;
+            }
+            if !record.is_empty() && line.first() == Some(&b'{') {
+                self.bad(
+                    Location::Line(record_start),
+                    "truncated JSON: the record ends before its braces close".into(),
+                );
+                record.clear();
+                scan = Braces::default();
+            }
+            if record.is_empty() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                record_start = line_no;
+            }
+            scan.feed(&line);
+            record.extend_from_slice(&line);
+            if scan.depth > 0 && !scan.in_string {
+                continue; // a pretty-printed object goes on
+            }
+            let decoded = if scan.in_string {
+                Err("truncated JSON: the line ends inside a string".to_string())
+            } else {
+                otlp::decode_json(&record).map_err(|e| e.to_string())
+            };
+            match decoded {
+                Ok(batch) => self.emit(Record::Batch(batch, Location::Line(record_start))),
+                Err(message) => self.bad(Location::Line(record_start), message),
+            }
+            record.clear();
+            scan = Braces::default();
+        }
+        if !record.is_empty() && self.open {
+            self.bad(
+                Location::Line(record_start),
+                "truncated JSON at end of input".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn length_prefixed(&mut self, mut reader: Box<dyn BufRead + Send>) -> io::Result<()> {
+        let max = self.limits.max_record_bytes;
+        let mut offset = 0u64;
+        let mut msg = Vec::new();
+        while self.open {
+            let mut len = [0u8; 4];
+            let got = read_full(&mut reader, &mut len)?;
+            if got == 0 {
+                return Ok(());
+            }
+            if got < 4 {
+                self.bad(
+                    Location::Offset(offset),
+                    format!("truncated length prefix ({got} of 4 bytes)"),
+                );
+                return Ok(());
+            }
+            let n = u32::from_be_bytes(len) as usize;
+            if n > max {
+                // Skip it without holding it; a prefix past the end is a corrupt stream.
+                let skipped = io::copy(&mut (&mut reader).take(n as u64), &mut io::sink())?;
+                if skipped < n as u64 {
+                    self.bad(
+                        Location::Offset(offset),
+                        format!("length prefix {n} runs past the end of the input ({skipped} bytes follow): not a file-exporter stream, or corrupt"),
+                    );
+                    return Ok(());
+                }
+                self.bad(
+                    Location::Offset(offset),
+                    format!(
+                        "message of {n} bytes larger than {} skipped (--max-record-mib)",
+                        mib(max)
+                    ),
+                );
+                offset += 4 + n as u64;
+                continue;
+            }
+            // Read what is there, growing as it comes: a prefix claiming 60 MiB in front of
+            // 8 bytes allocates 8 bytes.
+            msg.clear();
+            let got = (&mut reader).take(n as u64).read_to_end(&mut msg)?;
+            if got < n {
+                self.bad(
+                    Location::Offset(offset),
+                    format!("truncated message: {got} of {n} bytes"),
+                );
+                return Ok(());
+            }
+            let body = if msg.starts_with(&ZSTD_MAGIC) {
+                inflate_capped(&msg, max)
+            } else {
+                Ok(std::mem::take(&mut msg))
+            };
+            let record = body.and_then(|body| {
+                let is_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+                let result = if is_json {
+                    otlp::decode_json(&body)
+                } else {
+                    otlp::decode_protobuf(&body)
+                };
+                result.map_err(|e| e.to_string())
+            });
+            match record {
+                Ok(batch) => self.emit(Record::Batch(batch, Location::Offset(offset))),
+                Err(message) => self.bad(Location::Offset(offset), message),
+            }
+            offset += 4 + n as u64;
+        }
+        Ok(())
+    }
+}
+
+const BOM: [u8; 3] = [0xef, 0xbb, 0xbf];
+
+fn mib(bytes: usize) -> String {
+    format!("{} MiB", bytes.div_ceil(1 << 20))
+}
+
+/// Inflates one zstd message, refusing to produce more than `max` bytes (a bomb).
+fn inflate_capped(packed: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    let decoder = zstd::stream::read::Decoder::new(packed)
+        .map_err(|e| format!("invalid zstd message: {e}"))?;
+    let mut out = Vec::new();
+    decoder
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("invalid zstd message: {e}"))?;
+    if out.len() > max {
+        return Err(format!(
+            "zstd message inflating past {} skipped (--max-record-mib)",
+            mib(max)
+        ));
+    }
+    Ok(out)
+}
+
+/// Tracks brace depth over JSON text, outside strings.
+#[derive(Default)]
+struct Braces {
+    depth: i64,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Braces {
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.in_string {
+                match b {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => self.in_string = false,
+                    b'\n' => {} // a raw newline ends the line inside a string: truncated
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => self.depth -= 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Reads one line (through its `\n`) into `line`, keeping at most `room` bytes; the rest of
+/// a longer line is consumed and dropped. Returns (bytes consumed, whether it was cut).
+fn read_line_capped(
+    reader: &mut Box<dyn BufRead + Send>,
+    line: &mut Vec<u8>,
+    room: usize,
+) -> io::Result<(usize, bool)> {
+    let (mut read, mut cut) = (0usize, false);
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((read, cut));
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let keep = take.min(room.saturating_sub(line.len()));
+        if keep < take {
+            cut = true;
+        }
+        if !cut {
+            line.extend_from_slice(&buf[..keep]);
+        }
+        reader.consume(take);
+        read += take;
+        if done {
+            return Ok((read, cut));
+        }
     }
 }
 
@@ -195,117 +483,6 @@ fn read_detected(
 fn peek(reader: &mut Box<dyn BufRead + Send>, n: usize) -> io::Result<Vec<u8>> {
     let buf = reader.fill_buf()?;
     Ok(buf[..buf.len().min(n)].to_vec())
-}
-
-fn read_json_lines(
-    source: &str,
-    mut reader: Box<dyn BufRead + Send>,
-    sink: &mut dyn FnMut(Record),
-) -> io::Result<()> {
-    let mut line = Vec::new();
-    let mut record = Vec::new();
-    let (mut line_no, mut record_start, mut record_lines) = (0u64, 0u64, 0usize);
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        line_no += 1;
-        if record.is_empty() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            record_start = line_no;
-        }
-        record.extend_from_slice(&line);
-        record_lines += 1;
-        match otlp::decode_json(&record) {
-            Ok(batch) => sink(Record::Batch(batch)),
-            // A pretty-printed object continues on the next lines.
-            Err(otlp::DecodeError::Json(e)) if e.is_eof() && record_lines < MAX_JSON_LINES => {
-                continue
-            }
-            Err(e) => sink(Record::Bad(BadRecord {
-                source: source.into(),
-                location: Location::Line(record_start),
-                message: e.to_string(),
-            })),
-        }
-        record.clear();
-        record_lines = 0;
-    }
-    if !record.is_empty() {
-        sink(Record::Bad(BadRecord {
-            source: source.into(),
-            location: Location::Line(record_start),
-            message: "truncated JSON at end of input".into(),
-        }));
-    }
-    Ok(())
-}
-
-fn read_length_prefixed(
-    source: &str,
-    mut reader: Box<dyn BufRead + Send>,
-    sink: &mut dyn FnMut(Record),
-) -> io::Result<()> {
-    let mut offset = 0u64;
-    let mut msg = Vec::new();
-    loop {
-        let mut len = [0u8; 4];
-        let got = read_full(&mut reader, &mut len)?;
-        if got == 0 {
-            return Ok(());
-        }
-        let bad = |at: u64, message: String| {
-            Record::Bad(BadRecord {
-                source: source.into(),
-                location: Location::Offset(at),
-                message,
-            })
-        };
-        if got < 4 {
-            sink(bad(
-                offset,
-                format!("truncated length prefix ({got} of 4 bytes)"),
-            ));
-            return Ok(());
-        }
-        let n = u32::from_be_bytes(len) as usize;
-        if n > MAX_MESSAGE {
-            sink(bad(offset, format!("length prefix {n} is not plausible: not a file-exporter protobuf stream, or corrupt; the rest of this input is skipped")));
-            return Ok(());
-        }
-        msg.resize(n, 0);
-        let got = read_full(&mut reader, &mut msg)?;
-        if got < n {
-            sink(bad(
-                offset,
-                format!("truncated message: {got} of {n} bytes"),
-            ));
-            return Ok(());
-        }
-        let decoded = if msg.starts_with(&ZSTD_MAGIC) {
-            zstd::stream::decode_all(msg.as_slice())
-                .map_err(|e| format!("invalid zstd message: {e}"))
-        } else {
-            Ok(std::mem::take(&mut msg))
-        };
-        let record = decoded.and_then(|body| {
-            let is_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-            let result = if is_json {
-                otlp::decode_json(&body)
-            } else {
-                otlp::decode_protobuf(&body)
-            };
-            result.map_err(|e| e.to_string())
-        });
-        match record {
-            Ok(batch) => sink(Record::Batch(batch)),
-            Err(message) => sink(bad(offset, message)),
-        }
-        offset += 4 + n as u64;
-    }
 }
 
 /// Reads until `buf` is full or the input ends; returns how much was read.

@@ -20,8 +20,14 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// How deep a condition may nest: parentheses, braces and brackets, and `not`s, counted
+/// together. Real rules nest a few levels; the bound keeps every recursive pass (parser,
+/// checker, compiler, evaluators, and dropping the tree) within a small, fixed stack.
+pub const MAX_NESTING: usize = 64;
+
 /// Parses a condition. Pure syntax: reserved words, intrinsics and types are the checker's.
 pub fn parse(text: &str) -> Result<Condition, ParseError> {
+    check_nesting(text)?;
     let mut pairs = Grammar::parse(Rule::condition, text).map_err(|e| convert_error(e, text))?;
     let condition = pairs
         .next()
@@ -33,6 +39,77 @@ pub fn parse(text: &str) -> Result<Condition, ParseError> {
     match inner.as_rule() {
         Rule::invariant => invariant(inner),
         _ => Ok(Condition::Violation(expr(inner)?)),
+    }
+}
+
+/// Refuses a condition nesting deeper than [`MAX_NESTING`], pointing at where it does,
+/// before any recursive pass sees it. A lexical scan: strings and comments are skipped;
+/// each open bracket is a level, and so is each `not` until its term ends.
+fn check_nesting(text: &str) -> Result<(), ParseError> {
+    // Per open bracket: the `not`s pending in the enclosing term when it opened.
+    let mut stack: Vec<usize> = Vec::new();
+    let (mut nots, mut outer_nots) = (0usize, 0usize);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let start = i;
+        match c {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'(' | b'[' | b'{' => {
+                stack.push(nots);
+                outer_nots += nots;
+                nots = 0;
+            }
+            b')' | b']' | b'}' => {
+                nots = stack.pop().unwrap_or(0);
+                outer_nots = outer_nots.saturating_sub(nots);
+                // The bracketed term ended the pending `not`s' operand.
+                nots = 0;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' => {
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                match &text[start..i] {
+                    "not" => nots += 1,
+                    "and" | "or" => nots = 0,
+                    _ => {}
+                }
+                if stack.len() + outer_nots + nots > MAX_NESTING {
+                    return Err(too_deep(text, start));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if stack.len() + outer_nots + nots > MAX_NESTING {
+            return Err(too_deep(text, start));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+fn too_deep(text: &str, at: usize) -> ParseError {
+    ParseError {
+        loc: at..next_token_end(text, at),
+        message: format!(
+            "the condition nests deeper than {MAX_NESTING} levels here (parentheses, braces, brackets and `not`s count); split it into simpler terms"
+        ),
     }
 }
 
@@ -397,7 +474,7 @@ fn convert_error(e: pest::error::Error<Rule>, text: &str) -> ParseError {
     let found = if pos >= text.len() {
         "the end of the condition".to_string()
     } else {
-        format!("`{}`", &text[pos..end])
+        format!("`{}`", crate::diagnostic::clip(&text[pos..end]))
     };
     let message = match e.variant {
         ErrorVariant::ParsingError { positives, .. } => {

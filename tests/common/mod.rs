@@ -1,0 +1,71 @@
+//! Helpers shared by the integration tests that run the `betrace` binary.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value as Json;
+
+pub fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("betrace-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `betrace replay` with extra args; returns (exit code, stdout, stderr).
+pub fn replay(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_betrace"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("replay")
+        .args(args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(bytes) = stdin {
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn jsonl(s: &str) -> Vec<Json> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// (trace id, rule id) pairs of signals, sorted.
+pub fn pairs(signals: &[Json]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = signals
+        .iter()
+        .map(|s| {
+            (
+                s["trace_id"].as_str().unwrap().to_string(),
+                s["rule_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn expected(corpus: &betrace_corpus::Corpus) -> Vec<(String, String)> {
+    let mut v: Vec<_> = corpus
+        .expected
+        .iter()
+        .map(|(t, r)| (t.clone(), r.to_string()))
+        .collect();
+    v.sort();
+    v
+}
