@@ -109,6 +109,9 @@ typedef struct betrace_counters {
   uint64_t invalid_spans;
   // Time spent judging, in nanoseconds.
   uint64_t eval_nanos;
+  // Spans received again (same trace and span id) while their trace was held: counted
+  // once, as OTLP exporters retry.
+  uint64_t duplicate_spans;
 } betrace_counters;
 
 #ifdef __cplusplus

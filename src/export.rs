@@ -95,6 +95,14 @@ pub fn attributes(s: &Signal) -> Vec<KeyValue> {
         ),
         kv("betrace.mode", string(s.mode.as_str())),
     ];
+    if s.span_ids_total > s.span_ids.len() {
+        out.push(kv(
+            "betrace.violation.span_ids_total",
+            AnyValue {
+                value: Some(any_value::Value::IntValue(s.span_ids_total as i64)),
+            },
+        ));
+    }
     if let Some(c) = &s.compliance {
         out.push(kv("betrace.compliance.framework", string(&c.framework)));
         out.push(kv("betrace.compliance.control", string(&c.control)));

@@ -95,6 +95,9 @@ pub struct betrace_counters {
     pub invalid_spans: u64,
     /// Time spent judging, in nanoseconds.
     pub eval_nanos: u64,
+    /// Spans received again (same trace and span id) while their trace was held: counted
+    /// once, as OTLP exporters retry.
+    pub duplicate_spans: u64,
 }
 
 /// A rule file handed to the engine: its name (shown in error messages) and its YAML text.
@@ -461,6 +464,7 @@ pub unsafe extern "C" fn betrace_engine_counters(
             decode_errors: s.decode_errors,
             invalid_spans: s.invalid_spans,
             eval_nanos: s.engine.eval_nanos,
+            duplicate_spans: b.duplicate_spans,
         };
         write(out, c, "out")
     })

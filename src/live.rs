@@ -59,11 +59,15 @@ pub struct LiveStats {
     pub engine: Stats,
     /// Signals dropped because nobody took them.
     pub signals_dropped: u64,
-    /// Batches that could not be decoded.
+    /// Batches that could not be decoded at all.
     pub decode_errors: u64,
-    /// Spans skipped for a malformed trace or span id.
+    /// Spans skipped because they could not be read (a bad id, value or string); the rest
+    /// of their batch is kept.
     pub invalid_spans: u64,
 }
+
+/// At most one warning about unreadable spans per this much engine time.
+const INVALID_SPAN_LOG_INTERVAL: u64 = 10_000_000_000;
 
 /// A live engine with its outgoing queues.
 pub struct Live {
@@ -74,6 +78,8 @@ pub struct Live {
     dropped: AtomicU64,
     decode_errors: AtomicU64,
     invalid_spans: AtomicU64,
+    /// When unreadable spans were last logged (engine time), for rate limiting.
+    invalid_logged_at: AtomicU64,
     shut_down: AtomicBool,
 }
 
@@ -121,6 +127,7 @@ impl Live {
             dropped: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
             invalid_spans: AtomicU64::new(0),
+            invalid_logged_at: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
         })
     }
@@ -143,8 +150,23 @@ impl Live {
             tracing::warn!(target: "betrace", error = %e, "batch not decoded");
         })?;
         if batch.invalid_spans > 0 {
-            self.invalid_spans.fetch_add(batch.invalid_spans, Relaxed);
-            tracing::debug!(target: "betrace", spans = batch.invalid_spans, "spans with invalid ids skipped");
+            let total = self.invalid_spans.fetch_add(batch.invalid_spans, Relaxed) + batch.invalid_spans;
+            let last = self.invalid_logged_at.load(Relaxed);
+            let due = last == 0 || now.saturating_sub(last) >= INVALID_SPAN_LOG_INTERVAL;
+            if due
+                && self
+                    .invalid_logged_at
+                    .compare_exchange(last, now.max(1), Relaxed, Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(
+                    target: "betrace",
+                    skipped = batch.invalid_spans,
+                    total,
+                    first = batch.first_invalid.as_deref().unwrap_or(""),
+                    "unreadable spans skipped; the rest of their batch is judged"
+                );
+            }
         }
         let signals = self.engine.ingest(batch.fragments, now);
         self.queue(signals, now);
@@ -326,5 +348,61 @@ mod tests {
         live.ingest(&batch(4, &["payment.charge"]), 0).unwrap();
         live.shutdown(1);
         assert_eq!(live.take_logs().1, 1, "the old rules kept running");
+    }
+
+    /// Counts the `betrace` warnings emitted on this thread while `f` runs.
+    fn warnings_during(f: impl FnOnce()) -> Vec<String> {
+        use std::sync::{Arc, Mutex as StdMutex};
+        use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+        struct Collect(Arc<StdMutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> Layer<S> for Collect {
+            fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+                if *event.metadata().level() == tracing::Level::WARN {
+                    let mut fields = String::new();
+                    struct V<'a>(&'a mut String);
+                    impl tracing::field::Visit for V<'_> {
+                        fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                            self.0.push_str(&format!("{}={v:?} ", f.name()));
+                        }
+                    }
+                    event.record(&mut V(&mut fields));
+                    self.0.lock().unwrap().push(fields);
+                }
+            }
+        }
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Collect(seen.clone()));
+        tracing::subscriber::with_default(subscriber, f);
+        let out = seen.lock().unwrap().clone();
+        out
+    }
+
+    #[test]
+    fn a_bad_span_keeps_its_batch_and_is_logged_at_most_every_ten_seconds() {
+        let live = Live::new(one(RULES), BufferConfig::default(), Outputs::default()).unwrap();
+        let with_bad = |trace: u8| {
+            let mut data = TracesData::decode(batch(trace, &["payment.charge"]).as_slice()).unwrap();
+            let spans = &mut data.resource_spans[0].scope_spans[0].spans;
+            let mut bad = spans[0].clone();
+            bad.trace_id = vec![1, 2, 3];
+            bad.name = "bad.id.marker".into();
+            spans.insert(0, bad);
+            data.encode_to_vec()
+        };
+        let logged = warnings_during(|| {
+            live.ingest(&with_bad(5), S).unwrap();
+            live.ingest(&with_bad(6), 2 * S).unwrap();
+            live.ingest(&with_bad(7), 9 * S).unwrap();
+            live.ingest(&with_bad(8), 12 * S).unwrap();
+        });
+        let ours: Vec<_> = logged.iter().filter(|l| l.contains("bad.id.marker")).collect();
+        assert_eq!(ours.len(), 2, "rate-limited to one per 10s: {logged:?}");
+        assert!(ours[0].contains("total=1"), "{ours:?}");
+        assert!(ours[1].contains("total=4"), "{ours:?}");
+        live.shutdown(20 * S);
+        assert_eq!(live.take_logs().1, 4, "every good span was judged");
+        let stats = live.stats();
+        assert_eq!((stats.invalid_spans, stats.decode_errors), (4, 0));
     }
 }

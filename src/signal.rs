@@ -48,8 +48,10 @@ pub struct Signal {
     pub trace_id: TraceId,
     /// The first trigger span (or the root span when there are no trigger spans).
     pub span_id: SpanId,
-    /// Every trigger span, first trigger span first.
+    /// The trigger spans, first trigger span first; at most [`MAX_SPAN_IDS`] of them.
     pub span_ids: Vec<SpanId>,
+    /// How many trigger spans there were (more than `span_ids` holds when capped).
+    pub span_ids_total: usize,
     /// The first trigger span's start.
     pub time_unix_nano: u64,
     /// The first trigger span's resource.
@@ -61,6 +63,14 @@ pub struct Signal {
     /// Live or replay.
     pub mode: Mode,
 }
+
+/// Most trigger span ids a signal lists: one trace of a million spans cannot make a
+/// signal of megabytes. The total is always kept.
+pub const MAX_SPAN_IDS: usize = 100;
+
+/// Longest rendered message, in bytes; a longer one (a huge attribute in `{key}`) is cut
+/// with an ellipsis.
+pub const MAX_MESSAGE: usize = 4096;
 
 impl Signal {
     /// Builds the signal for a rule that fired on a trace. `None` only for an empty trace.
@@ -78,20 +88,32 @@ impl Signal {
         let mut span_ids: Vec<SpanId> = verdict
             .triggers
             .iter()
+            .take(MAX_SPAN_IDS)
             .map(|&i| trace.spans[i].span_id)
             .collect();
         if span_ids.is_empty() {
             span_ids.push(span.span_id);
+        }
+        let span_ids_total = verdict.triggers.len().max(1);
+        let mut message = render_message(&rule.message, |k| get(k).map(|v| v.to_string()));
+        if message.len() > MAX_MESSAGE {
+            let mut end = MAX_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
         }
         Some(Signal {
             rule_id: rule.id.clone(),
             rule_name: rule.name.clone(),
             severity: rule.severity,
             signal_type: rule.signal_type.clone(),
-            message: render_message(&rule.message, |k| get(k).map(|v| v.to_string())),
+            message,
             trace_id: trace.trace_id,
             span_id: span.span_id,
             span_ids,
+            span_ids_total,
             time_unix_nano: span.start_unix_nano,
             resource: resource.clone(),
             context,
@@ -121,6 +143,7 @@ impl Signal {
             "trace_id": self.trace_id.to_string(),
             "span_id": self.span_id.to_string(),
             "span_ids": self.span_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "span_ids_total": self.span_ids_total,
             "time": rfc3339(self.time_unix_nano),
             "service": self.service(),
             "context": context,

@@ -43,7 +43,8 @@ fn write_proto(path: &Path, batches: &[TracesData]) {
 }
 
 /// Two collector replicas that each received about half of every batch's spans, each
-/// writing its own rotated files — named so that name order is not time order.
+/// writing its own rotated files — replica A's named in time order, replica B's so that
+/// name order is not time order.
 fn replica_dirs(dir: &Path, corpus: &betrace_corpus::Corpus) -> (PathBuf, PathBuf) {
     let all = batches(corpus, 200);
     let (a, b) = (dir.join("replica-a"), dir.join("replica-b"));
@@ -58,10 +59,10 @@ fn replica_dirs(dir: &Path, corpus: &betrace_corpus::Corpus) -> (PathBuf, PathBu
         .map(|x| part(x, &|s| s.span_id[7] % 2 == 1))
         .collect();
     for (n, chunk) in half_a.chunks(20).enumerate() {
-        write_jsonl(&a.join(format!("z{:02}.json", 99 - n)), chunk);
+        write_jsonl(&a.join(format!("traces-{n:02}.json")), chunk);
     }
     for (n, chunk) in half_b.chunks(15).enumerate() {
-        write_proto(&b.join(format!("traces-{n:02}.pb")), chunk);
+        write_proto(&b.join(format!("z{:02}.pb", 99 - n)), chunk);
     }
     (a, b)
 }
@@ -441,4 +442,77 @@ fn closed_pipes_are_no_reason_to_panic() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::io::stderr().flush();
+}
+
+fn spans_line(spans: &[String]) -> String {
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    )
+}
+
+fn json_span(trace: &str, id: u64, parent: Option<u64>, name: &str, attrs: &str) -> String {
+    let parent = parent.map(|p| format!("{p:016x}")).unwrap_or_default();
+    format!(
+        r#"{{"traceId":"{trace}","spanId":"{id:016x}","parentSpanId":"{parent}","name":"{name}","startTimeUnixNano":"{}","endTimeUnixNano":"{}","attributes":[{attrs}]}}"#,
+        1_732_524_000_000_000_000u64 + id,
+        1_732_524_000_000_000_000u64 + id + 1000
+    )
+}
+
+#[test]
+fn within_is_linear_in_a_deep_parent_chain() {
+    let dir = tmp("deep-chain");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - id: steps-under-root\n    name: Every step is under the root\n    condition: not (step within root)\n",
+    )
+    .unwrap();
+    let trace = "d".repeat(32);
+    let mut spans = vec![json_span(&trace, 1, None, "root", "")];
+    for i in 2..=400_000u64 {
+        spans.push(json_span(&trace, i, Some(i - 1), "step", ""));
+    }
+    let input = dir.join("chain.json");
+    let text: String = spans.chunks(10_000).map(|c| spans_line(c) + "\n").collect();
+    std::fs::write(&input, text).unwrap();
+    let started = std::time::Instant::now();
+    let (code, out, err) = replay(&["--rules", rules.to_str().unwrap(), input.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "", "every step has the root above it");
+    assert!(err.contains("400000 spans in 1 traces"), "{err}");
+    assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+}
+
+#[test]
+fn csv_cells_are_neutralised_and_trigger_span_ids_are_capped() {
+    let dir = tmp("csv-cap");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - id: no-bulk\n    name: No bulk op\n    condition: bulk.op\n    signal:\n      message: \"{formula}\"\n",
+    )
+    .unwrap();
+    let trace = "e".repeat(32);
+    let formula = r#"{"key":"formula","value":{"stringValue":"=HYPERLINK(\"http://x\")"}}"#;
+    let spans: Vec<String> = (1..=2000u64)
+        .map(|i| json_span(&trace, i, None, "bulk.op", formula))
+        .collect();
+    let input = dir.join("bulk.json");
+    std::fs::write(&input, spans_line(&spans) + "\n").unwrap();
+    let (code, out, err) = replay(&["--rules", rules.to_str().unwrap(), input.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    let signals = jsonl(&out);
+    assert_eq!(signals.len(), 1);
+    assert_eq!(signals[0]["span_ids"].as_array().unwrap().len(), 100);
+    assert_eq!(signals[0]["span_ids_total"], 2000);
+    assert!(out.len() < 10_000, "one signal of {} bytes", out.len());
+    let (code, csv, err) = replay(
+        &["--rules", rules.to_str().unwrap(), "--format", "csv", input.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(csv.contains(r#"'=HYPERLINK"#), "{csv}");
+    assert!(!csv.contains(r#",=HYPERLINK"#) && !csv.contains(r#","=HYPERLINK"#), "{csv}");
 }

@@ -139,7 +139,8 @@ impl<W: Write> Output<W> {
                             .unwrap_or_default(),
                     );
                 }
-                w.write_record(&row).map_err(io::Error::other)
+                w.write_record(row.iter().map(|cell| neutralise(cell).into_owned()))
+                    .map_err(io::Error::other)
             }
             (Sink::Plain(_), _) => {
                 let i = match self.group_of.get(&s.rule_id) {
@@ -219,5 +220,15 @@ fn short_time(ns: u64) -> String {
     match (t.find('.'), t.len()) {
         (Some(dot), _) if t.len() > dot + 4 => format!("{}Z", &t[..dot + 4]),
         _ => t,
+    }
+}
+
+/// A CSV cell as spreadsheets can open it safely: a cell starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return would be read as a formula (CSV injection), so it gets a
+/// leading `'`, as OWASP recommends.
+fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+        _ => cell.into(),
     }
 }

@@ -55,7 +55,7 @@ type Counters struct {
 	SpansIn, TracesIn, TracesJudged, TracesJudgedEarly  uint64
 	LateSpans, LateSpansUnjudged, HeldTraces, HeldSpans uint64
 	Signals, SignalsDropped, DecodeErrors, InvalidSpans uint64
-	EvalNanos                                           uint64
+	EvalNanos, DuplicateSpans                           uint64
 }
 
 // Engine is one BeTrace engine; its methods are safe for concurrent use, Close last.
@@ -216,6 +216,7 @@ func (e *Engine) Counters() Counters {
 		LateSpansUnjudged: uint64(c.late_spans_unjudged), HeldTraces: uint64(c.held_traces), HeldSpans: uint64(c.held_spans),
 		Signals: uint64(c.signals), SignalsDropped: uint64(c.signals_dropped), DecodeErrors: uint64(c.decode_errors),
 		InvalidSpans: uint64(c.invalid_spans), EvalNanos: uint64(c.eval_nanos),
+		DuplicateSpans: uint64(c.duplicate_spans),
 	}
 }
 

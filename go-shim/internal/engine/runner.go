@@ -202,6 +202,9 @@ func (r *Runner) registerMetrics(m metric.Meter) (metric.Registration, error) {
 	judged := counter("otelcol_betrace_traces_judged", "Traces judged (a trace judged again after a late span counts twice).")
 	early := counter("otelcol_betrace_traces_judged_early", "Traces judged early to stay within max_traces / max_spans.")
 	late := counter("otelcol_betrace_late_spans", "Spans that arrived for a trace already judged.")
+	lateUnjudged := counter("otelcol_betrace_late_spans_unjudged", "Late spans that arrived after their trace was released, so were not judged.")
+	duplicates := counter("otelcol_betrace_duplicate_spans", "Spans received again (same trace and span id), counted once.")
+	invalid := counter("otelcol_betrace_invalid_spans", "Spans skipped because they could not be read; the rest of their batch was judged.")
 	signals := counter("otelcol_betrace_signals", "Violations found, by rule.")
 	dropped := counter("otelcol_betrace_signals_dropped", "Violations dropped because they were not delivered in time.")
 	decodeErrors := counter("otelcol_betrace_decode_errors", "Batches the engine could not decode.")
@@ -214,6 +217,9 @@ func (r *Runner) registerMetrics(m metric.Meter) (metric.Registration, error) {
 		o.ObserveInt64(judged, int64(c.TracesJudged))
 		o.ObserveInt64(early, int64(c.TracesJudgedEarly))
 		o.ObserveInt64(late, int64(c.LateSpans))
+		o.ObserveInt64(lateUnjudged, int64(c.LateSpansUnjudged))
+		o.ObserveInt64(duplicates, int64(c.DuplicateSpans))
+		o.ObserveInt64(invalid, int64(c.InvalidSpans))
 		o.ObserveInt64(dropped, int64(c.SignalsDropped))
 		o.ObserveInt64(decodeErrors, int64(c.DecodeErrors))
 		o.ObserveInt64(heldTraces, int64(c.HeldTraces))
@@ -227,5 +233,5 @@ func (r *Runner) registerMetrics(m metric.Meter) (metric.Registration, error) {
 			o.ObserveInt64(signals, int64(n), metric.WithAttributes(attribute.String("rule", rule)))
 		}
 		return nil
-	}, spansIn, judged, early, late, signals, dropped, decodeErrors, heldTraces, heldSpans, evalTime)
+	}, spansIn, judged, early, late, lateUnjudged, duplicates, invalid, signals, dropped, decodeErrors, heldTraces, heldSpans, evalTime)
 }
