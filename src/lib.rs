@@ -20,6 +20,7 @@ pub mod compact;
 pub mod compile;
 pub mod diagnostic;
 pub mod engine;
+pub mod explain;
 pub mod export;
 pub mod ffi;
 pub mod hir;

@@ -150,7 +150,8 @@ impl Live {
             tracing::warn!(target: "betrace", error = %e, "batch not decoded");
         })?;
         if batch.invalid_spans > 0 {
-            let total = self.invalid_spans.fetch_add(batch.invalid_spans, Relaxed) + batch.invalid_spans;
+            let total =
+                self.invalid_spans.fetch_add(batch.invalid_spans, Relaxed) + batch.invalid_spans;
             let last = self.invalid_logged_at.load(Relaxed);
             let due = last == 0 || now.saturating_sub(last) >= INVALID_SPAN_LOG_INTERVAL;
             if due
@@ -362,7 +363,11 @@ mod tests {
                     let mut fields = String::new();
                     struct V<'a>(&'a mut String);
                     impl tracing::field::Visit for V<'_> {
-                        fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                        fn record_debug(
+                            &mut self,
+                            f: &tracing::field::Field,
+                            v: &dyn std::fmt::Debug,
+                        ) {
                             self.0.push_str(&format!("{}={v:?} ", f.name()));
                         }
                     }
@@ -382,7 +387,8 @@ mod tests {
     fn a_bad_span_keeps_its_batch_and_is_logged_at_most_every_ten_seconds() {
         let live = Live::new(one(RULES), BufferConfig::default(), Outputs::default()).unwrap();
         let with_bad = |trace: u8| {
-            let mut data = TracesData::decode(batch(trace, &["payment.charge"]).as_slice()).unwrap();
+            let mut data =
+                TracesData::decode(batch(trace, &["payment.charge"]).as_slice()).unwrap();
             let spans = &mut data.resource_spans[0].scope_spans[0].spans;
             let mut bad = spans[0].clone();
             bad.trace_id = vec![1, 2, 3];
@@ -396,7 +402,10 @@ mod tests {
             live.ingest(&with_bad(7), 9 * S).unwrap();
             live.ingest(&with_bad(8), 12 * S).unwrap();
         });
-        let ours: Vec<_> = logged.iter().filter(|l| l.contains("bad.id.marker")).collect();
+        let ours: Vec<_> = logged
+            .iter()
+            .filter(|l| l.contains("bad.id.marker"))
+            .collect();
         assert_eq!(ours.len(), 2, "rate-limited to one per 10s: {logged:?}");
         assert!(ours[0].contains("total=1"), "{ours:?}");
         assert!(ours[1].contains("total=4"), "{ours:?}");

@@ -52,7 +52,8 @@ fn evaluate_form(form: &Form, trace: &Trace) -> Verdict {
     Verdict { fired, triggers }
 }
 
-fn expr(e: &Expr, t: &Trace) -> bool {
+/// Whether a checked expression holds on a trace.
+pub(crate) fn expr(e: &Expr, t: &Trace) -> bool {
     match e {
         Expr::Or(items) => items.iter().any(|i| expr(i, t)),
         Expr::And(items) => items.iter().all(|i| expr(i, t)),
@@ -72,7 +73,8 @@ fn expr(e: &Expr, t: &Trace) -> bool {
     }
 }
 
-fn num(n: &Num, t: &Trace) -> i64 {
+/// A numeric term's value on a trace.
+pub(crate) fn num(n: &Num, t: &Trace) -> i64 {
     match n {
         Num::Int(i) => *i,
         Num::Count(s) => (0..t.spans.len()).filter(|&i| matches(s, t, i)).count() as i64,
@@ -100,7 +102,8 @@ fn parent(i: usize, t: &Trace) -> Option<usize> {
     t.spans.iter().position(|s| s.span_id == pid)
 }
 
-fn has_ancestor(i: usize, b: &Selector, t: &Trace) -> bool {
+/// Whether span `i` has an ancestor matching `b`.
+pub(crate) fn has_ancestor(i: usize, b: &Selector, t: &Trace) -> bool {
     let mut cur = i;
     // A hostile trace may have a parent cycle; no chain is longer than the trace.
     for _ in 0..t.spans.len() {
@@ -139,7 +142,8 @@ fn pred(p: &Pred, t: &Trace, i: usize) -> bool {
 }
 
 /// The value an attribute reference has on span `i`, if any.
-fn attr(a: &Attr, t: &Trace, i: usize) -> Option<Value> {
+/// An attribute's value on span `i`.
+pub(crate) fn attr(a: &Attr, t: &Trace, i: usize) -> Option<Value> {
     let span = &t.spans[i];
     let resource = &t.resource_of(span).attributes;
     match a {
@@ -161,86 +165,12 @@ fn attr(a: &Attr, t: &Trace, i: usize) -> Option<Value> {
     }
 }
 
-/// One line of an explanation: a part of the condition and what it evaluated to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    /// `when`, `always`, `never` or `condition`.
-    pub clause: &'static str,
-    /// Nesting depth under the clause (0 = the clause's whole expression).
-    pub depth: usize,
-    /// The part, written back as a condition.
-    pub text: String,
-    /// Its value on the trace.
-    pub value: bool,
-    /// A note such as "2 spans match".
-    pub detail: String,
-}
-
-/// Evaluates each clause and its direct parts, for `betrace test` to show why an example
-/// failed.
-pub fn explain(form: &Form, trace: &Trace) -> Vec<Step> {
-    crate::with_stack(|| explain_form(form, trace))
-}
-
-fn explain_form(form: &Form, trace: &Trace) -> Vec<Step> {
-    let mut steps = Vec::new();
-    let mut clause = |name: &'static str, e: &Expr| {
-        steps.push(step(name, 0, e, trace));
-        if let Expr::And(items) | Expr::Or(items) = e {
-            steps.extend(items.iter().map(|i| step(name, 1, i, trace)));
-        }
-    };
-    match form {
-        Form::Invariant {
-            when,
-            always,
-            never,
-        } => {
-            clause("when", when);
-            if let Some(a) = always {
-                clause("always", a);
-            }
-            if let Some(n) = never {
-                clause("never", n);
-            }
-        }
-        Form::Violation(e) => clause("condition", e),
-    }
-    steps
-}
-
-fn step(clause: &'static str, depth: usize, e: &Expr, t: &Trace) -> Step {
-    let count = |s: &Selector| (0..t.spans.len()).filter(|&i| matches(s, t, i)).count();
-    let spans = |n: usize| {
-        if n == 1 {
-            "1 span matches".to_string()
-        } else {
-            format!("{n} spans match")
-        }
-    };
-    let detail = match e {
-        Expr::Has(s) => spans(count(s)),
-        Expr::Compare(a, _, b) => format!("{} vs {}", num(a, t), num(b, t)),
-        Expr::Before(a, b) | Expr::Within(a, b) | Expr::ChildOf(a, b) => {
-            format!("{} / {}", spans(count(a)), spans(count(b)))
-        }
-        _ => String::new(),
-    };
-    Step {
-        clause,
-        depth,
-        text: describe(e),
-        value: expr(e, t),
-        detail,
-    }
-}
-
 /// Writes a checked expression back in the language.
 pub fn describe(e: &Expr) -> String {
+    // A count's or distinct's selector text is the whole term as written.
     let num = |n: &Num| match n {
         Num::Int(i) => i.to_string(),
-        Num::Count(s) => format!("count({})", s.text),
-        Num::Distinct(s, k) => format!("distinct({}, {k})", s.text),
+        Num::Count(s) | Num::Distinct(s, _) => s.text.clone(),
     };
     let wrap = |e: &Expr| match e {
         Expr::Or(_) | Expr::And(_) => format!("({})", describe(e)),

@@ -478,11 +478,18 @@ fn within_is_linear_in_a_deep_parent_chain() {
     let text: String = spans.chunks(10_000).map(|c| spans_line(c) + "\n").collect();
     std::fs::write(&input, text).unwrap();
     let started = std::time::Instant::now();
-    let (code, out, err) = replay(&["--rules", rules.to_str().unwrap(), input.to_str().unwrap()], None);
+    let (code, out, err) = replay(
+        &["--rules", rules.to_str().unwrap(), input.to_str().unwrap()],
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "", "every step has the root above it");
     assert!(err.contains("400000 spans in 1 traces"), "{err}");
-    assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -501,7 +508,10 @@ fn csv_cells_are_neutralised_and_trigger_span_ids_are_capped() {
         .collect();
     let input = dir.join("bulk.json");
     std::fs::write(&input, spans_line(&spans) + "\n").unwrap();
-    let (code, out, err) = replay(&["--rules", rules.to_str().unwrap(), input.to_str().unwrap()], None);
+    let (code, out, err) = replay(
+        &["--rules", rules.to_str().unwrap(), input.to_str().unwrap()],
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     let signals = jsonl(&out);
     assert_eq!(signals.len(), 1);
@@ -509,10 +519,19 @@ fn csv_cells_are_neutralised_and_trigger_span_ids_are_capped() {
     assert_eq!(signals[0]["span_ids_total"], 2000);
     assert!(out.len() < 10_000, "one signal of {} bytes", out.len());
     let (code, csv, err) = replay(
-        &["--rules", rules.to_str().unwrap(), "--format", "csv", input.to_str().unwrap()],
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--format",
+            "csv",
+            input.to_str().unwrap(),
+        ],
         None,
     );
     assert_eq!(code, 0, "{err}");
     assert!(csv.contains(r#"'=HYPERLINK"#), "{csv}");
-    assert!(!csv.contains(r#",=HYPERLINK"#) && !csv.contains(r#","=HYPERLINK"#), "{csv}");
+    assert!(
+        !csv.contains(r#",=HYPERLINK"#) && !csv.contains(r#","=HYPERLINK"#),
+        "{csv}"
+    );
 }

@@ -1,6 +1,6 @@
 //! `betrace test RULES…`: run every rule's `examples:` and say why a failing one failed.
 
-use betrace::reference;
+use betrace::explain;
 use betrace::rules::Expect;
 use betrace::signal::{Mode, Signal};
 
@@ -76,12 +76,18 @@ pub fn run(args: &Args) -> u8 {
                     Expect::Pass => "expected no violation; the rule fired",
                 };
                 out(&format!("        {why}"));
-                for step in reference::explain(&def.form, &ex.trace) {
+                for step in explain::explain(&def.form, &ex.trace) {
                     let indent = "  ".repeat(step.depth);
                     out(&format!(
-                        "          {:<9} {indent}{:<48} {:<5}  {}",
-                        step.clause, step.text, step.value, step.detail
+                        "          {:<7} {:<5} {indent}{}",
+                        step.clause, step.value, step.text
                     ));
+                    if !step.detail.is_empty() {
+                        out(&format!(
+                            "                        {indent}  {}",
+                            step.detail
+                        ));
+                    }
                 }
             }
         }

@@ -1,0 +1,202 @@
+//! Why a rule did or did not fire on a trace, part by part, for `betrace test`.
+//!
+//! Every part of the condition is evaluated with the reference evaluator and shown with
+//! its value, down to the innermost term, and each term names the span that decided it: a
+//! filtered selector that matched nothing shows the first span that had the name but failed
+//! the filter, with the attribute values the filter read; `before` shows both earliest
+//! spans; `within`/`child_of` show the first span without the required ancestor or parent.
+
+use crate::hir::{Attr, Expr, Form, Pred, Selector};
+use crate::reference::{attr, describe, expr, has_ancestor, matches, num};
+use crate::trace::Trace;
+
+/// One line of an explanation: a part of the condition and what it evaluated to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// `when`, `always`, `never` or `condition`.
+    pub clause: &'static str,
+    /// Nesting depth under the clause (0 = the clause's whole expression).
+    pub depth: usize,
+    /// The part, written back as a condition.
+    pub text: String,
+    /// Its value on the trace.
+    pub value: bool,
+    /// What decided it, such as "0 of 2 `payment` spans pass the filter; first: …".
+    pub detail: String,
+}
+
+/// Evaluates each clause and every part of it, for `betrace test` to show why an example
+/// failed.
+pub fn explain(form: &Form, trace: &Trace) -> Vec<Step> {
+    crate::with_stack(|| {
+        let mut steps = Vec::new();
+        match form {
+            Form::Invariant {
+                when,
+                always,
+                never,
+            } => {
+                walk("when", 0, when, trace, &mut steps);
+                if let Some(a) = always {
+                    walk("always", 0, a, trace, &mut steps);
+                }
+                if let Some(n) = never {
+                    walk("never", 0, n, trace, &mut steps);
+                }
+            }
+            Form::Violation(e) => walk("condition", 0, e, trace, &mut steps),
+        }
+        steps
+    })
+}
+
+fn walk(clause: &'static str, depth: usize, e: &Expr, t: &Trace, steps: &mut Vec<Step>) {
+    steps.push(Step {
+        clause,
+        depth,
+        text: describe(e),
+        value: expr(e, t),
+        detail: detail(e, t),
+    });
+    match e {
+        Expr::And(items) | Expr::Or(items) => {
+            for i in items {
+                walk(clause, depth + 1, i, t, steps);
+            }
+        }
+        Expr::Not(inner) => walk(clause, depth + 1, inner, t, steps),
+        _ => {}
+    }
+}
+
+fn detail(e: &Expr, t: &Trace) -> String {
+    match e {
+        Expr::Has(s) => selector_detail(s, t),
+        Expr::Compare(a, _, b) => format!("{} vs {}", num(a, t), num(b, t)),
+        Expr::Before(a, b) => {
+            let earliest = |s: &Selector| {
+                (0..t.spans.len())
+                    .filter(|&i| matches(s, t, i))
+                    .min_by_key(|&i| (t.spans[i].start_unix_nano, t.spans[i].span_id))
+            };
+            match (earliest(a), earliest(b)) {
+                (Some(x), Some(y)) => format!(
+                    "earliest `{}` {} starts at {}, earliest `{}` {} at {}",
+                    a.text,
+                    t.spans[x].span_id,
+                    offset(t, x),
+                    b.text,
+                    t.spans[y].span_id,
+                    offset(t, y)
+                ),
+                (None, _) => format!("no span matches `{}`", a.text),
+                (_, None) => format!("no span matches `{}`", b.text),
+            }
+        }
+        Expr::Within(a, b) | Expr::ChildOf(a, b) => {
+            let direct = matches!(e, Expr::ChildOf(..));
+            let parent_of = |i: usize| {
+                let p = t.spans[i].parent_span_id?;
+                t.spans.iter().position(|s| s.span_id == p)
+            };
+            let lacking = (0..t.spans.len()).filter(|&i| matches(a, t, i)).find(|&i| {
+                if direct {
+                    !parent_of(i).is_some_and(|p| matches(b, t, p))
+                } else {
+                    !has_ancestor(i, b, t)
+                }
+            });
+            let n = (0..t.spans.len()).filter(|&i| matches(a, t, i)).count();
+            match lacking {
+                Some(i) => format!(
+                    "span {} (`{}`) has no {} matching `{}`",
+                    t.spans[i].span_id,
+                    t.spans[i].name,
+                    if direct { "parent" } else { "ancestor" },
+                    b.text
+                ),
+                None => format!(
+                    "{} matching `{}`, each under `{}`",
+                    spans(n),
+                    a.text,
+                    b.text
+                ),
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// How many spans a selector matched and, when a filter rejected every span of the right
+/// name, the first such span with the values its filter read.
+fn selector_detail(s: &Selector, t: &Trace) -> String {
+    let named: Vec<usize> = (0..t.spans.len())
+        .filter(|&i| s.name.matches(&t.spans[i].name))
+        .collect();
+    let passing = named.iter().filter(|&&i| matches(s, t, i)).count();
+    let Some(pred) = &s.pred else {
+        return match passing {
+            1 => "1 span matches".to_string(),
+            n => format!("{n} spans match"),
+        };
+    };
+    if passing > 0 || named.is_empty() {
+        return format!(
+            "{passing} of the {} with its name pass{} the filter",
+            spans(named.len()),
+            if passing == 1 { "es" } else { "" }
+        );
+    }
+    let first = named[0];
+    let mut read = Vec::new();
+    attrs_of(pred, &mut read);
+    read.dedup();
+    let values: Vec<String> = read
+        .iter()
+        .map(|a| match attr(a, t, first) {
+            Some(v) => format!("{a} = {v}"),
+            None => format!("{a} absent"),
+        })
+        .collect();
+    format!(
+        "none of the {} with its name passes the filter; first: {} ({})",
+        spans(named.len()),
+        t.spans[first].span_id,
+        values.join(", ")
+    )
+}
+
+fn attrs_of(p: &Pred, out: &mut Vec<Attr>) {
+    match p {
+        Pred::Or(items) | Pred::And(items) => items.iter().for_each(|q| attrs_of(q, out)),
+        Pred::Not(q) => attrs_of(q, out),
+        Pred::Exists(a)
+        | Pred::Truthy(a)
+        | Pred::Cmp(a, ..)
+        | Pred::In(a, _)
+        | Pred::Matches(a, _)
+        | Pred::Contains(a, _) => out.push(a.clone()),
+        Pred::CmpAttr(a, _, b) => {
+            out.push(a.clone());
+            out.push(b.clone());
+        }
+    }
+}
+
+fn spans(n: usize) -> String {
+    if n == 1 {
+        "1 span".to_string()
+    } else {
+        format!("{n} spans")
+    }
+}
+
+/// A span's start relative to the trace's earliest, as `+12ms`.
+fn offset(t: &Trace, i: usize) -> String {
+    let start = t.start_unix_nano();
+    let d = t.spans[i].start_unix_nano.saturating_sub(start);
+    format!(
+        "+{}",
+        humantime::format_duration(std::time::Duration::from_nanos(d))
+    )
+}
