@@ -6,6 +6,7 @@
 
 use regex::{Regex, RegexBuilder};
 
+use crate::diagnostic::Diagnostic;
 use crate::hir::{self, Attr, Form, Intrinsic, IntrinsicType, NameMatch, Num, Pred};
 use crate::syntax::ast::{self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, RelOp};
 use crate::trace::{SpanKind, StatusCode};
@@ -17,65 +18,23 @@ pub const RESERVED: [&str; 20] = [
     "distinct", "before", "after", "within", "child_of", "true", "false", "trace", "unique",
 ];
 
-/// How bad a problem is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// The rule set is refused.
-    Error,
-    /// Reported; the rule set loads.
-    Warning,
-}
-
-/// A problem in a condition, located in the condition text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Error or warning.
-    pub level: Level,
-    /// Where, in the condition text.
-    pub loc: Loc,
-    /// The headline.
-    pub message: String,
-    /// A short label under the caret.
-    pub label: String,
-    /// A suggestion, if there is one.
-    pub help: Option<String>,
-}
-
-impl Problem {
-    fn error(loc: Loc, message: impl Into<String>, label: impl Into<String>) -> Problem {
-        Problem {
-            level: Level::Error,
-            loc,
-            message: message.into(),
-            label: label.into(),
-            help: None,
-        }
-    }
-
-    fn with_help(mut self, help: impl Into<String>) -> Problem {
-        self.help = Some(help.into());
-        self
-    }
-}
-
 /// The checked condition and its warnings.
 #[derive(Debug, Clone)]
 pub struct Checked {
     /// The condition, ready for the compiler and the reference evaluator.
     pub form: Form,
     /// Warnings (`level == Warning`) to show the author.
-    pub warnings: Vec<Problem>,
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Parses and checks a condition; on failure, every problem found (at least one).
-pub fn check_text(text: &str) -> Result<Checked, Vec<Problem>> {
-    let ast =
-        crate::syntax::parse(text).map_err(|e| vec![Problem::error(e.loc, e.message, "here")])?;
+pub fn check_text(text: &str) -> Result<Checked, Vec<Diagnostic>> {
+    let ast = crate::syntax::parse(text).map_err(|e| vec![e])?;
     check(&ast, text)
 }
 
 /// Checks a parsed condition against the text it was parsed from.
-pub fn check(cond: &ast::Condition, text: &str) -> Result<Checked, Vec<Problem>> {
+pub fn check(cond: &ast::Condition, text: &str) -> Result<Checked, Vec<Diagnostic>> {
     let mut cx = Checker {
         text,
         errors: Vec::new(),
@@ -89,7 +48,7 @@ pub fn check(cond: &ast::Condition, text: &str) -> Result<Checked, Vec<Problem>>
         } => {
             if always.is_none() && never.is_none() {
                 cx.errors.push(
-                    Problem::error(
+                    Diagnostic::error(
                         loc.clone(),
                         "`when` needs an `always { … }` or a `never { … }` block",
                         "this rule says what it applies to, but not what must hold",
@@ -121,7 +80,7 @@ pub fn check(cond: &ast::Condition, text: &str) -> Result<Checked, Vec<Problem>>
 
 struct Checker<'t> {
     text: &'t str,
-    errors: Vec<Problem>,
+    errors: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
@@ -174,7 +133,7 @@ impl Checker<'_> {
                     _ => true,
                 });
                 if keys.len() > 1 {
-                    self.errors.push(Problem::error(
+                    self.errors.push(Diagnostic::error(
                         keys[1].1.clone(),
                         "only one `== unique` per count",
                         "second `== unique`",
@@ -195,7 +154,7 @@ impl Checker<'_> {
                 let first = n.split('.').next().unwrap_or(n);
                 if RESERVED.contains(&first) {
                     self.errors.push(
-                        Problem::error(
+                        Diagnostic::error(
                             s.name_loc.clone(),
                             format!("`{first}` is a reserved word"),
                             "reserved word used as a span name",
@@ -229,7 +188,7 @@ impl Checker<'_> {
             Predicate::Truthy(a) => {
                 let attr = self.attr(a);
                 if let Attr::Intrinsic(i) = attr {
-                    self.errors.push(Problem::error(
+                    self.errors.push(Diagnostic::error(
                         a.loc.clone(),
                         format!("`{}` is not a boolean", i.name()),
                         "compare it with a value",
@@ -256,7 +215,7 @@ impl Checker<'_> {
         match (op, rhs) {
             (_, Operand::Unique(l)) => {
                 self.errors.push(
-                    Problem::error(
+                    Diagnostic::error(
                         l.clone(),
                         "`unique` only counts distinct values",
                         "not inside trace.count(...)",
@@ -274,14 +233,14 @@ impl Checker<'_> {
             }
             ("in", other) => {
                 self.errors.push(
-                    Problem::error(operand_loc(other), "`in` takes a list", "not a list")
+                    Diagnostic::error(operand_loc(other), "`in` takes a list", "not a list")
                         .with_help("write `k in [a, b, c]`"),
                 );
                 Pred::Exists(attr)
             }
             (_, Operand::List(_, l)) => {
                 self.errors.push(
-                    Problem::error(
+                    Diagnostic::error(
                         l.clone(),
                         format!("`{op}` does not take a list"),
                         "a list here",
@@ -292,7 +251,7 @@ impl Checker<'_> {
             }
             ("matches", Operand::Literal(Literal::Str(re), l)) => {
                 if ty.is_some_and(|t| t != IntrinsicType::String) {
-                    self.errors.push(Problem::error(
+                    self.errors.push(Diagnostic::error(
                         lhs.loc.clone(),
                         format!("`matches` needs a string, and `{attr}` is not one"),
                         "not a string",
@@ -302,14 +261,14 @@ impl Checker<'_> {
                     Ok(r) => Pred::Matches(attr, r),
                     Err(msg) => {
                         self.errors
-                            .push(Problem::error(l.clone(), "invalid regex", msg));
+                            .push(Diagnostic::error(l.clone(), "invalid regex", msg));
                         Pred::Exists(attr)
                     }
                 }
             }
             ("matches", other) => {
                 self.errors.push(
-                    Problem::error(
+                    Diagnostic::error(
                         operand_loc(other),
                         "`matches` takes a regex in double quotes",
                         "not a string",
@@ -320,7 +279,7 @@ impl Checker<'_> {
             }
             ("contains", Operand::Literal(lit, l)) => {
                 if ty == Some(IntrinsicType::Duration) {
-                    self.errors.push(Problem::error(
+                    self.errors.push(Diagnostic::error(
                         lhs.loc.clone(),
                         format!("`{attr}` is a duration; `contains` needs a string or an array"),
                         "a duration",
@@ -328,7 +287,7 @@ impl Checker<'_> {
                 }
                 let v = literal_value(lit);
                 if let Value::Duration(_) = v {
-                    self.errors.push(Problem::error(
+                    self.errors.push(Diagnostic::error(
                         l.clone(),
                         "`contains` does not take a duration",
                         "a duration",
@@ -337,7 +296,7 @@ impl Checker<'_> {
                 Pred::Contains(attr, v)
             }
             ("contains", other) => {
-                self.errors.push(Problem::error(
+                self.errors.push(Diagnostic::error(
                     operand_loc(other),
                     "`contains` takes a value",
                     "not a value",
@@ -349,7 +308,7 @@ impl Checker<'_> {
                 let cmp = CmpOp::parse(op).expect("the grammar only yields these operators here");
                 if let (Attr::Intrinsic(a), Attr::Intrinsic(b)) = (&attr, &other_attr) {
                     if a.ty() != b.ty() {
-                        self.errors.push(Problem::error(
+                        self.errors.push(Diagnostic::error(
                             other.loc.clone(),
                             format!("`{}` and `{}` have different types", a.name(), b.name()),
                             "cannot compare",
@@ -363,7 +322,7 @@ impl Checker<'_> {
                 if matches!(ty, Some(IntrinsicType::Status | IntrinsicType::Kind))
                     && !matches!(cmp, CmpOp::Eq | CmpOp::Ne)
                 {
-                    self.errors.push(Problem::error(
+                    self.errors.push(Diagnostic::error(
                         op_loc.clone(),
                         format!("`{attr}` has no order"),
                         "use == or !=, or `in`",
@@ -389,7 +348,7 @@ impl Checker<'_> {
         match (ty, &v) {
             (Some(IntrinsicType::Duration), Value::Duration(_)) => {}
             (Some(IntrinsicType::Duration), other) => self.errors.push(
-                Problem::error(
+                Diagnostic::error(
                     l.clone(),
                     format!(
                         "`{attr}` is a duration, compared here with {} {}",
@@ -401,7 +360,7 @@ impl Checker<'_> {
                 .with_help("write a duration such as 250ms, 2s or 1m"),
             ),
             (Some(IntrinsicType::String), Value::Duration(_) | Value::Bool(_)) => {
-                self.errors.push(Problem::error(
+                self.errors.push(Diagnostic::error(
                     l.clone(),
                     format!(
                         "`{attr}` is a string, compared here with a {}",
@@ -412,7 +371,7 @@ impl Checker<'_> {
             }
             (Some(IntrinsicType::Status), value) if !matches!(value, Value::Str(s) if StatusCode::from_word(s).is_some()) => {
                 self.errors.push(
-                    Problem::error(
+                    Diagnostic::error(
                         l.clone(),
                         format!("`{value}` is not a span status"),
                         "unknown status",
@@ -422,7 +381,7 @@ impl Checker<'_> {
             }
             (Some(IntrinsicType::Kind), value) if !matches!(value, Value::Str(s) if SpanKind::from_word(s).is_some()) => {
                 self.errors.push(
-                    Problem::error(
+                    Diagnostic::error(
                         l.clone(),
                         format!("`{value}` is not a span kind"),
                         "unknown kind",
@@ -431,7 +390,7 @@ impl Checker<'_> {
                 )
             }
             (None, Value::Bool(_)) if ordered => self.errors.push(
-                Problem::error(l.clone(), "booleans have no order", "a boolean")
+                Diagnostic::error(l.clone(), "booleans have no order", "a boolean")
                     .with_help("use == or !="),
             ),
             _ => {}
@@ -446,7 +405,7 @@ impl Checker<'_> {
                 let quoted = self.text[a.loc.clone()].starts_with('"');
                 if !quoted && RESERVED.contains(&first) {
                     self.errors.push(
-                        Problem::error(
+                        Diagnostic::error(
                             a.loc.clone(),
                             format!("`{first}` is a reserved word"),
                             "reserved word used as an attribute",
@@ -463,7 +422,7 @@ impl Checker<'_> {
                 None => {
                     let known: Vec<&str> = Intrinsic::ALL.iter().map(|i| i.name()).collect();
                     self.errors.push(
-                        Problem::error(
+                        Diagnostic::error(
                             a.loc.clone(),
                             format!("unknown intrinsic `{name}`"),
                             "not an intrinsic",
@@ -569,7 +528,7 @@ fn glob(text: &str, pieces: &[String]) -> NameMatch {
 
 /// The warning of dsl.md §2: a violation-form condition that is a plain conjunction of
 /// positive `has` checks fires on every trace that has them all.
-fn conjunction_of_has(e: &ast::Expr, text: &str) -> Option<Problem> {
+fn conjunction_of_has(e: &ast::Expr, text: &str) -> Option<Diagnostic> {
     let ast::Expr::And(items, loc) = e else {
         return None;
     };
@@ -578,16 +537,17 @@ fn conjunction_of_has(e: &ast::Expr, text: &str) -> Option<Problem> {
     }
     let first = &text[items[0].loc()];
     let rest: Vec<&str> = items[1..].iter().map(|i| &text[i.loc()]).collect();
-    Some(Problem {
-        level: Level::Warning,
-        loc: loc.clone(),
-        message: "this condition fires on every trace that has all of these spans".into(),
-        label: "a conjunction of `has` checks".into(),
-        help: Some(format!(
+    Some(
+        Diagnostic::warning(
+            loc.clone(),
+            "this condition fires on every trace that has all of these spans",
+            "a conjunction of `has` checks",
+        )
+        .with_help(format!(
             "a violation-form rule fires when its condition is true; to say \"if the first happens, the rest must too\", write\n    when {{ {first} }} always {{ {} }}",
             rest.join(" and ")
         )),
-    })
+    )
 }
 
 #[cfg(test)]
@@ -664,8 +624,8 @@ mod tests {
         let c = check_text("trace.has(a) and trace.has(b)").unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0]
-            .help
-            .as_ref()
+            .help()
+            .next()
             .unwrap()
             .contains("when { trace.has(a) } always { trace.has(b) }"));
         assert!(check_text("trace.has(a) and not trace.has(b)")

@@ -210,10 +210,7 @@ fn sources(
             } else {
                 name.to_string()
             };
-            Ok(crate::diagnostic::SourceFile {
-                name,
-                text: text.to_string(),
-            })
+            Ok(crate::diagnostic::SourceFile::new(name, text))
         })
         .collect()
 }
@@ -227,7 +224,7 @@ fn engine<'a>(e: *const betrace_engine) -> Result<&'a betrace_engine, Failure> {
 
 fn live_error(e: LiveError) -> Failure {
     let code = match e {
-        LiveError::Rules(_) => BETRACE_ERR_RULES,
+        LiveError::Rules(_) | LiveError::NoRules => BETRACE_ERR_RULES,
         LiveError::Decode(_) => BETRACE_ERR_DECODE,
         LiveError::ShutDown => BETRACE_ERR_SHUT_DOWN,
     };

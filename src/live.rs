@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use prost::Message;
 
 use crate::buffer::BufferConfig;
-use crate::diagnostic::SourceFile;
+use crate::diagnostic::{Report, SourceFile};
 use crate::engine::{Engine, EngineConfig, Stats};
 use crate::export::{self, Detected};
 use crate::otlp;
@@ -41,9 +41,12 @@ impl Default for Outputs {
 /// Why a live call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
-    /// The rules do not load; the message has every error, located.
-    #[error("{0}")]
-    Rules(String),
+    /// No rule file was given.
+    #[error("no rule files given")]
+    NoRules,
+    /// The rules do not load: every error, located (rendered as text by `Display`).
+    #[error("{}", .0.render())]
+    Rules(Report),
     /// The bytes are not an OTLP `ExportTraceServiceRequest`.
     #[error("{0}")]
     Decode(#[from] otlp::DecodeError),
@@ -86,20 +89,16 @@ pub struct Live {
 /// Loads rule files (name and text each), or returns every error rendered.
 pub fn load_rules(sources: Vec<SourceFile>) -> Result<RuleSet, LiveError> {
     if sources.is_empty() {
-        return Err(LiveError::Rules("no rule files given".into()));
+        return Err(LiveError::NoRules);
     }
     match RuleSet::from_sources(sources) {
         Ok((rules, warnings)) => {
-            for w in warnings
-                .render()
-                .split("\n\n")
-                .filter(|w| !w.trim().is_empty())
-            {
-                tracing::warn!(target: "betrace::rules", "{}", w.trim_end());
+            for w in &warnings.items {
+                tracing::warn!(target: "betrace::rules", "{}", warnings.render_one(w).trim_end());
             }
             Ok(rules)
         }
-        Err(report) => Err(LiveError::Rules(report.render())),
+        Err(report) => Err(LiveError::Rules(report)),
     }
 }
 
@@ -337,7 +336,7 @@ mod tests {
     #[test]
     fn errors_are_values() {
         assert!(
-            matches!(Live::new(one("rules: [ {id: x} ]"), BufferConfig::default(), Outputs::default()), Err(LiveError::Rules(m)) if m.contains("missing field"))
+            matches!(Live::new(one("rules: [ {id: x} ]"), BufferConfig::default(), Outputs::default()), Err(LiveError::Rules(r)) if r.render().contains("missing field"))
         );
         let live = Live::new(one(RULES), BufferConfig::default(), Outputs::default()).unwrap();
         assert!(matches!(

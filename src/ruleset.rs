@@ -50,10 +50,7 @@ impl RuleSet {
 
     /// Loads one rule file's text (`name` is shown in diagnostics).
     pub fn from_text(name: &str, text: &str) -> Result<(RuleSet, Report), Report> {
-        RuleSet::from_sources(vec![SourceFile {
-            name: name.to_string(),
-            text: text.to_string(),
-        }])
+        RuleSet::from_sources(vec![SourceFile::new(name, text)])
     }
 
     /// Loads and compiles rule files, all or nothing: any error refuses the whole set.

@@ -2,14 +2,15 @@
 //! the checker, and every problem collected rather than stopping at the first.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use serde::Deserialize;
 
 use super::yaml_pos::{self, map_range, Node, NodeKind};
 use super::{default_signal_type, Compliance, Example, Expect, RuleDef, Severity};
-use crate::check::{self, Level};
+use crate::check;
 use crate::compact::{self, CompactSpan};
-use crate::diagnostic::{Diagnostic, SourceFile};
+use crate::diagnostic::{Diagnostic, Level, SourceFile};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,8 +30,9 @@ struct RuleDoc {
     condition: String,
     #[serde(default)]
     signal: Option<SignalDoc>,
+    /// Read one by one, so that every bad example is reported.
     #[serde(default)]
-    examples: Vec<ExampleDoc>,
+    examples: Vec<serde_yaml::Value>,
 }
 
 fn yes() -> bool {
@@ -53,7 +55,8 @@ struct SignalDoc {
 struct ExampleDoc {
     name: String,
     expect: Expect,
-    trace: Vec<CompactSpan>,
+    /// Read span by span, so that every bad span is reported.
+    trace: Vec<serde_yaml::Value>,
 }
 
 /// Loads every rule of every file. The rules are usable only when no diagnostic is an
@@ -74,7 +77,7 @@ struct Loader {
     rules: Vec<RuleDef>,
     diags: Vec<Diagnostic>,
     /// id → (file, byte range of the id) of its first definition.
-    ids: HashMap<String, (usize, std::ops::Range<usize>)>,
+    ids: HashMap<String, (usize, Range<usize>)>,
 }
 
 impl Loader {
@@ -82,19 +85,15 @@ impl Loader {
         &mut self,
         file: usize,
         rule: Option<&str>,
-        at: std::ops::Range<usize>,
+        at: Range<usize>,
         message: impl Into<String>,
         label: impl Into<String>,
     ) {
-        self.diags.push(Diagnostic {
-            level: Level::Error,
-            file,
-            rule_id: rule.map(str::to_string),
-            range: at,
-            message: message.into(),
-            label: label.into(),
-            notes: Vec::new(),
-        });
+        self.diags.push(
+            Diagnostic::error(at, message, label)
+                .for_rule(rule)
+                .relocate(file, |r| r),
+        );
     }
 
     fn condition_problems(
@@ -104,20 +103,39 @@ impl Loader {
         id: &str,
         node: &Node,
         condition: &str,
-        problems: Vec<check::Problem>,
+        problems: Vec<Diagnostic>,
     ) {
         for p in problems {
-            let range = map_range(&f.text, node, condition, p.loc.clone());
-            self.diags.push(Diagnostic {
-                level: p.level,
-                file: fi,
-                rule_id: Some(id.to_string()),
-                range,
-                message: p.message,
-                label: p.label,
-                notes: p.help.into_iter().map(|h| format!("help: {h}")).collect(),
-            });
+            self.diags.push(
+                p.relocate(fi, |r| map_range(&f.text, node, condition, r))
+                    .for_rule(Some(id)),
+            );
         }
+    }
+
+    /// A serde error in a part of a rule, pointed at the key or value its path names.
+    fn typed_error<E: std::fmt::Display>(
+        &mut self,
+        fi: usize,
+        f: &SourceFile,
+        rule: Option<&str>,
+        node: &Node,
+        e: &serde_path_to_error::Error<E>,
+    ) {
+        let msg = strip_location(&e.inner().to_string());
+        let (at, len) = locate(node, e.path(), &msg, &f.text);
+        let label = if msg.starts_with("missing field") {
+            "in the mapping that starts here"
+        } else if msg.starts_with("unknown field") {
+            "unknown key"
+        } else {
+            "here"
+        };
+        let mut d = Diagnostic::error(at..at + len, msg.clone(), label).for_rule(rule);
+        if msg.starts_with("invalid type") {
+            d = d.with_help(format!("`{}` has the wrong type", e.path()));
+        }
+        self.diags.push(d.relocate(fi, |r| r));
     }
 
     fn file(&mut self, fi: usize, f: &SourceFile) {
@@ -132,15 +150,7 @@ impl Loader {
                     "expected a `rules:` list",
                 )
             }
-            Err(e) => {
-                return self.error(
-                    fi,
-                    None,
-                    e.at..e.at + 1,
-                    format!("YAML syntax error: {}", e.message),
-                    "here",
-                )
-            }
+            Err(d) => return self.diags.push(d.relocate(fi, |r| r)),
         };
         let value: serde_yaml::Value = match serde_yaml::from_str(&f.text) {
             Ok(v) => v,
@@ -196,23 +206,10 @@ impl Loader {
 
     fn rule(&mut self, fi: usize, f: &SourceFile, node: &Node, item: &serde_yaml::Value) {
         let id_hint = item.get("id").and_then(|v| v.as_str()).map(str::to_string);
-        let doc: RuleDoc = match serde_yaml::from_value(item.clone()) {
+        let doc: RuleDoc = match serde_path_to_error::deserialize(item.clone()) {
             Ok(d) => d,
             Err(e) => {
-                let msg = strip_location(&e.to_string());
-                let at = locate_message(node, &msg);
-                let label = if msg.starts_with("missing field") {
-                    "in this rule"
-                } else {
-                    "here"
-                };
-                self.error(
-                    fi,
-                    id_hint.as_deref(),
-                    at..at + word_len(&f.text, at),
-                    msg,
-                    label,
-                );
+                self.typed_error(fi, f, id_hint.as_deref(), node, &e);
                 // The rest of the rule may have errors too: check its condition anyway.
                 if let (Some(cond), Some(cond_node)) = (
                     item.get("condition").and_then(|c| c.as_str()),
@@ -232,11 +229,7 @@ impl Loader {
                 return;
             }
         };
-        let errors_before = self
-            .diags
-            .iter()
-            .filter(|d| d.level == Level::Error)
-            .count();
+        let errors_before = self.error_count();
         let id_range = node
             .get("id")
             .map(|n| n.start..n.start + doc.id.len())
@@ -258,16 +251,16 @@ impl Loader {
         }
         match self.ids.get(&doc.id) {
             Some((first_file, first_range)) => {
-                let (ff, fr) = (*first_file, first_range.clone());
-                self.error(
-                    fi,
-                    Some(&doc.id),
+                let d = Diagnostic::error(
                     id_range.clone(),
                     format!("duplicate rule id `{}`", doc.id),
                     "defined again here",
-                );
-                let note = format!("first defined in file #{} at byte {}", ff + 1, fr.start);
-                self.diags.last_mut().expect("just pushed").notes.push(note);
+                )
+                .for_rule(Some(&doc.id))
+                .relocate(fi, |r| r)
+                .with_secondary(*first_file, first_range.clone(), "first defined here")
+                .with_help("rule ids are unique across every loaded file: rename one");
+                self.diags.push(d);
             }
             None => {
                 self.ids.insert(doc.id.clone(), (fi, id_range));
@@ -296,40 +289,8 @@ impl Loader {
             }
         };
 
-        let mut examples = Vec::new();
-        for (ei, ex) in doc.examples.iter().enumerate() {
-            match compact::to_trace(&ex.trace, example_seed(&doc.id, ei)) {
-                Ok(trace) => examples.push(Example {
-                    name: ex.name.clone(),
-                    expect: ex.expect,
-                    trace,
-                }),
-                Err(e) => {
-                    let at = node
-                        .get("examples")
-                        .and_then(|n| n.item(ei))
-                        .map(|n| n.start)
-                        .unwrap_or(node.start);
-                    let at = find_key_or_value(node, &e.span)
-                        .filter(|&p| p >= at)
-                        .unwrap_or(at);
-                    self.error(
-                        fi,
-                        Some(&doc.id),
-                        at..at + word_len(&f.text, at),
-                        format!("example `{}`: {e}", ex.name),
-                        "in this example",
-                    );
-                }
-            }
-        }
-
-        let errors_after = self
-            .diags
-            .iter()
-            .filter(|d| d.level == Level::Error)
-            .count();
-        let (Some(form), true) = (form, errors_after == errors_before) else {
+        let examples = self.examples(fi, f, &doc, node);
+        let (Some(form), true) = (form, self.error_count() == errors_before) else {
             return;
         };
         let signal = doc.signal.unwrap_or(SignalDoc {
@@ -354,6 +315,114 @@ impl Loader {
             file: fi,
         });
     }
+
+    /// Reads a rule's examples, reporting every bad example and every bad span in them.
+    fn examples(&mut self, fi: usize, f: &SourceFile, doc: &RuleDoc, node: &Node) -> Vec<Example> {
+        let id = Some(doc.id.as_str());
+        let mut examples = Vec::new();
+        for (ei, raw) in doc.examples.iter().enumerate() {
+            let Some(ex_node) = node.get("examples").and_then(|n| n.item(ei)) else {
+                continue;
+            };
+            let ex: ExampleDoc = match serde_path_to_error::deserialize(raw.clone()) {
+                Ok(ex) => ex,
+                Err(e) => {
+                    self.typed_error(fi, f, id, ex_node, &e);
+                    continue;
+                }
+            };
+            let mut spans = Vec::new();
+            for (si, raw_span) in ex.trace.iter().enumerate() {
+                let span_node = ex_node
+                    .get("trace")
+                    .and_then(|n| n.item(si))
+                    .unwrap_or(ex_node);
+                match serde_path_to_error::deserialize::<_, CompactSpan>(raw_span.clone()) {
+                    Ok(s) => spans.push(s),
+                    Err(e) => self.typed_error(fi, f, id, span_node, &e),
+                }
+            }
+            if spans.len() < ex.trace.len() {
+                continue;
+            }
+            match compact::to_trace(&spans, example_seed(&doc.id, ei)) {
+                Ok(trace) => examples.push(Example {
+                    name: ex.name.clone(),
+                    expect: ex.expect,
+                    trace,
+                }),
+                Err(e) => {
+                    // The offending value is the message's last `quoted` word; else the span.
+                    let message = e.to_string();
+                    let last = message.rsplit('`').nth(1).unwrap_or("");
+                    let at = find_key_or_value(ex_node, last)
+                        .or_else(|| find_key_or_value(ex_node, &e.span))
+                        .filter(|&p| p >= ex_node.start)
+                        .unwrap_or(ex_node.start);
+                    self.error(
+                        fi,
+                        id,
+                        at..at + word_len(&f.text, at),
+                        format!("example `{}`: {e}", ex.name),
+                        "in this example",
+                    );
+                }
+            }
+        }
+        examples
+    }
+
+    fn error_count(&self) -> usize {
+        self.diags
+            .iter()
+            .filter(|d| d.level == Level::Error)
+            .count()
+    }
+}
+
+/// Where a serde error's path points in the position tree: the value it names (the key,
+/// for an unknown or missing key), as (offset, length).
+fn locate(node: &Node, path: &serde_path_to_error::Path, msg: &str, text: &str) -> (usize, usize) {
+    use serde_path_to_error::Segment;
+    let mut cur = node;
+    let mut key_at = None;
+    for seg in path.iter() {
+        let next = match seg {
+            Segment::Seq { index } => cur.item(*index).map(|n| (None, n)),
+            Segment::Map { key } => cur.entry(key).map(|(at, n)| (Some(at), n)),
+            _ => None,
+        };
+        match next {
+            Some((at, n)) => {
+                key_at = at;
+                cur = n;
+            }
+            None => break,
+        }
+    }
+    // `unknown field `x``: the key inside the mapping reached; `missing field`: the mapping.
+    let word = msg.split('`').nth(1).unwrap_or("");
+    if msg.starts_with("unknown field") {
+        // The path ends at the unknown key's value, or at the mapping holding it.
+        if let Some(at) = cur.entry(word).map(|(at, _)| at).or(key_at) {
+            return (at, word.len().max(1));
+        }
+    }
+    if msg.starts_with("missing field") {
+        // Point at the mapping's first key: the mapping the field is missing from.
+        return match &cur.kind {
+            NodeKind::Map(items) if !items.is_empty() => (items[0].1, items[0].0.len().max(1)),
+            _ => {
+                let at = key_at.unwrap_or(cur.start);
+                (at, word_len(text, at))
+            }
+        };
+    }
+    let at = match &cur.kind {
+        NodeKind::Scalar(..) => cur.start,
+        _ => key_at.unwrap_or(cur.start),
+    };
+    (at, word_len(text, at))
 }
 
 /// The seed an example's trace and span ids derive from: its rule id and position.
@@ -373,16 +442,6 @@ fn strip_location(msg: &str) -> String {
         Some(i) => msg[..i].to_string(),
         None => msg.to_string(),
     }
-}
-
-/// Where in a rule a serde message points: the first `word` in backticks that names a key
-/// or a value of the rule, else the rule's start.
-fn locate_message(node: &Node, msg: &str) -> usize {
-    if msg.starts_with("missing field") {
-        return node.start;
-    }
-    let word = msg.split('`').nth(1).unwrap_or("");
-    find_key_or_value(node, word).unwrap_or(node.start)
 }
 
 fn find_key_or_value(node: &Node, word: &str) -> Option<usize> {
@@ -431,7 +490,7 @@ mod tests {
         let (_, diags) = load(&file(text));
         assert_eq!(diags.len(), 2, "{diags:?}");
         assert!(diags[0].message.contains("unknown field `colour`"));
-        assert_eq!(&text[diags[0].range.clone()], "colour");
+        assert_eq!(&text[diags[0].primary.range.clone()], "colour");
         assert!(diags[1].message.contains("missing field `name`"));
     }
 
@@ -447,7 +506,7 @@ mod tests {
         };
         let (_, diags) = load(&[a, b]);
         assert_eq!(diags.len(), 1);
-        assert_eq!(diags[0].file, 1);
+        assert_eq!(diags[0].primary.file, 1);
         assert!(diags[0].message.contains("duplicate"));
     }
 

@@ -75,10 +75,7 @@ pub fn read_sources<S: AsRef<str>>(specs: &[S]) -> Result<Vec<SourceFile>, Sourc
         .map(|p| {
             let name = p.display().to_string();
             std::fs::read_to_string(&p)
-                .map(|text| SourceFile {
-                    name: name.clone(),
-                    text,
-                })
+                .map(|text| SourceFile::new(name.clone(), text))
                 .map_err(|source| SourceError::Io { path: name, source })
         })
         .collect()

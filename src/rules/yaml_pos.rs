@@ -5,6 +5,8 @@
 //! the same text with yaml-rust2's event parser and keeps a light tree of byte offsets.
 
 use yaml_rust2::parser::{Event, Parser};
+
+use crate::diagnostic::Diagnostic;
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A node of the position tree.
@@ -55,17 +57,13 @@ impl Node {
     }
 }
 
-/// A YAML syntax error, located.
-#[derive(Debug, Clone)]
-pub struct YamlError {
-    /// Byte offset of the error.
-    pub at: usize,
-    /// The parser's description.
-    pub message: String,
+/// A YAML syntax error: a [`Diagnostic`] at the byte where the parser gave up.
+fn yaml_error(at: usize, message: String) -> Diagnostic {
+    Diagnostic::error(at..at + 1, format!("YAML syntax error: {message}"), "here")
 }
 
 /// Builds the position tree of the first document in `text`; `Ok(None)` for an empty one.
-pub fn positions(text: &str) -> Result<Option<Node>, YamlError> {
+pub fn positions(text: &str) -> Result<Option<Node>, Diagnostic> {
     let offsets = CharOffsets::new(text);
     let mut parser = Parser::new_from_str(text);
     let mut reader = Reader {
@@ -93,17 +91,17 @@ struct Reader<'p, 't> {
 const MAX_DEPTH: usize = 64;
 
 impl Reader<'_, '_> {
-    fn next(&mut self) -> Result<(Event, usize), YamlError> {
+    fn next(&mut self) -> Result<(Event, usize), Diagnostic> {
         match self.parser.next_token() {
             Ok((event, mark)) => Ok((event, self.offsets.byte(mark))),
-            Err(e) => Err(YamlError {
-                at: self.offsets.byte(*e.marker()),
-                message: e.info().to_string(),
-            }),
+            Err(e) => Err(yaml_error(
+                self.offsets.byte(*e.marker()),
+                e.info().to_string(),
+            )),
         }
     }
 
-    fn node(&mut self, event: Event, start: usize) -> Result<Node, YamlError> {
+    fn node(&mut self, event: Event, start: usize) -> Result<Node, Diagnostic> {
         let kind = match event {
             Event::Scalar(text, style, _, _) => NodeKind::Scalar(style, text),
             Event::SequenceStart(..) => {
@@ -144,13 +142,13 @@ impl Reader<'_, '_> {
         Ok(Node { start, kind })
     }
 
-    fn enter(&mut self, at: usize) -> Result<(), YamlError> {
+    fn enter(&mut self, at: usize) -> Result<(), Diagnostic> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(YamlError {
+            return Err(yaml_error(
                 at,
-                message: format!("nested deeper than {MAX_DEPTH} levels"),
-            });
+                format!("nested deeper than {MAX_DEPTH} levels"),
+            ));
         }
         Ok(())
     }
@@ -212,12 +210,28 @@ pub fn map_range(
                 None => node.start..node.start,
             }
         }
-        TScalarStyle::Plain | TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
-            if !value.contains('\n') =>
-        {
+        TScalarStyle::Plain | TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
             let quote = usize::from(!matches!(style, TScalarStyle::Plain));
-            let s = (node.start + quote + range.start).min(text.len());
-            s..(s + len).min(text.len())
+            let map = align(
+                text,
+                node.start + quote,
+                value,
+                *style == TScalarStyle::DoubleQuoted,
+            );
+            let at = |i: usize| map.get(i).copied().unwrap_or(node.start);
+            let s = at(range.start.min(value.len()));
+            let e = if range.end > range.start {
+                // The end of the last character, not the start of the next (which may sit
+                // past an escape or a line break).
+                let last = value[..range.end.min(value.len())]
+                    .char_indices()
+                    .next_back()
+                    .map_or(range.start, |(i, _)| i);
+                at(last) + value[last..].chars().next().map_or(0, char::len_utf8)
+            } else {
+                s
+            };
+            s..e.max(s).min(text.len())
         }
         _ => {
             let needle = value.get(range.clone()).unwrap_or("");
@@ -230,6 +244,59 @@ pub fn map_range(
             }
         }
     }
+}
+
+/// For each byte of a flow scalar's `value`, the byte of `text` (from `start`, just inside
+/// any opening quote) it was read from: escapes (`\\"`, `\\n`, `\\u00e9`, `''`) and folded
+/// line breaks with their indentation are walked over, so a caret lands on the character
+/// as written. One entry more than `value` has bytes: where the value ends.
+fn align(text: &str, start: usize, value: &str, double_quoted: bool) -> Vec<usize> {
+    let src = text.as_bytes();
+    let skip_blank = |mut i: usize| {
+        while matches!(src.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
+        }
+        i
+    };
+    let mut map = Vec::with_capacity(value.len() + 1);
+    let mut si = start;
+    for vc in value.chars() {
+        // Find where `vc` was written, passing over what produced no character.
+        let (at, next) = loop {
+            let Some(sc) = text.get(si..).and_then(|r| r.chars().next()) else {
+                break (text.len(), text.len());
+            };
+            if double_quoted && sc == '\\' {
+                let len = match text[si + 1..].chars().next() {
+                    Some('\n' | '\r') => {
+                        si = skip_blank(si + 2); // a line continuation reads as nothing
+                        continue;
+                    }
+                    Some('x') => 4,
+                    Some('u') => 6,
+                    Some('U') => 10,
+                    Some(c) => 1 + c.len_utf8(),
+                    None => 1,
+                };
+                break (si, si + len);
+            }
+            if sc == vc {
+                let mut next = si + sc.len_utf8();
+                if vc == '\'' && src.get(next) == Some(&b'\'') {
+                    next += 1; // `''` in single quotes reads as one quote
+                }
+                break (si, next);
+            }
+            if vc == ' ' && (sc == '\n' || sc == '\r') {
+                break (si, skip_blank(si)); // a folded line break reads as one space
+            }
+            si += sc.len_utf8();
+        };
+        map.extend(std::iter::repeat_n(at, vc.len_utf8()));
+        si = next;
+    }
+    map.push(si.min(text.len()));
+    map
 }
 
 fn line_starts(s: &str) -> impl Iterator<Item = (usize, &str)> {
@@ -291,6 +358,6 @@ mod tests {
     #[test]
     fn syntax_errors_are_located() {
         let e = positions("rules:\n  - id: [\n").unwrap_err();
-        assert!(e.at > 0);
+        assert!(e.primary.range.start > 0);
     }
 }

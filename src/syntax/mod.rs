@@ -4,4 +4,4 @@
 pub mod ast;
 mod parser;
 
-pub use parser::{parse, unescape, ParseError};
+pub use parser::{parse, unescape};

@@ -5,20 +5,12 @@ use pest::iterators::Pair;
 use pest::Parser as _;
 
 use super::ast::*;
+use crate::diagnostic::Diagnostic;
 use crate::value::parse_duration;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/betrace.pest"]
 struct Grammar;
-
-/// A condition that does not parse: where, and what was expected there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    /// The offending byte range in the condition text (empty at the end of input).
-    pub loc: Loc,
-    /// What went wrong, e.g. "expected a selector or `(`".
-    pub message: String,
-}
 
 /// How deep a condition may nest: parentheses, braces and brackets, and `not`s, counted
 /// together. Real rules nest a few levels; the bound keeps every recursive pass (parser,
@@ -26,7 +18,7 @@ pub struct ParseError {
 pub const MAX_NESTING: usize = 64;
 
 /// Parses a condition. Pure syntax: reserved words, intrinsics and types are the checker's.
-pub fn parse(text: &str) -> Result<Condition, ParseError> {
+pub fn parse(text: &str) -> Result<Condition, Diagnostic> {
     check_nesting(text)?;
     let mut pairs = Grammar::parse(Rule::condition, text).map_err(|e| convert_error(e, text))?;
     let condition = pairs
@@ -45,7 +37,7 @@ pub fn parse(text: &str) -> Result<Condition, ParseError> {
 /// Refuses a condition nesting deeper than [`MAX_NESTING`], pointing at where it does,
 /// before any recursive pass sees it. A lexical scan: strings and comments are skipped;
 /// each open bracket is a level, and so is each `not` until its term ends.
-fn check_nesting(text: &str) -> Result<(), ParseError> {
+fn check_nesting(text: &str) -> Result<(), Diagnostic> {
     // Per open bracket: the `not`s pending in the enclosing term when it opened.
     let mut stack: Vec<usize> = Vec::new();
     let (mut nots, mut outer_nots) = (0usize, 0usize);
@@ -104,13 +96,14 @@ fn check_nesting(text: &str) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn too_deep(text: &str, at: usize) -> ParseError {
-    ParseError {
-        loc: at..next_token_end(text, at),
-        message: format!(
+fn too_deep(text: &str, at: usize) -> Diagnostic {
+    Diagnostic::error(
+        at..next_token_end(text, at),
+        format!(
             "the condition nests deeper than {MAX_NESTING} levels here (parentheses, braces, brackets and `not`s count); split it into simpler terms"
         ),
-    }
+        "here",
+    )
 }
 
 /// A pair's range without the whitespace pest's implicit skipping leaves at its end.
@@ -119,7 +112,7 @@ fn loc(p: &Pair<Rule>) -> Loc {
     start..start + p.as_str().trim_end().len()
 }
 
-fn invariant(p: Pair<Rule>) -> Result<Condition, ParseError> {
+fn invariant(p: Pair<Rule>) -> Result<Condition, Diagnostic> {
     let mut inner = p.into_inner();
     let kw = inner.next().expect("invariant starts with `when`");
     let when = block(inner.next().expect("`when` has a block"))?;
@@ -140,11 +133,11 @@ fn invariant(p: Pair<Rule>) -> Result<Condition, ParseError> {
     })
 }
 
-fn block(p: Pair<Rule>) -> Result<Expr, ParseError> {
+fn block(p: Pair<Rule>) -> Result<Expr, Diagnostic> {
     expr(p.into_inner().next().expect("a block holds an expression"))
 }
 
-fn expr(p: Pair<Rule>) -> Result<Expr, ParseError> {
+fn expr(p: Pair<Rule>) -> Result<Expr, Diagnostic> {
     match p.as_rule() {
         Rule::expr | Rule::and_expr => {
             let is_or = p.as_rule() == Rule::expr;
@@ -193,9 +186,9 @@ fn expr(p: Pair<Rule>) -> Result<Expr, ParseError> {
 /// stands alone, several are joined by `join`.
 fn connected<T>(
     p: Pair<Rule>,
-    item: fn(Pair<Rule>) -> Result<T, ParseError>,
+    item: fn(Pair<Rule>) -> Result<T, Diagnostic>,
     join: fn(Vec<T>, Loc) -> T,
-) -> Result<T, ParseError> {
+) -> Result<T, Diagnostic> {
     let l = loc(&p);
     let mut items = p
         .into_inner()
@@ -213,10 +206,10 @@ fn connected<T>(
 /// its range running from the keyword to the end of the term.
 fn negated<T>(
     p: Pair<Rule>,
-    item: fn(Pair<Rule>) -> Result<T, ParseError>,
+    item: fn(Pair<Rule>) -> Result<T, Diagnostic>,
     loc_of: fn(&T) -> Loc,
     not: fn(Box<T>, Loc) -> T,
-) -> Result<T, ParseError> {
+) -> Result<T, Diagnostic> {
     let mut nots = Vec::new();
     let mut term = None;
     for child in p.into_inner() {
@@ -235,7 +228,7 @@ fn negated<T>(
 }
 
 /// `trace.has(S).where(p)` or a bare selector.
-fn sel_term(p: Pair<Rule>) -> Result<Selector, ParseError> {
+fn sel_term(p: Pair<Rule>) -> Result<Selector, Diagnostic> {
     match p.as_rule() {
         Rule::selector => selector(p),
         Rule::trace_has => {
@@ -258,7 +251,7 @@ fn sel_term(p: Pair<Rule>) -> Result<Selector, ParseError> {
     }
 }
 
-fn selector(p: Pair<Rule>) -> Result<Selector, ParseError> {
+fn selector(p: Pair<Rule>) -> Result<Selector, Diagnostic> {
     let l = loc(&p);
     let mut inner = p.into_inner();
     let pattern = inner.next().expect("a selector starts with a name pattern");
@@ -283,7 +276,7 @@ fn selector(p: Pair<Rule>) -> Result<Selector, ParseError> {
     })
 }
 
-fn where_clause(p: Pair<Rule>) -> Result<Predicate, ParseError> {
+fn where_clause(p: Pair<Rule>) -> Result<Predicate, Diagnostic> {
     let pred = p
         .into_inner()
         .find(|c| c.as_rule() == Rule::predicate)
@@ -291,7 +284,7 @@ fn where_clause(p: Pair<Rule>) -> Result<Predicate, ParseError> {
     predicate(pred)
 }
 
-fn numeric(p: Pair<Rule>) -> Result<Numeric, ParseError> {
+fn numeric(p: Pair<Rule>) -> Result<Numeric, Diagnostic> {
     match p.as_rule() {
         Rule::integer => Ok(Numeric::Int(integer(&p)?, loc(&p))),
         Rule::count_term => {
@@ -322,7 +315,7 @@ fn numeric(p: Pair<Rule>) -> Result<Numeric, ParseError> {
     }
 }
 
-fn predicate(p: Pair<Rule>) -> Result<Predicate, ParseError> {
+fn predicate(p: Pair<Rule>) -> Result<Predicate, Diagnostic> {
     match p.as_rule() {
         Rule::predicate | Rule::pred_and => {
             let is_or = p.as_rule() == Rule::predicate;
@@ -364,14 +357,14 @@ fn predicate(p: Pair<Rule>) -> Result<Predicate, ParseError> {
     }
 }
 
-fn operand(p: Pair<Rule>) -> Result<Operand, ParseError> {
+fn operand(p: Pair<Rule>) -> Result<Operand, Diagnostic> {
     let l = loc(&p);
     match p.as_rule() {
         Rule::list => {
             let items = p
                 .into_inner()
                 .map(|c| Ok((literal(&c)?, loc(&c))))
-                .collect::<Result<_, ParseError>>()?;
+                .collect::<Result<_, Diagnostic>>()?;
             Ok(Operand::List(items, l))
         }
         Rule::unique => Ok(Operand::Unique(l)),
@@ -380,38 +373,40 @@ fn operand(p: Pair<Rule>) -> Result<Operand, ParseError> {
     }
 }
 
-fn literal(p: &Pair<Rule>) -> Result<Literal, ParseError> {
+fn literal(p: &Pair<Rule>) -> Result<Literal, Diagnostic> {
     Ok(match p.as_rule() {
         Rule::integer => Literal::Int(integer(p)?),
-        Rule::float => Literal::Float(p.as_str().parse().map_err(|_| ParseError {
-            loc: loc(p),
-            message: "not a number".into(),
-        })?),
+        Rule::float => Literal::Float(
+            p.as_str()
+                .parse()
+                .map_err(|_| Diagnostic::error(loc(p), "not a number", "here"))?,
+        ),
         Rule::boolean => Literal::Bool(p.as_str() == "true"),
         Rule::string => Literal::Str(unescape(inner_text(p.as_str()))),
-        Rule::duration => {
-            Literal::Duration(parse_duration(p.as_str()).ok_or_else(|| ParseError {
-                loc: loc(p),
-                message: "duration out of range".into(),
-            })?)
-        }
+        Rule::duration => Literal::Duration(
+            parse_duration(p.as_str())
+                .ok_or_else(|| Diagnostic::error(loc(p), "duration out of range", "here"))?,
+        ),
         Rule::bare_word => Literal::Word(p.as_str().to_string()),
         other => unreachable!("not a literal: {other:?}"),
     })
 }
 
-fn integer(p: &Pair<Rule>) -> Result<i64, ParseError> {
-    p.as_str().parse().map_err(|_| ParseError {
-        loc: loc(p),
-        message: format!("integer `{}` does not fit in 64 bits", p.as_str()),
+fn integer(p: &Pair<Rule>) -> Result<i64, Diagnostic> {
+    p.as_str().parse().map_err(|_| {
+        Diagnostic::error(
+            loc(p),
+            format!("integer `{}` does not fit in 64 bits", p.as_str()),
+            "too large",
+        )
     })
 }
 
-fn attr_ref(p: Pair<Rule>) -> Result<AttrRef, ParseError> {
+fn attr_ref(p: Pair<Rule>) -> Result<AttrRef, Diagnostic> {
     attr_from(p.into_inner().next().expect("attr_ref holds one form"))
 }
 
-fn attr_from(p: Pair<Rule>) -> Result<AttrRef, ParseError> {
+fn attr_from(p: Pair<Rule>) -> Result<AttrRef, Diagnostic> {
     let l = loc(&p);
     let kind = match p.as_rule() {
         Rule::intrinsic => AttrKind::Intrinsic(p.as_str().to_string()),
@@ -465,7 +460,7 @@ pub fn unescape(s: &str) -> String {
     out
 }
 
-fn convert_error(e: pest::error::Error<Rule>, text: &str) -> ParseError {
+fn convert_error(e: pest::error::Error<Rule>, text: &str) -> Diagnostic {
     let pos = match e.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
@@ -489,10 +484,7 @@ fn convert_error(e: pest::error::Error<Rule>, text: &str) -> ParseError {
         }
         ErrorVariant::CustomError { message } => message,
     };
-    ParseError {
-        loc: pos..end,
-        message,
-    }
+    Diagnostic::error(pos..end, message, "here")
 }
 
 /// The end of the token starting at `pos`, for a caret as wide as the offending word.
@@ -665,7 +657,7 @@ mod tests {
     #[test]
     fn errors_say_what_was_expected_and_where() {
         let e = parse("when { a } always { b.where(x >) }").unwrap_err();
-        assert_eq!(e.loc.start, 31);
+        assert_eq!(e.primary.range.start, 31);
         assert!(e.message.contains("expected"), "{}", e.message);
         let e = parse("count(a)").unwrap_err();
         assert!(e.message.contains("comparison operator"), "{}", e.message);
