@@ -169,13 +169,20 @@ pub fn read(source: &str, bytes_read: Arc<AtomicU64>, limits: Limits, sink: &mut
             }
         }
     };
-    let buffered = BufReader::with_capacity(
-        1 << 18,
-        Counting {
+    read_from(
+        source,
+        Box::new(Counting {
             inner: raw,
             count: bytes_read,
-        },
+        }),
+        limits,
+        sink,
     );
+}
+
+/// Reads an input already open (`source` names it in reports), as [`read`] does.
+pub fn read_from(source: &str, raw: Box<dyn Read + Send>, limits: Limits, sink: &mut Sink<'_>) {
+    let buffered = BufReader::with_capacity(1 << 18, raw);
     let mut reader = Reader {
         source,
         limits,

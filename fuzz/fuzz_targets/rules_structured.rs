@@ -1,0 +1,289 @@
+//! Structure-aware fuzzing of rule text: conditions generated from a grammar-shaped tree
+//! (selectors, filters, counts, relations, and long runs of `not`s and parentheses, so that
+//! deep nesting is reached), loaded on a 256 KiB thread as a host might call the engine.
+//! A rule that loads is judged on a small trace by the VM and the reference evaluator,
+//! which must agree. Nothing may crash.
+#![no_main]
+
+use std::fmt::Write;
+
+use betrace::compact;
+use betrace::reference;
+use betrace::RuleSet;
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+enum Expr {
+    Has(Sel),
+    Not(Box<Expr>),
+    Nots(u16, Box<Expr>),
+    Parens(u16, Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Count(Sel, Op, u8),
+    Distinct(Sel, Key, Op, u8),
+    Rel(Sel, Rel, Sel),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Pred {
+    Cmp(Key, Op, Lit),
+    Exists(Key),
+    Truthy(Key),
+    In(Key, Vec<Lit>),
+    Matches(Key, String),
+    Not(Box<Pred>),
+    Parens(u16, Box<Pred>),
+    And(Box<Pred>, Box<Pred>),
+    Or(Box<Pred>, Box<Pred>),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Sel {
+    name: Name,
+    wheres: Vec<Pred>,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Name {
+    A,
+    B,
+    Glob,
+    Star,
+    Quoted(String),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Key {
+    Amount,
+    Status,
+    Duration,
+    Resource,
+    Other(String),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Lit {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Dur(u32),
+    Bool(bool),
+    Word,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Ge,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Rel {
+    Before,
+    After,
+    Within,
+    ChildOf,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Rule {
+    invariant: bool,
+    when: Expr,
+    then: Expr,
+}
+
+fn quote(s: &str) -> String {
+    s.chars().take(20).filter(|c| !c.is_control()).flat_map(|c| match c {
+        '"' | '\\' => vec!['\\', c],
+        c => vec![c],
+    }).collect()
+}
+
+impl Sel {
+    fn render(&self, out: &mut String) {
+        match &self.name {
+            Name::A => out.push_str("payment.charge"),
+            Name::B => out.push_str("inventory.reserve"),
+            Name::Glob => out.push_str("payment.*"),
+            Name::Star => out.push('*'),
+            Name::Quoted(s) => {
+                let _ = write!(out, "\"{}\"", quote(s));
+            }
+        }
+        for w in self.wheres.iter().take(3) {
+            out.push_str(".where(");
+            w.render(out);
+            out.push(')');
+        }
+    }
+}
+
+impl Key {
+    fn render(&self) -> String {
+        match self {
+            Key::Amount => "amount".into(),
+            Key::Status => "span:status".into(),
+            Key::Duration => "span:duration".into(),
+            Key::Resource => "resource.service.name".into(),
+            Key::Other(s) => format!("\"{}\"", quote(s)),
+        }
+    }
+}
+
+impl Lit {
+    fn render(&self) -> String {
+        match self {
+            Lit::Int(i) => i.to_string(),
+            Lit::Float(f) if f.is_finite() => format!("{f:.3}"),
+            Lit::Float(_) => "1.5".into(),
+            Lit::Str(s) => format!("\"{}\"", quote(s)),
+            Lit::Dur(d) => format!("{d}ms"),
+            Lit::Bool(b) => b.to_string(),
+            Lit::Word => "error".into(),
+        }
+    }
+}
+
+impl Op {
+    fn render(&self) -> &'static str {
+        match self {
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Ge => ">=",
+        }
+    }
+}
+
+impl Pred {
+    fn render(&self, out: &mut String) {
+        match self {
+            Pred::Cmp(k, op, l) => {
+                let _ = write!(out, "{} {} {}", k.render(), op.render(), l.render());
+            }
+            Pred::Exists(k) => {
+                let _ = write!(out, "exists({})", k.render());
+            }
+            Pred::Truthy(k) => out.push_str(&k.render()),
+            Pred::In(k, ls) => {
+                let items: Vec<String> = ls.iter().take(4).map(Lit::render).collect();
+                let _ = write!(out, "{} in [{}]", k.render(), items.join(", "));
+            }
+            Pred::Matches(k, re) => {
+                let _ = write!(out, "{} matches \"{}\"", k.render(), quote(re));
+            }
+            Pred::Not(p) => {
+                out.push_str("not ");
+                p.render(out);
+            }
+            Pred::Parens(n, p) => {
+                let n = usize::from(*n % 2100);
+                out.push_str(&"(".repeat(n));
+                p.render(out);
+                out.push_str(&")".repeat(n));
+            }
+            Pred::And(a, b) | Pred::Or(a, b) => {
+                out.push('(');
+                a.render(out);
+                out.push_str(if matches!(self, Pred::And(..)) { " and " } else { " or " });
+                b.render(out);
+                out.push(')');
+            }
+        }
+    }
+}
+
+impl Expr {
+    fn render(&self, out: &mut String) {
+        match self {
+            Expr::Has(s) => s.render(out),
+            Expr::Not(e) => {
+                out.push_str("not ");
+                e.render(out);
+            }
+            Expr::Nots(n, e) => {
+                out.push_str(&"not ".repeat(usize::from(*n % 10_000)));
+                e.render(out);
+            }
+            Expr::Parens(n, e) => {
+                let n = usize::from(*n % 2100);
+                out.push_str(&"(".repeat(n));
+                e.render(out);
+                out.push_str(&")".repeat(n));
+            }
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                out.push('(');
+                a.render(out);
+                out.push_str(if matches!(self, Expr::And(..)) { " and " } else { " or " });
+                b.render(out);
+                out.push(')');
+            }
+            Expr::Count(s, op, n) => {
+                out.push_str("count(");
+                s.render(out);
+                let _ = write!(out, ") {} {n}", op.render());
+            }
+            Expr::Distinct(s, k, op, n) => {
+                out.push_str("distinct(");
+                s.render(out);
+                let _ = write!(out, ", {}) {} {n}", k.render(), op.render());
+            }
+            Expr::Rel(a, r, b) => {
+                a.render(out);
+                out.push_str(match r {
+                    Rel::Before => " before ",
+                    Rel::After => " after ",
+                    Rel::Within => " within ",
+                    Rel::ChildOf => " child_of ",
+                });
+                b.render(out);
+            }
+        }
+    }
+}
+
+const TRACE: &str = "
+- name: checkout
+  service: shop
+  children:
+    - name: inventory.reserve
+      attributes: { amount: 3 }
+    - name: payment.charge
+      status: error
+      duration: 250ms
+      attributes: { amount: \"12.5\", ok: true }
+      children:
+        - name: payment.retry
+";
+
+fuzz_target!(|rule: Rule| {
+    let mut cond = String::new();
+    if rule.invariant {
+        cond.push_str("when { ");
+        rule.when.render(&mut cond);
+        cond.push_str(" } always { ");
+        rule.then.render(&mut cond);
+        cond.push_str(" }");
+    } else {
+        rule.when.render(&mut cond);
+    }
+    let text = format!("rules:\n  - id: fuzz\n    name: Fuzz\n    condition: |\n      {cond}\n");
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            if let Ok((rules, _)) = RuleSet::from_text("fuzz.yaml", &text) {
+                let trace = compact::from_yaml(TRACE, 7).expect("the fixed trace reads");
+                let mut view = rules.view(&trace);
+                let vm = rules.judge_with(&mut view, 0);
+                let oracle = reference::evaluate(&rules.rules()[0].def.form, &trace);
+                assert_eq!(vm, oracle, "VM and reference disagree on:\n{text}");
+            }
+        })
+        .unwrap()
+        .join()
+        .expect("no crash on a small stack");
+});
