@@ -6,7 +6,11 @@
 #   make lint    rustfmt and clippy, warnings as errors
 #   make ffi-test  the C test program against the cdylib, under valgrind
 #   make go-test   the Go module in go-shim/ (cgo against the staticlib)
-#   make e2e     a real collector built with ocb, the demo app, checked output
+#   make e2e     a real collector built with ocb, the demo app, checked output, hot reload
+#   make soak    the collector with the connector under load for 30 minutes, rules reloaded,
+#                every expected signal exactly once, memory flat (SOAK_RATE spans/s offered)
+#   make soak-short  the same for 2 minutes, as CI runs it
+#   make fuzz    each fuzz target for FUZZ_SECONDS (default 3600; cargo-fuzz on nightly)
 #   make demo    replay the demo rules over the demo traces
 #   make bench   BeTrace against its peers on workload W1 (bench/peers.py; < 20 min):
 #                decode floor, engine, C ABI, three real collectors, replay vs Python
@@ -16,7 +20,7 @@
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test lint ffi-test go-test e2e demo bench bench-smoke bench-micro clean
+.PHONY: build test lint ffi-test go-test e2e soak soak-short fuzz demo bench bench-smoke bench-micro clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -47,6 +51,21 @@ lint:
 
 e2e: build
 	tests/e2e/run.sh
+
+SOAK_RATE ?= 10000
+soak: build
+	go-shim/ocb.sh go-shim/builder-config.yaml target/soak-ocb.log
+	python3 tests/soak/soak.py --minutes 30 --rate $(SOAK_RATE)
+
+soak-short: build
+	go-shim/ocb.sh go-shim/builder-config.yaml target/soak-ocb.log
+	python3 tests/soak/soak.py --minutes 2 --rate 4000
+
+FUZZ_SECONDS ?= 3600
+fuzz:
+	cd fuzz && for t in ingest rules rules_structured replay_input; do \
+	  cargo +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
+	done
 
 demo: build
 	$(BETRACE) replay --rules examples/rules --format table examples/traces

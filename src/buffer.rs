@@ -1,4 +1,4 @@
-//! The trace buffer (dsl.md §4): spans of one trace arrive spread over many batches; the
+//! The trace buffer (docs/language.md, "When a trace is judged"): spans of one trace arrive spread over many batches; the
 //! buffer holds them per trace id and hands each trace to a judge once it is complete
 //! enough.
 //!

@@ -101,7 +101,7 @@ pub struct Program {
     /// A span name that must be present for the rule to fire; when the trace has none,
     /// the rule is skipped without running.
     pub guard: Option<NameId>,
-    /// Selectors whose matches are the trigger spans (dsl.md §3).
+    /// Selectors whose matches are the trigger spans (docs/language.md, "What a rule reports").
     pub triggers: Vec<SelId>,
 }
 

@@ -12,7 +12,7 @@ use crate::syntax::ast::{self, AttrKind, Literal, Loc, NamePattern, Operand, Pre
 use crate::trace::{SpanKind, StatusCode};
 use crate::value::{CmpOp, Value};
 
-/// The reserved words of dsl.md §2.3.
+/// The reserved words of docs/language.md, "Comparison rules".
 pub const RESERVED: [&str; 20] = [
     "and", "or", "not", "in", "matches", "contains", "exists", "when", "always", "never", "count",
     "distinct", "before", "after", "within", "child_of", "true", "false", "trace", "unique",
@@ -526,7 +526,7 @@ fn glob(text: &str, pieces: &[String]) -> NameMatch {
     NameMatch::Glob(text.to_string(), re)
 }
 
-/// The warning of dsl.md §2: a violation-form condition that is a plain conjunction of
+/// The warning of docs/language.md, "Conditions: the two forms": a violation-form condition that is a plain conjunction of
 /// positive `has` checks fires on every trace that has them all.
 fn conjunction_of_has(e: &ast::Expr, text: &str) -> Option<Diagnostic> {
     let ast::Expr::And(items, loc) = e else {

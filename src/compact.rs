@@ -1,4 +1,4 @@
-//! Compact traces (dsl.md §5): a readable YAML form for hand-written traces, used by
+//! Compact traces (docs/language.md, "Compact traces"): a readable YAML form for hand-written traces, used by
 //! `examples:` in rule files and by tests, loaded into the same [`Trace`] OTLP data uses.
 
 use serde::Deserialize;

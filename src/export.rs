@@ -1,6 +1,6 @@
-//! Signals out, the OTLP way: as log records (dsl.md §3.2), which every logs backend
+//! Signals out, the OTLP way: as log records (docs/language.md, "What a rule reports"), which every logs backend
 //! already stores and links to the trace, and as violation spans in the violating trace
-//! (dsl.md §3.3).
+//! (docs/language.md, "What a rule reports").
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

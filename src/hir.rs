@@ -154,7 +154,7 @@ impl fmt::Display for Attr {
     }
 }
 
-/// The intrinsics of dsl.md §2.3, spelled as in TraceQL.
+/// The intrinsics of docs/language.md, "Comparison rules", spelled as in TraceQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Intrinsic {
     /// `span:name`
@@ -231,7 +231,7 @@ impl Intrinsic {
     }
 }
 
-/// The selectors whose matching spans become trigger spans (dsl.md §3): those under an even
+/// The selectors whose matching spans become trigger spans (docs/language.md, "What a rule reports"): those under an even
 /// number of `not`s in `when` (invariant form) or in the whole condition (violation form),
 /// and for invariant rules those under an even number of `not`s in `never`.
 pub fn trigger_selectors(form: &Form) -> Vec<&Selector> {

@@ -1,4 +1,4 @@
-//! What a rule reports when it fires (dsl.md §3): one [`Signal`] per (rule, trace), built
+//! What a rule reports when it fires (docs/language.md, "What a rule reports"): one [`Signal`] per (rule, trace), built
 //! from the first trigger span, and its JSON-line form (§3.1).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -127,7 +127,7 @@ impl Signal {
         self.resource.service_name()
     }
 
-    /// The JSON object of dsl.md §3.1.
+    /// The JSON object of docs/language.md, "What a rule reports".
     pub fn to_json(&self) -> serde_json::Value {
         let context: serde_json::Map<String, serde_json::Value> = self
             .context

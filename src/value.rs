@@ -1,4 +1,4 @@
-//! Attribute values and the comparison rules of the language (dsl.md §2.3).
+//! Attribute values and the comparison rules of the language (docs/language.md, "Comparison rules").
 //!
 //! Both the bytecode VM and the reference evaluator call [`compare`], so the two can only
 //! disagree about *which* values they compare, never about what a comparison means.
@@ -250,7 +250,7 @@ fn order(lhs: &Value, rhs: &Value) -> Option<Ordering> {
     }
 }
 
-/// `lhs OP rhs` with the rules of dsl.md §2.3: numbers compare as numbers, strings
+/// `lhs OP rhs` with the rules of docs/language.md, "Comparison rules": numbers compare as numbers, strings
 /// lexically, a string against a number is read as a number when the whole string is one,
 /// and every other mix — including booleans ordered with `<` — is false.
 pub fn compare(lhs: &Value, op: CmpOp, rhs: &Value) -> bool {

@@ -128,7 +128,7 @@ fn test_json_prints_one_object_per_example_with_its_signal() {
         .find(|l| l["rule_id"] == "payment-retry-idempotent" && l["expect"] == "violation")
         .unwrap();
     assert_eq!(v["signal"]["signal_type"], "PAYMENT_RETRY_IDEMPOTENT");
-    // The trigger span is the retry (`attempt > 1`): the `when` selector, per dsl.md §3.
+    // The trigger span is the retry (`attempt > 1`): the `when` selector, per docs/language.md, "What a rule reports".
     assert_eq!(v["signal"]["context"]["payment_intent_id"], "pi_3b");
     assert_eq!(v["signal"]["context"]["attempt"], 2);
 }

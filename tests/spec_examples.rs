@@ -1,4 +1,4 @@
-//! Every example of ../shared/spec/dsl.md, each a test of what the spec says it means.
+//! Every example of the language reference (docs/language.md), each a test of what it says it means.
 
 use betrace::compact;
 use betrace::signal::Mode;

@@ -28,16 +28,20 @@ func main() {
 	endpoint := flag.String("endpoint", "http://127.0.0.1:4318/v1/traces", "OTLP/HTTP traces URL")
 	rate := flag.Float64("rate", 50, "batches per second")
 	inFlight := flag.Int("in-flight", 4, "most requests in flight at once")
+	loops := flag.Int("loops", 1, "send the batches this many times; loop k > 0 XORs k into the first 4 bytes of every trace id, so each loop is new traces")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: loadgen [flags] FILE_OR_DIR...\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if flag.NArg() == 0 || *rate <= 0 || *inFlight < 1 {
+	if flag.NArg() == 0 || *rate <= 0 || *inFlight < 1 || *loops < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
 	batches, err := readAll(flag.Args())
+	if err == nil {
+		batches, err = repeat(batches, *loops)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
@@ -173,4 +177,79 @@ func split(data []byte) ([][]byte, error) {
 		at += 4 + n
 	}
 	return out, nil
+}
+
+// repeat returns the batches `loops` times over, loop k with k XORed into the first four
+// bytes of every trace id (big-endian), so that each loop sends new traces with the same
+// shapes and the same violations.
+func repeat(batches [][]byte, loops int) ([][]byte, error) {
+	out := make([][]byte, 0, len(batches)*loops)
+	out = append(out, batches...)
+	for k := 1; k < loops; k++ {
+		for _, b := range batches {
+			c := append([]byte(nil), b...)
+			if err := retrace(c, uint32(k)); err != nil {
+				return nil, err
+			}
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// retrace XORs k into the first four bytes of every span's trace id of a TracesData (or
+// ExportTraceServiceRequest) message, in place: resource_spans (1) → scope_spans (2) →
+// spans (2) → trace_id (1).
+func retrace(msg []byte, k uint32) error {
+	var key [4]byte
+	binary.BigEndian.PutUint32(key[:], k)
+	path := []uint64{1, 2, 2}
+	var walk func(b []byte, depth int) error
+	walk = func(b []byte, depth int) error {
+		for at := 0; at < len(b); {
+			tag, n := binary.Uvarint(b[at:])
+			if n <= 0 {
+				return fmt.Errorf("bad field key at byte %d", at)
+			}
+			at += n
+			field, wire := tag>>3, tag&7
+			switch wire {
+			case 0:
+				_, n := binary.Uvarint(b[at:])
+				if n <= 0 {
+					return fmt.Errorf("bad varint at byte %d", at)
+				}
+				at += n
+			case 1:
+				at += 8
+			case 5:
+				at += 4
+			case 2:
+				l, n := binary.Uvarint(b[at:])
+				if n <= 0 || uint64(len(b)-at-n) < l {
+					return fmt.Errorf("bad length at byte %d", at)
+				}
+				at += n
+				body := b[at : at+int(l)]
+				switch {
+				case depth < len(path) && field == path[depth]:
+					if err := walk(body, depth+1); err != nil {
+						return err
+					}
+				case depth == len(path) && field == 1 && len(body) == 16:
+					for i := range key {
+						body[i] ^= key[i]
+					}
+				}
+				at += int(l)
+			default:
+				return fmt.Errorf("unsupported wire type %d at byte %d", wire, at)
+			}
+			if at > len(b) {
+				return fmt.Errorf("field runs past the end")
+			}
+		}
+		return nil
+	}
+	return walk(msg, 0)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
 	"net/http"
@@ -56,5 +57,37 @@ func TestSendPostsEveryBatchInOrderAndReportsFailures(t *testing.T) {
 	s, err = send(srv.URL, [][]byte{[]byte("ok"), []byte("bad")}, 1000, 2)
 	if err == nil || s.Failed != 1 {
 		t.Fatalf("a 503 was not reported: %+v, %v", s, err)
+	}
+}
+
+// field encodes one length-delimited protobuf field.
+func field(num uint64, body []byte) []byte {
+	out := binary.AppendUvarint(nil, num<<3|2)
+	out = binary.AppendUvarint(out, uint64(len(body)))
+	return append(out, body...)
+}
+
+func TestRepeatRewritesOnlyTraceIDsAndKeepsTheFirstLoop(t *testing.T) {
+	traceID := bytes.Repeat([]byte{0xab}, 16)
+	spanID := bytes.Repeat([]byte{0xcd}, 8)
+	span := append(field(1, traceID), field(2, spanID)...)
+	span = append(span, 0x40, 0x05) // kind = 5, a varint field that must be skipped
+	msg := field(1, append(field(1, []byte("resource")), field(2, field(2, span))...))
+	got, err := repeat([][]byte{msg}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || !bytes.Equal(got[0], msg) {
+		t.Fatalf("loop 0 must be the batch as read")
+	}
+	for k, b := range got[1:] {
+		want := append([]byte(nil), traceID...)
+		want[3] ^= byte(k + 1)
+		if !bytes.Contains(b, want) || !bytes.Contains(b, spanID) || len(b) != len(msg) {
+			t.Fatalf("loop %d: trace id not rewritten as expected or other bytes changed: %x", k+1, b)
+		}
+	}
+	if err := retrace([]byte{0x0a, 0x05, 0x01}, 1); err == nil {
+		t.Fatal("a truncated message must be an error")
 	}
 }

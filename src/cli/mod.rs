@@ -1,4 +1,4 @@
-//! The subcommands of `betrace`, one module each. Exit codes follow interfaces.md §2:
+//! The subcommands of `betrace`, one module each. Exit codes follow README.md and `betrace --help`:
 //! 0 success, 1 invalid rules or failed examples or (on request) violations, 2 usage or
 //! unreadable input.
 

@@ -1,4 +1,4 @@
-//! Replay's output formats: JSON lines (dsl.md §3.1), a table grouped by rule, and CSV
+//! Replay's output formats: JSON lines (docs/language.md, "What a rule reports"), a table grouped by rule, and CSV
 //! with one row per signal and a column per context key.
 
 use std::collections::{BTreeSet, HashMap};

@@ -1,4 +1,4 @@
-//! Rule files (dsl.md §1): finding them, reading them strictly, checking every condition,
+//! Rule files (docs/language.md, "Rule files"): finding them, reading them strictly, checking every condition,
 //! and reporting every problem at once, located in the file.
 
 mod load;
@@ -44,7 +44,7 @@ impl Severity {
         }
     }
 
-    /// The OTLP log severity number (dsl.md §3.2).
+    /// The OTLP log severity number (docs/language.md, "What a rule reports").
     pub fn otlp_number(self) -> i32 {
         match self {
             Severity::Critical => 21,

@@ -8,7 +8,7 @@ use std::ops::Range;
 /// A byte range inside the condition text.
 pub type Loc = Range<usize>;
 
-/// A parsed condition: one of the two forms of dsl.md §2.
+/// A parsed condition: one of the two forms of docs/language.md, "Conditions: the two forms".
 // One per rule, built once at load: boxing the larger variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]

@@ -49,3 +49,6 @@ trap - EXIT
 grep -q '"rules loaded"\|rules loaded' "$OUT/collector.log" || { echo "e2e: the engine's log events are not in the collector's log"; exit 1; }
 
 python3 tests/e2e/check.py "$OUT/sent.json" "$OUT/traces.jsonl" "$OUT/violations.jsonl"
+
+echo "e2e: hot reload"
+python3 tests/e2e/reload.py target/otelcol-betrace/otelcol-betrace "$OUT"

@@ -4,7 +4,7 @@ import (
 	"github.com/betracehq/betrace/go-shim/internal/engine"
 )
 
-// Config of the betrace connector: the shared engine settings (interfaces.md §3).
+// Config of the betrace connector: the shared engine settings (go-shim/README.md).
 type Config struct {
 	engine.Config `mapstructure:",squash"`
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/betracehq/betrace/go-shim/internal/betrace"
 )
 
-// Config is what both components share (the `betrace` keys of interfaces.md §3).
+// Config is what both components share (the `betrace` keys of go-shim/README.md).
 type Config struct {
 	// Rules are rule files, directories (every *.yaml / *.yml in them) or globs.
 	Rules []string `mapstructure:"rules"`
@@ -33,7 +33,7 @@ type Config struct {
 	ReloadInterval time.Duration `mapstructure:"reload_interval"`
 }
 
-// DefaultConfig has the defaults of dsl.md §4.
+// DefaultConfig has the defaults of docs/language.md, "When a trace is judged".
 func DefaultConfig() Config {
 	return Config{TraceIdleTimeout: 5 * time.Second, MaxTraceAge: 60 * time.Second, MaxTraces: 100_000, MaxSpans: 5_000_000}
 }
