@@ -40,13 +40,18 @@ func main() {
 	}
 	batches, err := readAll(flag.Args())
 	if err == nil {
-		batches, err = repeat(batches, *loops)
+		// Every batch must be one whose trace ids can be rewritten; find out before sending.
+		for _, b := range batches {
+			if err = retrace(append([]byte(nil), b...), 1); err != nil {
+				break
+			}
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
-	s, err := send(*endpoint, batches, *rate, *inFlight)
+	s, err := send(*endpoint, loop(batches, *loops), *rate, *inFlight)
 	out, _ := json.Marshal(s)
 	fmt.Println(string(out))
 	if err != nil {
@@ -64,7 +69,7 @@ type summary struct {
 	BehindAtEnd float64 `json:"behind_at_end_seconds"`
 }
 
-func send(endpoint string, batches [][]byte, rate float64, inFlight int) (summary, error) {
+func send(endpoint string, batches source, rate float64, inFlight int) (summary, error) {
 	client := &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: inFlight, MaxConnsPerHost: inFlight},
@@ -86,18 +91,20 @@ func send(endpoint string, batches [][]byte, rate float64, inFlight int) (summar
 	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
 	var total int64
-	for i, body := range batches {
+	n := batches.len()
+	for i := range n {
 		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
 			time.Sleep(wait)
 		}
+		body := batches.get(i)
 		work <- body
 		total += int64(len(body))
 	}
-	behind := time.Since(start.Add(time.Duration(len(batches)-1) * interval))
+	behind := time.Since(start.Add(time.Duration(n-1) * interval))
 	close(work)
 	wg.Wait()
 	s := summary{
-		Batches:     len(batches),
+		Batches:     n,
 		Bytes:       total,
 		Seconds:     time.Since(start).Seconds(),
 		Failed:      failed.Load(),
@@ -179,22 +186,28 @@ func split(data []byte) ([][]byte, error) {
 	return out, nil
 }
 
-// repeat returns the batches `loops` times over, loop k with k XORed into the first four
-// bytes of every trace id (big-endian), so that each loop sends new traces with the same
-// shapes and the same violations.
-func repeat(batches [][]byte, loops int) ([][]byte, error) {
-	out := make([][]byte, 0, len(batches)*loops)
-	out = append(out, batches...)
-	for k := 1; k < loops; k++ {
-		for _, b := range batches {
-			c := append([]byte(nil), b...)
-			if err := retrace(c, uint32(k)); err != nil {
-				return nil, err
+// source hands out the batches to send, made when they are sent.
+type source struct {
+	len func() int
+	get func(i int) []byte
+}
+
+// loop sends the batches `loops` times over, loop k with k XORed into the first four bytes
+// of every trace id (big-endian), so that each loop sends new traces with the same shapes
+// and the same violations. Copies are made as batches are sent, so memory holds one loop.
+func loop(batches [][]byte, loops int) source {
+	return source{
+		len: func() int { return len(batches) * loops },
+		get: func(i int) []byte {
+			b, k := batches[i%len(batches)], i/len(batches)
+			if k == 0 {
+				return b
 			}
-			out = append(out, c)
-		}
+			c := append([]byte(nil), b...)
+			_ = retrace(c, uint32(k)) // checked for every batch before sending
+			return c
+		},
 	}
-	return out, nil
 }
 
 // retrace XORs k into the first four bytes of every span's trace id of a TracesData (or

@@ -47,14 +47,14 @@ func TestSendPostsEveryBatchInOrderAndReportsFailures(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	s, err := send(srv.URL, [][]byte{[]byte("a"), []byte("b"), []byte("c")}, 1000, 1)
+	s, err := send(srv.URL, loop([][]byte{[]byte("a"), []byte("b"), []byte("c")}, 1), 1000, 1)
 	if err != nil || s.Batches != 3 || s.Failed != 0 || s.Bytes != 3 {
 		t.Fatalf("send = %+v, %v", s, err)
 	}
 	if len(got) != 3 || got[0] != "a" || got[2] != "c" {
 		t.Fatalf("server saw %q", got)
 	}
-	s, err = send(srv.URL, [][]byte{[]byte("ok"), []byte("bad")}, 1000, 2)
+	s, err = send(srv.URL, loop([][]byte{[]byte("ok"), []byte("bad")}, 1), 1000, 2)
 	if err == nil || s.Failed != 1 {
 		t.Fatalf("a 503 was not reported: %+v, %v", s, err)
 	}
@@ -67,15 +67,16 @@ func field(num uint64, body []byte) []byte {
 	return append(out, body...)
 }
 
-func TestRepeatRewritesOnlyTraceIDsAndKeepsTheFirstLoop(t *testing.T) {
+func TestLoopRewritesOnlyTraceIDsAndKeepsTheFirstLoop(t *testing.T) {
 	traceID := bytes.Repeat([]byte{0xab}, 16)
 	spanID := bytes.Repeat([]byte{0xcd}, 8)
 	span := append(field(1, traceID), field(2, spanID)...)
 	span = append(span, 0x40, 0x05) // kind = 5, a varint field that must be skipped
 	msg := field(1, append(field(1, []byte("resource")), field(2, field(2, span))...))
-	got, err := repeat([][]byte{msg}, 3)
-	if err != nil {
-		t.Fatal(err)
+	src := loop([][]byte{msg}, 3)
+	var got [][]byte
+	for i := range src.len() {
+		got = append(got, src.get(i))
 	}
 	if len(got) != 3 || !bytes.Equal(got[0], msg) {
 		t.Fatalf("loop 0 must be the batch as read")
