@@ -357,6 +357,43 @@ static void test_bad_input(betrace_engine *e) {
   betrace_buf_free(&err);
 }
 
+/* One unreadable span (a 3-byte trace id) keeps the rest of its request; an absurd `now`
+   cannot wrap a deadline into the past. */
+static void test_bad_span_and_absurd_clock(void) {
+  betrace_engine *e = NULL;
+  betrace_source rules = source("rules.yaml", RULES);
+  CHECK(betrace_engine_new(&rules, 1, NULL, &e, NULL) == BETRACE_OK && e, "engine");
+  if (!e) return;
+  betrace_counters before = {0}, after = {0};
+  CHECK(betrace_engine_counters(e, &before) == BETRACE_OK, "counters");
+  const uint8_t trace[16] = {0x7e, 0x57, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14};
+  pb good = {0}, bad = {0}, scope = {0}, rs = {0}, req = {0};
+  const uint8_t sid[8] = {0, 0, 0, 0, 0, 0, 0x5b, 1}, short_id[3] = {1, 2, 3};
+  pb_bytes(&good, 1, trace, 16);
+  pb_bytes(&good, 2, sid, 8);
+  pb_str(&good, 5, "inventory.reserve");
+  pb_bytes(&bad, 1, short_id, 3);
+  pb_bytes(&bad, 2, sid, 8);
+  pb_str(&bad, 5, "broken");
+  pb_msg(&scope, 2, &bad);
+  pb_msg(&scope, 2, &good);
+  pb_msg(&rs, 2, &scope);
+  pb_msg(&req, 1, &rs);
+  betrace_buf err = {0};
+  CHECK(betrace_engine_ingest(e, req.p, req.len, UINT64_MAX - SEC, &err) == BETRACE_OK,
+        "a request with one bad span is accepted: %s", err.ptr ? (const char *)err.ptr : "");
+  betrace_buf_free(&err);
+  free(req.p);
+  CHECK(betrace_engine_counters(e, &after) == BETRACE_OK, "counters");
+  CHECK(after.invalid_spans == before.invalid_spans + 1, "the bad span is counted");
+  CHECK(after.spans_in == before.spans_in + 1, "the good span is taken");
+  CHECK(betrace_engine_tick(e, 20 * SEC, NULL) == BETRACE_OK, "tick");
+  betrace_counters ticked = {0};
+  CHECK(betrace_engine_counters(e, &ticked) == BETRACE_OK, "counters");
+  CHECK(ticked.traces_judged == after.traces_judged, "a deadline near UINT64_MAX did not wrap into the past");
+  betrace_engine_free(e);
+}
+
 int main(void) {
   const char *version = betrace_version();
   CHECK(version && strlen(version) > 0, "version");
@@ -374,6 +411,7 @@ int main(void) {
 
   test_split_violation(e);
   test_bad_input(e);
+  test_bad_span_and_absurd_clock();
   test_threads(e);
 
   betrace_buf events = {0};

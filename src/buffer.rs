@@ -146,7 +146,10 @@ const SHARDS: usize = 16;
 impl TraceBuffer {
     /// An empty buffer.
     pub fn new(config: BufferConfig) -> TraceBuffer {
-        let forgotten_capacity = (config.max_traces.saturating_mul(8) / SHARDS).max(4096);
+        // Eight times the exact memory, within 4,096..262,144 ids a shard: at most 1 MiB a
+        // generation a shard (32 MiB in all), allocated only once traces are forgotten.
+        let forgotten_capacity =
+            (config.max_traces.saturating_mul(8) / SHARDS).clamp(4096, 1 << 18);
         TraceBuffer {
             config,
             shards: (0..SHARDS)

@@ -155,3 +155,59 @@ fn explain_shows_the_bytecode() {
     assert_eq!(code, 1);
     assert!(err.contains("did you mean"), "{err}");
 }
+
+#[test]
+fn test_explains_every_level_down_to_the_span_that_decided() {
+    let rules = temp_file(
+        "explain-deep.yaml",
+        "rules:
+  - id: retries
+    name: Few retries, a successful payment
+    condition: when { checkout } always { count(retry) < 3 and payment.where(ok == true) }
+    examples:
+      - name: many
+        expect: pass
+        trace:
+          - name: checkout
+          - name: retry
+          - name: payment
+            span_id: 00000000000000ab
+            attributes: { ok: false }
+",
+    );
+    let (code, out, _) = betrace(&["test", &rules]);
+    assert_eq!(code, 1);
+    assert!(out.contains("count(retry) < 3"), "{out}");
+    assert!(!out.contains("count(count("), "{out}");
+    assert!(out.contains("1 vs 3"), "{out}");
+    assert!(
+        out.contains("none of the 1 span with its name passes the filter; first: 00000000000000ab (ok = false)"),
+        "the false part of the `and`, down to its span: {out}"
+    );
+}
+
+#[test]
+fn replay_with_rules_that_do_not_load_exits_2_not_1() {
+    let rules = temp_file(
+        "broken-for-replay.yaml",
+        "rules:\n  - id: x\n    name: X\n    condition: a >>= 1\n",
+    );
+    let (code, _, err) = betrace(&["replay", "--rules", &rules, "examples/traces"]);
+    assert_eq!(code, 2, "1 means violations found: {err}");
+    assert!(err.contains("broken-for-replay.yaml:4:"), "{err}");
+}
+
+#[test]
+fn byte_order_marks_read_as_nothing_in_rule_and_trace_files() {
+    let rules = temp_file(
+        "bom-rules.yaml",
+        "\u{feff}rules:\n  - id: no-charge\n    name: No charge\n    condition: payment.charge\n",
+    );
+    let traces = temp_file(
+        "bom-traces.json",
+        "\u{feff}{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"traceId\":\"5f9c2a1b3e4d67895f9c2a1b3e4d6789\",\"spanId\":\"a1b2c3d4e5f60718\",\"name\":\"payment.charge\"}]}]}]}\n",
+    );
+    let (code, out, err) = betrace(&["replay", "--rules", &rules, &traces]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}{err}");
+}
