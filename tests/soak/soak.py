@@ -187,7 +187,7 @@ def main():
                 reload_log.append((round(time.time() - start), f"good edit {i}"))
         load_out, _ = load.communicate()
         sent = json.loads(load_out.strip().splitlines()[-1])
-        time.sleep(5)  # every trace idle past its timeout
+        time.sleep(8)  # every trace judged (idle 2s) and released (2s more), with ticks to spare
         final = metrics(metrics_port)
         stop.set()
     finally:
