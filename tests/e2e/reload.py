@@ -21,7 +21,7 @@ RULE = """rules:
 BAD = """rules:
   - id: probe-broken
     name: A careless edit
-    condition: when {{ probe.two }} always {{ probe.three.where(x >>= 1) }}
+    condition: when { probe.two } always { probe.three.where(x >>= 1) }
 """
 
 

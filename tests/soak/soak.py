@@ -62,7 +62,7 @@ QUIET_RULE = """rules:
 BAD_RULE = """rules:
   - id: soak-broken
     name: A careless edit
-    condition: when {{ checkout }} always {{ payment.where(amount >>= 1) }}
+    condition: when { checkout } always { payment.where(amount >>= 1) }
 """
 
 
