@@ -242,7 +242,7 @@ def main():
     signals_total = sum(want.values()) + sum(extra.values())
     if c.get("otelcol_betrace_signals", 0) != signals_total:
         problems.append(f"signals counter {c.get('otelcol_betrace_signals')} vs {signals_total} delivered")
-    for name in ("otelcol_betrace_late_spans", "otelcol_betrace_duplicate_spans", "otelcol_betrace_invalid_spans",
+    for name in ("otelcol_betrace_late_spans", "otelcol_betrace_late_spans_unjudged", "otelcol_betrace_duplicate_spans", "otelcol_betrace_invalid_spans",
                  "otelcol_betrace_traces_judged_early", "otelcol_betrace_signals_dropped", "otelcol_betrace_decode_errors"):
         if c.get(name, 0) != 0:
             problems.append(f"{name} = {c.get(name)}, expected 0")
@@ -261,7 +261,8 @@ def main():
         "offered_spans_per_second": args.rate, "behind_at_end_seconds": sent.get("behind_at_end_seconds"),
         "signals_expected": len(want), "signals_delivered": signals_total,
         "rss_peak_mb": round(peak), "rss_slope_after_warmup_mb_per_min": round(slope, 2),
-        "rule_edits": reload_log, "problems": problems,
+        "rule_edits": reload_log, "counters": {k.removeprefix("otelcol_betrace_"): v for k, v in sorted(c.items())},
+        "problems": problems,
     }
     json.dump(summary, open(os.path.join(out, "soak.json"), "w"), indent=1)
     print(json.dumps(summary, indent=1))
