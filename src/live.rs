@@ -164,7 +164,7 @@ impl Live {
                     skipped = batch.invalid_spans,
                     total,
                     first = batch.first_invalid.as_deref().unwrap_or(""),
-                    "unreadable spans skipped; the rest of their batch is judged"
+                    "unreadable spans skipped; the rest of each batch is judged"
                 );
             }
         }

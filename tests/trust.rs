@@ -535,3 +535,28 @@ fn csv_cells_are_neutralised_and_trigger_span_ids_are_capped() {
         "{csv}"
     );
 }
+
+#[test]
+fn a_pipe_is_an_input_read_once() {
+    let corpus = generate(87, 40, 0.25);
+    let dir = tmp("pipe");
+    let file = dir.join("t.json");
+    write_jsonl(&file, &batches(&corpus, 100));
+    let out = Command::new("bash")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("-c")
+        .arg(format!(
+            "{} replay --rules examples/rules <(cat {})",
+            env!("CARGO_BIN_EXE_betrace"),
+            file.display()
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        pairs(&jsonl(&String::from_utf8_lossy(&out.stdout))),
+        expected(&corpus),
+        "{err}"
+    );
+}

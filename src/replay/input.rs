@@ -64,8 +64,8 @@ pub enum Record {
     Bad(BadRecord),
 }
 
-/// Expands inputs: files as given, directories to every regular file below them (sorted,
-/// hidden files skipped), `-` for standard input.
+/// Expands inputs: files as given (pipes too, such as `<(zstdcat x.zst)`), directories to
+/// every regular file below them (sorted, hidden files skipped), `-` for standard input.
 pub fn expand(inputs: &[String]) -> Result<Vec<String>, BadRecord> {
     let mut out = Vec::new();
     for input in inputs {
@@ -83,7 +83,7 @@ pub fn expand(inputs: &[String]) -> Result<Vec<String>, BadRecord> {
             })?;
             files.sort();
             out.extend(files.into_iter().map(|p| p.display().to_string()));
-        } else if path.is_file() {
+        } else if path.exists() {
             out.push(input.clone());
         } else {
             return Err(BadRecord {
@@ -149,6 +149,12 @@ impl Default for Limits {
 
 /// Receives an input's records in order; returns false to stop reading the input.
 pub type Sink<'a> = dyn FnMut(Record) -> bool + 'a;
+
+/// Whether an input can be read twice: a regular file (not standard input or a pipe, whose
+/// first read would consume it).
+pub fn rereadable(source: &str) -> bool {
+    source != "-" && std::fs::metadata(source).is_ok_and(|m| m.is_file())
+}
 
 /// Reads one input, calling `sink` with each record in order until it returns false;
 /// `bytes_read` counts the raw bytes consumed. An I/O error opening or reading the input is

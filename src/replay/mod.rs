@@ -324,10 +324,10 @@ fn read_into(
     });
 }
 
-/// The time of an input's first batch with a plausible span; `None` for standard input or
-/// an input without one. Reads only as far as that batch.
+/// The time of an input's first batch with a plausible span; `None` for standard input, a
+/// pipe, or an input without one. Reads only as far as that batch.
 fn first_time(source: &str, limits: Limits, horizon: u64) -> Option<u64> {
-    if source == "-" {
+    if !input::rereadable(source) {
         return None;
     }
     let (mut time, mut records) = (None, 0);
