@@ -33,7 +33,7 @@ test: build
 
 # The Go build cache does not see target/release/libbetrace.a (named in #cgo LDFLAGS): its
 # digest in the link flags (an -X the linker ignores) makes a new engine relink the tests.
-LIB_DIGEST = $$(sha256sum target/release/libbetrace.a | cut -c1-16)
+LIB_DIGEST = $$(sha256sum ../target/release/libbetrace.a | cut -c1-16)
 go-test:
 	$(CARGO) build --release --locked --lib
 	cd go-shim && go vet ./... && go test -race -count=1 -ldflags="-X main.betraceEngineDigest=$(LIB_DIGEST)" ./...
