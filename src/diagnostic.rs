@@ -182,7 +182,10 @@ impl Report {
     /// `file:line:col` of a diagnostic (1-based), as editors and CI logs expect.
     pub fn position(&self, d: &Diagnostic) -> (String, usize, usize) {
         let f = &self.files[d.primary.file];
-        let start = d.primary.range.start.min(f.text.len());
+        let mut start = d.primary.range.start.min(f.text.len());
+        while !f.text.is_char_boundary(start) {
+            start -= 1;
+        }
         let before = &f.text[..start];
         let line = before.matches('\n').count() + 1;
         let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
@@ -201,10 +204,18 @@ impl Report {
         for f in &self.files {
             files.add(f.name.clone(), f.text.as_str());
         }
+        // Within the text and on character boundaries, whatever a stage computed.
         let clamp = |l: &Label| {
-            let len = self.files.get(l.file).map_or(0, |f| f.text.len());
-            let end = l.range.end.max(l.range.start).min(len);
-            l.range.start.min(end)..end
+            let text = self.files.get(l.file).map_or("", |f| f.text.as_str());
+            let floor = |mut i: usize| {
+                i = i.min(text.len());
+                while !text.is_char_boundary(i) {
+                    i -= 1;
+                }
+                i
+            };
+            let end = floor(l.range.end.max(l.range.start));
+            floor(l.range.start).min(end)..end
         };
         if let Some(window) = self.long_line(d, clamp(&d.primary)) {
             return window;
@@ -248,6 +259,9 @@ impl Report {
     fn long_line(&self, d: &Diagnostic, range: Range<usize>) -> Option<String> {
         let (start, end) = (range.start, range.end);
         let text = &self.files.get(d.primary.file)?.text;
+        if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            return None;
+        }
         let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
         if line_end - line_start <= MAX_LINE {

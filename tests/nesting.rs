@@ -148,3 +148,16 @@ fn the_c_abi_refuses_a_deep_rule_on_a_small_stack() {
         );
     }
 }
+
+#[test]
+fn a_fuzz_found_rule_file_renders_without_panicking() {
+    // Found by `cargo fuzz run rules`: a diagnostic range inside a multi-byte character on
+    // a long line made the renderer slice mid-character.
+    let bytes = include_bytes!("diagnostics/fuzz-crash-char-boundary.bin");
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let rendered = on_small_stack(move || match RuleSet::from_text("fuzz.yaml", &text) {
+        Ok(_) => String::new(),
+        Err(report) => report.render(),
+    });
+    assert!(rendered.is_empty() || rendered.contains("fuzz.yaml"));
+}
