@@ -39,13 +39,17 @@ go-test:
 	cd go-shim && go vet ./... && go test -race -count=1 -ldflags="-X main.betraceEngineDigest=$(LIB_DIGEST)" ./...
 	cd bench/loadgen && go vet ./... && go test -race -count=1 ./...
 
+# Under valgrind the library is built with the system allocator (no default features):
+# mimalloc takes its memory with mmap, where valgrind would see no leak at all.
 CC ?= cc
 ffi-test:
 	$(CARGO) build --release --locked --lib
-	$(CC) -std=c11 -Wall -Wextra -Werror -O1 -g -I ffi ffi/test_betrace.c -L target/release -lbetrace -lpthread -o target/test_betrace
+	$(CARGO) build --release --locked --lib --no-default-features --target-dir target/sysalloc
+	$(CC) -std=c11 -Wall -Wextra -Werror -O1 -g -I ffi ffi/test_betrace.c -L target/sysalloc/release -lbetrace -lpthread -o target/test_betrace
 	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -I ffi bench/cabi.c -L target/release -lbetrace -lpthread -o target/bench-cabi
-	LD_LIBRARY_PATH=target/release valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	LD_LIBRARY_PATH=target/sysalloc/release valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  --error-exitcode=1 target/test_betrace
+	LD_LIBRARY_PATH=target/release target/test_betrace
 
 lint:
 	$(CARGO) fmt --all --check

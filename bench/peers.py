@@ -307,20 +307,40 @@ def main():
     bps = args.rate / (spans / batches)  # batches per second for the collectors and the clock
     rule_files = [f"examples/rules/{f}" for f in sorted(os.listdir("examples/rules"))]
     live = rounds(args.runs, [
-        ("decode", [f"{REL}/betrace-bench", "decode", f"{w1}/proto"], {}),
+        ("decode", [f"{REL}/betrace-floor", f"{w1}/proto"], {}),
+        ("decode/mimalloc", [f"{REL}/betrace-bench", "decode", f"{w1}/proto"], {}),
+        ("wire-walk", [f"{REL}/betrace-bench", "wire-walk", f"{w1}/proto"], {}),
         ("engine", [f"{REL}/betrace-bench", "engine", "--rules", "examples/rules",
                     "--batches-per-second", f"{bps:.3f}", f"{w1}/proto"], {}),
         ("c-abi", [f"{ROOT}/target/bench-cabi", f"{bps:.3f}"] + rule_files + ["--"] + proto_files,
          {"env": dict(os.environ, LD_LIBRARY_PATH=REL)}),
     ])
-    rows.append(live["decode"])
-    checks["decode"] = f"{spans:,} spans in {batches:,} batches"
+    for name in ("decode", "decode/mimalloc", "wire-walk"):
+        got = json.loads(live[name].out)
+        if got["batches"] != batches:
+            sys.exit(f"bench: {name}: {got}, expected {batches} batches")
+        rows.append(live[name])
+        checks[name] = (f"{got['spans']:,} spans in {batches:,} batches" if "spans" in got
+                        else f"{got['fields']:,} fields in {batches:,} batches")
     for name in ("engine", "c-abi"):
         got = json.loads(live[name].out)
         if got["signals"] != len(want_all) or got["spans"] != spans:
             sys.exit(f"bench: {name}: {got}, expected {len(want_all)} signals over {spans} spans")
         rows.append(live[name])
         checks[name] = f"{got['signals']:,} signals = injected"
+
+    # Memory per held span: every trace held to the end (100 h timeouts).
+    held = rounds(1, [
+        ("engine/held", [f"{REL}/betrace-bench", "engine", "--hold", "--rules", "examples/rules", f"{w1}/proto"], {}),
+    ])["engine/held"]
+    got = json.loads(held.out)
+    if got["signals"] != len(want_all) or got["held_spans"] != spans:
+        sys.exit(f"bench: engine/held: {got}, expected {len(want_all)} signals, {spans} spans held")
+    rows.append(held)
+    checks["engine/held"] = (f"{got['signals']:,} signals = injected; {got['held_spans']:,} spans held in "
+                             f"{(got['peak_rss_kb_before_shutdown'] - got['rss_after_rules_kb']) / 1024:,.0f} MB: "
+                             f"**{got['bytes_per_held_span']:.0f} B per held span**")
+    memory = {"engine": got["bytes_per_held_span"]}
 
     cfg = "bench/collector"
     want_ts = {t for t, r in want_all if r in expressed}
@@ -344,17 +364,37 @@ def main():
     five = expected(w1, set(FIVE))
     files = {name: f"{out}/{name.replace('/', '-')}.jsonl"
              for name in ("replay/all-rules", "replay/five-rules", "python/five-rules")}
+    files["replay/proto"] = f"{out}/replay-proto.jsonl"
+    files["replay/one-core"] = f"{out}/replay-one-core.jsonl"
+    files["replay/held"] = f"{out}/replay-held.jsonl"
     offline = rounds(args.runs, [
         ("replay/all-rules", [f"{REL}/betrace", "replay", "--rules", "examples/rules", "--format", "jsonl",
                               "--output", files["replay/all-rules"], f"{w1}/json"], {}),
+        ("replay/one-core", ["taskset", "-c", "0", f"{REL}/betrace", "replay", "--threads", "1", "--rules",
+                             "examples/rules", "--format", "jsonl", "--output", files["replay/one-core"],
+                             f"{w1}/json"], {}),
+        ("replay/proto", [f"{REL}/betrace", "replay", "--rules", "examples/rules", "--format", "jsonl",
+                          "--output", files["replay/proto"], f"{w1}/proto"], {}),
         ("replay/five-rules", [f"{REL}/betrace", "replay", "--rules", five_path, "--format", "jsonl",
                                "--output", files["replay/five-rules"], f"{w1}/json"], {}),
         ("python/five-rules", [sys.executable, "bench/baseline.py", f"{w1}/json"],
          {"stdout_file": files["python/five-rules"]}),
     ])
-    for name, want in (("replay/all-rules", want_all), ("replay/five-rules", five), ("python/five-rules", five)):
+    for name, want in (("replay/all-rules", want_all), ("replay/one-core", want_all), ("replay/proto", want_all),
+                       ("replay/five-rules", five), ("python/five-rules", five)):
         checks[name] = verdict(name, pairs_from_jsonl(files[name]), want)
         rows.append(offline[name])
+    # Replay's memory per held span: nothing judged before the end.
+    rh = rounds(1, [("replay/held", [f"{REL}/betrace", "replay", "--trace-idle-timeout", "100h",
+                                     "--max-trace-age", "100h", "--max-traces", "100000000",
+                                     "--max-spans", "100000000", "--rules", "examples/rules",
+                                     "--format", "jsonl", "--output", files["replay/held"], f"{w1}/proto"], {})])
+    rh = rh["replay/held"]
+    checks["replay/held"] = verdict("replay/held", pairs_from_jsonl(files["replay/held"]), want_all)
+    memory["replay"] = rh.rss_kb * 1024 / spans
+    checks["replay/held"] += f"; peak RSS ÷ spans held: **{memory['replay']:.0f} B per span**"
+    rows.append(rh)
+    args.memory = memory
 
     report = render(rows, checks, spans, batches, args, ts, want_all, time.monotonic() - started)
     with open(f"{out}/results.md", "w") as f:
@@ -388,14 +428,20 @@ def render(rows, checks, spans, batches, args, ts, want_all, elapsed):
         lines.append(f"| {m.name} | {spans / m.cpu:,.0f} | {m.cpu / spans * 1e6:.2f} | {m.rss_kb / 1024:,.0f} | "
                      f"{m.wall:.1f} | {', '.join(f'{c:.2f}' for c in m.cpus)} | {checks[m.name]} |")
     nop, bt, tsr = by["collector/nop"], by["collector/betrace"], by["collector/tail_sampling"]
+    one, allc = by["replay/one-core"], by["replay/all-rules"]
     ratios = [
         ("engine ÷ decode floor (CPU per span)", by["engine"].cpu / by["decode"].cpu),
+        ("engine ÷ decode floor with the engine's allocator (CPU per span)", by["engine"].cpu / by["decode/mimalloc"].cpu),
+        ("engine ÷ wire-walk (CPU per span)", by["engine"].cpu / by["wire-walk"].cpu),
+        ("collector: betrace ÷ nop (CPU per span)", by["collector/betrace"].cpu / by["collector/nop"].cpu),
         ("C ABI ÷ engine in process (CPU per span)", by["c-abi"].cpu / by["engine"].cpu),
         ("collector: betrace ÷ tail_sampling (CPU per span, whole collector)", bt.cpu / tsr.cpu),
         ("collector: betrace ÷ tail_sampling (CPU per span above the nop collector)",
          (bt.cpu - nop.cpu) / (tsr.cpu - nop.cpu) if tsr.cpu > nop.cpu else float("nan")),
         ("replay (five rules) ÷ Python script (CPU per span)", by["replay/five-rules"].cpu / by["python/five-rules"].cpu),
         ("replay (all rules) ÷ Python script, five rules (CPU per span)", by["replay/all-rules"].cpu / by["python/five-rules"].cpu),
+        (f"replay wall-clock speed-up, one core → all {os.cpu_count()} (JSON, all rules)", one.wall / allc.wall),
+        ("collector: betrace ÷ tail_sampling, peak RSS", bt.rss_kb / tsr.rss_kb),
     ]
     lines += ["", "| ratio | value |", "| --- | ---: |"]
     lines += [f"| {name} | {value:.2f} |" for name, value in ratios]

@@ -100,10 +100,15 @@ fn decode_only(dir: &Path) -> u64 {
             &f,
             Arc::new(AtomicU64::new(0)),
             input::Limits::default(),
+            &Arc::new(betrace::projected::Projection::new(
+                Vec::<String>::new(),
+                false,
+            )),
             &mut |r| {
                 match r {
                     Record::Batch(b, _) => spans += b.span_count() as u64,
                     Record::Bad(b) => panic!("{b}"),
+                    Record::Pending(p) => unreachable!("not deferred: {p:?}"),
                 }
                 true
             },

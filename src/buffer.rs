@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::trace::{SpanId, Trace, TraceId};
+use crate::projected::Trace;
+use crate::trace::{SpanId, TraceId};
 
 /// How long traces are held and how much the buffer may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +90,7 @@ pub type Judge<'a> = dyn FnMut(&Trace, &mut Signalled) + 'a;
 struct Entry {
     trace: Trace,
     /// Span ids held, so that a re-sent span counts once.
-    seen: HashSet<SpanId>,
+    seen: SeenSpans,
     first: u64,
     last: u64,
     /// `Some(t)`: judged at `t`, kept only for late spans.
@@ -100,7 +101,8 @@ struct Entry {
 
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<TraceId, Entry>,
+    /// foldhash: seeded per process, so crafted trace ids cannot collide on purpose.
+    entries: HashMap<TraceId, Entry, foldhash::fast::RandomState>,
     /// (deadline, trace, version); stale when the version moved on.
     deadlines: BinaryHeap<Reverse<(u64, TraceId, u64)>>,
     /// Waiting traces by first arrival, for pressure.
@@ -108,7 +110,7 @@ struct Shard {
     /// Judged traces by judging time, released first under pressure.
     kept: BTreeSet<(u64, TraceId)>,
     /// Released traces: which rules signalled, so late spans are recognised exactly.
-    released: HashMap<TraceId, Signalled>,
+    released: HashMap<TraceId, Signalled, foldhash::fast::RandomState>,
     released_order: VecDeque<TraceId>,
     /// Traces forgotten from `released`, remembered approximately.
     forgotten: Forgotten,
@@ -237,15 +239,17 @@ impl TraceBuffer {
                 let entry = shard.entries.get_mut(&id).expect("held");
                 let dups = frag.spans.len() - new_spans;
                 if dups > 0 {
-                    frag.spans.retain(|s| !entry.seen.contains(&s.span_id));
+                    let seen = &entry.seen;
+                    let held = &entry.trace;
+                    frag.retain_spans(|s| !seen.contains(held, &s.span_id));
                     self.duplicate_spans.fetch_add(dups as u64, Relaxed);
                 }
                 if frag.spans.is_empty() {
                     return;
                 }
                 let n = frag.spans.len();
-                entry.seen.extend(frag.spans.iter().map(|s| s.span_id));
-                merge(&mut entry.trace, frag);
+                entry.trace.append(frag);
+                entry.seen.update(&entry.trace);
                 entry.last = now;
                 entry.version = version;
                 let first = entry.first;
@@ -266,7 +270,8 @@ impl TraceBuffer {
                 self.held_traces.fetch_add(1, Relaxed);
                 self.spans_accepted.fetch_add(n as u64, Relaxed);
                 self.held_spans.fetch_add(n, Relaxed);
-                let seen = frag.spans.iter().map(|s| s.span_id).collect();
+                let mut seen = SeenSpans::default();
+                seen.update(&frag);
                 shard.entries.insert(
                     id,
                     Entry {
@@ -442,7 +447,7 @@ impl Shard {
             let new_spans = frag
                 .spans
                 .iter()
-                .filter(|s| !entry.seen.contains(&s.span_id))
+                .filter(|s| !entry.seen.contains(&entry.trace, &s.span_id))
                 .count();
             Status::Held { new_spans }
         } else if self.released.contains_key(&frag.trace_id)
@@ -455,12 +460,43 @@ impl Shard {
     }
 }
 
+/// The span ids of a held trace, for recognising a re-sent span. A small trace (most of
+/// them) is scanned: no memory beside its spans. From [`SeenSpans::INDEXED_FROM`] spans
+/// on, a hash set keeps a lookup constant-time.
+#[derive(Default)]
+struct SeenSpans(Option<HashSet<SpanId>>);
+
+impl SeenSpans {
+    const INDEXED_FROM: usize = 48;
+
+    fn contains(&self, trace: &Trace, id: &SpanId) -> bool {
+        match &self.0 {
+            Some(set) => set.contains(id),
+            None => trace.spans.iter().any(|s| s.span_id == *id),
+        }
+    }
+
+    /// Catches up with the trace's spans after they grew.
+    fn update(&mut self, trace: &Trace) {
+        match &mut self.0 {
+            Some(set) => {
+                let from = set.len().min(trace.spans.len());
+                set.extend(trace.spans[from..].iter().map(|s| s.span_id));
+            }
+            None if trace.spans.len() >= Self::INDEXED_FROM => {
+                self.0 = Some(trace.spans.iter().map(|s| s.span_id).collect());
+            }
+            None => {}
+        }
+    }
+}
+
 /// Removes spans that repeat a span id earlier in the same fragment; returns how many.
 fn dedup_fragment(frag: &mut Trace) -> usize {
     let before = frag.spans.len();
     if before > 1 {
         let mut seen = HashSet::with_capacity(before);
-        frag.spans.retain(|s| seen.insert(s.span_id));
+        frag.retain_spans(|s| seen.insert(s.span_id));
     }
     before - frag.spans.len()
 }
@@ -537,25 +573,6 @@ impl Forgotten {
     }
 }
 
-/// Appends a fragment's spans to a held trace, sharing equal resources.
-fn merge(into: &mut Trace, frag: Trace) {
-    let map: Vec<usize> = frag
-        .resources
-        .into_iter()
-        .map(|r| match into.resources.iter().position(|e| *e == r) {
-            Some(i) => i,
-            None => {
-                into.resources.push(r);
-                into.resources.len() - 1
-            }
-        })
-        .collect();
-    into.spans.extend(frag.spans.into_iter().map(|mut s| {
-        s.resource = map.get(s.resource).copied().unwrap_or(0);
-        s
-    }));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,7 +590,7 @@ mod tests {
         let mut id = [0u8; 16];
         id[0] = trace;
         id[15] = trace;
-        Trace {
+        let full = crate::trace::Trace {
             trace_id: TraceId(id),
             spans: names
                 .iter()
@@ -587,7 +604,15 @@ mod tests {
             resources: vec![Resource {
                 attributes: vec![("service.name".into(), Value::str("svc"))],
             }],
-        }
+        };
+        static NONE: std::sync::LazyLock<Arc<crate::projected::Projection>> =
+            std::sync::LazyLock::new(|| {
+                Arc::new(crate::projected::Projection::new(
+                    Vec::<String>::new(),
+                    false,
+                ))
+            });
+        Trace::project(&full, &NONE)
     }
 
     /// Records what was judged: (trace byte, span count, reason).
@@ -599,7 +624,8 @@ mod tests {
             |t, signalled| {
                 self.0.push((t.trace_id.0[0], t.spans.len()));
                 // Pretend rule "r" fires whenever the trace has a span named "bad".
-                if t.spans.iter().any(|s| s.name == "bad") && !signalled.iter().any(|r| &**r == "r")
+                if t.spans.iter().any(|s| t.name(s) == "bad")
+                    && !signalled.iter().any(|r| &**r == "r")
                 {
                     signalled.push(Arc::from("r"));
                 }
@@ -761,7 +787,7 @@ mod tests {
         let b = TraceBuffer::new(config());
         let mut sizes = Vec::new();
         let mut judge =
-            |t: &Trace, _: &mut Signalled| sizes.push((t.spans.len(), t.resources.len()));
+            |t: &Trace, _: &mut Signalled| sizes.push((t.spans.len(), t.resource_count()));
         b.ingest(vec![frag(1, &["a"])], 0, &mut judge);
         b.ingest(vec![frag_from(1, 1, &["b"])], 0, &mut judge);
         b.drain(&mut judge);
@@ -804,7 +830,7 @@ mod tests {
         b.ingest(vec![f.clone(), f.clone()], 0, &mut log.judge());
         b.ingest(vec![f.clone()], S, &mut log.judge());
         let mut twice = frag(2, &["x"]);
-        twice.spans.push(twice.spans[0].clone());
+        twice.spans.push(twice.spans[0]);
         b.ingest(vec![twice], S, &mut log.judge());
         b.expire(10 * S, &mut log.judge());
         assert_eq!(log.0, vec![(1, 1), (2, 1)]);

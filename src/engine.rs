@@ -11,9 +11,9 @@ use std::time::Instant;
 use parking_lot::{Mutex, RwLock};
 
 use crate::buffer::{BufferConfig, Counters, Signalled, TraceBuffer};
+use crate::projected::Trace;
 use crate::ruleset::RuleSet;
 use crate::signal::{Mode, Signal};
-use crate::trace::Trace;
 
 /// How an engine judges.
 #[derive(Debug, Clone, Copy, Default)]
@@ -129,7 +129,7 @@ impl Engine {
             }
         }
         let started = Instant::now();
-        let signals = rules.signals(trace, self.config.mode);
+        let signals = rules.signals_projected(trace, self.config.mode);
         self.eval_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
         if signals.is_empty() {
@@ -163,7 +163,8 @@ mod tests {
 ";
 
     fn frag(names: &[&str], first_id: u8) -> Trace {
-        Trace {
+        let rules = RuleSet::from_text("r.yaml", RULES).unwrap().0;
+        rules.project(&crate::trace::Trace {
             trace_id: TraceId([7; 16]),
             spans: names
                 .iter()
@@ -175,7 +176,7 @@ mod tests {
                 })
                 .collect(),
             resources: vec![Default::default()],
-        }
+        })
     }
 
     fn engine() -> Engine {

@@ -7,8 +7,9 @@
 //! * [`syntax`] parses a condition with the pest grammar into an [`syntax::ast`];
 //! * [`check`] resolves and type-checks it into the [`hir`];
 //! * [`compile`] turns the HIR into [`bytecode`], shared across a [`ruleset::RuleSet`];
-//! * [`vm`] judges a [`trace::Trace`] with that bytecode; [`reference`] is the plain
-//!   tree-walking evaluator the VM is tested against;
+//! * [`vm`] judges a [`projected::Trace`] — a trace keeping only what the rules read —
+//!   with that bytecode; [`reference`] is the plain tree-walking evaluator over the plain
+//!   [`trace::Trace`] the VM is tested against;
 //! * [`signal`] is what a firing rule reports.
 //!
 //! [`compact`] reads the readable YAML traces that examples and tests are written in.
@@ -31,6 +32,7 @@ pub mod hir;
 pub mod live;
 pub mod logs;
 pub mod otlp;
+pub mod projected;
 pub mod reference;
 pub mod replay;
 pub mod rules;
@@ -42,6 +44,13 @@ pub mod value;
 pub mod vm;
 
 pub use ruleset::{LoadError, RuleSet};
+
+/// The engine allocates and frees a trace's few blocks at a high rate from several threads;
+/// mimalloc does that at a fraction of glibc's cost (BENCHMARKS.md, "Allocator"). It only
+/// serves Rust's allocations: a host's `malloc` (the Go collector's C side) is untouched.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Runs `f`, a pass that recurses over a rule's tree, with at least 256 KiB of stack: on a
 /// thread with less left (a host's small thread), it runs on a fresh 4 MiB stack instead.

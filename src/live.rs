@@ -144,7 +144,8 @@ impl Live {
         if self.shut_down.load(Relaxed) {
             return Err(LiveError::ShutDown);
         }
-        let batch = otlp::decode_protobuf(bytes).inspect_err(|e| {
+        let rules = self.engine.rules();
+        let batch = otlp::decode_protobuf(bytes, rules.projection()).inspect_err(|e| {
             self.decode_errors.fetch_add(1, Relaxed);
             tracing::warn!(target: "betrace", error = %e, "batch not decoded");
         })?;

@@ -9,16 +9,7 @@ use std::collections::HashSet;
 use crate::hir::{trigger_selectors, Attr, Expr, Form, Intrinsic, Num, Pred, Selector};
 use crate::trace::{lookup, Trace};
 use crate::value::{self, Value};
-
-/// Whether a rule fires on a trace, and which spans triggered it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    /// The rule fires.
-    pub fired: bool,
-    /// Indexes into `trace.spans` of the trigger spans, earliest start first, ties by span
-    /// id; empty when the rule does not fire.
-    pub triggers: Vec<usize>,
-}
+pub use crate::vm::Verdict;
 
 /// Judges one checked condition against one trace.
 pub fn evaluate(form: &Form, trace: &Trace) -> Verdict {

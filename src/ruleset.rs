@@ -1,15 +1,17 @@
 //! A compiled rule set: what the CLI, replay and the C ABI judge traces with.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::bytecode::{Code, Program};
 use crate::compile::Compiler;
 use crate::diagnostic::{Report, SourceFile};
-use crate::reference::Verdict;
+use crate::hir::{Attr, Intrinsic};
+use crate::projected::{self, Projection};
 use crate::rules::{self, RuleDef, SourceError};
-use crate::signal::{Mode, Signal};
-use crate::trace::Trace;
-use crate::vm::View;
+use crate::signal::{self, Mode, Signal};
+use crate::trace;
+use crate::vm::{Lookup, Verdict, View};
 
 /// Why a rule set could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +38,7 @@ pub struct Rule {
 pub struct RuleSet {
     rules: Vec<Rule>,
     code: Code,
-    name_ids: HashMap<String, u32>,
+    lookup: Lookup,
     files: Vec<SourceFile>,
 }
 
@@ -73,18 +75,23 @@ impl RuleSet {
             })
             .collect();
         let code = compiler.finish();
-        let name_ids = code
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as u32))
-            .collect();
+        let projection = Arc::new(projection_of(
+            &code,
+            rules.iter().flat_map(|r| {
+                r.def
+                    .context
+                    .iter()
+                    .cloned()
+                    .chain(signal::placeholders(&r.def.message))
+            }),
+        ));
+        let lookup = Lookup::new(&code, projection);
         let files = report.files.clone();
         Ok((
             RuleSet {
                 rules,
                 code,
-                name_ids,
+                lookup,
                 files,
             },
             report,
@@ -111,9 +118,20 @@ impl RuleSet {
         self.rules.iter().find(|r| r.def.id == id)
     }
 
-    /// Indexes a trace for this rule set; judge it with [`RuleSet::judge_with`].
-    pub fn view<'a>(&'a self, trace: &'a Trace) -> View<'a> {
-        View::new(&self.code, &self.name_ids, trace)
+    /// What of a span these rules can read: decode spans for them with it.
+    pub fn projection(&self) -> &Arc<Projection> {
+        self.lookup.projection()
+    }
+
+    /// A plain trace in the form the VM judges, keeping what these rules read.
+    pub fn project(&self, trace: &trace::Trace) -> projected::Trace {
+        projected::Trace::project(trace, self.projection())
+    }
+
+    /// Indexes a projected trace for this rule set; judge it with [`RuleSet::judge_with`].
+    /// A trace projected for other rules (held across a reload) is re-keyed first.
+    pub fn view<'a>(&'a self, trace: &'a projected::Trace) -> View<'a> {
+        View::new(&self.code, &self.lookup, trace)
     }
 
     /// Judges one rule (enabled or not) on a trace.
@@ -121,12 +139,27 @@ impl RuleSet {
         view.run(&self.rules[rule].program)
     }
 
-    /// The enabled rules that fire on a trace, with their verdicts, in rule order.
-    pub fn judge(&self, trace: &Trace) -> Vec<(usize, Verdict)> {
-        crate::with_stack(|| self.judge_all(trace))
+    /// The enabled rules that fire on a plain trace, with their verdicts, in rule order.
+    pub fn judge(&self, trace: &trace::Trace) -> Vec<(usize, Verdict)> {
+        self.judge_projected(&self.project(trace))
     }
 
-    fn judge_all(&self, trace: &Trace) -> Vec<(usize, Verdict)> {
+    /// The enabled rules that fire on a projected trace.
+    pub fn judge_projected(&self, trace: &projected::Trace) -> Vec<(usize, Verdict)> {
+        let trace = self.keyed(trace);
+        crate::with_stack(|| self.judge_all(&trace))
+    }
+
+    /// The trace keyed for these rules' projection (a copy only after a reload).
+    fn keyed<'t>(&self, trace: &'t projected::Trace) -> Cow<'t, projected::Trace> {
+        if Arc::ptr_eq(trace.projection(), self.projection()) {
+            Cow::Borrowed(trace)
+        } else {
+            Cow::Owned(trace.reproject(self.projection()))
+        }
+    }
+
+    fn judge_all(&self, trace: &projected::Trace) -> Vec<(usize, Verdict)> {
         if trace.spans.is_empty() {
             return Vec::new();
         }
@@ -142,11 +175,17 @@ impl RuleSet {
             .collect()
     }
 
-    /// The signals a trace raises: one per enabled rule that fires.
-    pub fn signals(&self, trace: &Trace, mode: Mode) -> Vec<Signal> {
-        self.judge(trace)
+    /// The signals a plain trace raises: one per enabled rule that fires.
+    pub fn signals(&self, trace: &trace::Trace, mode: Mode) -> Vec<Signal> {
+        self.signals_projected(&self.project(trace), mode)
+    }
+
+    /// The signals a projected trace raises.
+    pub fn signals_projected(&self, trace: &projected::Trace, mode: Mode) -> Vec<Signal> {
+        let trace = self.keyed(trace);
+        crate::with_stack(|| self.judge_all(&trace))
             .into_iter()
-            .filter_map(|(i, v)| Signal::new(&self.rules[i].def, trace, &v, mode))
+            .filter_map(|(i, v)| Signal::new(&self.rules[i].def, &trace, &v, mode))
             .collect()
     }
 
@@ -154,4 +193,21 @@ impl RuleSet {
     pub fn explain(&self, id: &str) -> Option<String> {
         self.rule(id).map(|r| self.code.disassemble(&r.program))
     }
+}
+
+/// What rules compiled into `code` read of a span: every attribute key of their
+/// conditions, plus `extra` keys (messages' placeholders and context), and whether one
+/// reads the status message.
+pub fn projection_of(code: &Code, extra: impl IntoIterator<Item = String>) -> Projection {
+    let mut keys: Vec<String> = Vec::new();
+    let mut status_message = false;
+    for a in &code.attrs {
+        match a {
+            Attr::Any(k) | Attr::Span(k) => keys.push(k.clone()),
+            Attr::Intrinsic(Intrinsic::StatusMessage) => status_message = true,
+            Attr::Resource(_) | Attr::Intrinsic(_) => {}
+        }
+    }
+    keys.extend(extra);
+    Projection::new(keys, status_message)
 }

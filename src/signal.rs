@@ -5,10 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::reference::Verdict;
+use crate::projected::Trace;
 use crate::rules::{Compliance, RuleDef};
-use crate::trace::{lookup, Resource, SpanId, Trace, TraceId};
+use crate::trace::{Resource, SpanId, TraceId};
 use crate::value::Value;
+use crate::vm::Verdict;
 
 /// Whether a signal came from the live engine or from replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -78,12 +79,11 @@ impl Signal {
         let first = verdict.triggers.first().copied().or_else(|| trace.root())?;
         let span = &trace.spans[first];
         let resource = trace.resource_of(span);
-        let get =
-            |key: &str| lookup(&span.attributes, key).or_else(|| lookup(&resource.attributes, key));
+        let get = |key: &str| trace.attr_or_resource(span, key);
         let context = rule
             .context
             .iter()
-            .filter_map(|k| get(k).map(|v| (k.clone(), v.clone())))
+            .filter_map(|k| get(k).map(|v| (k.clone(), v.to_value())))
             .collect();
         let mut span_ids: Vec<SpanId> = verdict
             .triggers
@@ -185,6 +185,16 @@ pub fn parse_time(s: &str) -> Option<u64> {
     let nanos = t.duration_since(UNIX_EPOCH).ok()?.as_nanos();
     let utc = nanos as i128 - i128::from(offset_secs) * 1_000_000_000;
     u64::try_from(utc).ok()
+}
+
+/// The keys a message template reads (`{key}`), in order.
+pub fn placeholders(template: &str) -> Vec<String> {
+    let keys = std::cell::RefCell::new(Vec::new());
+    render_message(template, |k| {
+        keys.borrow_mut().push(k.to_string());
+        None
+    });
+    keys.into_inner()
 }
 
 /// Replaces `{key}` with the attribute's value; a missing attribute renders as empty.

@@ -232,38 +232,57 @@ impl Trace {
 
     /// The root span: one without a parent (the earliest if several), else the earliest span.
     pub fn root(&self) -> Option<usize> {
-        let earliest = |it: &mut dyn Iterator<Item = usize>| {
-            it.min_by_key(|&i| (self.spans[i].start_unix_nano, self.spans[i].span_id))
-        };
-        earliest(&mut (0..self.spans.len()).filter(|&i| self.spans[i].parent_span_id.is_none()))
-            .or_else(|| earliest(&mut (0..self.spans.len())))
+        root_of(self.spans.len(), |i| {
+            let s = &self.spans[i];
+            (s.parent_span_id.is_none(), s.start_unix_nano, s.span_id)
+        })
     }
 
     /// `trace:duration`: the latest end minus the earliest start.
     pub fn duration_nanos(&self) -> i64 {
-        let start = self
-            .spans
-            .iter()
-            .map(|s| s.start_unix_nano)
-            .min()
-            .unwrap_or(0);
-        let end = self
-            .spans
-            .iter()
-            .map(|s| s.end_unix_nano)
-            .max()
-            .unwrap_or(0);
-        end.saturating_sub(start).min(i64::MAX as u64) as i64
+        extent(
+            self.spans
+                .iter()
+                .map(|s| (s.start_unix_nano, s.end_unix_nano)),
+        )
+        .1
     }
 
     /// The earliest span start, used by replay's `--from`/`--to`.
     pub fn start_unix_nano(&self) -> u64 {
-        self.spans
-            .iter()
-            .map(|s| s.start_unix_nano)
-            .min()
-            .unwrap_or(0)
+        extent(
+            self.spans
+                .iter()
+                .map(|s| (s.start_unix_nano, s.end_unix_nano)),
+        )
+        .0
     }
+}
+
+/// The root among `n` spans, each given as (has no parent, start, span id): a parentless
+/// span (the earliest if several, ties by id), else the earliest span. One rule for the
+/// plain and the projected trace.
+pub fn root_of(n: usize, span: impl Fn(usize) -> (bool, u64, SpanId)) -> Option<usize> {
+    let earliest = |it: &mut dyn Iterator<Item = usize>| {
+        it.min_by_key(|&i| {
+            let (_, start, id) = span(i);
+            (start, id)
+        })
+    };
+    earliest(&mut (0..n).filter(|&i| span(i).0)).or_else(|| earliest(&mut (0..n)))
+}
+
+/// The earliest start, and the latest end minus it (`trace:duration`; 0 when empty), of
+/// spans given as (start, end).
+pub fn extent(times: impl Iterator<Item = (u64, u64)>) -> (u64, i64) {
+    let (mut start, mut end, mut any) = (u64::MAX, 0u64, false);
+    for (s, e) in times {
+        (start, end, any) = (start.min(s), end.max(e), true);
+    }
+    if !any {
+        return (0, 0);
+    }
+    (start, end.saturating_sub(start).min(i64::MAX as u64) as i64)
 }
 
 #[cfg(test)]

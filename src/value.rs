@@ -193,6 +193,82 @@ pub enum DistinctKey {
     Other(String),
 }
 
+/// A value borrowed from wherever it lives — a literal, a held span's arena, an intrinsic —
+/// so that judging compares without allocating. Every comparison of the language is
+/// defined on it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    /// A string.
+    Str(&'a str),
+    /// A 64-bit signed integer.
+    Int(i64),
+    /// A double.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A duration in nanoseconds.
+    Duration(i64),
+    /// An array.
+    Array(&'a [Value]),
+    /// A value no predicate can compare.
+    Opaque,
+}
+
+impl<'a> From<&'a Value> for ValueRef<'a> {
+    fn from(v: &'a Value) -> ValueRef<'a> {
+        match v {
+            Value::Str(s) => ValueRef::Str(s),
+            Value::Int(i) => ValueRef::Int(*i),
+            Value::Float(f) => ValueRef::Float(*f),
+            Value::Bool(b) => ValueRef::Bool(*b),
+            Value::Duration(d) => ValueRef::Duration(*d),
+            Value::Array(a) => ValueRef::Array(a),
+            Value::Opaque => ValueRef::Opaque,
+        }
+    }
+}
+
+impl fmt::Display for ValueRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueRef::Str(s) => f.write_str(s),
+            other => write!(f, "{}", other.to_value()),
+        }
+    }
+}
+
+impl ValueRef<'_> {
+    /// The string inside, if this is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            ValueRef::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_value(self) -> Value {
+        match self {
+            ValueRef::Str(s) => Value::str(s),
+            ValueRef::Int(i) => Value::Int(i),
+            ValueRef::Float(f) => Value::Float(f),
+            ValueRef::Bool(b) => Value::Bool(b),
+            ValueRef::Duration(d) => Value::Duration(d),
+            ValueRef::Array(a) => Value::Array(a.to_vec()),
+            ValueRef::Opaque => Value::Opaque,
+        }
+    }
+
+    /// A key under which equal values hash alike, for `distinct(...)`; see
+    /// [`Value::distinct_key`].
+    pub fn distinct_key(self) -> DistinctKey {
+        match self {
+            ValueRef::Str(s) => DistinctKey::Str(Arc::from(s)),
+            other => other.to_value().distinct_key(),
+        }
+    }
+}
+
 /// A number read from a string or a numeric value.
 #[derive(Debug, Clone, Copy)]
 enum Num {
@@ -200,10 +276,10 @@ enum Num {
     Float(f64),
 }
 
-fn num_of(v: &Value) -> Option<Num> {
+fn num_of(v: ValueRef) -> Option<Num> {
     match v {
-        Value::Int(i) => Some(Num::Int(*i)),
-        Value::Float(f) => Some(Num::Float(*f)),
+        ValueRef::Int(i) => Some(Num::Int(i)),
+        ValueRef::Float(f) => Some(Num::Float(f)),
         _ => None,
     }
 }
@@ -237,15 +313,15 @@ fn cmp_num(a: Num, b: Num) -> Option<Ordering> {
 
 /// Orders two values when the language says they are comparable; `None` when the
 /// comparison is false whatever the operator (mixed types, NaN, arrays).
-fn order(lhs: &Value, rhs: &Value) -> Option<Ordering> {
+fn order(lhs: ValueRef, rhs: ValueRef) -> Option<Ordering> {
     match (lhs, rhs) {
-        (Value::Str(a), Value::Str(b)) => Some(a.as_ref().cmp(b.as_ref())),
-        (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
-        (Value::Duration(a), Value::Duration(b)) => Some(a.cmp(b)),
-        (Value::Duration(a), Value::Str(s)) => parse_duration(s).map(|b| a.cmp(&b)),
-        (Value::Str(s), Value::Duration(b)) => parse_duration(s).map(|a| a.cmp(b)),
-        (Value::Str(s), other) => cmp_num(parse_num(s)?, num_of(other)?),
-        (other, Value::Str(s)) => cmp_num(num_of(other)?, parse_num(s)?),
+        (ValueRef::Str(a), ValueRef::Str(b)) => Some(a.cmp(b)),
+        (ValueRef::Bool(a), ValueRef::Bool(b)) => Some(a.cmp(&b)),
+        (ValueRef::Duration(a), ValueRef::Duration(b)) => Some(a.cmp(&b)),
+        (ValueRef::Duration(a), ValueRef::Str(s)) => parse_duration(s).map(|b| a.cmp(&b)),
+        (ValueRef::Str(s), ValueRef::Duration(b)) => parse_duration(s).map(|a| a.cmp(&b)),
+        (ValueRef::Str(s), other) => cmp_num(parse_num(s)?, num_of(other)?),
+        (other, ValueRef::Str(s)) => cmp_num(num_of(other)?, parse_num(s)?),
         (a, b) => cmp_num(num_of(a)?, num_of(b)?),
     }
 }
@@ -253,10 +329,15 @@ fn order(lhs: &Value, rhs: &Value) -> Option<Ordering> {
 /// `lhs OP rhs` with the rules of docs/language.md, "Comparison rules": numbers compare as numbers, strings
 /// lexically, a string against a number is read as a number when the whole string is one,
 /// and every other mix — including booleans ordered with `<` — is false.
-pub fn compare(lhs: &Value, op: CmpOp, rhs: &Value) -> bool {
+pub fn compare<'a, 'b>(
+    lhs: impl Into<ValueRef<'a>>,
+    op: CmpOp,
+    rhs: impl Into<ValueRef<'b>>,
+) -> bool {
+    let (lhs, rhs) = (lhs.into(), rhs.into());
     match order(lhs, rhs) {
         Some(ord) => {
-            if matches!((lhs, rhs), (Value::Bool(_), Value::Bool(_)))
+            if matches!((lhs, rhs), (ValueRef::Bool(_), ValueRef::Bool(_)))
                 && !matches!(op, CmpOp::Eq | CmpOp::Ne)
             {
                 return false;
@@ -268,22 +349,23 @@ pub fn compare(lhs: &Value, op: CmpOp, rhs: &Value) -> bool {
 }
 
 /// `lhs in [items]`: `lhs == item` for some item.
-pub fn is_in(lhs: &Value, items: &[Value]) -> bool {
+pub fn is_in<'a>(lhs: impl Into<ValueRef<'a>>, items: &[Value]) -> bool {
+    let lhs = lhs.into();
     items.iter().any(|item| compare(lhs, CmpOp::Eq, item))
 }
 
 /// `lhs contains needle`: a substring of a string, or an element of an array.
-pub fn contains(lhs: &Value, needle: &Value) -> bool {
-    match (lhs, needle) {
-        (Value::Str(hay), Value::Str(n)) => hay.contains(n.as_ref()),
-        (Value::Array(items), n) => items.iter().any(|item| compare(item, CmpOp::Eq, n)),
+pub fn contains<'a, 'b>(lhs: impl Into<ValueRef<'a>>, needle: impl Into<ValueRef<'b>>) -> bool {
+    match (lhs.into(), needle.into()) {
+        (ValueRef::Str(hay), ValueRef::Str(n)) => hay.contains(n),
+        (ValueRef::Array(items), n) => items.iter().any(|item| compare(item, CmpOp::Eq, n)),
         _ => false,
     }
 }
 
 /// `k` alone: the attribute is the boolean `true`.
-pub fn is_true(v: &Value) -> bool {
-    matches!(v, Value::Bool(true))
+pub fn is_true<'a>(v: impl Into<ValueRef<'a>>) -> bool {
+    matches!(v.into(), ValueRef::Bool(true))
 }
 
 /// Parses a duration literal such as `250ms`, `1.5s`, `1m`, `1d`; `None` when it is not one.

@@ -7,16 +7,66 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::bytecode::{Code, NameCode, Op, PredOp, Program, SelId};
 use crate::hir::{Attr, Intrinsic};
-use crate::reference::Verdict;
-use crate::trace::{lookup, Trace};
-use crate::value::{self, Value};
+use crate::projected::{KeyId, Projection, Trace};
+use crate::value::{self, ValueRef};
+
+/// Whether a rule fires on a trace, and which spans triggered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The rule fires.
+    pub fired: bool,
+    /// Indexes into `trace.spans` of the trigger spans, earliest start first, ties by span
+    /// id; empty when the rule does not fire.
+    pub triggers: Vec<usize>,
+}
+
+/// What the VM needs beside the code to read a projected trace: span names to name ids,
+/// and each attribute reference to its key in the rule set's [`Projection`].
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    names: HashMap<Box<str>, u32>,
+    keys: Vec<Option<KeyId>>,
+    projection: Arc<Projection>,
+}
+
+impl Lookup {
+    /// The lookup for `code` over traces projected with `projection`.
+    pub fn new(code: &Code, projection: Arc<Projection>) -> Lookup {
+        let names = code
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str().into(), i as u32))
+            .collect();
+        let keys = code
+            .attrs
+            .iter()
+            .map(|a| match a {
+                Attr::Any(k) | Attr::Span(k) => projection.key(k),
+                Attr::Resource(_) | Attr::Intrinsic(_) => None,
+            })
+            .collect();
+        Lookup {
+            names,
+            keys,
+            projection,
+        }
+    }
+
+    /// The projection traces must be decoded for.
+    pub fn projection(&self) -> &Arc<Projection> {
+        &self.projection
+    }
+}
 
 /// One trace, indexed for one rule set's [`Code`].
 pub struct View<'a> {
     code: &'a Code,
+    lookup: &'a Lookup,
     trace: &'a Trace,
     /// Span indexes per interned name.
     by_name: Vec<Vec<u32>>,
@@ -32,16 +82,19 @@ pub struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    /// Indexes a trace: one pass over its spans.
-    pub fn new(code: &'a Code, name_ids: &HashMap<String, u32>, trace: &'a Trace) -> View<'a> {
+    /// Indexes a trace: one pass over its spans. The trace must be projected with
+    /// `lookup`'s projection (see [`Trace::reproject`]).
+    pub fn new(code: &'a Code, lookup: &'a Lookup, trace: &'a Trace) -> View<'a> {
+        debug_assert!(Arc::ptr_eq(trace.projection(), &lookup.projection));
         let mut by_name = vec![Vec::new(); code.names.len()];
         for (i, span) in trace.spans.iter().enumerate() {
-            if let Some(&id) = name_ids.get(span.name.as_str()) {
+            if let Some(&id) = lookup.names.get(trace.name(span)) {
                 by_name[id as usize].push(i as u32);
             }
         }
         View {
             code,
+            lookup,
             trace,
             by_name,
             by_glob: vec![None; code.globs.len()],
@@ -158,7 +211,9 @@ impl<'a> View<'a> {
                     if self.by_glob[g as usize].is_none() {
                         let re = &self.code.globs[g as usize].1;
                         let hits = (0..self.trace.spans.len() as u32)
-                            .filter(|&i| re.is_match(&self.trace.spans[i as usize].name))
+                            .filter(|&i| {
+                                re.is_match(self.trace.name(&self.trace.spans[i as usize]))
+                            })
                             .collect();
                         self.by_glob[g as usize] = Some(hits);
                     }
@@ -176,6 +231,7 @@ impl<'a> View<'a> {
                     .filter(|&i| {
                         run_pred(
                             self.code,
+                            self.lookup,
                             &sel.pred,
                             self.trace,
                             &self.facts,
@@ -199,15 +255,14 @@ impl<'a> View<'a> {
     }
 
     fn distinct(&mut self, s: SelId, a: u32) -> i64 {
-        let (code, trace) = (self.code, self.trace);
-        let attr = &code.attrs[a as usize];
+        let (code, lookup, trace) = (self.code, self.lookup, self.trace);
         self.matches(s);
         let facts = &self.facts;
         let keys: HashSet<_> = self.matched[s as usize]
             .as_deref()
             .expect("just filled")
             .iter()
-            .filter_map(|&i| attr_value(trace, facts, i as usize, attr))
+            .filter_map(|&i| attr_value(code, lookup, trace, facts, i as usize, a))
             .map(|v| v.distinct_key())
             .collect();
         keys.len() as i64
@@ -285,6 +340,7 @@ impl<'a> View<'a> {
 
 fn run_pred(
     code: &Code,
+    lookup: &Lookup,
     ops: &[PredOp],
     trace: &Trace,
     facts: &OnceCell<TraceFacts>,
@@ -292,26 +348,26 @@ fn run_pred(
     stack: &mut Vec<bool>,
 ) -> bool {
     stack.clear();
-    let get = |a: u32| attr_value(trace, facts, span, &code.attrs[a as usize]);
+    let get = |a: u32| attr_value(code, lookup, trace, facts, span, a);
     let mut pc = 0;
     while pc < ops.len() {
         let v = match ops[pc] {
             PredOp::Cmp(a, op, k) => {
-                get(a).is_some_and(|v| value::compare(&v, op, &code.consts[k as usize]))
+                get(a).is_some_and(|v| value::compare(v, op, &code.consts[k as usize]))
             }
-            PredOp::In(a, l) => get(a).is_some_and(|v| value::is_in(&v, &code.lists[l as usize])),
+            PredOp::In(a, l) => get(a).is_some_and(|v| value::is_in(v, &code.lists[l as usize])),
             PredOp::Matches(a, r) => get(a).is_some_and(|v| {
                 v.as_str()
                     .is_some_and(|s| code.regexes[r as usize].is_match(s))
             }),
             PredOp::Contains(a, k) => {
-                get(a).is_some_and(|v| value::contains(&v, &code.consts[k as usize]))
+                get(a).is_some_and(|v| value::contains(v, &code.consts[k as usize]))
             }
             PredOp::CmpAttr(a, op, b) => {
-                matches!((get(a), get(b)), (Some(x), Some(y)) if value::compare(&x, op, &y))
+                matches!((get(a), get(b)), (Some(x), Some(y)) if value::compare(x, op, y))
             }
             PredOp::Exists(a) => get(a).is_some(),
-            PredOp::Truthy(a) => get(a).is_some_and(|v| value::is_true(&v)),
+            PredOp::Truthy(a) => get(a).is_some_and(value::is_true),
             PredOp::Not => {
                 let top = stack.pop().expect("balanced");
                 !top
@@ -360,33 +416,37 @@ impl TraceFacts {
 
 /// An attribute's value on a span, borrowed where the trace holds it.
 fn attr_value<'t>(
+    code: &Code,
+    lookup: &Lookup,
     trace: &'t Trace,
     facts: &OnceCell<TraceFacts>,
     span: usize,
-    attr: &Attr,
-) -> Option<Cow<'t, Value>> {
+    attr: u32,
+) -> Option<ValueRef<'t>> {
     let trace_facts = || *facts.get_or_init(|| TraceFacts::of(trace));
     let s = &trace.spans[span];
-    let resource = || &trace.resource_of(s).attributes;
-    match attr {
-        Attr::Any(k) => lookup(&s.attributes, k)
-            .or_else(|| lookup(resource(), k))
-            .map(Cow::Borrowed),
-        Attr::Span(k) => lookup(&s.attributes, k).map(Cow::Borrowed),
-        Attr::Resource(k) => lookup(resource(), k).map(Cow::Borrowed),
-        Attr::Intrinsic(i) => Some(Cow::Owned(match i {
-            Intrinsic::Name => Value::str(&s.name),
-            Intrinsic::Duration => Value::Duration(s.duration_nanos()),
-            Intrinsic::Status => Value::str(s.status.as_str()),
-            Intrinsic::StatusMessage => Value::str(&s.status_message),
-            Intrinsic::Kind => Value::str(s.kind.as_str()),
-            Intrinsic::RootName => Value::str(&trace.spans[trace_facts().root?].name),
-            Intrinsic::RootService => Value::str(
+    let resource =
+        |k: &str| crate::trace::lookup(&trace.resource_of(s).attributes, k).map(ValueRef::from);
+    let key = lookup.keys[attr as usize];
+    match &code.attrs[attr as usize] {
+        Attr::Any(k) => key
+            .and_then(|key| trace.attr(s, key))
+            .or_else(|| resource(k)),
+        Attr::Span(_) => key.and_then(|key| trace.attr(s, key)),
+        Attr::Resource(k) => resource(k),
+        Attr::Intrinsic(i) => Some(match i {
+            Intrinsic::Name => ValueRef::Str(trace.name(s)),
+            Intrinsic::Duration => ValueRef::Duration(s.duration_nanos()),
+            Intrinsic::Status => ValueRef::Str(s.status.as_str()),
+            Intrinsic::StatusMessage => ValueRef::Str(trace.status_message(s)),
+            Intrinsic::Kind => ValueRef::Str(s.kind.as_str()),
+            Intrinsic::RootName => ValueRef::Str(trace.name(&trace.spans[trace_facts().root?])),
+            Intrinsic::RootService => ValueRef::Str(
                 trace
                     .resource_of(&trace.spans[trace_facts().root?])
                     .service_name(),
             ),
-            Intrinsic::TraceDuration => Value::Duration(trace_facts().duration),
-        })),
+            Intrinsic::TraceDuration => ValueRef::Duration(trace_facts().duration),
+        }),
     }
 }

@@ -83,7 +83,8 @@ fn every_example_is_judged_as_it_expects_by_vm_and_reference() {
     let mut checked = 0;
     for (i, r) in rules.rules().iter().enumerate() {
         for ex in &r.def.examples {
-            let mut view = rules.view(&ex.trace);
+            let projected = rules.project(&ex.trace);
+            let mut view = rules.view(&projected);
             let vm = rules.judge_with(&mut view, i);
             let reference = reference::evaluate(&r.def.form, &ex.trace);
             assert_eq!(vm, reference, "{} / {}", r.def.id, ex.name);

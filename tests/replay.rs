@@ -324,7 +324,9 @@ fn replay_signals_equal_the_live_engines_and_output_order_is_deterministic() {
     let mut now = 0;
     for batch in batches(&corpus, 100) {
         now += 1_000_000;
-        let decoded = otlp::decode_protobuf(&encode(&batch, Format::Proto)).unwrap();
+        let decoded =
+            otlp::decode_protobuf(&encode(&batch, Format::Proto), engine.rules().projection())
+                .unwrap();
         live.extend(engine.ingest(decoded.fragments, now));
         live.extend(engine.tick(now));
     }
@@ -504,14 +506,24 @@ fn memory_pressure_judges_early_and_says_so() {
 #[test]
 fn decoding_a_protobuf_batch_matches_its_json_form() {
     let corpus = generate(9, 50, 0.0);
+    let (rules, _) = RuleSet::from_paths(&["examples/rules"]).unwrap();
+    let keys = rules.projection();
+    assert!(keys.len() > 20, "the library's rules read many keys");
+    let mut kept = 0;
     for batch in batches(&corpus, 40) {
-        let pb = otlp::decode_protobuf(&encode(&batch, Format::Proto)).unwrap();
-        let js = otlp::decode_json(&encode(&batch, Format::Json)).unwrap();
+        let pb = otlp::decode_protobuf(&encode(&batch, Format::Proto), keys).unwrap();
+        let js = otlp::decode_json(&encode(&batch, Format::Json), keys).unwrap();
         assert_eq!(pb.fragments, js.fragments);
+        kept += pb
+            .fragments
+            .iter()
+            .flat_map(|t| t.spans.iter().map(move |s| t.attrs(s).count()))
+            .sum::<usize>();
         let round: TracesData =
             TracesData::decode(encode(&batch, Format::Proto).as_slice()).unwrap();
         assert_eq!(round, batch);
     }
+    assert!(kept > 300, "attributes the rules read are kept ({kept})");
 }
 
 #[test]

@@ -3,17 +3,22 @@
 //! Rules are generated as *text*, so the parser and the checker are exercised too; several
 //! rules are compiled into one rule set and judged through one view, so selector sharing
 //! and caching are exercised as in production. Every verdict and every trigger span must
-//! agree. `PROPTEST_CASES` overrides the number of cases (10,000 by default).
+//! agree. The VM judges the *projected* trace (only the keys the rules read, the status
+//! message only when read), sometimes first projected for other rules and re-keyed as
+//! after a reload; the reference judges the whole plain trace. `PROPTEST_CASES` overrides
+//! the number of cases (10,000 by default).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use betrace::check::check_text;
 use betrace::compile::Compiler;
 use betrace::hir::Form;
+use betrace::projected::{self, Projection};
 use betrace::reference;
+use betrace::ruleset::projection_of;
 use betrace::trace::{Resource, Span, SpanId, SpanKind, StatusCode, Trace, TraceId};
 use betrace::value::Value;
-use betrace::vm::View;
+use betrace::vm::{Lookup, View};
 use proptest::prelude::*;
 
 // ------------------------------------------------------------------ rules as text
@@ -67,6 +72,8 @@ fn pred_leaf() -> impl Strategy<Value = String> {
             "trace:rootService == svc1",
             "trace:duration > 3ms",
             "flag == true",
+            "span:statusMessage == \"x\"",
+            "span:statusMessage contains \"3\"",
         ])
         .prop_map(str::to_string),
     ]
@@ -143,7 +150,8 @@ fn attr_value() -> impl Strategy<Value = Value> {
 fn attributes() -> impl Strategy<Value = Vec<(String, Value)>> {
     prop::collection::vec(
         (
-            prop::sample::select(vec!["k", "n", "s", "flag", "arr"]),
+            // "other" and "noise": keys no generated rule reads, which projection drops.
+            prop::sample::select(vec!["k", "n", "s", "flag", "arr", "other", "noise"]),
             attr_value(),
         ),
         0..5,
@@ -168,6 +176,7 @@ struct SpanSpec {
     duration_ms: u64,
     kind: u8,
     status: u8,
+    status_message: &'static str,
     attrs: Vec<(String, Value)>,
     resource: usize,
 }
@@ -180,13 +189,24 @@ fn span_spec() -> impl Strategy<Value = SpanSpec> {
         0u64..6,
         0u64..5,
         0u8..6,
-        0u8..3,
+        (0u8..3, prop::sample::select(vec!["", "x", "a3"])),
         attributes(),
         0usize..2,
     )
         .prop_map(
-            |(name, parent, dangling, start, duration_ms, kind, status, attrs, resource)| {
+            |(
+                name,
+                parent,
+                dangling,
+                start,
+                duration_ms,
+                kind,
+                (status, status_message),
+                attrs,
+                resource,
+            )| {
                 SpanSpec {
+                    status_message,
                     name,
                     parent,
                     dangling,
@@ -232,7 +252,7 @@ fn trace() -> impl Strategy<Value = Trace> {
                     name: s.name.to_string(),
                     kind: SpanKind::from_otlp(s.kind as i32),
                     status: StatusCode::from_otlp(s.status as i32),
-                    status_message: String::new(),
+                    status_message: s.status_message.to_string(),
                     start_unix_nano: 1_000_000 * s.start,
                     end_unix_nano: 1_000_000 * (s.start + s.duration_ms),
                     attributes: s.attrs.clone(),
@@ -270,7 +290,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), max_global_rejects: 1_000_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn vm_agrees_with_reference(conditions in prop::collection::vec(condition(), 1..4), traces in prop::collection::vec(trace(), 1..3)) {
+    fn vm_agrees_with_reference(conditions in prop::collection::vec(condition(), 1..4), traces in prop::collection::vec(trace(), 1..3), reloaded in prop::sample::select(vec![0u8, 1, 2])) {
         let forms: Vec<Form> = conditions
             .iter()
             .map(|c| check_text(c).map(|k| k.form).map_err(|e| format!("{c}: {e:?}")))
@@ -279,9 +299,24 @@ proptest! {
         let mut compiler = Compiler::new();
         let programs: Vec<_> = forms.iter().map(|f| compiler.compile(f)).collect();
         let code = compiler.finish();
-        let names: HashMap<String, u32> = code.names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32)).collect();
+        let projection = Arc::new(projection_of(&code, Vec::<String>::new()));
+        let lookup = Lookup::new(&code, projection.clone());
+        // Before a reload: every key and the status message, or none at all.
+        let before = match reloaded {
+            1 => Some(Arc::new(Projection::new(["k", "n", "s", "flag", "arr", "other", "noise"], true))),
+            2 => Some(Arc::new(Projection::new(["other"], false))),
+            _ => None,
+        };
         for t in &traces {
-            let mut view = View::new(&code, &names, t);
+            let p = match &before {
+                None => projected::Trace::project(t, &projection),
+                Some(old) => projected::Trace::project(t, old).reproject(&projection),
+            };
+            if reloaded == 2 {
+                // Keys only the new rules read are absent from spans held across the reload.
+                continue;
+            }
+            let mut view = View::new(&code, &lookup, &p);
             for (i, (form, prog)) in forms.iter().zip(&programs).enumerate() {
                 let expected = reference::evaluate(form, t);
                 let got = view.run(prog);

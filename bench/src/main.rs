@@ -25,8 +25,16 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Stage {
-    /// The floor: decode every message with prost, nothing else.
+    /// Decode every message with prost, nothing else — with the engine's allocator
+    /// (`betrace-floor` is the same with the system allocator: the historical floor).
     Decode {
+        /// File-exporter `format: proto` files or directories of them.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// The physical floor: walk the protobuf wire format of every batch, visiting every
+    /// field (nested messages included), allocating nothing.
+    WireWalk {
         /// File-exporter `format: proto` files or directories of them.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
@@ -40,6 +48,10 @@ enum Stage {
         /// The clock: batches arrive this many per second (simulated, not slept).
         #[arg(long, default_value_t = 50.0)]
         batches_per_second: f64,
+        /// Hold every trace until the end (timeouts of 100 h, limits out of reach) and
+        /// report the memory held: RSS after loading the rules, peak RSS, spans held.
+        #[arg(long)]
+        hold: bool,
         /// File-exporter `format: proto` files or directories of them.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
@@ -71,11 +83,13 @@ type Error = Box<dyn std::error::Error>;
 fn run(stage: Stage) -> Result<(), Error> {
     match stage {
         Stage::Decode { inputs } => decode(&inputs),
+        Stage::WireWalk { inputs } => wire_walk(&inputs),
         Stage::Engine {
             rules,
             batches_per_second,
+            hold,
             inputs,
-        } => engine(&rules, batches_per_second, &inputs),
+        } => engine(&rules, batches_per_second, hold, &inputs),
         Stage::TailSampling { rules, out } => tail_sampling(&rules, &out),
     }
 }
@@ -100,9 +114,52 @@ fn decode(inputs: &[PathBuf]) -> Result<(), Error> {
     Ok(())
 }
 
-fn engine(rules: &[String], batches_per_second: f64, inputs: &[PathBuf]) -> Result<(), Error> {
+fn wire_walk(inputs: &[PathBuf]) -> Result<(), Error> {
+    let (mut batches, mut fields) = (0usize, 0u64);
+    frames::for_each(inputs, |m| {
+        fields += betrace::otlp::wire::walk(m);
+        batches += 1;
+        Ok(())
+    })?;
+    println!(
+        "{}",
+        serde_json::json!({"batches": batches, "fields": fields})
+    );
+    Ok(())
+}
+
+/// A line of `/proc/self/status` in kB (`VmRSS`, `VmHWM`); 0 where there is none.
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn engine(
+    rules: &[String],
+    batches_per_second: f64,
+    hold: bool,
+    inputs: &[PathBuf],
+) -> Result<(), Error> {
     let sources = betrace::rules::read_sources(rules)?;
-    let live = Live::new(sources, BufferConfig::default(), Outputs::default())?;
+    let config = if hold {
+        const HOURS_100: u64 = 100 * 3600 * 1_000_000_000;
+        BufferConfig {
+            trace_idle_timeout: HOURS_100,
+            max_trace_age: HOURS_100,
+            max_traces: usize::MAX,
+            max_spans: usize::MAX,
+        }
+    } else {
+        BufferConfig::default()
+    };
+    let live = Live::new(sources, config, Outputs::default())?;
+    let rss_after_rules_kb = status_kb("VmRSS:");
     let step = (1e9 / batches_per_second.max(1e-3)) as u64;
     let mut now = 1_000_000_000u64;
     let (mut batches, mut signals) = (0usize, 0usize);
@@ -114,6 +171,8 @@ fn engine(rules: &[String], batches_per_second: f64, inputs: &[PathBuf]) -> Resu
         batches += 1;
         Ok(())
     })?;
+    let held_spans = live.stats().engine.buffer.held_spans;
+    let peak_kb = status_kb("VmHWM:");
     live.shutdown(now);
     signals += live.take_logs().1;
     let stats = live.stats();
@@ -124,6 +183,12 @@ fn engine(rules: &[String], batches_per_second: f64, inputs: &[PathBuf]) -> Resu
             "spans": stats.engine.buffer.spans_in,
             "signals": signals,
             "decode_errors": stats.decode_errors,
+            "held_spans": held_spans,
+            "rss_after_rules_kb": rss_after_rules_kb,
+            "peak_rss_kb_before_shutdown": peak_kb,
+            "bytes_per_held_span": if held_spans > 0 {
+                (peak_kb.saturating_sub(rss_after_rules_kb) * 1024) as f64 / held_spans as f64
+            } else { 0.0 },
         })
     );
     Ok(())

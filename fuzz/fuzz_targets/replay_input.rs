@@ -34,6 +34,8 @@ fuzz_target!(|data: &[u8]| {
         "fuzz",
         Box::new(std::io::Cursor::new(data.to_vec())),
         Limits { max_record_bytes: 1 << 20 },
+        &engine.rules().projection().clone(),
+        false,
         &mut |r| {
             if let Record::Batch(batch, _) = r {
                 let end = batch.fragments.iter().flat_map(|f| &f.spans).map(|s| s.end_unix_nano).max().unwrap_or(0);

@@ -277,7 +277,8 @@ fuzz_target!(|rule: Rule| {
         .spawn(move || {
             if let Ok((rules, _)) = RuleSet::from_text("fuzz.yaml", &text) {
                 let trace = compact::from_yaml(TRACE, 7).expect("the fixed trace reads");
-                let mut view = rules.view(&trace);
+                let projected = rules.project(&trace);
+                let mut view = rules.view(&projected);
                 let vm = rules.judge_with(&mut view, 0);
                 let oracle = reference::evaluate(&rules.rules()[0].def.form, &trace);
                 assert_eq!(vm, oracle, "VM and reference disagree on:\n{text}");

@@ -74,6 +74,10 @@ pub struct Args {
     /// in MiB; larger ones are skipped and reported.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096), value_name = "MIB")]
     pub max_record_mib: u32,
+    /// Threads decoding records: 0 for one per core. Traces are assembled and judged on
+    /// one thread in data order, so the signals are the same whatever the number.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
     /// Trace files, directories, or - for standard input.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<String>,
@@ -150,6 +154,7 @@ pub fn run(args: &Args) -> u8 {
         limits: Limits {
             max_record_bytes: (args.max_record_mib as usize) << 20,
         },
+        threads: args.threads,
     };
     let total_bytes: u64 = args
         .inputs

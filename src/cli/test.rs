@@ -40,7 +40,8 @@ pub fn run(args: &Args) -> u8 {
             out(&format!("  none  {}: no examples", def.id));
         }
         for ex in &def.examples {
-            let mut view = rules.view(&ex.trace);
+            let trace = rules.project(&ex.trace);
+            let mut view = rules.view(&trace);
             let verdict = rules.judge_with(&mut view, ri);
             let ok = verdict.fired == (ex.expect == Expect::Violation);
             if ok {
@@ -51,7 +52,7 @@ pub fn run(args: &Args) -> u8 {
             if args.json {
                 let signal = verdict
                     .fired
-                    .then(|| Signal::new(def, &ex.trace, &verdict, Mode::Replay))
+                    .then(|| Signal::new(def, &trace, &verdict, Mode::Replay))
                     .flatten();
                 let line = serde_json::json!({
                     "rule_id": def.id,

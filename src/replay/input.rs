@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::otlp::{self, Batch};
+use crate::projected::Projection;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -60,8 +61,40 @@ impl fmt::Display for BadRecord {
 pub enum Record {
     /// Decoded spans, and where they were read.
     Batch(Batch, Location),
+    /// A record read but not decoded yet (when reading with `defer`): decode it anywhere,
+    /// on another thread, with [`Pending::decode`].
+    Pending(Pending),
     /// A record skipped.
     Bad(BadRecord),
+}
+
+/// A record's bytes, to be decoded.
+#[derive(Debug)]
+pub struct Pending {
+    body: Vec<u8>,
+    json: bool,
+    location: Location,
+    source: Arc<str>,
+    projection: Arc<Projection>,
+}
+
+impl Pending {
+    /// Decodes the record: a batch, or a bad record saying why not.
+    pub fn decode(self) -> Record {
+        let result = if self.json {
+            otlp::decode_json(&self.body, &self.projection)
+        } else {
+            otlp::decode_protobuf(&self.body, &self.projection)
+        };
+        match result {
+            Ok(batch) => Record::Batch(batch, self.location),
+            Err(e) => Record::Bad(BadRecord {
+                source: self.source.to_string(),
+                location: self.location,
+                message: e.to_string(),
+            }),
+        }
+    }
 }
 
 /// Expands inputs: files as given (pipes too, such as `<(zstdcat x.zst)`), directories to
@@ -159,7 +192,26 @@ pub fn rereadable(source: &str) -> bool {
 /// Reads one input, calling `sink` with each record in order until it returns false;
 /// `bytes_read` counts the raw bytes consumed. An I/O error opening or reading the input is
 /// reported as a bad record.
-pub fn read(source: &str, bytes_read: Arc<AtomicU64>, limits: Limits, sink: &mut Sink<'_>) {
+pub fn read(
+    source: &str,
+    bytes_read: Arc<AtomicU64>,
+    limits: Limits,
+    projection: &Arc<Projection>,
+    sink: &mut Sink<'_>,
+) {
+    read_deferred(source, bytes_read, limits, projection, false, sink)
+}
+
+/// [`read`], but with `defer` each record comes as [`Record::Pending`], for the caller to
+/// decode where it likes (replay decodes on every core).
+pub fn read_deferred(
+    source: &str,
+    bytes_read: Arc<AtomicU64>,
+    limits: Limits,
+    projection: &Arc<Projection>,
+    defer: bool,
+    sink: &mut Sink<'_>,
+) {
     let raw: Box<dyn Read + Send> = if source == "-" {
         Box::new(io::stdin())
     } else {
@@ -182,16 +234,29 @@ pub fn read(source: &str, bytes_read: Arc<AtomicU64>, limits: Limits, sink: &mut
             count: bytes_read,
         }),
         limits,
+        projection,
+        defer,
         sink,
     );
 }
 
-/// Reads an input already open (`source` names it in reports), as [`read`] does.
-pub fn read_from(source: &str, raw: Box<dyn Read + Send>, limits: Limits, sink: &mut Sink<'_>) {
+/// Reads an input already open (`source` names it in reports), as [`read`] does; spans
+/// keep what `projection` reads.
+pub fn read_from(
+    source: &str,
+    raw: Box<dyn Read + Send>,
+    limits: Limits,
+    projection: &Arc<Projection>,
+    defer: bool,
+    sink: &mut Sink<'_>,
+) {
     let buffered = BufReader::with_capacity(1 << 18, raw);
     let mut reader = Reader {
         source,
+        shared_source: Arc::from(source),
         limits,
+        projection,
+        defer,
         sink,
         open: true,
     };
@@ -207,13 +272,34 @@ pub fn read_from(source: &str, raw: Box<dyn Read + Send>, limits: Limits, sink: 
 /// One input being read.
 struct Reader<'a, 'b> {
     source: &'a str,
+    shared_source: Arc<str>,
     limits: Limits,
+    projection: &'a Arc<Projection>,
+    /// Emit records undecoded.
+    defer: bool,
     sink: &'a mut Sink<'b>,
     /// False once the sink asked to stop.
     open: bool,
 }
 
 impl Reader<'_, '_> {
+    /// Decodes a record's bytes here, or hands them on undecoded.
+    fn record(&mut self, body: Vec<u8>, json: bool, location: Location) {
+        let pending = Pending {
+            body,
+            json,
+            location,
+            source: self.shared_source.clone(),
+            projection: self.projection.clone(),
+        };
+        let record = if self.defer {
+            Record::Pending(pending)
+        } else {
+            pending.decode()
+        };
+        self.emit(record);
+    }
+
     fn emit(&mut self, record: Record) {
         if self.open {
             self.open = (self.sink)(record);
@@ -307,16 +393,17 @@ impl Reader<'_, '_> {
             if scan.depth > 0 && !scan.in_string {
                 continue; // a pretty-printed object goes on
             }
-            let decoded = if scan.in_string {
-                Err("truncated JSON: the line ends inside a string".to_string())
+            if scan.in_string {
+                self.bad(
+                    Location::Line(record_start),
+                    "truncated JSON: the line ends inside a string".into(),
+                );
+                record.clear();
             } else {
-                otlp::decode_json(&record).map_err(|e| e.to_string())
-            };
-            match decoded {
-                Ok(batch) => self.emit(Record::Batch(batch, Location::Line(record_start))),
-                Err(message) => self.bad(Location::Line(record_start), message),
+                let capacity = record.capacity();
+                let body = std::mem::replace(&mut record, Vec::with_capacity(capacity));
+                self.record(body, true, Location::Line(record_start));
             }
-            record.clear();
             scan = Braces::default();
         }
         if !record.is_empty() && self.open {
@@ -382,17 +469,11 @@ impl Reader<'_, '_> {
             } else {
                 Ok(std::mem::take(&mut msg))
             };
-            let record = body.and_then(|body| {
-                let is_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-                let result = if is_json {
-                    otlp::decode_json(&body)
-                } else {
-                    otlp::decode_protobuf(&body)
-                };
-                result.map_err(|e| e.to_string())
-            });
-            match record {
-                Ok(batch) => self.emit(Record::Batch(batch, Location::Offset(offset))),
+            match body {
+                Ok(body) => {
+                    let is_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+                    self.record(body, is_json, Location::Offset(offset));
+                }
                 Err(message) => self.bad(Location::Offset(offset), message),
             }
             offset += 4 + n as u64;
@@ -435,23 +516,37 @@ struct Braces {
 
 impl Braces {
     fn feed(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+        let mut i = 0;
+        while i < bytes.len() {
             if self.in_string {
-                match b {
-                    _ if self.escaped => self.escaped = false,
-                    b'\\' => self.escaped = true,
-                    b'"' => self.in_string = false,
-                    b'\n' => {} // a raw newline ends the line inside a string: truncated
-                    _ => {}
+                if self.escaped {
+                    self.escaped = false;
+                    i += 1;
+                    continue;
+                }
+                // Most of OTLP/JSON is inside strings: jump to the next quote or backslash.
+                // (A raw newline inside a string is left for the caller: truncated.)
+                match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    None => return,
+                    Some(at) => {
+                        i += at;
+                        if bytes[i] == b'\\' {
+                            self.escaped = true;
+                        } else {
+                            self.in_string = false;
+                        }
+                        i += 1;
+                    }
                 }
                 continue;
             }
-            match b {
+            match bytes[i] {
                 b'"' => self.in_string = true,
                 b'{' | b'[' => self.depth += 1,
                 b'}' | b']' => self.depth -= 1,
                 _ => {}
             }
+            i += 1;
         }
     }
 }

@@ -34,6 +34,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::buffer::BufferConfig;
 use crate::engine::{Engine, EngineConfig, Stats};
 use crate::otlp::Batch;
+use crate::projected::Projection;
 use crate::ruleset::RuleSet;
 use crate::signal::{Mode, Signal};
 pub use input::{BadRecord, Limits, Location, Record};
@@ -51,6 +52,9 @@ pub struct Options {
     pub to: Option<u64>,
     /// What one record may cost.
     pub limits: Limits,
+    /// Threads decoding records (0: one per core). Judging stays on one thread, in data
+    /// order, so the signals do not depend on it.
+    pub threads: usize,
 }
 
 /// Progress counters, readable from another thread while a replay runs.
@@ -109,6 +113,8 @@ const FUTURE_SLACK: u64 = 86_400_000_000_000;
 /// What a reading thread sends.
 enum Message {
     Batch(Timed),
+    /// A record being decoded on the pool: its message comes on this channel.
+    Pending(Receiver<Message>),
     Bad(BadRecord),
 }
 
@@ -195,13 +201,28 @@ pub fn run(
         .collect();
     pending.sort_unstable();
     pending.reverse(); // pop from the end
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        opts.threads
+    };
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("betrace-decode-{i}"))
+            .build()
+            .expect("start the decoding threads"),
+    );
     let spawn = |order: usize| -> Open {
-        let (tx, rx) = crossbeam_channel::bounded::<Message>(4);
+        // Enough records in flight to keep every decoding thread busy.
+        let (tx, rx) = crossbeam_channel::bounded::<Message>(2 * threads + 2);
         let source = inputs[order].clone();
         let (bytes, limits) = (progress.bytes_read.clone(), opts.limits);
+        let projection = engine.rules().projection().clone();
+        let pool = pool.clone();
         let thread = std::thread::Builder::new()
             .name("betrace-read".into())
-            .spawn(move || read_into(&source, bytes, limits, horizon, &tx))
+            .spawn(move || read_into(&source, bytes, limits, &projection, horizon, &pool, &tx))
             .expect("spawn a reading thread");
         Open {
             order,
@@ -225,7 +246,11 @@ pub fn run(
         while i < open.len() {
             if open[i].head.is_none() {
                 loop {
-                    match open[i].rx.recv() {
+                    let mut m = open[i].rx.recv();
+                    if let Ok(Message::Pending(rx)) = m {
+                        m = rx.recv();
+                    }
+                    match m {
                         Ok(Message::Batch(t)) => {
                             open[i].head = Some(t);
                             break;
@@ -234,6 +259,7 @@ pub fn run(
                             summary.bad_records += 1;
                             on_bad(&b);
                         }
+                        Ok(Message::Pending(_)) => unreachable!("a decoded record is not pending"),
                         Err(_) => break,
                     }
                 }
@@ -312,16 +338,33 @@ fn read_into(
     source: &str,
     bytes: Arc<AtomicU64>,
     limits: Limits,
+    projection: &Arc<Projection>,
     horizon: u64,
+    pool: &rayon::ThreadPool,
     tx: &Sender<Message>,
 ) {
-    input::read(source, bytes, limits, &mut |r| {
+    input::read_deferred(source, bytes, limits, projection, true, &mut |r| {
         let m = match r {
-            Record::Batch(b, at) => Message::Batch(Timed::new(b, at, horizon)),
-            Record::Bad(b) => Message::Bad(b),
+            Record::Pending(p) => {
+                let (done, rx) = crossbeam_channel::bounded(1);
+                pool.spawn_fifo(move || {
+                    let _ = done.send(message_of(p.decode(), horizon));
+                });
+                Message::Pending(rx)
+            }
+            other => message_of(other, horizon),
         };
         tx.send(m).is_ok()
     });
+}
+
+/// A decoded record as the message the merging thread reads.
+fn message_of(r: Record, horizon: u64) -> Message {
+    match r {
+        Record::Batch(b, at) => Message::Batch(Timed::new(b, at, horizon)),
+        Record::Bad(b) => Message::Bad(b),
+        Record::Pending(p) => message_of(p.decode(), horizon),
+    }
 }
 
 /// The time of an input's first batch with a plausible span; `None` for standard input, a
@@ -331,10 +374,12 @@ fn first_time(source: &str, limits: Limits, horizon: u64) -> Option<u64> {
         return None;
     }
     let (mut time, mut records) = (None, 0);
-    input::read(source, Arc::default(), limits, &mut |r| {
+    // Only times are read here: no attribute is kept.
+    let nothing = Arc::new(Projection::new(Vec::<String>::new(), false));
+    input::read(source, Arc::default(), limits, &nothing, &mut |r| {
         records += 1;
-        if let Record::Batch(b, at) = r {
-            time = Timed::new(b, at, horizon).time;
+        if let Message::Batch(t) = message_of(r, horizon) {
+            time = t.time;
         }
         time.is_none() && records < 64
     });

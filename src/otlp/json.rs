@@ -1,0 +1,431 @@
+//! OTLP/JSON (`{"resourceSpans":[…]}`), as the collector's file exporter writes it, into
+//! projected trace fragments.
+//!
+//! Each span is read on its own (serde over the span's raw text), so one bad span is
+//! skipped and counted; strings are borrowed from the input where they have no escapes.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::de::{self, Deserializer, IgnoredAny};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{Batch, Builder, DecodeError};
+use crate::diagnostic::clip;
+use crate::projected::{KeyId, Projection, SpanIn};
+use crate::trace::{parse_hex, Resource, SpanId, SpanKind, StatusCode, TraceId};
+use crate::value::{Value, ValueRef};
+
+/// `TracesData` with spans of type `S`: decoded in the same pass ([`JsonSpan`], the fast
+/// path) or kept as raw text to decode one by one (`&RawValue`, when the fast path fails).
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "S: Deserialize<'de>, 'de: 'a"))]
+struct JsonTraces<'a, S> {
+    #[serde(default, borrow, rename = "resourceSpans")]
+    resource_spans: Vec<JsonResourceSpans<'a, S>>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "S: Deserialize<'de>, 'de: 'a"))]
+struct JsonResourceSpans<'a, S> {
+    #[serde(default, borrow)]
+    resource: Option<&'a RawValue>,
+    #[serde(default = "Vec::new", rename = "scopeSpans")]
+    scope_spans: Vec<JsonScopeSpans<S>>,
+    #[serde(default = "Vec::new", rename = "instrumentationLibrarySpans")]
+    instrumentation_library_spans: Vec<JsonScopeSpans<S>>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "S: Deserialize<'de>"))]
+struct JsonScopeSpans<S> {
+    #[serde(default = "Vec::new")]
+    spans: Vec<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonSpan<'a> {
+    #[serde(default, borrow)]
+    trace_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    span_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    parent_span_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, deserialize_with = "span_kind")]
+    kind: i32,
+    #[serde(default, deserialize_with = "uint64")]
+    start_time_unix_nano: u64,
+    #[serde(default, deserialize_with = "uint64")]
+    end_time_unix_nano: u64,
+    #[serde(default, borrow)]
+    attributes: Vec<JsonKeyValue<'a>>,
+    #[serde(default, borrow)]
+    status: Option<JsonStatus<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct JsonStatus<'a> {
+    #[serde(default, deserialize_with = "status_code")]
+    code: i32,
+    #[serde(default, borrow)]
+    message: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct JsonKeyValue<'a> {
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    #[serde(default, borrow)]
+    value: Option<JsonAnyValue<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonAnyValue<'a> {
+    #[serde(default, borrow)]
+    string_value: Option<Cow<'a, str>>,
+    #[serde(default)]
+    bool_value: Option<bool>,
+    #[serde(default, deserialize_with = "some_int64")]
+    int_value: Option<i64>,
+    #[serde(default, deserialize_with = "some_double")]
+    double_value: Option<f64>,
+    #[serde(default, borrow)]
+    array_value: Option<JsonArray<'a>>,
+    #[serde(default)]
+    kvlist_value: Option<IgnoredAny>,
+    #[serde(default)]
+    bytes_value: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct JsonArray<'a> {
+    #[serde(default, borrow)]
+    values: Vec<JsonAnyValue<'a>>,
+}
+
+#[derive(Deserialize)]
+struct JsonResource<'a> {
+    #[serde(default, borrow)]
+    attributes: Vec<JsonKeyValue<'a>>,
+}
+
+impl JsonAnyValue<'_> {
+    /// An owned copy of the value (arrays and opaque values of span attributes).
+    fn clone_value(&self) -> Option<Value> {
+        if let Some(s) = &self.string_value {
+            return Some(Value::str(s));
+        }
+        if let Some(b) = self.bool_value {
+            return Some(Value::Bool(b));
+        }
+        if let Some(i) = self.int_value {
+            return Some(Value::Int(i));
+        }
+        if let Some(d) = self.double_value {
+            return Some(Value::Float(d));
+        }
+        if let Some(a) = &self.array_value {
+            return Some(Value::Array(
+                a.values
+                    .iter()
+                    .filter_map(JsonAnyValue::clone_value)
+                    .collect(),
+            ));
+        }
+        if self.kvlist_value.is_some() || self.bytes_value.is_some() {
+            return Some(Value::Opaque);
+        }
+        None
+    }
+}
+
+fn json_attributes(kvs: Vec<JsonKeyValue>) -> Vec<(String, Value)> {
+    kvs.into_iter()
+        .filter_map(|kv| Some((kv.key.into_owned(), kv.value?.clone_value()?)))
+        .collect()
+}
+
+/// A kept span attribute: a borrowed scalar or string, or an index into owned arrays.
+enum Kept<'a> {
+    Ref(ValueRef<'a>),
+    Owned(usize),
+}
+
+/// A number or a string holding one (proto3 JSON writes 64-bit integers as strings).
+/// Read by a visitor, not `#[serde(untagged)]`, which buffers every value and builds an
+/// error for each variant that does not fit: this is read twice for every span.
+enum NumberOrString<'a> {
+    Number(serde_json::Number),
+    String(Cow<'a, str>),
+}
+
+impl<'de> Deserialize<'de> for NumberOrString<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> de::Visitor<'de> for Visit {
+            type Value = NumberOrString<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or a string holding one")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(NumberOrString::Number(v.into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(NumberOrString::Number(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                serde_json::Number::from_f64(v)
+                    .map(NumberOrString::Number)
+                    .ok_or_else(|| E::custom(format!("{v} is not a number")))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(NumberOrString::String(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(NumberOrString::String(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+fn uint64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match NumberOrString::deserialize(d)? {
+        NumberOrString::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| de::Error::custom(format!("{n} is not an unsigned 64-bit integer"))),
+        NumberOrString::String(s) => s.parse().map_err(|_| {
+            de::Error::custom(format!(
+                "\"{}\" is not an unsigned 64-bit integer",
+                clip(&s)
+            ))
+        }),
+    }
+}
+
+fn some_int64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match NumberOrString::deserialize(d)? {
+        NumberOrString::Number(n) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| de::Error::custom(format!("intValue {n} is not a 64-bit integer"))),
+        NumberOrString::String(s) => s.parse().map(Some).map_err(|_| {
+            de::Error::custom(format!("intValue \"{}\" is not a 64-bit integer", clip(&s)))
+        }),
+    }
+}
+
+fn some_double<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    match NumberOrString::deserialize(d)? {
+        NumberOrString::Number(n) => n
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| de::Error::custom(format!("doubleValue {n} is not a number"))),
+        NumberOrString::String(s) => match &*s {
+            "NaN" => Ok(Some(f64::NAN)),
+            "Infinity" => Ok(Some(f64::INFINITY)),
+            "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
+            other => other.parse().map(Some).map_err(|_| {
+                de::Error::custom(format!("doubleValue \"{}\" is not a number", clip(other)))
+            }),
+        },
+    }
+}
+
+/// An enum as its number or its proto name (both are valid OTLP/JSON).
+fn enum_value<'de, D: Deserializer<'de>>(
+    d: D,
+    what: &str,
+    names: &[&str],
+    prefix: &str,
+) -> Result<i32, D::Error> {
+    match NumberOrString::deserialize(d)? {
+        NumberOrString::Number(n) => n
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| de::Error::custom(format!("{what} {n} is not an enum number"))),
+        NumberOrString::String(s) => names
+            .iter()
+            .position(|n| s.strip_prefix(prefix) == Some(n))
+            .map(|i| i as i32)
+            .or_else(|| s.parse().ok())
+            .ok_or_else(|| {
+                de::Error::custom(format!("{what} \"{}\" is not a known value", clip(&s)))
+            }),
+    }
+}
+
+fn span_kind<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    enum_value(
+        d,
+        "kind",
+        &[
+            "UNSPECIFIED",
+            "INTERNAL",
+            "SERVER",
+            "CLIENT",
+            "PRODUCER",
+            "CONSUMER",
+        ],
+        "SPAN_KIND_",
+    )
+}
+
+fn status_code<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    enum_value(d, "status code", &["UNSET", "OK", "ERROR"], "STATUS_CODE_")
+}
+
+/// Decodes one OTLP/JSON `TracesData` object (`{"resourceSpans":[…]}`) into fragments
+/// keeping what `projection` reads. Fails when the text is not JSON of that shape; a span
+/// that cannot be read is skipped and counted.
+///
+/// One pass decodes the whole batch; only when that fails (a span serde cannot read) is
+/// the batch read again with each span on its own, so that the bad one is skipped alone.
+pub fn decode(bytes: &[u8], projection: &Arc<Projection>) -> Result<Batch, DecodeError> {
+    if let Ok(data) = serde_json::from_slice::<JsonTraces<JsonSpan>>(bytes) {
+        return Ok(assemble(data, projection, |b, s| span(b, s, projection)));
+    }
+    let data: JsonTraces<&RawValue> = serde_json::from_slice(bytes)?;
+    Ok(assemble(data, projection, |b, raw| {
+        let s: JsonSpan =
+            serde_json::from_str(raw.get()).map_err(|e| format!("unreadable span: {e}"))?;
+        span(b, s, projection)
+    }))
+}
+
+fn assemble<S>(
+    data: JsonTraces<S>,
+    projection: &Arc<Projection>,
+    mut each: impl FnMut(&mut Builder, S) -> Result<(), String>,
+) -> Batch {
+    let mut b = Builder::new(projection);
+    for (ri, rs) in data.resource_spans.into_iter().enumerate() {
+        let spans = rs
+            .scope_spans
+            .into_iter()
+            .chain(rs.instrumentation_library_spans)
+            .flat_map(|s| s.spans);
+        let resource = match rs
+            .resource
+            .map(|r| serde_json::from_str::<JsonResource>(r.get()))
+            .transpose()
+        {
+            Ok(r) => r.map(|r| json_attributes(r.attributes)).unwrap_or_default(),
+            Err(e) => {
+                for _ in spans {
+                    b.batch
+                        .invalid(|| format!("resource {}: unreadable resource: {e}", ri + 1));
+                }
+                continue;
+            }
+        };
+        b.resource(Arc::new(Resource {
+            attributes: resource,
+        }));
+        for s in spans {
+            if let Err(why) = each(&mut b, s) {
+                b.batch.invalid(|| why);
+            }
+        }
+    }
+    b.batch
+}
+
+fn span(b: &mut Builder, s: JsonSpan, projection: &Projection) -> Result<(), String> {
+    let (Some(tid), Some(sid)) = (parse_hex::<16>(&s.trace_id), parse_hex::<8>(&s.span_id)) else {
+        return Err(bad_ids(&s));
+    };
+    let parent = if s.parent_span_id.is_empty() {
+        None
+    } else {
+        match parse_hex::<8>(&s.parent_span_id) {
+            Some(p) if p == [0; 8] => None,
+            Some(p) => Some(SpanId(p)),
+            None => {
+                return Err(format!(
+                    "span `{}`: parentSpanId \"{}\" is not 16 hex digits",
+                    clip(&s.name),
+                    clip(&s.parent_span_id)
+                ))
+            }
+        }
+    };
+    let status = s.status.unwrap_or_default();
+    let mut owned: Vec<Value> = Vec::new();
+    let mut kept: Vec<(KeyId, Kept)> = Vec::new();
+    if !projection.is_empty() {
+        for kv in &s.attributes {
+            let (Some(id), Some(v)) = (projection.key(&kv.key), &kv.value) else {
+                continue;
+            };
+            let k = if let Some(st) = &v.string_value {
+                Kept::Ref(ValueRef::Str(st))
+            } else if let Some(x) = v.bool_value {
+                Kept::Ref(ValueRef::Bool(x))
+            } else if let Some(i) = v.int_value {
+                Kept::Ref(ValueRef::Int(i))
+            } else if let Some(d) = v.double_value {
+                Kept::Ref(ValueRef::Float(d))
+            } else if v.array_value.is_some() || v.kvlist_value.is_some() || v.bytes_value.is_some()
+            {
+                owned.push(v.clone_value().unwrap_or(Value::Opaque));
+                Kept::Owned(owned.len() - 1)
+            } else {
+                continue;
+            };
+            kept.push((id, k));
+        }
+    }
+    let attrs = kept.into_iter().map(|(k, v)| {
+        let v = match v {
+            Kept::Ref(r) => r,
+            Kept::Owned(i) => ValueRef::from(&owned[i]),
+        };
+        (k, v)
+    });
+    b.span(
+        TraceId(tid),
+        SpanIn {
+            span_id: SpanId(sid),
+            parent_span_id: parent,
+            name: &s.name,
+            kind: SpanKind::from_otlp(s.kind),
+            status: StatusCode::from_otlp(status.code),
+            status_message: &status.message,
+            start_unix_nano: s.start_time_unix_nano,
+            end_unix_nano: s.end_time_unix_nano,
+        },
+        attrs,
+    );
+    Ok(())
+}
+
+/// Why a span's ids are not usable, with a hint for base64 ids (OTLP/JSON ids are hex).
+fn bad_ids(s: &JsonSpan) -> String {
+    let (what, id, digits) = if parse_hex::<16>(&s.trace_id).is_none() {
+        ("traceId", &s.trace_id, 32)
+    } else {
+        ("spanId", &s.span_id, 16)
+    };
+    let mut m = format!(
+        "span `{}`: {what} \"{}\" is not {digits} hex digits",
+        clip(&s.name),
+        clip(id)
+    );
+    if !id.is_empty() && id.len() != digits && looks_base64(id) {
+        m.push_str(" (it looks like base64: OTLP/JSON writes trace and span ids as hex)");
+    }
+    m
+}
+
+fn looks_base64(s: &str) -> bool {
+    s.len() % 4 == 0
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+}

@@ -1,0 +1,319 @@
+//! OTLP protobuf (`ExportTraceServiceRequest` / `TracesData`) straight into projected
+//! trace fragments, walking the wire format in place.
+//!
+//! The message structure (resource spans, scope spans) must be sound or the batch is
+//! refused. Below that, each resource and each span is read on its own: one that cannot be
+//! read is skipped and counted. Of a span, only what the projection keeps is decoded —
+//! attributes no rule reads are stepped over without a look at their values. The pre-1.0
+//! `instrumentation_library_spans` (field 1000) is read like `scope_spans`.
+
+use std::sync::Arc;
+
+use super::wire::{fields, WireError};
+use super::{Batch, Builder, DecodeError};
+use crate::diagnostic::clip;
+use crate::projected::{KeyId, Projection, SpanIn};
+use crate::trace::{Resource, SpanId, SpanKind, StatusCode, TraceId};
+use crate::value::{Value, ValueRef};
+
+/// Decodes protobuf `ExportTraceServiceRequest` (or `TracesData`: the same wire format)
+/// into fragments keeping what `projection` reads. Fails only when the message structure
+/// itself is broken; a span that cannot be read is skipped and counted.
+pub fn decode(bytes: &[u8], projection: &Arc<Projection>) -> Result<Batch, DecodeError> {
+    let mut b = Builder::new(projection);
+    let mut spans: Vec<&[u8]> = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut ri = 0;
+    for f in fields(bytes) {
+        let (tag, f) = f?;
+        if tag != 1 {
+            continue;
+        }
+        ri += 1;
+        spans.clear();
+        let mut resource: Option<&[u8]> = None;
+        for f in fields(f.bytes("TracesData.resource_spans")?) {
+            match f? {
+                (1, f) => resource = Some(f.bytes("ResourceSpans.resource")?),
+                (2 | 1000, f) => {
+                    for f in fields(f.bytes("ResourceSpans.scope_spans")?) {
+                        if let (2, f) = f? {
+                            spans.push(f.bytes("ScopeSpans.spans")?);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let resource = match resource.map(decode_resource).transpose() {
+            Ok(r) => Arc::new(r.unwrap_or_default()),
+            Err(e) => {
+                for _ in &spans {
+                    b.batch
+                        .invalid(|| format!("resource {ri}: unreadable resource: {e}"));
+                }
+                continue;
+            }
+        };
+        b.resource(resource);
+        for raw in &spans {
+            if let Err(why) = span(&mut b, raw, projection, &mut scratch) {
+                b.batch.invalid(|| why);
+            }
+        }
+    }
+    Ok(b.batch)
+}
+
+/// Reusable buffers for one span's kept attributes.
+#[derive(Default)]
+struct Scratch {
+    kept: Vec<(KeyId, Kept)>,
+    arrays: Vec<Value>,
+}
+
+/// A kept attribute value: a scalar, a string at a place in the input, or an array.
+#[derive(Clone, Copy)]
+enum Kept {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// (start, len) in the span's bytes.
+    Str(usize, usize),
+    /// Index into `Scratch::arrays`.
+    Other(usize),
+}
+
+fn span(
+    b: &mut Builder,
+    raw: &[u8],
+    projection: &Projection,
+    scratch: &mut Scratch,
+) -> Result<(), String> {
+    let mut trace_id: &[u8] = &[];
+    let mut span_id: &[u8] = &[];
+    let mut parent: &[u8] = &[];
+    let mut name: &[u8] = &[];
+    let mut kind = 0u64;
+    let (mut start, mut end) = (0u64, 0u64);
+    let mut status_code = 0u64;
+    let mut status_message: &[u8] = &[];
+    scratch.kept.clear();
+    scratch.arrays.clear();
+    let unreadable = |e: WireError| format!("unreadable span: {e}");
+    for f in fields(raw) {
+        let (tag, f) = f.map_err(unreadable)?;
+        match tag {
+            1 => trace_id = f.bytes("Span.trace_id").map_err(unreadable)?,
+            2 => span_id = f.bytes("Span.span_id").map_err(unreadable)?,
+            4 => parent = f.bytes("Span.parent_span_id").map_err(unreadable)?,
+            5 => name = f.bytes("Span.name").map_err(unreadable)?,
+            6 => kind = f.varint("Span.kind").map_err(unreadable)?,
+            7 => start = f.fixed64("Span.start_time_unix_nano").map_err(unreadable)?,
+            8 => end = f.fixed64("Span.end_time_unix_nano").map_err(unreadable)?,
+            9 => {
+                let kv = f.bytes("Span.attributes").map_err(unreadable)?;
+                attribute(raw, kv, projection, scratch).map_err(unreadable)?;
+            }
+            15 => {
+                for f in fields(f.bytes("Span.status").map_err(unreadable)?) {
+                    match f.map_err(unreadable)? {
+                        (2, f) => status_message = f.bytes("Status.message").map_err(unreadable)?,
+                        (3, f) => status_code = f.varint("Status.code").map_err(unreadable)?,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let name = std::str::from_utf8(name).map_err(|_| {
+        "unreadable span: Span.name: invalid string value: data is not UTF-8 encoded".to_string()
+    })?;
+    let status_message = if projection.status_message() {
+        std::str::from_utf8(status_message).map_err(|_| {
+            "unreadable span: Status.message: invalid string value: data is not UTF-8 encoded"
+                .to_string()
+        })?
+    } else {
+        ""
+    };
+    let (Ok(tid), Ok(sid)) = (<[u8; 16]>::try_from(trace_id), <[u8; 8]>::try_from(span_id)) else {
+        return Err(format!(
+            "span `{}`: trace id of {} bytes or span id of {} bytes (need 16 and 8)",
+            clip(name),
+            trace_id.len(),
+            span_id.len()
+        ));
+    };
+    let parent = <[u8; 8]>::try_from(parent)
+        .ok()
+        .filter(|p| *p != [0; 8])
+        .map(SpanId);
+    let arrays = &scratch.arrays;
+    let attrs = scratch.kept.iter().map(|&(k, v)| {
+        let v = match v {
+            Kept::Int(i) => ValueRef::Int(i),
+            Kept::Float(f) => ValueRef::Float(f),
+            Kept::Bool(x) => ValueRef::Bool(x),
+            // Checked to be UTF-8 when kept.
+            Kept::Str(at, len) => {
+                ValueRef::Str(std::str::from_utf8(&raw[at..at + len]).unwrap_or_default())
+            }
+            Kept::Other(i) => ValueRef::from(&arrays[i]),
+        };
+        (k, v)
+    });
+    b.span(
+        TraceId(tid),
+        SpanIn {
+            span_id: SpanId(sid),
+            parent_span_id: parent,
+            name,
+            kind: SpanKind::from_otlp(kind as i32),
+            status: StatusCode::from_otlp(status_code as i32),
+            status_message,
+            start_unix_nano: start,
+            end_unix_nano: end,
+        },
+        attrs,
+    );
+    Ok(())
+}
+
+/// Reads one `KeyValue` of a span; keeps it in `scratch` when the projection reads its key.
+fn attribute(
+    span: &[u8],
+    kv: &[u8],
+    projection: &Projection,
+    scratch: &mut Scratch,
+) -> Result<(), WireError> {
+    if projection.is_empty() {
+        return Ok(());
+    }
+    let mut key: &[u8] = &[];
+    let mut value: Option<&[u8]> = None;
+    for f in fields(kv) {
+        match f? {
+            (1, f) => key = f.bytes("KeyValue.key")?,
+            (2, f) => value = Some(f.bytes("KeyValue.value")?),
+            _ => {}
+        }
+    }
+    // A key that is not UTF-8 is no key a rule can name.
+    let Some(id) = std::str::from_utf8(key)
+        .ok()
+        .and_then(|k| projection.key(k))
+    else {
+        return Ok(());
+    };
+    let Some(value) = value else {
+        return Ok(());
+    };
+    let kept = match any_value(value, 0)? {
+        None => return Ok(()),
+        Some(AnyValue::Str(s)) => {
+            std::str::from_utf8(s).map_err(|_| {
+                WireError(
+                    "AnyValue.string_value: invalid string value: data is not UTF-8 encoded".into(),
+                )
+            })?;
+            // `s` is a subslice of `span`: keep its place.
+            let at = s.as_ptr() as usize - span.as_ptr() as usize;
+            Kept::Str(at, s.len())
+        }
+        Some(AnyValue::Int(i)) => Kept::Int(i),
+        Some(AnyValue::Float(f)) => Kept::Float(f),
+        Some(AnyValue::Bool(x)) => Kept::Bool(x),
+        Some(AnyValue::Owned(v)) => {
+            scratch.arrays.push(v);
+            Kept::Other(scratch.arrays.len() - 1)
+        }
+    };
+    scratch.kept.push((id, kept));
+    Ok(())
+}
+
+enum AnyValue<'a> {
+    Str(&'a [u8]),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Owned(Value),
+}
+
+/// Arrays nest at most this deep (prost's own limit is 100 messages).
+const MAX_ARRAY_DEPTH: u32 = 32;
+
+/// One `AnyValue`: the last of its oneof fields wins; an empty one is no value.
+fn any_value(buf: &[u8], depth: u32) -> Result<Option<AnyValue<'_>>, WireError> {
+    let mut out = None;
+    for f in fields(buf) {
+        out = Some(match f? {
+            (1, f) => AnyValue::Str(f.bytes("AnyValue.string_value")?),
+            (2, f) => AnyValue::Bool(f.varint("AnyValue.bool_value")? != 0),
+            (3, f) => AnyValue::Int(f.varint("AnyValue.int_value")? as i64),
+            (4, f) => AnyValue::Float(f64::from_bits(f.fixed64("AnyValue.double_value")?)),
+            (5, f) => {
+                if depth >= MAX_ARRAY_DEPTH {
+                    return Err(WireError("AnyValue.array_value: nested too deep".into()));
+                }
+                let mut items = Vec::new();
+                for f in fields(f.bytes("AnyValue.array_value")?) {
+                    if let (1, f) = f? {
+                        if let Some(v) = any_value(f.bytes("ArrayValue.values")?, depth + 1)? {
+                            items.push(owned(v)?);
+                        }
+                    }
+                }
+                AnyValue::Owned(Value::Array(items))
+            }
+            (6, f) => {
+                f.bytes("AnyValue.kvlist_value")?;
+                AnyValue::Owned(Value::Opaque)
+            }
+            (7, f) => {
+                f.bytes("AnyValue.bytes_value")?;
+                AnyValue::Owned(Value::Opaque)
+            }
+            _ => continue,
+        });
+    }
+    Ok(out)
+}
+
+fn owned(v: AnyValue) -> Result<Value, WireError> {
+    Ok(match v {
+        AnyValue::Str(s) => Value::str(std::str::from_utf8(s).map_err(|_| {
+            WireError(
+                "AnyValue.string_value: invalid string value: data is not UTF-8 encoded".into(),
+            )
+        })?),
+        AnyValue::Int(i) => Value::Int(i),
+        AnyValue::Float(f) => Value::Float(f),
+        AnyValue::Bool(b) => Value::Bool(b),
+        AnyValue::Owned(v) => v,
+    })
+}
+
+/// A whole resource: every attribute (a signal carries its trigger span's resource).
+fn decode_resource(buf: &[u8]) -> Result<Resource, WireError> {
+    let mut attributes = Vec::new();
+    for f in fields(buf) {
+        if let (1, f) = f? {
+            let mut key = None;
+            let mut value = None;
+            for f in fields(f.bytes("Resource.attributes")?) {
+                match f? {
+                    (1, f) => key = Some(f.str("KeyValue.key")?),
+                    (2, f) => value = any_value(f.bytes("KeyValue.value")?, 0)?,
+                    _ => {}
+                }
+            }
+            if let Some(v) = value {
+                attributes.push((key.unwrap_or_default().to_string(), owned(v)?));
+            }
+        }
+    }
+    Ok(Resource { attributes })
+}

@@ -1,0 +1,184 @@
+//! The protobuf wire format read in place: the fields of a message as borrowed slices and
+//! numbers, with prost's own key and varint decoding — nothing allocated, nothing copied.
+//!
+//! The span decoder walks OTLP with it so that attributes no rule reads are skipped
+//! without being decoded, and the benchmarks' *wire-walk* floor visits every field of a
+//! batch with it.
+
+use prost::bytes::Buf;
+use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
+
+/// Bytes that are not a valid protobuf message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WireError(pub String);
+
+impl From<prost::DecodeError> for WireError {
+    fn from(e: prost::DecodeError) -> WireError {
+        WireError(e.to_string())
+    }
+}
+
+/// One field's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// A varint (ints, bools, enums).
+    Varint(u64),
+    /// A 64-bit fixed-width value (`fixed64`, `double`).
+    Fixed64(u64),
+    /// A 32-bit fixed-width value (`fixed32`, `float`).
+    Fixed32(u32),
+    /// A length-delimited payload (strings, bytes, messages, packed repeats).
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Field<'a> {
+    /// The payload of a length-delimited field, or an error naming the field.
+    pub fn bytes(self, what: &str) -> Result<&'a [u8], WireError> {
+        match self {
+            Field::Bytes(b) => Ok(b),
+            _ => Err(WireError(format!("{what}: invalid wire type"))),
+        }
+    }
+
+    /// A varint field's value.
+    pub fn varint(self, what: &str) -> Result<u64, WireError> {
+        match self {
+            Field::Varint(v) => Ok(v),
+            _ => Err(WireError(format!("{what}: invalid wire type"))),
+        }
+    }
+
+    /// A fixed64 field's value.
+    pub fn fixed64(self, what: &str) -> Result<u64, WireError> {
+        match self {
+            Field::Fixed64(v) => Ok(v),
+            _ => Err(WireError(format!("{what}: invalid wire type"))),
+        }
+    }
+
+    /// A string field, checked to be UTF-8.
+    pub fn str(self, what: &str) -> Result<&'a str, WireError> {
+        std::str::from_utf8(self.bytes(what)?).map_err(|_| {
+            WireError(format!(
+                "{what}: invalid string value: data is not UTF-8 encoded"
+            ))
+        })
+    }
+}
+
+/// The fields of one message, in wire order: `(tag, payload)`.
+pub fn fields(buf: &[u8]) -> Fields<'_> {
+    Fields { buf }
+}
+
+/// Iterator over a message's fields; stops at the first error.
+pub struct Fields<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn field(&mut self) -> Result<Option<(u32, Field<'a>)>, WireError> {
+        loop {
+            if self.buf.is_empty() {
+                return Ok(None);
+            }
+            let (tag, wire) = decode_key(&mut self.buf)?;
+            let field = match wire {
+                WireType::Varint => Field::Varint(decode_varint(&mut self.buf)?),
+                WireType::SixtyFourBit => {
+                    if self.buf.remaining() < 8 {
+                        return Err(WireError("buffer underflow".into()));
+                    }
+                    Field::Fixed64(self.buf.get_u64_le())
+                }
+                WireType::ThirtyTwoBit => {
+                    if self.buf.remaining() < 4 {
+                        return Err(WireError("buffer underflow".into()));
+                    }
+                    Field::Fixed32(self.buf.get_u32_le())
+                }
+                WireType::LengthDelimited => {
+                    let len = decode_varint(&mut self.buf)?;
+                    if len > self.buf.len() as u64 {
+                        return Err(WireError("buffer underflow".into()));
+                    }
+                    let (payload, rest) = self.buf.split_at(len as usize);
+                    self.buf = rest;
+                    Field::Bytes(payload)
+                }
+                // Groups are deprecated and never in OTLP: skipped whole.
+                WireType::StartGroup | WireType::EndGroup => {
+                    skip_field(wire, tag, &mut self.buf, DecodeContext::default())?;
+                    continue;
+                }
+            };
+            return Ok(Some((tag, field)));
+        }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u32, Field<'a>), WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.field() {
+            Ok(f) => f.map(Ok),
+            Err(e) => {
+                self.buf = &[];
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Visits every field of a message and, recursively, of every length-delimited payload
+/// that parses as a message, returning how many fields it saw: the physical floor of
+/// reading a batch (the benchmarks' *wire-walk* stage). Depth is bounded.
+pub fn walk(buf: &[u8]) -> u64 {
+    fn go(buf: &[u8], depth: u32) -> Option<u64> {
+        let mut n = 0u64;
+        for f in fields(buf) {
+            let (_, f) = f.ok()?;
+            n += 1;
+            if let Field::Bytes(b) = f {
+                if depth < 8 && !b.is_empty() {
+                    n += go(b, depth + 1).unwrap_or(0);
+                }
+            }
+        }
+        Some(n)
+    }
+    go(buf, 0).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::encoding::{encode_key, encode_varint};
+
+    #[test]
+    fn fields_come_in_wire_order_and_truncation_is_an_error() {
+        let mut buf = Vec::new();
+        encode_key(1, WireType::Varint, &mut buf);
+        encode_varint(300, &mut buf);
+        encode_key(2, WireType::LengthDelimited, &mut buf);
+        encode_varint(3, &mut buf);
+        buf.extend(b"abc");
+        encode_key(3, WireType::SixtyFourBit, &mut buf);
+        buf.extend(7u64.to_le_bytes());
+        let got: Vec<_> = fields(&buf).collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            got,
+            [
+                (1, Field::Varint(300)),
+                (2, Field::Bytes(b"abc")),
+                (3, Field::Fixed64(7))
+            ]
+        );
+        for cut in 1..buf.len() {
+            let r: Result<Vec<_>, _> = fields(&buf[..cut]).collect();
+            assert!(r.is_err() || r.unwrap().len() < 3, "cut at {cut}");
+        }
+    }
+}

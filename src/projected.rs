@@ -1,0 +1,549 @@
+//! A trace as the engine holds it: only what the loaded rules can read, in a few
+//! allocations per trace instead of a dozen per span.
+//!
+//! A rule set knows every attribute key its conditions, messages and context read — its
+//! [`Projection`]. Decoding keeps, of each span, its ids, times, name, kind, status, the
+//! status message when a rule reads `span:statusMessage`, and the attributes whose key is in
+//! the projection, keyed by a small [`KeyId`]; everything else is skipped without being
+//! copied. Names and string values live in one text arena per trace, spans and attributes
+//! in one vector each, so that dropping a judged trace frees a handful of blocks.
+//! Resources are kept whole (a signal carries its trigger span's resource) and shared by
+//! every span and trace fragment of a batch.
+//!
+//! The plain [`crate::trace::Trace`] stays what examples, the reference evaluator and
+//! `explain` read; [`Trace::project`] turns one into this form, and the property tests check
+//! that the VM judges the projected form exactly as the reference judges the plain one.
+//!
+//! A rule reload (docs/language.md, "When a trace is judged"): spans received after the
+//! reload carry what the new rules read. A trace held across the reload is re-keyed to the
+//! newer projection when its next fragment arrives or when it is judged: attributes that
+//! only the new rules read are there for the spans received after the reload.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crate::trace::{self, Resource, SpanId, SpanKind, StatusCode, TraceId};
+use crate::value::{Value, ValueRef};
+
+/// An attribute key a rule set reads, as an index into its [`Projection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub u32);
+
+/// What a rule set can read of a span: attribute keys, and whether the status message.
+#[derive(Debug)]
+pub struct Projection {
+    keys: Vec<Box<str>>,
+    /// foldhash: a lookup per attribute of every span decoded; seeded per process.
+    index: HashMap<Box<str>, KeyId, foldhash::fast::RandomState>,
+    status_message: bool,
+    generation: u64,
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+impl Projection {
+    /// A projection keeping these attribute keys (duplicates are merged) and, when
+    /// `status_message`, the status message.
+    pub fn new<I, S>(keys: I, status_message: bool) -> Projection
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut p = Projection {
+            keys: Vec::new(),
+            index: HashMap::default(),
+            status_message,
+            generation: GENERATION.fetch_add(1, Relaxed),
+        };
+        for k in keys {
+            let k = k.as_ref();
+            if !p.index.contains_key(k) {
+                let id = KeyId(p.keys.len() as u32);
+                p.keys.push(k.into());
+                p.index.insert(k.into(), id);
+            }
+        }
+        p
+    }
+
+    /// The id of a key, if rules read it.
+    #[inline]
+    pub fn key(&self, key: &str) -> Option<KeyId> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        self.index.get(key).copied()
+    }
+
+    /// The text of a key.
+    pub fn key_name(&self, id: KeyId) -> &str {
+        &self.keys[id.0 as usize]
+    }
+
+    /// How many keys rules read.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether rules read no attribute at all.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Whether a rule reads `span:statusMessage`.
+    pub fn status_message(&self) -> bool {
+        self.status_message
+    }
+
+    /// Whether `self` was made after `other` (a reload's projection is newer).
+    pub fn is_newer_than(&self, other: &Projection) -> bool {
+        self.generation > other.generation
+    }
+}
+
+/// A string in a trace's text arena.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Text {
+    at: u32,
+    len: u32,
+}
+
+/// A kept attribute value; strings point into the trace's arena.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Str(Text),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// Arrays and opaque values: rare, kept as they are.
+    Other(Box<Value>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Attr {
+    key: KeyId,
+    value: Val,
+}
+
+/// One span: 64 bytes, plus its kept attributes and its text in the trace's arenas.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    /// The span's id.
+    pub span_id: SpanId,
+    /// Its parent's id, `None` for a root span.
+    pub parent_span_id: Option<SpanId>,
+    /// The span kind.
+    pub kind: SpanKind,
+    /// The status code.
+    pub status: StatusCode,
+    /// Start, in nanoseconds since the Unix epoch.
+    pub start_unix_nano: u64,
+    /// End, in nanoseconds since the Unix epoch.
+    pub end_unix_nano: u64,
+    name: Text,
+    status_message: Text,
+    attrs_at: u32,
+    attrs_len: u32,
+    resource: u32,
+}
+
+impl Span {
+    /// End minus start, in nanoseconds (0 when the end is before the start).
+    pub fn duration_nanos(&self) -> i64 {
+        self.end_unix_nano
+            .saturating_sub(self.start_unix_nano)
+            .min(i64::MAX as u64) as i64
+    }
+}
+
+/// A whole trace (or a fragment of one) in projected form.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// The trace id.
+    pub trace_id: TraceId,
+    /// Spans, in arrival order.
+    pub spans: Vec<Span>,
+    attrs: Vec<Attr>,
+    resources: Vec<Arc<Resource>>,
+    text: String,
+    /// Strings that did not fit the arena's 32-bit offsets (a hostile 4 GiB of text).
+    overflow: Vec<Box<str>>,
+    projection: Arc<Projection>,
+}
+
+impl PartialEq for Trace {
+    /// The same trace: ids, times, names, kept attributes and resources alike, whatever
+    /// the arenas' layout.
+    fn eq(&self, other: &Trace) -> bool {
+        self.trace_id == other.trace_id
+            && self.spans.len() == other.spans.len()
+            && self.spans.iter().zip(&other.spans).all(|(a, b)| {
+                (a.span_id, a.parent_span_id, a.kind, a.status)
+                    == (b.span_id, b.parent_span_id, b.kind, b.status)
+                    && (a.start_unix_nano, a.end_unix_nano) == (b.start_unix_nano, b.end_unix_nano)
+                    && self.name(a) == other.name(b)
+                    && self.status_message(a) == other.status_message(b)
+                    && self.attrs(a).eq(other.attrs(b))
+                    && self.resource_of(a) == other.resource_of(b)
+            })
+    }
+}
+
+/// A span as a decoder sees it, with borrowed strings; [`Trace::push`] keeps what the
+/// projection asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanIn<'a> {
+    /// The span's id.
+    pub span_id: SpanId,
+    /// Its parent's id.
+    pub parent_span_id: Option<SpanId>,
+    /// The span name.
+    pub name: &'a str,
+    /// The span kind.
+    pub kind: SpanKind,
+    /// The status code.
+    pub status: StatusCode,
+    /// The status message.
+    pub status_message: &'a str,
+    /// Start (ns).
+    pub start_unix_nano: u64,
+    /// End (ns).
+    pub end_unix_nano: u64,
+}
+
+/// An empty resource, for spans whose resource is missing.
+static NO_RESOURCE: Resource = Resource {
+    attributes: Vec::new(),
+};
+
+impl Trace {
+    /// An empty trace (a fragment to fill) decoded for `projection`.
+    pub fn new(trace_id: TraceId, projection: Arc<Projection>) -> Trace {
+        Trace {
+            trace_id,
+            spans: Vec::new(),
+            attrs: Vec::new(),
+            resources: Vec::new(),
+            text: String::new(),
+            overflow: Vec::new(),
+            projection,
+        }
+    }
+
+    /// The projection this trace was decoded for.
+    pub fn projection(&self) -> &Arc<Projection> {
+        &self.projection
+    }
+
+    /// Projects a plain trace: keeps what `projection` reads.
+    pub fn project(full: &trace::Trace, projection: &Arc<Projection>) -> Trace {
+        let mut t = Trace::new(full.trace_id, projection.clone());
+        let resources: Vec<u32> = full
+            .resources
+            .iter()
+            .map(|r| t.add_resource(Arc::new(r.clone())))
+            .collect();
+        for s in &full.spans {
+            let resource = resources.get(s.resource).copied().unwrap_or(u32::MAX);
+            t.push(
+                resource,
+                SpanIn {
+                    span_id: s.span_id,
+                    parent_span_id: s.parent_span_id,
+                    name: &s.name,
+                    kind: s.kind,
+                    status: s.status,
+                    status_message: &s.status_message,
+                    start_unix_nano: s.start_unix_nano,
+                    end_unix_nano: s.end_unix_nano,
+                },
+                s.attributes
+                    .iter()
+                    .filter_map(|(k, v)| Some((projection.key(k)?, ValueRef::from(v)))),
+            );
+        }
+        t
+    }
+
+    /// Adds a resource (the same `Arc` twice is placed once); returns its index.
+    pub fn add_resource(&mut self, resource: Arc<Resource>) -> u32 {
+        if let Some(i) = self
+            .resources
+            .iter()
+            .position(|r| Arc::ptr_eq(r, &resource))
+        {
+            return i as u32;
+        }
+        self.resources.push(resource);
+        (self.resources.len() - 1) as u32
+    }
+
+    /// Appends a span with its kept attributes (keys of this trace's projection).
+    pub fn push<'v>(
+        &mut self,
+        resource: u32,
+        span: SpanIn<'_>,
+        attrs: impl IntoIterator<Item = (KeyId, ValueRef<'v>)>,
+    ) {
+        let name = self.intern(span.name);
+        let status_message = if self.projection.status_message {
+            self.intern(span.status_message)
+        } else {
+            Text::default()
+        };
+        let attrs_at = self.attrs.len();
+        for (key, value) in attrs {
+            let value = self.keep(value);
+            self.attrs.push(Attr { key, value });
+        }
+        self.spans.push(Span {
+            span_id: span.span_id,
+            parent_span_id: span.parent_span_id,
+            kind: span.kind,
+            status: span.status,
+            start_unix_nano: span.start_unix_nano,
+            end_unix_nano: span.end_unix_nano,
+            name,
+            status_message,
+            attrs_at: attrs_at as u32,
+            attrs_len: (self.attrs.len() - attrs_at) as u32,
+            resource,
+        });
+    }
+
+    fn keep(&mut self, v: ValueRef<'_>) -> Val {
+        match v {
+            ValueRef::Str(s) => Val::Str(self.intern(s)),
+            ValueRef::Int(i) => Val::Int(i),
+            ValueRef::Float(f) => Val::Float(f),
+            ValueRef::Bool(b) => Val::Bool(b),
+            other => Val::Other(Box::new(other.to_value())),
+        }
+    }
+
+    fn intern(&mut self, s: &str) -> Text {
+        if s.is_empty() {
+            return Text::default();
+        }
+        match (u32::try_from(self.text.len()), u32::try_from(s.len())) {
+            (Ok(at), Ok(len)) if at.checked_add(len).is_some_and(|end| end < u32::MAX) => {
+                self.text.push_str(s);
+                Text { at, len }
+            }
+            _ => {
+                self.overflow.push(s.into());
+                Text {
+                    at: (self.overflow.len() - 1) as u32,
+                    len: u32::MAX,
+                }
+            }
+        }
+    }
+
+    fn text(&self, t: Text) -> &str {
+        if t.len == u32::MAX {
+            return &self.overflow[t.at as usize];
+        }
+        &self.text[t.at as usize..(t.at + t.len) as usize]
+    }
+
+    /// A span's name.
+    #[inline]
+    pub fn name(&self, span: &Span) -> &str {
+        self.text(span.name)
+    }
+
+    /// A span's status message ("" unless a rule reads it).
+    pub fn status_message(&self, span: &Span) -> &str {
+        self.text(span.status_message)
+    }
+
+    /// A span's resource.
+    pub fn resource_of(&self, span: &Span) -> &Resource {
+        self.resources
+            .get(span.resource as usize)
+            .map_or(&NO_RESOURCE, |r| r)
+    }
+
+    /// How many distinct resources the trace's spans come from.
+    pub fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// A kept span attribute by key id.
+    #[inline]
+    pub fn attr(&self, span: &Span, key: KeyId) -> Option<ValueRef<'_>> {
+        let attrs = &self.attrs[span.attrs_at as usize..(span.attrs_at + span.attrs_len) as usize];
+        attrs
+            .iter()
+            .find(|a| a.key == key)
+            .map(|a| self.value(&a.value))
+    }
+
+    /// A kept span attribute by key text (`None` when rules do not read the key).
+    pub fn attr_named(&self, span: &Span, key: &str) -> Option<ValueRef<'_>> {
+        self.attr(span, self.projection.key(key)?)
+    }
+
+    /// A span attribute, else its resource's, by key text.
+    pub fn attr_or_resource(&self, span: &Span, key: &str) -> Option<ValueRef<'_>> {
+        self.attr_named(span, key)
+            .or_else(|| trace::lookup(&self.resource_of(span).attributes, key).map(Into::into))
+    }
+
+    fn value<'a>(&'a self, v: &'a Val) -> ValueRef<'a> {
+        match v {
+            Val::Str(t) => ValueRef::Str(self.text(*t)),
+            Val::Int(i) => ValueRef::Int(*i),
+            Val::Float(f) => ValueRef::Float(*f),
+            Val::Bool(b) => ValueRef::Bool(*b),
+            Val::Other(v) => ValueRef::from(&**v),
+        }
+    }
+
+    /// The kept attributes of a span, as (key, value).
+    pub fn attrs(&self, span: &Span) -> impl Iterator<Item = (&str, ValueRef<'_>)> {
+        self.attrs[span.attrs_at as usize..(span.attrs_at + span.attrs_len) as usize]
+            .iter()
+            .map(|a| (self.projection.key_name(a.key), self.value(&a.value)))
+    }
+
+    /// The root span: one without a parent (the earliest if several), else the earliest span.
+    pub fn root(&self) -> Option<usize> {
+        trace::root_of(self.spans.len(), |i| {
+            let s = &self.spans[i];
+            (s.parent_span_id.is_none(), s.start_unix_nano, s.span_id)
+        })
+    }
+
+    /// `trace:duration`: the latest end minus the earliest start.
+    pub fn duration_nanos(&self) -> i64 {
+        trace::extent(
+            self.spans
+                .iter()
+                .map(|s| (s.start_unix_nano, s.end_unix_nano)),
+        )
+        .1
+    }
+
+    /// The earliest span start, used by replay's `--from`/`--to`.
+    pub fn start_unix_nano(&self) -> u64 {
+        trace::extent(
+            self.spans
+                .iter()
+                .map(|s| (s.start_unix_nano, s.end_unix_nano)),
+        )
+        .0
+    }
+
+    /// Keeps only the spans `keep` says yes to (their attributes and text stay in the
+    /// arenas until the trace is dropped: duplicates are rare).
+    pub fn retain_spans(&mut self, keep: impl FnMut(&Span) -> bool) {
+        self.spans.retain(keep);
+    }
+
+    /// The same trace keyed for another projection: attributes it does not read are
+    /// dropped, ones only it reads are absent.
+    pub fn reproject(&self, to: &Arc<Projection>) -> Trace {
+        let mut t = Trace::new(self.trace_id, to.clone());
+        t.resources = self.resources.clone();
+        for s in &self.spans {
+            let span = SpanIn {
+                span_id: s.span_id,
+                parent_span_id: s.parent_span_id,
+                name: self.name(s),
+                kind: s.kind,
+                status: s.status,
+                status_message: self.status_message(s),
+                start_unix_nano: s.start_unix_nano,
+                end_unix_nano: s.end_unix_nano,
+            };
+            let attrs: Vec<(KeyId, ValueRef)> = self
+                .attrs(s)
+                .filter_map(|(k, v)| Some((to.key(k)?, v)))
+                .collect();
+            t.push(s.resource, span, attrs);
+        }
+        t
+    }
+
+    /// Appends a fragment of the same trace, sharing equal resources. When the two were
+    /// decoded for different projections (a reload between them), both are keyed for the
+    /// newer one first.
+    pub fn append(&mut self, mut frag: Trace) {
+        if !Arc::ptr_eq(&self.projection, &frag.projection) {
+            if frag.projection.is_newer_than(&self.projection) {
+                *self = self.reproject(&frag.projection);
+            } else {
+                frag = frag.reproject(&self.projection);
+            }
+        }
+        let map: Vec<u32> = frag
+            .resources
+            .into_iter()
+            .map(|r| {
+                match self
+                    .resources
+                    .iter()
+                    .position(|e| Arc::ptr_eq(e, &r) || **e == *r)
+                {
+                    Some(i) => i as u32,
+                    None => {
+                        self.resources.push(r);
+                        (self.resources.len() - 1) as u32
+                    }
+                }
+            })
+            .collect();
+        let attrs_base = self.attrs.len() as u32;
+        let text_base = self.text.len();
+        let overflow_base = self.overflow.len() as u32;
+        self.overflow.append(&mut frag.overflow);
+        let fits = u32::try_from(text_base + frag.text.len()).is_ok_and(|end| end < u32::MAX);
+        if fits {
+            self.text.push_str(&frag.text);
+        }
+        let rebase = |t: Text, me: &mut Trace| -> Text {
+            if t.len == u32::MAX {
+                Text {
+                    at: t.at + overflow_base,
+                    len: t.len,
+                }
+            } else if t.len == 0 {
+                t
+            } else if fits {
+                Text {
+                    at: t.at + text_base as u32,
+                    len: t.len,
+                }
+            } else {
+                let s = &frag.text[t.at as usize..(t.at + t.len) as usize];
+                me.overflow.push(s.into());
+                Text {
+                    at: (me.overflow.len() - 1) as u32,
+                    len: u32::MAX,
+                }
+            }
+        };
+        let mut attrs = Vec::with_capacity(frag.attrs.len());
+        for a in &frag.attrs {
+            let value = match &a.value {
+                Val::Str(t) => Val::Str(rebase(*t, self)),
+                other => other.clone(),
+            };
+            attrs.push(Attr { key: a.key, value });
+        }
+        let mut spans = Vec::with_capacity(frag.spans.len());
+        for s in &frag.spans {
+            let mut s = *s;
+            s.name = rebase(s.name, self);
+            s.status_message = rebase(s.status_message, self);
+            s.attrs_at += attrs_base;
+            s.resource = map.get(s.resource as usize).copied().unwrap_or(u32::MAX);
+            spans.push(s);
+        }
+        self.attrs.extend(attrs);
+        self.spans.extend(spans);
+    }
+}
