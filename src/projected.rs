@@ -102,6 +102,14 @@ impl Projection {
     }
 }
 
+/// Most bytes of one trace's text arena (its offsets are 32-bit, and `len == u32::MAX`
+/// marks a string kept beside it); a longer text goes to `Trace::overflow`, one allocation
+/// a string. Tiny in tests, so that they reach the overflow.
+#[cfg(not(test))]
+const MAX_TEXT: usize = u32::MAX as usize - 1;
+#[cfg(test)]
+const MAX_TEXT: usize = 64;
+
 /// A string in a trace's text arena.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Text {
@@ -212,6 +220,9 @@ pub struct SpanIn<'a> {
     pub end_unix_nano: u64,
 }
 
+/// How many of a trace's latest resources a fragment's resources are matched against.
+const SHARED_RESOURCES: usize = 64;
+
 /// An empty resource, for spans whose resource is missing.
 static NO_RESOURCE: Resource = Resource {
     attributes: Vec::new(),
@@ -266,15 +277,8 @@ impl Trace {
         t
     }
 
-    /// Adds a resource (the same `Arc` twice is placed once); returns its index.
+    /// Adds a resource for spans to point at; returns its index.
     pub fn add_resource(&mut self, resource: Arc<Resource>) -> u32 {
-        if let Some(i) = self
-            .resources
-            .iter()
-            .position(|r| Arc::ptr_eq(r, &resource))
-        {
-            return i as u32;
-        }
         self.resources.push(resource);
         (self.resources.len() - 1) as u32
     }
@@ -326,17 +330,15 @@ impl Trace {
         if s.is_empty() {
             return Text::default();
         }
-        match (u32::try_from(self.text.len()), u32::try_from(s.len())) {
-            (Ok(at), Ok(len)) if at.checked_add(len).is_some_and(|end| end < u32::MAX) => {
-                self.text.push_str(s);
-                Text { at, len }
-            }
-            _ => {
-                self.overflow.push(s.into());
-                Text {
-                    at: (self.overflow.len() - 1) as u32,
-                    len: u32::MAX,
-                }
+        if self.text.len() + s.len() <= MAX_TEXT {
+            let (at, len) = (self.text.len() as u32, s.len() as u32);
+            self.text.push_str(s);
+            Text { at, len }
+        } else {
+            self.overflow.push(s.into());
+            Text {
+                at: (self.overflow.len() - 1) as u32,
+                len: u32::MAX,
             }
         }
     }
@@ -449,23 +451,29 @@ impl Trace {
         let mut t = Trace::new(self.trace_id, to.clone());
         t.resources = self.resources.clone();
         for s in &self.spans {
-            let span = SpanIn {
-                span_id: s.span_id,
-                parent_span_id: s.parent_span_id,
-                name: self.name(s),
-                kind: s.kind,
-                status: s.status,
-                status_message: self.status_message(s),
-                start_unix_nano: s.start_unix_nano,
-                end_unix_nano: s.end_unix_nano,
-            };
-            let attrs: Vec<(KeyId, ValueRef)> = self
-                .attrs(s)
-                .filter_map(|(k, v)| Some((to.key(k)?, v)))
-                .collect();
-            t.push(s.resource, span, attrs);
+            t.push_from(self, s, s.resource);
         }
         t
+    }
+
+    /// Appends span `s` of `src` (keyed for any projection) with resource `resource`.
+    fn push_from(&mut self, src: &Trace, s: &Span, resource: u32) {
+        let span = SpanIn {
+            span_id: s.span_id,
+            parent_span_id: s.parent_span_id,
+            name: src.name(s),
+            kind: s.kind,
+            status: s.status,
+            status_message: src.status_message(s),
+            start_unix_nano: s.start_unix_nano,
+            end_unix_nano: s.end_unix_nano,
+        };
+        let to = self.projection.clone();
+        let attrs: Vec<(KeyId, ValueRef)> = src
+            .attrs(s)
+            .filter_map(|(k, v)| Some((to.key(k)?, v)))
+            .collect();
+        self.push(resource, span, attrs);
     }
 
     /// Appends a fragment of the same trace, sharing equal resources. When the two were
@@ -481,69 +489,133 @@ impl Trace {
         }
         let map: Vec<u32> = frag
             .resources
-            .into_iter()
-            .map(|r| {
-                match self
-                    .resources
-                    .iter()
-                    .position(|e| Arc::ptr_eq(e, &r) || **e == *r)
-                {
-                    Some(i) => i as u32,
-                    None => {
-                        self.resources.push(r);
-                        (self.resources.len() - 1) as u32
-                    }
-                }
-            })
+            .iter()
+            .map(|r| self.share_resource(r))
             .collect();
-        let attrs_base = self.attrs.len() as u32;
-        let text_base = self.text.len();
-        let overflow_base = self.overflow.len() as u32;
-        self.overflow.append(&mut frag.overflow);
-        let fits = u32::try_from(text_base + frag.text.len()).is_ok_and(|end| end < u32::MAX);
-        if fits {
-            self.text.push_str(&frag.text);
-        }
-        let rebase = |t: Text, me: &mut Trace| -> Text {
-            if t.len == u32::MAX {
-                Text {
-                    at: t.at + overflow_base,
-                    len: t.len,
-                }
-            } else if t.len == 0 {
-                t
-            } else if fits {
-                Text {
-                    at: t.at + text_base as u32,
-                    len: t.len,
-                }
-            } else {
-                let s = &frag.text[t.at as usize..(t.at + t.len) as usize];
-                me.overflow.push(s.into());
-                Text {
-                    at: (me.overflow.len() - 1) as u32,
-                    len: u32::MAX,
-                }
+        let resource = |s: &Span| map.get(s.resource as usize).copied().unwrap_or(u32::MAX);
+        if !frag.overflow.is_empty() || self.text.len() + frag.text.len() > MAX_TEXT {
+            // Past the arena's reach (4 GiB of text in one trace): span by span, each
+            // string where it fits.
+            for s in &frag.spans {
+                self.push_from(&frag, s, resource(s));
             }
+            return;
+        }
+        let (attrs_base, text_base) = (self.attrs.len() as u32, self.text.len() as u32);
+        let rebase = |t: Text| match t.len {
+            0 => t,
+            len => Text {
+                at: t.at + text_base,
+                len,
+            },
         };
-        let mut attrs = Vec::with_capacity(frag.attrs.len());
-        for a in &frag.attrs {
-            let value = match &a.value {
-                Val::Str(t) => Val::Str(rebase(*t, self)),
-                other => other.clone(),
-            };
-            attrs.push(Attr { key: a.key, value });
+        self.text.push_str(&frag.text);
+        self.attrs.extend(frag.attrs.drain(..).map(|a| Attr {
+            key: a.key,
+            value: match a.value {
+                Val::Str(t) => Val::Str(rebase(t)),
+                other => other,
+            },
+        }));
+        self.spans.extend(frag.spans.iter().map(|s| Span {
+            name: rebase(s.name),
+            status_message: rebase(s.status_message),
+            attrs_at: s.attrs_at + attrs_base,
+            resource: resource(s),
+            ..*s
+        }));
+    }
+
+    /// The index of a resource equal to `r`, added if none is: the search covers the last
+    /// [`SHARED_RESOURCES`] only, so that a trace spread over thousands of distinct
+    /// resources costs a bounded search a fragment (an unshared copy is only memory).
+    fn share_resource(&mut self, r: &Arc<Resource>) -> u32 {
+        let from = self.resources.len().saturating_sub(SHARED_RESOURCES);
+        match self.resources[from..]
+            .iter()
+            .position(|e| Arc::ptr_eq(e, r) || **e == **r)
+        {
+            Some(i) => (from + i) as u32,
+            None => self.add_resource(r.clone()),
         }
-        let mut spans = Vec::with_capacity(frag.spans.len());
-        for s in &frag.spans {
-            let mut s = *s;
-            s.name = rebase(s.name, self);
-            s.status_message = rebase(s.status_message, self);
-            s.attrs_at += attrs_base;
-            s.resource = map.get(s.resource as usize).copied().unwrap_or(u32::MAX);
-            spans.push(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::Span as PlainSpan;
+
+    fn plain(names: &[&str], service: &str) -> trace::Trace {
+        trace::Trace {
+            trace_id: TraceId([1; 16]),
+            spans: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| PlainSpan {
+                    span_id: SpanId([i as u8 + 1; 8]),
+                    name: n.to_string(),
+                    attributes: vec![("k".into(), Value::str(format!("value of {n}")))],
+                    ..Default::default()
+                })
+                .collect(),
+            resources: vec![Resource {
+                attributes: vec![("service.name".into(), Value::str(service))],
+            }],
         }
-        self.attrs.extend(attrs);
-        self.spans.extend(spans);
+    }
+
+    fn names(t: &Trace) -> Vec<String> {
+        t.spans.iter().map(|s| t.name(s).to_string()).collect()
+    }
+
+    #[test]
+    fn text_past_the_arena_is_kept_beside_it_when_pushed_and_appended() {
+        // MAX_TEXT is 64 bytes in tests: these names and values overflow it.
+        let keys = Arc::new(Projection::new(["k"], false));
+        let long = "n".repeat(40);
+        let mut t = Trace::project(&plain(&["a", &long, "b"], "svc"), &keys);
+        assert!(!t.overflow.is_empty(), "the test reaches the overflow");
+        assert_eq!(names(&t), ["a", long.as_str(), "b"]);
+        let frag = Trace::project(&plain(&["c", "d"], "svc"), &keys);
+        t.append(frag);
+        assert_eq!(names(&t), ["a", long.as_str(), "b", "c", "d"]);
+        for s in &t.spans {
+            let want = format!("value of {}", t.name(s));
+            assert_eq!(t.attr_named(s, "k"), Some(ValueRef::Str(&want)));
+        }
+        assert_eq!(t.resource_count(), 1, "equal resources are shared");
+    }
+
+    #[test]
+    fn a_fragment_that_fits_is_appended_by_offsets() {
+        let keys = Arc::new(Projection::new(["k"], false));
+        let mut t = Trace::project(&plain(&["a"], "svc"), &keys);
+        t.append(Trace::project(&plain(&["b"], "other"), &keys));
+        assert!(t.overflow.is_empty());
+        assert_eq!(names(&t), ["a", "b"]);
+        assert_eq!(
+            t.attr_named(&t.spans[1], "k"),
+            Some(ValueRef::Str("value of b"))
+        );
+        assert_eq!(t.resource_of(&t.spans[1]).service_name(), "other");
+        assert_eq!(t.resource_count(), 2);
+    }
+
+    #[test]
+    fn a_fragment_keyed_for_newer_rules_rekeys_the_held_trace() {
+        let old = Arc::new(Projection::new(["k"], false));
+        let new = Arc::new(Projection::new(["j"], false));
+        let mut t = Trace::project(&plain(&["a"], "svc"), &old);
+        let mut p = plain(&["b"], "svc");
+        p.spans[0].attributes.push(("j".into(), Value::Int(7)));
+        t.append(Trace::project(&p, &new));
+        assert!(Arc::ptr_eq(t.projection(), &new));
+        assert_eq!(
+            t.attr_named(&t.spans[0], "k"),
+            None,
+            "only the old rules read k"
+        );
+        assert_eq!(t.attr_named(&t.spans[1], "j"), Some(ValueRef::Int(7)));
     }
 }

@@ -28,7 +28,8 @@ pub struct Verdict {
 /// and each attribute reference to its key in the rule set's [`Projection`].
 #[derive(Debug, Clone)]
 pub struct Lookup {
-    names: HashMap<Box<str>, u32>,
+    /// foldhash: a lookup per span judged; seeded per process.
+    names: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     keys: Vec<Option<KeyId>>,
     projection: Arc<Projection>,
 }

@@ -78,6 +78,27 @@ pub fn split<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, FrameErr
     Ok(out)
 }
 
+/// Prost-decodes every message of `inputs` into the OTLP types: (batches, spans). The
+/// decode floor, shared by `betrace-floor` (system allocator) and `betrace-bench decode`
+/// (the engine's allocator).
+pub fn decode_all(inputs: &[PathBuf]) -> Result<(usize, usize), Box<dyn std::error::Error>> {
+    use opentelemetry_proto::tonic::trace::v1::TracesData;
+    use prost::Message;
+    let (mut batches, mut spans) = (0usize, 0usize);
+    for_each(inputs, |m| {
+        let data = TracesData::decode(m)?;
+        spans += data
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum::<usize>();
+        batches += 1;
+        Ok(())
+    })?;
+    Ok((batches, spans))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

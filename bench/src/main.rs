@@ -12,8 +12,6 @@ use betrace::buffer::BufferConfig;
 use betrace::live::{Live, Outputs};
 use betrace::RuleSet;
 use clap::{Parser, Subcommand};
-use opentelemetry_proto::tonic::trace::v1::TracesData;
-use prost::Message;
 
 /// The in-process stages of the peer benchmarks, over W1's protobuf files.
 #[derive(Parser)]
@@ -95,18 +93,7 @@ fn run(stage: Stage) -> Result<(), Error> {
 }
 
 fn decode(inputs: &[PathBuf]) -> Result<(), Error> {
-    let (mut batches, mut spans) = (0usize, 0usize);
-    frames::for_each(inputs, |m| {
-        let data = TracesData::decode(m)?;
-        spans += data
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum::<usize>();
-        batches += 1;
-        Ok(())
-    })?;
+    let (batches, spans) = frames::decode_all(inputs)?;
     println!(
         "{}",
         serde_json::json!({"batches": batches, "spans": spans})

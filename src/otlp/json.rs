@@ -1,8 +1,10 @@
 //! OTLP/JSON (`{"resourceSpans":[…]}`), as the collector's file exporter writes it, into
 //! projected trace fragments.
 //!
-//! Each span is read on its own (serde over the span's raw text), so one bad span is
-//! skipped and counted; strings are borrowed from the input where they have no escapes.
+//! One serde pass reads the whole batch; when a span in it cannot be read, the batch is read
+//! again with each span on its own (serde over the span's raw text), so that the bad span is
+//! skipped and counted alone. Strings are borrowed from the input where they have no
+//! escapes, and only attributes the projection reads are kept.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use serde::de::{self, Deserializer, IgnoredAny};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{Batch, Builder, DecodeError};
+use super::{Batch, Builder, DecodeError, Kept};
 use crate::diagnostic::clip;
 use crate::projected::{KeyId, Projection, SpanIn};
 use crate::trace::{parse_hex, Resource, SpanId, SpanKind, StatusCode, TraceId};
@@ -115,19 +117,25 @@ struct JsonResource<'a> {
 }
 
 impl JsonAnyValue<'_> {
-    /// An owned copy of the value (arrays and opaque values of span attributes).
-    fn clone_value(&self) -> Option<Value> {
+    /// A string, boolean, integer or double value, borrowed (in that order when an
+    /// exporter wrote several); `None` for arrays, opaque and empty values.
+    fn scalar(&self) -> Option<ValueRef<'_>> {
         if let Some(s) = &self.string_value {
-            return Some(Value::str(s));
+            return Some(ValueRef::Str(s));
         }
         if let Some(b) = self.bool_value {
-            return Some(Value::Bool(b));
+            return Some(ValueRef::Bool(b));
         }
         if let Some(i) = self.int_value {
-            return Some(Value::Int(i));
+            return Some(ValueRef::Int(i));
         }
-        if let Some(d) = self.double_value {
-            return Some(Value::Float(d));
+        self.double_value.map(ValueRef::Float)
+    }
+
+    /// An owned copy of the value; `None` for an empty one.
+    fn clone_value(&self) -> Option<Value> {
+        if let Some(v) = self.scalar() {
+            return Some(v.to_value());
         }
         if let Some(a) = &self.array_value {
             return Some(Value::Array(
@@ -148,12 +156,6 @@ fn json_attributes(kvs: Vec<JsonKeyValue>) -> Vec<(String, Value)> {
     kvs.into_iter()
         .filter_map(|kv| Some((kv.key.into_owned(), kv.value?.clone_value()?)))
         .collect()
-}
-
-/// A kept span attribute: a borrowed scalar or string, or an index into owned arrays.
-enum Kept<'a> {
-    Ref(ValueRef<'a>),
-    Owned(usize),
 }
 
 /// A number or a string holding one (proto3 JSON writes 64-bit integers as strings).
@@ -364,31 +366,19 @@ fn span(b: &mut Builder, s: JsonSpan, projection: &Projection) -> Result<(), Str
             let (Some(id), Some(v)) = (projection.key(&kv.key), &kv.value) else {
                 continue;
             };
-            let k = if let Some(st) = &v.string_value {
-                Kept::Ref(ValueRef::Str(st))
-            } else if let Some(x) = v.bool_value {
-                Kept::Ref(ValueRef::Bool(x))
-            } else if let Some(i) = v.int_value {
-                Kept::Ref(ValueRef::Int(i))
-            } else if let Some(d) = v.double_value {
-                Kept::Ref(ValueRef::Float(d))
-            } else if v.array_value.is_some() || v.kvlist_value.is_some() || v.bytes_value.is_some()
-            {
-                owned.push(v.clone_value().unwrap_or(Value::Opaque));
-                Kept::Owned(owned.len() - 1)
-            } else {
-                continue;
+            let k = match v.scalar() {
+                Some(r) => Kept::Ref(r),
+                None => match v.clone_value() {
+                    Some(o) => {
+                        owned.push(o);
+                        Kept::Owned(owned.len() - 1)
+                    }
+                    None => continue,
+                },
             };
             kept.push((id, k));
         }
     }
-    let attrs = kept.into_iter().map(|(k, v)| {
-        let v = match v {
-            Kept::Ref(r) => r,
-            Kept::Owned(i) => ValueRef::from(&owned[i]),
-        };
-        (k, v)
-    });
     b.span(
         TraceId(tid),
         SpanIn {
@@ -401,7 +391,8 @@ fn span(b: &mut Builder, s: JsonSpan, projection: &Projection) -> Result<(), Str
             start_unix_nano: s.start_time_unix_nano,
             end_unix_nano: s.end_time_unix_nano,
         },
-        attrs,
+        &kept,
+        &owned,
     );
     Ok(())
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::projected::{KeyId, Projection, SpanIn, Trace};
 use crate::trace::{Resource, TraceId};
-use crate::value::ValueRef;
+use crate::value::{Value, ValueRef};
 
 pub mod json;
 pub mod protobuf;
@@ -68,7 +68,11 @@ struct Builder {
     projection: Arc<Projection>,
     /// foldhash: a lookup per span; seeded per process, so crafted ids cannot collide.
     index: HashMap<TraceId, usize, foldhash::fast::RandomState>,
+    /// The resource of the spans being read, and its number in the batch.
     resource: Arc<Resource>,
+    serial: u32,
+    /// Per fragment: the resource last placed in it (its serial, its index there).
+    placed: Vec<Option<(u32, u32)>>,
 }
 
 impl Builder {
@@ -78,30 +82,61 @@ impl Builder {
             projection: projection.clone(),
             index: HashMap::default(),
             resource: Arc::default(),
+            serial: 0,
+            placed: Vec::new(),
         }
     }
 
     /// The resource of the spans that follow.
     fn resource(&mut self, resource: Arc<Resource>) {
         self.resource = resource;
+        self.serial += 1;
     }
 
-    fn span<'v>(
+    /// Adds a span with its kept attributes (`owned` holds the values `Kept::Owned`
+    /// points at). Each fragment places the current resource once.
+    fn span(
         &mut self,
         trace_id: TraceId,
         span: SpanIn<'_>,
-        attrs: impl IntoIterator<Item = (KeyId, ValueRef<'v>)>,
+        kept: &[(KeyId, Kept<'_>)],
+        owned: &[Value],
     ) {
         let fi = *self.index.entry(trace_id).or_insert_with(|| {
             self.batch
                 .fragments
                 .push(Trace::new(trace_id, self.projection.clone()));
+            self.placed.push(None);
             self.batch.fragments.len() - 1
         });
         let frag = &mut self.batch.fragments[fi];
-        let r = frag.add_resource(self.resource.clone());
+        // Resources come one after another and never again: the fragment's last one is
+        // the current one, or the current one is new to it.
+        let r = match self.placed[fi] {
+            Some((serial, r)) if serial == self.serial => r,
+            _ => {
+                let r = frag.add_resource(self.resource.clone());
+                self.placed[fi] = Some((self.serial, r));
+                r
+            }
+        };
+        let attrs = kept.iter().map(|(k, v)| {
+            let v = match v {
+                Kept::Ref(r) => *r,
+                Kept::Owned(i) => ValueRef::from(&owned[*i]),
+            };
+            (*k, v)
+        });
         frag.push(r, span, attrs);
     }
+}
+
+/// A kept attribute value while a span is decoded: borrowed from the input, or an index
+/// into the span's owned values (arrays and opaque values, rare).
+#[derive(Debug, Clone, Copy)]
+enum Kept<'a> {
+    Ref(ValueRef<'a>),
+    Owned(usize),
 }
 
 #[cfg(test)]
@@ -284,5 +319,52 @@ mod tests {
         let span = format!(r#"{{"traceId":"{long}","spanId":"a1b2c3d4e5f60799","name":"x"}}"#);
         let b = decode_json(with_span(&span).as_bytes()).unwrap();
         assert!(b.first_invalid.unwrap().len() < 300);
+    }
+
+    #[test]
+    fn a_trace_spread_over_thousands_of_resources_is_assembled_in_linear_time() {
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        // Every span has a resource of its own (a hostile batch): placing resources and
+        // appending fragments must not compare each with every other (20,000² here).
+        let batch = |first: usize| TracesData {
+            resource_spans: (first..first + 20_000)
+                .map(|i| ResourceSpans {
+                    resource: Some(PbResource {
+                        attributes: vec![KeyValue {
+                            key: "host.name".into(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue(format!("h{i}"))),
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![Span {
+                            trace_id: vec![1; 16],
+                            span_id: (i as u64 + 1).to_be_bytes().to_vec(),
+                            name: "s".into(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        let mut a = decode_protobuf(&batch(0).encode_to_vec()).unwrap();
+        let b = decode_protobuf(&batch(20_000).encode_to_vec()).unwrap();
+        assert_eq!(a.fragments.len(), 1);
+        let mut t = a.fragments.pop().unwrap();
+        assert_eq!(t.resource_count(), 20_000);
+        t.append(b.fragments.into_iter().next().unwrap());
+        assert_eq!(t.spans.len(), 40_000);
+        let last = &t.spans[39_999];
+        assert_eq!(
+            crate::trace::lookup(&t.resource_of(last).attributes, "host.name"),
+            Some(&Value::str("h39999"))
+        );
     }
 }

@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use super::wire::{fields, WireError};
-use super::{Batch, Builder, DecodeError};
+use super::wire::{fields, utf8, WireError};
+use super::{Batch, Builder, DecodeError, Kept};
 use crate::diagnostic::clip;
 use crate::projected::{KeyId, Projection, SpanIn};
 use crate::trace::{Resource, SpanId, SpanKind, StatusCode, TraceId};
@@ -67,28 +67,16 @@ pub fn decode(bytes: &[u8], projection: &Arc<Projection>) -> Result<Batch, Decod
 
 /// Reusable buffers for one span's kept attributes.
 #[derive(Default)]
-struct Scratch {
-    kept: Vec<(KeyId, Kept)>,
+struct Scratch<'a> {
+    kept: Vec<(KeyId, Kept<'a>)>,
     arrays: Vec<Value>,
 }
 
-/// A kept attribute value: a scalar, a string at a place in the input, or an array.
-#[derive(Clone, Copy)]
-enum Kept {
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    /// (start, len) in the span's bytes.
-    Str(usize, usize),
-    /// Index into `Scratch::arrays`.
-    Other(usize),
-}
-
-fn span(
+fn span<'a>(
     b: &mut Builder,
-    raw: &[u8],
+    raw: &'a [u8],
     projection: &Projection,
-    scratch: &mut Scratch,
+    scratch: &mut Scratch<'a>,
 ) -> Result<(), String> {
     let mut trace_id: &[u8] = &[];
     let mut span_id: &[u8] = &[];
@@ -113,7 +101,7 @@ fn span(
             8 => end = f.fixed64("Span.end_time_unix_nano").map_err(unreadable)?,
             9 => {
                 let kv = f.bytes("Span.attributes").map_err(unreadable)?;
-                attribute(raw, kv, projection, scratch).map_err(unreadable)?;
+                attribute(kv, projection, scratch).map_err(unreadable)?;
             }
             15 => {
                 for f in fields(f.bytes("Span.status").map_err(unreadable)?) {
@@ -127,14 +115,9 @@ fn span(
             _ => {}
         }
     }
-    let name = std::str::from_utf8(name).map_err(|_| {
-        "unreadable span: Span.name: invalid string value: data is not UTF-8 encoded".to_string()
-    })?;
+    let name = utf8(name, "Span.name").map_err(unreadable)?;
     let status_message = if projection.status_message() {
-        std::str::from_utf8(status_message).map_err(|_| {
-            "unreadable span: Status.message: invalid string value: data is not UTF-8 encoded"
-                .to_string()
-        })?
+        utf8(status_message, "Status.message").map_err(unreadable)?
     } else {
         ""
     };
@@ -150,20 +133,6 @@ fn span(
         .ok()
         .filter(|p| *p != [0; 8])
         .map(SpanId);
-    let arrays = &scratch.arrays;
-    let attrs = scratch.kept.iter().map(|&(k, v)| {
-        let v = match v {
-            Kept::Int(i) => ValueRef::Int(i),
-            Kept::Float(f) => ValueRef::Float(f),
-            Kept::Bool(x) => ValueRef::Bool(x),
-            // Checked to be UTF-8 when kept.
-            Kept::Str(at, len) => {
-                ValueRef::Str(std::str::from_utf8(&raw[at..at + len]).unwrap_or_default())
-            }
-            Kept::Other(i) => ValueRef::from(&arrays[i]),
-        };
-        (k, v)
-    });
     b.span(
         TraceId(tid),
         SpanIn {
@@ -176,17 +145,17 @@ fn span(
             start_unix_nano: start,
             end_unix_nano: end,
         },
-        attrs,
+        &scratch.kept,
+        &scratch.arrays,
     );
     Ok(())
 }
 
 /// Reads one `KeyValue` of a span; keeps it in `scratch` when the projection reads its key.
-fn attribute(
-    span: &[u8],
-    kv: &[u8],
+fn attribute<'a>(
+    kv: &'a [u8],
     projection: &Projection,
-    scratch: &mut Scratch,
+    scratch: &mut Scratch<'a>,
 ) -> Result<(), WireError> {
     if projection.is_empty() {
         return Ok(());
@@ -212,22 +181,13 @@ fn attribute(
     };
     let kept = match any_value(value, 0)? {
         None => return Ok(()),
-        Some(AnyValue::Str(s)) => {
-            std::str::from_utf8(s).map_err(|_| {
-                WireError(
-                    "AnyValue.string_value: invalid string value: data is not UTF-8 encoded".into(),
-                )
-            })?;
-            // `s` is a subslice of `span`: keep its place.
-            let at = s.as_ptr() as usize - span.as_ptr() as usize;
-            Kept::Str(at, s.len())
-        }
-        Some(AnyValue::Int(i)) => Kept::Int(i),
-        Some(AnyValue::Float(f)) => Kept::Float(f),
-        Some(AnyValue::Bool(x)) => Kept::Bool(x),
+        Some(AnyValue::Str(s)) => Kept::Ref(ValueRef::Str(utf8(s, "AnyValue.string_value")?)),
+        Some(AnyValue::Int(i)) => Kept::Ref(ValueRef::Int(i)),
+        Some(AnyValue::Float(f)) => Kept::Ref(ValueRef::Float(f)),
+        Some(AnyValue::Bool(x)) => Kept::Ref(ValueRef::Bool(x)),
         Some(AnyValue::Owned(v)) => {
             scratch.arrays.push(v);
-            Kept::Other(scratch.arrays.len() - 1)
+            Kept::Owned(scratch.arrays.len() - 1)
         }
     };
     scratch.kept.push((id, kept));
@@ -284,11 +244,7 @@ fn any_value(buf: &[u8], depth: u32) -> Result<Option<AnyValue<'_>>, WireError> 
 
 fn owned(v: AnyValue) -> Result<Value, WireError> {
     Ok(match v {
-        AnyValue::Str(s) => Value::str(std::str::from_utf8(s).map_err(|_| {
-            WireError(
-                "AnyValue.string_value: invalid string value: data is not UTF-8 encoded".into(),
-            )
-        })?),
+        AnyValue::Str(s) => Value::str(utf8(s, "AnyValue.string_value")?),
         AnyValue::Int(i) => Value::Int(i),
         AnyValue::Float(f) => Value::Float(f),
         AnyValue::Bool(b) => Value::Bool(b),

@@ -59,12 +59,17 @@ impl<'a> Field<'a> {
 
     /// A string field, checked to be UTF-8.
     pub fn str(self, what: &str) -> Result<&'a str, WireError> {
-        std::str::from_utf8(self.bytes(what)?).map_err(|_| {
-            WireError(format!(
-                "{what}: invalid string value: data is not UTF-8 encoded"
-            ))
-        })
+        utf8(self.bytes(what)?, what)
     }
+}
+
+/// A string payload, checked to be UTF-8 (`what` names the field in the error).
+pub fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, WireError> {
+    std::str::from_utf8(bytes).map_err(|_| {
+        WireError(format!(
+            "{what}: invalid string value: data is not UTF-8 encoded"
+        ))
+    })
 }
 
 /// The fields of one message, in wire order: `(tag, payload)`.
@@ -132,24 +137,67 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
-/// Visits every field of a message and, recursively, of every length-delimited payload
-/// that parses as a message, returning how many fields it saw: the physical floor of
-/// reading a batch (the benchmarks' *wire-walk* stage). Depth is bounded.
+/// OTLP trace messages, for [`walk`]: which fields hold which nested message.
+#[derive(Clone, Copy)]
+enum Otlp {
+    TracesData,
+    ResourceSpans,
+    Resource,
+    ScopeSpans,
+    Scope,
+    Span,
+    Event,
+    Link,
+    Status,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+}
+
+impl Otlp {
+    /// The message field `tag` holds, `None` for a scalar, string or bytes field.
+    fn child(self, tag: u32) -> Option<Otlp> {
+        use Otlp::*;
+        Some(match (self, tag) {
+            (TracesData, 1) => ResourceSpans,
+            (ResourceSpans, 1) => Resource,
+            (ResourceSpans, 2 | 1000) => ScopeSpans,
+            (Resource, 1) | (Scope, 3) | (Event, 3) | (Link, 5) | (KeyValueList, 1) => KeyValue,
+            (ScopeSpans, 1) => Scope,
+            (ScopeSpans, 2) => Span,
+            (Span, 9) => KeyValue,
+            (Span, 11) => Event,
+            (Span, 13) => Link,
+            (Span, 15) => Status,
+            (KeyValue, 2) | (ArrayValue, 1) => AnyValue,
+            (AnyValue, 5) => ArrayValue,
+            (AnyValue, 6) => KeyValueList,
+            _ => return None,
+        })
+    }
+}
+
+/// Visits every field of an OTLP `TracesData` / `ExportTraceServiceRequest`, descending into
+/// the fields the OTLP schema says are messages, and returns how many fields it saw: the
+/// physical floor of reading a batch (the benchmarks' *wire-walk* stage). Nothing is
+/// decoded beyond the wire format, nothing allocated; nesting is bounded. 0 for bytes that
+/// are not such a message.
 pub fn walk(buf: &[u8]) -> u64 {
-    fn go(buf: &[u8], depth: u32) -> Option<u64> {
+    fn go(buf: &[u8], message: Otlp, depth: u32) -> Option<u64> {
         let mut n = 0u64;
         for f in fields(buf) {
-            let (_, f) = f.ok()?;
+            let (tag, f) = f.ok()?;
             n += 1;
-            if let Field::Bytes(b) = f {
-                if depth < 8 && !b.is_empty() {
-                    n += go(b, depth + 1).unwrap_or(0);
+            if let (Field::Bytes(b), Some(child)) = (f, message.child(tag)) {
+                if depth < 32 {
+                    n += go(b, child, depth + 1)?;
                 }
             }
         }
         Some(n)
     }
-    go(buf, 0).unwrap_or(0)
+    go(buf, Otlp::TracesData, 0).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -180,5 +228,39 @@ mod tests {
             let r: Result<Vec<_>, _> = fields(&buf[..cut]).collect();
             assert!(r.is_err() || r.unwrap().len() < 3, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn the_walk_follows_the_otlp_schema_and_refuses_garbage() {
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
+        use prost::Message;
+        let span = |attributes| Span {
+            name: "x".into(),
+            attributes,
+            ..Default::default()
+        };
+        let data = |span| TracesData {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        // resource_spans, scope_spans, spans, name.
+        assert_eq!(walk(&data(span(vec![])).encode_to_vec()), 4);
+        // + attributes, key, value, string_value: the string is not walked into.
+        let kv = KeyValue {
+            key: "k".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("\x08\x01".into())),
+            }),
+            ..Default::default()
+        };
+        let bytes = data(span(vec![kv])).encode_to_vec();
+        assert_eq!(walk(&bytes), 8);
+        assert_eq!(walk(&bytes[..bytes.len() - 1]), 0, "truncated");
     }
 }

@@ -9,31 +9,19 @@ mod frames;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use opentelemetry_proto::tonic::trace::v1::TracesData;
-use prost::Message;
-
 fn main() -> ExitCode {
     let inputs: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     if inputs.is_empty() {
         eprintln!("usage: betrace-floor FILE_OR_DIR...  (file-exporter `format: proto` files)");
         return ExitCode::from(2);
     }
-    let (mut batches, mut spans) = (0usize, 0usize);
-    let result = frames::for_each(&inputs, |m| {
-        let data = TracesData::decode(m)?;
-        spans += data
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum::<usize>();
-        batches += 1;
-        Ok(())
-    });
-    if let Err(e) = result {
-        eprintln!("betrace-floor: {e}");
-        return ExitCode::FAILURE;
-    }
+    let (batches, spans) = match frames::decode_all(&inputs) {
+        Ok(counts) => counts,
+        Err(e) => {
+            eprintln!("betrace-floor: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!("{{\"batches\":{batches},\"spans\":{spans}}}");
     ExitCode::SUCCESS
 }
