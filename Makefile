@@ -20,7 +20,7 @@
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test lint ffi-test go-test e2e soak soak-short fuzz demo bench bench-smoke bench-micro clean
+.PHONY: build test lint ffi-test go-test e2e soak soak-short fuzz demo bench bench-growth bench-smoke bench-micro clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -79,6 +79,11 @@ demo: build
 
 bench: build
 	python3 bench/peers.py
+
+# How cost grows with rules, trace size and concurrent traces (BENCHMARKS.md's growth
+# table); about 15 minutes, several GB under target/bench/growth.
+bench-growth: build
+	python3 bench/growth.py
 
 bench-smoke: build
 	python3 bench/peers.py --traces 1000 --runs 1 --collector-runs 1 --out target/bench-smoke

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use betrace::diagnostic::SourceFile;
-use betrace::reference;
+use betrace::eval::reference;
 use betrace::trace::{SpanId, Trace};
 use betrace::RuleSet;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

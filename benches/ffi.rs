@@ -5,10 +5,10 @@
 
 use std::hint::black_box;
 
-use betrace::buffer::BufferConfig;
 use betrace::diagnostic::SourceFile;
-use betrace::ffi::*;
-use betrace::live::{Live, Outputs};
+use betrace::embed::ffi::*;
+use betrace::embed::session::{Live, Outputs};
+use betrace::engine::buffer::BufferConfig;
 use betrace_corpus::{batches, encode, generate, Format};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 

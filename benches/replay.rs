@@ -100,7 +100,7 @@ fn decode_only(dir: &Path) -> u64 {
             &f,
             Arc::new(AtomicU64::new(0)),
             input::Limits::default(),
-            &Arc::new(betrace::projected::Projection::new(
+            &Arc::new(betrace::trace::projected::Projection::new(
                 Vec::<String>::new(),
                 false,
             )),

@@ -394,6 +394,21 @@ static void test_bad_span_and_absurd_clock(void) {
   betrace_engine_free(e);
 }
 
+static void test_outputs(void) {
+  betrace_source rules = source("rules.yaml", RULES);
+  betrace_options opts = {0};
+  betrace_engine *e = NULL;
+  betrace_buf err = {0};
+  opts.outputs = BETRACE_OUTPUT_NONE | BETRACE_OUTPUT_LOGS;
+  CHECK(betrace_engine_new(&rules, 1, &opts, &e, &err) == BETRACE_ERR_INVALID_ARGUMENT && !e,
+        "no output and logs at once is refused");
+  CHECK(err.ptr && strstr((const char *)err.ptr, "BETRACE_OUTPUT_NONE"), "the error says why");
+  betrace_buf_free(&err);
+  opts.outputs = 64;
+  CHECK(betrace_engine_new(&rules, 1, &opts, &e, NULL) == BETRACE_ERR_INVALID_ARGUMENT && !e,
+        "an unknown output bit is refused");
+}
+
 int main(void) {
   const char *version = betrace_version();
   CHECK(version && strlen(version) > 0, "version");
@@ -413,6 +428,7 @@ int main(void) {
   test_bad_input(e);
   test_bad_span_and_absurd_clock();
   test_threads(e);
+  test_outputs();
 
   betrace_buf events = {0};
   CHECK(betrace_take_log_events(&events) == BETRACE_OK, "log events");

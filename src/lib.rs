@@ -1,49 +1,42 @@
 //! BeTrace: invariants that production systems depend on, written as rules and checked on
 //! every OpenTelemetry trace.
 //!
-//! The path of a rule, by module:
+//! Two paths run through the crate, and its folders follow them. A rule:
 //!
-//! * [`rules`] reads rule files (YAML) strictly and reports every problem, located;
-//! * [`syntax`] parses a condition with the pest grammar into an [`syntax::ast`];
-//! * [`check`] resolves and type-checks it into the [`hir`];
-//! * [`compile`] turns the HIR into [`bytecode`], shared across a [`ruleset::RuleSet`];
-//! * [`vm`] judges a [`projected::Trace`] — a trace keeping only what the rules read —
-//!   with that bytecode; [`reference`] is the plain tree-walking evaluator over the plain
-//!   [`trace::Trace`] the VM is tested against;
-//! * [`signal`] is what a firing rule reports.
+//! * [`rules`] reads rule files (YAML) strictly, reports every problem located, and builds a
+//!   [`RuleSet`];
+//! * [`lang`] parses each condition ([`lang::syntax`]), checks it ([`lang::check`] → the
+//!   [`lang::hir`]) and compiles it to [`lang::bytecode`];
+//! * [`diagnostic`] renders what went wrong, pointing into the source.
 //!
-//! [`compact`] reads the readable YAML traces that examples and tests are written in.
+//! A span, from the collector to a signal:
+//!
+//! * [`embed::ffi`] → [`embed::session`]: the C ABI the collector calls per batch;
+//! * [`otlp`]: the batch decoded into per-trace fragments of [`trace::projected::Trace`],
+//!   keeping only what the rules read;
+//! * [`engine::buffer`]: fragments assembled into whole traces, judged when complete;
+//! * [`engine`] → [`eval::vm`]: every rule run over the trace;
+//! * [`engine::signal`] → [`otlp::encode`]: what fired, out as OTLP log records or spans.
+//!
+//! [`replay`] drives the same [`engine`] over stored traces with a clock taken from the
+//! data; [`eval::reference`] is the plain evaluator the VM is tested against, over the plain
+//! [`trace::Trace`] that [`rules::compact`] reads examples into.
 
 // A `Diagnostic` is returned only when reading rules fails, a cold path: boxing it would
 // cost every call site clarity for nothing.
 #![allow(clippy::result_large_err)]
 
-pub mod buffer;
-pub mod bytecode;
-pub mod check;
-pub mod compact;
-pub mod compile;
 pub mod diagnostic;
+pub mod embed;
 pub mod engine;
-pub mod explain;
-pub mod export;
-pub mod ffi;
-pub mod hir;
-pub mod live;
-pub mod logs;
+pub mod eval;
+pub mod lang;
 pub mod otlp;
-pub mod projected;
-pub mod reference;
 pub mod replay;
 pub mod rules;
-pub mod ruleset;
-pub mod signal;
-pub mod syntax;
 pub mod trace;
-pub mod value;
-pub mod vm;
 
-pub use ruleset::{LoadError, RuleSet};
+pub use rules::ruleset::{LoadError, RuleSet};
 
 /// The engine allocates and frees a trace's few blocks at a high rate from several threads;
 /// mimalloc does that at a fraction of glibc's cost (BENCHMARKS.md, "Allocator"). It only
@@ -54,7 +47,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Runs `f`, a pass that recurses over a rule's tree, with at least 256 KiB of stack: on a
 /// thread with less left (a host's small thread), it runs on a fresh 4 MiB stack instead.
-/// Nesting is bounded by the parser ([`syntax::parser::MAX_NESTING`]), so this is plenty.
+/// Nesting is bounded by the parser ([`lang::syntax::parser::MAX_NESTING`]), so this is plenty.
 pub(crate) fn with_stack<R>(f: impl FnOnce() -> R) -> R {
     stacker::maybe_grow(256 << 10, 4 << 20, f)
 }

@@ -1,4 +1,4 @@
-//! ffi/betrace.h is generated from src/ffi.rs: this test regenerates it and fails when the
+//! ffi/betrace.h is generated from src/embed/ffi.rs: this test regenerates it and fails when the
 //! committed header differs, so the two cannot drift. `BETRACE_BLESS=1` rewrites it.
 
 #[test]
@@ -9,9 +9,9 @@ fn the_header_matches_the_rust_abi() {
     let mut generated = Vec::new();
     cbindgen::Builder::new()
         .with_config(config)
-        .with_src(format!("{root}/src/ffi.rs"))
+        .with_src(format!("{root}/src/embed/ffi.rs"))
         .generate()
-        .expect("cbindgen parses src/ffi.rs")
+        .expect("cbindgen parses src/embed/ffi.rs")
         .write(&mut generated);
     let generated = String::from_utf8(generated).unwrap();
     let path = format!("{root}/ffi/betrace.h");
@@ -19,5 +19,5 @@ fn the_header_matches_the_rust_abi() {
         std::fs::write(&path, &generated).unwrap();
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(committed == generated, "ffi/betrace.h is out of date with src/ffi.rs: run `BETRACE_BLESS=1 cargo test --test ffi_header`");
+    assert!(committed == generated, "ffi/betrace.h is out of date with src/embed/ffi.rs: run `BETRACE_BLESS=1 cargo test --test ffi_header`");
 }

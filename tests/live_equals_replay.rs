@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use betrace::ffi::*;
+use betrace::embed::ffi::*;
 use betrace_corpus::{batches, encode, generate, write, Compression, Format};
 use common::{jsonl, replay, tmp};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -105,7 +105,7 @@ fn as_signal(req: &ExportLogsServiceRequest) -> Vec<Json> {
                     "span_id": hex(&r.span_id),
                     "span_ids": a("betrace.violation.span_ids"),
                     "span_ids_total": total,
-                    "time": betrace::signal::rfc3339(r.time_unix_nano),
+                    "time": betrace::engine::signal::rfc3339(r.time_unix_nano),
                     "service": service,
                     "context": context,
                     "compliance": compliance,

@@ -1,7 +1,7 @@
 //! Hostile nesting in rule files: every command and the C ABI answer with a located error
 //! instead of overflowing the stack, even on a host's small thread.
 
-use betrace::ffi::{
+use betrace::embed::ffi::{
     betrace_buf, betrace_buf_free, betrace_engine, betrace_engine_free, betrace_engine_new,
     betrace_source,
 };

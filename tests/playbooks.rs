@@ -2,7 +2,7 @@
 //! rule, each with both kinds of example, each example judged as it expects — by the VM
 //! and by the reference evaluator alike.
 
-use betrace::reference;
+use betrace::eval::reference;
 use betrace::rules::Expect;
 use betrace::RuleSet;
 

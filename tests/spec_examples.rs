@@ -1,7 +1,7 @@
 //! Every example of the language reference (docs/language.md), each a test of what it says it means.
 
-use betrace::compact;
-use betrace::signal::Mode;
+use betrace::engine::signal::Mode;
+use betrace::rules::compact;
 use betrace::RuleSet;
 
 /// Loads a one-rule set with the given condition.

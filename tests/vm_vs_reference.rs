@@ -10,15 +10,15 @@
 
 use std::sync::Arc;
 
-use betrace::check::check_text;
-use betrace::compile::Compiler;
-use betrace::hir::Form;
-use betrace::projected::{self, Projection};
-use betrace::reference;
-use betrace::ruleset::projection_of;
+use betrace::eval::reference;
+use betrace::eval::vm::{Lookup, View};
+use betrace::lang::check::check_text;
+use betrace::lang::compile::Compiler;
+use betrace::lang::hir::Form;
+use betrace::lang::value::Value;
+use betrace::rules::ruleset::projection_of;
+use betrace::trace::projected::{self, Projection};
 use betrace::trace::{Resource, Span, SpanId, SpanKind, StatusCode, Trace, TraceId};
-use betrace::value::Value;
-use betrace::vm::{Lookup, View};
 use proptest::prelude::*;
 
 // ------------------------------------------------------------------ rules as text

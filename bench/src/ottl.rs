@@ -10,8 +10,8 @@
 //! `within`, `child_of`), counts them, compares values across them (`distinct`, `unique`),
 //! or looks at the trace as a whole (`trace:duration`, `trace:rootName`) does not.
 
-use betrace::hir::{Attr, Expr, Form, Intrinsic, NameMatch, Num, Pred, Selector};
-use betrace::value::{CmpOp, Value};
+use betrace::lang::hir::{Attr, Expr, Form, Intrinsic, NameMatch, Num, Pred, Selector};
+use betrace::lang::value::{CmpOp, Value};
 use betrace::RuleSet;
 use serde_yaml::{Mapping, Value as Yaml};
 

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use betrace::ffi::*;
+use betrace::embed::ffi::*;
 use libfuzzer_sys::fuzz_target;
 
 const RULES: &str = include_str!("../../examples/rules/ecommerce.yaml");

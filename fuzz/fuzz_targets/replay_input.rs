@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use betrace::buffer::BufferConfig;
+use betrace::engine::buffer::BufferConfig;
 use betrace::engine::{Engine, EngineConfig};
 use betrace::replay::input::{self, Limits, Record};
 use betrace::RuleSet;

@@ -2,7 +2,7 @@
 //! refused with BETRACE_ERR_RULES / INVALID_ARGUMENT and a message. Nothing may crash.
 #![no_main]
 
-use betrace::ffi::*;
+use betrace::embed::ffi::*;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

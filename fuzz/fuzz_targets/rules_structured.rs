@@ -7,8 +7,8 @@
 
 use std::fmt::Write;
 
-use betrace::compact;
-use betrace::reference;
+use betrace::rules::compact;
+use betrace::eval::reference;
 use betrace::RuleSet;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod output;
 pub mod replay;
 pub mod test;
 

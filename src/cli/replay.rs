@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use betrace::buffer::BufferConfig;
-use betrace::replay::output::{Format, Output};
+use crate::cli::output::{Format, Output};
+use betrace::engine::buffer::BufferConfig;
+use betrace::engine::signal::parse_time;
 use betrace::replay::{self, Limits, Options, Progress, Summary};
-use betrace::signal::parse_time;
 
 use super::{load_rules, say, FAILED, OK, USAGE};
 
@@ -84,7 +84,7 @@ pub struct Args {
 }
 
 fn duration(s: &str) -> Result<u64, String> {
-    betrace::value::parse_duration(s)
+    betrace::lang::value::parse_duration(s)
         .filter(|d| *d >= 0)
         .map(|d| d as u64)
         .ok_or_else(|| format!("`{s}` is not a duration such as 5s or 250ms"))

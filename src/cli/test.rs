@@ -1,8 +1,8 @@
 //! `betrace test RULES…`: run every rule's `examples:` and say why a failing one failed.
 
-use betrace::explain;
+use betrace::engine::signal::{Mode, Signal};
+use betrace::eval::explain;
 use betrace::rules::Expect;
-use betrace::signal::{Mode, Signal};
 
 use super::{load_rules, out, say, FAILED, OK};
 

@@ -15,9 +15,9 @@ use serde_json::value::RawValue;
 
 use super::{Batch, Builder, DecodeError, Kept};
 use crate::diagnostic::clip;
-use crate::projected::{KeyId, Projection, SpanIn};
+use crate::lang::value::{Value, ValueRef};
+use crate::trace::projected::{KeyId, Projection, SpanIn};
 use crate::trace::{parse_hex, Resource, SpanId, SpanKind, StatusCode, TraceId};
-use crate::value::{Value, ValueRef};
 
 /// `TracesData` with spans of type `S`: decoded in the same pass ([`JsonSpan`], the fast
 /// path) or kept as raw text to decode one by one (`&RawValue`, when the fast path fails).

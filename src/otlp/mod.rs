@@ -1,5 +1,6 @@
-//! OTLP trace data in: protobuf bytes or OTLP/JSON text, to per-trace fragments the buffer
-//! assembles, each keeping only what the loaded rules read ([`crate::projected`]).
+//! OTLP in and out. In: protobuf bytes or OTLP/JSON text, to per-trace fragments the buffer
+//! assembles, each keeping only what the loaded rules read ([`crate::trace::projected`]).
+//! Out: signals as OTLP ([`encode`]).
 //!
 //! Decoding is per span: one span that cannot be read (a non-hex id, `"intValue": 7.5`, a
 //! string that is not UTF-8) is skipped and counted, and every other span of the batch is
@@ -9,15 +10,17 @@
 //!
 //! * [`wire`] reads the protobuf wire format in place;
 //! * [`protobuf`] decodes `ExportTraceServiceRequest` / `TracesData` with it;
-//! * [`json`] decodes the OTLP/JSON the collector's file exporter writes.
+//! * [`json`] decodes the OTLP/JSON the collector's file exporter writes;
+//! * [`encode`] writes signals out: as OTLP log records, and as violation spans.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::projected::{KeyId, Projection, SpanIn, Trace};
+use crate::lang::value::{Value, ValueRef};
+use crate::trace::projected::{KeyId, Projection, SpanIn, Trace};
 use crate::trace::{Resource, TraceId};
-use crate::value::{Value, ValueRef};
 
+pub mod encode;
 pub mod json;
 pub mod protobuf;
 pub mod wire;
@@ -143,8 +146,8 @@ enum Kept<'a> {
 mod tests {
     use super::*;
     use crate::diagnostic::clip;
+    use crate::lang::value::Value;
     use crate::trace::{SpanKind, StatusCode};
-    use crate::value::Value;
     use opentelemetry_proto::tonic::trace::v1::TracesData;
     use prost::Message;
 

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use super::wire::{fields, utf8, WireError};
 use super::{Batch, Builder, DecodeError, Kept};
 use crate::diagnostic::clip;
-use crate::projected::{KeyId, Projection, SpanIn};
+use crate::lang::value::{Value, ValueRef};
+use crate::trace::projected::{KeyId, Projection, SpanIn};
 use crate::trace::{Resource, SpanId, SpanKind, StatusCode, TraceId};
-use crate::value::{Value, ValueRef};
 
 /// Decodes protobuf `ExportTraceServiceRequest` (or `TracesData`: the same wire format)
 /// into fragments keeping what `projection` reads. Fails only when the message structure

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::otlp::{self, Batch};
-use crate::projected::Projection;
+use crate::trace::projected::Projection;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -389,6 +389,15 @@ impl Reader<'_, '_> {
                 record_start = line_no;
             }
             scan.feed(&line);
+            if record.is_empty() && scan.depth <= 0 && !scan.in_string {
+                // One line, one record (what the file exporter writes): hand the line on
+                // as it is, without copying it.
+                let capacity = line.capacity();
+                let body = std::mem::replace(&mut line, Vec::with_capacity(capacity));
+                self.record(body, true, Location::Line(record_start));
+                scan = Braces::default();
+                continue;
+            }
             record.extend_from_slice(&line);
             if scan.depth > 0 && !scan.in_string {
                 continue; // a pretty-printed object goes on
@@ -568,7 +577,7 @@ fn read_line_capped(
         if buf.is_empty() {
             return Ok((read, cut));
         }
-        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+        let (take, done) = match memchr::memchr(b'\n', buf) {
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };

@@ -23,7 +23,6 @@
 //! is deterministic: the merge depends only on the data and the order inputs are given.
 
 pub mod input;
-pub mod output;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -31,12 +30,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::buffer::BufferConfig;
+use crate::engine::buffer::BufferConfig;
+use crate::engine::signal::{Mode, Signal};
 use crate::engine::{Engine, EngineConfig, Stats};
 use crate::otlp::Batch;
-use crate::projected::Projection;
-use crate::ruleset::RuleSet;
-use crate::signal::{Mode, Signal};
+use crate::rules::ruleset::RuleSet;
+use crate::trace::projected::Projection;
 pub use input::{BadRecord, Limits, Location, Record};
 
 /// What to replay, and how.

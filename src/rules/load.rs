@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::yaml_pos::{self, map_range, Node, NodeKind};
 use super::{default_signal_type, Compliance, Example, Expect, RuleDef, Severity};
-use crate::check;
-use crate::compact::{self, CompactSpan};
 use crate::diagnostic::{Diagnostic, Level, SourceFile};
+use crate::lang::check;
+use crate::rules::compact::{self, CompactSpan};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,7 +1,9 @@
 //! Rule files (docs/language.md, "Rule files"): finding them, reading them strictly, checking every condition,
 //! and reporting every problem at once, located in the file.
 
+pub mod compact;
 mod load;
+pub mod ruleset;
 mod sources;
 pub mod yaml_pos;
 
@@ -12,7 +14,7 @@ use serde::Deserialize;
 pub use load::load;
 pub use sources::{read_sources, SourceError};
 
-use crate::hir::Form;
+use crate::lang::hir::Form;
 use crate::trace::Trace;
 
 /// How serious a rule's violations are.

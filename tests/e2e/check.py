@@ -1,5 +1,8 @@
 """Checks an end-to-end run: the collector's file-exporter output against what the demo
-app sent (--record). Exits non-zero on any difference, and prints one closing line."""
+app sent (--record). Exits non-zero on any difference, and prints one closing line.
+
+usage: check.py SENT.json TRACES.jsonl VIOLATIONS.jsonl   (the connector: log records)
+       check.py SENT.json TRACES.jsonl                    (the processor: violation spans)"""
 
 import json
 import sys
@@ -28,9 +31,10 @@ def attrs(kvs):
     return out
 
 
-def main(record_path, traces_path, violations_path):
+def main(record_path, traces_path, violations_path=None):
     sent = json.load(open(record_path))
     problems = []
+    violation_spans = []
 
     # Every span the app sent came out of the traces pipeline, unchanged.
     out_spans = {}
@@ -39,6 +43,9 @@ def main(record_path, traces_path, violations_path):
             service = attrs(rs.get("resource", {}).get("attributes")).get("service.name")
             for ss in rs.get("scopeSpans", []):
                 for s in ss.get("spans", []):
+                    if violations_path is None and s.get("name") == "betrace.violation":
+                        violation_spans.append(s)
+                        continue
                     out_spans[(s["traceId"], s["spanId"])] = (s, service)
     for s in sent["spans"]:
         got = out_spans.get((s["trace_id"], s["span_id"]))
@@ -58,7 +65,16 @@ def main(record_path, traces_path, violations_path):
     span_ids_of = {}
     for s in sent["spans"]:
         span_ids_of.setdefault(s["trace_id"], set()).add(s["span_id"])
-    for batch in lines(violations_path):
+    for s in violation_spans:
+        a = attrs(s.get("attributes"))
+        key = (s.get("traceId"), a.get("betrace.rule.id"))
+        arrived.add(key)
+        if s.get("parentSpanId") not in span_ids_of.get(s.get("traceId"), ()):
+            problems.append(f"{key}: the violation span's parent {s.get('parentSpanId')} is not a span of the trace")
+        for k in ("betrace.rule.name", "betrace.rule.severity", "betrace.violation.span_ids"):
+            if not a.get(k):
+                problems.append(f"{key}: missing {k}")
+    for batch in lines(violations_path) if violations_path else []:
         for rl in batch.get("resourceLogs", []):
             for sl in rl.get("scopeLogs", []):
                 if sl.get("scope", {}).get("name") != "betrace":
@@ -88,7 +104,8 @@ def main(record_path, traces_path, violations_path):
     for p in problems[:30]:
         print("e2e: " + p)
     status = "ok" if not problems else f"FAILED ({len(problems)} problems)"
-    print(f"e2e {status}: {traces} traces and {len(sent['spans'])} spans sent, {len(expected)} violations expected, "
+    how = "as log records" if violations_path else "as violation spans"
+    print(f"e2e {status} ({how}): {traces} traces and {len(sent['spans'])} spans sent, {len(expected)} violations expected, "
           f"{len(arrived & expected)} arrived, {len(arrived - expected)} unexpected; "
           f"{len(sent['spans']) - sum(1 for p in problems if p.startswith('span '))} spans passed through unchanged")
     return 1 if problems else 0

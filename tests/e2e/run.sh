@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # End to end, with real parts: builds a collector with ocb (otlp receiver, betrace
 # connector and processor, debug/file/otlp exporters), starts it on loopback with
-# examples/collector.yaml and the playbook rules, runs the demo shop (the OpenTelemetry
-# Python SDK over OTLP/HTTP) with every incident switched on, stops the collector (which
-# judges and delivers everything held), and checks the file exporters' output: exactly the
-# expected violation records, and every span the app sent passed through unchanged.
+# examples/collector.yaml (the connector) and the playbook rules, runs the demo shop (the
+# OpenTelemetry Python SDK over OTLP/HTTP) with every incident switched on, stops the
+# collector (which judges and delivers everything held), and checks the file exporters'
+# output: exactly the expected violation records, and every span the app sent passed
+# through unchanged. Then the same with the processor (tests/e2e/processor.yaml): the
+# expected violations as spans in their traces. Then hot reload.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,15 +20,22 @@ if [ ! -x target/demo-venv/bin/python ]; then
 fi
 target/demo-venv/bin/pip install -q -r examples/demo-app/requirements.txt
 
+# Waits until the collector started as $COLLECTOR listens on 4318; shows its log ($1) if it
+# died instead.
+wait_for_collector() {
+  for _ in $(seq 1 100); do
+    if python3 -c "import socket; socket.create_connection(('127.0.0.1', 4318), 0.2)" 2>/dev/null; then return; fi
+    if ! kill -0 $COLLECTOR 2>/dev/null; then tail -30 "$1"; exit 1; fi
+    sleep 0.2
+  done
+  echo "e2e: the collector did not listen on 4318 within 20 s"; tail -30 "$1"; exit 1
+}
+
 echo "e2e: starting the collector"
 BETRACE_OUT="$OUT" target/otelcol-betrace/otelcol-betrace --config examples/collector.yaml > "$OUT/collector.log" 2>&1 &
 COLLECTOR=$!
 trap 'kill $COLLECTOR 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  if python3 -c "import socket; socket.create_connection(('127.0.0.1', 4318), 0.2)" 2>/dev/null; then break; fi
-  if ! kill -0 $COLLECTOR 2>/dev/null; then tail -30 "$OUT/collector.log"; exit 1; fi
-  sleep 0.2
-done
+wait_for_collector "$OUT/collector.log"
 
 target/demo-venv/bin/python examples/demo-app/shop.py --endpoint http://127.0.0.1:4318 --traces 5 \
   --incident retry-new-intent --incident ship-before-confirm --incident admin-without-audit --incident phi-without-auth \
@@ -49,6 +58,20 @@ trap - EXIT
 grep -q '"rules loaded"\|rules loaded' "$OUT/collector.log" || { echo "e2e: the engine's log events are not in the collector's log"; exit 1; }
 
 python3 tests/e2e/check.py "$OUT/sent.json" "$OUT/traces.jsonl" "$OUT/violations.jsonl"
+
+echo "e2e: the processor, violations as spans"
+BETRACE_OUT="$OUT" target/otelcol-betrace/otelcol-betrace --config tests/e2e/processor.yaml > "$OUT/processor.log" 2>&1 &
+COLLECTOR=$!
+trap 'kill $COLLECTOR 2>/dev/null || true' EXIT
+wait_for_collector "$OUT/processor.log"
+target/demo-venv/bin/python examples/demo-app/shop.py --endpoint http://127.0.0.1:4318 --traces 5 \
+  --incident retry-new-intent --incident ship-before-confirm --incident admin-without-audit --incident phi-without-auth \
+  --record "$OUT/processor-sent.json"
+sleep 2
+kill -TERM $COLLECTOR
+wait $COLLECTOR || true
+trap - EXIT
+python3 tests/e2e/check.py "$OUT/processor-sent.json" "$OUT/processor-traces.jsonl"
 
 echo "e2e: hot reload"
 python3 tests/e2e/reload.py target/otelcol-betrace/otelcol-betrace "$OUT"

@@ -46,6 +46,7 @@ type Options struct {
 	MaxTraces        int
 	MaxSpans         int
 	// Logs and Spans choose the outputs: signals as log records, as violation spans.
+	// Neither: signals are only counted (Counters().Signals, SignalsByRule).
 	Logs  bool
 	Spans bool
 }
@@ -136,7 +137,7 @@ func New(rules []Source, o Options) (*Engine, error) {
 		outputs |= C.BETRACE_OUTPUT_SPANS
 	}
 	if outputs == 0 {
-		return nil, &Error{Code: ErrInvalidArgument, Message: "betrace: no output chosen (logs or spans)"}
+		outputs = C.BETRACE_OUTPUT_NONE
 	}
 	opts := C.betrace_options{
 		trace_idle_timeout_ns: C.uint64_t(o.TraceIdleTimeout),

@@ -83,6 +83,26 @@ func TestAViolationSplitOverBatchesComesBackAsALogRecord(t *testing.T) {
 	}
 }
 
+func TestWithNoOutputSignalsAreOnlyCounted(t *testing.T) {
+	e := newEngine(t, Options{})
+	if err := e.Ingest(batch(t, 1, 2, "payment.charge"), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Tick(t0.Add(7 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if b, n, err := e.TakeLogs(); err != nil || n != 0 || b != nil {
+		t.Errorf("no log records without the logs output: %d (%v)", n, err)
+	}
+	if b, n, err := e.TakeSpans(); err != nil || n != 0 || b != nil {
+		t.Errorf("no violation spans without the spans output: %d (%v)", n, err)
+	}
+	byRule, err := e.SignalsByRule()
+	if err != nil || byRule["payment-requires-inventory"] != 1 || e.Counters().Signals != 1 {
+		t.Errorf("the signal is counted: %v %d (%v)", byRule, e.Counters().Signals, err)
+	}
+}
+
 func TestErrorsCarryCodeAndMessage(t *testing.T) {
 	_, err := New([]Source{{Name: "ok.yaml", Text: testtraces.Rules}, {Name: "bad.yaml", Text: "rules:\n  - id: r\n    name: R\n    condition: when { a } always { b.where(x >) }\n"}}, Options{Logs: true})
 	var e *Error

@@ -22,9 +22,8 @@ type betraceProcessor struct {
 
 // Start loads the rules; a rule error fails the collector's start with its message.
 func (p *betraceProcessor) Start(_ context.Context, _ component.Host) error {
-	// The engine always produces violation spans here; they are sent on only when asked
-	// for, and counted either way.
-	r, err := engine.Start(p.cfg.Config, p.set.TelemetrySettings, betrace.Options{Spans: true}, p.deliver)
+	// Violation spans are built only when they are sent on; signals are counted either way.
+	r, err := engine.Start(p.cfg.Config, p.set.TelemetrySettings, betrace.Options{Spans: p.cfg.EmitViolationSpans}, p.deliver)
 	if err != nil {
 		return err
 	}
@@ -33,7 +32,7 @@ func (p *betraceProcessor) Start(_ context.Context, _ component.Host) error {
 }
 
 func (p *betraceProcessor) deliver(ctx context.Context, _, spans []byte) error {
-	if !p.cfg.EmitViolationSpans || len(spans) == 0 {
+	if len(spans) == 0 {
 		return nil
 	}
 	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(spans)

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use parking_lot::Mutex;
 use prost::Message;
 
-use crate::buffer::BufferConfig;
 use crate::diagnostic::{Report, SourceFile};
+use crate::engine::buffer::BufferConfig;
+use crate::engine::signal::{Mode, Signal};
 use crate::engine::{Engine, EngineConfig, Stats};
-use crate::export::{self, Detected};
 use crate::otlp;
-use crate::ruleset::RuleSet;
-use crate::signal::{Mode, Signal};
+use crate::otlp::encode::{self, Detected};
+use crate::rules::ruleset::RuleSet;
 
 /// Signals waiting to be taken; beyond this the oldest are dropped (and counted), so a
 /// caller that never takes them cannot grow memory without bound.
@@ -223,7 +223,7 @@ impl Live {
         if taken.is_empty() {
             return (Vec::new(), 0);
         }
-        (export::logs_request(&taken).encode_to_vec(), taken.len())
+        (encode::logs_request(&taken).encode_to_vec(), taken.len())
     }
 
     /// Takes the waiting violation spans as `ExportTraceServiceRequest` bytes, and how many.
@@ -232,7 +232,7 @@ impl Live {
         if taken.is_empty() {
             return (Vec::new(), 0);
         }
-        (export::violation_spans(&taken).encode_to_vec(), taken.len())
+        (encode::violation_spans(&taken).encode_to_vec(), taken.len())
     }
 
     /// Counters now.

@@ -4,9 +4,11 @@
 //! collector, the collector's JSON files in replay — ends up as a [`Trace`]. The VM builds
 //! its own index over it (see `vm::View`); this type only holds the data.
 
+pub mod projected;
+
 use std::fmt;
 
-use crate::value::Value;
+use crate::lang::value::Value;
 
 /// A 16-byte trace id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]

@@ -6,7 +6,7 @@ use pest::Parser as _;
 
 use super::ast::*;
 use crate::diagnostic::Diagnostic;
-use crate::value::parse_duration;
+use crate::lang::value::parse_duration;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/betrace.pest"]

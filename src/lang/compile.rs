@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use crate::bytecode::{AttrId, Code, NameCode, Op, PredOp, Program, SelId};
-use crate::hir::{self, trigger_selectors, Attr, Expr, Form, NameMatch, Num, Pred};
-use crate::value::Value;
+use crate::lang::bytecode::{AttrId, Code, NameCode, Op, PredOp, Program, SelId};
+use crate::lang::hir::{self, trigger_selectors, Attr, Expr, Form, NameMatch, Num, Pred};
+use crate::lang::value::Value;
 
 /// Builds the shared [`Code`] tables while compiling each rule's [`Program`].
 #[derive(Default)]
@@ -177,11 +177,13 @@ impl Compiler {
             self.pred(p, &mut pred);
         }
         let id = self.code.selectors.len() as SelId;
-        self.code.selectors.push(crate::bytecode::SelectorCode {
-            name,
-            pred,
-            text: s.text.clone(),
-        });
+        self.code
+            .selectors
+            .push(crate::lang::bytecode::SelectorCode {
+                name,
+                pred,
+                text: s.text.clone(),
+            });
         self.selectors.insert(key, id);
         id
     }

@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 
 use regex::Regex;
 
-use crate::hir::Attr;
-use crate::value::{CmpOp, Value};
+use crate::lang::hir::Attr;
+use crate::lang::value::{CmpOp, Value};
 
 /// Index into [`Code::selectors`].
 pub type SelId = u32;

@@ -8,7 +8,7 @@ use std::fmt;
 
 use regex::Regex;
 
-use crate::value::{CmpOp, Value};
+use crate::lang::value::{CmpOp, Value};
 
 /// The two forms a checked condition can take.
 // One per rule, built once at load: boxing the larger variant would buy nothing.

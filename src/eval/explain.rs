@@ -6,8 +6,8 @@
 //! the filter, with the attribute values the filter read; `before` shows both earliest
 //! spans; `within`/`child_of` show the first span without the required ancestor or parent.
 
-use crate::hir::{Attr, Expr, Form, Pred, Selector};
-use crate::reference::{attr, describe, expr, has_ancestor, matches, num};
+use crate::eval::reference::{attr, describe, expr, has_ancestor, matches, num};
+use crate::lang::hir::{Attr, Expr, Form, Pred, Selector};
 use crate::trace::Trace;
 
 /// One line of an explanation: a part of the condition and what it evaluated to.

@@ -2,6 +2,13 @@
 //!
 //! Live (the C ABI, driven by the wall clock) and replay (driven by span times) use this
 //! same type, so replay's signals for a set of traces are the live engine's.
+//!
+//! * [`buffer`] assembles a trace's spans from many batches and decides when it is judged;
+//! * this module judges it (every rule, one signal per rule and trace);
+//! * [`signal`] is what a firing rule reports.
+
+pub mod buffer;
+pub mod signal;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -10,10 +17,10 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::buffer::{BufferConfig, Counters, Signalled, TraceBuffer};
-use crate::projected::Trace;
-use crate::ruleset::RuleSet;
-use crate::signal::{Mode, Signal};
+use crate::engine::buffer::{BufferConfig, Counters, Signalled, TraceBuffer};
+use crate::engine::signal::{Mode, Signal};
+use crate::rules::ruleset::RuleSet;
+use crate::trace::projected::Trace;
 
 /// How an engine judges.
 #[derive(Debug, Clone, Copy, Default)]

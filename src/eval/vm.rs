@@ -9,10 +9,10 @@ use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::bytecode::{Code, NameCode, Op, PredOp, Program, SelId};
-use crate::hir::{Attr, Intrinsic};
-use crate::projected::{KeyId, Projection, Trace};
-use crate::value::{self, ValueRef};
+use crate::lang::bytecode::{Code, NameCode, Op, PredOp, Program, SelId};
+use crate::lang::hir::{Attr, Intrinsic};
+use crate::lang::value::{self, ValueRef};
+use crate::trace::projected::{KeyId, Projection, Trace};
 
 /// Whether a rule fires on a trace, and which spans triggered it.
 #[derive(Debug, Clone, PartialEq, Eq)]

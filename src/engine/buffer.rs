@@ -12,7 +12,9 @@
 //! Time is always passed in (`now`, nanoseconds): the live engine passes the wall clock,
 //! replay passes a clock taken from the data, and tests pass whatever they like. The
 //! buffer is sharded by trace id, so ingest from several threads does not serialize on one
-//! lock; one replay and the C ABI share this one implementation.
+//! lock, and rules run with no shard locked (a trace being judged is locked on its own, so
+//! spans of other traces keep arriving); one replay and the C ABI share this one
+//! implementation.
 
 use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
@@ -23,7 +25,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::projected::Trace;
+use crate::trace::projected::Trace;
 use crate::trace::{SpanId, TraceId};
 
 /// How long traces are held and how much the buffer may hold.
@@ -88,15 +90,31 @@ pub struct Counters {
 pub type Judge<'a> = dyn FnMut(&Trace, &mut Signalled) + 'a;
 
 struct Entry {
-    trace: Trace,
+    /// The spans and what signalled, behind a lock of their own: a trace is judged with
+    /// only this lock held, never its shard's, and two judgings of one trace (a late span
+    /// arriving while it is judged) take turns, so a rule signals once a trace.
+    held: Arc<Mutex<Held>>,
     /// Span ids held, so that a re-sent span counts once.
     seen: SeenSpans,
     first: u64,
     last: u64,
     /// `Some(t)`: judged at `t`, kept only for late spans.
     judged_at: Option<u64>,
-    signalled: Signalled,
     version: u64,
+    /// Spans held (the trace's, without locking it).
+    spans: usize,
+}
+
+/// A held trace and the rules that already signalled for it.
+struct Held {
+    trace: Trace,
+    signalled: Signalled,
+}
+
+impl Held {
+    fn judge(&mut self, judge: &mut Judge<'_>) {
+        judge(&self.trace, &mut self.signalled);
+    }
 }
 
 #[derive(Default)]
@@ -109,8 +127,8 @@ struct Shard {
     waiting: BTreeSet<(u64, TraceId)>,
     /// Judged traces by judging time, released first under pressure.
     kept: BTreeSet<(u64, TraceId)>,
-    /// Released traces: which rules signalled, so late spans are recognised exactly.
-    released: HashMap<TraceId, Signalled, foldhash::fast::RandomState>,
+    /// Released traces, so late spans are recognised exactly.
+    released: HashSet<TraceId, foldhash::fast::RandomState>,
     released_order: VecDeque<TraceId>,
     /// Traces forgotten from `released`, remembered approximately.
     forgotten: Forgotten,
@@ -237,19 +255,22 @@ impl TraceBuffer {
             Status::Held { new_spans } => {
                 let version = shard.bump();
                 let entry = shard.entries.get_mut(&id).expect("held");
+                let mut held = entry.held.lock();
                 let dups = frag.spans.len() - new_spans;
                 if dups > 0 {
                     let seen = &entry.seen;
-                    let held = &entry.trace;
-                    frag.retain_spans(|s| !seen.contains(held, &s.span_id));
+                    let trace = &held.trace;
+                    frag.retain_spans(|s| !seen.contains(trace, &s.span_id));
                     self.duplicate_spans.fetch_add(dups as u64, Relaxed);
                 }
                 if frag.spans.is_empty() {
                     return;
                 }
                 let n = frag.spans.len();
-                entry.trace.append(frag);
-                entry.seen.update(&entry.trace);
+                held.trace.append(frag);
+                entry.seen.update(&held.trace);
+                drop(held);
+                entry.spans += n;
                 entry.last = now;
                 entry.version = version;
                 let first = entry.first;
@@ -275,13 +296,16 @@ impl TraceBuffer {
                 shard.entries.insert(
                     id,
                     Entry {
-                        trace: frag,
+                        held: Arc::new(Mutex::new(Held {
+                            trace: frag,
+                            signalled: Vec::new(),
+                        })),
                         seen,
                         first: now,
                         last: now,
                         judged_at: None,
-                        signalled: Vec::new(),
                         version,
+                        spans: n,
                     },
                 );
                 shard.waiting.insert((now, id));
@@ -292,59 +316,76 @@ impl TraceBuffer {
     }
 
     /// Releases kept traces, then judges waiting ones early, oldest first, until `extra_spans`
-    /// more spans and `extra_traces` more traces fit.
+    /// more spans and `extra_traces` more traces fit. Each shard is locked once to find a
+    /// batch of the oldest candidates, and once per trace released; rules run with no shard
+    /// locked.
     fn relieve(&self, extra_spans: usize, extra_traces: usize, judge: &mut Judge<'_>) {
         let over = |b: &TraceBuffer| {
             b.held_spans.load(Relaxed).saturating_add(extra_spans) > b.config.max_spans
                 || b.held_traces.load(Relaxed).saturating_add(extra_traces) > b.config.max_traces
         };
         while over(self) {
-            if !self.release_oldest(judge) {
+            let (kept, batch) = match self.oldest(|s| &s.kept) {
+                batch if !batch.is_empty() => (true, batch),
+                _ => (false, self.oldest(|s| &s.waiting)),
+            };
+            if batch.is_empty() {
                 break;
             }
-        }
-    }
-
-    /// Frees the oldest kept trace or, if none, judges the oldest waiting one; false when
-    /// the buffer is empty.
-    fn release_oldest(&self, judge: &mut Judge<'_>) -> bool {
-        let oldest = |pick: fn(&Shard) -> Option<(u64, TraceId)>| {
-            (0..self.shards.len())
-                .filter_map(|i| pick(&self.shards[i].lock()).map(|k| (k, i)))
-                .min()
-        };
-        if let Some(((_, id), i)) = oldest(|s| s.kept.first().copied()) {
-            let mut shard = self.shards[i].lock();
-            self.release(&mut shard, id);
-            return true;
-        }
-        if let Some(((_, id), i)) = oldest(|s| s.waiting.first().copied()) {
-            let mut shard = self.shards[i].lock();
-            if let Some(entry) = shard.entries.get_mut(&id) {
-                if entry.judged_at.is_none() {
-                    judge(&entry.trace, &mut entry.signalled);
+            for (key, i) in batch {
+                if !over(self) {
+                    break;
+                }
+                let released = {
+                    let mut shard = self.shards[i].lock();
+                    // Still where it was found? (A late span may have moved it meanwhile.)
+                    let set = if kept { &shard.kept } else { &shard.waiting };
+                    if !set.contains(&key) {
+                        continue;
+                    }
+                    self.release(&mut shard, key.1)
+                };
+                if let (false, Some(entry)) = (kept, released) {
+                    entry.held.lock().judge(judge);
                     self.traces_judged.fetch_add(1, Relaxed);
                     self.traces_judged_early.fetch_add(1, Relaxed);
                 }
             }
-            self.release(&mut shard, id);
-            return true;
         }
-        false
     }
 
-    /// Drops a trace's spans, remembering which rules signalled for it.
-    fn release(&self, shard: &mut Shard, id: TraceId) {
-        let Some(entry) = shard.entries.remove(&id) else {
-            return;
-        };
+    /// The oldest keys of one set across all shards, oldest first: from each shard its
+    /// oldest [`OLDEST_BATCH`], cut where a shard that had more would continue, so that every
+    /// key returned is older than every key left out.
+    fn oldest(&self, set: fn(&Shard) -> &BTreeSet<(u64, TraceId)>) -> Vec<((u64, TraceId), usize)> {
+        let mut all = Vec::new();
+        let mut horizon: Option<(u64, TraceId)> = None;
+        for (i, shard) in self.shards.iter().enumerate() {
+            let shard = shard.lock();
+            let keys = set(&shard);
+            all.extend(keys.iter().take(OLDEST_BATCH).map(|&k| (k, i)));
+            if keys.len() > OLDEST_BATCH {
+                let last = all[all.len() - 1].0;
+                horizon = Some(horizon.map_or(last, |h| h.min(last)));
+            }
+        }
+        all.sort_unstable();
+        if let Some(h) = horizon {
+            all.retain(|&(k, _)| k <= h);
+        }
+        all
+    }
+
+    /// Drops a trace from its shard, remembering that it was released; returns it.
+    fn release(&self, shard: &mut Shard, id: TraceId) -> Option<Entry> {
+        let entry = shard.entries.remove(&id)?;
         shard.waiting.remove(&(entry.first, id));
         if let Some(t) = entry.judged_at {
             shard.kept.remove(&(t, id));
         }
         self.held_traces.fetch_sub(1, Relaxed);
-        self.held_spans.fetch_sub(entry.trace.spans.len(), Relaxed);
-        shard.released.insert(id, entry.signalled);
+        self.held_spans.fetch_sub(entry.spans, Relaxed);
+        shard.released.insert(id);
         shard.released_order.push_back(id);
         // Remember released traces exactly up to as many as the buffer may hold, then
         // approximately (bounded memory): a span of a forgotten trace is late, not new.
@@ -355,6 +396,7 @@ impl TraceBuffer {
                 shard.forgotten.insert(&old);
             }
         }
+        Some(entry)
     }
 
     /// Judges every trace whose idle or age deadline is at or before `now`, in deadline
@@ -375,9 +417,10 @@ impl TraceBuffer {
         }
         due.sort_unstable();
         let idle = self.config.trace_idle_timeout;
+        let mut judging = Vec::new();
         for (_, id, version, i) in due {
             let mut shard = self.shards[i].lock();
-            let Some(entry) = shard.entries.get_mut(&id) else {
+            let Some(entry) = shard.entries.get(&id) else {
                 continue;
             };
             if entry.version != version {
@@ -387,53 +430,49 @@ impl TraceBuffer {
                 self.release(&mut shard, id);
                 continue;
             }
-            judge(&entry.trace, &mut entry.signalled);
-            self.traces_judged.fetch_add(1, Relaxed);
-            entry.judged_at = Some(now);
-            let first = entry.first;
+            let (first, held) = (entry.first, entry.held.clone());
             let version = shard.bump();
             let entry = shard.entries.get_mut(&id).expect("present");
+            entry.judged_at = Some(now);
             entry.version = version;
             shard.waiting.remove(&(first, id));
             shard.kept.insert((now, id));
             shard
                 .deadlines
                 .push(Reverse((now.saturating_add(idle), id, version)));
+            judging.push(held);
+        }
+        for held in judging {
+            held.lock().judge(judge);
+            self.traces_judged.fetch_add(1, Relaxed);
         }
     }
 
     /// Judges every waiting trace (oldest first) and releases everything: shutdown.
     pub fn drain(&self, judge: &mut Judge<'_>) {
-        let mut all: Vec<(u64, TraceId, usize)> = Vec::new();
-        for (i, shard) in self.shards.iter().enumerate() {
-            all.extend(
-                shard
-                    .lock()
-                    .waiting
-                    .iter()
-                    .map(|&(first, id)| (first, id, i)),
-            );
-        }
-        all.sort_unstable();
-        for (_, id, i) in all {
-            let mut shard = self.shards[i].lock();
-            if let Some(entry) = shard.entries.get_mut(&id) {
-                if entry.judged_at.is_none() {
-                    judge(&entry.trace, &mut entry.signalled);
-                    self.traces_judged.fetch_add(1, Relaxed);
-                }
-            }
-        }
+        let mut waiting = Vec::new();
         for shard in &self.shards {
             let mut shard = shard.lock();
             let ids: Vec<TraceId> = shard.entries.keys().copied().collect();
             for id in ids {
-                self.release(&mut shard, id);
+                if let Some(entry) = self.release(&mut shard, id) {
+                    if entry.judged_at.is_none() {
+                        waiting.push((entry.first, id, entry.held));
+                    }
+                }
             }
             shard.deadlines.clear();
         }
+        waiting.sort_unstable_by_key(|&(first, id, _)| (first, id));
+        for (_, _, held) in waiting {
+            held.lock().judge(judge);
+            self.traces_judged.fetch_add(1, Relaxed);
+        }
     }
 }
+
+/// How many of a shard's oldest traces one look under pressure collects.
+const OLDEST_BATCH: usize = 32;
 
 impl Shard {
     fn bump(&mut self) -> u64 {
@@ -444,14 +483,14 @@ impl Shard {
     /// What becomes of `frag` (already free of duplicates within itself) if added now.
     fn status(&self, frag: &Trace) -> Status {
         if let Some(entry) = self.entries.get(&frag.trace_id) {
+            let held = entry.held.lock();
             let new_spans = frag
                 .spans
                 .iter()
-                .filter(|s| !entry.seen.contains(&entry.trace, &s.span_id))
+                .filter(|s| !entry.seen.contains(&held.trace, &s.span_id))
                 .count();
             Status::Held { new_spans }
-        } else if self.released.contains_key(&frag.trace_id)
-            || self.forgotten.contains(&frag.trace_id)
+        } else if self.released.contains(&frag.trace_id) || self.forgotten.contains(&frag.trace_id)
         {
             Status::Released
         } else {
@@ -576,8 +615,8 @@ impl Forgotten {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lang::value::Value;
     use crate::trace::{Resource, Span, SpanId};
-    use crate::value::Value;
 
     const S: u64 = 1_000_000_000;
 
@@ -605,9 +644,9 @@ mod tests {
                 attributes: vec![("service.name".into(), Value::str("svc"))],
             }],
         };
-        static NONE: std::sync::LazyLock<Arc<crate::projected::Projection>> =
+        static NONE: std::sync::LazyLock<Arc<crate::trace::projected::Projection>> =
             std::sync::LazyLock::new(|| {
-                Arc::new(crate::projected::Projection::new(
+                Arc::new(crate::trace::projected::Projection::new(
                     Vec::<String>::new(),
                     false,
                 ))
@@ -684,6 +723,70 @@ mod tests {
         assert_eq!(log.0, vec![(1, 1)]);
         let c = b.counters();
         assert_eq!((c.traces_judged_early, c.held_traces), (1, 2));
+    }
+
+    /// A one-span fragment of trace `n` (any of 65,536; the shard is `n % 16`).
+    fn frag_n(n: u16) -> Trace {
+        let mut t = frag(0, &["a"]);
+        let mut id = [0u8; 16];
+        id[..2].copy_from_slice(&n.to_be_bytes());
+        id[15] = n as u8;
+        t.trace_id = TraceId(id);
+        t
+    }
+
+    #[test]
+    fn pressure_judges_oldest_first_across_shards_beyond_one_batch() {
+        // The 100 oldest traces all sit in shard 0, more than one look at a shard collects;
+        // one big fragment then needs 150 released at once: exactly the oldest, in order.
+        let b = TraceBuffer::new(BufferConfig {
+            max_spans: 400,
+            max_traces: 100_000,
+            ..config()
+        });
+        let mut judged = Vec::new();
+        let mut judge = |t: &Trace, _: &mut Signalled| {
+            judged.push(u16::from_be_bytes([t.trace_id.0[0], t.trace_id.0[1]]))
+        };
+        let mut order = Vec::new();
+        for k in 0..100u16 {
+            order.push(k * 16);
+        }
+        order.extend((0..1600u16).filter(|n| n % 16 != 0).take(300));
+        for (t, &n) in order.iter().enumerate() {
+            b.ingest(vec![frag_n(n)], t as u64, &mut judge);
+        }
+        let mut big = frag(0, &["a"; 150]);
+        big.trace_id = frag_n(2000).trace_id;
+        b.ingest(vec![big], 1000, &mut judge);
+        assert_eq!(judged, order[..150]);
+        assert_eq!(b.counters().traces_judged_early, 150);
+    }
+
+    #[test]
+    fn rules_run_with_no_shard_locked() {
+        let b = TraceBuffer::new(BufferConfig {
+            max_traces: 40,
+            ..config()
+        });
+        let mut judged = 0;
+        let mut judge = |_: &Trace, _: &mut Signalled| {
+            for shard in &b.shards {
+                assert!(
+                    shard.try_lock().is_some(),
+                    "a shard is locked while judging"
+                );
+            }
+            judged += 1;
+        };
+        // Early judging under pressure, judging at the deadline, and shutdown.
+        for n in 0..50u16 {
+            b.ingest(vec![frag_n(n)], u64::from(n), &mut judge);
+        }
+        b.expire(5 * S + 20, &mut judge);
+        b.ingest(vec![frag_n(60)], 6 * S, &mut judge);
+        b.drain(&mut judge);
+        assert_eq!(judged, 51);
     }
 
     #[test]

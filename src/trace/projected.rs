@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::lang::value::{Value, ValueRef};
 use crate::trace::{self, Resource, SpanId, SpanKind, StatusCode, TraceId};
-use crate::value::{Value, ValueRef};
 
 /// An attribute key a rule set reads, as an index into its [`Projection`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -7,10 +7,12 @@
 use regex::{Regex, RegexBuilder};
 
 use crate::diagnostic::Diagnostic;
-use crate::hir::{self, Attr, Form, Intrinsic, IntrinsicType, NameMatch, Num, Pred};
-use crate::syntax::ast::{self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, RelOp};
+use crate::lang::hir::{self, Attr, Form, Intrinsic, IntrinsicType, NameMatch, Num, Pred};
+use crate::lang::syntax::ast::{
+    self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, RelOp,
+};
+use crate::lang::value::{CmpOp, Value};
 use crate::trace::{SpanKind, StatusCode};
-use crate::value::{CmpOp, Value};
 
 /// The reserved words of docs/language.md, "Comparison rules".
 pub const RESERVED: [&str; 20] = [
@@ -29,7 +31,7 @@ pub struct Checked {
 
 /// Parses and checks a condition; on failure, every problem found (at least one).
 pub fn check_text(text: &str) -> Result<Checked, Vec<Diagnostic>> {
-    let ast = crate::syntax::parse(text).map_err(|e| vec![e])?;
+    let ast = crate::lang::syntax::parse(text).map_err(|e| vec![e])?;
     check(&ast, text)
 }
 

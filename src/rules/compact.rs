@@ -3,10 +3,10 @@
 
 use serde::Deserialize;
 
+use crate::lang::value::{parse_duration, Value};
 use crate::trace::{
     parse_hex, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, Trace, TraceId,
 };
-use crate::value::{parse_duration, Value};
 
 /// Where compact traces start in time: 2024-01-01T00:00:00Z, so example signals are stable.
 pub const BASE_TIME_UNIX_NANO: u64 = 1_704_067_200_000_000_000;

@@ -13,9 +13,9 @@ use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
 };
 
-use crate::signal::Signal;
+use crate::engine::signal::Signal;
+use crate::lang::value::Value;
 use crate::trace::Resource;
-use crate::value::Value;
 
 /// The event name and violation span name.
 pub const EVENT_NAME: &str = "betrace.violation";
@@ -217,15 +217,17 @@ fn violation_span_id(s: &Signal) -> [u8; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signal::Mode;
+    use crate::engine::signal::Mode;
     use crate::RuleSet;
 
     fn detected() -> Vec<Detected> {
         let text = "rules:\n  - id: r\n    name: R\n    severity: critical\n    compliance: { framework: SOC2, control: CC7.2 }\n    condition: x\n    signal:\n      message: \"bad {k}\"\n      context: [k]\n";
         let (rules, _) = RuleSet::from_text("r.yaml", text).unwrap();
-        let trace =
-            crate::compact::from_yaml("- name: x\n  service: shop\n  attributes: { k: 7 }", 3)
-                .unwrap();
+        let trace = crate::rules::compact::from_yaml(
+            "- name: x\n  service: shop\n  attributes: { k: 7 }",
+            3,
+        )
+        .unwrap();
         rules
             .signals(&trace, Mode::Live)
             .into_iter()

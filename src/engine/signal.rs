@@ -5,11 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::projected::Trace;
+use crate::eval::vm::Verdict;
+use crate::lang::value::Value;
 use crate::rules::{Compliance, RuleDef};
+use crate::trace::projected::Trace;
 use crate::trace::{Resource, SpanId, TraceId};
-use crate::value::Value;
-use crate::vm::Verdict;
 
 /// Whether a signal came from the live engine or from replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]

@@ -3,15 +3,15 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::bytecode::{Code, Program};
-use crate::compile::Compiler;
 use crate::diagnostic::{Report, SourceFile};
-use crate::hir::{Attr, Intrinsic};
-use crate::projected::{self, Projection};
+use crate::engine::signal::{self, Mode, Signal};
+use crate::eval::vm::{Lookup, Verdict, View};
+use crate::lang::bytecode::{Code, Program};
+use crate::lang::compile::Compiler;
+use crate::lang::hir::{Attr, Intrinsic};
 use crate::rules::{self, RuleDef, SourceError};
-use crate::signal::{self, Mode, Signal};
 use crate::trace;
-use crate::vm::{Lookup, Verdict, View};
+use crate::trace::projected::{self, Projection};
 
 /// Why a rule set could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -19,8 +19,8 @@
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::buffer::BufferConfig;
-use crate::live::{Live, LiveError, Outputs};
+use crate::embed::session::{Live, LiveError, Outputs};
+use crate::engine::buffer::BufferConfig;
 
 /// Success.
 pub const BETRACE_OK: i32 = 0;
@@ -39,6 +39,10 @@ pub const BETRACE_ERR_PANIC: i32 = 5;
 pub const BETRACE_OUTPUT_LOGS: u32 = 1;
 /// `betrace_options.outputs`: signals as violation spans.
 pub const BETRACE_OUTPUT_SPANS: u32 = 2;
+/// `betrace_options.outputs`: no output; signals are only counted (by rule, and in the
+/// counters). For a host that only watches the counters, such as the processor that does
+/// not emit violation spans. Alone: with another output it is an invalid argument.
+pub const BETRACE_OUTPUT_NONE: u32 = 4;
 
 /// Bytes owned by the library: free with `betrace_buf_free`. `ptr` is NULL when empty;
 /// otherwise a NUL byte follows the `len` bytes, so text can be read as a C string.
@@ -61,7 +65,8 @@ pub struct betrace_options {
     pub max_traces: u64,
     /// Most spans held (default 5,000,000).
     pub max_spans: u64,
-    /// `BETRACE_OUTPUT_LOGS` and/or `BETRACE_OUTPUT_SPANS` (default: logs).
+    /// `BETRACE_OUTPUT_LOGS` and/or `BETRACE_OUTPUT_SPANS`, or `BETRACE_OUTPUT_NONE` (default:
+    /// logs).
     pub outputs: u32,
 }
 
@@ -156,6 +161,24 @@ fn to_buf(mut bytes: Vec<u8>) -> betrace_buf {
     bytes.push(0);
     let ptr = Box::into_raw(bytes.into_boxed_slice()) as *mut u8;
     betrace_buf { ptr, len }
+}
+
+/// The outputs `betrace_options.outputs` asks for.
+fn outputs(bits: u32) -> Result<Outputs, Failure> {
+    match bits {
+        0 => Ok(Outputs::default()),
+        BETRACE_OUTPUT_NONE => Ok(Outputs {
+            logs: false,
+            spans: false,
+        }),
+        b if b & !(BETRACE_OUTPUT_LOGS | BETRACE_OUTPUT_SPANS) == 0 => Ok(Outputs {
+            logs: b & BETRACE_OUTPUT_LOGS != 0,
+            spans: b & BETRACE_OUTPUT_SPANS != 0,
+        }),
+        _ => Err(invalid(
+            "options.outputs: BETRACE_OUTPUT_LOGS and/or BETRACE_OUTPUT_SPANS, or BETRACE_OUTPUT_NONE alone",
+        )),
+    }
 }
 
 fn invalid(what: &str) -> Failure {
@@ -281,16 +304,10 @@ pub unsafe extern "C" fn betrace_engine_new(
                     max_traces: nonzero(o.max_traces, defaults.max_traces as u64) as usize,
                     max_spans: nonzero(o.max_spans, defaults.max_spans as u64) as usize,
                 },
-                match o.outputs {
-                    0 => Outputs::default(),
-                    bits => Outputs {
-                        logs: bits & BETRACE_OUTPUT_LOGS != 0,
-                        spans: bits & BETRACE_OUTPUT_SPANS != 0,
-                    },
-                },
+                outputs(o.outputs)?,
             ),
         };
-        crate::logs::install();
+        crate::embed::logs::install();
         let live = Live::new(rules, buffer, outputs).map_err(live_error)?;
         let handle = Box::into_raw(Box::new(betrace_engine { live }));
         write(engine_out, handle, "engine_out").inspect_err(|_| {
@@ -496,7 +513,7 @@ pub unsafe extern "C" fn betrace_take_log_events(json_out: *mut betrace_buf) -> 
     guard(std::ptr::null_mut(), || {
         write(
             json_out,
-            to_buf(crate::logs::drain().into_bytes()),
+            to_buf(crate::embed::logs::drain().into_bytes()),
             "json_out",
         )
     })
@@ -506,7 +523,7 @@ pub unsafe extern "C" fn betrace_take_log_events(json_out: *mut betrace_buf) -> 
 /// 4 debug, 5 trace.
 #[no_mangle]
 pub extern "C" fn betrace_set_log_level(level: u32) {
-    crate::logs::set_max_level(level.min(5) as u8);
+    crate::embed::logs::set_max_level(level.min(5) as u8);
 }
 
 /// Frees bytes the library returned, and empties `*buf`. NULL and empty buffers are fine.

@@ -1,15 +1,15 @@
 //! The reference evaluator: a plain tree-walking interpreter over the checked condition.
 //!
 //! It is kept small and obviously right — linear scans, no indexes, no caches — so that the
-//! property tests can hold the bytecode VM to it. It shares only [`crate::value`] (what a
+//! property tests can hold the bytecode VM to it. It shares only [`crate::lang::value`] (what a
 //! comparison means) and [`hir::trigger_selectors`] (which selectors report) with the VM.
 
 use std::collections::HashSet;
 
-use crate::hir::{trigger_selectors, Attr, Expr, Form, Intrinsic, Num, Pred, Selector};
+pub use crate::eval::vm::Verdict;
+use crate::lang::hir::{trigger_selectors, Attr, Expr, Form, Intrinsic, Num, Pred, Selector};
+use crate::lang::value::{self, Value};
 use crate::trace::{lookup, Trace};
-use crate::value::{self, Value};
-pub use crate::vm::Verdict;
 
 /// Judges one checked condition against one trace.
 pub fn evaluate(form: &Form, trace: &Trace) -> Verdict {

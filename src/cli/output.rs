@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Write};
 
-use crate::ruleset::RuleSet;
-use crate::signal::{rfc3339, Signal};
+use betrace::engine::signal::{rfc3339, Signal};
+use betrace::RuleSet;
 
 /// The formats of `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
