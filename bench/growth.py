@@ -26,7 +26,7 @@ import time
 from datetime import date
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import REL, ROOT, SPANS_PER_BATCH, expected, generate, run_measured, sh  # noqa: E402
+from peers import REL, ROOT, SPANS_PER_BATCH, expected, generate, median, run_measured, sh  # noqa: E402
 
 
 def copied_rules(out, copies):
@@ -44,10 +44,15 @@ def copied_rules(out, copies):
     return d
 
 
+RUNS = 3
+
+
 def engine(name, rules, inputs, hold=False, bps=None):
+    """The engine stage, RUNS times; the run with the median CPU time stands for the point."""
     cmd = [f"{REL}/betrace-bench", "engine", "--rules", rules]
     cmd += ["--hold"] if hold else ["--batches-per-second", f"{bps:.3f}"]
-    m = run_measured(name, cmd + (inputs if isinstance(inputs, list) else [inputs]))
+    m = median([run_measured(name, cmd + (inputs if isinstance(inputs, list) else [inputs]))
+                for _ in range(RUNS)])
     m.json = json.loads(m.out)
     print(f"growth: {name}: {m.cpu:.2f} CPU-s, {m.rss_kb / 1024:,.0f} MB peak, {m.out.strip()}",
           file=sys.stderr, flush=True)
@@ -57,8 +62,9 @@ def engine(name, rules, inputs, hold=False, bps=None):
 def row(axis, point, m, check):
     spans = m.json["spans"]
     held = m.json.get("bytes_per_held_span")
-    return (f"| {axis} | {point} | {spans / m.cpu:,.0f} | {m.cpu * 1e6 / spans:.2f} | {m.rss_kb / 1024:,.0f} | "
-            f"{f'{held:.0f}' if held else '—'} | {check} |")
+    runs = ", ".join(f"{c:.2f}" for c in m.cpus)
+    return (f"| {axis} | {point} | {spans / m.cpu:,.0f} | {m.cpu * 1e6 / spans:.2f} | {runs} | "
+            f"{m.rss_kb / 1024:,.0f} | {f'{held:.0f}' if held else '—'} | {check} |")
 
 
 def main():
@@ -124,11 +130,12 @@ def main():
     lines = [
         f"### {date.today().isoformat()} — growth: W1 (seed 1, {args.traces:,} traces) and the corpus generator",
         "",
-        f"Machine: {os.cpu_count()} vCPU {cpu_model}. `make bench-growth` (bench/growth.py), one run a point; "
+        f"Machine: {os.cpu_count()} vCPU {cpu_model}. `make bench-growth` (bench/growth.py), {RUNS} runs a point, "
+        f"the median by CPU kept; "
         f"took {(time.monotonic() - started) / 60:.1f} min.",
         "",
-        "| axis | point | spans/s per core | CPU-s per M spans | peak RSS (MB) | B per held span | check |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| axis | point | spans/s per core | CPU-s per M spans | CPU-s of each run | peak RSS (MB) | B per held span | check |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- |",
     ] + rows
     report = "\n".join(lines) + "\n"
     with open(f"{out}/growth.md", "w") as f:
