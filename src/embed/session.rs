@@ -2,11 +2,11 @@
 //! signals out as OTLP bytes. Everything the C ABI does, in safe code; `ffi.rs` only
 //! translates pointers and codes.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use parking_lot::Mutex;
 use prost::Message;
+
+use super::outbox::Outbox;
 
 use crate::diagnostic::{Report, SourceFile};
 use crate::engine::buffer::BufferConfig;
@@ -15,10 +15,6 @@ use crate::engine::{Engine, EngineConfig, Stats};
 use crate::otlp;
 use crate::otlp::encode::{self, Detected};
 use crate::rules::ruleset::RuleSet;
-
-/// Signals waiting to be taken; beyond this the oldest are dropped (and counted), so a
-/// caller that never takes them cannot grow memory without bound.
-pub const MAX_PENDING_SIGNALS: usize = 100_000;
 
 /// What a live engine sends out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +72,8 @@ const INVALID_SPAN_LOG_INTERVAL: u64 = 10_000_000_000;
 pub struct Live {
     engine: Engine,
     outputs: Outputs,
-    logs: Mutex<VecDeque<Detected>>,
-    spans: Mutex<VecDeque<Detected>>,
-    dropped: AtomicU64,
+    logs: Outbox,
+    spans: Outbox,
     decode_errors: AtomicU64,
     invalid_spans: AtomicU64,
     /// When unreadable spans were last logged (engine time), for rate limiting.
@@ -121,9 +116,8 @@ impl Live {
                 },
             ),
             outputs,
-            logs: Mutex::new(VecDeque::new()),
-            spans: Mutex::new(VecDeque::new()),
-            dropped: AtomicU64::new(0),
+            logs: Outbox::default(),
+            spans: Outbox::default(),
             decode_errors: AtomicU64::new(0),
             invalid_spans: AtomicU64::new(0),
             invalid_logged_at: AtomicU64::new(0),
@@ -199,27 +193,16 @@ impl Live {
             })
             .collect();
         if self.outputs.spans {
-            self.push(&self.spans, detected.clone());
+            self.spans.push(detected.clone());
         }
         if self.outputs.logs {
-            self.push(&self.logs, detected);
-        }
-    }
-
-    fn push(&self, queue: &Mutex<VecDeque<Detected>>, items: Vec<Detected>) {
-        let mut q = queue.lock();
-        q.extend(items);
-        let over = q.len().saturating_sub(MAX_PENDING_SIGNALS);
-        if over > 0 {
-            q.drain(..over);
-            self.dropped.fetch_add(over as u64, Relaxed);
-            tracing::warn!(target: "betrace", dropped = over, "signals dropped: none were taken");
+            self.logs.push(detected);
         }
     }
 
     /// Takes the waiting signals as `ExportLogsServiceRequest` bytes, and how many.
     pub fn take_logs(&self) -> (Vec<u8>, usize) {
-        let taken: Vec<Detected> = self.logs.lock().drain(..).collect();
+        let taken = self.logs.take();
         if taken.is_empty() {
             return (Vec::new(), 0);
         }
@@ -228,7 +211,7 @@ impl Live {
 
     /// Takes the waiting violation spans as `ExportTraceServiceRequest` bytes, and how many.
     pub fn take_spans(&self) -> (Vec<u8>, usize) {
-        let taken: Vec<Detected> = self.spans.lock().drain(..).collect();
+        let taken = self.spans.take();
         if taken.is_empty() {
             return (Vec::new(), 0);
         }
@@ -239,7 +222,7 @@ impl Live {
     pub fn stats(&self) -> LiveStats {
         LiveStats {
             engine: self.engine.stats(),
-            signals_dropped: self.dropped.load(Relaxed),
+            signals_dropped: self.logs.dropped() + self.spans.dropped(),
             decode_errors: self.decode_errors.load(Relaxed),
             invalid_spans: self.invalid_spans.load(Relaxed),
         }

@@ -1,10 +1,14 @@
 //! OTLP/JSON (`{"resourceSpans":[…]}`), as the collector's file exporter writes it, into
 //! projected trace fragments.
 //!
-//! One serde pass reads the whole batch; when a span in it cannot be read, the batch is read
-//! again with each span on its own (serde over the span's raw text), so that the bad span is
-//! skipped and counted alone. Strings are borrowed from the input where they have no
-//! escapes, and only attributes the projection reads are kept.
+//! One pass reads the whole batch, with simd-json (it finds the JSON's structure with SIMD
+//! instructions: 0.75× serde_json's CPU on the file exporter's lines, BENCHMARKS.md "JSON
+//! parsers"). serde_json is the reference: when simd-json refuses a batch, serde_json reads
+//! it, and when a span in it cannot be read, the batch is read again with each span on its
+//! own (serde_json over the span's raw text), so that the bad span is skipped and counted
+//! alone, with serde_json's message. A batch simd-json reads is one serde_json reads the
+//! same way (a property test checks it on hostile input). Strings are borrowed from the
+//! input where they have no escapes, and only attributes the projection reads are kept.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -19,24 +23,29 @@ use crate::lang::value::{Value, ValueRef};
 use crate::trace::projected::{KeyId, Projection, SpanIn};
 use crate::trace::{parse_hex, Resource, SpanId, SpanKind, StatusCode, TraceId};
 
-/// `TracesData` with spans of type `S`: decoded in the same pass ([`JsonSpan`], the fast
-/// path) or kept as raw text to decode one by one (`&RawValue`, when the fast path fails).
+/// `TracesData` with spans of type `S` and resources of type `R`: decoded in the same pass
+/// ([`JsonSpan`], [`JsonResource`]: the fast path) or kept as raw text to decode one by one
+/// (`&RawValue`, when the fast path fails).
 #[derive(Deserialize)]
-#[serde(bound(deserialize = "S: Deserialize<'de>, 'de: 'a"))]
-struct JsonTraces<'a, S> {
-    #[serde(default, borrow, rename = "resourceSpans")]
-    resource_spans: Vec<JsonResourceSpans<'a, S>>,
+#[serde(bound(deserialize = "S: Deserialize<'de>, R: Deserialize<'de>"))]
+struct JsonTraces<S, R> {
+    #[serde(default, rename = "resourceSpans")]
+    resource_spans: Vec<JsonResourceSpans<S, R>>,
 }
 
 #[derive(Deserialize)]
-#[serde(bound(deserialize = "S: Deserialize<'de>, 'de: 'a"))]
-struct JsonResourceSpans<'a, S> {
-    #[serde(default, borrow)]
-    resource: Option<&'a RawValue>,
+#[serde(bound(deserialize = "S: Deserialize<'de>, R: Deserialize<'de>"))]
+struct JsonResourceSpans<S, R> {
+    #[serde(default = "none")]
+    resource: Option<R>,
     #[serde(default = "Vec::new", rename = "scopeSpans")]
     scope_spans: Vec<JsonScopeSpans<S>>,
     #[serde(default = "Vec::new", rename = "instrumentationLibrarySpans")]
     instrumentation_library_spans: Vec<JsonScopeSpans<S>>,
+}
+
+fn none<R>() -> Option<R> {
+    None
 }
 
 #[derive(Deserialize)]
@@ -290,20 +299,52 @@ fn status_code<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
 /// One pass decodes the whole batch; only when that fails (a span serde cannot read) is
 /// the batch read again with each span on its own, so that the bad one is skipped alone.
 pub fn decode(bytes: &[u8], projection: &Arc<Projection>) -> Result<Batch, DecodeError> {
-    if let Ok(data) = serde_json::from_slice::<JsonTraces<JsonSpan>>(bytes) {
-        return Ok(assemble(data, projection, |b, s| span(b, s, projection)));
+    // simd-json parses in place: a copy of the batch, which its spans borrow from.
+    let mut copy = bytes.to_vec();
+    if let Some(data) = simd(&mut copy) {
+        let whole = Ok::<_, std::convert::Infallible>;
+        return Ok(assemble(data, projection, whole, |b, s| {
+            span(b, s, projection)
+        }));
     }
-    let data: JsonTraces<&RawValue> = serde_json::from_slice(bytes)?;
-    Ok(assemble(data, projection, |b, raw| {
+    decode_serde(bytes, projection)
+}
+
+/// Nesting simd-json accepts, as deep as serde_json's own limit: deeper input goes to
+/// serde_json, which refuses it as it always did (and no recursion runs deeper).
+const MAX_DEPTH: usize = 128;
+
+/// The fast path: the whole batch in one simd-json pass; `None` when it refuses it.
+fn simd(copy: &mut [u8]) -> Option<JsonTraces<JsonSpan<'_>, JsonResource<'_>>> {
+    let mut buffers = simd_json::Buffers::with_max_depth(copy.len(), MAX_DEPTH);
+    simd_json::serde::from_slice_with_buffers(copy, &mut buffers).ok()
+}
+
+/// The reference path, serde_json: the whole batch in one pass, or span by span when a span
+/// cannot be read.
+fn decode_serde(bytes: &[u8], projection: &Arc<Projection>) -> Result<Batch, DecodeError> {
+    if let Ok(data) = serde_json::from_slice::<JsonTraces<JsonSpan, &RawValue>>(bytes) {
+        return Ok(assemble(data, projection, raw_resource, |b, s| {
+            span(b, s, projection)
+        }));
+    }
+    let data: JsonTraces<&RawValue, &RawValue> = serde_json::from_slice(bytes)?;
+    Ok(assemble(data, projection, raw_resource, |b, raw| {
         let s: JsonSpan =
             serde_json::from_str(raw.get()).map_err(|e| format!("unreadable span: {e}"))?;
         span(b, s, projection)
     }))
 }
 
-fn assemble<S>(
-    data: JsonTraces<S>,
+/// A resource kept as raw text, read on its own: a bad one costs its spans, not the batch.
+fn raw_resource<'a>(raw: &'a RawValue) -> Result<JsonResource<'a>, serde_json::Error> {
+    serde_json::from_str(raw.get())
+}
+
+fn assemble<'a, S, R, E: std::fmt::Display>(
+    data: JsonTraces<S, R>,
     projection: &Arc<Projection>,
+    resource_of: impl Fn(R) -> Result<JsonResource<'a>, E>,
     mut each: impl FnMut(&mut Builder, S) -> Result<(), String>,
 ) -> Batch {
     let mut b = Builder::new(projection);
@@ -313,11 +354,7 @@ fn assemble<S>(
             .into_iter()
             .chain(rs.instrumentation_library_spans)
             .flat_map(|s| s.spans);
-        let resource = match rs
-            .resource
-            .map(|r| serde_json::from_str::<JsonResource>(r.get()))
-            .transpose()
-        {
+        let resource = match rs.resource.map(&resource_of).transpose() {
             Ok(r) => r.map(|r| json_attributes(r.attributes)).unwrap_or_default(),
             Err(e) => {
                 for _ in spans {
@@ -419,4 +456,132 @@ fn looks_base64(s: &str) -> bool {
     s.len() % 4 == 0
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A batch with every kind of value, escapes, enum names, a resource and two traces.
+    const LINE: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop \u00e9"}}]},"scopeSpans":[{"scope":{"name":"s"},"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","parentSpanId":"","name":"pay\"ment\\charge \ud83d\ude00","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1700000000000000000","endTimeUnixNano":1700000000000000100,"attributes":[{"key":"amount","value":{"doubleValue":12.5}},{"key":"n","value":{"intValue":"-42"}},{"key":"m","value":{"intValue":7}},{"key":"ok","value":{"boolValue":true}},{"key":"inf","value":{"doubleValue":"Infinity"}},{"key":"tags","value":{"arrayValue":{"values":[{"stringValue":"a"},{"intValue":"1"},{"arrayValue":{"values":[]}}]}}},{"key":"kv","value":{"kvlistValue":{"values":[]}}},{"key":"b","value":{"bytesValue":"AAE="}},{"key":"other","value":{"stringValue":"x\ty"}}],"status":{"code":"STATUS_CODE_ERROR","message":"no\nfunds"}},{"traceId":"1102030405060708090a0b0c0d0e0f10","spanId":"1102030405060708","parentSpanId":"0102030405060708","name":"b","kind":2,"startTimeUnixNano":"5","endTimeUnixNano":"6","attributes":[],"status":{}}]}]}]}"#;
+
+    fn projection() -> Arc<Projection> {
+        let keys = ["amount", "n", "m", "ok", "inf", "tags", "kv", "b"];
+        Arc::new(Projection::new(keys.iter().map(|k| k.to_string()), true))
+    }
+
+    /// The fast path alone: `None` when simd-json refuses the batch.
+    fn fast(bytes: &[u8], projection: &Arc<Projection>) -> Option<Batch> {
+        let mut copy = bytes.to_vec();
+        let whole = Ok::<_, std::convert::Infallible>;
+        simd(&mut copy).map(|d| assemble(d, projection, whole, |b, s| span(b, s, projection)))
+    }
+
+    #[test]
+    fn the_fast_path_reads_a_batch_as_serde_json_does() {
+        let p = projection();
+        let fast = fast(LINE.as_bytes(), &p).expect("simd-json reads the batch");
+        let reference = decode_serde(LINE.as_bytes(), &p).expect("serde_json reads it");
+        assert_eq!(fast.span_count(), 2);
+        assert_eq!(fast.invalid_spans, 0);
+        assert_eq!(format!("{fast:?}"), format!("{reference:?}"));
+    }
+
+    #[test]
+    fn what_the_fast_path_refuses_serde_json_decides() {
+        let p = projection();
+        // Trailing text after the object, too deep nesting, a lone surrogate, a raw
+        // control character in a string: each decoded exactly as serde_json decodes it.
+        let deep = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","attributes":[{{"key":"tags","value":{}1{}}}]}}]}}]}}]}}"#,
+            r#"{"arrayValue":{"values":["#.repeat(20_000),
+            "]}}".repeat(20_000)
+        );
+        let cases = [
+            format!("{LINE} trailing"),
+            deep,
+            LINE.replace(r"\ud83d\ude00", r"\ud800"),
+            LINE.replace(r"x\ty", "x\ty"),
+        ];
+        for case in &cases {
+            let got = decode(case.as_bytes(), &p);
+            let want = decode_serde(case.as_bytes(), &p);
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{}", clip(case));
+        }
+    }
+
+    /// Bytes and snippets that stress a JSON parser's corners.
+    const PALETTE: &[&str] = &[
+        "\"",
+        "\\",
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "0",
+        "-",
+        "e",
+        ".",
+        "\u{0}",
+        "\u{1f}",
+        "\u{7f}",
+        "u",
+        " ",
+        "\n",
+        r"\ud800",
+        r"\u0000",
+        r"\udc00\ud800",
+        "1e999",
+        "-0",
+        "1.0",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "\"NaN\"",
+        "null",
+        "true",
+        "[]",
+        "{}",
+        "é",
+        "\"intValue\"",
+        "\"stringValue\":",
+        "\"kind\":",
+        "0x10",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// The fast path never accepts what serde_json would read differently: whenever
+        /// simd-json reads a damaged batch, serde_json reads the same spans from it.
+        #[test]
+        fn simd_json_agrees_with_serde_json_on_damaged_batches(
+            edits in proptest::collection::vec((0usize..LINE.len(), 0usize..PALETTE.len(), any::<bool>()), 1..4),
+            invalid_byte in any::<bool>(),
+        ) {
+            let mut bytes = LINE.as_bytes().to_vec();
+            for (at, what, delete) in edits {
+                let at = at.min(bytes.len());
+                if delete && at < bytes.len() {
+                    bytes.remove(at);
+                } else {
+                    bytes.splice(at..at, PALETTE[what].bytes());
+                }
+            }
+            if invalid_byte {
+                let at = bytes.len() / 2;
+                bytes.insert(at, 0xff);
+            }
+            let p = projection();
+            let whole = decode(&bytes, &p);
+            if let Some(f) = fast(&bytes, &p) {
+                let reference = decode_serde(&bytes, &p);
+                prop_assert!(reference.is_ok(), "simd-json read what serde_json refuses: {}", String::from_utf8_lossy(&bytes));
+                prop_assert_eq!(format!("{:?}", f), format!("{:?}", reference.unwrap()));
+            }
+            prop_assert_eq!(format!("{:?}", whole), format!("{:?}", decode_serde(&bytes, &p)));
+        }
+    }
 }

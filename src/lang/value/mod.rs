@@ -1,4 +1,5 @@
-//! Attribute values and the comparison rules of the language (docs/language.md, "Comparison rules").
+//! Attribute values: owned ([`Value`]) and borrowed ([`ValueRef`]); what they mean under
+//! comparison is in `compare`, duration literals in `duration`.
 //!
 //! Both the bytecode VM and the reference evaluator call [`compare`], so the two can only
 //! disagree about *which* values they compare, never about what a comparison means.
@@ -6,6 +7,12 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
+
+mod compare;
+mod duration;
+
+pub use compare::{compare, contains, is_in, is_true};
+pub use duration::{format_duration, parse_duration};
 
 /// A value an attribute, an intrinsic or a literal can take.
 #[derive(Debug, Clone, PartialEq)]
@@ -267,154 +274,6 @@ impl ValueRef<'_> {
             other => other.to_value().distinct_key(),
         }
     }
-}
-
-/// A number read from a string or a numeric value.
-#[derive(Debug, Clone, Copy)]
-enum Num {
-    Int(i64),
-    Float(f64),
-}
-
-fn num_of(v: ValueRef) -> Option<Num> {
-    match v {
-        ValueRef::Int(i) => Some(Num::Int(i)),
-        ValueRef::Float(f) => Some(Num::Float(f)),
-        _ => None,
-    }
-}
-
-/// Reads a whole string as a number (`"503"` → 503); `None` when it is not one.
-fn parse_num(s: &str) -> Option<Num> {
-    if let Ok(i) = s.parse::<i64>() {
-        return Some(Num::Int(i));
-    }
-    // `f64::from_str` accepts "inf" and "NaN"; a user writing "nan" means a word.
-    if s.bytes().any(|b| b.is_ascii_digit())
-        && !s
-            .bytes()
-            .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
-    {
-        if let Ok(f) = s.parse::<f64>() {
-            return Some(Num::Float(f));
-        }
-    }
-    None
-}
-
-fn cmp_num(a: Num, b: Num) -> Option<Ordering> {
-    match (a, b) {
-        (Num::Int(x), Num::Int(y)) => Some(x.cmp(&y)),
-        (Num::Int(x), Num::Float(y)) => (x as f64).partial_cmp(&y),
-        (Num::Float(x), Num::Int(y)) => x.partial_cmp(&(y as f64)),
-        (Num::Float(x), Num::Float(y)) => x.partial_cmp(&y),
-    }
-}
-
-/// Orders two values when the language says they are comparable; `None` when the
-/// comparison is false whatever the operator (mixed types, NaN, arrays).
-fn order(lhs: ValueRef, rhs: ValueRef) -> Option<Ordering> {
-    match (lhs, rhs) {
-        (ValueRef::Str(a), ValueRef::Str(b)) => Some(a.cmp(b)),
-        (ValueRef::Bool(a), ValueRef::Bool(b)) => Some(a.cmp(&b)),
-        (ValueRef::Duration(a), ValueRef::Duration(b)) => Some(a.cmp(&b)),
-        (ValueRef::Duration(a), ValueRef::Str(s)) => parse_duration(s).map(|b| a.cmp(&b)),
-        (ValueRef::Str(s), ValueRef::Duration(b)) => parse_duration(s).map(|a| a.cmp(&b)),
-        (ValueRef::Str(s), other) => cmp_num(parse_num(s)?, num_of(other)?),
-        (other, ValueRef::Str(s)) => cmp_num(num_of(other)?, parse_num(s)?),
-        (a, b) => cmp_num(num_of(a)?, num_of(b)?),
-    }
-}
-
-/// `lhs OP rhs` with the rules of docs/language.md, "Comparison rules": numbers compare as numbers, strings
-/// lexically, a string against a number is read as a number when the whole string is one,
-/// and every other mix — including booleans ordered with `<` — is false.
-pub fn compare<'a, 'b>(
-    lhs: impl Into<ValueRef<'a>>,
-    op: CmpOp,
-    rhs: impl Into<ValueRef<'b>>,
-) -> bool {
-    let (lhs, rhs) = (lhs.into(), rhs.into());
-    match order(lhs, rhs) {
-        Some(ord) => {
-            if matches!((lhs, rhs), (ValueRef::Bool(_), ValueRef::Bool(_)))
-                && !matches!(op, CmpOp::Eq | CmpOp::Ne)
-            {
-                return false;
-            }
-            op.holds(ord)
-        }
-        None => false,
-    }
-}
-
-/// `lhs in [items]`: `lhs == item` for some item.
-pub fn is_in<'a>(lhs: impl Into<ValueRef<'a>>, items: &[Value]) -> bool {
-    let lhs = lhs.into();
-    items.iter().any(|item| compare(lhs, CmpOp::Eq, item))
-}
-
-/// `lhs contains needle`: a substring of a string, or an element of an array.
-pub fn contains<'a, 'b>(lhs: impl Into<ValueRef<'a>>, needle: impl Into<ValueRef<'b>>) -> bool {
-    match (lhs.into(), needle.into()) {
-        (ValueRef::Str(hay), ValueRef::Str(n)) => hay.contains(n),
-        (ValueRef::Array(items), n) => items.iter().any(|item| compare(item, CmpOp::Eq, n)),
-        _ => false,
-    }
-}
-
-/// `k` alone: the attribute is the boolean `true`.
-pub fn is_true<'a>(v: impl Into<ValueRef<'a>>) -> bool {
-    matches!(v.into(), ValueRef::Bool(true))
-}
-
-/// Parses a duration literal such as `250ms`, `1.5s`, `1m`, `1d`; `None` when it is not one.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))?;
-    let (num, unit) = s.split_at(split);
-    let scale: f64 = match unit {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        "d" => 86400e9,
-        _ => return None,
-    };
-    if num.is_empty() || num == "-" {
-        return None;
-    }
-    if let Ok(i) = num.parse::<i64>() {
-        return i.checked_mul(scale as i64);
-    }
-    let f: f64 = num.parse().ok()?;
-    let ns = f * scale;
-    (ns.is_finite() && ns.abs() < 9.2e18).then_some(ns.round() as i64)
-}
-
-/// Formats nanoseconds the way a user would write them (`250ms`, `1.5s`).
-pub fn format_duration(ns: i64) -> String {
-    const UNITS: [(i64, &str); 6] = [
-        (86_400_000_000_000, "d"),
-        (3_600_000_000_000, "h"),
-        (60_000_000_000, "m"),
-        (1_000_000_000, "s"),
-        (1_000_000, "ms"),
-        (1_000, "us"),
-    ];
-    for (scale, unit) in UNITS {
-        if ns != 0 && ns % scale == 0 {
-            return format!("{}{unit}", ns / scale);
-        }
-    }
-    for (scale, unit) in UNITS {
-        if ns.abs() >= scale {
-            return format!("{}{unit}", ns as f64 / scale as f64);
-        }
-    }
-    format!("{ns}ns")
 }
 
 #[cfg(test)]

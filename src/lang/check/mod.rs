@@ -2,12 +2,17 @@
 //!
 //! It resolves intrinsics, refuses reserved words used as names, checks the types the
 //! compiler can see (a duration against a string, `matches` with a non-string, an invalid
-//! regex, …), compiles each regex once, and warns about the `has(A) and has(B)` idiom.
+//! regex, …), compiles each regex and name pattern once (`patterns`), and warns about the
+//! `has(A) and has(B)` idiom (`lints`).
 
-use regex::{Regex, RegexBuilder};
+mod lints;
+mod patterns;
+
+use lints::conjunction_of_has;
+use patterns::{bare_pattern, compile_regex, quoted_pattern};
 
 use crate::diagnostic::Diagnostic;
-use crate::lang::hir::{self, Attr, Form, Intrinsic, IntrinsicType, NameMatch, Num, Pred};
+use crate::lang::hir::{self, Attr, Form, Intrinsic, IntrinsicType, Num, Pred};
 use crate::lang::syntax::ast::{
     self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, RelOp,
 };
@@ -464,97 +469,10 @@ pub fn literal_value(lit: &Literal) -> Value {
     }
 }
 
-/// Compiles a `matches` regex anchored at both ends, with a size limit so a hostile rule
-/// cannot make the engine build an enormous automaton.
-fn compile_regex(re: &str) -> Result<Regex, String> {
-    RegexBuilder::new(&format!("^(?:{re})$"))
-        .size_limit(1 << 20)
-        .dfa_size_limit(1 << 20)
-        .build()
-        .map_err(|e| match e {
-            regex::Error::Syntax(s) => s
-                .lines()
-                .last()
-                .unwrap_or("syntax error")
-                .trim()
-                .to_string(),
-            regex::Error::CompiledTooBig(_) => "the regex is too large".into(),
-            other => other.to_string(),
-        })
-}
-
-/// A bare name: `*` is any name, a name with `*` in it is a glob, anything else exact.
-fn bare_pattern(n: &str) -> NameMatch {
-    if n == "*" {
-        NameMatch::Any
-    } else if n.contains('*') {
-        glob(n, &n.split('*').map(str::to_string).collect::<Vec<_>>())
-    } else {
-        NameMatch::Exact(n.to_string())
-    }
-}
-
-/// A quoted name: `\"`, `\\` and `\*` escape; an unescaped `*` makes it a glob.
-fn quoted_pattern(raw: &str) -> NameMatch {
-    let mut pieces = vec![String::new()];
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some(e @ ('"' | '\\' | '*')) => pieces.last_mut().expect("never empty").push(e),
-                Some(other) => {
-                    let last = pieces.last_mut().expect("never empty");
-                    last.push('\\');
-                    last.push(other);
-                }
-                None => pieces.last_mut().expect("never empty").push('\\'),
-            },
-            '*' => pieces.push(String::new()),
-            c => pieces.last_mut().expect("never empty").push(c),
-        }
-    }
-    match pieces.len() {
-        1 => NameMatch::Exact(pieces.pop().expect("one piece")),
-        2 if pieces.iter().all(String::is_empty) => NameMatch::Any,
-        _ => glob(raw, &pieces),
-    }
-}
-
-/// A glob from the literal pieces between its stars.
-fn glob(text: &str, pieces: &[String]) -> NameMatch {
-    let body: Vec<String> = pieces.iter().map(|p| regex::escape(p)).collect();
-    let re = Regex::new(&format!("^(?s:{})$", body.join(".*")))
-        .expect("escaped pieces joined by .* always compile");
-    NameMatch::Glob(text.to_string(), re)
-}
-
-/// The warning of docs/language.md, "Conditions: the two forms": a violation-form condition that is a plain conjunction of
-/// positive `has` checks fires on every trace that has them all.
-fn conjunction_of_has(e: &ast::Expr, text: &str) -> Option<Diagnostic> {
-    let ast::Expr::And(items, loc) = e else {
-        return None;
-    };
-    if !items.iter().all(|i| matches!(i, ast::Expr::Has(_))) {
-        return None;
-    }
-    let first = &text[items[0].loc()];
-    let rest: Vec<&str> = items[1..].iter().map(|i| &text[i.loc()]).collect();
-    Some(
-        Diagnostic::warning(
-            loc.clone(),
-            "this condition fires on every trace that has all of these spans",
-            "a conjunction of `has` checks",
-        )
-        .with_help(format!(
-            "a violation-form rule fires when its condition is true; to say \"if the first happens, the rest must too\", write\n    when {{ {first} }} always {{ {} }}",
-            rest.join(" and ")
-        )),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lang::hir::NameMatch;
 
     fn errors(text: &str) -> Vec<String> {
         match check_text(text) {
