@@ -31,15 +31,31 @@ wait_for_collector() {
   echo "e2e: the collector did not listen on 4318 within 20 s"; tail -30 "$1"; exit 1
 }
 
-echo "e2e: starting the collector"
-BETRACE_OUT="$OUT" target/otelcol-betrace/otelcol-betrace --config examples/collector.yaml > "$OUT/collector.log" 2>&1 &
-COLLECTOR=$!
-trap 'kill $COLLECTOR 2>/dev/null || true' EXIT
-wait_for_collector "$OUT/collector.log"
+# Starts the collector with config $1, its log in $2; it listens when this returns.
+start_collector() {
+  BETRACE_OUT="$OUT" target/otelcol-betrace/otelcol-betrace --config "$1" > "$2" 2>&1 &
+  COLLECTOR=$!
+  trap 'kill $COLLECTOR 2>/dev/null || true' EXIT
+  wait_for_collector "$2"
+}
 
-target/demo-venv/bin/python examples/demo-app/shop.py --endpoint http://127.0.0.1:4318 --traces 5 \
-  --incident retry-new-intent --incident ship-before-confirm --incident admin-without-audit --incident phi-without-auth \
-  --record "$OUT/sent.json"
+# Stops the collector: shutdown judges and delivers everything held.
+stop_collector() {
+  kill -TERM $COLLECTOR
+  wait $COLLECTOR || true
+  trap - EXIT
+}
+
+# The demo shop with every incident switched on; what it sent is recorded in $1.
+run_shop() {
+  target/demo-venv/bin/python examples/demo-app/shop.py --endpoint http://127.0.0.1:4318 --traces 5 \
+    --incident retry-new-intent --incident ship-before-confirm --incident admin-without-audit --incident phi-without-auth \
+    --record "$1"
+}
+
+echo "e2e: starting the collector"
+start_collector examples/collector.yaml "$OUT/collector.log"
+run_shop "$OUT/sent.json"
 
 # Let the idle timeout pass for some traces, then stop: shutdown judges the rest.
 sleep 3
@@ -52,25 +68,16 @@ for name in ("otelcol_betrace_spans_received", "otelcol_betrace_traces_judged", 
         sys.exit(f"e2e: metric {name} missing from the collector's telemetry")
 print("e2e: betrace telemetry present on :8888/metrics")
 PY
-kill -TERM $COLLECTOR
-wait $COLLECTOR || true
-trap - EXIT
+stop_collector
 grep -q '"rules loaded"\|rules loaded' "$OUT/collector.log" || { echo "e2e: the engine's log events are not in the collector's log"; exit 1; }
 
 python3 tests/e2e/check.py "$OUT/sent.json" "$OUT/traces.jsonl" "$OUT/violations.jsonl"
 
 echo "e2e: the processor, violations as spans"
-BETRACE_OUT="$OUT" target/otelcol-betrace/otelcol-betrace --config tests/e2e/processor.yaml > "$OUT/processor.log" 2>&1 &
-COLLECTOR=$!
-trap 'kill $COLLECTOR 2>/dev/null || true' EXIT
-wait_for_collector "$OUT/processor.log"
-target/demo-venv/bin/python examples/demo-app/shop.py --endpoint http://127.0.0.1:4318 --traces 5 \
-  --incident retry-new-intent --incident ship-before-confirm --incident admin-without-audit --incident phi-without-auth \
-  --record "$OUT/processor-sent.json"
+start_collector tests/e2e/processor.yaml "$OUT/processor.log"
+run_shop "$OUT/processor-sent.json"
 sleep 2
-kill -TERM $COLLECTOR
-wait $COLLECTOR || true
-trap - EXIT
+stop_collector
 python3 tests/e2e/check.py "$OUT/processor-sent.json" "$OUT/processor-traces.jsonl"
 
 echo "e2e: hot reload"
