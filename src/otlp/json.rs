@@ -453,7 +453,7 @@ fn bad_ids(s: &JsonSpan) -> String {
 }
 
 fn looks_base64(s: &str) -> bool {
-    s.len() % 4 == 0
+    s.len().is_multiple_of(4)
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
 }
