@@ -275,7 +275,12 @@ impl Report {
         };
         let from = floor(start.saturating_sub(40).max(line_start));
         let to = floor((start + 80).min(line_end).max(from));
-        let caret_end = end.min(to).max(start + 1);
+        // At least one character under the caret: widened to the end of the character at
+        // `start`, never into its middle.
+        let mut caret_end = end.min(to).max(start + 1).min(text.len());
+        while !text.is_char_boundary(caret_end) {
+            caret_end += 1;
+        }
         let (name, line, col) = self.position(d);
         let level = match d.level {
             Level::Error => "error",
@@ -289,10 +294,7 @@ impl Report {
         let lead = if from > line_start { "…" } else { "" };
         let tail = if to < line_end { "…" } else { "" };
         let pad = lead.chars().count() + text[from..start].chars().count();
-        let carets = text[start..caret_end.min(text.len()).max(start)]
-            .chars()
-            .count()
-            .max(1);
+        let carets = text[start..caret_end.max(start)].chars().count().max(1);
         let mut out = format!(
             "{level}: {message}\n{gutter} ┌─ {name}:{line}:{col}\n{gutter} │\n{line} │ {lead}{}{tail}\n{gutter} │ {}{} {}\n",
             &text[from..to],

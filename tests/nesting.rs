@@ -153,7 +153,18 @@ fn the_c_abi_refuses_a_deep_rule_on_a_small_stack() {
 fn a_fuzz_found_rule_file_renders_without_panicking() {
     // Found by `cargo fuzz run rules`: a diagnostic range inside a multi-byte character on
     // a long line made the renderer slice mid-character.
-    let bytes = include_bytes!("diagnostics/fuzz-crash-char-boundary.bin");
+    renders_without_panicking(include_bytes!("diagnostics/fuzz-crash-char-boundary.bin"));
+}
+
+#[test]
+fn a_caret_at_a_multi_byte_character_on_a_long_line_renders() {
+    // Found by `cargo fuzz run rules` (2026-11-24): an empty range just before a
+    // three-byte character (a byte-order mark mid-line) on a long line; the caret was
+    // widened to one byte, inside the character.
+    renders_without_panicking(include_bytes!("diagnostics/fuzz-crash-caret-in-char.bin"));
+}
+
+fn renders_without_panicking(bytes: &'static [u8]) {
     let text = String::from_utf8_lossy(bytes).into_owned();
     let rendered = on_small_stack(move || match RuleSet::from_text("fuzz.yaml", &text) {
         Ok(_) => String::new(),
