@@ -542,15 +542,12 @@ fn dedup_fragment(frag: &mut Trace) -> usize {
     }
     // Most fragments are a few spans of one trace: comparing each id with the earlier ones
     // costs less than building a set.
-    let small = before <= 16;
-    let unique = if small {
-        frag.spans
+    let unique = before <= 16
+        && frag
+            .spans
             .iter()
             .enumerate()
-            .all(|(i, s)| frag.spans[..i].iter().all(|t| t.span_id != s.span_id))
-    } else {
-        false
-    };
+            .all(|(i, s)| frag.spans[..i].iter().all(|t| t.span_id != s.span_id));
     if !unique {
         let mut seen = SpanSet::with_capacity_and_hasher(before, Default::default());
         frag.retain_spans(|s| seen.insert(s.span_id));

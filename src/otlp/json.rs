@@ -36,16 +36,12 @@ struct JsonTraces<S, R> {
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "S: Deserialize<'de>, R: Deserialize<'de>"))]
 struct JsonResourceSpans<S, R> {
-    #[serde(default = "none")]
+    #[serde(default)]
     resource: Option<R>,
     #[serde(default = "Vec::new", rename = "scopeSpans")]
     scope_spans: Vec<JsonScopeSpans<S>>,
     #[serde(default = "Vec::new", rename = "instrumentationLibrarySpans")]
     instrumentation_library_spans: Vec<JsonScopeSpans<S>>,
-}
-
-fn none<R>() -> Option<R> {
-    None
 }
 
 #[derive(Deserialize)]
