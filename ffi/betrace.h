@@ -208,13 +208,18 @@ int32_t betrace_engine_take_spans(const struct betrace_engine *engine,
 // `engine` is a live handle; `out` is writable.
 int32_t betrace_engine_counters(const struct betrace_engine *engine, struct betrace_counters *out);
 
-// Signals produced so far by rule, as a JSON object `{"rule-id": count, …}` in `*json_out`.
+// Per rule, the traces it applied to and the traces that violated it (its signals), as a
+// JSON object `{"rule-id": {"applied": n, "violated": n}, …}` in `*json_out` — what a
+// dashboard needs for a compliance rate (1 − violated ÷ applied). A rule applies to a
+// trace when its `when` part holds (every trace judged, for a rule without `when`); each
+// trace counts once, however often it is judged. Rules that applied to nothing yet are
+// absent.
 //
 // # Safety
 // `engine` is a live handle; `json_out` is writable; `error_out` is NULL or writable.
-int32_t betrace_engine_signals_by_rule(const struct betrace_engine *engine,
-                                       struct betrace_buf *json_out,
-                                       struct betrace_buf *error_out);
+int32_t betrace_engine_rule_counts(const struct betrace_engine *engine,
+                                   struct betrace_buf *json_out,
+                                   struct betrace_buf *error_out);
 
 // Takes the library's own log events as JSON lines (`{"level","target","message",…}`) in
 // `*json_out`, for the host to write to its own log. Events are kept from the first

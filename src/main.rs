@@ -24,7 +24,8 @@ enum Command {
     Check(cli::check::Args),
     Test(cli::test::Args),
     Explain(cli::explain::Args),
-    Replay(cli::replay::Args),
+    // Boxed: replay has many flags, the others few.
+    Replay(Box<cli::replay::Args>),
 }
 
 fn main() -> ExitCode {

@@ -144,7 +144,7 @@ fn explain_shows_the_bytecode() {
     ]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("HAS") && out.contains("BEFORE") && out.contains("JMPF"),
+        out.contains("HAS") && out.contains("BEFORE") && out.contains("APPLIES"),
         "{out}"
     );
     assert!(

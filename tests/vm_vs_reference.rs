@@ -14,7 +14,7 @@ use betrace::eval::reference;
 use betrace::eval::vm::{Lookup, View};
 use betrace::lang::check::check_text;
 use betrace::lang::compile::Compiler;
-use betrace::lang::hir::Form;
+use betrace::lang::hir::{required_names, Form};
 use betrace::lang::value::Value;
 use betrace::rules::ruleset::projection_of;
 use betrace::trace::projected::{self, Projection};
@@ -321,6 +321,18 @@ proptest! {
                 let expected = reference::evaluate(form, t);
                 let got = view.run(prog);
                 prop_assert_eq!(&got, &expected, "rule {:?} on trace {:#?}", conditions[i], t);
+                // Replay from a store fetches only traces with a span of the names a rule
+                // needs: a trace it applies to (an invariant) or fires on must have one.
+                let counts = match form {
+                    Form::Invariant { .. } => expected.applies,
+                    Form::Violation(_) => expected.fired,
+                };
+                if let (true, Some(names)) = (counts, required_names(form)) {
+                    prop_assert!(
+                        t.spans.iter().any(|s| names.iter().any(|n| n.matches(&s.name))),
+                        "rule {:?} counts on a trace with none of {:?}: {:#?}", conditions[i], names, t
+                    );
+                }
             }
         }
     }

@@ -6,6 +6,8 @@ pub mod check;
 pub mod explain;
 pub mod output;
 pub mod replay;
+pub mod report;
+pub mod summary;
 pub mod test;
 
 use betrace::{LoadError, RuleSet};

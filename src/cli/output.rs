@@ -1,9 +1,10 @@
 //! Replay's output formats: JSON lines (docs/language.md, "What a rule reports"), a table grouped by rule, and CSV
 //! with one row per signal and a column per context key.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Write};
 
+use betrace::engine::evidence::{day_name, Evidence};
 use betrace::engine::signal::{rfc3339, Signal};
 use betrace::RuleSet;
 
@@ -16,6 +17,9 @@ pub enum Format {
     Table,
     /// One row per signal, a column per context key.
     Csv,
+    /// Per rule: traces applied to, violated, compliance rate; then by day, service and
+    /// service version.
+    Summary,
 }
 
 /// Writes signals in one format.
@@ -41,6 +45,8 @@ struct Group {
     first: u64,
     last: u64,
     services: BTreeSet<String>,
+    /// Signals by UTC day (days since 1970-01-01).
+    days: BTreeMap<u64, u64>,
 }
 
 impl<W: Write> Output<W> {
@@ -142,6 +148,7 @@ impl<W: Write> Output<W> {
                 w.write_record(row.iter().map(|cell| neutralise(cell).into_owned()))
                     .map_err(io::Error::other)
             }
+            (Sink::Plain(_), Format::Summary) => Ok(()),
             (Sink::Plain(_), _) => {
                 let i = match self.group_of.get(&s.rule_id) {
                     Some(&i) => i,
@@ -153,6 +160,7 @@ impl<W: Write> Output<W> {
                             first: u64::MAX,
                             last: 0,
                             services: BTreeSet::new(),
+                            days: BTreeMap::new(),
                         });
                         self.group_of
                             .insert(s.rule_id.clone(), self.groups.len() - 1);
@@ -163,6 +171,9 @@ impl<W: Write> Output<W> {
                 g.count += 1;
                 g.first = g.first.min(s.time_unix_nano);
                 g.last = g.last.max(s.time_unix_nano);
+                *g.days
+                    .entry(s.time_unix_nano / 86_400_000_000_000)
+                    .or_default() += 1;
                 if !s.service().is_empty() {
                     g.services.insert(s.service().to_string());
                 }
@@ -171,12 +182,18 @@ impl<W: Write> Output<W> {
         }
     }
 
-    /// Finishes: prints the table, flushes everything.
-    pub fn finish(mut self) -> io::Result<()> {
+    /// Finishes: prints the table or the summary (from `evidence`), flushes everything.
+    pub fn finish(mut self, rules: &RuleSet, evidence: Option<&Evidence>) -> io::Result<()> {
         let out = match &mut self.sink {
             Sink::Csv(w) => return w.flush(),
             Sink::Plain(out) => out,
         };
+        if self.format == Format::Summary {
+            if let Some(e) = evidence {
+                super::summary::write(out, rules, e)?;
+            }
+            return out.flush();
+        }
         if self.format == Format::Table {
             let order = &self.rule_order;
             self.groups
@@ -207,6 +224,12 @@ impl<W: Write> Output<W> {
                     short_time(g.last),
                     services.join(", ")
                 )?;
+                let days: Vec<String> = g
+                    .days
+                    .iter()
+                    .map(|(d, n)| format!("{} {n}", day_name(*d)))
+                    .collect();
+                writeln!(out, "{:<width$}  by day: {}", "", days.join(", "))?;
             }
             writeln!(out, "{:<width$}  {:<8}  {:>7}", "total", "", total)?;
         }

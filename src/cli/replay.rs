@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::output::{Format, Output};
+use crate::cli::report;
 use betrace::engine::buffer::BufferConfig;
-use betrace::engine::signal::parse_time;
+use betrace::engine::signal::{parse_time, Signal};
+use betrace::replay::jaeger::{self, Fetched, JaegerOptions};
 use betrace::replay::{self, Limits, Options, Progress, Summary};
 
 use super::{load_rules, say, FAILED, OK, USAGE};
@@ -32,10 +34,19 @@ use super::{load_rules, say, FAILED, OK, USAGE};
 /// A malformed line or message is reported with its file and line (or byte offset) and
 /// skipped; a span that cannot be read is skipped and counted, and the rest of its batch
 /// is kept; the run goes on. Exit code: 0; 1 with --fail-on-violation when any signal was
-/// found; 2 when any input was bad or missing, or the rules do not load.
+/// found; 2 when any input was bad or missing, the store failed, or the rules do not load.
+///
+/// With --jaeger instead of INPUT, the traces come from a Jaeger v2 store (its api_v3 query
+/// API): only the services' operations that the rules' span names can match are queried,
+/// every trace once, whole; slices of time that come back full are split until none is.
+///
+/// Evidence: --format summary prints, per rule, the traces it applied to (an invariant: its
+/// `when` part held; a rule without `when`: every trace judged), the traces that violated
+/// it and the compliance rate, then by day, service and service.version. --report writes
+/// the same as one self-contained HTML page, with a chart of violations per day.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  betrace replay --rules examples/rules examples/traces\n  betrace replay --rules rules/ --from 2024-11-01 --to 2024-11-25 --format table /var/otel/traces/\n  zstdcat traces.zst | betrace replay --rules rules.yaml --format csv --output signals.csv -"
+    after_help = "Examples:\n  betrace replay --rules examples/rules examples/traces\n  betrace replay --rules rules/ --from 2024-11-01 --to 2024-11-25 --format table /var/otel/traces/\n  zstdcat traces.zst | betrace replay --rules rules.yaml --format csv --output signals.csv -\n  betrace replay --rules rules/ --jaeger http://jaeger-query:16686 --from 2024-10-01 --to 2024-11-25 --format summary --report evidence.html"
 )]
 pub struct Args {
     /// Rule file, directory or glob; repeat the flag for several.
@@ -78,8 +89,26 @@ pub struct Args {
     /// one thread in data order, so the signals are the same whatever the number.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
+    /// Also write the compliance evidence as a self-contained HTML page here.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<String>,
+    /// Read traces from this Jaeger v2 query service (api_v3 over HTTP) instead of files;
+    /// needs --from and --to.
+    #[arg(long, value_name = "URL", conflicts_with = "inputs")]
+    pub jaeger: Option<String>,
+    /// With --jaeger: only this service (repeat the flag for several; default: all).
+    #[arg(long, value_name = "SERVICE", action = clap::ArgAction::Append)]
+    pub service: Vec<String>,
+    /// With --jaeger: traces asked for per query (`query.num_traces`). A slice of time
+    /// that returns this many is split and asked again, so any value lists everything;
+    /// larger means fewer queries. Halved when the store refuses it. [default: 1000]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub jaeger_limit: Option<u32>,
+    /// With --jaeger: longest one request may take. [default: 60s]
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub jaeger_timeout: Option<u64>,
     /// Trace files, directories, or - for standard input.
-    #[arg(required = true, value_name = "INPUT")]
+    #[arg(required_unless_present = "jaeger", value_name = "INPUT")]
     pub inputs: Vec<String>,
 }
 
@@ -96,22 +125,7 @@ pub fn run(args: &Args) -> u8 {
         Ok(t) => t,
         Err(s) => return usage(&format!("--from `{s}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)")),
     };
-    let to = match args
-        .to
-        .as_deref()
-        .map(|s| {
-            parse_time(s)
-                .map(|t| {
-                    if s.trim().len() == 10 {
-                        t.saturating_add(86_400_000_000_000 - 1)
-                    } else {
-                        t
-                    }
-                })
-                .ok_or(s)
-        })
-        .transpose()
-    {
+    let to = match args.to.as_deref().map(|s| end_of(s).ok_or(s)).transpose() {
         Ok(t) => t,
         Err(s) => return usage(&format!("--to `{s}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)")),
     };
@@ -120,14 +134,46 @@ pub fn run(args: &Args) -> u8 {
             return usage("--from is after --to: no trace can be in that window");
         }
     }
+    if args.jaeger.is_none()
+        && (!args.service.is_empty()
+            || args.jaeger_limit.is_some()
+            || args.jaeger_timeout.is_some())
+    {
+        return usage(
+            "--service, --jaeger-limit and --jaeger-timeout go with --jaeger: files are read whole",
+        );
+    }
+    if let Some(url) = &args.jaeger {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return usage(&format!(
+                "--jaeger `{url}` is not an http:// or https:// URL of a Jaeger query service (e.g. http://jaeger-query:16686)"
+            ));
+        }
+    }
+    if args.jaeger.is_some() && (from.is_none() || to.is_none()) {
+        return usage("--jaeger needs --from and --to: a trace store is queried by time (e.g. --from 2024-11-01 --to 2024-11-25)");
+    }
     let rules = match load_rules(&args.rules) {
         Ok((r, _)) => r,
         // Rules that do not load are bad input for replay: 1 means violations found.
         Err(_) => return USAGE,
     };
-    if let Some(path) = &args.output {
-        if let Err(message) = output_is_not_an_input(path, &args.inputs) {
+    let written = (args.output.iter().map(|p| ("--output", p)))
+        .chain(args.report.iter().map(|p| ("--report", p)));
+    for (flag, path) in written {
+        if let Err(message) = output_is_not_an_input(flag, path, &args.inputs) {
             return usage(&message);
+        }
+    }
+    if let (Some(o), Some(r)) = (&args.output, &args.report) {
+        if o == r {
+            return usage("--output and --report name the same file");
+        }
+    }
+    if let Some(path) = &args.report {
+        // Fail now, not after a long replay.
+        if let Err(e) = File::create(path) {
+            return usage(&format!("--report {path}: {e}"));
         }
     }
     let out: Box<dyn Write> = match &args.output {
@@ -141,58 +187,79 @@ pub fn run(args: &Args) -> u8 {
         Ok(o) => o,
         Err(e) => return usage(&format!("cannot write output: {e}")),
     };
-    let opts = Options {
-        inputs: args.inputs.clone(),
-        buffer: BufferConfig {
-            trace_idle_timeout: args.trace_idle_timeout,
-            max_trace_age: args.max_trace_age,
-            max_traces: args.max_traces.max(1),
-            max_spans: args.max_spans.max(1),
-        },
-        from,
-        to,
-        limits: Limits {
-            max_record_bytes: (args.max_record_mib as usize) << 20,
-        },
-        threads: args.threads,
+    let evidence = args.format == Format::Summary || args.report.is_some();
+    let buffer = BufferConfig {
+        trace_idle_timeout: args.trace_idle_timeout,
+        max_trace_age: args.max_trace_age,
+        max_traces: args.max_traces.max(1),
+        max_spans: args.max_spans.max(1),
     };
-    let total_bytes: u64 = args
-        .inputs
-        .iter()
-        .filter(|i| *i != "-")
-        .map(|i| dir_size(std::path::Path::new(i)))
-        .sum();
     let progress = Arc::new(Progress::default());
-    let bar = progress_bar(total_bytes, progress.clone());
-
     let mut write_error = None;
-    let mut bad_shown = 0u64;
-    let result = replay::run(
-        rules,
-        &opts,
-        &progress,
-        &mut |s| {
-            if write_error.is_none() {
-                if let Err(e) = output.write(&s) {
-                    write_error = Some(e);
-                }
+    let mut on_signal = |s: Signal| {
+        if write_error.is_none() {
+            if let Err(e) = output.write(&s) {
+                write_error = Some(e);
             }
-        },
-        &mut |bad| {
+        }
+    };
+    let report_rules = rules.clone();
+
+    let (summary, fetched, failure) = if let Some(url) = &args.jaeger {
+        let opts = JaegerOptions {
+            url: url.clone(),
+            from: from.unwrap_or(0),
+            to: to.unwrap_or(u64::MAX),
+            services: args.service.clone(),
+            limit: args.jaeger_limit.unwrap_or(1000) as usize,
+            timeout: Duration::from_nanos(args.jaeger_timeout.unwrap_or(60_000_000_000)),
+            max_response_bytes: (args.max_record_mib as u64) << 20,
+            lookahead: args.max_trace_age,
+            buffer,
+            evidence,
+        };
+        let bar = store_progress(url, progress.clone());
+        let (summary, fetched, error) =
+            jaeger::run(rules, &opts, &progress, &mut on_signal, &mut |note| {
+                bar.suspend(|| say(&format!("note: {note}")))
+            });
+        bar.finish_and_clear();
+        (summary, Some(fetched), error.map(|e| e.to_string()))
+    } else {
+        let opts = Options {
+            inputs: args.inputs.clone(),
+            buffer,
+            from,
+            to,
+            limits: Limits {
+                max_record_bytes: (args.max_record_mib as usize) << 20,
+            },
+            threads: args.threads,
+            evidence,
+        };
+        let total_bytes: u64 = args
+            .inputs
+            .iter()
+            .filter(|i| *i != "-")
+            .map(|i| dir_size(std::path::Path::new(i)))
+            .sum();
+        let bar = progress_bar(total_bytes, progress.clone());
+        let mut bad_shown = 0u64;
+        let result = replay::run(rules, &opts, &progress, &mut on_signal, &mut |bad| {
             bad_shown += 1;
             if bad_shown <= 100 {
                 bar.suspend(|| say(&format!("error: {bad}")));
             } else if bad_shown == 101 {
                 bar.suspend(|| say("error: more bad records; only the first 100 are shown"));
             }
-        },
-    );
-    bar.finish_and_clear();
-    let summary = match result {
-        Ok(s) => s,
-        Err(bad) => return usage(&bad.to_string()),
+        });
+        bar.finish_and_clear();
+        match result {
+            Ok(s) => (s, None, None),
+            Err(bad) => return usage(&bad.to_string()),
+        }
     };
-    if let Err(e) = output.finish() {
+    if let Err(e) = output.finish(&report_rules, summary.evidence.as_ref()) {
         write_error.get_or_insert(e);
     }
     match write_error {
@@ -204,9 +271,31 @@ pub fn run(args: &Args) -> u8 {
         }
         None => {}
     }
-    print_summary(&summary);
+    if let (Some(path), Some(e)) = (&args.report, &summary.evidence) {
+        let period = report::Period {
+            from: args.from.clone(),
+            to: args.to.clone(),
+            source: match &args.jaeger {
+                Some(url) => format!("Jaeger at {url}"),
+                None => args.inputs.join(", "),
+            },
+            traces_judged: summary.stats.buffer.traces_judged - summary.stats.traces_outside_window,
+            generated: betrace::engine::signal::rfc3339(now()),
+        };
+        let page = report::render(&report_rules, e, &period);
+        if let Err(err) = std::fs::write(path, page) {
+            say(&format!("error: writing the report {path}: {err}"));
+            return USAGE;
+        }
+    }
+    print_summary(&summary, fetched.as_ref());
     let signals: u64 = summary.stats.signals_by_rule.values().sum();
-    if summary.had_bad_input() {
+    if let Some(message) = failure {
+        say(&format!(
+            "error: the trace store failed: {message}\n       what was judged before it is reported above; the run is incomplete"
+        ));
+        USAGE
+    } else if summary.had_bad_input() {
         USAGE
     } else if args.fail_on_violation && signals > 0 {
         FAILED
@@ -215,9 +304,26 @@ pub fn run(args: &Args) -> u8 {
     }
 }
 
+/// `--to`: a time, or a date meaning the whole of that day.
+fn end_of(s: &str) -> Option<u64> {
+    let t = parse_time(s)?;
+    Some(if s.trim().len() == 10 {
+        t.saturating_add(86_400_000_000_000 - 1)
+    } else {
+        t
+    })
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}
+
 /// Refuses an output that is one of the inputs or lies inside an input directory, before
 /// anything is created or truncated.
-fn output_is_not_an_input(output: &str, inputs: &[String]) -> Result<(), String> {
+fn output_is_not_an_input(flag: &str, output: &str, inputs: &[String]) -> Result<(), String> {
     let out = std::path::Path::new(output);
     let canonical = match out.canonicalize() {
         Ok(p) => p,
@@ -239,12 +345,12 @@ fn output_is_not_an_input(output: &str, inputs: &[String]) -> Result<(), String>
         };
         if input_path == canonical {
             return Err(format!(
-                "--output {output} is also an input: writing it would destroy it before it is read"
+                "{flag} {output} is also an input: writing it would destroy it before it is read"
             ));
         }
         if input_path.is_dir() && canonical.starts_with(&input_path) {
             return Err(format!(
-                "--output {output} is inside the input directory {input}: it would be read back as input; write it elsewhere"
+                "{flag} {output} is inside the input directory {input}: it would be read back as input; write it elsewhere"
             ));
         }
     }
@@ -293,12 +399,39 @@ fn progress_bar(total_bytes: u64, progress: Arc<Progress>) -> indicatif::Progres
     bar
 }
 
-fn print_summary(s: &Summary) {
+/// A spinner on a terminal while a store is queried; hidden otherwise.
+fn store_progress(url: &str, progress: Arc<Progress>) -> indicatif::ProgressBar {
+    if !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let (ticker, url) = (bar.clone(), url.to_string());
+    std::thread::spawn(move || {
+        while !ticker.is_finished() {
+            ticker.set_message(format!(
+                "{url}: {} queries, {:.1} MB, {} spans, {} signals",
+                progress.inputs_done.load(Relaxed),
+                progress.bytes_read.load(Relaxed) as f64 / 1e6,
+                progress.spans.load(Relaxed),
+                progress.signals.load(Relaxed)
+            ));
+            ticker.tick();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    bar
+}
+
+fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
     let b = &s.stats.buffer;
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     let signals: u64 = s.stats.signals_by_rule.values().sum();
-    let mut lines = vec![
-        format!(
+    let mut lines = vec![match fetched {
+        None => format!(
             "replay: {} input{}, {:.1} MB, {} spans in {} traces",
             s.inputs,
             if s.inputs == 1 { "" } else { "s" },
@@ -306,6 +439,27 @@ fn print_summary(s: &Summary) {
             s.spans,
             b.traces_in
         ),
+        Some(f) => format!(
+            "replay: Jaeger at {}, {:.1} MB, {} spans in {} traces\n        \
+             {} services; queried {}: {}\n        \
+             {} queries ({} time slices split because they came back full, {} traces a query), {} traces returned again by another query and judged once",
+            f.url,
+            s.bytes_read as f64 / 1e6,
+            s.spans,
+            f.traces,
+            f.services,
+            match f.pairs.as_slice() {
+                [(s, _)] if s.is_empty() => "every service at once".to_string(),
+                pairs => format!("{} (service, operation) pairs", pairs.len()),
+            },
+            f.why,
+            f.queries,
+            f.splits,
+            f.limit,
+            f.repeats
+        ),
+    }];
+    lines.extend([
         format!(
             "        {} traces judged ({} early under memory pressure), {} outside --from/--to",
             b.traces_judged, b.traces_judged_early, s.stats.traces_outside_window
@@ -314,7 +468,7 @@ fn print_summary(s: &Summary) {
             "        {} late spans ({} after their trace was released, not judged), {} duplicate spans counted once, {} spans read behind the clock",
             b.late_spans, b.late_spans_unjudged, b.duplicate_spans, s.spans_behind_clock
         ),
-    ];
+    ]);
     if s.bad_records > 0 || s.invalid_spans > 0 || s.implausible_times > 0 {
         lines.push(format!(
             "        {} bad records skipped, {} unreadable spans skipped, {} spans with implausible (future) times",

@@ -484,20 +484,25 @@ pub unsafe extern "C" fn betrace_engine_counters(
     })
 }
 
-/// Signals produced so far by rule, as a JSON object `{"rule-id": count, …}` in `*json_out`.
+/// Per rule, the traces it applied to and the traces that violated it (its signals), as a
+/// JSON object `{"rule-id": {"applied": n, "violated": n}, …}` in `*json_out` — what a
+/// dashboard needs for a compliance rate (1 − violated ÷ applied). A rule applies to a
+/// trace when its `when` part holds (every trace judged, for a rule without `when`); each
+/// trace counts once, however often it is judged. Rules that applied to nothing yet are
+/// absent.
 ///
 /// # Safety
 /// `engine` is a live handle; `json_out` is writable; `error_out` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn betrace_engine_signals_by_rule(
+pub unsafe extern "C" fn betrace_engine_rule_counts(
     engine: *const betrace_engine,
     json_out: *mut betrace_buf,
     error_out: *mut betrace_buf,
 ) -> i32 {
     guard(error_out, || {
         let s = self::engine(engine)?.live.stats();
-        let json = serde_json::to_vec(&s.engine.signals_by_rule)
-            .map_err(|e| (BETRACE_ERR_PANIC, e.to_string()))?;
+        let json =
+            serde_json::to_vec(&s.engine.rules).map_err(|e| (BETRACE_ERR_PANIC, e.to_string()))?;
         write(json_out, to_buf(json), "json_out")
     })
 }

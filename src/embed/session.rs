@@ -113,6 +113,7 @@ impl Live {
                     buffer,
                     mode: Mode::Live,
                     window: None,
+                    evidence: false,
                 },
             ),
             outputs,

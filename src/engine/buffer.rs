@@ -52,8 +52,21 @@ impl Default for BufferConfig {
     }
 }
 
-/// Rule ids that already signalled for a trace.
-pub type Signalled = Vec<Arc<str>>;
+/// What a held trace was already counted for, so that judging it again after a late span
+/// counts and signals each rule once: per rule that applied, its evidence group and
+/// whether it signalled.
+pub type Counted = Vec<CountedRule>;
+
+/// One rule that applied to a held trace.
+#[derive(Debug, Clone, Copy)]
+pub struct CountedRule {
+    /// The rule ([`crate::rules::ruleset::Rule::uid`]: the same across reloads).
+    pub rule: u32,
+    /// The evidence group the trace was attributed to (replay's evidence only).
+    pub group: u32,
+    /// Whether it signalled.
+    pub signalled: bool,
+}
 
 /// What the buffer has done so far.
 ///
@@ -85,9 +98,9 @@ pub struct Counters {
     pub held_spans: u64,
 }
 
-/// Called with each trace to judge and the rules that already signalled for it (to be
-/// extended with the ones that signal now).
-pub type Judge<'a> = dyn FnMut(&Trace, &mut Signalled) + 'a;
+/// Called with each trace to judge and what it was already counted for (to be extended
+/// with what counts now).
+pub type Judge<'a> = dyn FnMut(&Trace, &mut Counted) + 'a;
 
 struct Entry {
     /// The spans and what signalled, behind a lock of their own: a trace is judged with
@@ -108,12 +121,12 @@ struct Entry {
 /// A held trace and the rules that already signalled for it.
 struct Held {
     trace: Trace,
-    signalled: Signalled,
+    counted: Counted,
 }
 
 impl Held {
     fn judge(&mut self, judge: &mut Judge<'_>) {
-        judge(&self.trace, &mut self.signalled);
+        judge(&self.trace, &mut self.counted);
     }
 }
 
@@ -298,7 +311,7 @@ impl TraceBuffer {
                     Entry {
                         held: Arc::new(Mutex::new(Held {
                             trace: frag,
-                            signalled: Vec::new(),
+                            counted: Vec::new(),
                         })),
                         seen,
                         first: now,
@@ -674,14 +687,18 @@ mod tests {
     struct Log(Vec<(u8, usize)>);
 
     impl Log {
-        fn judge(&mut self) -> impl FnMut(&Trace, &mut Signalled) + '_ {
-            |t, signalled| {
+        fn judge(&mut self) -> impl FnMut(&Trace, &mut Counted) + '_ {
+            |t, counted| {
                 self.0.push((t.trace_id.0[0], t.spans.len()));
                 // Pretend rule "r" fires whenever the trace has a span named "bad".
                 if t.spans.iter().any(|s| t.name(s) == "bad")
-                    && !signalled.iter().any(|r| &**r == "r")
+                    && !counted.iter().any(|r| r.rule == 7)
                 {
-                    signalled.push(Arc::from("r"));
+                    counted.push(CountedRule {
+                        rule: 7,
+                        group: 0,
+                        signalled: true,
+                    });
                 }
             }
         }
@@ -760,7 +777,7 @@ mod tests {
             ..config()
         });
         let mut judged = Vec::new();
-        let mut judge = |t: &Trace, _: &mut Signalled| {
+        let mut judge = |t: &Trace, _: &mut Counted| {
             judged.push(u16::from_be_bytes([t.trace_id.0[0], t.trace_id.0[1]]))
         };
         let mut order = Vec::new();
@@ -785,7 +802,7 @@ mod tests {
             ..config()
         });
         let mut judged = 0;
-        let mut judge = |_: &Trace, _: &mut Signalled| {
+        let mut judge = |_: &Trace, _: &mut Counted| {
             for shard in &b.shards {
                 assert!(
                     shard.try_lock().is_some(),
@@ -867,7 +884,7 @@ mod tests {
         let b = TraceBuffer::new(config());
         let mut log = Log::default();
         let mut signals = 0;
-        let mut judge = |t: &Trace, s: &mut Signalled| {
+        let mut judge = |t: &Trace, s: &mut Counted| {
             let before = s.len();
             log.judge()(t, s);
             signals += s.len() - before;
@@ -905,7 +922,7 @@ mod tests {
         let b = TraceBuffer::new(config());
         let mut sizes = Vec::new();
         let mut judge =
-            |t: &Trace, _: &mut Signalled| sizes.push((t.spans.len(), t.resource_count()));
+            |t: &Trace, _: &mut Counted| sizes.push((t.spans.len(), t.resource_count()));
         b.ingest(vec![frag(1, &["a"])], 0, &mut judge);
         b.ingest(vec![frag_from(1, 1, &["b"])], 0, &mut judge);
         b.drain(&mut judge);

@@ -5,9 +5,11 @@
 //!
 //! * [`buffer`] assembles a trace's spans from many batches and decides when it is judged;
 //! * this module judges it (every rule, one signal per rule and trace);
-//! * [`signal`] is what a firing rule reports.
+//! * [`signal`] is what a firing rule reports;
+//! * [`evidence`] is how often each rule held, by day, service and version (replay).
 
 pub mod buffer;
+pub mod evidence;
 pub mod signal;
 
 use std::collections::BTreeMap;
@@ -17,9 +19,11 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::engine::buffer::{BufferConfig, Counters, Signalled, TraceBuffer};
+use crate::engine::buffer::{BufferConfig, Counted, CountedRule, Counters, TraceBuffer};
+use crate::engine::evidence::{Evidence, Group};
 use crate::engine::signal::{Mode, Signal};
-use crate::rules::ruleset::RuleSet;
+pub use crate::rules::ruleset::RuleCounts;
+use crate::rules::ruleset::{RuleSet, Subject};
 use crate::trace::projected::Trace;
 
 /// How an engine judges.
@@ -32,6 +36,9 @@ pub struct EngineConfig {
     /// Replay's `--from`/`--to`: judge only traces whose first span starts in
     /// `[from, to]` (ns); others are counted and skipped.
     pub window: Option<(u64, u64)>,
+    /// Keep compliance evidence by day, service and version ([`Engine::evidence`]):
+    /// replay's summary and report. The per-rule totals are always counted.
+    pub evidence: bool,
 }
 
 /// Counters of the engine as a whole.
@@ -41,6 +48,9 @@ pub struct Stats {
     pub buffer: Counters,
     /// Signals sent, by rule id.
     pub signals_by_rule: BTreeMap<String, u64>,
+    /// Traces each rule applied to and was violated on, by rule id (rules that applied to
+    /// nothing yet are absent).
+    pub rules: BTreeMap<String, RuleCounts>,
     /// Traces not judged because they start outside the replay window.
     pub traces_outside_window: u64,
     /// Time spent judging, in nanoseconds.
@@ -52,7 +62,12 @@ pub struct Engine {
     rules: RwLock<Arc<RuleSet>>,
     buffer: TraceBuffer,
     config: EngineConfig,
-    signals_by_rule: Mutex<BTreeMap<String, u64>>,
+    /// Rule sets replaced by a reload whose counts are not yet folded into `counted`:
+    /// a judging thread may still hold one.
+    retired: Mutex<Vec<Arc<RuleSet>>>,
+    /// Counts of rule sets no one judges with any more.
+    counted: Mutex<BTreeMap<String, RuleCounts>>,
+    evidence: Option<Mutex<Evidence>>,
     outside_window: AtomicU64,
     eval_nanos: AtomicU64,
 }
@@ -63,8 +78,10 @@ impl Engine {
         Engine {
             rules: RwLock::new(Arc::new(rules)),
             buffer: TraceBuffer::new(config.buffer),
+            evidence: config.evidence.then(|| Mutex::new(Evidence::default())),
             config,
-            signals_by_rule: Mutex::new(BTreeMap::new()),
+            retired: Mutex::new(Vec::new()),
+            counted: Mutex::new(BTreeMap::new()),
             outside_window: AtomicU64::new(0),
             eval_nanos: AtomicU64::new(0),
         }
@@ -75,9 +92,11 @@ impl Engine {
         self.rules.read().clone()
     }
 
-    /// Replaces the rules; traces judged from now on use the new ones.
+    /// Replaces the rules; traces judged from now on use the new ones. What the old ones
+    /// counted keeps counting in [`Engine::stats`].
     pub fn set_rules(&self, rules: RuleSet) {
-        *self.rules.write() = Arc::new(rules);
+        let old = std::mem::replace(&mut *self.rules.write(), Arc::new(rules));
+        self.retired.lock().push(old);
     }
 
     /// Adds spans (one fragment per trace); returns signals of traces judged early.
@@ -85,7 +104,7 @@ impl Engine {
         let rules = self.rules();
         let mut out = Vec::new();
         self.buffer
-            .ingest(fragments, now, &mut |t: &Trace, s: &mut Signalled| {
+            .ingest(fragments, now, &mut |t: &Trace, s: &mut Counted| {
                 self.judge(&rules, t, s, &mut out)
             });
         out
@@ -95,10 +114,9 @@ impl Engine {
     pub fn tick(&self, now: u64) -> Vec<Signal> {
         let rules = self.rules();
         let mut out = Vec::new();
-        self.buffer
-            .expire(now, &mut |t: &Trace, s: &mut Signalled| {
-                self.judge(&rules, t, s, &mut out)
-            });
+        self.buffer.expire(now, &mut |t: &Trace, s: &mut Counted| {
+            self.judge(&rules, t, s, &mut out)
+        });
         out
     }
 
@@ -107,27 +125,48 @@ impl Engine {
         let rules = self.rules();
         let mut out = Vec::new();
         self.buffer
-            .drain(&mut |t: &Trace, s: &mut Signalled| self.judge(&rules, t, s, &mut out));
+            .drain(&mut |t: &Trace, s: &mut Counted| self.judge(&rules, t, s, &mut out));
         out
     }
 
     /// Counters now.
     pub fn stats(&self) -> Stats {
+        let rules = {
+            let mut counted = self.counted.lock();
+            // A retired rule set only this engine still holds counts no more: fold it.
+            self.retired.lock().retain(|old| {
+                if Arc::strong_count(old) > 1 {
+                    return true;
+                }
+                old.counts_into(&mut counted);
+                false
+            });
+            let mut rules = counted.clone();
+            for old in self.retired.lock().iter() {
+                old.counts_into(&mut rules);
+            }
+            self.rules().counts_into(&mut rules);
+            rules
+        };
         Stats {
             buffer: self.buffer.counters(),
-            signals_by_rule: self.signals_by_rule.lock().clone(),
+            signals_by_rule: rules
+                .iter()
+                .filter(|(_, c)| c.violated > 0)
+                .map(|(k, c)| (k.clone(), c.violated))
+                .collect(),
+            rules,
             traces_outside_window: self.outside_window.load(Relaxed),
             eval_nanos: self.eval_nanos.load(Relaxed),
         }
     }
 
-    fn judge(
-        &self,
-        rules: &RuleSet,
-        trace: &Trace,
-        signalled: &mut Signalled,
-        out: &mut Vec<Signal>,
-    ) {
+    /// The evidence kept so far (with [`EngineConfig::evidence`]).
+    pub fn evidence(&self) -> Option<Evidence> {
+        self.evidence.as_ref().map(|e| e.lock().clone())
+    }
+
+    fn judge(&self, rules: &RuleSet, trace: &Trace, counted: &mut Counted, out: &mut Vec<Signal>) {
         if let Some((from, to)) = self.config.window {
             let start = trace.start_unix_nano();
             if start < from || start > to {
@@ -136,21 +175,59 @@ impl Engine {
             }
         }
         let started = Instant::now();
-        let signals = rules.signals_projected(trace, self.config.mode);
+        let judged = rules.judge_trace(trace, self.config.mode, self.evidence.is_some());
         self.eval_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
-        if signals.is_empty() {
+        if judged.is_empty() {
             return;
         }
-        let mut counts = self.signals_by_rule.lock();
-        for s in signals {
-            if signalled.iter().any(|r| **r == *s.rule_id) {
+        let mut evidence = self.evidence.as_ref().map(|e| e.lock());
+        for j in judged {
+            let rule = &rules.rules()[j.rule];
+            let (at, new) = match counted.iter().position(|c| c.rule == rule.uid) {
+                Some(at) => (at, false),
+                None => {
+                    let group = match (&mut evidence, &j.subject) {
+                        (Some(e), Some(subject)) => {
+                            let g = e.group(group_of(subject));
+                            e.applied(&rule.def.id, g);
+                            g
+                        }
+                        _ => 0,
+                    };
+                    counted.push(CountedRule {
+                        rule: rule.uid,
+                        group,
+                        signalled: false,
+                    });
+                    (counted.len() - 1, true)
+                }
+            };
+            let c = &mut counted[at];
+            let fires = j.signal.is_some() && !c.signalled;
+            rules.count(j.rule, new, fires);
+            let Some(signal) = j.signal.filter(|_| fires) else {
                 continue;
+            };
+            c.signalled = true;
+            if let Some(e) = &mut evidence {
+                let time = j
+                    .subject
+                    .as_ref()
+                    .map_or(signal.time_unix_nano, |s| s.start_unix_nano);
+                e.violated(&rule.def.id, c.group, signal.trace_id, time);
             }
-            signalled.push(Arc::from(s.rule_id.as_str()));
-            *counts.entry(s.rule_id.clone()).or_default() += 1;
-            out.push(s);
+            out.push(*signal);
         }
+    }
+}
+
+/// The evidence group of the span a judgement is attributed to.
+fn group_of(s: &Subject) -> Group {
+    Group {
+        day: s.start_unix_nano / 86_400_000_000_000,
+        service: s.service.clone(),
+        version: s.version.clone(),
     }
 }
 
@@ -223,6 +300,33 @@ mod tests {
             "only the rule that newly fires"
         );
         assert_eq!(e.stats().signals_by_rule.values().sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn rule_counts_survive_a_reload_and_count_each_trace_once() {
+        let e = engine();
+        e.ingest(vec![frag(&["payment.charge"], 1)], 0);
+        e.tick(5 * S);
+        let held_by_a_judge = e.rules();
+        e.set_rules(RuleSet::from_text("r.yaml", RULES).unwrap().0);
+        // The old rule set still counts for a judge that holds it.
+        held_by_a_judge.count(0, true, false);
+        let mut f = frag(&["payment.charge", "inventory.reserve"], 1);
+        f.trace_id.0[0] = 8;
+        e.ingest(vec![f], 6 * S);
+        // A late span of the first trace: judged again, counted once.
+        e.ingest(vec![frag(&["payment.refund"], 20)], 6 * S);
+        e.tick(20 * S);
+        let want = |applied, violated| RuleCounts { applied, violated };
+        assert_eq!(e.stats().rules["pay"], want(3, 1));
+        assert_eq!(e.stats().rules["refund"], want(1, 0));
+        drop(held_by_a_judge);
+        assert_eq!(
+            e.stats().rules["pay"],
+            want(3, 1),
+            "folded, not lost or doubled"
+        );
+        assert_eq!(e.stats().signals_by_rule["pay"], 1);
     }
 
     #[test]

@@ -17,17 +17,19 @@ pub fn evaluate(form: &Form, trace: &Trace) -> Verdict {
 }
 
 fn evaluate_form(form: &Form, trace: &Trace) -> Verdict {
-    let fired = match form {
+    let (applies, fired) = match form {
         Form::Invariant {
             when,
             always,
             never,
         } => {
-            expr(when, trace)
+            let applies = expr(when, trace);
+            let fired = applies
                 && (always.as_ref().is_some_and(|a| !expr(a, trace))
-                    || never.as_ref().is_some_and(|n| expr(n, trace)))
+                    || never.as_ref().is_some_and(|n| expr(n, trace)));
+            (applies, fired)
         }
-        Form::Violation(e) => expr(e, trace),
+        Form::Violation(e) => (true, expr(e, trace)),
     };
     let mut triggers = Vec::new();
     if fired {
@@ -40,7 +42,11 @@ fn evaluate_form(form: &Form, trace: &Trace) -> Verdict {
         }
         triggers.sort_by_key(|&i| (trace.spans[i].start_unix_nano, trace.spans[i].span_id));
     }
-    Verdict { fired, triggers }
+    Verdict {
+        fired,
+        applies,
+        triggers,
+    }
 }
 
 /// Whether a checked expression holds on a trace.

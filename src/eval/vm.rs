@@ -19,6 +19,9 @@ use crate::trace::projected::{KeyId, Projection, Trace};
 pub struct Verdict {
     /// The rule fires.
     pub fired: bool,
+    /// The rule applies to the trace: an invariant's `when` part holds; a violation-form
+    /// rule applies to every trace. A rule that fires applies.
+    pub applies: bool,
     /// Indexes into `trace.spans` of the trigger spans, earliest start first, ties by span
     /// id; empty when the rule does not fire.
     pub triggers: Vec<usize>,
@@ -80,6 +83,8 @@ pub struct View<'a> {
     /// Facts about the trace as a whole, for `trace:` intrinsics: computed on first use.
     facts: OnceCell<TraceFacts>,
     stack: Vec<i64>,
+    /// Set by [`Op::Applies`] when the program being run passes its `when` part.
+    applied: bool,
 }
 
 impl<'a> View<'a> {
@@ -103,6 +108,7 @@ impl<'a> View<'a> {
             matched: vec![None; code.selectors.len()],
             facts: OnceCell::new(),
             stack: Vec::with_capacity(16),
+            applied: false,
         }
     }
 
@@ -112,11 +118,14 @@ impl<'a> View<'a> {
             if self.by_name[g as usize].is_empty() {
                 return Verdict {
                     fired: false,
+                    applies: !prog.gated,
                     triggers: Vec::new(),
                 };
             }
         }
+        self.applied = !prog.gated;
         let fired = self.exec(&prog.ops) != 0;
+        let applies = self.applied;
         let mut triggers = Vec::new();
         if fired {
             for &s in &prog.triggers {
@@ -126,7 +135,33 @@ impl<'a> View<'a> {
             triggers.sort_by_key(|&i| (spans[i].start_unix_nano, spans[i].span_id, i));
             triggers.dedup();
         }
-        Verdict { fired, triggers }
+        Verdict {
+            fired,
+            applies,
+            triggers,
+        }
+    }
+
+    /// The span a rule's verdict on this trace is attributed to: the first trigger span
+    /// when it fired, else the earliest span its trigger selectors match (the span a
+    /// signal would have named), else none. Compliance evidence groups by this span's day
+    /// and resource.
+    pub fn subject(&mut self, prog: &Program, verdict: &Verdict) -> Option<usize> {
+        if let Some(&first) = verdict.triggers.first() {
+            return Some(first);
+        }
+        let mut best: Option<usize> = None;
+        let spans = &self.trace.spans;
+        for &s in &prog.triggers {
+            for &i in self.matches(s).iter() {
+                let i = i as usize;
+                let key = |j: usize| (spans[j].start_unix_nano, spans[j].span_id, j);
+                if best.is_none_or(|b| key(i) < key(b)) {
+                    best = Some(i);
+                }
+            }
+        }
+        best
     }
 
     fn exec(&mut self, ops: &[Op]) -> i64 {
@@ -182,6 +217,14 @@ impl<'a> View<'a> {
                         continue;
                     }
                     self.pop();
+                }
+                Op::Applies(t) => {
+                    if self.top() == 0 {
+                        pc = t as usize;
+                        continue;
+                    }
+                    self.pop();
+                    self.applied = true;
                 }
             }
             pc += 1;

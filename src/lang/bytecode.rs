@@ -44,6 +44,10 @@ pub enum Op {
     JumpIfFalseOrPop(u32),
     /// If the top is true, jump (keeping it); else pop it.
     JumpIfTrueOrPop(u32),
+    /// The end of an invariant's `when` part: if the top is false the rule does not apply
+    /// (jump, keeping it); else pop it and note that the rule applies to the trace — what
+    /// compliance evidence counts.
+    Applies(u32),
 }
 
 /// A per-span instruction of a selector's predicate program.
@@ -103,6 +107,9 @@ pub struct Program {
     pub guard: Option<NameId>,
     /// Selectors whose matches are the trigger spans (docs/language.md, "What a rule reports").
     pub triggers: Vec<SelId>,
+    /// An invariant: the rule applies only to traces where its `when` part holds
+    /// ([`Op::Applies`]). A violation-form rule applies to every trace it judges.
+    pub gated: bool,
 }
 
 /// Tables shared by every rule of a rule set.
@@ -156,6 +163,7 @@ impl Code {
                 Op::Not => "NOT".to_string(),
                 Op::JumpIfFalseOrPop(t) => format!("JMPF      {t:04}"),
                 Op::JumpIfTrueOrPop(t) => format!("JMPT      {t:04}"),
+                Op::Applies(t) => format!("APPLIES   {t:04}  (else the rule does not apply)"),
             };
             let _ = writeln!(out, "  {pc:04}  {text}");
         }

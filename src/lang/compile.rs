@@ -33,7 +33,7 @@ impl Compiler {
                 never,
             } => {
                 self.expr(when, &mut ops);
-                let end_jump = emit_jump(&mut ops, Op::JumpIfFalseOrPop(0));
+                let end_jump = emit_jump(&mut ops, Op::Applies(0));
                 match (always, never) {
                     (Some(a), Some(n)) => {
                         self.expr(a, &mut ops);
@@ -68,6 +68,7 @@ impl Compiler {
             ops,
             guard,
             triggers,
+            gated: matches!(form, Form::Invariant { .. }),
         }
     }
 
@@ -289,6 +290,7 @@ fn patch(ops: &mut [Op], at: usize) {
     let end = ops.len() as u32;
     ops[at] = match ops[at] {
         Op::JumpIfTrueOrPop(_) => Op::JumpIfTrueOrPop(end),
+        Op::Applies(_) => Op::Applies(end),
         _ => Op::JumpIfFalseOrPop(end),
     };
 }

@@ -269,3 +269,54 @@ fn collect_positive<'a>(e: &'a Expr, negated: bool, out: &mut Vec<&'a Selector>)
         }
     }
 }
+
+/// Span names a trace must have for the rule to apply (or, without `when`, to fire): a
+/// trace with no span matching any of them cannot count for the rule. `None` when the
+/// condition can hold on a trace without any particular span (`not`, `within`, a count
+/// compared with zero, …). Replay from a trace store fetches only traces with these names.
+pub fn required_names(form: &Form) -> Option<Vec<NameMatch>> {
+    match form {
+        Form::Invariant { when, .. } => needs(when),
+        Form::Violation(e) => needs(e),
+    }
+}
+
+/// Names of which a span must exist when `e` holds, or `None` if there are none.
+fn needs(e: &Expr) -> Option<Vec<NameMatch>> {
+    match e {
+        Expr::Has(s) | Expr::Before(s, _) => Some(vec![s.name.clone()]),
+        // Every item holds: the narrowest item's names are enough.
+        Expr::And(items) => items.iter().filter_map(needs).min_by_key(|names| {
+            (
+                names.iter().any(|n| matches!(n, NameMatch::Any)),
+                names.len(),
+            )
+        }),
+        // Some item holds: each must need something.
+        Expr::Or(items) => {
+            let mut all = Vec::new();
+            for i in items {
+                all.extend(needs(i)?);
+            }
+            Some(all)
+        }
+        // `count(S) > n` with n ≥ 0, `count(S) >= n` with n ≥ 1, and the mirrored forms.
+        Expr::Compare(a, op, b) => {
+            let positive = |s: &Selector, op: CmpOp, n: i64| {
+                match op {
+                    CmpOp::Gt => n >= 0,
+                    CmpOp::Ge | CmpOp::Eq => n >= 1,
+                    CmpOp::Ne => n == 0,
+                    _ => false,
+                }
+                .then(|| vec![s.name.clone()])
+            };
+            match (a, b) {
+                (Num::Count(s) | Num::Distinct(s, _), Num::Int(n)) => positive(s, *op, *n),
+                (Num::Int(n), Num::Count(s) | Num::Distinct(s, _)) => positive(s, op.flipped(), *n),
+                _ => None,
+            }
+        }
+        Expr::Not(_) | Expr::Within(..) | Expr::ChildOf(..) => None,
+    }
+}

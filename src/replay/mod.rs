@@ -23,6 +23,8 @@
 //! is deterministic: the merge depends only on the data and the order inputs are given.
 
 pub mod input;
+#[cfg(feature = "jaeger")]
+pub mod jaeger;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::engine::buffer::BufferConfig;
+use crate::engine::evidence::Evidence;
 use crate::engine::signal::{Mode, Signal};
 use crate::engine::{Engine, EngineConfig, Stats};
 use crate::otlp::Batch;
@@ -54,6 +57,8 @@ pub struct Options {
     /// Threads decoding records (0: one per core). Judging stays on one thread, in data
     /// order, so the signals do not depend on it.
     pub threads: usize,
+    /// Keep compliance evidence by day, service and version ([`Summary::evidence`]).
+    pub evidence: bool,
 }
 
 /// Progress counters, readable from another thread while a replay runs.
@@ -91,6 +96,8 @@ pub struct Summary {
     pub inputs_opened_late: u64,
     /// The engine's counters at the end.
     pub stats: Stats,
+    /// Compliance evidence, when asked for.
+    pub evidence: Option<Evidence>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -179,6 +186,7 @@ pub fn run(
             buffer: opts.buffer,
             mode: Mode::Replay,
             window,
+            evidence: opts.evidence,
         },
     );
     let mut summary = Summary {
@@ -328,6 +336,7 @@ pub fn run(
     emit(engine.shutdown());
     summary.bytes_read = progress.bytes_read.load(Relaxed);
     summary.stats = engine.stats();
+    summary.evidence = engine.evidence();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

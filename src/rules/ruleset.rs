@@ -1,6 +1,8 @@
 //! A compiled rule set: what the CLI, replay and the C ABI judge traces with.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::diagnostic::{Report, SourceFile};
@@ -31,6 +33,58 @@ pub struct Rule {
     pub def: RuleDef,
     /// Its bytecode.
     pub program: Program,
+    /// Its id as a small number, the same for the same id in every rule set of the
+    /// process: what the engine remembers per judged trace, across reloads.
+    pub uid: u32,
+}
+
+/// The process-wide numbers of rule ids ([`Rule::uid`]).
+fn uid_of(id: &str) -> u32 {
+    static UIDS: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<String, u32>>> =
+        std::sync::OnceLock::new();
+    let mut uids = UIDS.get_or_init(Default::default).lock();
+    let next = uids.len() as u32;
+    *uids.entry(id.to_string()).or_insert(next)
+}
+
+/// Traces a rule applied to, and of them the ones that violated it (each trace once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RuleCounts {
+    /// Traces the rule applied to: its `when` part held (an invariant), or every trace
+    /// judged (a violation-form rule).
+    pub applied: u64,
+    /// Traces it fired on: its signals.
+    pub violated: u64,
+}
+
+/// A rule's counts while a rule set is in force: atomics, so judging threads never lock.
+#[derive(Debug, Default)]
+struct Counter {
+    applied: AtomicU64,
+    violated: AtomicU64,
+}
+
+/// One enabled rule that applied to a judged trace (docs/language.md, "How often a rule
+/// held"): whether it fired, and the span it is attributed to.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    /// The rule's index in [`RuleSet::rules`].
+    pub rule: usize,
+    /// Its signal when it fired (boxed: most judgements do not fire, and stay small).
+    pub signal: Option<Box<Signal>>,
+    /// The span the outcome is attributed to; only when asked for.
+    pub subject: Option<Box<Subject>>,
+}
+
+/// What compliance evidence reads of the span a judgement is attributed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// The span's start.
+    pub start_unix_nano: u64,
+    /// Its resource's `service.name`, or "unknown".
+    pub service: String,
+    /// Its resource's `service.version`, or "unknown".
+    pub version: String,
 }
 
 /// Every rule of a set of files, compiled together.
@@ -40,6 +94,8 @@ pub struct RuleSet {
     code: Code,
     lookup: Lookup,
     files: Vec<SourceFile>,
+    /// Per rule (by index), what [`RuleSet::count`] counted; shared by clones.
+    counters: Arc<[Counter]>,
 }
 
 impl RuleSet {
@@ -71,7 +127,8 @@ impl RuleSet {
             .into_iter()
             .map(|def| {
                 let program = compiler.compile(&def.form);
-                Rule { def, program }
+                let uid = uid_of(&def.id);
+                Rule { def, program, uid }
             })
             .collect();
         let code = compiler.finish();
@@ -89,6 +146,7 @@ impl RuleSet {
         let files = report.files.clone();
         Ok((
             RuleSet {
+                counters: rules.iter().map(|_| Counter::default()).collect(),
                 rules,
                 code,
                 lookup,
@@ -106,6 +164,32 @@ impl RuleSet {
     /// The rule files the set was built from.
     pub fn files(&self) -> &[SourceFile] {
         &self.files
+    }
+
+    /// Counts a trace newly applied to (and, with `violated`, newly violating) rule
+    /// `rule` (an index into [`RuleSet::rules`]).
+    pub fn count(&self, rule: usize, applied: bool, violated: bool) {
+        if let Some(c) = self.counters.get(rule) {
+            if applied {
+                c.applied.fetch_add(1, Relaxed);
+            }
+            if violated {
+                c.violated.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// What [`RuleSet::count`] counted, by rule id (rules that applied to nothing are
+    /// absent), added into `into`.
+    pub fn counts_into(&self, into: &mut BTreeMap<String, RuleCounts>) {
+        for (r, c) in self.rules.iter().zip(self.counters.iter()) {
+            let (applied, violated) = (c.applied.load(Relaxed), c.violated.load(Relaxed));
+            if applied > 0 || violated > 0 {
+                let e = into.entry(r.def.id.clone()).or_default();
+                e.applied += applied;
+                e.violated += violated;
+            }
+        }
     }
 
     /// The shared bytecode tables.
@@ -173,6 +257,63 @@ impl RuleSet {
                 v.fired.then_some((i, v))
             })
             .collect()
+    }
+
+    /// Every enabled rule that applies to a projected trace, in rule order, with its signal
+    /// when it fires and, when `subjects`, the span it is attributed to.
+    pub fn judge_trace(
+        &self,
+        trace: &projected::Trace,
+        mode: Mode,
+        subjects: bool,
+    ) -> Vec<Judgement> {
+        let trace = self.keyed(trace);
+        let trace = &*trace;
+        if trace.spans.is_empty() {
+            return Vec::new();
+        }
+        crate::with_stack(|| {
+            let mut view = self.view(trace);
+            let mut out = Vec::new();
+            for (i, r) in self.rules.iter().enumerate() {
+                if !r.def.enabled {
+                    continue;
+                }
+                let v = view.run(&r.program);
+                if !v.applies {
+                    continue;
+                }
+                let subject = subjects
+                    .then(|| view.subject(&r.program, &v).or_else(|| trace.root()))
+                    .flatten()
+                    .map(|at| {
+                        let span = &trace.spans[at];
+                        let resource = trace.resource_of(span);
+                        let get = |key: &str| {
+                            crate::trace::lookup(&resource.attributes, key)
+                                .map(|v| v.to_string())
+                                .filter(|v| !v.is_empty())
+                                .unwrap_or_else(|| "unknown".into())
+                        };
+                        Box::new(Subject {
+                            start_unix_nano: span.start_unix_nano,
+                            service: get("service.name"),
+                            version: get("service.version"),
+                        })
+                    });
+                let signal = if v.fired {
+                    Signal::new(&r.def, trace, &v, mode).map(Box::new)
+                } else {
+                    None
+                };
+                out.push(Judgement {
+                    rule: i,
+                    signal,
+                    subject,
+                });
+            }
+            out
+        })
     }
 
     /// The signals a plain trace raises: one per enabled rule that fires.

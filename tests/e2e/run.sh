@@ -6,7 +6,10 @@
 # collector (which judges and delivers everything held), and checks the file exporters'
 # output: exactly the expected violation records, and every span the app sent passed
 # through unchanged. Then the same with the processor (tests/e2e/processor.yaml): the
-# expected violations as spans in their traces. Then hot reload.
+# expected violations as spans in their traces. Then hot reload. Then Jaeger v2 (built from
+# its module): the shop's traces through the collector into Jaeger, replayed from it — the
+# live signals exactly, and the live per-rule applied/violated counts exactly; and a
+# 20,000-trace corpus loaded into Jaeger, replayed from it and from its files: the same.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -82,3 +85,86 @@ python3 tests/e2e/check.py "$OUT/processor-sent.json" "$OUT/processor-traces.jso
 
 echo "e2e: hot reload"
 python3 tests/e2e/reload.py target/otelcol-betrace/otelcol-betrace "$OUT"
+
+echo "e2e: Jaeger — the live path into it, then replay from it"
+JAEGER=$(tests/e2e/jaeger.sh)
+read -r JQ JQG JOG JOH < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(4)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])')
+export JAEGER_QUERY_PORT=$JQ JAEGER_QUERY_GRPC_PORT=$JQG JAEGER_OTLP_GRPC_PORT=$JOG JAEGER_OTLP_HTTP_PORT=$JOH
+"$JAEGER" --config tests/e2e/jaeger.yaml > "$OUT/jaeger.log" 2>&1 &
+JAEGER_PID=$!
+trap 'kill $JAEGER_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$JQ/api/v3/services', timeout=0.5)" 2>/dev/null; then break; fi
+  if ! kill -0 $JAEGER_PID 2>/dev/null; then tail -30 "$OUT/jaeger.log"; exit 1; fi
+  sleep 0.2
+done
+STORE=http://127.0.0.1:$JQ
+FROM=$(date -u -d '-2 min' +%Y-%m-%dT%H:%M:%SZ)
+start_collector tests/e2e/jaeger-collector.yaml "$OUT/jaeger-collector.log"
+trap 'kill $COLLECTOR $JAEGER_PID 2>/dev/null || true' EXIT
+run_shop "$OUT/jaeger-sent.json"
+# Past the idle timeout every trace is judged: the live counts are final.
+sleep 4
+python3 - "$OUT/live-counts.json" <<'PY'
+import json, re, sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:8888/metrics", timeout=5).read().decode()
+counts = {}
+for metric, field in (("otelcol_betrace_traces_applied", "applied"), ("otelcol_betrace_signals", "violated")):
+    for m in re.finditer(metric + r'(?:_total)?\{[^}]*rule="([^"]+)"[^}]*\} (\d+)', text):
+        counts.setdefault(m.group(1), {"applied": 0, "violated": 0})[field] = int(m.group(2))
+if not counts:
+    sys.exit("e2e: no per-rule applied counts in the collector's telemetry")
+json.dump(counts, open(sys.argv[1], "w"))
+PY
+stop_collector
+TO=$(date -u -d '+2 min' +%Y-%m-%dT%H:%M:%SZ)
+# A query cap far below the number of traces: the slices must split to list them all.
+target/release/betrace replay --rules examples/rules --jaeger "$STORE" --from "$FROM" --to "$TO" \
+  --jaeger-limit 2 --output "$OUT/jaeger-replay.jsonl" 2> "$OUT/jaeger-replay.log" || { cat "$OUT/jaeger-replay.log"; exit 1; }
+grep -q "time slices split" "$OUT/jaeger-replay.log" && ! grep -q " 0 time slices split" "$OUT/jaeger-replay.log" \
+  || { echo "e2e: replay from Jaeger split no slice under a cap of 2"; cat "$OUT/jaeger-replay.log"; exit 1; }
+python3 tests/e2e/same_signals.py "$OUT/jaeger-live-violations.jsonl" "$OUT/jaeger-replay.jsonl"
+target/release/betrace replay --rules examples/rules --jaeger "$STORE" --from "$FROM" --to "$TO" \
+  --format summary --report "$OUT/jaeger-evidence.html" --output "$OUT/jaeger-summary.txt" 2>/dev/null
+python3 - "$OUT/live-counts.json" "$OUT/jaeger-summary.txt" <<'PY'
+import json, sys
+live = json.load(open(sys.argv[1]))
+replayed = {}
+for line in open(sys.argv[2]):
+    if not line.strip():
+        break  # the per-rule table ends here; breakdowns follow
+    cells = line.split()
+    if len(cells) >= 5 and cells[2].isdigit() and cells[3].isdigit():
+        replayed[cells[0]] = {"applied": int(cells[2]), "violated": int(cells[3])}
+replayed = {k: v for k, v in replayed.items() if k != "total" and v["applied"] > 0}
+if live != replayed:
+    for k in sorted(set(live) | set(replayed)):
+        if live.get(k) != replayed.get(k):
+            print(f"e2e: rule {k}: live {live.get(k)} replay {replayed.get(k)}")
+    sys.exit("e2e FAILED: the live per-rule counts differ from replay's summary")
+print(f"e2e ok: the live telemetry's applied/violated counts equal replay's summary for {len(live)} rules")
+PY
+
+echo "e2e: a 20,000-trace corpus loaded into Jaeger: replay from it equals replay of its files"
+cargo build --release --locked -p betrace-corpus
+target/release/betrace-corpus --seed 11 --traces 20000 --out "$OUT/corpus" --expected "$OUT/corpus-expected.jsonl"
+python3 tests/e2e/load_otlp.py "http://127.0.0.1:$JOH/v1/traces" "$OUT/corpus"
+target/release/betrace replay --rules examples/rules --jaeger "$STORE" --from 2024-11-25 --to 2024-11-25 \
+  --output "$OUT/corpus-jaeger.jsonl" 2> "$OUT/corpus-jaeger.log" || { cat "$OUT/corpus-jaeger.log"; exit 1; }
+target/release/betrace replay --rules examples/rules "$OUT/corpus" --output "$OUT/corpus-files.jsonl" 2>/dev/null
+sort "$OUT/corpus-jaeger.jsonl" > "$OUT/corpus-jaeger.sorted"
+sort "$OUT/corpus-files.jsonl" > "$OUT/corpus-files.sorted"
+if ! cmp -s "$OUT/corpus-jaeger.sorted" "$OUT/corpus-files.sorted"; then
+  diff "$OUT/corpus-jaeger.sorted" "$OUT/corpus-files.sorted" | head -20
+  echo "e2e FAILED: replay from Jaeger differs from replay of the same corpus's files"; exit 1
+fi
+N=$(wc -l < "$OUT/corpus-files.sorted"); WANT=$(wc -l < "$OUT/corpus-expected.jsonl")
+[ "$N" -eq "$WANT" ] || { echo "e2e FAILED: $N signals, the corpus injected $WANT"; exit 1; }
+head -3 "$OUT/corpus-jaeger.log" | sed 's/^/e2e: /'
+echo "e2e ok: 20,000 traces from Jaeger: the same $N signals as from their files"
+kill $JAEGER_PID 2>/dev/null || true
+trap - EXIT

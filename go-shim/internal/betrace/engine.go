@@ -46,7 +46,7 @@ type Options struct {
 	MaxTraces        int
 	MaxSpans         int
 	// Logs and Spans choose the outputs: signals as log records, as violation spans.
-	// Neither: signals are only counted (Counters().Signals, SignalsByRule).
+	// Neither: signals are only counted (Counters().Signals, RuleCounts).
 	Logs  bool
 	Spans bool
 }
@@ -221,15 +221,23 @@ func (e *Engine) Counters() Counters {
 	}
 }
 
-// SignalsByRule returns how many signals each rule produced.
-func (e *Engine) SignalsByRule() (map[string]uint64, error) {
+// RuleCounts is how often one rule held: the traces it applied to (its `when` part held;
+// every trace judged, for a rule without `when`) and the traces that violated it (its
+// signals). 1 - Violated/Applied is its compliance rate.
+type RuleCounts struct {
+	Applied  uint64 `json:"applied"`
+	Violated uint64 `json:"violated"`
+}
+
+// RuleCounts returns the counts of every rule that applied to a trace so far, by rule id.
+func (e *Engine) RuleCounts() (map[string]RuleCounts, error) {
 	var out, errBuf C.betrace_buf
-	if err := check(C.betrace_engine_signals_by_rule(e.h, &out, &errBuf), &errBuf); err != nil {
+	if err := check(C.betrace_engine_rule_counts(e.h, &out, &errBuf), &errBuf); err != nil {
 		return nil, err
 	}
-	counts := map[string]uint64{}
+	counts := map[string]RuleCounts{}
 	if err := json.Unmarshal(take(&out), &counts); err != nil {
-		return nil, fmt.Errorf("betrace: signals by rule: %w", err)
+		return nil, fmt.Errorf("betrace: rule counts: %w", err)
 	}
 	return counts, nil
 }

@@ -97,8 +97,8 @@ func TestWithNoOutputSignalsAreOnlyCounted(t *testing.T) {
 	if b, n, err := e.TakeSpans(); err != nil || n != 0 || b != nil {
 		t.Errorf("no violation spans without the spans output: %d (%v)", n, err)
 	}
-	byRule, err := e.SignalsByRule()
-	if err != nil || byRule["payment-requires-inventory"] != 1 || e.Counters().Signals != 1 {
+	byRule, err := e.RuleCounts()
+	if want := (RuleCounts{Applied: 1, Violated: 1}); err != nil || byRule["payment-requires-inventory"] != want || e.Counters().Signals != 1 {
 		t.Errorf("the signal is counted: %v %d (%v)", byRule, e.Counters().Signals, err)
 	}
 }
@@ -148,9 +148,9 @@ func TestShutdownJudgesEverythingFromConcurrentIngest(t *testing.T) {
 	if c.SpansIn != 200 || c.HeldSpans != 0 || c.Signals != 64 {
 		t.Errorf("counters %+v", c)
 	}
-	byRule, err := e.SignalsByRule()
-	if err != nil || byRule["payment-requires-inventory"] != 64 {
-		t.Errorf("signals by rule %v %v", byRule, err)
+	byRule, err := e.RuleCounts()
+	if want := (RuleCounts{Applied: 64, Violated: 64}); err != nil || byRule["payment-requires-inventory"] != want {
+		t.Errorf("rule counts %v %v", byRule, err)
 	}
 	var se *Error
 	if err := e.Ingest(batch(t, 1, 1, "x"), t0); !errors.As(err, &se) || se.Code != ErrShutDown {

@@ -205,7 +205,8 @@ func (r *Runner) registerMetrics(m metric.Meter) (metric.Registration, error) {
 	lateUnjudged := counter("otelcol_betrace_late_spans_unjudged", "Late spans that arrived after their trace was released, so were not judged.")
 	duplicates := counter("otelcol_betrace_duplicate_spans", "Spans received again (same trace and span id), counted once.")
 	invalid := counter("otelcol_betrace_invalid_spans", "Spans skipped because they could not be read; the rest of their batch was judged.")
-	signals := counter("otelcol_betrace_signals", "Violations found, by rule.")
+	signals := counter("otelcol_betrace_signals", "Violations found, by rule: the traces that violated it.")
+	applied := counter("otelcol_betrace_traces_applied", "Traces each rule applied to (its when part held; every trace judged, for a rule without when), by rule. 1 - signals/applied is its compliance rate.")
 	dropped := counter("otelcol_betrace_signals_dropped", "Violations dropped because they were not delivered in time.")
 	decodeErrors := counter("otelcol_betrace_decode_errors", "Batches the engine could not decode.")
 	heldTraces := gauge("otelcol_betrace_held_traces", "Traces held, waiting to be judged or kept for late spans.")
@@ -225,13 +226,17 @@ func (r *Runner) registerMetrics(m metric.Meter) (metric.Registration, error) {
 		o.ObserveInt64(heldTraces, int64(c.HeldTraces))
 		o.ObserveInt64(heldSpans, int64(c.HeldSpans))
 		o.ObserveFloat64(evalTime, float64(c.EvalNanos)/1e9)
-		byRule, err := r.eng.SignalsByRule()
+		byRule, err := r.eng.RuleCounts()
 		if err != nil {
 			return err
 		}
 		for rule, n := range byRule {
-			o.ObserveInt64(signals, int64(n), metric.WithAttributes(attribute.String("rule", rule)))
+			attrs := metric.WithAttributes(attribute.String("rule", rule))
+			o.ObserveInt64(applied, int64(n.Applied), attrs)
+			if n.Violated > 0 {
+				o.ObserveInt64(signals, int64(n.Violated), attrs)
+			}
 		}
 		return nil
-	}, spansIn, judged, early, late, lateUnjudged, duplicates, invalid, signals, dropped, decodeErrors, heldTraces, heldSpans, evalTime)
+	}, spansIn, judged, early, late, lateUnjudged, duplicates, invalid, signals, applied, dropped, decodeErrors, heldTraces, heldSpans, evalTime)
 }

@@ -51,6 +51,17 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
+    /// The operator with its sides swapped: `a OP b` is `b OP.flipped() a`.
+    pub fn flipped(self) -> CmpOp {
+        match self {
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::Ge => CmpOp::Le,
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::Le => CmpOp::Ge,
+            other => other,
+        }
+    }
+
     /// The operator as written in the language.
     pub fn as_str(self) -> &'static str {
         match self {
