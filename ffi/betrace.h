@@ -208,8 +208,9 @@ int32_t betrace_engine_take_spans(const struct betrace_engine *engine,
 // `engine` is a live handle; `out` is writable.
 int32_t betrace_engine_counters(const struct betrace_engine *engine, struct betrace_counters *out);
 
-// Per rule, the traces it applied to and the traces that violated it (its signals), as a
-// JSON object `{"rule-id": {"applied": n, "violated": n}, …}` in `*json_out` — what a
+// Per rule, the traces it applied to, the traces that violated it (its signals) and the
+// traces it skipped (`incomplete: skip` on an incomplete trace), as a JSON object
+// `{"rule-id": {"applied": n, "violated": n, "skipped": n}, …}` in `*json_out` — what a
 // dashboard needs for a compliance rate (1 − violated ÷ applied). A rule applies to a
 // trace when its `when` part holds (every trace judged, for a rule without `when`); each
 // trace counts once, however often it is judged. Rules that applied to nothing yet are

@@ -110,6 +110,7 @@ fn as_signal(req: &ExportLogsServiceRequest) -> Vec<Json> {
                     "context": context,
                     "compliance": compliance,
                     "mode": a("betrace.mode"),
+                    "complete": a("betrace.trace.complete"),
                 }));
             }
         }

@@ -39,6 +39,14 @@ fn triggers(condition: &str, yaml: &str) -> Vec<String> {
         .collect()
 }
 
+/// The trigger spans' ids (indexes into the trace) of a rule that fires.
+fn trigger_ids(condition: &str, yaml: &str) -> Vec<usize> {
+    let r = rules(condition);
+    let fired = r.judge(&trace(yaml));
+    assert_eq!(fired.len(), 1, "{condition} should fire");
+    fired[0].1.triggers.clone()
+}
+
 fn load_error(text: &str) -> String {
     match RuleSet::from_text("bad.yaml", text) {
         Ok(_) => panic!("should not load:\n{text}"),
@@ -532,6 +540,28 @@ fn compiler_visible_type_errors_are_load_errors() {
 }
 
 #[test]
+fn never_names_the_spans_where_its_filter_held() {
+    // dsl §3: in `when { S } never { S.where(p) }` the trigger spans are the `S` where `p`
+    // holds — not every `S`, and not the first `S` of the trace.
+    let t = "
+- name: db.query
+  start: 1ms
+  attributes: { rows: 10 }
+- name: db.query
+  start: 2ms
+  attributes: { rows: 5000 }
+- name: db.query
+  start: 3ms
+  attributes: { rows: 20 }
+";
+    let ids = trigger_ids("when { db.query } never { db.query.where(rows > 1000) }", t);
+    assert_eq!(ids.len(), 1, "only the query with too many rows: {ids:?}");
+    let all = trigger_ids("when { db.query } always { missing }", t);
+    assert_eq!(all.len(), 3);
+    assert_eq!(ids[0], all[1], "the second query, the one with 5000 rows");
+}
+
+#[test]
 fn reserved_words_must_be_quoted_as_span_names() {
     let err = load_error("rules:\n  - id: r\n    name: R\n    condition: count.started\n");
     assert!(err.contains("reserved"), "{err}");
@@ -541,7 +571,7 @@ fn reserved_words_must_be_quoted_as_span_names() {
 // ------------------------------------------------------------------ §3 what a rule reports
 
 #[test]
-fn trigger_spans_come_from_when_and_never_not_from_always_or_negations() {
+fn trigger_spans_are_the_spans_that_broke_the_rule() {
     let t = "
 - name: payment.charge
   start: 5ms
@@ -550,9 +580,26 @@ fn trigger_spans_come_from_when_and_never_not_from_always_or_negations() {
 - name: audit.log
   start: 1ms
 ";
+    // Fired by `never`: the spans `never` matched, not those of `when` — whether or not
+    // `always` failed too.
     assert_eq!(
         triggers("when { payment.charge } never { payment.refund }", t),
-        vec!["payment.charge", "payment.refund"]
+        vec!["payment.refund"]
+    );
+    assert_eq!(
+        triggers(
+            "when { payment.charge } always { missing } never { payment.refund }",
+            t
+        ),
+        vec!["payment.refund"]
+    );
+    // Fired because `always` failed: the spans of `when`.
+    assert_eq!(
+        triggers(
+            "when { payment.charge } always { missing } never { nothing }",
+            t
+        ),
+        vec!["payment.charge"]
     );
     assert_eq!(
         triggers("when { payment.charge } always { missing }", t),
@@ -623,4 +670,265 @@ fn context_reads_span_then_resource() {
         s[0].to_json()["context"],
         serde_json::json!({"k": 7, "service.name": "shop"})
     );
+}
+
+// ------------------------------------------------------------------ §2.2.1 time bounds and values across spans
+
+const FRAUD_THEN_CHARGES: &str = "
+- name: fraud.check
+  start: 0ms
+- name: payment.charge
+  start: 150ms
+- name: payment.charge
+  start: 260ms
+";
+
+#[test]
+fn before_within_bounds_every_b_by_its_nearest_a() {
+    // Each B needs an A starting before it by at most D: the second charge is 260 ms
+    // after the only check.
+    assert!(!fires(
+        "fraud.check before payment.charge within 200ms",
+        FRAUD_THEN_CHARGES
+    ));
+    assert!(fires(
+        "fraud.check before payment.charge within 300ms",
+        FRAUD_THEN_CHARGES
+    ));
+    // `B after A within D` is the same.
+    assert!(fires(
+        "payment.charge after fraud.check within 260ms",
+        FRAUD_THEN_CHARGES
+    ));
+    assert!(!fires(
+        "payment.charge after fraud.check within 259ms",
+        FRAUD_THEN_CHARGES
+    ));
+    // A second check close to the second charge satisfies it.
+    let two_checks = format!("{FRAUD_THEN_CHARGES}- name: fraud.check\n  start: 200ms\n");
+    assert!(fires(
+        "fraud.check before payment.charge within 200ms",
+        &two_checks
+    ));
+    // Strictly before: an A starting with B does not count; without a bound it is the
+    // plain `before`.
+    let same = "- name: a\n  start: 5ms\n- name: b\n  start: 5ms\n";
+    assert!(!fires("a before b within 1s", same));
+    assert!(!fires("a before b", same));
+    assert!(fires(
+        "fraud.check before payment.charge",
+        FRAUD_THEN_CHARGES
+    ));
+    // Both must match.
+    assert!(!fires(
+        "missing before payment.charge within 1h",
+        FRAUD_THEN_CHARGES
+    ));
+    // `A within B` keeps its structural meaning.
+    assert!(fires(
+        "db.query within http.request",
+        "- name: http.request\n  children:\n    - name: db.query\n"
+    ));
+}
+
+#[test]
+fn within_after_before_takes_a_duration() {
+    for (c, says) in [
+        ("a before b within c", "takes a duration"),
+        ("a before b within 200", "takes a duration"),
+        ("a within b within 2s", "follows only `before` or `after`"),
+    ] {
+        let err = load_error(&format!(
+            "rules:\n  - id: r\n    name: R\n    condition: '{c}'\n"
+        ));
+        assert!(err.contains(says) && err.contains('^'), "{c}: {err}");
+    }
+}
+
+const REFUNDS: &str = "
+- name: payment.charge
+  attributes: { amount: 100 }
+- name: payment.refund
+  attributes: { amount: 60 }
+- name: payment.refund
+  attributes: { amount: \"30.5\" }
+- name: payment.refund
+  attributes: { amount: abc }
+";
+
+#[test]
+fn aggregates_read_numbers_and_numeric_strings() {
+    // 60 + 30.5 (a string that reads as a number); "abc" is not a number and is left out.
+    assert!(fires("sum(payment.refund, amount) == 90.5", REFUNDS));
+    assert!(fires(
+        "sum(payment.refund, amount) <= sum(payment.charge, amount)",
+        REFUNDS
+    ));
+    assert!(fires("min(payment.refund, amount) == 30.5", REFUNDS));
+    assert!(fires("max(payment.refund, amount) == 60", REFUNDS));
+    assert!(fires("avg(payment.refund, amount) == 45.25", REFUNDS));
+    // `sum` over nothing is 0; `min`/`max`/`avg` over nothing have no value, and a
+    // comparison with no value is false whatever the operator.
+    assert!(fires("sum(missing, amount) == 0", REFUNDS));
+    for f in ["min", "max", "avg"] {
+        for op in ["==", "!=", "<", ">="] {
+            assert!(
+                !fires(&format!("{f}(missing, amount) {op} 0"), REFUNDS),
+                "{f} {op}"
+            );
+            assert!(!fires(
+                &format!("{f}(payment.refund, nope) {op} 0"),
+                REFUNDS
+            ));
+        }
+    }
+    // Numeric terms compare in any combination.
+    assert!(!fires(
+        "count(payment.refund) > avg(payment.refund, amount)",
+        REFUNDS
+    ));
+    assert!(fires(
+        "count(payment.refund) < max(payment.refund, amount)",
+        REFUNDS
+    ));
+}
+
+#[test]
+fn integers_sum_exactly_until_they_overflow() {
+    let big = "
+- name: x
+  attributes: { n: 9223372036854775807 }
+- name: x
+  attributes: { n: 1 }
+";
+    // Overflow: a float (2^63), not a wrapped negative number.
+    assert!(fires("sum(x, n) > 0", big));
+    assert!(fires("sum(x, n) > 9223372036854775000", big));
+    let exact = "
+- name: x
+  attributes: { n: 9007199254740993 }
+- name: x
+  attributes: { n: 0 }
+";
+    // 2^53 + 1 is not a float: summed exactly it equals itself.
+    assert!(fires("sum(x, n) == 9007199254740993", exact));
+    assert!(!fires("sum(x, n) == 9007199254740992", exact));
+}
+
+#[test]
+fn durations_aggregate_and_compare_only_with_durations() {
+    let t = "
+- name: llm.call
+  duration: 12s
+- name: llm.call
+  duration: 31s
+- name: db.query
+  duration: 40ms
+";
+    assert!(fires("max(llm.call, span:duration) > 30s", t));
+    assert!(!fires("max(llm.call, span:duration) < 30s", t));
+    assert!(fires("sum(llm.call, span:duration) == 43s", t));
+    assert!(fires("avg(llm.call, span:duration) == 21500ms", t));
+    assert!(fires("min(db.query, span:duration) < 1s", t));
+    assert!(fires("max(llm.call, trace:duration) >= 31s", t));
+    for c in [
+        "max(llm.call, span:duration) > 30",
+        "30 < max(llm.call, span:duration)",
+        "count(llm.call) > 2s",
+    ] {
+        let err = load_error(&format!(
+            "rules:\n  - id: r\n    name: R\n    condition: '{c}'\n"
+        ));
+        assert!(
+            err.contains("a duration compared with a plain number") && err.contains('^'),
+            "{c}: {err}"
+        );
+    }
+}
+
+#[test]
+fn aggregates_refuse_what_can_never_be_a_number() {
+    for (c, says) in [
+        ("sum(x, span:name) > 1", "`span:name` is never a number"),
+        ("avg(x, span:status) > 1", "`span:status` is never a number"),
+        (
+            "sum(x, [a, b]) > 1",
+            "`sum` takes one attribute, not a list",
+        ),
+        ("sum > 1", "expected"),
+        ("when { max } always { b }", "`max` is a reserved word"),
+    ] {
+        let err = load_error(&format!(
+            "rules:\n  - id: r\n    name: R\n    condition: '{c}'\n"
+        ));
+        assert!(err.contains(says) && err.contains('^'), "{c}: {err}");
+    }
+    // Quoted, the new reserved words are span names again.
+    assert!(fires("\"avg\"", "- name: avg"));
+}
+
+#[test]
+fn selectors_inside_aggregates_are_trigger_selectors() {
+    assert_eq!(
+        triggers(
+            "sum(payment.refund, amount) < sum(payment.charge, amount)",
+            REFUNDS
+        ),
+        vec![
+            "payment.charge",
+            "payment.refund",
+            "payment.refund",
+            "payment.refund"
+        ]
+    );
+}
+
+// ------------------------------------------------------------------ §4 complete traces
+
+fn skip_rule(condition: &str) -> RuleSet {
+    let text = format!(
+        "rules:\n  - id: r\n    name: R\n    incomplete: skip\n    condition: '{condition}'\n"
+    );
+    RuleSet::from_text("spec.yaml", &text).unwrap().0
+}
+
+#[test]
+fn a_trace_is_complete_with_one_root_and_every_parent_present() {
+    let project = |yaml: &str| rules("x").project(&trace(yaml));
+    assert!(project("- name: a\n  children:\n    - name: b\n").is_complete());
+    assert!(
+        !project("- name: a\n- name: b\n").is_complete(),
+        "two roots"
+    );
+    let mut t = trace("- name: a\n  children:\n    - name: b\n");
+    t.spans[1].parent_span_id = Some(betrace::trace::SpanId([9; 8]));
+    assert!(
+        !rules("x").project(&t).is_complete(),
+        "a parent that is not there"
+    );
+    assert!(
+        !rules("x").project(&trace("[]")).is_complete(),
+        "no root at all"
+    );
+}
+
+#[test]
+fn incomplete_skip_never_fires_on_an_incomplete_trace_and_every_signal_says_complete() {
+    let cut = "- name: checkout\n- name: payment.charge\n"; // two roots: cut off
+    let whole = "- name: checkout\n  children:\n    - name: payment.charge\n";
+    let skip = skip_rule("when { payment.charge } always { inventory.reserve }");
+    assert!(skip.signals(&trace(cut), Mode::Replay).is_empty());
+    let s = skip.signals(&trace(whole), Mode::Replay);
+    assert_eq!(s.len(), 1);
+    assert!(s[0].complete);
+    assert_eq!(s[0].to_json()["complete"], true);
+    // `incomplete: fire` (the default) fires on both, saying which.
+    let fire = rules("when { payment.charge } always { inventory.reserve }");
+    let s = fire.signals(&trace(cut), Mode::Replay);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].to_json()["complete"], false);
+    // Unknown values are refused.
+    let err =
+        load_error("rules:\n  - id: r\n    name: R\n    incomplete: maybe\n    condition: a\n");
+    assert!(err.contains("incomplete"), "{err}");
 }

@@ -108,11 +108,51 @@ fn expr_leaf() -> impl Strategy<Value = String> {
         1 => (selector(), op.clone(), selector()).prop_map(|(a, op, b)| format!("trace.count({a}) {op} count({b})")),
         1 => (selector(), prop::sample::select(vec!["k", "s", "n", "span:name"]), op.clone(), 0i64..3)
             .prop_map(|(s, k, op, n)| format!("distinct({s}, {k}) {op} {n}")),
-        1 => (name_pattern(), prop::sample::select(vec!["k", "s"]), op, 0i64..3)
+        1 => (name_pattern(), prop::sample::select(vec!["k", "s"]), op.clone(), 0i64..3)
             .prop_map(|(s, k, op, n)| format!("trace.count({s}).where({k} == unique) {op} {n}")),
         2 => (selector(), prop::sample::select(vec!["before", "after", "within", "child_of"]), selector())
             .prop_map(|(a, r, b)| format!("{a} {r} {b}")),
+        // Language v2: time bounds around the real gaps (starts are 0–5 ms, with 0, 250 or
+        // 500 µs of jitter), aggregates over numeric, string-numeric, missing and
+        // non-numeric values, durations, floats.
+        2 => (selector(), prop::sample::select(vec!["before", "after"]), selector(),
+              prop::sample::select(vec!["0ms", "250us", "500us", "1ms", "1500us", "2ms", "3ms", "1h"]))
+            .prop_map(|(a, r, b, d)| format!("{a} {r} {b} within {d}")),
+        2 => (agg(), op.clone(), prop::sample::select(vec!["0", "1", "-1", "2.5", "3", "0.5"]))
+            .prop_map(|(a, op, n)| format!("{a} {op} {n}")),
+        1 => (agg(), op.clone(), agg()).prop_map(|(a, op, b)| format!("{a} {op} {b}")),
+        1 => (selector(), op.clone(), agg()).prop_map(|(s, op, b)| format!("count({s}) {op} {b}")),
+        1 => (duration_agg(), op.clone(), prop::sample::select(vec!["0ms", "1ms", "1500us", "2ms", "4ms"]))
+            .prop_map(|(a, op, d)| format!("{a} {op} {d}")),
+        1 => (duration_agg(), op, duration_agg()).prop_map(|(a, op, b)| format!("{a} {op} {b}")),
     ]
+}
+
+fn agg() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(vec!["sum", "min", "max", "avg"]),
+        selector(),
+        prop::sample::select(vec![
+            "k",
+            "n",
+            "s",
+            "flag",
+            "arr",
+            "span.k",
+            "resource.k",
+            "\"n\"",
+        ]),
+    )
+        .prop_map(|(f, s, k)| format!("{f}({s}, {k})"))
+}
+
+fn duration_agg() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(vec!["sum", "min", "max", "avg"]),
+        selector(),
+        prop::sample::select(vec!["span:duration", "trace:duration"]),
+    )
+        .prop_map(|(f, s, k)| format!("{f}({s}, {k})"))
 }
 
 fn expr() -> impl Strategy<Value = String> {
@@ -172,6 +212,7 @@ struct SpanSpec {
     name: &'static str,
     parent: Option<usize>,
     dangling: bool,
+    /// Nanoseconds.
     start: u64,
     duration_ms: u64,
     kind: u8,
@@ -186,7 +227,7 @@ fn span_spec() -> impl Strategy<Value = SpanSpec> {
         prop::sample::select(vec!["a", "b", "c", "a.x", "b.y", "a b", "a.x.y"]),
         prop::option::of(0usize..12),
         prop::bool::weighted(0.1),
-        0u64..6,
+        (0u64..6, 0u64..3),
         0u64..5,
         0u8..6,
         (0u8..3, prop::sample::select(vec!["", "x", "a3"])),
@@ -198,7 +239,7 @@ fn span_spec() -> impl Strategy<Value = SpanSpec> {
                 name,
                 parent,
                 dangling,
-                start,
+                (start, jitter),
                 duration_ms,
                 kind,
                 (status, status_message),
@@ -210,7 +251,7 @@ fn span_spec() -> impl Strategy<Value = SpanSpec> {
                     name,
                     parent,
                     dangling,
-                    start,
+                    start: 1_000_000 * start + 250_000 * jitter,
                     duration_ms,
                     kind,
                     status,
@@ -253,8 +294,8 @@ fn trace() -> impl Strategy<Value = Trace> {
                     kind: SpanKind::from_otlp(s.kind as i32),
                     status: StatusCode::from_otlp(s.status as i32),
                     status_message: s.status_message.to_string(),
-                    start_unix_nano: 1_000_000 * s.start,
-                    end_unix_nano: 1_000_000 * (s.start + s.duration_ms),
+                    start_unix_nano: s.start,
+                    end_unix_nano: s.start + 1_000_000 * s.duration_ms,
                     attributes: s.attrs.clone(),
                     resource: s.resource,
                 })

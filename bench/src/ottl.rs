@@ -10,7 +10,7 @@
 //! `within`, `child_of`), counts them, compares values across them (`distinct`, `unique`),
 //! or looks at the trace as a whole (`trace:duration`, `trace:rootName`) does not.
 
-use betrace::lang::hir::{Attr, Expr, Form, Intrinsic, NameMatch, Num, Pred, Selector};
+use betrace::lang::hir::{Attr, Expr, Form, Intrinsic, NameMatch, Num, Number, Pred, Selector};
 use betrace::lang::value::{CmpOp, Value};
 use betrace::RuleSet;
 use serde_yaml::{Mapping, Value as Yaml};
@@ -134,14 +134,15 @@ fn dnf(e: &Expr, negated: bool) -> Result<Vec<Vec<Literal>>, String> {
 /// `count(S) > 0` and its like are existence; any other comparison counts spans.
 fn count_literal(lhs: &Num, op: CmpOp, rhs: &Num, negated: bool) -> Result<Literal, String> {
     let exists = match (lhs, op, rhs) {
-        (Num::Count(s), CmpOp::Gt, Num::Int(0)) | (Num::Count(s), CmpOp::Ge, Num::Int(1)) => {
-            (s, true)
-        }
-        (Num::Count(s), CmpOp::Eq, Num::Int(0)) | (Num::Count(s), CmpOp::Lt, Num::Int(1)) => {
-            (s, false)
-        }
+        (Num::Count(s), CmpOp::Gt, Num::Const(Number::Int(0)))
+        | (Num::Count(s), CmpOp::Ge, Num::Const(Number::Int(1))) => (s, true),
+        (Num::Count(s), CmpOp::Eq, Num::Const(Number::Int(0)))
+        | (Num::Count(s), CmpOp::Lt, Num::Const(Number::Int(1))) => (s, false),
         (Num::Distinct(..), _, _) | (_, _, Num::Distinct(..)) => {
             return Err("compares attribute values across spans (distinct/unique)".into())
+        }
+        (Num::Agg(..), _, _) | (_, _, Num::Agg(..)) => {
+            return Err("aggregates values across spans (sum/min/max/avg)".into())
         }
         _ => return Err("counts spans (count(...) against a number other than 0)".into()),
     };

@@ -183,14 +183,19 @@ impl<W: Write> Output<W> {
     }
 
     /// Finishes: prints the table or the summary (from `evidence`), flushes everything.
-    pub fn finish(mut self, rules: &RuleSet, evidence: Option<&Evidence>) -> io::Result<()> {
+    pub fn finish(
+        mut self,
+        rules: &RuleSet,
+        evidence: Option<&Evidence>,
+        skipped: &dyn Fn(&str) -> u64,
+    ) -> io::Result<()> {
         let out = match &mut self.sink {
             Sink::Csv(w) => return w.flush(),
             Sink::Plain(out) => out,
         };
         if self.format == Format::Summary {
             if let Some(e) = evidence {
-                super::summary::write(out, rules, e)?;
+                super::summary::write(out, rules, e, skipped)?;
             }
             return out.flush();
         }

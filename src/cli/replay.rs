@@ -259,7 +259,8 @@ pub fn run(args: &Args) -> u8 {
             Err(bad) => return usage(&bad.to_string()),
         }
     };
-    if let Err(e) = output.finish(&report_rules, summary.evidence.as_ref()) {
+    let skipped = |id: &str| summary.stats.rules.get(id).map_or(0, |c| c.skipped);
+    if let Err(e) = output.finish(&report_rules, summary.evidence.as_ref(), &skipped) {
         write_error.get_or_insert(e);
     }
     match write_error {
@@ -491,6 +492,17 @@ fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
     ));
     for (rule, n) in &s.stats.signals_by_rule {
         lines.push(format!("        {n:>8}  {rule}"));
+    }
+    let skipped: Vec<String> = s
+        .stats
+        .rules
+        .iter()
+        .filter(|(_, c)| c.skipped > 0)
+        .map(|(rule, c)| format!("        {:>8}  {rule}", c.skipped))
+        .collect();
+    if !skipped.is_empty() {
+        lines.push("        traces not judged by rules with `incomplete: skip` (the trace was not complete):".into());
+        lines.extend(skipped);
     }
     say(&lines.join("\n"));
 }

@@ -21,8 +21,14 @@ pub fn rate(t: &Tally) -> String {
     format!("{}.{:02}%", basis_points / 100, basis_points % 100)
 }
 
-/// Writes the summary of every rule of `rules` (those that applied to nothing too).
-pub fn write(out: &mut dyn Write, rules: &RuleSet, evidence: &Evidence) -> io::Result<()> {
+/// Writes the summary of every rule of `rules` (those that applied to nothing too);
+/// `skipped` says per rule how many traces `incomplete: skip` left unjudged.
+pub fn write(
+    out: &mut dyn Write,
+    rules: &RuleSet,
+    evidence: &Evidence,
+    skipped: &dyn Fn(&str) -> u64,
+) -> io::Result<()> {
     let width = rules
         .rules()
         .iter()
@@ -32,8 +38,8 @@ pub fn write(out: &mut dyn Write, rules: &RuleSet, evidence: &Evidence) -> io::R
         .max(4);
     writeln!(
         out,
-        "{:<width$}  {:<8}  {:>10}  {:>10}  {:>10}  NAME",
-        "RULE", "SEVERITY", "APPLIED", "VIOLATED", "COMPLIANCE"
+        "{:<width$}  {:<8}  {:>10}  {:>10}  {:>10}  {:>8}  NAME",
+        "RULE", "SEVERITY", "APPLIED", "VIOLATED", "COMPLIANCE", "SKIPPED"
     )?;
     let mut all = Tally::default();
     for r in rules.rules() {
@@ -42,12 +48,13 @@ pub fn write(out: &mut dyn Write, rules: &RuleSet, evidence: &Evidence) -> io::R
         all.violated += t.violated;
         writeln!(
             out,
-            "{:<width$}  {:<8}  {:>10}  {:>10}  {:>10}  {}{}",
+            "{:<width$}  {:<8}  {:>10}  {:>10}  {:>10}  {:>8}  {}{}",
             r.def.id,
             r.def.severity.as_str(),
             t.applied,
             t.violated,
             rate(&t),
+            skipped(&r.def.id),
             r.def.name,
             if r.def.enabled { "" } else { " (disabled)" }
         )?;

@@ -2,7 +2,7 @@
 
 use betrace::engine::signal::{Mode, Signal};
 use betrace::eval::explain;
-use betrace::rules::Expect;
+use betrace::rules::{Expect, Incomplete};
 
 use super::{load_rules, out, say, FAILED, OK};
 
@@ -43,22 +43,26 @@ pub fn run(args: &Args) -> u8 {
             let trace = rules.project(&ex.trace);
             let mut view = rules.view(&trace);
             let verdict = rules.judge_with(&mut view, ri);
-            let ok = verdict.fired == (ex.expect == Expect::Violation);
+            let complete = trace.is_complete();
+            // `incomplete: skip`: never fires on an incomplete trace.
+            let skipped = verdict.fired && def.incomplete == Incomplete::Skip && !complete;
+            let fired = verdict.fired && !skipped;
+            let ok = fired == (ex.expect == Expect::Violation);
             if ok {
                 passed += 1;
             } else {
                 failed += 1;
             }
             if args.json {
-                let signal = verdict
-                    .fired
-                    .then(|| Signal::new(def, &trace, &verdict, Mode::Replay))
+                let signal = fired
+                    .then(|| Signal::new(def, &trace, &verdict, Mode::Replay, complete))
                     .flatten();
                 let line = serde_json::json!({
                     "rule_id": def.id,
                     "example": ex.name,
                     "expect": expect_word(ex.expect),
-                    "fired": verdict.fired,
+                    "fired": fired,
+                    "skipped": skipped,
                     "passed": ok,
                     "signal": signal.map(|s| s.to_json()),
                 });
@@ -77,6 +81,9 @@ pub fn run(args: &Args) -> u8 {
                     Expect::Pass => "expected no violation; the rule fired",
                 };
                 out(&format!("        {why}"));
+                if skipped {
+                    out("        it would have: the trace is not complete (one root, every parent present) and the rule says `incomplete: skip`");
+                }
                 for step in explain::explain(&def.form, &ex.trace) {
                     let indent = "  ".repeat(step.depth);
                     out(&format!(

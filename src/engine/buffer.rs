@@ -53,17 +53,27 @@ impl Default for BufferConfig {
 }
 
 /// What a held trace was already counted for, so that judging it again after a late span
-/// counts and signals each rule once: per rule that applied, its evidence group and
-/// whether it signalled.
-pub type Counted = Vec<CountedRule>;
+/// counts and signals each rule once; and whether it was judged early (then it is not
+/// complete).
+#[derive(Debug, Clone, Default)]
+pub struct Counted {
+    /// Per rule that applied to the trace or skipped it.
+    pub rules: Vec<CountedRule>,
+    /// The trace was judged early, under `max_traces`/`max_spans`.
+    pub judged_early: bool,
+}
 
-/// One rule that applied to a held trace.
-#[derive(Debug, Clone, Copy)]
+/// One rule that applied to a held trace, or skipped it.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct CountedRule {
     /// The rule ([`crate::rules::ruleset::Rule::uid`]: the same across reloads).
-    pub rule: u32,
+    pub rule: u64,
     /// The evidence group the trace was attributed to (replay's evidence only).
     pub group: u32,
+    /// Counted as applied.
+    pub applied: bool,
+    /// Counted as skipped (`incomplete: skip` on an incomplete trace).
+    pub skipped: bool,
     /// Whether it signalled.
     pub signalled: bool,
 }
@@ -311,7 +321,7 @@ impl TraceBuffer {
                     Entry {
                         held: Arc::new(Mutex::new(Held {
                             trace: frag,
-                            counted: Vec::new(),
+                            counted: Counted::default(),
                         })),
                         seen,
                         first: now,
@@ -359,7 +369,10 @@ impl TraceBuffer {
                     self.release(&mut shard, key.1)
                 };
                 if let (false, Some(entry)) = (kept, released) {
-                    entry.held.lock().judge(judge);
+                    let mut held = entry.held.lock();
+                    held.counted.judged_early = true;
+                    held.judge(judge);
+                    drop(held);
                     self.traces_judged.fetch_add(1, Relaxed);
                     self.traces_judged_early.fetch_add(1, Relaxed);
                 }
@@ -692,12 +705,12 @@ mod tests {
                 self.0.push((t.trace_id.0[0], t.spans.len()));
                 // Pretend rule "r" fires whenever the trace has a span named "bad".
                 if t.spans.iter().any(|s| t.name(s) == "bad")
-                    && !counted.iter().any(|r| r.rule == 7)
+                    && !counted.rules.iter().any(|r| r.rule == 7)
                 {
-                    counted.push(CountedRule {
+                    counted.rules.push(CountedRule {
                         rule: 7,
-                        group: 0,
                         signalled: true,
+                        ..CountedRule::default()
                     });
                 }
             }
@@ -885,9 +898,9 @@ mod tests {
         let mut log = Log::default();
         let mut signals = 0;
         let mut judge = |t: &Trace, s: &mut Counted| {
-            let before = s.len();
+            let before = s.rules.len();
             log.judge()(t, s);
-            signals += s.len() - before;
+            signals += s.rules.len() - before;
         };
         b.ingest(vec![frag(1, &["bad"])], 0, &mut judge);
         b.expire(5 * S, &mut judge);

@@ -175,7 +175,12 @@ impl Engine {
             }
         }
         let started = Instant::now();
-        let judged = rules.judge_trace(trace, self.config.mode, self.evidence.is_some());
+        let judged = rules.judge_trace(
+            trace,
+            self.config.mode,
+            self.evidence.is_some(),
+            counted.judged_early,
+        );
         self.eval_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
         if judged.is_empty() {
@@ -184,40 +189,52 @@ impl Engine {
         let mut evidence = self.evidence.as_ref().map(|e| e.lock());
         for j in judged {
             let rule = &rules.rules()[j.rule];
-            let (at, new) = match counted.iter().position(|c| c.rule == rule.uid) {
-                Some(at) => (at, false),
+            let at = match counted.rules.iter().position(|c| c.rule == rule.uid) {
+                Some(at) => at,
                 None => {
-                    let group = match (&mut evidence, &j.subject) {
-                        (Some(e), Some(subject)) => {
-                            let g = e.group(group_of(subject));
-                            e.applied(&rule.def.id, g);
-                            g
-                        }
-                        _ => 0,
-                    };
-                    counted.push(CountedRule {
+                    counted.rules.push(CountedRule {
                         rule: rule.uid,
-                        group,
-                        signalled: false,
+                        ..CountedRule::default()
                     });
-                    (counted.len() - 1, true)
+                    counted.rules.len() - 1
                 }
             };
-            let c = &mut counted[at];
-            let fires = j.signal.is_some() && !c.signalled;
-            rules.count(j.rule, new, fires);
-            let Some(signal) = j.signal.filter(|_| fires) else {
+            let c = &mut counted.rules[at];
+            let mut news = RuleCounts::default();
+            if j.skipped {
+                if !c.skipped {
+                    c.skipped = true;
+                    news.skipped = 1;
+                    rules.count(j.rule, news);
+                }
                 continue;
-            };
-            c.signalled = true;
-            if let Some(e) = &mut evidence {
-                let time = j
-                    .subject
-                    .as_ref()
-                    .map_or(signal.time_unix_nano, |s| s.start_unix_nano);
-                e.violated(&rule.def.id, c.group, signal.trace_id, time);
             }
-            out.push(*signal);
+            if !c.applied {
+                c.applied = true;
+                news.applied = 1;
+                if let (Some(e), Some(subject)) = (&mut evidence, &j.subject) {
+                    c.group = e.group(group_of(subject));
+                    e.applied(&rule.def.id, c.group);
+                }
+            }
+            let signal = j.signal.filter(|_| !c.signalled);
+            if let Some(signal) = &signal {
+                c.signalled = true;
+                news.violated = 1;
+                if let Some(e) = &mut evidence {
+                    let time = j
+                        .subject
+                        .as_ref()
+                        .map_or(signal.time_unix_nano, |s| s.start_unix_nano);
+                    e.violated(&rule.def.id, c.group, signal.trace_id, time);
+                }
+            }
+            if news != RuleCounts::default() {
+                rules.count(j.rule, news);
+            }
+            if let Some(signal) = signal {
+                out.push(*signal);
+            }
         }
     }
 }
@@ -310,14 +327,24 @@ mod tests {
         let held_by_a_judge = e.rules();
         e.set_rules(RuleSet::from_text("r.yaml", RULES).unwrap().0);
         // The old rule set still counts for a judge that holds it.
-        held_by_a_judge.count(0, true, false);
+        held_by_a_judge.count(
+            0,
+            RuleCounts {
+                applied: 1,
+                ..RuleCounts::default()
+            },
+        );
         let mut f = frag(&["payment.charge", "inventory.reserve"], 1);
         f.trace_id.0[0] = 8;
         e.ingest(vec![f], 6 * S);
         // A late span of the first trace: judged again, counted once.
         e.ingest(vec![frag(&["payment.refund"], 20)], 6 * S);
         e.tick(20 * S);
-        let want = |applied, violated| RuleCounts { applied, violated };
+        let want = |applied, violated| RuleCounts {
+            applied,
+            violated,
+            skipped: 0,
+        };
         assert_eq!(e.stats().rules["pay"], want(3, 1));
         assert_eq!(e.stats().rules["refund"], want(1, 0));
         drop(held_by_a_judge);
@@ -327,6 +354,61 @@ mod tests {
             "folded, not lost or doubled"
         );
         assert_eq!(e.stats().signals_by_rule["pay"], 1);
+    }
+
+    #[test]
+    fn a_skipped_trace_is_counted_and_judged_again_when_a_late_span_completes_it() {
+        const SKIP: &str = "rules:
+  - id: pay
+    name: Pay needs reserve
+    incomplete: skip
+    condition: when { payment.charge } always { inventory.reserve }
+";
+        let rules = || RuleSet::from_text("r.yaml", SKIP).unwrap().0;
+        let span = |id: u8, parent: Option<u8>, name: &str| Span {
+            span_id: SpanId([id; 8]),
+            parent_span_id: parent.map(|p| SpanId([p; 8])),
+            name: name.into(),
+            ..Default::default()
+        };
+        let frag = |spans: Vec<Span>| {
+            rules().project(&crate::trace::Trace {
+                trace_id: TraceId([3; 16]),
+                spans,
+                resources: vec![Default::default()],
+            })
+        };
+        let e = Engine::new(rules(), EngineConfig::default());
+        // The charge names a parent that has not arrived: incomplete, skipped, no signal.
+        e.ingest(vec![frag(vec![span(2, Some(1), "payment.charge")])], 0);
+        assert!(e.tick(5 * S).is_empty());
+        let c = e.stats().rules["pay"];
+        assert_eq!((c.applied, c.violated, c.skipped), (0, 0, 1));
+        // The root arrives late: the trace is complete, judged again, and fires.
+        e.ingest(vec![frag(vec![span(1, None, "checkout")])], 6 * S);
+        let signals = e.tick(11 * S);
+        assert_eq!(signals.len(), 1);
+        assert!(signals[0].complete);
+        let c = e.stats().rules["pay"];
+        assert_eq!((c.applied, c.violated, c.skipped), (1, 1, 1));
+
+        // Judged early under max_traces: not complete, whatever its shape.
+        let e = Engine::new(
+            rules(),
+            EngineConfig {
+                buffer: BufferConfig {
+                    max_traces: 1,
+                    ..BufferConfig::default()
+                },
+                ..EngineConfig::default()
+            },
+        );
+        e.ingest(vec![frag(vec![span(1, None, "payment.charge")])], 0);
+        let mut other = frag(vec![span(5, None, "x")]);
+        other.trace_id = TraceId([4; 16]);
+        assert!(e.ingest(vec![other], 0).is_empty(), "judged early: skipped");
+        assert_eq!(e.stats().rules["pay"].skipped, 1);
+        assert_eq!(e.stats().buffer.traces_judged_early, 1);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! spans; `within`/`child_of` show the first span without the required ancestor or parent.
 
 use crate::eval::reference::{attr, describe, expr, has_ancestor, matches, num};
-use crate::lang::hir::{Attr, Expr, Form, Pred, Selector};
+use crate::lang::hir::{Attr, Expr, Form, Num, Pred, Selector};
+use crate::lang::value::{format_duration, Number};
 use crate::trace::Trace;
 
 /// One line of an explanation: a part of the condition and what it evaluated to.
@@ -72,8 +73,70 @@ fn walk(clause: &'static str, depth: usize, e: &Expr, t: &Trace, steps: &mut Vec
 fn detail(e: &Expr, t: &Trace) -> String {
     match e {
         Expr::Has(s) => selector_detail(s, t),
-        Expr::Compare(a, _, b) => format!("{} vs {}", num(a, t), num(b, t)),
-        Expr::Before(a, b) => {
+        Expr::Compare(a, _, b) => {
+            let show = |n: Option<Number>, term: &Num| match (n, term) {
+                (None, _) => "no value".to_string(),
+                (Some(Number::Int(d)), Num::Duration(_)) => format_duration(d),
+                (Some(x), Num::Agg(_, _, Attr::Intrinsic(_))) => format_duration(x.as_f64() as i64),
+                (Some(x), _) => x.to_string(),
+            };
+            format!("{} vs {}", show(num(a, t), a), show(num(b, t), b))
+        }
+        Expr::Before(a, b, Some(bound)) => {
+            let starts = |s: &Selector| -> Vec<usize> {
+                (0..t.spans.len()).filter(|&i| matches(s, t, i)).collect()
+            };
+            let (xs, ys) = (starts(a), starts(b));
+            if xs.is_empty() {
+                return format!("no span matches `{}`", a.text);
+            }
+            if ys.is_empty() {
+                return format!("no span matches `{}`", b.text);
+            }
+            let start = |i: usize| t.spans[i].start_unix_nano;
+            // The first `B` with no `A` close enough before it, and the nearest `A`.
+            let lonely = ys.iter().copied().find(|&y| {
+                !xs.iter()
+                    .any(|&x| start(x) < start(y) && start(y) - start(x) <= *bound as u64)
+            });
+            match lonely {
+                None => format!(
+                    "each of {} matching `{}` starts at most {} after a `{}`",
+                    spans(ys.len()),
+                    b.text,
+                    format_duration(*bound),
+                    a.text
+                ),
+                Some(y) => {
+                    let nearest = xs
+                        .iter()
+                        .copied()
+                        .filter(|&x| start(x) < start(y))
+                        .max_by_key(|&x| start(x));
+                    match nearest {
+                        Some(x) => format!(
+                            "span {} (`{}`) at {} starts {} after the nearest `{}` before it ({} at {}): more than {}",
+                            t.spans[y].span_id,
+                            t.spans[y].name,
+                            offset(t, y),
+                            format_duration((start(y) - start(x)).min(i64::MAX as u64) as i64),
+                            a.text,
+                            t.spans[x].span_id,
+                            offset(t, x),
+                            format_duration(*bound)
+                        ),
+                        None => format!(
+                            "span {} (`{}`) at {} has no `{}` before it",
+                            t.spans[y].span_id,
+                            t.spans[y].name,
+                            offset(t, y),
+                            a.text
+                        ),
+                    }
+                }
+            }
+        }
+        Expr::Before(a, b, None) => {
             let earliest = |s: &Selector| {
                 (0..t.spans.len())
                     .filter(|&i| matches(s, t, i))

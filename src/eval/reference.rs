@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 pub use crate::eval::vm::Verdict;
 use crate::lang::hir::{trigger_selectors, Attr, Expr, Form, Intrinsic, Num, Pred, Selector};
-use crate::lang::value::{self, Value};
+use crate::lang::value::{self, Number, Value, ValueRef};
 use crate::trace::{lookup, Trace};
 
 /// Judges one checked condition against one trace.
@@ -17,23 +17,22 @@ pub fn evaluate(form: &Form, trace: &Trace) -> Verdict {
 }
 
 fn evaluate_form(form: &Form, trace: &Trace) -> Verdict {
-    let (applies, fired) = match form {
+    let (applies, fired, by_never) = match form {
         Form::Invariant {
             when,
             always,
             never,
         } => {
             let applies = expr(when, trace);
-            let fired = applies
-                && (always.as_ref().is_some_and(|a| !expr(a, trace))
-                    || never.as_ref().is_some_and(|n| expr(n, trace)));
-            (applies, fired)
+            let by_never = applies && never.as_ref().is_some_and(|n| expr(n, trace));
+            let fired = by_never || (applies && always.as_ref().is_some_and(|a| !expr(a, trace)));
+            (applies, fired, by_never)
         }
-        Form::Violation(e) => (true, expr(e, trace)),
+        Form::Violation(e) => (true, expr(e, trace), false),
     };
     let mut triggers = Vec::new();
     if fired {
-        for sel in trigger_selectors(form) {
+        for sel in trigger_selectors(form, by_never) {
             for i in 0..trace.spans.len() {
                 if matches(sel, trace, i) && !triggers.contains(&i) {
                     triggers.push(i);
@@ -56,11 +55,8 @@ pub(crate) fn expr(e: &Expr, t: &Trace) -> bool {
         Expr::And(items) => items.iter().all(|i| expr(i, t)),
         Expr::Not(inner) => !expr(inner, t),
         Expr::Has(s) => (0..t.spans.len()).any(|i| matches(s, t, i)),
-        Expr::Compare(a, op, b) => op.ints(num(a, t), num(b, t)),
-        Expr::Before(a, b) => match (earliest(a, t), earliest(b, t)) {
-            (Some(x), Some(y)) => x < y,
-            _ => false,
-        },
+        Expr::Compare(a, op, b) => value::compare_numbers(num(a, t), *op, num(b, t)),
+        Expr::Before(a, b, bound) => before(a, b, *bound, t),
         Expr::Within(a, b) => (0..t.spans.len())
             .filter(|&i| matches(a, t, i))
             .all(|i| has_ancestor(i, b, t)),
@@ -70,27 +66,53 @@ pub(crate) fn expr(e: &Expr, t: &Trace) -> bool {
     }
 }
 
-/// A numeric term's value on a trace.
-pub(crate) fn num(n: &Num, t: &Trace) -> i64 {
-    match n {
-        Num::Int(i) => *i,
-        Num::Count(s) => (0..t.spans.len()).filter(|&i| matches(s, t, i)).count() as i64,
+/// A numeric term's value on a trace; `None` when it has none (`min`/`max`/`avg` over no
+/// numeric value).
+pub(crate) fn num(n: &Num, t: &Trace) -> Option<Number> {
+    Some(match n {
+        Num::Const(x) => *x,
+        Num::Duration(d) => Number::Int(*d),
+        Num::Count(s) => {
+            Number::Int((0..t.spans.len()).filter(|&i| matches(s, t, i)).count() as i64)
+        }
         Num::Distinct(s, key) => {
             let keys: HashSet<_> = (0..t.spans.len())
                 .filter(|&i| matches(s, t, i))
                 .filter_map(|i| attr(key, t, i))
                 .map(|v| v.distinct_key())
                 .collect();
-            keys.len() as i64
+            Number::Int(keys.len() as i64)
         }
-    }
+        Num::Agg(f, s, key) => {
+            let values: Vec<Number> = (0..t.spans.len())
+                .filter(|&i| matches(s, t, i))
+                .filter_map(|i| attr(key, t, i))
+                .filter_map(|v| Number::of(ValueRef::from(&v)))
+                .collect();
+            return value::aggregate(*f, values.into_iter());
+        }
+    })
 }
 
-fn earliest(s: &Selector, t: &Trace) -> Option<u64> {
-    (0..t.spans.len())
-        .filter(|&i| matches(s, t, i))
-        .map(|i| t.spans[i].start_unix_nano)
-        .min()
+/// `A before B [within D]`: both match, and every `B` starts after some `A` — by at most
+/// `D` when bounded; unbounded, the earliest `A` starts before the earliest `B`.
+fn before(a: &Selector, b: &Selector, bound: Option<i64>, t: &Trace) -> bool {
+    let starts = |s: &Selector| -> Vec<u64> {
+        (0..t.spans.len())
+            .filter(|&i| matches(s, t, i))
+            .map(|i| t.spans[i].start_unix_nano)
+            .collect()
+    };
+    let (a, b) = (starts(a), starts(b));
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    match bound {
+        None => a.iter().min() < b.iter().min(),
+        Some(d) => b
+            .iter()
+            .all(|&y| a.iter().any(|&x| x < y && y - x <= d as u64)),
+    }
 }
 
 /// The index of span `i`'s parent in this trace, if it is there.
@@ -166,8 +188,10 @@ pub(crate) fn attr(a: &Attr, t: &Trace, i: usize) -> Option<Value> {
 pub fn describe(e: &Expr) -> String {
     // A count's or distinct's selector text is the whole term as written.
     let num = |n: &Num| match n {
-        Num::Int(i) => i.to_string(),
+        Num::Const(x) => x.to_string(),
+        Num::Duration(d) => value::format_duration(*d),
         Num::Count(s) | Num::Distinct(s, _) => s.text.clone(),
+        Num::Agg(f, s, key) => format!("{}({}, {key})", f.as_str(), s.text),
     };
     let wrap = |e: &Expr| match e {
         Expr::Or(_) | Expr::And(_) => format!("({})", describe(e)),
@@ -179,7 +203,13 @@ pub fn describe(e: &Expr) -> String {
         Expr::Not(inner) => format!("not {}", wrap(inner)),
         Expr::Has(s) => s.text.clone(),
         Expr::Compare(a, op, b) => format!("{} {op} {}", num(a), num(b)),
-        Expr::Before(a, b) => format!("{} before {}", a.text, b.text),
+        Expr::Before(a, b, None) => format!("{} before {}", a.text, b.text),
+        Expr::Before(a, b, Some(d)) => format!(
+            "{} before {} within {}",
+            a.text,
+            b.text,
+            value::format_duration(*d)
+        ),
         Expr::Within(a, b) => format!("{} within {}", a.text, b.text),
         Expr::ChildOf(a, b) => format!("{} child_of {}", a.text, b.text),
     }

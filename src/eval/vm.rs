@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::lang::bytecode::{Code, NameCode, Op, PredOp, Program, SelId};
 use crate::lang::hir::{Attr, Intrinsic};
-use crate::lang::value::{self, ValueRef};
+use crate::lang::value::{self, Aggregate, Number, ValueRef};
 use crate::trace::projected::{KeyId, Projection, Trace};
 
 /// Whether a rule fires on a trace, and which spans triggered it.
@@ -83,8 +83,12 @@ pub struct View<'a> {
     /// Facts about the trace as a whole, for `trace:` intrinsics: computed on first use.
     facts: OnceCell<TraceFacts>,
     stack: Vec<i64>,
+    /// Numeric terms awaiting their comparison; `None` is "no value".
+    nums: Vec<Option<Number>>,
     /// Set by [`Op::Applies`] when the program being run passes its `when` part.
     applied: bool,
+    /// Set by [`Op::Never`] when the program's `never` part holds.
+    never_held: bool,
 }
 
 impl<'a> View<'a> {
@@ -108,7 +112,9 @@ impl<'a> View<'a> {
             matched: vec![None; code.selectors.len()],
             facts: OnceCell::new(),
             stack: Vec::with_capacity(16),
+            nums: Vec::with_capacity(4),
             applied: false,
+            never_held: false,
         }
     }
 
@@ -124,11 +130,17 @@ impl<'a> View<'a> {
             }
         }
         self.applied = !prog.gated;
+        self.never_held = false;
         let fired = self.exec(&prog.ops) != 0;
         let applies = self.applied;
         let mut triggers = Vec::new();
         if fired {
-            for &s in &prog.triggers {
+            let selectors = if self.never_held {
+                &prog.never_triggers
+            } else {
+                &prog.triggers
+            };
+            for &s in selectors {
                 triggers.extend(self.matches(s).iter().map(|&i| i as usize));
             }
             let spans = &self.trace.spans;
@@ -166,6 +178,7 @@ impl<'a> View<'a> {
 
     fn exec(&mut self, ops: &[Op]) -> i64 {
         self.stack.clear();
+        self.nums.clear();
         let mut pc = 0;
         while pc < ops.len() {
             match ops[pc] {
@@ -175,23 +188,43 @@ impl<'a> View<'a> {
                 }
                 Op::Count(s) => {
                     let v = self.matches(s).len() as i64;
-                    self.stack.push(v);
+                    self.nums.push(Some(Number::Int(v)));
                 }
                 Op::Distinct(s, a) => {
                     let v = self.distinct(s, a);
-                    self.stack.push(v);
+                    self.nums.push(Some(Number::Int(v)));
                 }
-                Op::Int(i) => self.stack.push(i),
+                Op::Agg(f, s, a) => {
+                    let v = self.aggregate(f, s, a);
+                    self.nums.push(v);
+                }
+                Op::Num(k) => self.nums.push(Some(self.code.numbers[k as usize])),
+                Op::False => self.stack.push(0),
                 Op::Cmp(op) => {
-                    let b = self.pop();
-                    let a = self.pop();
-                    self.stack.push(op.ints(a, b) as i64);
+                    let b = self
+                        .nums
+                        .pop()
+                        .expect("the compiler emits balanced programs");
+                    let a = self
+                        .nums
+                        .pop()
+                        .expect("the compiler emits balanced programs");
+                    self.stack.push(value::compare_numbers(a, op, b) as i64);
                 }
                 Op::Before(a, b) => {
                     let v =
                         matches!((self.earliest(a), self.earliest(b)), (Some(x), Some(y)) if x < y);
                     self.stack.push(v as i64);
                 }
+                Op::BeforeWithin(a, b, k) => {
+                    let bound = match self.code.numbers[k as usize] {
+                        Number::Int(ns) => ns.max(0) as u64,
+                        Number::Float(f) => f.max(0.0) as u64,
+                    };
+                    let v = self.before_within(a, b, bound);
+                    self.stack.push(v as i64);
+                }
+                Op::Never => self.never_held = self.top() != 0,
                 Op::Within(a, b) => {
                     let v = self.within(a, b, false);
                     self.stack.push(v as i64);
@@ -296,6 +329,43 @@ impl<'a> View<'a> {
             .iter()
             .map(|&i| trace.spans[i as usize].start_unix_nano)
             .min()
+    }
+
+    /// `A before B within D`: both match, and each `B` starts after some `A` by at most
+    /// `bound`: the nearest `A` starting strictly before it decides.
+    fn before_within(&mut self, a: SelId, b: SelId, bound: u64) -> bool {
+        let trace = self.trace;
+        let mut a_starts: Vec<u64> = self
+            .matches(a)
+            .iter()
+            .map(|&i| trace.spans[i as usize].start_unix_nano)
+            .collect();
+        if a_starts.is_empty() {
+            return false;
+        }
+        a_starts.sort_unstable();
+        let b_spans = self.matches(b);
+        !b_spans.is_empty()
+            && b_spans.iter().all(|&i| {
+                let start = trace.spans[i as usize].start_unix_nano;
+                let before = a_starts.partition_point(|&x| x < start);
+                before > 0 && start - a_starts[before - 1] <= bound
+            })
+    }
+
+    /// `sum`/`min`/`max`/`avg` of an attribute over the matching spans.
+    fn aggregate(&mut self, f: Aggregate, s: SelId, a: u32) -> Option<Number> {
+        let (code, lookup, trace) = (self.code, self.lookup, self.trace);
+        self.matches(s);
+        let facts = &self.facts;
+        let spans = self.matched[s as usize].as_deref().expect("just filled");
+        value::aggregate(
+            f,
+            spans
+                .iter()
+                .filter_map(|&i| attr_value(code, lookup, trace, facts, i as usize, a))
+                .filter_map(Number::of),
+        )
     }
 
     fn distinct(&mut self, s: SelId, a: u32) -> i64 {

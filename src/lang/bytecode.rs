@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use regex::Regex;
 
 use crate::lang::hir::Attr;
-use crate::lang::value::{CmpOp, Value};
+use crate::lang::value::{Aggregate, CmpOp, Number, Value};
 
 /// Index into [`Code::selectors`].
 pub type SelId = u32;
@@ -24,16 +24,23 @@ pub type NameId = u32;
 pub enum Op {
     /// Push 1 if any span matches the selector.
     Has(SelId),
-    /// Push how many spans match.
+    /// Push how many spans match (onto the number stack).
     Count(SelId),
-    /// Push how many distinct values the attribute takes over the matching spans.
+    /// Push how many distinct values the attribute takes over the matching spans (numbers).
     Distinct(SelId, AttrId),
-    /// Push a constant.
-    Int(i64),
-    /// Pop b, pop a, push `a OP b`.
+    /// Push an aggregate of the attribute over the matching spans (numbers; may be no value).
+    Agg(Aggregate, SelId, AttrId),
+    /// Push `numbers[k]` (numbers).
+    Num(u32),
+    /// Push false.
+    False,
+    /// Pop b, pop a from the number stack, push `a OP b` (false when either has no value).
     Cmp(CmpOp),
     /// Push 1 if both match and the first's earliest start is before the second's.
     Before(SelId, SelId),
+    /// Push 1 if both match and every span matching the second starts after a span
+    /// matching the first by at most `numbers[k]` nanoseconds.
+    BeforeWithin(SelId, SelId, u32),
     /// Push 1 if every span matching the first has an ancestor matching the second.
     Within(SelId, SelId),
     /// Push 1 if every span matching the first has a parent matching the second.
@@ -48,6 +55,9 @@ pub enum Op {
     /// (jump, keeping it); else pop it and note that the rule applies to the trace — what
     /// compliance evidence counts.
     Applies(u32),
+    /// The end of an invariant's `never` part: note whether it holds (the top, kept), so
+    /// that its spans are the trigger spans when the rule fires.
+    Never,
 }
 
 /// A per-span instruction of a selector's predicate program.
@@ -105,8 +115,11 @@ pub struct Program {
     /// A span name that must be present for the rule to fire; when the trace has none,
     /// the rule is skipped without running.
     pub guard: Option<NameId>,
-    /// Selectors whose matches are the trigger spans (docs/language.md, "What a rule reports").
+    /// Selectors whose matches are the trigger spans (docs/language.md, "What a rule
+    /// reports") — of `when`, or of the whole condition in the violation form.
     pub triggers: Vec<SelId>,
+    /// The trigger selectors when an invariant fired because its `never` part held.
+    pub never_triggers: Vec<SelId>,
     /// An invariant: the rule applies only to traces where its `when` part holds
     /// ([`Op::Applies`]). A violation-form rule applies to every trace it judges.
     pub gated: bool,
@@ -123,8 +136,10 @@ pub struct Code {
     pub selectors: Vec<SelectorCode>,
     /// Attribute references.
     pub attrs: Vec<Attr>,
-    /// Literal constants.
+    /// Literal constants of predicates.
     pub consts: Vec<Value>,
+    /// Numeric constants of comparisons, and time bounds (nanoseconds).
+    pub numbers: Vec<Number>,
     /// Literal lists for `in`.
     pub lists: Vec<Vec<Value>>,
     /// Regexes for `matches`.
@@ -155,15 +170,32 @@ impl Code {
                 Op::Distinct(s, a) => {
                     format!("DISTINCT  {} by {}", sel(s), self.attrs[*a as usize])
                 }
-                Op::Int(i) => format!("INT       {i}"),
+                Op::Agg(f, s, a) => format!(
+                    "{:<9} {} of {}",
+                    f.as_str().to_uppercase(),
+                    sel(s),
+                    self.attrs[*a as usize]
+                ),
+                Op::Num(k) => format!("NUM       {}", self.numbers[*k as usize]),
+                Op::False => "FALSE".to_string(),
                 Op::Cmp(c) => format!("CMP       {c}"),
                 Op::Before(a, b) => format!("BEFORE    {} {}", sel(a), sel(b)),
+                Op::BeforeWithin(a, b, k) => format!(
+                    "BEFORE    {} {} within {}",
+                    sel(a),
+                    sel(b),
+                    crate::lang::value::format_duration(match self.numbers[*k as usize] {
+                        Number::Int(ns) => ns,
+                        Number::Float(f) => f as i64,
+                    })
+                ),
                 Op::Within(a, b) => format!("WITHIN    {} {}", sel(a), sel(b)),
                 Op::ChildOf(a, b) => format!("CHILD_OF  {} {}", sel(a), sel(b)),
                 Op::Not => "NOT".to_string(),
                 Op::JumpIfFalseOrPop(t) => format!("JMPF      {t:04}"),
                 Op::JumpIfTrueOrPop(t) => format!("JMPT      {t:04}"),
                 Op::Applies(t) => format!("APPLIES   {t:04}  (else the rule does not apply)"),
+                Op::Never => "NEVER     (the never part held: its spans trigger)".to_string(),
             };
             let _ = writeln!(out, "  {pc:04}  {text}");
         }
@@ -171,8 +203,11 @@ impl Code {
             .ops
             .iter()
             .flat_map(|op| match op {
-                Op::Has(s) | Op::Count(s) | Op::Distinct(s, _) => vec![*s],
-                Op::Before(a, b) | Op::Within(a, b) | Op::ChildOf(a, b) => vec![*a, *b],
+                Op::Has(s) | Op::Count(s) | Op::Distinct(s, _) | Op::Agg(_, s, _) => vec![*s],
+                Op::Before(a, b)
+                | Op::BeforeWithin(a, b, _)
+                | Op::Within(a, b)
+                | Op::ChildOf(a, b) => vec![*a, *b],
                 _ => vec![],
             })
             .collect();
@@ -186,10 +221,16 @@ impl Code {
                 NameCode::Glob(g) => format!("name glob {:?}", self.globs[g as usize].0),
                 NameCode::Any => "any name".to_string(),
             };
-            let trig = if prog.triggers.contains(&s) {
-                "  (trigger)"
-            } else {
-                ""
+            let trig = match (prog.triggers.contains(&s), prog.never_triggers.contains(&s)) {
+                (true, true) => "  (trigger)",
+                (true, false)
+                    if prog.never_triggers.is_empty() || prog.triggers == prog.never_triggers =>
+                {
+                    "  (trigger)"
+                }
+                (true, false) => "  (trigger when `always` fails)",
+                (false, true) => "  (trigger when `never` holds)",
+                (false, false) => "",
             };
             let _ = writeln!(out, "  s{s}: {}  — {name}{trig}", code.text);
             for (pc, op) in code.pred.iter().enumerate() {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::lang::bytecode::{AttrId, Code, NameCode, Op, PredOp, Program, SelId};
 use crate::lang::hir::{self, trigger_selectors, Attr, Expr, Form, NameMatch, Num, Pred};
-use crate::lang::value::Value;
+use crate::lang::value::{Number, Value};
 
 /// Builds the shared [`Code`] tables while compiling each rule's [`Program`].
 #[derive(Default)]
@@ -34,20 +34,26 @@ impl Compiler {
             } => {
                 self.expr(when, &mut ops);
                 let end_jump = emit_jump(&mut ops, Op::Applies(0));
+                // `never` first: when it holds, its spans are the trigger spans, whether
+                // or not `always` failed too.
                 match (always, never) {
                     (Some(a), Some(n)) => {
+                        self.expr(n, &mut ops);
+                        ops.push(Op::Never);
+                        let j = emit_jump(&mut ops, Op::JumpIfTrueOrPop(0));
                         self.expr(a, &mut ops);
                         ops.push(Op::Not);
-                        let j = emit_jump(&mut ops, Op::JumpIfTrueOrPop(0));
-                        self.expr(n, &mut ops);
                         patch(&mut ops, j);
                     }
                     (Some(a), None) => {
                         self.expr(a, &mut ops);
                         ops.push(Op::Not);
                     }
-                    (None, Some(n)) => self.expr(n, &mut ops),
-                    (None, None) => ops.push(Op::Int(0)),
+                    (None, Some(n)) => {
+                        self.expr(n, &mut ops);
+                        ops.push(Op::Never);
+                    }
+                    (None, None) => ops.push(Op::False),
                 }
                 patch(&mut ops, end_jump);
                 guard_name(when)
@@ -58,16 +64,21 @@ impl Compiler {
             }
         };
         let guard = guard.map(|n| self.name(n));
-        let mut triggers: Vec<SelId> = trigger_selectors(form)
-            .into_iter()
-            .map(|s| self.selector(s))
-            .collect();
-        triggers.sort_unstable();
-        triggers.dedup();
+        let mut triggers = |by_never: bool| {
+            let mut t: Vec<SelId> = trigger_selectors(form, by_never)
+                .into_iter()
+                .map(|s| self.selector(s))
+                .collect();
+            t.sort_unstable();
+            t.dedup();
+            t
+        };
+        let (triggers, never_triggers) = (triggers(false), triggers(true));
         Program {
             ops,
             guard,
             triggers,
+            never_triggers,
             gated: matches!(form, Form::Invariant { .. }),
         }
     }
@@ -110,9 +121,12 @@ impl Compiler {
                 self.num(b, ops);
                 ops.push(Op::Cmp(*op));
             }
-            Expr::Before(a, b) => {
+            Expr::Before(a, b, bound) => {
                 let (a, b) = (self.selector(a), self.selector(b));
-                ops.push(Op::Before(a, b));
+                ops.push(match bound {
+                    None => Op::Before(a, b),
+                    Some(d) => Op::BeforeWithin(a, b, self.number(Number::Int(*d))),
+                });
             }
             Expr::Within(a, b) => {
                 let (a, b) = (self.selector(a), self.selector(b));
@@ -127,7 +141,19 @@ impl Compiler {
 
     fn num(&mut self, n: &Num, ops: &mut Vec<Op>) {
         match n {
-            Num::Int(i) => ops.push(Op::Int(*i)),
+            Num::Const(x) => {
+                let k = self.number(*x);
+                ops.push(Op::Num(k));
+            }
+            Num::Duration(d) => {
+                let k = self.number(Number::Int(*d));
+                ops.push(Op::Num(k));
+            }
+            Num::Agg(f, s, key) => {
+                let s = self.selector(s);
+                let key = self.attr(key);
+                ops.push(Op::Agg(*f, s, key));
+            }
             Num::Count(s) => {
                 let s = self.selector(s);
                 ops.push(Op::Count(s));
@@ -138,6 +164,15 @@ impl Compiler {
                 ops.push(Op::Distinct(s, key));
             }
         }
+    }
+
+    /// Interns a numeric constant.
+    fn number(&mut self, x: Number) -> u32 {
+        if let Some(k) = self.code.numbers.iter().position(|&y| y == x) {
+            return k as u32;
+        }
+        self.code.numbers.push(x);
+        (self.code.numbers.len() - 1) as u32
     }
 
     fn name(&mut self, n: &str) -> u32 {
@@ -299,7 +334,7 @@ fn patch(ops: &mut [Op], at: usize) {
 /// lack it. Conservative: `None` whenever that is not certain.
 fn guard_name(e: &Expr) -> Option<&str> {
     match e {
-        Expr::Has(s) | Expr::Before(s, _) => match &s.name {
+        Expr::Has(s) | Expr::Before(s, _, _) => match &s.name {
             NameMatch::Exact(n) => Some(n),
             _ => None,
         },

@@ -42,8 +42,10 @@ pub enum Expr {
     Has(Selector),
     /// Two numbers compare so.
     Compare(Num, CmpOp, Num),
-    /// Both match, and the earliest start of the first is strictly before that of the second.
-    Before(Selector, Selector),
+    /// Both match, and every span matching the second starts after the start of some span
+    /// matching the first — by at most the bound (nanoseconds) when there is one. Without
+    /// a bound: the earliest start of the first is strictly before that of the second.
+    Before(Selector, Selector, Option<i64>),
     /// Every span matching the first has an ancestor matching the second.
     Within(Selector, Selector),
     /// Every span matching the first has a direct parent matching the second.
@@ -57,9 +59,16 @@ pub enum Num {
     Count(Selector),
     /// How many distinct values the attribute takes over the matching spans.
     Distinct(Selector, Attr),
-    /// A constant.
-    Int(i64),
+    /// An aggregate of a numeric attribute (or `span:duration`, `trace:duration`) over the
+    /// matching spans.
+    Agg(AggFn, Selector, Attr),
+    /// A number: an integer or a float.
+    Const(Number),
+    /// A duration, in nanoseconds.
+    Duration(i64),
 }
+
+pub use crate::lang::value::{Aggregate as AggFn, Number};
 
 /// A checked span selector.
 #[derive(Debug, Clone)]
@@ -231,19 +240,16 @@ impl Intrinsic {
     }
 }
 
-/// The selectors whose matching spans become trigger spans (docs/language.md, "What a rule reports"): those under an even
-/// number of `not`s in `when` (invariant form) or in the whole condition (violation form),
-/// and for invariant rules those under an even number of `not`s in `never`.
-pub fn trigger_selectors(form: &Form) -> Vec<&Selector> {
+/// The selectors whose matching spans become trigger spans (docs/language.md, "What a
+/// rule reports"), those under an even number of `not`s: of `never` when an invariant fired
+/// because its `never` part held (`by_never`), else of `when` (an invariant whose `always`
+/// failed) or of the whole condition (violation form).
+pub fn trigger_selectors(form: &Form, by_never: bool) -> Vec<&Selector> {
     let mut out = Vec::new();
-    match form {
-        Form::Invariant { when, never, .. } => {
-            collect_positive(when, false, &mut out);
-            if let Some(n) = never {
-                collect_positive(n, false, &mut out);
-            }
-        }
-        Form::Violation(e) => collect_positive(e, false, &mut out),
+    match (form, by_never) {
+        (Form::Invariant { never: Some(n), .. }, true) => collect_positive(n, false, &mut out),
+        (Form::Invariant { when, .. }, _) => collect_positive(when, false, &mut out),
+        (Form::Violation(e), _) => collect_positive(e, false, &mut out),
     }
     out
 }
@@ -258,12 +264,12 @@ fn collect_positive<'a>(e: &'a Expr, negated: bool, out: &mut Vec<&'a Selector>)
         Expr::Has(s) => out.push(s),
         Expr::Compare(a, _, b) => {
             for n in [a, b] {
-                if let Num::Count(s) | Num::Distinct(s, _) = n {
+                if let Num::Count(s) | Num::Distinct(s, _) | Num::Agg(_, s, _) = n {
                     out.push(s);
                 }
             }
         }
-        Expr::Before(a, b) | Expr::Within(a, b) | Expr::ChildOf(a, b) => {
+        Expr::Before(a, b, _) | Expr::Within(a, b) | Expr::ChildOf(a, b) => {
             out.push(a);
             out.push(b);
         }
@@ -284,7 +290,7 @@ pub fn required_names(form: &Form) -> Option<Vec<NameMatch>> {
 /// Names of which a span must exist when `e` holds, or `None` if there are none.
 fn needs(e: &Expr) -> Option<Vec<NameMatch>> {
     match e {
-        Expr::Has(s) | Expr::Before(s, _) => Some(vec![s.name.clone()]),
+        Expr::Has(s) | Expr::Before(s, _, _) => Some(vec![s.name.clone()]),
         // Every item holds: the narrowest item's names are enough.
         Expr::And(items) => items.iter().filter_map(needs).min_by_key(|names| {
             (
@@ -312,8 +318,16 @@ fn needs(e: &Expr) -> Option<Vec<NameMatch>> {
                 .then(|| vec![s.name.clone()])
             };
             match (a, b) {
-                (Num::Count(s) | Num::Distinct(s, _), Num::Int(n)) => positive(s, *op, *n),
-                (Num::Int(n), Num::Count(s) | Num::Distinct(s, _)) => positive(s, op.flipped(), *n),
+                (Num::Count(s) | Num::Distinct(s, _), Num::Const(Number::Int(n))) => {
+                    positive(s, *op, *n)
+                }
+                (Num::Const(Number::Int(n)), Num::Count(s) | Num::Distinct(s, _)) => {
+                    positive(s, op.flipped(), *n)
+                }
+                // An aggregate with a value needs a span with the key; `sum` is 0 without.
+                (Num::Agg(f, s, _), _) | (_, Num::Agg(f, s, _)) if *f != AggFn::Sum => {
+                    Some(vec![s.name.clone()])
+                }
                 _ => None,
             }
         }

@@ -94,6 +94,12 @@ pub fn attributes(s: &Signal) -> Vec<KeyValue> {
             },
         ),
         kv("betrace.mode", string(s.mode.as_str())),
+        kv(
+            "betrace.trace.complete",
+            AnyValue {
+                value: Some(any_value::Value::BoolValue(s.complete)),
+            },
+        ),
     ];
     if s.span_ids_total > s.span_ids.len() {
         out.push(kv(

@@ -24,6 +24,8 @@ struct RuleDoc {
     #[serde(default = "yes")]
     enabled: bool,
     #[serde(default)]
+    incomplete: super::Incomplete,
+    #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
     compliance: Option<Compliance>,
@@ -307,6 +309,7 @@ impl Loader {
             description: doc.description,
             severity: doc.severity,
             enabled: doc.enabled,
+            incomplete: doc.incomplete,
             tags: doc.tags,
             compliance: doc.compliance,
             condition: doc.condition,

@@ -17,6 +17,17 @@ pub use sources::{read_sources, SourceError};
 use crate::lang::hir::Form;
 use crate::trace::Trace;
 
+/// What a rule does on a trace that is not complete (docs/language.md, "Complete traces").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Incomplete {
+    /// Judge it as it is (the default).
+    #[default]
+    Fire,
+    /// Never fire on it; count it as skipped instead.
+    Skip,
+}
+
 /// How serious a rule's violations are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -108,6 +119,8 @@ pub struct RuleDef {
     pub severity: Severity,
     /// Whether the rule is evaluated.
     pub enabled: bool,
+    /// Whether it fires on incomplete traces.
+    pub incomplete: Incomplete,
     /// Free tags.
     pub tags: Vec<String>,
     /// Compliance mapping.

@@ -11,7 +11,7 @@ use crate::eval::vm::{Lookup, Verdict, View};
 use crate::lang::bytecode::{Code, Program};
 use crate::lang::compile::Compiler;
 use crate::lang::hir::{Attr, Intrinsic};
-use crate::rules::{self, RuleDef, SourceError};
+use crate::rules::{self, Incomplete, RuleDef, SourceError};
 use crate::trace;
 use crate::trace::projected::{self, Projection};
 
@@ -33,18 +33,18 @@ pub struct Rule {
     pub def: RuleDef,
     /// Its bytecode.
     pub program: Program,
-    /// Its id as a small number, the same for the same id in every rule set of the
-    /// process: what the engine remembers per judged trace, across reloads.
-    pub uid: u32,
+    /// Its id as a number, the same for the same id in every rule set: what the engine
+    /// remembers per judged trace, across reloads. A 64-bit hash of the id (two ids of one
+    /// rule set sharing it is a chance of about n² in 2^65).
+    pub uid: u64,
 }
 
-/// The process-wide numbers of rule ids ([`Rule::uid`]).
-fn uid_of(id: &str) -> u32 {
-    static UIDS: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<String, u32>>> =
-        std::sync::OnceLock::new();
-    let mut uids = UIDS.get_or_init(Default::default).lock();
-    let next = uids.len() as u32;
-    *uids.entry(id.to_string()).or_insert(next)
+/// [`Rule::uid`]: a fixed-key hash, so that no table of ids lives in the process.
+fn uid_of(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 /// Traces a rule applied to, and of them the ones that violated it (each trace once).
@@ -55,6 +55,8 @@ pub struct RuleCounts {
     pub applied: u64,
     /// Traces it fired on: its signals.
     pub violated: u64,
+    /// Traces it skipped: `incomplete: skip` and the trace was not complete.
+    pub skipped: u64,
 }
 
 /// A rule's counts while a rule set is in force: atomics, so judging threads never lock.
@@ -62,6 +64,7 @@ pub struct RuleCounts {
 struct Counter {
     applied: AtomicU64,
     violated: AtomicU64,
+    skipped: AtomicU64,
 }
 
 /// One enabled rule that applied to a judged trace (docs/language.md, "How often a rule
@@ -74,6 +77,8 @@ pub struct Judgement {
     pub signal: Option<Box<Signal>>,
     /// The span the outcome is attributed to; only when asked for.
     pub subject: Option<Box<Subject>>,
+    /// The rule says `incomplete: skip` and the trace is not complete: not judged.
+    pub skipped: bool,
 }
 
 /// What compliance evidence reads of the span a judgement is attributed to.
@@ -166,15 +171,18 @@ impl RuleSet {
         &self.files
     }
 
-    /// Counts a trace newly applied to (and, with `violated`, newly violating) rule
-    /// `rule` (an index into [`RuleSet::rules`]).
-    pub fn count(&self, rule: usize, applied: bool, violated: bool) {
+    /// Adds `counts` (one trace's news: newly applied, violated, skipped) to rule `rule`
+    /// (an index into [`RuleSet::rules`]).
+    pub fn count(&self, rule: usize, counts: RuleCounts) {
         if let Some(c) = self.counters.get(rule) {
-            if applied {
-                c.applied.fetch_add(1, Relaxed);
-            }
-            if violated {
-                c.violated.fetch_add(1, Relaxed);
+            for (counter, n) in [
+                (&c.applied, counts.applied),
+                (&c.violated, counts.violated),
+                (&c.skipped, counts.skipped),
+            ] {
+                if n > 0 {
+                    counter.fetch_add(n, Relaxed);
+                }
             }
         }
     }
@@ -183,11 +191,16 @@ impl RuleSet {
     /// absent), added into `into`.
     pub fn counts_into(&self, into: &mut BTreeMap<String, RuleCounts>) {
         for (r, c) in self.rules.iter().zip(self.counters.iter()) {
-            let (applied, violated) = (c.applied.load(Relaxed), c.violated.load(Relaxed));
-            if applied > 0 || violated > 0 {
+            let (applied, violated, skipped) = (
+                c.applied.load(Relaxed),
+                c.violated.load(Relaxed),
+                c.skipped.load(Relaxed),
+            );
+            if applied > 0 || violated > 0 || skipped > 0 {
                 let e = into.entry(r.def.id.clone()).or_default();
                 e.applied += applied;
                 e.violated += violated;
+                e.skipped += skipped;
             }
         }
     }
@@ -260,18 +273,23 @@ impl RuleSet {
     }
 
     /// Every enabled rule that applies to a projected trace, in rule order, with its signal
-    /// when it fires and, when `subjects`, the span it is attributed to.
+    /// when it fires and, when `subjects`, the span it is attributed to. A trace judged
+    /// early (`judged_early`) is not complete; a rule with `incomplete: skip` that applies
+    /// to an incomplete trace is skipped, not judged.
     pub fn judge_trace(
         &self,
         trace: &projected::Trace,
         mode: Mode,
         subjects: bool,
+        judged_early: bool,
     ) -> Vec<Judgement> {
         let trace = self.keyed(trace);
         let trace = &*trace;
         if trace.spans.is_empty() {
             return Vec::new();
         }
+        let complete = std::cell::OnceCell::new();
+        let complete = || *complete.get_or_init(|| !judged_early && trace.is_complete());
         crate::with_stack(|| {
             let mut view = self.view(trace);
             let mut out = Vec::new();
@@ -281,6 +299,15 @@ impl RuleSet {
                 }
                 let v = view.run(&r.program);
                 if !v.applies {
+                    continue;
+                }
+                if r.def.incomplete == Incomplete::Skip && !complete() {
+                    out.push(Judgement {
+                        rule: i,
+                        signal: None,
+                        subject: None,
+                        skipped: true,
+                    });
                     continue;
                 }
                 let subject = subjects
@@ -302,7 +329,7 @@ impl RuleSet {
                         })
                     });
                 let signal = if v.fired {
-                    Signal::new(&r.def, trace, &v, mode).map(Box::new)
+                    Signal::new(&r.def, trace, &v, mode, complete()).map(Box::new)
                 } else {
                     None
                 };
@@ -310,6 +337,7 @@ impl RuleSet {
                     rule: i,
                     signal,
                     subject,
+                    skipped: false,
                 });
             }
             out
@@ -323,10 +351,9 @@ impl RuleSet {
 
     /// The signals a projected trace raises.
     pub fn signals_projected(&self, trace: &projected::Trace, mode: Mode) -> Vec<Signal> {
-        let trace = self.keyed(trace);
-        crate::with_stack(|| self.judge_all(&trace))
+        self.judge_trace(trace, mode, false, false)
             .into_iter()
-            .filter_map(|(i, v)| Signal::new(&self.rules[i].def, &trace, &v, mode))
+            .filter_map(|j| j.signal.map(|s| *s))
             .collect()
     }
 

@@ -411,6 +411,29 @@ impl Trace {
             .map(|a| (self.projection.key_name(a.key), self.value(&a.value)))
     }
 
+    /// Whether the trace's spans form one whole tree (docs/language.md, "Complete
+    /// traces"): exactly one root (a span without a parent span id), and every parent span
+    /// id names a span of the trace. (Judged early under memory pressure, a trace is not
+    /// complete either; the engine knows that, not the trace.)
+    pub fn is_complete(&self) -> bool {
+        let roots = self
+            .spans
+            .iter()
+            .filter(|s| s.parent_span_id.is_none())
+            .count();
+        if roots != 1 {
+            return false;
+        }
+        let parents = self.spans.iter().filter_map(|s| s.parent_span_id);
+        if self.spans.len() <= 32 {
+            let ids = || self.spans.iter().map(|s| s.span_id);
+            return parents.clone().all(|p| ids().any(|id| id == p));
+        }
+        let ids: std::collections::HashSet<SpanId, foldhash::fast::RandomState> =
+            self.spans.iter().map(|s| s.span_id).collect();
+        parents.clone().all(|p| ids.contains(&p))
+    }
+
     /// The root span: one without a parent (the earliest if several), else the earliest span.
     pub fn root(&self) -> Option<usize> {
         trace::root_of(self.spans.len(), |i| {

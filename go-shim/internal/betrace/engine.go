@@ -227,6 +227,9 @@ func (e *Engine) Counters() Counters {
 type RuleCounts struct {
 	Applied  uint64 `json:"applied"`
 	Violated uint64 `json:"violated"`
+	// Skipped counts traces a rule with `incomplete: skip` did not judge because they
+	// were not complete.
+	Skipped uint64 `json:"skipped"`
 }
 
 // RuleCounts returns the counts of every rule that applied to a trace so far, by rule id.

@@ -98,7 +98,7 @@ func TestWithNoOutputSignalsAreOnlyCounted(t *testing.T) {
 		t.Errorf("no violation spans without the spans output: %d (%v)", n, err)
 	}
 	byRule, err := e.RuleCounts()
-	if want := (RuleCounts{Applied: 1, Violated: 1}); err != nil || byRule["payment-requires-inventory"] != want || e.Counters().Signals != 1 {
+	if want := (RuleCounts{Applied: 1, Violated: 1, Skipped: 0}); err != nil || byRule["payment-requires-inventory"] != want || e.Counters().Signals != 1 {
 		t.Errorf("the signal is counted: %v %d (%v)", byRule, e.Counters().Signals, err)
 	}
 }

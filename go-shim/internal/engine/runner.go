@@ -207,6 +207,7 @@ func (r *Runner) registerMetrics(m metric.Meter) (metric.Registration, error) {
 	invalid := counter("otelcol_betrace_invalid_spans", "Spans skipped because they could not be read; the rest of their batch was judged.")
 	signals := counter("otelcol_betrace_signals", "Violations found, by rule: the traces that violated it.")
 	applied := counter("otelcol_betrace_traces_applied", "Traces each rule applied to (its when part held; every trace judged, for a rule without when), by rule. 1 - signals/applied is its compliance rate.")
+	skipped := counter("otelcol_betrace_traces_skipped", "Traces a rule with incomplete: skip did not judge because they were not complete, by rule.")
 	dropped := counter("otelcol_betrace_signals_dropped", "Violations dropped because they were not delivered in time.")
 	decodeErrors := counter("otelcol_betrace_decode_errors", "Batches the engine could not decode.")
 	heldTraces := gauge("otelcol_betrace_held_traces", "Traces held, waiting to be judged or kept for late spans.")
@@ -236,7 +237,10 @@ func (r *Runner) registerMetrics(m metric.Meter) (metric.Registration, error) {
 			if n.Violated > 0 {
 				o.ObserveInt64(signals, int64(n.Violated), attrs)
 			}
+			if n.Skipped > 0 {
+				o.ObserveInt64(skipped, int64(n.Skipped), attrs)
+			}
 		}
 		return nil
-	}, spansIn, judged, early, late, lateUnjudged, duplicates, invalid, signals, applied, dropped, decodeErrors, heldTraces, heldSpans, evalTime)
+	}, spansIn, judged, early, late, lateUnjudged, duplicates, invalid, signals, applied, skipped, dropped, decodeErrors, heldTraces, heldSpans, evalTime)
 }

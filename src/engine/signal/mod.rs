@@ -68,6 +68,9 @@ pub struct Signal {
     pub compliance: Option<Compliance>,
     /// Live or replay.
     pub mode: Mode,
+    /// Whether the trace was complete (docs/language.md, "Complete traces"): one root,
+    /// every parent present, not judged early.
+    pub complete: bool,
 }
 
 /// Most trigger span ids a signal lists: one trace of a million spans cannot make a
@@ -80,7 +83,13 @@ pub const MAX_MESSAGE: usize = 4096;
 
 impl Signal {
     /// Builds the signal for a rule that fired on a trace. `None` only for an empty trace.
-    pub fn new(rule: &RuleDef, trace: &Trace, verdict: &Verdict, mode: Mode) -> Option<Signal> {
+    pub fn new(
+        rule: &RuleDef,
+        trace: &Trace,
+        verdict: &Verdict,
+        mode: Mode,
+        complete: bool,
+    ) -> Option<Signal> {
         let first = verdict.triggers.first().copied().or_else(|| trace.root())?;
         let span = &trace.spans[first];
         let resource = trace.resource_of(span);
@@ -124,6 +133,7 @@ impl Signal {
             context,
             compliance: rule.compliance.clone(),
             mode,
+            complete,
         })
     }
 
@@ -154,6 +164,7 @@ impl Signal {
             "context": context,
             "compliance": self.compliance,
             "mode": self.mode,
+            "complete": self.complete,
         })
     }
 }

@@ -16,13 +16,14 @@ use crate::lang::hir::{self, Attr, Form, Intrinsic, IntrinsicType, Num, Pred};
 use crate::lang::syntax::ast::{
     self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, RelOp,
 };
-use crate::lang::value::{CmpOp, Value};
+use crate::lang::value::{CmpOp, Number, Value};
 use crate::trace::{SpanKind, StatusCode};
 
 /// The reserved words of docs/language.md, "Comparison rules".
-pub const RESERVED: [&str; 20] = [
+pub const RESERVED: [&str; 24] = [
     "and", "or", "not", "in", "matches", "contains", "exists", "when", "always", "never", "count",
-    "distinct", "before", "after", "within", "child_of", "true", "false", "trace", "unique",
+    "distinct", "before", "after", "within", "child_of", "true", "false", "trace", "unique", "sum",
+    "min", "max", "avg",
 ];
 
 /// The checked condition and its warnings.
@@ -99,15 +100,39 @@ impl Checker<'_> {
             }
             ast::Expr::Not(inner, _) => hir::Expr::Not(Box::new(self.expr(inner))),
             ast::Expr::Has(s) => hir::Expr::Has(self.selector(s)),
-            ast::Expr::Compare { lhs, op, rhs, .. } => {
+            ast::Expr::Compare { lhs, op, rhs, loc } => {
                 let op = CmpOp::parse(op).expect("the grammar only yields comparison operators");
-                hir::Expr::Compare(self.numeric(lhs), op, self.numeric(rhs))
+                let (a, a_is_duration) = self.numeric(lhs);
+                let (b, b_is_duration) = self.numeric(rhs);
+                if a_is_duration != b_is_duration {
+                    let (duration, number) = if a_is_duration {
+                        (lhs, rhs)
+                    } else {
+                        (rhs, lhs)
+                    };
+                    self.errors.push(
+                        Diagnostic::error(
+                            numeric_loc(number).unwrap_or_else(|| loc.clone()),
+                            "a duration compared with a plain number",
+                            format!("a number, against the duration {}", describe(duration)),
+                        )
+                        .with_help("durations compare only with durations: write `30s` or `250ms`, or aggregate `span:duration`"),
+                    );
+                }
+                hir::Expr::Compare(a, op, b)
             }
-            ast::Expr::Relation { lhs, op, rhs, .. } => {
+            ast::Expr::Relation {
+                lhs,
+                op,
+                rhs,
+                bound,
+                ..
+            } => {
                 let (a, b) = (self.selector(lhs), self.selector(rhs));
+                let bound = self.bound(*op, bound.as_ref());
                 match op {
-                    RelOp::Before => hir::Expr::Before(a, b),
-                    RelOp::After => hir::Expr::Before(b, a),
+                    RelOp::Before => hir::Expr::Before(a, b, bound),
+                    RelOp::After => hir::Expr::Before(b, a, bound),
                     RelOp::Within => hir::Expr::Within(a, b),
                     RelOp::ChildOf => hir::Expr::ChildOf(a, b),
                 }
@@ -115,12 +140,76 @@ impl Checker<'_> {
         }
     }
 
-    fn numeric(&mut self, n: &ast::Numeric) -> Num {
+    /// The time bound of `A before B within D`, in nanoseconds.
+    fn bound(&mut self, op: RelOp, bound: Option<&ast::Bound>) -> Option<i64> {
+        let bound = bound?;
+        let (value, at) = match bound {
+            ast::Bound::Duration(d, l) => (Some(*d), l),
+            ast::Bound::Other(l) => (None, l),
+        };
+        if matches!(op, RelOp::Within | RelOp::ChildOf) {
+            self.errors.push(
+                Diagnostic::error(at.clone(), "a time bound follows only `before` or `after`", "a second `within`")
+                    .with_help("`A before B within 200ms` bounds how far apart they start; `A within B` is structure"),
+            );
+            return None;
+        }
+        match value {
+            Some(d) if d >= 0 => Some(d),
+            Some(_) => {
+                self.errors.push(Diagnostic::error(
+                    at.clone(),
+                    "a time bound cannot be negative",
+                    "negative",
+                ));
+                None
+            }
+            None => {
+                self.errors.push(
+                    Diagnostic::error(at.clone(), "`within` after `before`/`after` takes a duration", "not a duration")
+                        .with_help("write the bound as a duration: `A before B within 200ms` (ns us ms s m h d)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A numeric term, and whether it is a duration.
+    fn numeric(&mut self, n: &ast::Numeric) -> (Num, bool) {
         match n {
-            ast::Numeric::Int(i, _) => Num::Int(*i),
+            ast::Numeric::Int(i, _) => (Num::Const(Number::Int(*i)), false),
+            ast::Numeric::Float(f, _) => (Num::Const(Number::Float(*f)), false),
+            ast::Numeric::Duration(d, _) => (Num::Duration(*d), true),
             ast::Numeric::Distinct(s, key) => {
-                let key = self.attr(key);
-                Num::Distinct(self.selector(s), key)
+                let sel = self.selector(s);
+                match self.agg_key("distinct", key) {
+                    Some(key) => (Num::Distinct(sel, key), false),
+                    None => (Num::Const(Number::Int(0)), false),
+                }
+            }
+            ast::Numeric::Agg(f, s, key, _) => {
+                let sel = self.selector(s);
+                let Some(attr) = self.agg_key(f.as_str(), key) else {
+                    return (Num::Const(Number::Int(0)), false);
+                };
+                let is_duration = match &attr {
+                    Attr::Intrinsic(i) => match i.ty() {
+                        IntrinsicType::Duration => true,
+                        _ => {
+                            let at = match key {
+                                ast::AggKey::Attr(a) => a.loc.clone(),
+                                ast::AggKey::List(l) => l.clone(),
+                            };
+                            self.errors.push(
+                                Diagnostic::error(at, format!("`{}` is never a number", i.name()), "not numeric")
+                                    .with_help("aggregate a numeric attribute (`amount`, `span.tokens`) or `span:duration` / `trace:duration`"),
+                            );
+                            false
+                        }
+                    },
+                    _ => false,
+                };
+                (Num::Agg(*f, sel, attr), is_duration)
             }
             ast::Numeric::Count(s) => {
                 // `trace.count(S).where(k == unique)` is `distinct(S, k)`.
@@ -148,9 +237,27 @@ impl Checker<'_> {
                 }
                 let sel = self.selector(&rest);
                 match keys.into_iter().next() {
-                    Some((key, _)) => Num::Distinct(sel, self.attr(&key)),
-                    None => Num::Count(sel),
+                    Some((key, _)) => (Num::Distinct(sel, self.attr(&key)), false),
+                    None => (Num::Count(sel), false),
                 }
+            }
+        }
+    }
+
+    /// The key of `distinct` or an aggregate: one attribute, not a list.
+    fn agg_key(&mut self, what: &str, key: &ast::AggKey) -> Option<Attr> {
+        match key {
+            ast::AggKey::Attr(a) => Some(self.attr(a)),
+            ast::AggKey::List(l) => {
+                self.errors.push(
+                    Diagnostic::error(
+                        l.clone(),
+                        format!("`{what}` takes one attribute, not a list"),
+                        "a list",
+                    )
+                    .with_help(format!("write one key: `{what}(S, amount)`")),
+                );
+                None
             }
         }
     }
@@ -451,6 +558,26 @@ fn article(word: &str) -> &'static str {
     }
 }
 
+/// Where a constant side of a comparison is written; `None` for terms over spans.
+fn numeric_loc(n: &ast::Numeric) -> Option<Loc> {
+    match n {
+        ast::Numeric::Int(_, l) | ast::Numeric::Float(_, l) | ast::Numeric::Duration(_, l) => {
+            Some(l.clone())
+        }
+        ast::Numeric::Agg(_, _, _, l) => Some(l.clone()),
+        ast::Numeric::Count(s) | ast::Numeric::Distinct(s, _) => Some(s.loc.clone()),
+    }
+}
+
+/// A numeric term as a reader would name it in a message.
+fn describe(n: &ast::Numeric) -> String {
+    match n {
+        ast::Numeric::Duration(d, _) => format!("`{}`", crate::lang::value::format_duration(*d)),
+        ast::Numeric::Agg(f, _, _, _) => format!("`{}(…)` of a duration", f.as_str()),
+        _ => "here".into(),
+    }
+}
+
 fn operand_loc(o: &Operand) -> Loc {
     match o {
         Operand::Literal(_, l) | Operand::List(_, l) | Operand::Unique(l) => l.clone(),
@@ -519,7 +646,7 @@ mod tests {
     #[test]
     fn after_is_before_swapped() {
         let c = check_text("b after a").unwrap();
-        let Form::Violation(hir::Expr::Before(first, second)) = c.form else {
+        let Form::Violation(hir::Expr::Before(first, second, None)) = c.form else {
             panic!()
         };
         assert_eq!(first.text, "a");

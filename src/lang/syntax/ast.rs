@@ -50,7 +50,7 @@ pub enum Expr {
         /// The whole comparison.
         loc: Loc,
     },
-    /// `A before B`, `A after B`, `A within B`, `A child_of B`.
+    /// `A before B`, `A after B`, `A within B`, `A child_of B`, and `A before B within D`.
     Relation {
         /// Left selector.
         lhs: Selector,
@@ -58,6 +58,9 @@ pub enum Expr {
         op: RelOp,
         /// Right selector.
         rhs: Selector,
+        /// What follows `within` after `before`/`after`, if anything: the checker wants a
+        /// duration.
+        bound: Option<Bound>,
         /// The whole relation.
         loc: Loc,
     },
@@ -87,6 +90,15 @@ pub enum RelOp {
     ChildOf,
 }
 
+/// What follows `within` in `A before B within …`, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bound {
+    /// A duration, in nanoseconds.
+    Duration(i64, Loc),
+    /// Anything else (a number, a selector): an error the checker locates.
+    Other(Loc),
+}
+
 /// A numeric term of a comparison.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Numeric {
@@ -94,9 +106,27 @@ pub enum Numeric {
     /// already folded into the selector.
     Count(Selector),
     /// `distinct(S, key)`.
-    Distinct(Selector, AttrRef),
+    Distinct(Selector, AggKey),
+    /// `sum(S, key)`, `min`, `max`, `avg`.
+    Agg(AggFn, Selector, AggKey, Loc),
     /// An integer literal.
     Int(i64, Loc),
+    /// A float literal.
+    Float(f64, Loc),
+    /// A duration literal, in nanoseconds.
+    Duration(i64, Loc),
+}
+
+pub use crate::lang::value::Aggregate as AggFn;
+
+/// The key of an aggregate or of `distinct`: an attribute reference, or a list (an error
+/// the checker locates).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggKey {
+    /// `amount`, `span.amount`, `span:duration`, …
+    Attr(AttrRef),
+    /// `[a, b]`.
+    List(Loc),
 }
 
 /// A span selector: a name pattern and its `.where(...)` filters.

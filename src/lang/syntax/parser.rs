@@ -171,10 +171,24 @@ fn expr(p: Pair<Rule>) -> Result<Expr, Diagnostic> {
                 _ => RelOp::ChildOf,
             };
             let rhs = sel_term(inner.next().expect("rhs"))?;
+            let bound = match inner.next() {
+                None => None,
+                Some(tb) => {
+                    let value = tb
+                        .into_inner()
+                        .find(|c| c.as_rule() != Rule::kw_within)
+                        .expect("within is followed by something");
+                    Some(match value.as_rule() {
+                        Rule::duration => Bound::Duration(duration(&value)?, loc(&value)),
+                        _ => Bound::Other(loc(&value)),
+                    })
+                }
+            };
             Ok(Expr::Relation {
                 lhs,
                 op,
                 rhs,
+                bound,
                 loc: l,
             })
         }
@@ -287,6 +301,24 @@ fn where_clause(p: Pair<Rule>) -> Result<Predicate, Diagnostic> {
 fn numeric(p: Pair<Rule>) -> Result<Numeric, Diagnostic> {
     match p.as_rule() {
         Rule::integer => Ok(Numeric::Int(integer(&p)?, loc(&p))),
+        Rule::float => match literal(&p)? {
+            Literal::Float(f) => Ok(Numeric::Float(f, loc(&p))),
+            _ => unreachable!("a float literal"),
+        },
+        Rule::duration => Ok(Numeric::Duration(duration(&p)?, loc(&p))),
+        Rule::agg_term => {
+            let l = loc(&p);
+            let mut inner = p.into_inner();
+            let f = match inner.next().expect("agg_fn").as_str() {
+                "sum" => AggFn::Sum,
+                "min" => AggFn::Min,
+                "max" => AggFn::Max,
+                _ => AggFn::Avg,
+            };
+            let sel = selector(inner.next().expect("aggregate selector"))?;
+            let key = agg_key(inner.next().expect("aggregate key"))?;
+            Ok(Numeric::Agg(f, sel, key, l))
+        }
         Rule::count_term => {
             let l = loc(&p);
             let mut sel = None;
@@ -308,7 +340,7 @@ fn numeric(p: Pair<Rule>) -> Result<Numeric, Diagnostic> {
             let mut inner = p.into_inner().filter(|c| c.as_rule() != Rule::kw_distinct);
             let mut sel = selector(inner.next().expect("distinct selector"))?;
             sel.loc = l;
-            let key = attr_ref(inner.next().expect("distinct key"))?;
+            let key = agg_key(inner.next().expect("distinct key"))?;
             Ok(Numeric::Distinct(sel, key))
         }
         other => unreachable!("not a numeric term: {other:?}"),
@@ -383,13 +415,23 @@ fn literal(p: &Pair<Rule>) -> Result<Literal, Diagnostic> {
         ),
         Rule::boolean => Literal::Bool(p.as_str() == "true"),
         Rule::string => Literal::Str(unescape(inner_text(p.as_str()))),
-        Rule::duration => Literal::Duration(
-            parse_duration(p.as_str())
-                .ok_or_else(|| Diagnostic::error(loc(p), "duration out of range", "here"))?,
-        ),
+        Rule::duration => Literal::Duration(duration(p)?),
         Rule::bare_word => Literal::Word(p.as_str().to_string()),
         other => unreachable!("not a literal: {other:?}"),
     })
+}
+
+/// The key of an aggregate or of `distinct`.
+fn agg_key(p: Pair<Rule>) -> Result<AggKey, Diagnostic> {
+    match p.as_rule() {
+        Rule::list => Ok(AggKey::List(loc(&p))),
+        _ => Ok(AggKey::Attr(attr_ref(p)?)),
+    }
+}
+
+fn duration(p: &Pair<Rule>) -> Result<i64, Diagnostic> {
+    parse_duration(p.as_str())
+        .ok_or_else(|| Diagnostic::error(loc(p), "duration out of range", "here"))
 }
 
 fn integer(p: &Pair<Rule>) -> Result<i64, Diagnostic> {
@@ -525,6 +567,13 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::comparison => "a comparison",
         Rule::count_term | Rule::kw_count => "`count(...)`",
         Rule::distinct_term | Rule::kw_distinct => "`distinct(...)`",
+        Rule::agg_term
+        | Rule::agg_fn
+        | Rule::kw_sum
+        | Rule::kw_min
+        | Rule::kw_max
+        | Rule::kw_avg => "an aggregate such as `sum(S, key)`",
+        Rule::time_bound => "`within` and a duration",
         Rule::relation | Rule::rel_op => "`before`, `after`, `within` or `child_of`",
         Rule::trace_has | Rule::kw_trace => "`trace.has(...)`",
         Rule::cmp_op => "a comparison operator (== != > >= < <=)",

@@ -7,7 +7,7 @@ use super::{parse_duration, CmpOp, Value, ValueRef};
 
 /// A number read from a string or a numeric value.
 #[derive(Debug, Clone, Copy)]
-enum Num {
+pub(super) enum Num {
     Int(i64),
     Float(f64),
 }
@@ -21,7 +21,7 @@ fn num_of(v: ValueRef) -> Option<Num> {
 }
 
 /// Reads a whole string as a number (`"503"` → 503); `None` when it is not one.
-fn parse_num(s: &str) -> Option<Num> {
+pub(super) fn num_of_str(s: &str) -> Option<Num> {
     if let Ok(i) = s.parse::<i64>() {
         return Some(Num::Int(i));
     }
@@ -38,7 +38,7 @@ fn parse_num(s: &str) -> Option<Num> {
     None
 }
 
-fn cmp_num(a: Num, b: Num) -> Option<Ordering> {
+pub(super) fn cmp_num(a: Num, b: Num) -> Option<Ordering> {
     match (a, b) {
         (Num::Int(x), Num::Int(y)) => Some(x.cmp(&y)),
         (Num::Int(x), Num::Float(y)) => (x as f64).partial_cmp(&y),
@@ -56,8 +56,8 @@ fn order(lhs: ValueRef, rhs: ValueRef) -> Option<Ordering> {
         (ValueRef::Duration(a), ValueRef::Duration(b)) => Some(a.cmp(&b)),
         (ValueRef::Duration(a), ValueRef::Str(s)) => parse_duration(s).map(|b| a.cmp(&b)),
         (ValueRef::Str(s), ValueRef::Duration(b)) => parse_duration(s).map(|a| a.cmp(&b)),
-        (ValueRef::Str(s), other) => cmp_num(parse_num(s)?, num_of(other)?),
-        (other, ValueRef::Str(s)) => cmp_num(num_of(other)?, parse_num(s)?),
+        (ValueRef::Str(s), other) => cmp_num(num_of_str(s)?, num_of(other)?),
+        (other, ValueRef::Str(s)) => cmp_num(num_of(other)?, num_of_str(s)?),
         (a, b) => cmp_num(num_of(a)?, num_of(b)?),
     }
 }

@@ -10,9 +10,11 @@ use std::sync::Arc;
 
 mod compare;
 mod duration;
+mod number;
 
 pub use compare::{compare, contains, is_in, is_true};
 pub use duration::{format_duration, parse_duration};
+pub use number::{aggregate, compare_numbers, Aggregate, Number};
 
 /// A value an attribute, an intrinsic or a literal can take.
 #[derive(Debug, Clone, PartialEq)]
