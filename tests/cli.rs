@@ -66,7 +66,7 @@ fn check_reports_all_three_mistakes_with_positions() {
 fn check_accepts_the_library_and_reports_warnings_without_failing() {
     let (code, out, _) = betrace(&["check", "examples/rules"]);
     assert_eq!(code, 0);
-    assert!(out.contains("87 rules in 6 files"), "{out}");
+    assert!(out.contains("91 rules in 6 files"), "{out}");
     let path = temp_file(
         "warn.yaml",
         "rules:\n  - {id: w, name: W, condition: trace.has(a) and trace.has(b)}\n",
