@@ -205,6 +205,11 @@ const EQUIVALENT: &[(&str, &str, &str)] = &[
         "`never` repeats the filter; the one in `when` scopes which traces count as applied",
     ),
     (
+        "queries-use-prepared-statements",
+        "drop `.where(has_user_input == true)`",
+        "`never` repeats the filter; the one in `when` scopes which traces count as applied",
+    ),
+    (
         "sensitive-data-over-tls",
         "drop `.where(sensitive == true)`",
         "`never` repeats the filter; the one in `when` scopes which traces count as applied",
