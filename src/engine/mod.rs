@@ -97,6 +97,20 @@ impl Engine {
     pub fn set_rules(&self, rules: RuleSet) {
         let old = std::mem::replace(&mut *self.rules.write(), Arc::new(rules));
         self.retired.lock().push(old);
+        self.fold_retired();
+    }
+
+    /// Folds the counts of retired rule sets that no judge holds any more into `counted`
+    /// and drops them: a collector reloading for months keeps one rule set, not all.
+    fn fold_retired(&self) {
+        let mut counted = self.counted.lock();
+        self.retired.lock().retain(|old| {
+            if Arc::strong_count(old) > 1 {
+                return true;
+            }
+            old.counts_into(&mut counted);
+            false
+        });
     }
 
     /// Adds spans (one fragment per trace); returns signals of traces judged early.
@@ -131,17 +145,9 @@ impl Engine {
 
     /// Counters now.
     pub fn stats(&self) -> Stats {
+        self.fold_retired();
         let rules = {
-            let mut counted = self.counted.lock();
-            // A retired rule set only this engine still holds counts no more: fold it.
-            self.retired.lock().retain(|old| {
-                if Arc::strong_count(old) > 1 {
-                    return true;
-                }
-                old.counts_into(&mut counted);
-                false
-            });
-            let mut rules = counted.clone();
+            let mut rules = self.counted.lock().clone();
             for old in self.retired.lock().iter() {
                 old.counts_into(&mut rules);
             }
