@@ -442,3 +442,31 @@ fn store_flags_are_checked_before_anything_runs() {
         "nothing was asked of the store: {err}"
     );
 }
+
+#[test]
+fn a_window_as_wide_as_time_itself_splits_without_overflow() {
+    // `--from 1970-01-01 --to 2554-07-21`: the last slice ends at u64::MAX nanoseconds, so
+    // its width plus one does not fit in 64 bits.
+    let traces = stored(9);
+    let url = serve(move |target| listing(target).unwrap_or_else(|| find(&traces, target, 100)));
+    let rules = rules_file();
+    let out = Command::new(env!("CARGO_BIN_EXE_betrace"))
+        .args([
+            "replay",
+            "--rules",
+            &rules,
+            "--jaeger",
+            &url,
+            "--from",
+            "1970-01-01",
+            "--to",
+            "2554-07-21",
+            "--jaeger-limit",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains(" spans in 9 traces\n"), "{err}");
+}

@@ -319,7 +319,8 @@ impl Run<'_> {
             }
             self.fetched.splits += 1;
             // Later parts first on the stack: the earliest is asked next.
-            let parts = SPLIT.min(b - a + 1);
+            // `b - a + 1` overflows for a window reaching u64::MAX (year 2554).
+            let parts = SPLIT.min((b - a).saturating_add(1));
             let width = (b - a) / parts + 1;
             let starts: Vec<u64> = (0..parts)
                 .map(|i| a + i * width)
