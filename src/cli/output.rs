@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Write};
 
-use betrace::engine::evidence::{day_name, Evidence};
+use betrace::engine::evidence::{day_name, day_of, Evidence};
 use betrace::engine::signal::{rfc3339, Signal};
 use betrace::RuleSet;
 
@@ -171,9 +171,7 @@ impl<W: Write> Output<W> {
                 g.count += 1;
                 g.first = g.first.min(s.time_unix_nano);
                 g.last = g.last.max(s.time_unix_nano);
-                *g.days
-                    .entry(s.time_unix_nano / 86_400_000_000_000)
-                    .or_default() += 1;
+                *g.days.entry(day_of(s.time_unix_nano)).or_default() += 1;
                 if !s.service().is_empty() {
                     g.services.insert(s.service().to_string());
                 }

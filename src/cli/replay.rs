@@ -281,7 +281,7 @@ pub fn run(args: &Args) -> u8 {
                 None => args.inputs.join(", "),
             },
             traces_judged: summary.stats.buffer.traces_judged - summary.stats.traces_outside_window,
-            generated: betrace::engine::signal::rfc3339(now()),
+            generated: betrace::engine::signal::rfc3339(betrace::engine::signal::now_unix_nano()),
         };
         let page = report::render(&report_rules, e, &period);
         if let Err(err) = std::fs::write(path, page) {
@@ -313,13 +313,6 @@ fn end_of(s: &str) -> Option<u64> {
     } else {
         t
     })
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
-        .unwrap_or(0)
 }
 
 /// Refuses an output that is one of the inputs or lies inside an input directory, before

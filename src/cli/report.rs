@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use betrace::engine::evidence::{day_name, Breakdown, Evidence, RuleEvidence, Tally};
+use betrace::engine::evidence::{day_name, day_of, Breakdown, Evidence, RuleEvidence, Tally};
 use betrace::engine::signal::rfc3339;
 use betrace::RuleSet;
 
@@ -327,7 +327,7 @@ fn control(r: &betrace::rules::ruleset::Rule) -> String {
 
 fn day_number(d: &str) -> Option<u64> {
     let t = betrace::engine::signal::parse_time(d)?;
-    Some(t / 86_400_000_000_000)
+    Some(day_of(t))
 }
 
 /// Text as HTML: the five characters that could end an element or attribute, escaped.

@@ -2,7 +2,7 @@
 
 use betrace::engine::signal::{Mode, Signal};
 use betrace::eval::explain;
-use betrace::rules::{Expect, Incomplete};
+use betrace::rules::Expect;
 
 use super::{load_rules, out, say, FAILED, OK};
 
@@ -45,7 +45,7 @@ pub fn run(args: &Args) -> u8 {
             let verdict = rules.judge_with(&mut view, ri);
             let complete = trace.is_complete();
             // `incomplete: skip`: never fires on an incomplete trace.
-            let skipped = verdict.fired && def.incomplete == Incomplete::Skip && !complete;
+            let skipped = verdict.fired && def.skips(|| complete);
             let fired = verdict.fired && !skipped;
             let ok = fired == (ex.expect == Expect::Violation);
             if ok {

@@ -62,11 +62,6 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// 1 − violated ÷ applied; `None` when the rule applied to nothing.
-    pub fn compliance(&self) -> Option<f64> {
-        (self.applied > 0).then(|| 1.0 - self.violated as f64 / self.applied as f64)
-    }
-
     fn add(&mut self, other: Tally) {
         self.applied += other.applied;
         self.violated += other.violated;
@@ -191,10 +186,17 @@ impl Evidence {
     }
 }
 
+/// Nanoseconds in a day.
+const DAY: u64 = 86_400_000_000_000;
+
+/// The UTC day (days since 1970-01-01) a time in nanoseconds falls on.
+pub fn day_of(unix_nano: u64) -> u64 {
+    unix_nano / DAY
+}
+
 /// The UTC calendar date of a day number (days since 1970-01-01), as `YYYY-MM-DD`.
 pub fn day_name(day: u64) -> String {
-    let secs = day.saturating_mul(86_400).saturating_mul(1_000_000_000);
-    let full = crate::engine::signal::rfc3339(secs);
+    let full = crate::engine::signal::rfc3339(day.saturating_mul(DAY));
     full.get(..10).unwrap_or(&full).to_string()
 }
 
@@ -238,7 +240,13 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("checkout", 3, 1), ("payments", 1, 1)]
         );
-        assert_eq!(e.rules["r"].total.compliance(), Some(0.5));
+        assert_eq!(
+            e.rules["r"].total,
+            Tally {
+                applied: 4,
+                violated: 2
+            }
+        );
         assert_eq!(e.rules["r"].violating_traces.len(), 2);
     }
 

@@ -211,11 +211,8 @@ impl Engine {
                 if !c.skipped {
                     c.skipped = true;
                     news.skipped = 1;
-                    rules.count(j.rule, news);
                 }
-                continue;
-            }
-            if !c.applied {
+            } else if !c.applied {
                 c.applied = true;
                 news.applied = 1;
                 if let (Some(e), Some(subject)) = (&mut evidence, &j.subject) {
@@ -248,7 +245,7 @@ impl Engine {
 /// The evidence group of the span a judgement is attributed to.
 fn group_of(s: &Subject) -> Group {
     Group {
-        day: s.start_unix_nano / 86_400_000_000_000,
+        day: evidence::day_of(s.start_unix_nano),
         service: s.service.clone(),
         version: s.version.clone(),
     }

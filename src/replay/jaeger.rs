@@ -152,12 +152,8 @@ pub fn run(
         on_note,
     };
     let error = run.all(opts, names).err();
-    let mut summary = run.summary;
-    summary.bytes_read = progress.bytes_read.load(Relaxed);
-    summary.stats = run.engine.stats();
-    summary.evidence = run.engine.evidence();
-    summary.elapsed = started.elapsed();
-    (summary, run.fetched, error)
+    run.summary.close(&run.engine, progress, started);
+    (run.summary, run.fetched, error)
 }
 
 /// The names some rule needs, or `None`: every trace can count for some rule. The second

@@ -28,13 +28,13 @@ pub mod jaeger;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::engine::buffer::BufferConfig;
 use crate::engine::evidence::Evidence;
-use crate::engine::signal::{Mode, Signal};
+use crate::engine::signal::{now_unix_nano, Mode, Signal};
 use crate::engine::{Engine, EngineConfig, Stats};
 use crate::otlp::Batch;
 use crate::rules::ruleset::RuleSet;
@@ -103,6 +103,15 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Fills in what the end of a replay knows: bytes read, the engine's counters and
+    /// evidence, the wall time since `started`.
+    pub(crate) fn close(&mut self, engine: &Engine, progress: &Progress, started: Instant) {
+        self.bytes_read = progress.bytes_read.load(Relaxed);
+        self.stats = engine.stats();
+        self.evidence = engine.evidence();
+        self.elapsed = started.elapsed();
+    }
+
     /// Whether any input was bad (exit code 2).
     pub fn had_bad_input(&self) -> bool {
         self.bad_records > 0 || self.invalid_spans > 0
@@ -193,11 +202,7 @@ pub fn run(
         inputs: inputs.len(),
         ..Summary::default()
     };
-    let horizon = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
-        .unwrap_or(0)
-        .saturating_add(FUTURE_SLACK);
+    let horizon = now_unix_nano().saturating_add(FUTURE_SLACK);
 
     // Inputs in the order their data starts; unreadable starts (stdin, empty or bad files)
     // first, so their problems are reported at once.
@@ -334,10 +339,7 @@ pub fn run(
         emit(engine.tick(clock));
     }
     emit(engine.shutdown());
-    summary.bytes_read = progress.bytes_read.load(Relaxed);
-    summary.stats = engine.stats();
-    summary.evidence = engine.evidence();
-    summary.elapsed = started.elapsed();
+    summary.close(&engine, progress, started);
     Ok(summary)
 }
 

@@ -141,6 +141,14 @@ pub struct RuleDef {
     pub file: usize,
 }
 
+impl RuleDef {
+    /// Whether the rule leaves a trace unjudged: it says `incomplete: skip` and the trace
+    /// is not complete (`complete` is asked only then; it may be costly).
+    pub fn skips(&self, complete: impl FnOnce() -> bool) -> bool {
+        self.incomplete == Incomplete::Skip && !complete()
+    }
+}
+
 /// The signal type a rule gets when it names none: its id in UPPER_SNAKE.
 pub fn default_signal_type(id: &str) -> String {
     id.chars()

@@ -11,7 +11,7 @@ use crate::eval::vm::{Lookup, Verdict, View};
 use crate::lang::bytecode::{Code, Program};
 use crate::lang::compile::Compiler;
 use crate::lang::hir::{Attr, Intrinsic};
-use crate::rules::{self, Incomplete, RuleDef, SourceError};
+use crate::rules::{self, RuleDef, SourceError};
 use crate::trace;
 use crate::trace::projected::{self, Projection};
 
@@ -301,7 +301,7 @@ impl RuleSet {
                 if !v.applies {
                     continue;
                 }
-                if r.def.incomplete == Incomplete::Skip && !complete() {
+                if r.def.skips(complete) {
                     out.push(Judgement {
                         rule: i,
                         signal: None,

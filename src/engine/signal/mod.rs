@@ -8,7 +8,7 @@ mod message;
 mod time;
 
 pub use message::{placeholders, render_message};
-pub use time::{parse_time, rfc3339};
+pub use time::{now_unix_nano, parse_time, rfc3339};
 
 use crate::eval::vm::Verdict;
 use crate::lang::value::Value;

@@ -8,6 +8,14 @@ pub fn rfc3339(unix_nano: u64) -> String {
     humantime::format_rfc3339_nanos(t).to_string()
 }
 
+/// The wall clock in nanoseconds since the epoch (0 before it, saturating after 2554).
+pub fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}
+
 /// Parses an RFC 3339 time or a date (`2024-11-25`, midnight UTC) into nanoseconds.
 pub fn parse_time(s: &str) -> Option<u64> {
     let s = s.trim();

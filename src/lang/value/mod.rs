@@ -100,11 +100,6 @@ impl CmpOp {
             CmpOp::Le => ord != Ordering::Greater,
         }
     }
-
-    /// Applies the operator to two integers (used by `count(...)` comparisons).
-    pub fn ints(self, a: i64, b: i64) -> bool {
-        self.holds(a.cmp(&b))
-    }
 }
 
 impl fmt::Display for CmpOp {
