@@ -200,6 +200,31 @@ fn negated(op: &str) -> &'static str {
 /// Mutants no example can tell apart, with why: (rule, mutation).
 const EQUIVALENT: &[(&str, &str, &str)] = &[
     (
+        "retention-expired-records-deleted",
+        "drop `.where(expired_records > 0)`",
+        "a sweep that found nothing needs no deletion either way; the filter scopes which traces count as applied",
+    ),
+    (
+        "suspicious-transaction-flagged",
+        "drop `.where(risk_score >= 80)`",
+        "`always` counts only high-risk transactions; the filter in `when` scopes which traces count as applied",
+    ),
+    (
+        "large-transaction-reported",
+        "drop `.where(amount >= 10000)`",
+        "`always` counts only large transactions; the filter in `when` scopes which traces count as applied",
+    ),
+    (
+        "high-value-actions-require-mfa",
+        "drop `.where(amount > 10000)`",
+        "`always` asks MFA only before a large transfer; the filter in `when` scopes which traces count as applied",
+    ),
+    (
+        "high-value-actions-require-mfa",
+        "drop `.where(field in [email, password, phone])`",
+        "`always` asks MFA only before a credential change; the filter in `when` scopes which traces count as applied",
+    ),
+    (
         "tenant-queries-filter-by-tenant",
         "drop `.where(table contains \"tenant_data\")`",
         "`never` repeats the filter; the one in `when` scopes which traces count as applied",

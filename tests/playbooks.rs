@@ -52,6 +52,22 @@ fn every_playbook_invariant_has_a_rule() {
     assert_eq!(rules.rules().len(), 91);
 }
 
+/// docs/library.md has one row per rule of the library, and no row for a rule that is not
+/// there: a rule added, renamed or removed without its row fails here.
+#[test]
+fn docs_library_lists_every_rule_once() {
+    let doc = include_str!("../docs/library.md");
+    let mut rows: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    rows.sort_unstable();
+    let mut ids: Vec<String> = library().rules().iter().map(|r| r.def.id.clone()).collect();
+    ids.sort_unstable();
+    assert_eq!(rows, ids, "docs/library.md rows vs examples/rules");
+}
+
 #[test]
 fn every_rule_has_both_kinds_of_example_and_a_readable_signal() {
     for r in library().rules() {

@@ -1,6 +1,6 @@
 //! Structure-aware fuzzing of rule text: conditions generated from a grammar-shaped tree
-//! (selectors, filters, counts, relations, and long runs of `not`s and parentheses, so that
-//! deep nesting is reached), loaded on a 256 KiB thread as a host might call the engine.
+//! (selectors, filters, counts, aggregates, relations with and without time bounds, `never`
+//! clauses, and long runs of `not`s and parentheses, so that deep nesting is reached), loaded on a 256 KiB thread as a host might call the engine.
 //! A rule that loads is judged on a small trace by the VM and the reference evaluator,
 //! which must agree. Nothing may crash.
 #![no_main]
@@ -24,6 +24,34 @@ enum Expr {
     Count(Sel, Op, u8),
     Distinct(Sel, Key, Op, u8),
     Rel(Sel, Rel, Sel),
+    /// `A before B within D` (or `after`); the bound is any literal, so that a bound of the
+    /// wrong type is tried too.
+    RelWithin(Sel, bool, Sel, Lit),
+    /// `sum(S, key) op literal`.
+    Agg(AggFn, Sel, Key, Op, Lit),
+    /// `sum(S, key) op max(T, key)`: both sides are values across spans.
+    AggCmp(AggFn, Sel, Key, Op, AggFn, Sel, Key),
+    /// `count(S) op avg(T, key)`.
+    CountAgg(Sel, Op, AggFn, Sel, Key),
+}
+
+#[derive(Arbitrary, Debug)]
+enum AggFn {
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+impl AggFn {
+    fn render(&self) -> &'static str {
+        match self {
+            AggFn::Sum => "sum",
+            AggFn::Min => "min",
+            AggFn::Max => "max",
+            AggFn::Avg => "avg",
+        }
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -94,6 +122,8 @@ struct Rule {
     invariant: bool,
     when: Expr,
     then: Expr,
+    never: Option<Expr>,
+    skip_incomplete: bool,
 }
 
 fn quote(s: &str) -> String {
@@ -242,6 +272,31 @@ impl Expr {
                 });
                 b.render(out);
             }
+            Expr::RelWithin(a, before, b, bound) => {
+                a.render(out);
+                out.push_str(if *before { " before " } else { " after " });
+                b.render(out);
+                let _ = write!(out, " within {}", bound.render());
+            }
+            Expr::Agg(f, s, k, op, l) => {
+                let _ = write!(out, "{}(", f.render());
+                s.render(out);
+                let _ = write!(out, ", {}) {} {}", k.render(), op.render(), l.render());
+            }
+            Expr::AggCmp(f, s, k, op, g, t, j) => {
+                let _ = write!(out, "{}(", f.render());
+                s.render(out);
+                let _ = write!(out, ", {}) {} {}(", k.render(), op.render(), g.render());
+                t.render(out);
+                let _ = write!(out, ", {})", j.render());
+            }
+            Expr::CountAgg(s, op, g, t, j) => {
+                out.push_str("count(");
+                s.render(out);
+                let _ = write!(out, ") {} {}(", op.render(), g.render());
+                t.render(out);
+                let _ = write!(out, ", {})", j.render());
+            }
         }
     }
 }
@@ -251,13 +306,24 @@ const TRACE: &str = "
   service: shop
   children:
     - name: inventory.reserve
+      start: 1ms
       attributes: { amount: 3 }
     - name: payment.charge
+      start: 40ms
       status: error
       duration: 250ms
       attributes: { amount: \"12.5\", ok: true }
       children:
         - name: payment.retry
+          start: 300ms
+          attributes: { amount: 7 }
+    - name: payment.charge
+      start: 900ms
+      duration: 2s
+      attributes: { amount: 1000000000000, ok: false }
+    - name: inventory.reserve
+      start: 950ms
+      attributes: { amount: -2.25 }
 ";
 
 fuzz_target!(|rule: Rule| {
@@ -268,10 +334,18 @@ fuzz_target!(|rule: Rule| {
         cond.push_str(" } always { ");
         rule.then.render(&mut cond);
         cond.push_str(" }");
+        if let Some(never) = &rule.never {
+            cond.push_str(" never { ");
+            never.render(&mut cond);
+            cond.push_str(" }");
+        }
     } else {
         rule.when.render(&mut cond);
     }
-    let text = format!("rules:\n  - id: fuzz\n    name: Fuzz\n    condition: |\n      {cond}\n");
+    let incomplete = if rule.skip_incomplete { "skip" } else { "fire" };
+    let text = format!(
+        "rules:\n  - id: fuzz\n    name: Fuzz\n    incomplete: {incomplete}\n    condition: |\n      {cond}\n"
+    );
     std::thread::Builder::new()
         .stack_size(256 << 10)
         .spawn(move || {
