@@ -6,7 +6,11 @@
 #   make lint    rustfmt and clippy, warnings as errors
 #   make ffi-test  the C test program against the cdylib, under valgrind
 #   make go-test   the Go module in go-shim/ (cgo against the staticlib)
-#   make e2e     a real collector built with ocb, the demo app, checked output, hot reload
+#   make e2e     a real collector built with ocb, the demo app, checked output, hot reload,
+#                the pipeline misbehaving around it, Jaeger
+#   make e2e-scale  two tiers: a loadbalancing collector routing by trace id to three
+#                betrace collectors, checked against a single one; then a backend stopped
+#                mid-run (SIGTERM, then SIGKILL) and restarted, measured (docs/deploy.md)
 #   make soak    the collector with the connector under load for 30 minutes, rules reloaded,
 #                every expected signal exactly once, memory flat (SOAK_RATE spans/s offered)
 #   make soak-short  the same for 2 minutes, as CI runs it
@@ -20,7 +24,7 @@
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test lint ffi-test go-test e2e soak soak-short fuzz demo bench bench-growth bench-smoke bench-micro clean
+.PHONY: build test lint ffi-test go-test e2e e2e-scale soak soak-short fuzz demo bench bench-growth bench-smoke bench-micro clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -58,6 +62,15 @@ lint:
 
 e2e: build
 	tests/e2e/run.sh
+
+SCALE_TRACES ?= 20000
+e2e-scale: build
+	go-shim/ocb.sh go-shim/builder-config.yaml target/e2e-scale-ocb.log
+	test -x target/demo-venv/bin/python || python3 -m venv target/demo-venv
+	target/demo-venv/bin/pip install -q -r examples/demo-app/requirements.txt
+	python3 tests/e2e/scale.py target/otelcol-betrace/otelcol-betrace target --traces $(SCALE_TRACES)
+	python3 tests/e2e/scale.py target/otelcol-betrace/otelcol-betrace target --traces $(SCALE_TRACES) --restart
+	python3 tests/e2e/scale.py target/otelcol-betrace/otelcol-betrace target --traces $(SCALE_TRACES) --restart --kill
 
 SOAK_RATE ?= 10000
 soak: build

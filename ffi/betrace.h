@@ -118,6 +118,20 @@ typedef struct betrace_counters {
   // Spans received again (same trace and span id) while their trace was held: counted
   // once, as OTLP exporters retry.
   uint64_t duplicate_spans;
+  // BeTrace's own `betrace.violation` spans that came back in (a processor's output fed
+  // to a connector on the same pipeline): left out, never judged.
+  uint64_t own_spans;
+  // Traces that alone outgrew `max_spans`: each judged early on the spans it had; its
+  // later spans are late and not judged.
+  uint64_t traces_oversized;
+  // Rules loaded now.
+  uint64_t rules;
+  // The loaded rule set's digest: a stable hash of its rules, equal on replicas that run
+  // the same rules.
+  uint64_t rules_digest;
+  // Times a reload changed the rules (a rule added, removed or edited); reloading the
+  // same files changes nothing and is not counted.
+  uint64_t rule_changes;
 } betrace_counters;
 
 #ifdef __cplusplus
@@ -142,7 +156,9 @@ int32_t betrace_engine_new(const struct betrace_source *rules,
                            struct betrace_buf *error_out);
 
 // Replaces the engine's rules with `n_rules` rule files. On error the old rules keep
-// running.
+// running. The same files as last loaded are recognised and change nothing, so a host
+// may call this on a timer; a real change is logged once (rules added, removed, edited)
+// and counted in `rule_changes`.
 //
 // # Safety
 // `engine` is a live handle; `rules` as in `betrace_engine_new`; `error_out` is NULL or

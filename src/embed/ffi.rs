@@ -103,6 +103,20 @@ pub struct betrace_counters {
     /// Spans received again (same trace and span id) while their trace was held: counted
     /// once, as OTLP exporters retry.
     pub duplicate_spans: u64,
+    /// BeTrace's own `betrace.violation` spans that came back in (a processor's output fed
+    /// to a connector on the same pipeline): left out, never judged.
+    pub own_spans: u64,
+    /// Traces that alone outgrew `max_spans`: each judged early on the spans it had; its
+    /// later spans are late and not judged.
+    pub traces_oversized: u64,
+    /// Rules loaded now.
+    pub rules: u64,
+    /// The loaded rule set's digest: a stable hash of its rules, equal on replicas that run
+    /// the same rules.
+    pub rules_digest: u64,
+    /// Times a reload changed the rules (a rule added, removed or edited); reloading the
+    /// same files changes nothing and is not counted.
+    pub rule_changes: u64,
 }
 
 /// A rule file handed to the engine: its name (shown in error messages) and its YAML text.
@@ -326,7 +340,9 @@ fn nonzero(v: u64, default: u64) -> u64 {
 }
 
 /// Replaces the engine's rules with `n_rules` rule files. On error the old rules keep
-/// running.
+/// running. The same files as last loaded are recognised and change nothing, so a host
+/// may call this on a timer; a real change is logged once (rules added, removed, edited)
+/// and counted in `rule_changes`.
 ///
 /// # Safety
 /// `engine` is a live handle; `rules` as in `betrace_engine_new`; `error_out` is NULL or
@@ -342,6 +358,7 @@ pub unsafe extern "C" fn betrace_engine_set_rules(
         let e = self::engine(engine)?;
         e.live
             .set_rules(sources(rules, n_rules)?)
+            .map(|_changed| ())
             .map_err(live_error)
     })
 }
@@ -479,6 +496,11 @@ pub unsafe extern "C" fn betrace_engine_counters(
             invalid_spans: s.invalid_spans,
             eval_nanos: s.engine.eval_nanos,
             duplicate_spans: b.duplicate_spans,
+            own_spans: s.own_spans,
+            traces_oversized: b.traces_oversized,
+            rules: s.rules,
+            rules_digest: s.rules_digest,
+            rule_changes: s.rule_changes,
         };
         write(out, c, "out")
     })

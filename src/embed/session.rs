@@ -10,6 +10,7 @@ use super::outbox::Outbox;
 
 use crate::diagnostic::{Report, SourceFile};
 use crate::engine::buffer::BufferConfig;
+use crate::engine::ratelimit::LogLimit;
 use crate::engine::signal::{Mode, Signal};
 use crate::engine::{Engine, EngineConfig, Stats};
 use crate::otlp;
@@ -63,10 +64,29 @@ pub struct LiveStats {
     /// Spans skipped because they could not be read (a bad id, value or string); the rest
     /// of their batch is kept.
     pub invalid_spans: u64,
+    /// BeTrace's own violation spans that came back in, left out.
+    pub own_spans: u64,
+    /// Rules loaded now.
+    pub rules: u64,
+    /// The loaded rule set's digest ([`RuleSet::digest`]).
+    pub rules_digest: u64,
+    /// Times a reload changed the rules (added, removed or edited one).
+    pub rule_changes: u64,
 }
 
-/// At most one warning about unreadable spans per this much engine time.
-const INVALID_SPAN_LOG_INTERVAL: u64 = 10_000_000_000;
+/// The digest of rule files as given (names and texts, in order): a reload of the same
+/// files is recognised without loading them.
+fn sources_digest(sources: &[SourceFile]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    for s in sources {
+        h.write(s.name.as_bytes());
+        h.write_u8(0xff);
+        h.write(s.text.as_bytes());
+        h.write_u8(0xff);
+    }
+    h.finish()
+}
 
 /// A live engine with its outgoing queues.
 pub struct Live {
@@ -76,8 +96,12 @@ pub struct Live {
     spans: Outbox,
     decode_errors: AtomicU64,
     invalid_spans: AtomicU64,
-    /// When unreadable spans were last logged (engine time), for rate limiting.
-    invalid_logged_at: AtomicU64,
+    own_spans: AtomicU64,
+    /// Unreadable spans are logged at most once per interval.
+    invalid_logged: LogLimit,
+    /// The digest of the rule files last loaded ([`sources_digest`]).
+    sources: parking_lot::Mutex<u64>,
+    rule_changes: AtomicU64,
     shut_down: AtomicBool,
 }
 
@@ -104,8 +128,14 @@ impl Live {
         buffer: BufferConfig,
         outputs: Outputs,
     ) -> Result<Live, LiveError> {
+        let sources = sources_digest(&rules);
         let rules = load_rules(rules)?;
-        tracing::info!(target: "betrace", rules = rules.rules().len(), "rules loaded");
+        tracing::info!(
+            target: "betrace",
+            rules = rules.rules().len(),
+            digest = %format_args!("{:016x}", rules.digest()),
+            "rules loaded"
+        );
         Ok(Live {
             engine: Engine::new(
                 rules,
@@ -121,17 +151,43 @@ impl Live {
             spans: Outbox::default(),
             decode_errors: AtomicU64::new(0),
             invalid_spans: AtomicU64::new(0),
-            invalid_logged_at: AtomicU64::new(0),
+            own_spans: AtomicU64::new(0),
+            invalid_logged: LogLimit::default(),
+            sources: parking_lot::Mutex::new(sources),
+            rule_changes: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
         })
     }
 
-    /// Replaces the rules; on error the old ones keep running.
-    pub fn set_rules(&self, rules: Vec<SourceFile>) -> Result<(), LiveError> {
-        let rules = load_rules(rules)?;
-        tracing::info!(target: "betrace", rules = rules.rules().len(), "rules reloaded");
-        self.engine.set_rules(rules);
-        Ok(())
+    /// Replaces the rules when they changed, and says whether they did; on error the old
+    /// ones keep running. The same files as last loaded (names and texts) cost nothing and
+    /// log nothing — a host may call this every second. Files that changed without changing
+    /// a rule (a comment, the order of rules) replace nothing. A change is logged once, at
+    /// info, with the rules added, removed and edited and the new digest.
+    pub fn set_rules(&self, rules: Vec<SourceFile>) -> Result<bool, LiveError> {
+        let digest = sources_digest(&rules);
+        let mut loaded = self.sources.lock();
+        if *loaded == digest {
+            return Ok(false);
+        }
+        let new = load_rules(rules)?;
+        *loaded = digest;
+        let changes = new.changes_from(&self.engine.rules());
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        tracing::info!(
+            target: "betrace",
+            rules = new.rules().len(),
+            added = %changes.added.join(", "),
+            removed = %changes.removed.join(", "),
+            edited = %changes.edited.join(", "),
+            digest = %format_args!("{:016x}", new.digest()),
+            "rules reloaded"
+        );
+        self.engine.set_rules(new);
+        self.rule_changes.fetch_add(1, Relaxed);
+        Ok(true)
     }
 
     /// Ingests one OTLP `ExportTraceServiceRequest`.
@@ -144,17 +200,13 @@ impl Live {
             self.decode_errors.fetch_add(1, Relaxed);
             tracing::warn!(target: "betrace", error = %e, "batch not decoded");
         })?;
+        if batch.own_spans > 0 {
+            self.own_spans.fetch_add(batch.own_spans, Relaxed);
+        }
         if batch.invalid_spans > 0 {
             let total =
                 self.invalid_spans.fetch_add(batch.invalid_spans, Relaxed) + batch.invalid_spans;
-            let last = self.invalid_logged_at.load(Relaxed);
-            let due = last == 0 || now.saturating_sub(last) >= INVALID_SPAN_LOG_INTERVAL;
-            if due
-                && self
-                    .invalid_logged_at
-                    .compare_exchange(last, now.max(1), Relaxed, Relaxed)
-                    .is_ok()
-            {
+            if self.invalid_logged.due(now) {
                 tracing::warn!(
                     target: "betrace",
                     skipped = batch.invalid_spans,
@@ -226,6 +278,10 @@ impl Live {
             signals_dropped: self.logs.dropped() + self.spans.dropped(),
             decode_errors: self.decode_errors.load(Relaxed),
             invalid_spans: self.invalid_spans.load(Relaxed),
+            own_spans: self.own_spans.load(Relaxed),
+            rules: self.engine.rules().rules().len() as u64,
+            rules_digest: self.engine.rules().digest(),
+            rule_changes: self.rule_changes.load(Relaxed),
         }
     }
 }
@@ -335,16 +391,17 @@ mod tests {
         assert_eq!(live.take_logs().1, 1, "the old rules kept running");
     }
 
-    /// Counts the `betrace` warnings emitted on this thread while `f` runs.
-    fn warnings_during(f: impl FnOnce()) -> Vec<String> {
+    /// The events at info or above emitted on this thread while `f` runs, each as its
+    /// level and fields.
+    fn events_during(f: impl FnOnce()) -> Vec<String> {
         use std::sync::{Arc, Mutex as StdMutex};
         use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
         struct Collect(Arc<StdMutex<Vec<String>>>);
         impl<S: tracing::Subscriber> Layer<S> for Collect {
             fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-                if *event.metadata().level() == tracing::Level::WARN {
-                    let mut fields = String::new();
+                if *event.metadata().level() <= tracing::Level::INFO {
+                    let mut fields = format!("{} ", event.metadata().level());
                     struct V<'a>(&'a mut String);
                     impl tracing::field::Visit for V<'_> {
                         fn record_debug(
@@ -380,7 +437,7 @@ mod tests {
             spans.insert(0, bad);
             data.encode_to_vec()
         };
-        let logged = warnings_during(|| {
+        let logged = events_during(|| {
             live.ingest(&with_bad(5), S).unwrap();
             live.ingest(&with_bad(6), 2 * S).unwrap();
             live.ingest(&with_bad(7), 9 * S).unwrap();
@@ -397,5 +454,68 @@ mod tests {
         assert_eq!(live.take_logs().1, 4, "every good span was judged");
         let stats = live.stats();
         assert_eq!((stats.invalid_spans, stats.decode_errors), (4, 0));
+    }
+
+    #[test]
+    fn a_reload_of_the_same_rules_says_nothing_and_a_change_says_what_changed() {
+        let live = Live::new(one(RULES), BufferConfig::default(), Outputs::default()).unwrap();
+        let digest = live.stats().rules_digest;
+        let two = format!(
+            "{RULES}  - id: audit\n    name: Audited\n    condition: when {{ admin.action }} always {{ audit.log }}\n"
+        );
+        let mut results = Vec::new();
+        let logged = events_during(|| {
+            results.push(live.set_rules(one(RULES)).unwrap());
+            results.push(
+                live.set_rules(one(&format!("# a comment\n{RULES}")))
+                    .unwrap(),
+            );
+            results.push(live.set_rules(one(&two)).unwrap());
+            results.push(live.set_rules(one(&two)).unwrap());
+            let edited = two.replace("always { audit.log }", "always { audit.write }");
+            results.push(live.set_rules(one(&edited)).unwrap());
+            results.push(live.set_rules(one(RULES)).unwrap());
+        });
+        assert_eq!(results, [false, false, true, false, true, true]);
+        let reloads: Vec<_> = logged
+            .iter()
+            .filter(|l| l.contains("rules reloaded"))
+            .collect();
+        assert_eq!(reloads.len(), 3, "{logged:?}");
+        assert!(reloads[0].contains("added=audit") && reloads[0].contains("removed= "));
+        assert!(reloads[1].contains("edited=audit"), "{reloads:?}");
+        assert!(reloads[2].contains("removed=audit"), "{reloads:?}");
+        let stats = live.stats();
+        assert_eq!((stats.rules, stats.rule_changes), (1, 3));
+        assert_eq!(
+            stats.rules_digest, digest,
+            "the same rules, the same digest"
+        );
+        assert!(live.set_rules(one("rules: [")).is_err());
+        assert_eq!(live.stats().rules_digest, digest);
+    }
+
+    #[test]
+    fn own_violation_spans_sent_back_in_are_counted_and_not_judged() {
+        let outputs = Outputs {
+            logs: true,
+            spans: true,
+        };
+        let live = Live::new(one(RULES), BufferConfig::default(), outputs).unwrap();
+        live.ingest(&batch(9, &["payment.charge"]), 0).unwrap();
+        live.tick(10 * S);
+        let (spans, n) = live.take_spans();
+        assert_eq!(n, 1);
+        assert_eq!(live.take_logs().1, 1);
+        live.ingest(&spans, 11 * S).unwrap();
+        live.shutdown(30 * S);
+        let stats = live.stats();
+        assert_eq!(stats.own_spans, 1);
+        assert_eq!(
+            stats.engine.buffer.late_spans, 0,
+            "not a late span of its trace"
+        );
+        assert_eq!(stats.engine.buffer.traces_judged, 1, "judged once");
+        assert_eq!(live.take_logs().1, 0);
     }
 }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::engine::ratelimit::LogLimit;
 use crate::trace::projected::Trace;
 use crate::trace::{SpanId, TraceId};
 
@@ -106,6 +107,10 @@ pub struct Counters {
     pub held_traces: u64,
     /// Spans held now.
     pub held_spans: u64,
+    /// Traces that grew past `max_spans` on their own: each was judged early on the spans
+    /// it had (with the batch that overflowed it), and its later spans are late and not
+    /// judged. The other traces held are left alone.
+    pub traces_oversized: u64,
 }
 
 /// Called with each trace to judge and what it was already counted for (to be extended
@@ -182,6 +187,8 @@ pub struct TraceBuffer {
     traces_judged_early: AtomicU64,
     late_spans: AtomicU64,
     late_spans_unjudged: AtomicU64,
+    traces_oversized: AtomicU64,
+    oversized_logged: LogLimit,
 }
 
 const SHARDS: usize = 16;
@@ -214,6 +221,8 @@ impl TraceBuffer {
             traces_judged_early: AtomicU64::new(0),
             late_spans: AtomicU64::new(0),
             late_spans_unjudged: AtomicU64::new(0),
+            traces_oversized: AtomicU64::new(0),
+            oversized_logged: LogLimit::default(),
         }
     }
 
@@ -230,6 +239,7 @@ impl TraceBuffer {
             late_spans_unjudged: self.late_spans_unjudged.load(Relaxed),
             held_traces: self.held_traces.load(Relaxed) as u64,
             held_spans: self.held_spans.load(Relaxed) as u64,
+            traces_oversized: self.traces_oversized.load(Relaxed),
         }
     }
 
@@ -241,7 +251,9 @@ impl TraceBuffer {
     /// Adds spans. Each fragment holds spans of one trace (its `trace_id` set). A span
     /// already held (same span id) counts once. Traces that must be judged early to stay
     /// within the limits are judged before this returns — only when the limits would
-    /// really be exceeded.
+    /// really be exceeded. A trace that alone would hold more than `max_spans` is judged
+    /// at once on what it has ([`TraceBuffer::oversized`]) instead of pushing every other
+    /// trace out.
     pub fn ingest(&self, fragments: Vec<Trace>, now: u64, judge: &mut Judge<'_>) {
         for mut frag in fragments {
             if frag.spans.is_empty() {
@@ -251,17 +263,56 @@ impl TraceBuffer {
             let dups = dedup_fragment(&mut frag);
             self.duplicate_spans.fetch_add(dups as u64, Relaxed);
             let i = self.shard_of(&frag.trace_id);
-            let (spans, traces) = match self.shards[i].lock().status(&frag) {
-                Status::Held { new_spans } => (new_spans, 0),
-                Status::Released => (0, 0),
-                Status::New => (frag.spans.len(), 1),
+            let (spans, traces, held) = {
+                let shard = self.shards[i].lock();
+                let held = shard.entries.get(&frag.trace_id).map_or(0, |e| e.spans);
+                match shard.status(&frag) {
+                    Status::Held { new_spans } => (new_spans, 0, held),
+                    Status::Released => (0, 0, held),
+                    Status::New => (frag.spans.len(), 1, held),
+                }
             };
+            if spans > 0 && held.saturating_add(spans) > self.config.max_spans {
+                self.oversized(i, frag, now, judge);
+                continue;
+            }
             if spans > 0 {
                 self.relieve(spans, traces, judge);
             }
             let mut shard = self.shards[i].lock();
             self.add(&mut shard, frag, now);
         }
+    }
+
+    /// A trace that alone holds more than `max_spans` with this fragment: it is added,
+    /// released and judged early on everything it has, counted, and logged (at most once
+    /// per [`crate::engine::ratelimit::LOG_INTERVAL`]); its later spans are late. Memory
+    /// exceeds `max_spans` by at most this one fragment, for the time of the judging.
+    fn oversized(&self, i: usize, frag: Trace, now: u64, judge: &mut Judge<'_>) {
+        let id = frag.trace_id;
+        let entry = {
+            let mut shard = self.shards[i].lock();
+            self.add(&mut shard, frag, now);
+            self.release(&mut shard, id)
+        };
+        let Some(entry) = entry else { return };
+        let total = self.traces_oversized.fetch_add(1, Relaxed) + 1;
+        let mut held = entry.held.lock();
+        if self.oversized_logged.due(now) {
+            tracing::warn!(
+                target: "betrace",
+                trace_id = %id,
+                spans = held.trace.spans.len(),
+                max_spans = self.config.max_spans,
+                total,
+                "a trace larger than max_spans was judged early on the spans it had; its later spans are counted as late and not judged"
+            );
+        }
+        held.counted.judged_early = true;
+        held.judge(judge);
+        drop(held);
+        self.traces_judged.fetch_add(1, Relaxed);
+        self.traces_judged_early.fetch_add(1, Relaxed);
     }
 
     /// Adds one deduplicated fragment to its shard.
@@ -875,6 +926,54 @@ mod tests {
         assert_eq!(c.traces_in, 5_000);
         assert!(c.traces_judged_early >= 4_800, "{c:?}");
         assert_eq!(log.0.len() as u64, c.traces_judged);
+    }
+
+    #[test]
+    fn a_trace_larger_than_max_spans_is_judged_on_its_own_and_leaves_the_others() {
+        let b = TraceBuffer::new(BufferConfig {
+            max_spans: 100,
+            ..config()
+        });
+        let mut log = Log::default();
+        for t in 1..=10 {
+            b.ingest(vec![frag(t, &["x"; 5])], 0, &mut log.judge());
+        }
+        b.ingest(vec![frag_from(200, 0, &["y"; 30])], 1, &mut log.judge());
+        assert!(log.0.is_empty(), "80 spans fit: nothing judged yet");
+        b.ingest(vec![frag_from(200, 30, &["y"; 80])], 2, &mut log.judge());
+        assert_eq!(
+            log.0,
+            vec![(200, 110)],
+            "110 spans of one trace cannot fit: it is judged on them, alone"
+        );
+        let c = b.counters();
+        assert_eq!((c.traces_oversized, c.traces_judged_early), (1, 1));
+        assert_eq!(
+            (c.held_traces, c.held_spans),
+            (10, 50),
+            "the small traces stay"
+        );
+        b.ingest(vec![frag_from(200, 110, &["y"; 40])], 3, &mut log.judge());
+        let c = b.counters();
+        assert_eq!(c.late_spans_unjudged, 40, "later spans of it are late");
+        assert_eq!(c.traces_oversized, 1);
+        assert_eq!(
+            c.spans_in,
+            c.spans_accepted + c.duplicate_spans + c.late_spans_unjudged
+        );
+    }
+
+    #[test]
+    fn one_batch_larger_than_max_spans_is_judged_whole() {
+        let b = TraceBuffer::new(BufferConfig {
+            max_spans: 10,
+            ..config()
+        });
+        let mut log = Log::default();
+        b.ingest(vec![frag(3, &["x"; 25])], 0, &mut log.judge());
+        assert_eq!(log.0, vec![(3, 25)]);
+        let c = b.counters();
+        assert_eq!((c.traces_oversized, c.held_spans, c.held_traces), (1, 0, 0));
     }
 
     #[test]

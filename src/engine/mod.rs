@@ -10,6 +10,7 @@
 
 pub mod buffer;
 pub mod evidence;
+pub mod ratelimit;
 pub mod signal;
 
 use std::collections::BTreeMap;

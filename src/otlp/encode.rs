@@ -29,9 +29,13 @@ pub struct Detected {
     pub detected_unix_nano: u64,
 }
 
+/// The instrumentation scope of every log record and violation span BeTrace emits; the
+/// decoders recognise BeTrace's own spans by it.
+pub const SCOPE_NAME: &str = "betrace";
+
 fn scope() -> InstrumentationScope {
     InstrumentationScope {
-        name: "betrace".into(),
+        name: SCOPE_NAME.into(),
         version: crate::VERSION.into(),
         ..Default::default()
     }

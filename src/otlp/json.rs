@@ -47,8 +47,17 @@ struct JsonResourceSpans<S, R> {
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "S: Deserialize<'de>"))]
 struct JsonScopeSpans<S> {
+    #[serde(default)]
+    scope: Option<JsonScope>,
     #[serde(default = "Vec::new")]
     spans: Vec<S>,
+}
+
+/// Of a scope, only whether it is BeTrace's own.
+#[derive(Deserialize, Default)]
+struct JsonScope {
+    #[serde(default)]
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -299,8 +308,8 @@ pub fn decode(bytes: &[u8], projection: &Arc<Projection>) -> Result<Batch, Decod
     let mut copy = bytes.to_vec();
     if let Some(data) = simd(&mut copy) {
         let whole = Ok::<_, std::convert::Infallible>;
-        return Ok(assemble(data, projection, whole, |b, s| {
-            span(b, s, projection)
+        return Ok(assemble(data, projection, whole, |b, s, own| {
+            span(b, s, own, projection)
         }));
     }
     decode_serde(bytes, projection)
@@ -320,15 +329,15 @@ fn simd(copy: &mut [u8]) -> Option<JsonTraces<JsonSpan<'_>, JsonResource<'_>>> {
 /// cannot be read.
 fn decode_serde(bytes: &[u8], projection: &Arc<Projection>) -> Result<Batch, DecodeError> {
     if let Ok(data) = serde_json::from_slice::<JsonTraces<JsonSpan, &RawValue>>(bytes) {
-        return Ok(assemble(data, projection, raw_resource, |b, s| {
-            span(b, s, projection)
+        return Ok(assemble(data, projection, raw_resource, |b, s, own| {
+            span(b, s, own, projection)
         }));
     }
     let data: JsonTraces<&RawValue, &RawValue> = serde_json::from_slice(bytes)?;
-    Ok(assemble(data, projection, raw_resource, |b, raw| {
+    Ok(assemble(data, projection, raw_resource, |b, raw, own| {
         let s: JsonSpan =
             serde_json::from_str(raw.get()).map_err(|e| format!("unreadable span: {e}"))?;
-        span(b, s, projection)
+        span(b, s, own, projection)
     }))
 }
 
@@ -341,7 +350,7 @@ fn assemble<'a, S, R, E: std::fmt::Display>(
     data: JsonTraces<S, R>,
     projection: &Arc<Projection>,
     resource_of: impl Fn(R) -> Result<JsonResource<'a>, E>,
-    mut each: impl FnMut(&mut Builder, S) -> Result<(), String>,
+    mut each: impl FnMut(&mut Builder, S, bool) -> Result<(), String>,
 ) -> Batch {
     let mut b = Builder::new(projection);
     for (ri, rs) in data.resource_spans.into_iter().enumerate() {
@@ -349,7 +358,12 @@ fn assemble<'a, S, R, E: std::fmt::Display>(
             .scope_spans
             .into_iter()
             .chain(rs.instrumentation_library_spans)
-            .flat_map(|s| s.spans);
+            .flat_map(|s| {
+                let own = s
+                    .scope
+                    .is_some_and(|sc| sc.name == super::encode::SCOPE_NAME);
+                s.spans.into_iter().map(move |sp| (sp, own))
+            });
         let resource = match rs.resource.map(&resource_of).transpose() {
             Ok(r) => r.map(|r| json_attributes(r.attributes)).unwrap_or_default(),
             Err(e) => {
@@ -363,8 +377,8 @@ fn assemble<'a, S, R, E: std::fmt::Display>(
         b.resource(Arc::new(Resource {
             attributes: resource,
         }));
-        for s in spans {
-            if let Err(why) = each(&mut b, s) {
+        for (s, own) in spans {
+            if let Err(why) = each(&mut b, s, own) {
                 b.batch.invalid(|| why);
             }
         }
@@ -372,10 +386,20 @@ fn assemble<'a, S, R, E: std::fmt::Display>(
     b.batch
 }
 
-fn span(b: &mut Builder, s: JsonSpan, projection: &Projection) -> Result<(), String> {
+fn span(b: &mut Builder, s: JsonSpan, own: bool, projection: &Projection) -> Result<(), String> {
+    if super::is_own(own, s.name.as_bytes()) {
+        b.batch.own_spans += 1;
+        return Ok(());
+    }
     let (Some(tid), Some(sid)) = (parse_hex::<16>(&s.trace_id), parse_hex::<8>(&s.span_id)) else {
         return Err(bad_ids(&s));
     };
+    if tid == [0; 16] || sid == [0; 8] {
+        return Err(format!(
+            "span `{}`: an all-zero traceId or spanId (invalid in OTLP)",
+            clip(&s.name)
+        ));
+    }
     let parent = if s.parent_span_id.is_empty() {
         None
     } else {
@@ -471,7 +495,11 @@ mod tests {
     fn fast(bytes: &[u8], projection: &Arc<Projection>) -> Option<Batch> {
         let mut copy = bytes.to_vec();
         let whole = Ok::<_, std::convert::Infallible>;
-        simd(&mut copy).map(|d| assemble(d, projection, whole, |b, s| span(b, s, projection)))
+        simd(&mut copy).map(|d| {
+            assemble(d, projection, whole, |b, s, own| {
+                span(b, s, own, projection)
+            })
+        })
     }
 
     #[test]

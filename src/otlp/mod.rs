@@ -48,6 +48,15 @@ pub struct Batch {
     pub invalid_spans: u64,
     /// Why the first skipped span was skipped, for the report.
     pub first_invalid: Option<String>,
+    /// `betrace.violation` spans BeTrace itself emitted (scope `betrace`), come back down
+    /// a pipeline: left out, so that they never trigger a judgement.
+    pub own_spans: u64,
+}
+
+/// Whether a span is one of BeTrace's own violation spans: its scope is
+/// [`encode::SCOPE_NAME`] (`in_own_scope`) and its name [`encode::EVENT_NAME`].
+fn is_own(in_own_scope: bool, name: &[u8]) -> bool {
+    in_own_scope && name == encode::EVENT_NAME.as_bytes()
 }
 
 impl Batch {
@@ -313,6 +322,50 @@ mod tests {
         let b = decode_protobuf(&bytes).unwrap();
         assert_eq!((b.span_count(), b.invalid_spans), (2, 1));
         assert!(b.first_invalid.unwrap().contains("unreadable span"));
+    }
+
+    /// A batch in OTLP/JSON with a span of `name` in scope `scope`, between two good spans.
+    fn in_scope(scope: &str, name: &str) -> String {
+        format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"5f9c2a1b3e4d67895f9c2a1b3e4d6789","spanId":"a1b2c3d4e5f60718","name":"good.one"}}]}},{{"scope":{{"name":"{scope}"}},"spans":[{{"traceId":"5f9c2a1b3e4d67895f9c2a1b3e4d6789","spanId":"a1b2c3d4e5f60799","name":"{name}"}}]}},{{"spans":[{{"traceId":"5f9c2a1b3e4d67895f9c2a1b3e4d6789","spanId":"a1b2c3d4e5f60719","name":"good.two"}}]}}]}}]}}"#
+        )
+    }
+
+    fn both_ways(json: &str) -> [Batch; 2] {
+        let data: TracesData = serde_json::from_str(json).unwrap();
+        [
+            decode_json(json.as_bytes()).unwrap(),
+            decode_protobuf(&data.encode_to_vec()).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn betrace_s_own_violation_spans_are_left_out_and_counted() {
+        for b in both_ways(&in_scope("betrace", "betrace.violation")) {
+            assert_eq!((b.span_count(), b.own_spans, b.invalid_spans), (2, 1, 0));
+        }
+        // Only both together: a user's span of that name, or another span in a scope
+        // named betrace, is judged like any span.
+        for json in [
+            in_scope("shop", "betrace.violation"),
+            in_scope("betrace", "x"),
+        ] {
+            for b in both_ways(&json) {
+                assert_eq!((b.span_count(), b.own_spans), (3, 0), "{json}");
+            }
+        }
+    }
+
+    #[test]
+    fn all_zero_ids_are_invalid_spans() {
+        let zero_trace = r#"{"traceId":"00000000000000000000000000000000","spanId":"a1b2c3d4e5f60799","name":"zero"}"#;
+        let zero_span = r#"{"traceId":"5f9c2a1b3e4d67895f9c2a1b3e4d6789","spanId":"0000000000000000","name":"zero"}"#;
+        for span in [zero_trace, zero_span] {
+            for b in both_ways(&with_span(span)) {
+                assert_eq!((b.span_count(), b.invalid_spans), (2, 1), "{span}");
+                assert!(b.first_invalid.unwrap().contains("all-zero"));
+            }
+        }
     }
 
     #[test]

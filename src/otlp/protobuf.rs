@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::wire::{fields, utf8, WireError};
-use super::{Batch, Builder, DecodeError, Kept};
+use super::{is_own, Batch, Builder, DecodeError, Kept};
 use crate::diagnostic::clip;
 use crate::lang::value::{Value, ValueRef};
 use crate::trace::projected::{KeyId, Projection, SpanIn};
@@ -21,7 +21,8 @@ use crate::trace::{Resource, SpanId, SpanKind, StatusCode, TraceId};
 /// itself is broken; a span that cannot be read is skipped and counted.
 pub fn decode(bytes: &[u8], projection: &Arc<Projection>) -> Result<Batch, DecodeError> {
     let mut b = Builder::new(projection);
-    let mut spans: Vec<&[u8]> = Vec::new();
+    // Each span with whether its scope is BeTrace's own.
+    let mut spans: Vec<(&[u8], bool)> = Vec::new();
     let mut scratch = Scratch::default();
     let mut ri = 0;
     for f in fields(bytes) {
@@ -36,10 +37,17 @@ pub fn decode(bytes: &[u8], projection: &Arc<Projection>) -> Result<Batch, Decod
             match f? {
                 (1, f) => resource = Some(f.bytes("ResourceSpans.resource")?),
                 (2 | 1000, f) => {
+                    let mut own = false;
+                    let first = spans.len();
                     for f in fields(f.bytes("ResourceSpans.scope_spans")?) {
-                        if let (2, f) = f? {
-                            spans.push(f.bytes("ScopeSpans.spans")?);
+                        match f? {
+                            (1, f) => own = scope_is_betrace(f.bytes("ScopeSpans.scope")?)?,
+                            (2, f) => spans.push((f.bytes("ScopeSpans.spans")?, false)),
+                            _ => {}
                         }
+                    }
+                    for s in &mut spans[first..] {
+                        s.1 = own;
                     }
                 }
                 _ => {}
@@ -56,13 +64,25 @@ pub fn decode(bytes: &[u8], projection: &Arc<Projection>) -> Result<Batch, Decod
             }
         };
         b.resource(resource);
-        for raw in &spans {
-            if let Err(why) = span(&mut b, raw, projection, &mut scratch) {
+        for &(raw, own) in &spans {
+            if let Err(why) = span(&mut b, raw, own, projection, &mut scratch) {
                 b.batch.invalid(|| why);
             }
         }
     }
     Ok(b.batch)
+}
+
+/// Whether an `InstrumentationScope` is BeTrace's own (its name, field 1).
+fn scope_is_betrace(scope: &[u8]) -> Result<bool, WireError> {
+    for f in fields(scope) {
+        if let (1, f) = f? {
+            return Ok(
+                f.bytes("InstrumentationScope.name")? == super::encode::SCOPE_NAME.as_bytes()
+            );
+        }
+    }
+    Ok(false)
 }
 
 /// Reusable buffers for one span's kept attributes.
@@ -75,6 +95,7 @@ struct Scratch<'a> {
 fn span<'a>(
     b: &mut Builder,
     raw: &'a [u8],
+    own_scope: bool,
     projection: &Projection,
     scratch: &mut Scratch<'a>,
 ) -> Result<(), String> {
@@ -115,6 +136,10 @@ fn span<'a>(
             _ => {}
         }
     }
+    if is_own(own_scope, name) {
+        b.batch.own_spans += 1;
+        return Ok(());
+    }
     let name = utf8(name, "Span.name").map_err(unreadable)?;
     let status_message = if projection.status_message() {
         utf8(status_message, "Status.message").map_err(unreadable)?
@@ -129,6 +154,12 @@ fn span<'a>(
             span_id.len()
         ));
     };
+    if tid == [0; 16] || sid == [0; 8] {
+        return Err(format!(
+            "span `{}`: an all-zero trace or span id (invalid in OTLP)",
+            clip(name)
+        ));
+    }
     let parent = <[u8; 8]>::try_from(parent)
         .ok()
         .filter(|p| *p != [0; 8])

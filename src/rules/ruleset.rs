@@ -37,6 +37,61 @@ pub struct Rule {
     /// remembers per judged trace, across reloads. A 64-bit hash of the id (two ids of one
     /// rule set sharing it is a chance of about n² in 2^65).
     pub uid: u64,
+    /// What the rule does, as a stable hash ([`digest_of`]): equal digests, equal
+    /// behaviour. Reloads compare them to say which rules were edited.
+    pub digest: u64,
+}
+
+/// A rule's digest: FNV-1a (64 bits, the same in every build and on every host) over what
+/// shapes its verdicts and signals — id, name, severity, whether it is enabled, what it
+/// does on incomplete traces, tags, compliance mapping, condition, signal type, message
+/// and context. Its description and examples do not change what it does, so they are
+/// left out.
+fn digest_of(def: &RuleDef) -> u64 {
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    let mut field = |s: &str| {
+        h.write(s.as_bytes());
+        h.write_u8(0xff);
+    };
+    field(&def.id);
+    field(&def.name);
+    field(&format!("{:?}", def.severity));
+    field(if def.enabled { "enabled" } else { "disabled" });
+    field(&format!("{:?}", def.incomplete));
+    for t in &def.tags {
+        field(t);
+    }
+    field("");
+    if let Some(c) = &def.compliance {
+        field(&c.framework);
+        field(&c.control);
+    }
+    field(&def.condition);
+    field(&def.signal_type);
+    field(&def.message);
+    for k in &def.context {
+        field(k);
+    }
+    h.finish()
+}
+
+/// How one rule set differs from the one it replaces, by rule id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Rules only in the new set.
+    pub added: Vec<String>,
+    /// Rules only in the old set.
+    pub removed: Vec<String>,
+    /// Rules in both whose digests differ.
+    pub edited: Vec<String>,
+}
+
+impl Changes {
+    /// No rule added, removed or edited.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.edited.is_empty()
+    }
 }
 
 /// [`Rule::uid`]: a fixed-key hash, so that no table of ids lives in the process.
@@ -101,6 +156,8 @@ pub struct RuleSet {
     files: Vec<SourceFile>,
     /// Per rule (by index), what [`RuleSet::count`] counted; shared by clones.
     counters: Arc<[Counter]>,
+    /// The set's digest ([`RuleSet::digest`]).
+    digest: u64,
 }
 
 impl RuleSet {
@@ -133,7 +190,13 @@ impl RuleSet {
             .map(|def| {
                 let program = compiler.compile(&def.form);
                 let uid = uid_of(&def.id);
-                Rule { def, program, uid }
+                let digest = digest_of(&def);
+                Rule {
+                    def,
+                    program,
+                    uid,
+                    digest,
+                }
             })
             .collect();
         let code = compiler.finish();
@@ -149,8 +212,24 @@ impl RuleSet {
         ));
         let lookup = Lookup::new(&code, projection);
         let files = report.files.clone();
+        let digest = {
+            use std::hash::Hasher;
+            let mut by_id: Vec<(&str, u64)> = rules
+                .iter()
+                .map(|r| (r.def.id.as_str(), r.digest))
+                .collect();
+            by_id.sort_unstable();
+            let mut h = fnv::FnvHasher::default();
+            for (id, d) in by_id {
+                h.write(id.as_bytes());
+                h.write_u8(0xff);
+                h.write_u64(d);
+            }
+            h.finish()
+        };
         Ok((
             RuleSet {
+                digest,
                 counters: rules.iter().map(|_| Counter::default()).collect(),
                 rules,
                 code,
@@ -159,6 +238,38 @@ impl RuleSet {
             },
             report,
         ))
+    }
+
+    /// What the set does, as one stable 64-bit hash of its rules' ids and digests (in id
+    /// order: moving a rule between files changes nothing). Replicas running the same
+    /// rules report the same digest, so a dashboard shows which rule set is live where.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// How this set differs from `old`, rule by rule.
+    pub fn changes_from(&self, old: &RuleSet) -> Changes {
+        let digests = |set: &RuleSet| -> BTreeMap<String, u64> {
+            set.rules
+                .iter()
+                .map(|r| (r.def.id.clone(), r.digest))
+                .collect()
+        };
+        let (new, old) = (digests(self), digests(old));
+        let mut changes = Changes::default();
+        for (id, d) in &new {
+            match old.get(id) {
+                None => changes.added.push(id.clone()),
+                Some(o) if o != d => changes.edited.push(id.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.removed = old
+            .keys()
+            .filter(|id| !new.contains_key(*id))
+            .cloned()
+            .collect();
+        changes
     }
 
     /// The rules, in file order.

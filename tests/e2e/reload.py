@@ -93,6 +93,11 @@ def main(binary, out):
     problems = []
     if "probe.yaml:4:" not in text or ">>=" not in text:
         problems.append("the refused edit's error does not name its file, line and column")
+    # Re-read every 300 ms for about seven seconds: a log line per change, not per reload.
+    if text.count("rules reloaded") != 1 or "probe-two" not in text.split("rules reloaded", 1)[1].split("\n", 1)[0]:
+        problems.append(f"{text.count('rules reloaded')} 'rules reloaded' lines for one change (naming probe-two)")
+    if text.count("rules not reloaded") != 1:
+        problems.append(f"{text.count('rules not reloaded')} warnings for one bad edit left in place")
     got = set()
     for line in open(violations):
         for rl in json.loads(line).get("resourceLogs", []):

@@ -6,7 +6,10 @@
 # collector (which judges and delivers everything held), and checks the file exporters'
 # output: exactly the expected violation records, and every span the app sent passed
 # through unchanged. Then the same with the processor (tests/e2e/processor.yaml): the
-# expected violations as spans in their traces. Then hot reload. Then Jaeger v2 (built from
+# expected violations as spans in their traces. Then hot reload (a log line per change, not
+# per reload). Then the pipeline around it misbehaving (tests/e2e/pipeline.py: a dead
+# backend, its own spans sent back, empty ids, a trace past max_spans, bad configs). Then
+# Jaeger v2 (built from
 # its module): the shop's traces through the collector into Jaeger, replayed from it — the
 # live signals exactly, and the live per-rule applied/violated counts exactly; and a
 # 20,000-trace corpus loaded into Jaeger, replayed from it and from its files: the same.
@@ -66,7 +69,9 @@ sleep 3
 python3 - <<'PY'
 import sys, urllib.request
 text = urllib.request.urlopen("http://127.0.0.1:8888/metrics", timeout=5).read().decode()
-for name in ("otelcol_betrace_spans_received", "otelcol_betrace_traces_judged", "otelcol_betrace_signals", "otelcol_betrace_held_spans"):
+for name in ("otelcol_betrace_spans_received", "otelcol_betrace_traces_judged", "otelcol_betrace_signals", "otelcol_betrace_held_spans",
+             "otelcol_betrace_traces_oversized", "otelcol_betrace_own_spans", "otelcol_betrace_signals_delivery_failed",
+             "otelcol_betrace_rule_reloads", "otelcol_betrace_rule_reload_failures", 'otelcol_betrace_rules{'):
     if name not in text:
         sys.exit(f"e2e: metric {name} missing from the collector's telemetry")
 print("e2e: betrace telemetry present on :8888/metrics")
@@ -85,6 +90,9 @@ python3 tests/e2e/check.py "$OUT/processor-sent.json" "$OUT/processor-traces.jso
 
 echo "e2e: hot reload"
 python3 tests/e2e/reload.py target/otelcol-betrace/otelcol-betrace "$OUT"
+
+echo "e2e: when the pipeline around BeTrace misbehaves"
+python3 tests/e2e/pipeline.py target/otelcol-betrace/otelcol-betrace "$OUT"
 
 echo "e2e: Jaeger — the live path into it, then replay from it"
 JAEGER=$(tests/e2e/jaeger.sh)

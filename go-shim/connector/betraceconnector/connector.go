@@ -22,8 +22,8 @@ type tracesToLogs struct {
 }
 
 // Start loads the rules; a rule error fails the collector's start with its message.
-func (c *tracesToLogs) Start(_ context.Context, _ component.Host) error {
-	r, err := engine.Start(c.cfg.Config, c.set.TelemetrySettings, betrace.Options{Logs: true}, c.deliver)
+func (c *tracesToLogs) Start(_ context.Context, host component.Host) error {
+	r, err := engine.Start(c.cfg.Config, c.set.TelemetrySettings, host, betrace.Options{Logs: true}, c.deliver)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,13 @@ type Counters struct {
 	LateSpans, LateSpansUnjudged, HeldTraces, HeldSpans uint64
 	Signals, SignalsDropped, DecodeErrors, InvalidSpans uint64
 	EvalNanos, DuplicateSpans                           uint64
+	// OwnSpans are BeTrace's own violation spans that came back in, left alone.
+	OwnSpans uint64
+	// TracesOversized are traces that alone outgrew max_spans (judged early on what they had).
+	TracesOversized uint64
+	// Rules is how many rules are loaded; RulesDigest a stable hash of them (equal on
+	// replicas running the same rules); RuleChanges how often a reload changed them.
+	Rules, RulesDigest, RuleChanges uint64
 }
 
 // Engine is one BeTrace engine; its methods are safe for concurrent use, Close last.
@@ -217,7 +224,9 @@ func (e *Engine) Counters() Counters {
 		LateSpansUnjudged: uint64(c.late_spans_unjudged), HeldTraces: uint64(c.held_traces), HeldSpans: uint64(c.held_spans),
 		Signals: uint64(c.signals), SignalsDropped: uint64(c.signals_dropped), DecodeErrors: uint64(c.decode_errors),
 		InvalidSpans: uint64(c.invalid_spans), EvalNanos: uint64(c.eval_nanos),
-		DuplicateSpans: uint64(c.duplicate_spans),
+		DuplicateSpans: uint64(c.duplicate_spans), OwnSpans: uint64(c.own_spans),
+		TracesOversized: uint64(c.traces_oversized), Rules: uint64(c.rules),
+		RulesDigest: uint64(c.rules_digest), RuleChanges: uint64(c.rule_changes),
 	}
 }
 

@@ -56,6 +56,12 @@ func (c *Config) Validate() error {
 	if c.MaxSpans <= 0 {
 		errs = append(errs, fmt.Errorf("max_spans must be positive, got %d", c.MaxSpans))
 	}
+	if len(c.Rules) > 0 && strings.TrimSpace(c.RulesInline) != "" {
+		errs = append(errs, errors.New("both `rules` and `rules_inline` are set: set one of them (put inline rules in a file, or name every file in `rules`)"))
+	}
+	if c.TraceIdleTimeout > 0 && c.MaxTraceAge > 0 && c.MaxTraceAge < c.TraceIdleTimeout {
+		errs = append(errs, fmt.Errorf("max_trace_age (%v) is below trace_idle_timeout (%v): every trace would be judged at max_trace_age and the idle timeout would never apply; raise max_trace_age or lower trace_idle_timeout", c.MaxTraceAge, c.TraceIdleTimeout))
+	}
 	if c.ReloadInterval < 0 {
 		errs = append(errs, fmt.Errorf("reload_interval must not be negative, got %v", c.ReloadInterval))
 	}

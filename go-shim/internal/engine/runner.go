@@ -2,13 +2,15 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
@@ -21,16 +23,58 @@ import (
 // (either may be nil).
 type Deliver func(ctx context.Context, logs, spans []byte) error
 
-// Runner is a started engine with its clock.
+// OutboxSize is how many batches of signals may wait for delivery. Judging never waits on
+// delivery: a batch that finds the outbox full is dropped and counted
+// (otelcol_betrace_signals_dropped), so a stalled exporter costs signals, not judging.
+const OutboxSize = 256
+
+// outboxSize is OutboxSize, smaller in tests that fill it.
+var outboxSize = OutboxSize
+
+// ShutdownGrace bounds delivery at shutdown when the host's context has no deadline (the
+// collector shuts down on SIGTERM with none): an exporter retrying a dead backend must not
+// hold the collector's exit for its whole retry budget. What is not delivered by then is
+// dropped, counted and logged.
+var ShutdownGrace = 5 * time.Second
+
+// outgoing is what one tick produced, waiting for delivery.
+type outgoing struct {
+	logs, spans   []byte
+	nLogs, nSpans int
+}
+
+// signals is how many signals the batch carries (a signal is a log record, a violation
+// span, or both).
+func (o outgoing) signals() int { return max(o.nLogs, o.nSpans) }
+
+// Runner is a started engine with its clock, and the outbox between judging and delivery.
 type Runner struct {
-	cfg        Config
-	logger     *zap.Logger
-	eng        *betrace.Engine
-	deliver    Deliver
-	stop, done chan struct{}
-	flushMu    sync.Mutex
-	reg        metric.Registration
-	marshaler  ptrace.ProtoMarshaler
+	cfg       Config
+	logger    *zap.Logger
+	host      component.Host
+	eng       *betrace.Engine
+	deliver   Deliver
+	stop      chan struct{}
+	ticked    chan struct{} // closed when the clock loop has returned
+	takeMu    sync.Mutex    // one taker of the engine's signals at a time
+	reg       metric.Registration
+	marshaler ptrace.ProtoMarshaler
+
+	// The outbox: filled by the clock loop, emptied by one delivery goroutine.
+	out            chan outgoing
+	delivered      chan struct{} // closed when the delivery goroutine has returned
+	deliveryCtx    context.Context
+	cancelDelivery context.CancelFunc
+
+	// Go-side counters (the engine counts the rest).
+	dropped        atomic.Uint64 // signals dropped: outbox full, or shutdown out of time
+	deliveryFailed atomic.Uint64 // signals the next consumer refused
+	reloadFailures atomic.Uint64 // reloads that failed, each distinct content once
+
+	// What was last reported, so that a repeated failure is logged and reported once.
+	statusMu      sync.Mutex
+	lastReloadErr string
+	failing       bool // the last delivery failed
 
 	// closedMu guards the engine's lifetime: calls hold it for reading, Shutdown frees the
 	// engine holding it for writing, so no call can reach a freed engine.
@@ -42,8 +86,10 @@ type Runner struct {
 // errShutDown is returned by calls that arrive after Shutdown.
 var errShutDown = &betrace.Error{Code: betrace.ErrShutDown, Message: "betrace: the component is shut down"}
 
-// Start loads the rules (an error names every rule problem, located) and starts the clock.
-func Start(cfg Config, set component.TelemetrySettings, outputs betrace.Options, deliver Deliver) (*Runner, error) {
+// Start loads the rules (an error names every rule problem, located), starts the clock
+// and the delivery of signals. host receives the component's status (rules that fail to
+// reload, delivery that fails); it may be nil.
+func Start(cfg Config, set component.TelemetrySettings, host component.Host, outputs betrace.Options, deliver Deliver) (*Runner, error) {
 	sources, err := cfg.Sources()
 	if err != nil {
 		return nil, err
@@ -54,12 +100,18 @@ func Start(cfg Config, set component.TelemetrySettings, outputs betrace.Options,
 	if err != nil {
 		return nil, fmt.Errorf("betrace: the rules do not load:\n%w", err)
 	}
-	r := &Runner{cfg: cfg, logger: set.Logger, eng: eng, deliver: deliver, stop: make(chan struct{}), done: make(chan struct{})}
+	r := &Runner{
+		cfg: cfg, logger: set.Logger, host: host, eng: eng, deliver: deliver,
+		stop: make(chan struct{}), ticked: make(chan struct{}),
+		out: make(chan outgoing, outboxSize), delivered: make(chan struct{}),
+	}
+	r.deliveryCtx, r.cancelDelivery = context.WithCancel(context.Background())
 	if r.reg, err = r.registerMetrics(set.MeterProvider.Meter(metadata.ScopeName)); err != nil {
 		eng.Close()
 		return nil, err
 	}
 	r.forwardLogEvents()
+	go r.deliverLoop()
 	go r.loop(tickInterval(cfg.TraceIdleTimeout))
 	return r, nil
 }
@@ -84,18 +136,31 @@ func (r *Runner) Ingest(td ptrace.Traces) error {
 	return r.eng.Ingest(b, time.Now())
 }
 
-// Counters reads the engine's counters (after Shutdown, the last ones it had).
+// Counters reads the engine's counters (after Shutdown, the last ones it had), with the
+// signals the runner dropped added to SignalsDropped.
 func (r *Runner) Counters() betrace.Counters {
 	r.closedMu.RLock()
 	defer r.closedMu.RUnlock()
-	if r.closed {
-		return r.final
+	c := r.final
+	if !r.closed {
+		c = r.eng.Counters()
 	}
-	return r.eng.Counters()
+	c.SignalsDropped += r.dropped.Load()
+	return c
+}
+
+// ruleCounts reads the per-rule counts (none after Shutdown).
+func (r *Runner) ruleCounts() (map[string]betrace.RuleCounts, error) {
+	r.closedMu.RLock()
+	defer r.closedMu.RUnlock()
+	if r.closed {
+		return nil, nil
+	}
+	return r.eng.RuleCounts()
 }
 
 func (r *Runner) loop(every time.Duration) {
-	defer close(r.done)
+	defer close(r.ticked)
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	lastReload := time.Now()
@@ -107,9 +172,7 @@ func (r *Runner) loop(every time.Duration) {
 			if err := r.eng.Tick(now); err != nil {
 				r.logger.Warn("betrace: tick failed", zap.Error(err))
 			}
-			if err := r.flush(context.Background()); err != nil {
-				r.logger.Warn("betrace: delivering signals failed", zap.Error(err))
-			}
+			r.take(false)
 			if r.cfg.ReloadInterval > 0 && now.Sub(lastReload) >= r.cfg.ReloadInterval {
 				lastReload = now
 				r.reload()
@@ -119,42 +182,138 @@ func (r *Runner) loop(every time.Duration) {
 	}
 }
 
+// reload re-reads the rule files. The engine recognises unchanged files and logs a real
+// change itself; a failure is logged and reported once per distinct error, and the
+// component is reported healthy again when the rules load.
 func (r *Runner) reload() {
 	sources, err := r.cfg.Sources()
 	if err == nil {
 		err = r.eng.SetRules(sources)
 	}
-	if err != nil {
-		r.logger.Warn("betrace: rules not reloaded; the previous rules keep running", zap.Error(err))
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
+	if err == nil {
+		if r.lastReloadErr != "" {
+			r.lastReloadErr = ""
+			r.logger.Info("betrace: rules load again")
+			r.report(componentstatus.NewEvent(componentstatus.StatusOK))
+		}
+		return
+	}
+	if err.Error() == r.lastReloadErr {
+		return
+	}
+	r.lastReloadErr = err.Error()
+	r.reloadFailures.Add(1)
+	r.logger.Warn("betrace: rules not reloaded; the previous rules keep running", zap.Error(err))
+	r.report(componentstatus.NewRecoverableErrorEvent(fmt.Errorf("betrace: rules not reloaded: %w", err)))
+}
+
+func (r *Runner) report(ev *componentstatus.Event) {
+	if r.host != nil {
+		componentstatus.ReportStatus(r.host, ev)
 	}
 }
 
-// flush delivers everything the engine has produced, in order.
-func (r *Runner) flush(ctx context.Context) error {
-	r.flushMu.Lock()
-	defer r.flushMu.Unlock()
-	logs, _, err := r.eng.TakeLogs()
+// take moves what the engine has produced into the outbox. It never waits for room
+// unless wait is set (at shutdown, where the caller's context bounds the wait).
+func (r *Runner) take(wait bool) {
+	r.takeMu.Lock()
+	defer r.takeMu.Unlock()
+	logs, nLogs, err := r.eng.TakeLogs()
 	if err != nil {
-		return err
+		r.logger.Warn("betrace: taking signals failed", zap.Error(err))
+		return
 	}
-	spans, _, err := r.eng.TakeSpans()
+	spans, nSpans, err := r.eng.TakeSpans()
 	if err != nil {
-		return err
+		r.logger.Warn("betrace: taking violation spans failed", zap.Error(err))
+		return
 	}
-	if len(logs) == 0 && len(spans) == 0 {
-		return nil
+	o := outgoing{logs: logs, spans: spans, nLogs: nLogs, nSpans: nSpans}
+	if o.signals() == 0 {
+		return
 	}
-	return r.deliver(ctx, logs, spans)
+	if wait {
+		r.out <- o
+		return
+	}
+	select {
+	case r.out <- o:
+	default:
+		total := r.dropped.Add(uint64(o.signals()))
+		r.logger.Warn("betrace: signals dropped: the outbox is full because the next consumer is not keeping up",
+			zap.Int("dropped", o.signals()), zap.Uint64("total", total), zap.Int("outbox_batches", cap(r.out)))
+	}
 }
 
-// Shutdown stops the clock, judges everything held and delivers it before returning.
+// deliverLoop hands each outgoing batch to the next consumer, counting what it refuses.
+func (r *Runner) deliverLoop() {
+	defer close(r.delivered)
+	for o := range r.out {
+		if r.deliveryCtx.Err() != nil {
+			r.dropped.Add(uint64(o.signals()))
+			continue
+		}
+		err := r.deliver(r.deliveryCtx, o.logs, o.spans)
+		r.statusMu.Lock()
+		if err != nil {
+			r.deliveryFailed.Add(uint64(o.signals()))
+			if !r.failing {
+				r.failing = true
+				r.logger.Warn("betrace: delivering signals failed; they are counted in otelcol_betrace_signals_delivery_failed",
+					zap.Int("signals", o.signals()), zap.Error(err))
+				r.report(componentstatus.NewRecoverableErrorEvent(fmt.Errorf("betrace: delivering signals failed: %w", err)))
+			}
+		} else if r.failing {
+			r.failing = false
+			r.logger.Info("betrace: signals are delivered again")
+			r.report(componentstatus.NewEvent(componentstatus.StatusOK))
+		}
+		r.statusMu.Unlock()
+	}
+}
+
+// Shutdown stops the clock, judges everything held and delivers it, within ctx (within
+// ShutdownGrace when ctx has no deadline): when time runs out, the next consumer's call is
+// cancelled and what is still undelivered is dropped, counted and logged; the error is
+// ctx's when ctx ended, none when only the grace did.
 func (r *Runner) Shutdown(ctx context.Context) error {
 	close(r.stop)
-	<-r.done
-	err := r.eng.Shutdown(time.Now())
-	if err == nil {
-		err = r.flush(ctx)
+	<-r.ticked
+	graced := false
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ShutdownGrace)
+		defer cancel()
+		graced = true
 	}
+	err := r.eng.Shutdown(time.Now())
+	enqueued := make(chan struct{})
+	go func() {
+		r.take(true)
+		close(r.out)
+		close(enqueued)
+	}()
+	select {
+	case <-r.delivered:
+	case <-ctx.Done():
+		// Cancel the consumer's call; what is still waiting is dropped and counted. A
+		// consumer that ignores its context is given a second, then left behind.
+		r.cancelDelivery()
+		select {
+		case <-r.delivered:
+		case <-time.After(time.Second):
+		}
+		r.logger.Error("betrace: shutdown ran out of time delivering signals; the undelivered ones were dropped",
+			zap.Uint64("dropped_in_all", r.dropped.Load()), zap.Uint64("delivery_failed_in_all", r.deliveryFailed.Load()),
+			zap.Bool("grace_elapsed", graced))
+		if !graced {
+			err = errors.Join(err, fmt.Errorf("betrace: shutdown ran out of time; undelivered signals were dropped: %w", ctx.Err()))
+		}
+	}
+	_ = enqueued
+	r.cancelDelivery()
 	r.forwardLogEvents()
 	if r.reg != nil {
 		_ = r.reg.Unregister()
@@ -187,60 +346,4 @@ func (r *Runner) forwardLogEvents() {
 			r.logger.Debug(ev.Message, fields...)
 		}
 	}
-}
-
-func (r *Runner) registerMetrics(m metric.Meter) (metric.Registration, error) {
-	counter := func(name, desc string) metric.Int64ObservableCounter {
-		c, _ := m.Int64ObservableCounter(name, metric.WithDescription(desc), metric.WithUnit("{count}"))
-		return c
-	}
-	gauge := func(name, desc string) metric.Int64ObservableGauge {
-		g, _ := m.Int64ObservableGauge(name, metric.WithDescription(desc), metric.WithUnit("{count}"))
-		return g
-	}
-	spansIn := counter("otelcol_betrace_spans_received", "Spans received by the BeTrace engine.")
-	judged := counter("otelcol_betrace_traces_judged", "Traces judged (a trace judged again after a late span counts twice).")
-	early := counter("otelcol_betrace_traces_judged_early", "Traces judged early to stay within max_traces / max_spans.")
-	late := counter("otelcol_betrace_late_spans", "Spans that arrived for a trace already judged.")
-	lateUnjudged := counter("otelcol_betrace_late_spans_unjudged", "Late spans that arrived after their trace was released, so were not judged.")
-	duplicates := counter("otelcol_betrace_duplicate_spans", "Spans received again (same trace and span id), counted once.")
-	invalid := counter("otelcol_betrace_invalid_spans", "Spans skipped because they could not be read; the rest of their batch was judged.")
-	signals := counter("otelcol_betrace_signals", "Violations found, by rule: the traces that violated it.")
-	applied := counter("otelcol_betrace_traces_applied", "Traces each rule applied to (its when part held; every trace judged, for a rule without when), by rule. 1 - signals/applied is its compliance rate.")
-	skipped := counter("otelcol_betrace_traces_skipped", "Traces a rule with incomplete: skip did not judge because they were not complete, by rule.")
-	dropped := counter("otelcol_betrace_signals_dropped", "Violations dropped because they were not delivered in time.")
-	decodeErrors := counter("otelcol_betrace_decode_errors", "Batches the engine could not decode.")
-	heldTraces := gauge("otelcol_betrace_held_traces", "Traces held, waiting to be judged or kept for late spans.")
-	heldSpans := gauge("otelcol_betrace_held_spans", "Spans held.")
-	evalTime, _ := m.Float64ObservableCounter("otelcol_betrace_evaluation_time", metric.WithDescription("Time spent judging traces."), metric.WithUnit("s"))
-	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		c := r.Counters()
-		o.ObserveInt64(spansIn, int64(c.SpansIn))
-		o.ObserveInt64(judged, int64(c.TracesJudged))
-		o.ObserveInt64(early, int64(c.TracesJudgedEarly))
-		o.ObserveInt64(late, int64(c.LateSpans))
-		o.ObserveInt64(lateUnjudged, int64(c.LateSpansUnjudged))
-		o.ObserveInt64(duplicates, int64(c.DuplicateSpans))
-		o.ObserveInt64(invalid, int64(c.InvalidSpans))
-		o.ObserveInt64(dropped, int64(c.SignalsDropped))
-		o.ObserveInt64(decodeErrors, int64(c.DecodeErrors))
-		o.ObserveInt64(heldTraces, int64(c.HeldTraces))
-		o.ObserveInt64(heldSpans, int64(c.HeldSpans))
-		o.ObserveFloat64(evalTime, float64(c.EvalNanos)/1e9)
-		byRule, err := r.eng.RuleCounts()
-		if err != nil {
-			return err
-		}
-		for rule, n := range byRule {
-			attrs := metric.WithAttributes(attribute.String("rule", rule))
-			o.ObserveInt64(applied, int64(n.Applied), attrs)
-			if n.Violated > 0 {
-				o.ObserveInt64(signals, int64(n.Violated), attrs)
-			}
-			if n.Skipped > 0 {
-				o.ObserveInt64(skipped, int64(n.Skipped), attrs)
-			}
-		}
-		return nil
-	}, spansIn, judged, early, late, lateUnjudged, duplicates, invalid, signals, applied, skipped, dropped, decodeErrors, heldTraces, heldSpans, evalTime)
 }
