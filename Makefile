@@ -3,6 +3,8 @@
 #   make build   the betrace binary and the engine library (rlib, cdylib, staticlib)
 #   make test    every test: unit, spec examples, VM-vs-reference properties, CLI,
 #                and `betrace test` over the playbook library
+#   make schema-test  docs/rules.schema.json with check-jsonschema: the library valid,
+#                tests/schema/bad refused (part of make test)
 #   make lint    rustfmt and clippy, warnings as errors
 #   make ffi-test  the C test program against the cdylib, under valgrind
 #   make go-test   the Go module in go-shim/ (cgo against the staticlib)
@@ -24,7 +26,7 @@
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test lint ffi-test go-test e2e e2e-scale soak soak-short fuzz demo bench bench-growth bench-smoke bench-micro clean
+.PHONY: build test schema-test lint ffi-test go-test e2e e2e-scale soak soak-short fuzz demo bench bench-growth bench-smoke bench-micro clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -32,8 +34,12 @@ build:
 test: build
 	$(CARGO) test --release --locked --workspace
 	$(BETRACE) test examples/rules
+	$(MAKE) schema-test
 	$(MAKE) ffi-test
 	$(MAKE) go-test
+
+schema-test: build
+	tests/schema/check.sh
 
 # The Go build cache does not see target/release/libbetrace.a (named in #cgo LDFLAGS): its
 # digest in the link flags (an -X the linker ignores) makes a new engine relink the tests.

@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 /// Rules say what must always (or never) happen in a trace: "a charge is always preceded by
 /// an inventory reservation". `betrace check` validates rule files, `betrace test` runs the
 /// examples written next to each rule, `betrace replay` judges the trace files a collector
-/// already writes, and `betrace explain` shows how a rule compiles.
+/// already writes, `betrace explain` shows how a rule compiles, and `betrace schema` prints
+/// the JSON Schema editors use to check rule files as they are written.
 #[derive(Parser)]
 #[command(name = "betrace", version, about, long_about, propagate_version = true)]
 struct Cli {
@@ -26,6 +27,7 @@ enum Command {
     Explain(cli::explain::Args),
     // Boxed: replay has many flags, the others few.
     Replay(Box<cli::replay::Args>),
+    Schema(cli::schema::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Test(args) => cli::test::run(&args),
         Command::Explain(args) => cli::explain::run(&args),
         Command::Replay(args) => cli::replay::run(&args),
+        Command::Schema(args) => cli::schema::run(&args),
     };
     ExitCode::from(code)
 }

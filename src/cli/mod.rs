@@ -7,6 +7,7 @@ pub mod explain;
 pub mod output;
 pub mod replay;
 pub mod report;
+pub mod schema;
 pub mod summary;
 pub mod test;
 
