@@ -5,6 +5,8 @@
 #                and `betrace test` over the playbook library
 #   make schema-test  docs/rules.schema.json with check-jsonschema: the library valid,
 #                tests/schema/bad refused (part of make test)
+#   make generate  the components' telemetry, status and lifecycle tests from their
+#                metadata.yaml (the collector's mdatagen); CI checks nothing changes
 #   make lint    rustfmt and clippy, warnings as errors
 #   make ffi-test  the C test program against the cdylib, under valgrind
 #   make go-test   the Go module in go-shim/ (cgo against the staticlib)
@@ -26,7 +28,7 @@
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test schema-test lint ffi-test go-test e2e e2e-scale soak soak-short fuzz demo bench bench-growth bench-smoke bench-micro clean
+.PHONY: build test schema-test generate lint ffi-test go-test e2e e2e-scale soak soak-short fuzz demo bench bench-growth bench-smoke bench-micro clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -60,6 +62,9 @@ ffi-test:
 	LD_LIBRARY_PATH=target/sysalloc/release valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  --error-exitcode=1 target/test_betrace
 	LD_LIBRARY_PATH=target/release target/test_betrace
+
+generate:
+	go-shim/mdatagen.sh
 
 lint:
 	$(CARGO) fmt --all --check

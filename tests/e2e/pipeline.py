@@ -58,7 +58,7 @@ def send(spans):
 def metrics():
     text = urllib.request.urlopen("http://127.0.0.1:8888/metrics", timeout=5).read().decode()
     values = {}
-    for m in re.finditer(r'^(otelcol_betrace_[a-z_]+?)(?:_total)?(?:\{[^}]*\})? ([0-9.e+]+)$', text, re.M):
+    for m in re.finditer(r'^(otelcol_connector_betrace_[a-z_]+?)(?:_total)?(?:\{[^}]*\})? ([0-9.e+]+)$', text, re.M):
         values[m.group(1)] = values.get(m.group(1), 0) + float(m.group(2))
     return values
 
@@ -171,14 +171,14 @@ service:{TELEMETRY}
         send([span(tid(0x5000 + n), sid(1), "payment.charge")])
     time.sleep(3)
     m = metrics()
-    check(problems, m.get("otelcol_betrace_traces_judged") == 20,
-          f"stall: {m.get('otelcol_betrace_traces_judged')} of 20 traces judged 3 s after the last arrived, with a 1 s idle timeout")
+    check(problems, m.get("otelcol_connector_betrace_traces_judged") == 20,
+          f"stall: {m.get('otelcol_connector_betrace_traces_judged')} of 20 traces judged 3 s after the last arrived, with a 1 s idle timeout")
     took, code = c.stop()
     check(problems, took < 15, f"stall: SIGTERM took {took:.1f} s")
     check(problems, code == 0, f"stall: the collector exited {code}")
     check(problems, "shutdown ran out of time delivering signals" in c.text(),
           "stall: the undelivered signals at shutdown are not logged")
-    print(f"pipeline: a dead backend behind a retrying exporter: {m.get('otelcol_betrace_traces_judged', 0):.0f} of 20 traces judged on time; SIGTERM: exit {code} in {took:.1f} s")
+    print(f"pipeline: a dead backend behind a retrying exporter: {m.get('otelcol_connector_betrace_traces_judged', 0):.0f} of 20 traces judged on time; SIGTERM: exit {code} in {took:.1f} s")
 
 
 def indent(text, n):
@@ -234,12 +234,12 @@ service:{TELEMETRY}
             for sl in rl.get("scopeLogs", []):
                 records += len(sl.get("logRecords", []))
     check(problems, records == 5, f"own spans: {records} violation records for 5 violations")
-    check(problems, m.get("otelcol_betrace_own_spans", 0) >= 5,
-          f"own spans: {m.get('otelcol_betrace_own_spans')} own spans counted, 5 sent back in")
-    check(problems, m.get("otelcol_betrace_late_spans", 0) == 0,
-          f"own spans: {m.get('otelcol_betrace_late_spans')} late spans (the violation spans were judged as late)")
-    print(f"pipeline: the processor's violation spans into a connector: {m.get('otelcol_betrace_own_spans', 0):.0f} own spans left alone, "
-          f"{m.get('otelcol_betrace_late_spans', 0):.0f} late spans, {records} records for 5 violations")
+    check(problems, m.get("otelcol_connector_betrace_own_spans", 0) >= 5,
+          f"own spans: {m.get('otelcol_connector_betrace_own_spans')} own spans counted, 5 sent back in")
+    check(problems, m.get("otelcol_connector_betrace_late_spans", 0) == 0,
+          f"own spans: {m.get('otelcol_connector_betrace_late_spans')} late spans (the violation spans were judged as late)")
+    print(f"pipeline: the processor's violation spans into a connector: {m.get('otelcol_connector_betrace_own_spans', 0):.0f} own spans left alone, "
+          f"{m.get('otelcol_connector_betrace_late_spans', 0):.0f} late spans, {records} records for 5 violations")
 
 
 def limits_and_ids(binary, out, problems):
@@ -283,18 +283,18 @@ service:{TELEMETRY}
     time.sleep(1.5)
     m = metrics()
     took, code = c.stop()
-    check(problems, m.get("otelcol_betrace_traces_oversized") == 1,
-          f"max_spans: {m.get('otelcol_betrace_traces_oversized')} oversized traces counted, want 1")
-    check(problems, m.get("otelcol_betrace_traces_judged_early") == 1,
-          f"max_spans: {m.get('otelcol_betrace_traces_judged_early')} traces judged early; only the big one should be")
-    check(problems, m.get("otelcol_betrace_late_spans_unjudged") == 50,
-          f"max_spans: {m.get('otelcol_betrace_late_spans_unjudged')} of its later spans counted late, want 50")
+    check(problems, m.get("otelcol_connector_betrace_traces_oversized") == 1,
+          f"max_spans: {m.get('otelcol_connector_betrace_traces_oversized')} oversized traces counted, want 1")
+    check(problems, m.get("otelcol_connector_betrace_traces_judged_early") == 1,
+          f"max_spans: {m.get('otelcol_connector_betrace_traces_judged_early')} traces judged early; only the big one should be")
+    check(problems, m.get("otelcol_connector_betrace_late_spans_unjudged") == 50,
+          f"max_spans: {m.get('otelcol_connector_betrace_late_spans_unjudged')} of its later spans counted late, want 50")
     check(problems, big in c.text() and "larger than max_spans" in c.text(),
           "max_spans: the log does not name the oversized trace")
-    check(problems, m.get("otelcol_betrace_invalid_spans") == 2,
-          f"empty ids: {m.get('otelcol_betrace_invalid_spans')} invalid spans counted, want 2")
-    print(f"pipeline: a trace past max_spans: {m.get('otelcol_betrace_traces_oversized', 0):.0f} counted oversized, "
-          f"{m.get('otelcol_betrace_traces_judged_early', 0):.0f} judged early; spans with empty ids: {m.get('otelcol_betrace_invalid_spans', 0):.0f} counted invalid")
+    check(problems, m.get("otelcol_connector_betrace_invalid_spans") == 2,
+          f"empty ids: {m.get('otelcol_connector_betrace_invalid_spans')} invalid spans counted, want 2")
+    print(f"pipeline: a trace past max_spans: {m.get('otelcol_connector_betrace_traces_oversized', 0):.0f} counted oversized, "
+          f"{m.get('otelcol_connector_betrace_traces_judged_early', 0):.0f} judged early; spans with empty ids: {m.get('otelcol_connector_betrace_invalid_spans', 0):.0f} counted invalid")
 
 
 def refused_configs(binary, out, problems):

@@ -67,14 +67,16 @@ run_shop "$OUT/sent.json"
 sleep 3
 # The components' own telemetry, the collector way (its Prometheus endpoint).
 python3 - <<'PY'
-import sys, urllib.request
+import re, sys, urllib.request
 text = urllib.request.urlopen("http://127.0.0.1:8888/metrics", timeout=5).read().decode()
-for name in ("otelcol_betrace_spans_received", "otelcol_betrace_traces_judged", "otelcol_betrace_signals", "otelcol_betrace_held_spans",
-             "otelcol_betrace_traces_oversized", "otelcol_betrace_own_spans", "otelcol_betrace_signals_delivery_failed",
-             "otelcol_betrace_rule_reloads", "otelcol_betrace_rule_reload_failures", 'otelcol_betrace_rules{'):
-    if name not in text:
-        sys.exit(f"e2e: metric {name} missing from the collector's telemetry")
-print("e2e: betrace telemetry present on :8888/metrics")
+# Every instrument the connector's generated documentation.md lists (from metadata.yaml).
+names = re.findall(r"^### (otelcol_connector_betrace_\w+)", open("go-shim/connector/betraceconnector/documentation.md").read(), re.M)
+if len(names) < 20:
+    sys.exit(f"e2e: documentation.md lists {len(names)} instruments")
+missing = [n for n in names if not re.search("^" + n + r"(_total|_seconds_total)?[{ ]", text, re.M)]
+if missing:
+    sys.exit(f"e2e: {missing} missing from the collector's telemetry")
+print(f"e2e: all {len(names)} instruments of the connector's metadata.yaml present on :8888/metrics")
 PY
 stop_collector
 grep -q '"rules loaded"\|rules loaded' "$OUT/collector.log" || { echo "e2e: the engine's log events are not in the collector's log"; exit 1; }
@@ -121,8 +123,8 @@ python3 - "$OUT/live-counts.json" <<'PY'
 import json, re, sys, urllib.request
 text = urllib.request.urlopen("http://127.0.0.1:8888/metrics", timeout=5).read().decode()
 counts = {}
-for metric, field in (("otelcol_betrace_traces_applied", "applied"), ("otelcol_betrace_signals", "violated")):
-    for m in re.finditer(metric + r'(?:_total)?\{[^}]*rule="([^"]+)"[^}]*\} (\d+)', text):
+for metric, field in (("otelcol_connector_betrace_traces_applied", "applied"), ("otelcol_connector_betrace_signals", "violated")):
+    for m in re.finditer(metric + r'(?:_total)?\{[^}]*betrace_rule_id="([^"]+)"[^}]*\} (\d+)', text):
         counts.setdefault(m.group(1), {"applied": 0, "violated": 0})[field] = int(m.group(2))
 if not counts:
     sys.exit("e2e: no per-rule applied counts in the collector's telemetry")

@@ -102,7 +102,7 @@ def metrics(port):
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     out = {}
     for line in text.splitlines():
-        if line.startswith("otelcol_betrace_") and " " in line:
+        if line.startswith("otelcol_connector_betrace_") and " " in line:
             name = line.split("{")[0].split(" ")[0].removesuffix("_total")
             out[name] = out.get(name, 0) + float(line.rsplit(" ", 1)[1])
     return out
@@ -252,7 +252,7 @@ def main():
             victim = backends[1]
             time.sleep(3)  # a third of the corpus or so is in
             m = metrics(mports[1])
-            restart["held_traces_at_stop"] = m.get("otelcol_betrace_held_traces", 0)
+            restart["held_traces_at_stop"] = m.get("otelcol_connector_betrace_held_traces", 0)
             before = len(records(os.path.join(out, "backend2-violations.jsonl")))
             took, code = victim.stop(signal.SIGKILL if args.kill else signal.SIGTERM)
             restart["signals_written_at_stop"] = len(records(os.path.join(out, "backend2-violations.jsonl"))) - before
@@ -277,14 +277,14 @@ def main():
         # for 3 s; at most a minute), then past the idle timeout.
         received, still = -1, 0
         for _ in range(60):
-            now = sum(metrics(p).get("otelcol_betrace_spans_received", 0) for p in mports)
+            now = sum(metrics(p).get("otelcol_connector_betrace_spans_received", 0) for p in mports)
             still = still + 1 if now == received else 0
             if still == 3:
                 break
             received = now
             time.sleep(1)
         time.sleep(3)
-        spread = [metrics(p).get("otelcol_betrace_spans_received", 0) for p in mports]
+        spread = [metrics(p).get("otelcol_connector_betrace_spans_received", 0) for p in mports]
     finally:
         # The first tier first (it flushes to the second), then the rest: shutdown judges
         # and delivers what they hold.

@@ -82,7 +82,7 @@ def metrics(port):
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     out = {}
     for line in text.splitlines():
-        m = re.match(r"(otelcol_betrace_[a-z_]+?)(?:_total)?(?:\{[^}]*\})? ([0-9.e+-]+)$", line)
+        m = re.match(r"(otelcol_connector_betrace_[a-z_]+?)(?:_total)?(?:\{[^}]*\})? ([0-9.e+-]+)$", line)
         if m:
             out[m.group(1)] = out.get(m.group(1), 0) + float(m.group(2))
     return out
@@ -240,28 +240,28 @@ def main():
     # Counters add up.
     c = final
     signals_total = sum(want.values()) + sum(extra.values())
-    if c.get("otelcol_betrace_signals", 0) != signals_total:
-        problems.append(f"signals counter {c.get('otelcol_betrace_signals')} vs {signals_total} delivered")
-    for name in ("otelcol_betrace_late_spans", "otelcol_betrace_late_spans_unjudged", "otelcol_betrace_duplicate_spans", "otelcol_betrace_invalid_spans",
-                 "otelcol_betrace_traces_judged_early", "otelcol_betrace_signals_dropped", "otelcol_betrace_decode_errors"):
+    if c.get("otelcol_connector_betrace_signals", 0) != signals_total:
+        problems.append(f"signals counter {c.get('otelcol_connector_betrace_signals')} vs {signals_total} delivered")
+    for name in ("otelcol_connector_betrace_late_spans", "otelcol_connector_betrace_late_spans_unjudged", "otelcol_connector_betrace_duplicate_spans", "otelcol_connector_betrace_invalid_spans",
+                 "otelcol_connector_betrace_traces_judged_early", "otelcol_connector_betrace_signals_dropped", "otelcol_connector_betrace_decode_errors"):
         if c.get(name, 0) != 0:
             problems.append(f"{name} = {c.get(name)}, expected 0")
-    if c.get("otelcol_betrace_traces_judged", 0) != traces * loops:
-        problems.append(f"traces judged {c.get('otelcol_betrace_traces_judged')} vs {traces * loops} sent")
-    if c.get("otelcol_betrace_spans_received", 0) != spans_per_loop * loops:
-        problems.append(f"spans received {c.get('otelcol_betrace_spans_received')} vs {spans_per_loop * loops} sent")
-    if c.get("otelcol_betrace_held_spans", -1) != 0:
-        problems.append(f"held spans at the end: {c.get('otelcol_betrace_held_spans')}")
+    if c.get("otelcol_connector_betrace_traces_judged", 0) != traces * loops:
+        problems.append(f"traces judged {c.get('otelcol_connector_betrace_traces_judged')} vs {traces * loops} sent")
+    if c.get("otelcol_connector_betrace_spans_received", 0) != spans_per_loop * loops:
+        problems.append(f"spans received {c.get('otelcol_connector_betrace_spans_received')} vs {spans_per_loop * loops} sent")
+    if c.get("otelcol_connector_betrace_held_spans", -1) != 0:
+        problems.append(f"held spans at the end: {c.get('otelcol_connector_betrace_held_spans')}")
 
     seconds = sent.get("seconds", 0) or 1
-    spans_received = c.get("otelcol_betrace_spans_received", 0)
+    spans_received = c.get("otelcol_connector_betrace_spans_received", 0)
     summary = {
         "minutes": round(seconds / 60, 1), "loops": loops, "traces": traces * loops,
         "spans_received": int(spans_received), "spans_per_second_held": round(spans_received / seconds),
         "offered_spans_per_second": args.rate, "behind_at_end_seconds": sent.get("behind_at_end_seconds"),
         "signals_expected": len(want), "signals_delivered": signals_total,
         "rss_peak_mb": round(peak), "rss_slope_after_warmup_mb_per_min": round(slope, 2),
-        "rule_edits": reload_log, "counters": {k.removeprefix("otelcol_betrace_"): v for k, v in sorted(c.items())},
+        "rule_edits": reload_log, "counters": {k.removeprefix("otelcol_connector_betrace_"): v for k, v in sorted(c.items())},
         "problems": problems,
     }
     json.dump(summary, open(os.path.join(out, "soak.json"), "w"), indent=1)

@@ -23,7 +23,11 @@ type tracesToLogs struct {
 
 // Start loads the rules; a rule error fails the collector's start with its message.
 func (c *tracesToLogs) Start(_ context.Context, host component.Host) error {
-	r, err := engine.Start(c.cfg.Config, c.set.TelemetrySettings, host, betrace.Options{Logs: true}, c.deliver)
+	tel, err := telemetry(c.set.TelemetrySettings)
+	if err != nil {
+		return err
+	}
+	r, err := engine.Start(c.cfg.Config, c.set.TelemetrySettings, host, tel, betrace.Options{Logs: true}, c.deliver)
 	if err != nil {
 		return err
 	}

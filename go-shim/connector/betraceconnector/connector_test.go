@@ -2,6 +2,7 @@ package betraceconnector
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,8 +15,12 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
-	"github.com/betracehq/betrace/go-shim/internal/metadata"
+	"github.com/betracehq/betrace/go-shim/connector/betraceconnector/internal/metadata"
+	"github.com/betracehq/betrace/go-shim/connector/betraceconnector/internal/metadatatest"
 	"github.com/betracehq/betrace/go-shim/internal/testtraces"
 )
 
@@ -156,4 +161,74 @@ func TestARuleErrorFailsStartWithItsMessage(t *testing.T) {
 	if err := c.Shutdown(context.Background()); err != nil {
 		t.Errorf("shutdown after a failed start: %v", err)
 	}
+}
+
+func TestTelemetryIsTheGeneratedOne(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer func() { _ = tt.Shutdown(context.Background()) }()
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.RulesInline = testtraces.Rules
+	sink := new(consumertest.LogsSink)
+	c, err := NewFactory().CreateTracesToLogs(context.Background(), metadatatest.NewSettings(tt), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Start(ctx, componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ConsumeTraces(ctx, testtraces.Span(1, 1, 0, "shop", "payment.charge")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ConsumeTraces(ctx, testtraces.Span(1, 2, 1, "shop", "payment.refund")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ConsumeTraces(ctx, testtraces.Span(2, 1, 0, "shop", "checkout")); err != nil {
+		t.Fatal(err)
+	}
+	// Three spans of two traces, held (the idle timeout is 5 s).
+	runner := c.(*tracesToLogs).runner
+	deadline := time.Now().Add(5 * time.Second)
+	for runner.Counters().SpansIn < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	metadatatest.AssertEqualConnectorBetraceSpansReceived(t, tt, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualConnectorBetraceHeldSpans(t, tt, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualConnectorBetraceHeldTraces(t, tt, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tt.GetMetric("otelcol_connector_betrace_spans_received"); err == nil {
+		t.Error("shutdown unregisters the callbacks")
+	}
+}
+
+func TestSignalsAreCountedByRuleID(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer func() { _ = tt.Shutdown(context.Background()) }()
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.RulesInline = testtraces.Rules
+	cfg.TraceIdleTimeout = 50 * time.Millisecond
+	sink := new(consumertest.LogsSink)
+	c, err := NewFactory().CreateTracesToLogs(context.Background(), metadatatest.NewSettings(tt), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Start(ctx, componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Shutdown(ctx) }()
+	if err := c.ConsumeTraces(ctx, testtraces.Span(1, 1, 0, "shop", "payment.charge")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for sink.LogRecordCount() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	rule := attribute.NewSet(attribute.String("betrace.rule.id", "payment-requires-inventory"))
+	metadatatest.AssertEqualConnectorBetraceSignals(t, tt, []metricdata.DataPoint[int64]{{Value: 1, Attributes: rule}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualConnectorBetraceTracesApplied(t, tt, []metricdata.DataPoint[int64]{{Value: 1, Attributes: rule}}, metricdatatest.IgnoreTimestamp())
+	digest := fmt.Sprintf("%016x", c.(*tracesToLogs).runner.Counters().RulesDigest)
+	metadatatest.AssertEqualConnectorBetraceRules(t, tt, []metricdata.DataPoint[int64]{{Value: 1, Attributes: attribute.NewSet(attribute.String("betrace.rules.digest", digest))}}, metricdatatest.IgnoreTimestamp())
 }

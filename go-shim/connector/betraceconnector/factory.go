@@ -9,8 +9,8 @@ import (
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/consumer"
 
+	"github.com/betracehq/betrace/go-shim/connector/betraceconnector/internal/metadata"
 	"github.com/betracehq/betrace/go-shim/internal/engine"
-	"github.com/betracehq/betrace/go-shim/internal/metadata"
 )
 
 // NewFactory returns the factory of the betrace connector.

@@ -89,7 +89,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.Run("runner", func(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
-			r, err := Start(cfg, componenttest.NewNopTelemetrySettings(), nil, betrace.Options{Logs: true},
+			r, err := Start(cfg, componenttest.NewNopTelemetrySettings(), nil, Telemetry{}, betrace.Options{Logs: true},
 				func(context.Context, []byte, []byte) error { return nil })
 			if err != nil {
 				b.Fatal(err)

@@ -11,11 +11,9 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
 	"github.com/betracehq/betrace/go-shim/internal/betrace"
-	"github.com/betracehq/betrace/go-shim/internal/metadata"
 )
 
 // Deliver sends what the engine produced to the next consumer: signals as OTLP
@@ -25,7 +23,7 @@ type Deliver func(ctx context.Context, logs, spans []byte) error
 
 // OutboxSize is how many batches of signals may wait for delivery. Judging never waits on
 // delivery: a batch that finds the outbox full is dropped and counted
-// (otelcol_betrace_signals_dropped), so a stalled exporter costs signals, not judging.
+// (…_betrace_signals_dropped), so a stalled exporter costs signals, not judging.
 const OutboxSize = 256
 
 // outboxSize is OutboxSize, smaller in tests that fill it.
@@ -57,7 +55,7 @@ type Runner struct {
 	stop      chan struct{}
 	ticked    chan struct{} // closed when the clock loop has returned
 	takeMu    sync.Mutex    // one taker of the engine's signals at a time
-	reg       metric.Registration
+	telemetry Telemetry
 	marshaler ptrace.ProtoMarshaler
 
 	// The outbox: filled by the clock loop, emptied by one delivery goroutine.
@@ -87,9 +85,10 @@ type Runner struct {
 var errShutDown = &betrace.Error{Code: betrace.ErrShutDown, Message: "betrace: the component is shut down"}
 
 // Start loads the rules (an error names every rule problem, located), starts the clock
-// and the delivery of signals. host receives the component's status (rules that fail to
-// reload, delivery that fails); it may be nil.
-func Start(cfg Config, set component.TelemetrySettings, host component.Host, outputs betrace.Options, deliver Deliver) (*Runner, error) {
+// and the delivery of signals, and registers the observations with the component's
+// telemetry. host receives the component's status (rules that fail to reload, delivery
+// that fails); it may be nil.
+func Start(cfg Config, set component.TelemetrySettings, host component.Host, telemetry Telemetry, outputs betrace.Options, deliver Deliver) (*Runner, error) {
 	sources, err := cfg.Sources()
 	if err != nil {
 		return nil, err
@@ -106,7 +105,9 @@ func Start(cfg Config, set component.TelemetrySettings, host component.Host, out
 		out: make(chan outgoing, outboxSize), delivered: make(chan struct{}),
 	}
 	r.deliveryCtx, r.cancelDelivery = context.WithCancel(context.Background())
-	if r.reg, err = r.registerMetrics(set.MeterProvider.Meter(metadata.ScopeName)); err != nil {
+	r.telemetry = telemetry
+	if err := r.register(telemetry); err != nil {
+		r.unregister()
 		eng.Close()
 		return nil, err
 	}
@@ -148,6 +149,25 @@ func (r *Runner) Counters() betrace.Counters {
 	c.SignalsDropped += r.dropped.Load()
 	return c
 }
+
+// unregister drops the telemetry's callbacks.
+func (r *Runner) unregister() {
+	if r.telemetry.Shutdown != nil {
+		r.telemetry.Shutdown()
+	}
+}
+
+// counters are the engine's counters and the runner's own.
+type counters struct {
+	betrace.Counters
+	deliveryFailed, reloadFailures uint64
+}
+
+func (r *Runner) counters() counters {
+	return counters{Counters: r.Counters(), deliveryFailed: r.deliveryFailed.Load(), reloadFailures: r.reloadFailures.Load()}
+}
+
+type ruleCounts = betrace.RuleCounts
 
 // ruleCounts reads the per-rule counts (none after Shutdown).
 func (r *Runner) ruleCounts() (map[string]betrace.RuleCounts, error) {
@@ -261,7 +281,7 @@ func (r *Runner) deliverLoop() {
 			r.deliveryFailed.Add(uint64(o.signals()))
 			if !r.failing {
 				r.failing = true
-				r.logger.Warn("betrace: delivering signals failed; they are counted in otelcol_betrace_signals_delivery_failed",
+				r.logger.Warn("betrace: delivering signals failed; they are counted in …_betrace_signals_delivery_failed",
 					zap.Int("signals", o.signals()), zap.Error(err))
 				r.report(componentstatus.NewRecoverableErrorEvent(fmt.Errorf("betrace: delivering signals failed: %w", err)))
 			}
@@ -315,9 +335,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	_ = enqueued
 	r.cancelDelivery()
 	r.forwardLogEvents()
-	if r.reg != nil {
-		_ = r.reg.Unregister()
-	}
+	r.unregister()
 	r.closedMu.Lock()
 	r.final = r.eng.Counters()
 	r.closed = true

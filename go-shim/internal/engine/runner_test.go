@@ -52,7 +52,7 @@ func start(t *testing.T, cfg Config, deliver Deliver) (*Runner, *statusHost, *ob
 	}
 	cfg.TraceIdleTimeout, cfg.MaxTraceAge, cfg.MaxTraces, cfg.MaxSpans = 50*time.Millisecond, time.Minute, 1000, 100_000
 	host := &statusHost{Host: componenttest.NewNopHost()}
-	r, err := Start(cfg, set, host, betrace.Options{Logs: true}, deliver)
+	r, err := Start(cfg, set, host, Telemetry{}, betrace.Options{Logs: true}, deliver)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestOwnViolationSpansAreNotJudged(t *testing.T) {
 	cfg := Config{RulesInline: testtraces.Rules, TraceIdleTimeout: 50 * time.Millisecond, MaxTraceAge: time.Minute, MaxTraces: 100, MaxSpans: 1000}
 	var mu sync.Mutex
 	var got [][]byte
-	r, err := Start(cfg, set, nil, betrace.Options{Spans: true}, func(_ context.Context, _, spans []byte) error {
+	r, err := Start(cfg, set, nil, Telemetry{}, betrace.Options{Spans: true}, func(_ context.Context, _, spans []byte) error {
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, spans)

@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/collector/processor"
 
 	"github.com/betracehq/betrace/go-shim/internal/engine"
-	"github.com/betracehq/betrace/go-shim/internal/metadata"
+	"github.com/betracehq/betrace/go-shim/processor/betraceprocessor/internal/metadata"
 )
 
 // NewFactory returns the factory of the betrace processor.

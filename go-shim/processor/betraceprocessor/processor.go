@@ -23,7 +23,11 @@ type betraceProcessor struct {
 // Start loads the rules; a rule error fails the collector's start with its message.
 func (p *betraceProcessor) Start(_ context.Context, host component.Host) error {
 	// Violation spans are built only when they are sent on; signals are counted either way.
-	r, err := engine.Start(p.cfg.Config, p.set.TelemetrySettings, host, betrace.Options{Spans: p.cfg.EmitViolationSpans}, p.deliver)
+	tel, err := telemetry(p.set.TelemetrySettings)
+	if err != nil {
+		return err
+	}
+	r, err := engine.Start(p.cfg.Config, p.set.TelemetrySettings, host, tel, betrace.Options{Spans: p.cfg.EmitViolationSpans}, p.deliver)
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor/processortest"
 
-	"github.com/betracehq/betrace/go-shim/internal/metadata"
 	"github.com/betracehq/betrace/go-shim/internal/testtraces"
+	"github.com/betracehq/betrace/go-shim/processor/betraceprocessor/internal/metadata"
 )
 
 func newProcessor(t *testing.T, emit bool, sink *consumertest.TracesSink) *betraceProcessor {
