@@ -50,14 +50,17 @@
 // An engine (opaque).
 typedef struct betrace_engine betrace_engine;
 
-// A rule file handed to the engine: its name (shown in error messages) and its YAML text.
-// Neither is kept after the call.
+// A rule file handed to the engine: its name (shown in error messages) and its YAML text;
+// or, with `text` NULL, a path the engine reads itself — a file, a directory (every
+// `*.yaml`/`*.yml` in it) or a glob, expanded as `betrace check` expands its arguments,
+// so that a host needs no file handling of its own. Nothing is kept after the call.
 typedef struct betrace_source {
-  // The file's name, UTF-8; may be empty.
+  // The file's name, UTF-8; may be empty. With `text` NULL: the path to read.
   const uint8_t *name;
   // Its length in bytes.
   size_t name_len;
-  // The rule file's text, UTF-8.
+  // The rule file's text, UTF-8; NULL (with `text_len` 0) to read the files `name`
+  // names.
   const uint8_t *text;
   // Its length in bytes.
   size_t text_len;

@@ -119,15 +119,18 @@ pub struct betrace_counters {
     pub rule_changes: u64,
 }
 
-/// A rule file handed to the engine: its name (shown in error messages) and its YAML text.
-/// Neither is kept after the call.
+/// A rule file handed to the engine: its name (shown in error messages) and its YAML text;
+/// or, with `text` NULL, a path the engine reads itself — a file, a directory (every
+/// `*.yaml`/`*.yml` in it) or a glob, expanded as `betrace check` expands its arguments,
+/// so that a host needs no file handling of its own. Nothing is kept after the call.
 #[repr(C)]
 pub struct betrace_source {
-    /// The file's name, UTF-8; may be empty.
+    /// The file's name, UTF-8; may be empty. With `text` NULL: the path to read.
     pub name: *const u8,
     /// Its length in bytes.
     pub name_len: usize,
-    /// The rule file's text, UTF-8.
+    /// The rule file's text, UTF-8; NULL (with `text_len` 0) to read the files `name`
+    /// names.
     pub text: *const u8,
     /// Its length in bytes.
     pub text_len: usize,
@@ -216,11 +219,33 @@ fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], Failure
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// Copies rule files out of caller memory.
+/// Copies rule files out of caller memory, reading the files of those given by path (in
+/// place, in order).
 fn sources(
     ptr: *const betrace_source,
     n: usize,
 ) -> Result<Vec<crate::diagnostic::SourceFile>, Failure> {
+    let mut out = Vec::new();
+    for item in given(ptr, n)? {
+        match item {
+            Given::Text(file) => out.push(file),
+            Given::Path(spec) => out.extend(
+                crate::rules::read_sources(&[spec])
+                    .map_err(|e| (BETRACE_ERR_RULES, format!("rules: {e}")))?,
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// A rule source as the caller gave it.
+enum Given {
+    Text(crate::diagnostic::SourceFile),
+    Path(String),
+}
+
+/// The caller's rule sources, copied out of its memory.
+fn given(ptr: *const betrace_source, n: usize) -> Result<Vec<Given>, Failure> {
     if n == 0 {
         return Err((BETRACE_ERR_RULES, "no rule files given".into()));
     }
@@ -240,6 +265,12 @@ fn sources(
         .map(|(i, s)| {
             let name = std::str::from_utf8(bytes(s.name, s.name_len, "rule file name")?)
                 .map_err(|_| invalid("a rule file name is not UTF-8"))?;
+            if s.text.is_null() && s.text_len == 0 {
+                if name.is_empty() {
+                    return Err(invalid("a rule source has neither a text nor a path"));
+                }
+                return Ok(Given::Path(name.to_string()));
+            }
             let text = std::str::from_utf8(bytes(s.text, s.text_len, "rule file text")?)
                 .map_err(|_| invalid(&format!("rule file `{name}` is not UTF-8")))?;
             let name = if name.is_empty() {
@@ -247,7 +278,7 @@ fn sources(
             } else {
                 name.to_string()
             };
-            Ok(crate::diagnostic::SourceFile::new(name, text))
+            Ok(Given::Text(crate::diagnostic::SourceFile::new(name, text)))
         })
         .collect()
 }

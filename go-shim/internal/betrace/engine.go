@@ -101,10 +101,12 @@ func check(code C.int32_t, errBuf *C.betrace_buf) error {
 
 func nanos(t time.Time) C.uint64_t { return C.uint64_t(t.UnixNano()) }
 
-// Source is one rule file: a name for error messages, and its YAML text.
+// Source is one rule file: a name for error messages, and its YAML text; or, with Path
+// set, a file, directory (every *.yaml / *.yml) or glob that the engine expands and reads.
 type Source struct {
 	Name string
 	Text string
+	Path bool
 }
 
 // cSources copies rule files into C memory (cgo may not pass Go memory holding Go
@@ -118,11 +120,13 @@ func cSources(rules []Source) (ptr *C.betrace_source, n C.size_t, free func()) {
 	items := unsafe.Slice(arr, len(rules))
 	var allocs []unsafe.Pointer
 	for i, r := range rules {
-		name, text := C.CBytes([]byte(r.Name)), C.CBytes([]byte(r.Text))
-		allocs = append(allocs, name, text)
-		items[i] = C.betrace_source{
-			name: (*C.uint8_t)(name), name_len: C.size_t(len(r.Name)),
-			text: (*C.uint8_t)(text), text_len: C.size_t(len(r.Text)),
+		name := C.CBytes([]byte(r.Name))
+		allocs = append(allocs, name)
+		items[i] = C.betrace_source{name: (*C.uint8_t)(name), name_len: C.size_t(len(r.Name))}
+		if !r.Path { // a path is passed with a NULL text: the engine reads it
+			text := C.CBytes([]byte(r.Text))
+			allocs = append(allocs, text)
+			items[i].text, items[i].text_len = (*C.uint8_t)(text), C.size_t(len(r.Text))
 		}
 	}
 	return arr, C.size_t(len(rules)), func() {

@@ -2,6 +2,8 @@ package betrace
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -167,5 +169,40 @@ func TestShutdownJudgesEverythingFromConcurrentIngest(t *testing.T) {
 	}
 	if Version() == "" {
 		t.Error("version")
+	}
+}
+
+// Rule paths are expanded and read by the engine, as `betrace check` reads its arguments:
+// a directory's *.yaml and *.yml (not its other files), a glob; a path that names nothing
+// is a rules error naming it.
+func TestTheEngineReadsRulePaths(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.yaml", testtraces.Rules)
+	write("b.yml", strings.Replace(testtraces.Rules, "payment-requires-inventory", "second-rule", 1))
+	write("notes.txt", "not rules")
+	for _, spec := range []string{dir, filepath.Join(dir, "*.y*ml")} {
+		e, err := New([]Source{{Name: spec, Path: true}}, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", spec, err)
+		}
+		if n := e.Counters().Rules; n != 2 {
+			t.Errorf("%s: %d rules, want 2", spec, n)
+		}
+		e.Close()
+	}
+	missing := filepath.Join(dir, "nowhere")
+	_, err := New([]Source{{Name: missing, Path: true}}, Options{})
+	var be *Error
+	if !errors.As(err, &be) || be.Code != ErrRules || !strings.Contains(be.Message, missing) {
+		t.Errorf("a missing path: %v", err)
+	}
+	e := newEngine(t, Options{})
+	if err := e.SetRules([]Source{{Name: filepath.Join(dir, "*.nothing"), Path: true}}); err == nil || !strings.Contains(err.Error(), "no rule files") {
+		t.Errorf("a glob matching nothing: %v", err)
 	}
 }

@@ -6,9 +6,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -17,7 +14,8 @@ import (
 
 // Config is what both components share (the `betrace` keys of go-shim/README.md).
 type Config struct {
-	// Rules are rule files, directories (every *.yaml / *.yml in them) or globs.
+	// Rules are rule files, directories (every *.yaml / *.yml in them) or globs; the
+	// engine reads them (at start and at each reload).
 	Rules []string `mapstructure:"rules"`
 	// RulesInline is a rule file's text.
 	RulesInline string `mapstructure:"rules_inline"`
@@ -68,69 +66,16 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Sources reads every rule file the configuration names.
-func (c *Config) Sources() ([]betrace.Source, error) {
-	var paths []string
-	for _, spec := range c.Rules {
-		found, err := expand(spec)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range found {
-			if !contains(paths, p) {
-				paths = append(paths, p)
-			}
-		}
-	}
-	var out []betrace.Source
-	for _, p := range paths {
-		text, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("rules: %w", err)
-		}
-		out = append(out, betrace.Source{Name: p, Text: string(text)})
-	}
+// Sources names the rules for the engine: the paths of `rules`, which the engine expands
+// and reads itself (files, directories, globs, as `betrace check` does — one owner for
+// that, in Rust), or the text of `rules_inline`.
+func (c *Config) Sources() []betrace.Source {
 	if strings.TrimSpace(c.RulesInline) != "" {
-		out = append(out, betrace.Source{Name: "rules_inline", Text: c.RulesInline})
+		return []betrace.Source{{Name: "rules_inline", Text: c.RulesInline}}
 	}
-	return out, nil
-}
-
-func expand(spec string) ([]string, error) {
-	if info, err := os.Stat(spec); err == nil {
-		if !info.IsDir() {
-			return []string{spec}, nil
-		}
-		var files []string
-		for _, pattern := range []string{"*.yaml", "*.yml"} {
-			m, _ := filepath.Glob(filepath.Join(spec, pattern))
-			files = append(files, m...)
-		}
-		sort.Strings(files)
-		if len(files) == 0 {
-			return nil, fmt.Errorf("rules: %s: no rule files (*.yaml, *.yml)", spec)
-		}
-		return files, nil
+	out := make([]betrace.Source, 0, len(c.Rules))
+	for _, spec := range c.Rules {
+		out = append(out, betrace.Source{Name: spec, Path: true})
 	}
-	if strings.ContainsAny(spec, "*?[") {
-		m, err := filepath.Glob(spec)
-		if err != nil {
-			return nil, fmt.Errorf("rules: %s: %w", spec, err)
-		}
-		if len(m) == 0 {
-			return nil, fmt.Errorf("rules: %s: matches no file", spec)
-		}
-		sort.Strings(m)
-		return m, nil
-	}
-	return nil, fmt.Errorf("rules: %s: no such file or directory", spec)
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
+	return out
 }

@@ -32,10 +32,7 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	raw, traces, spans := readW1(b, dir)
 	cfg := Config{Rules: []string{"../../../examples/rules"}, TraceIdleTimeout: 5 * time.Second}
-	rules, err := cfg.Sources()
-	if err != nil {
-		b.Fatal(err)
-	}
+	rules := cfg.Sources()
 	perSpan := func(b *testing.B, n int) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N), "ns/span")
 	}

@@ -89,10 +89,7 @@ var errShutDown = &betrace.Error{Code: betrace.ErrShutDown, Message: "betrace: t
 // telemetry. host receives the component's status (rules that fail to reload, delivery
 // that fails); it may be nil.
 func Start(cfg Config, set component.TelemetrySettings, host component.Host, telemetry Telemetry, outputs betrace.Options, deliver Deliver) (*Runner, error) {
-	sources, err := cfg.Sources()
-	if err != nil {
-		return nil, err
-	}
+	sources := cfg.Sources()
 	opts := outputs
 	opts.TraceIdleTimeout, opts.MaxTraceAge, opts.MaxTraces, opts.MaxSpans = cfg.TraceIdleTimeout, cfg.MaxTraceAge, cfg.MaxTraces, cfg.MaxSpans
 	eng, err := betrace.New(sources, opts)
@@ -206,10 +203,7 @@ func (r *Runner) loop(every time.Duration) {
 // change itself; a failure is logged and reported once per distinct error, and the
 // component is reported healthy again when the rules load.
 func (r *Runner) reload() {
-	sources, err := r.cfg.Sources()
-	if err == nil {
-		err = r.eng.SetRules(sources)
-	}
+	err := r.eng.SetRules(r.cfg.Sources())
 	r.statusMu.Lock()
 	defer r.statusMu.Unlock()
 	if err == nil {

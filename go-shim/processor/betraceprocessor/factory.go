@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/processorhelper"
 
 	"github.com/betracehq/betrace/go-shim/internal/engine"
 	"github.com/betracehq/betrace/go-shim/processor/betraceprocessor/internal/metadata"
@@ -24,6 +25,13 @@ func createDefaultConfig() component.Config {
 	return &Config{Config: engine.DefaultConfig()}
 }
 
-func createTraces(_ context.Context, set processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
-	return &betraceProcessor{cfg: cfg.(*Config), set: set, next: next}, nil
+// createTraces builds the processor on processorhelper, as the collector's own processors
+// are: it records the standard processor telemetry (items in and out, time spent) and
+// handles context propagation; betrace adds its engine around it.
+func createTraces(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
+	p := &betraceProcessor{cfg: cfg.(*Config), set: set, next: next}
+	return processorhelper.NewTraces(ctx, set, cfg, next, p.processTraces,
+		processorhelper.WithStart(p.start),
+		processorhelper.WithShutdown(p.shutdown),
+		processorhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}))
 }

@@ -16,17 +16,17 @@ import (
 type betraceProcessor struct {
 	cfg    *Config
 	set    processor.Settings
-	next   consumer.Traces
+	next   consumer.Traces // where violation spans go, beside the traces processorhelper passes on
 	runner *engine.Runner
 }
 
-// Start loads the rules; a rule error fails the collector's start with its message.
-func (p *betraceProcessor) Start(_ context.Context, host component.Host) error {
-	// Violation spans are built only when they are sent on; signals are counted either way.
+// start loads the rules; a rule error fails the collector's start with its message.
+func (p *betraceProcessor) start(_ context.Context, host component.Host) error {
 	tel, err := telemetry(p.set.TelemetrySettings)
 	if err != nil {
 		return err
 	}
+	// Violation spans are built only when they are sent on; signals are counted either way.
 	r, err := engine.Start(p.cfg.Config, p.set.TelemetrySettings, host, tel, betrace.Options{Spans: p.cfg.EmitViolationSpans}, p.deliver)
 	if err != nil {
 		return err
@@ -46,23 +46,19 @@ func (p *betraceProcessor) deliver(ctx context.Context, _, spans []byte) error {
 	return p.next.ConsumeTraces(ctx, td)
 }
 
-// Shutdown judges every held trace and delivers its violation spans before returning.
-func (p *betraceProcessor) Shutdown(ctx context.Context) error {
+// shutdown judges every held trace and delivers its violation spans before returning.
+func (p *betraceProcessor) shutdown(ctx context.Context) error {
 	if p.runner == nil {
 		return nil
 	}
 	return p.runner.Shutdown(ctx)
 }
 
-func (p *betraceProcessor) Capabilities() consumer.Capabilities {
-	return consumer.Capabilities{MutatesData: false}
-}
-
-// ConsumeTraces hands the batch to the engine (marshalled before it goes on) and passes it
+// processTraces hands the batch to the engine (marshalled before it goes on) and passes it
 // on unchanged.
-func (p *betraceProcessor) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+func (p *betraceProcessor) processTraces(_ context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	if err := p.runner.Ingest(td); err != nil {
 		p.set.Logger.Warn("betrace: batch not judged", zap.Error(err))
 	}
-	return p.next.ConsumeTraces(ctx, td)
+	return td, nil
 }

@@ -11,26 +11,34 @@ import (
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
 	"github.com/betracehq/betrace/go-shim/internal/testtraces"
 	"github.com/betracehq/betrace/go-shim/processor/betraceprocessor/internal/metadata"
+	"github.com/betracehq/betrace/go-shim/processor/betraceprocessor/internal/metadatatest"
 )
 
-func newProcessor(t *testing.T, emit bool, sink *consumertest.TracesSink) *betraceProcessor {
+// newProcessor starts the processor as a collector builds it (on processorhelper), with
+// its telemetry readable.
+func newProcessor(t *testing.T, emit bool, sink *consumertest.TracesSink) (processor.Traces, *componenttest.Telemetry) {
 	t.Helper()
 	cfg := NewFactory().CreateDefaultConfig().(*Config)
 	cfg.RulesInline = testtraces.Rules
 	cfg.TraceIdleTimeout = time.Hour
+	cfg.MaxTraceAge = time.Hour
 	cfg.EmitViolationSpans = emit
-	p, err := NewFactory().CreateTraces(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, sink)
+	tt := componenttest.NewTelemetry()
+	t.Cleanup(func() { _ = tt.Shutdown(context.Background()) })
+	p, err := NewFactory().CreateTraces(context.Background(), metadatatest.NewSettings(tt), cfg, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
 	}
-	return p.(*betraceProcessor)
+	return p, tt
 }
 
 func marshal(t *testing.T, td ptrace.Traces) string {
@@ -61,7 +69,7 @@ func TestConfig(t *testing.T) {
 
 func TestTracesPassThroughUnchangedAndViolationsFollowAsSpans(t *testing.T) {
 	sink := new(consumertest.TracesSink)
-	p := newProcessor(t, true, sink)
+	p, tt := newProcessor(t, true, sink)
 	ctx := context.Background()
 	in := testtraces.Span(3, 7, 0, "payments", "payment.charge")
 	want := marshal(t, in)
@@ -70,6 +78,10 @@ func TestTracesPassThroughUnchangedAndViolationsFollowAsSpans(t *testing.T) {
 	}
 	if len(sink.AllTraces()) != 1 || marshal(t, sink.AllTraces()[0]) != want {
 		t.Fatal("the batch must go on unchanged")
+	}
+	// processorhelper's own telemetry, as every collector processor records it.
+	if _, err := tt.GetMetric("otelcol_processor_incoming_items"); err != nil {
+		t.Errorf("processorhelper records items in: %v", err)
 	}
 	if err := p.Shutdown(ctx); err != nil {
 		t.Fatal(err)
@@ -92,17 +104,19 @@ func TestTracesPassThroughUnchangedAndViolationsFollowAsSpans(t *testing.T) {
 
 func TestWithoutEmitOnlyTheOriginalTracesGoOn(t *testing.T) {
 	sink := new(consumertest.TracesSink)
-	p := newProcessor(t, false, sink)
+	p, tt := newProcessor(t, false, sink)
 	if err := p.ConsumeTraces(context.Background(), testtraces.Span(4, 1, 0, "payments", "payment.charge")); err != nil {
 		t.Fatal(err)
 	}
+	// Two traces held: the telemetry says so before shutdown judges them.
+	if err := p.ConsumeTraces(context.Background(), testtraces.Span(5, 1, 0, "payments", "checkout")); err != nil {
+		t.Fatal(err)
+	}
+	metadatatest.AssertEqualProcessorBetraceHeldTraces(t, tt, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
 	if err := p.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if len(sink.AllTraces()) != 1 {
-		t.Fatalf("want only the original batch, got %d", len(sink.AllTraces()))
-	}
-	if p.runner.Counters().Signals != 1 {
-		t.Error("the violation is still found and counted")
+	if len(sink.AllTraces()) != 2 {
+		t.Fatalf("want only the original batches, got %d", len(sink.AllTraces()))
 	}
 }
