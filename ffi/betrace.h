@@ -241,16 +241,34 @@ int32_t betrace_engine_rule_counts(const struct betrace_engine *engine,
                                    struct betrace_buf *json_out,
                                    struct betrace_buf *error_out);
 
-// Takes the library's own log events as JSON lines (`{"level","target","message",…}`) in
-// `*json_out`, for the host to write to its own log. Events are kept from the first
+// Takes one engine's own log events as JSON lines (`{"level","target","message",…}`) in
+// `*json_out`, for the host to write to its own log under that engine's name: the events
+// raised during calls into this engine (its creation included), at or above its level
+// (`betrace_engine_set_log_level`), up to a bound.
+//
+// # Safety
+// `engine` is a live handle; `json_out` is writable; `error_out` is NULL or writable.
+int32_t betrace_engine_take_log_events(const struct betrace_engine *engine,
+                                       struct betrace_buf *json_out,
+                                       struct betrace_buf *error_out);
+
+// Sets the most verbose level one engine keeps: 0 off, 1 error, 2 warn, 3 info (default),
+// 4 debug, 5 trace — the level the host's logger asks for.
+//
+// # Safety
+// `engine` is a live handle.
+int32_t betrace_engine_set_log_level(const struct betrace_engine *engine, uint32_t level);
+
+// Takes the library's log events raised outside any engine's call as JSON lines
+// (`{"level","target","message",…}`) in `*json_out`. Events are kept from the first
 // `betrace_engine_new` on, up to a bound.
 //
 // # Safety
 // `json_out` is writable.
 int32_t betrace_take_log_events(struct betrace_buf *json_out);
 
-// Sets the most verbose log level kept: 0 off, 1 error, 2 warn, 3 info (default),
-// 4 debug, 5 trace.
+// Sets the most verbose log level kept for events outside any engine's call: 0 off,
+// 1 error, 2 warn, 3 info (default), 4 debug, 5 trace.
 void betrace_set_log_level(uint32_t level);
 
 // Frees bytes the library returned, and empties `*buf`. NULL and empty buffers are fine.

@@ -139,6 +139,8 @@ pub struct betrace_source {
 /// An engine (opaque).
 pub struct betrace_engine {
     live: Live,
+    /// The engine's own log events, raised during calls into it.
+    log: std::sync::Arc<crate::embed::logs::EngineLog>,
 }
 
 type Failure = (i32, String);
@@ -353,8 +355,12 @@ pub unsafe extern "C" fn betrace_engine_new(
             ),
         };
         crate::embed::logs::install();
-        let live = Live::new(rules, buffer, outputs).map_err(live_error)?;
-        let handle = Box::into_raw(Box::new(betrace_engine { live }));
+        let log = std::sync::Arc::new(crate::embed::logs::EngineLog::default());
+        let live = {
+            let _log = log.enter();
+            Live::new(rules, buffer, outputs).map_err(live_error)?
+        };
+        let handle = Box::into_raw(Box::new(betrace_engine { live, log }));
         write(engine_out, handle, "engine_out").inspect_err(|_| {
             // SAFETY: `handle` came from Box::into_raw just above and was not handed out.
             drop(unsafe { Box::from_raw(handle) });
@@ -387,6 +393,7 @@ pub unsafe extern "C" fn betrace_engine_set_rules(
 ) -> i32 {
     guard(error_out, || {
         let e = self::engine(engine)?;
+        let _log = e.log.enter();
         e.live
             .set_rules(sources(rules, n_rules)?)
             .map(|_changed| ())
@@ -410,6 +417,7 @@ pub unsafe extern "C" fn betrace_engine_ingest(
 ) -> i32 {
     guard(error_out, || {
         let e = self::engine(engine)?;
+        let _log = e.log.enter();
         e.live
             .ingest(bytes(data, len, "data")?, now_unix_nano)
             .map_err(live_error)
@@ -427,7 +435,9 @@ pub unsafe extern "C" fn betrace_engine_tick(
     error_out: *mut betrace_buf,
 ) -> i32 {
     guard(error_out, || {
-        self::engine(engine)?.live.tick(now_unix_nano);
+        let e = self::engine(engine)?;
+        let _log = e.log.enter();
+        e.live.tick(now_unix_nano);
         Ok(())
     })
 }
@@ -444,7 +454,9 @@ pub unsafe extern "C" fn betrace_engine_shutdown(
     error_out: *mut betrace_buf,
 ) -> i32 {
     guard(error_out, || {
-        self::engine(engine)?.live.shutdown(now_unix_nano);
+        let e = self::engine(engine)?;
+        let _log = e.log.enter();
+        e.live.shutdown(now_unix_nano);
         Ok(())
     })
 }
@@ -490,6 +502,7 @@ fn take(
 ) -> i32 {
     guard(error_out, || {
         let e = self::engine(engine)?;
+        let _log = e.log.enter();
         if out.is_null() {
             return Err(invalid("output buffer is NULL"));
         }
@@ -561,8 +574,43 @@ pub unsafe extern "C" fn betrace_engine_rule_counts(
     })
 }
 
-/// Takes the library's own log events as JSON lines (`{"level","target","message",…}`) in
-/// `*json_out`, for the host to write to its own log. Events are kept from the first
+/// Takes one engine's own log events as JSON lines (`{"level","target","message",…}`) in
+/// `*json_out`, for the host to write to its own log under that engine's name: the events
+/// raised during calls into this engine (its creation included), at or above its level
+/// (`betrace_engine_set_log_level`), up to a bound.
+///
+/// # Safety
+/// `engine` is a live handle; `json_out` is writable; `error_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_take_log_events(
+    engine: *const betrace_engine,
+    json_out: *mut betrace_buf,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let e = self::engine(engine)?;
+        write(json_out, to_buf(e.log.drain().into_bytes()), "json_out")
+    })
+}
+
+/// Sets the most verbose level one engine keeps: 0 off, 1 error, 2 warn, 3 info (default),
+/// 4 debug, 5 trace — the level the host's logger asks for.
+///
+/// # Safety
+/// `engine` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_set_log_level(
+    engine: *const betrace_engine,
+    level: u32,
+) -> i32 {
+    guard(std::ptr::null_mut(), || {
+        self::engine(engine)?.log.set_level(level.min(5) as u8);
+        Ok(())
+    })
+}
+
+/// Takes the library's log events raised outside any engine's call as JSON lines
+/// (`{"level","target","message",…}`) in `*json_out`. Events are kept from the first
 /// `betrace_engine_new` on, up to a bound.
 ///
 /// # Safety
@@ -578,8 +626,8 @@ pub unsafe extern "C" fn betrace_take_log_events(json_out: *mut betrace_buf) -> 
     })
 }
 
-/// Sets the most verbose log level kept: 0 off, 1 error, 2 warn, 3 info (default),
-/// 4 debug, 5 trace.
+/// Sets the most verbose log level kept for events outside any engine's call: 0 off,
+/// 1 error, 2 warn, 3 info (default), 4 debug, 5 trace.
 #[no_mangle]
 pub extern "C" fn betrace_set_log_level(level: u32) {
     crate::embed::logs::set_max_level(level.min(5) as u8);

@@ -1,10 +1,16 @@
 //! The engine's own log events (`tracing`), captured for the caller instead of printed.
 //!
 //! Embedded in the collector, BeTrace's warnings must land in the collector's log with its
-//! level filtering, not on stderr. A `tracing` layer keeps events at or above a level in a
-//! bounded queue; the host drains it (as JSON lines) on its own schedule and logs each
-//! event through its own logger. Pulling, rather than calling back, keeps foreign threads
-//! out of the host's runtime.
+//! level filtering, not on stderr. A `tracing` layer keeps events in bounded queues; the
+//! host drains them (as JSON lines) on its own schedule and logs each event through its own
+//! logger. Pulling, rather than calling back, keeps foreign threads out of the host's
+//! runtime.
+//!
+//! Each engine has its own queue and level ([`EngineLog`]): an event raised while a call
+//! into an engine runs on this thread ([`EngineLog::enter`]) goes to that engine's queue,
+//! if the engine's level keeps it, so two components of one collector each log their own
+//! events under their own name and level. Events outside any engine's call go to a
+//! process-wide queue ([`drain`]).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -40,11 +46,78 @@ pub fn set_max_level(level: u8) {
     MAX_LEVEL.store(level.min(5), Relaxed);
 }
 
-/// Takes the captured events as JSON lines: `{"level","target","message",…fields}`.
+/// One engine's log events and the most verbose level it keeps.
+#[derive(Debug)]
+pub struct EngineLog {
+    queue: Mutex<VecDeque<String>>,
+    dropped: AtomicU64,
+    level: AtomicU8,
+}
+
+impl Default for EngineLog {
+    fn default() -> Self {
+        EngineLog {
+            queue: Mutex::new(VecDeque::new()),
+            dropped: AtomicU64::new(0),
+            level: AtomicU8::new(3),
+        }
+    }
+}
+
+thread_local! {
+    /// The engine whose call runs on this thread, if any.
+    static CURRENT: std::cell::RefCell<Option<std::sync::Arc<EngineLog>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, events on this thread go to one engine's log; dropping it restores what
+/// was there before (calls may nest).
+pub struct Entered {
+    previous: Option<std::sync::Arc<EngineLog>>,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+impl EngineLog {
+    /// Routes this thread's events to this log until the guard is dropped.
+    pub fn enter(self: &std::sync::Arc<Self>) -> Entered {
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        Entered { previous }
+    }
+
+    /// Sets the most verbose level kept: 0 off, 1 error, 2 warn, 3 info (default), 4 debug,
+    /// 5 trace — the level the host's logger asks for.
+    pub fn set_level(&self, level: u8) {
+        self.level.store(level.min(5), Relaxed);
+    }
+
+    /// Takes this engine's events as JSON lines.
+    pub fn drain(&self) -> String {
+        take(&self.queue, &self.dropped)
+    }
+
+    fn push(&self, level: &Level, line: impl FnOnce() -> String) {
+        if rank(level) <= self.level.load(Relaxed) {
+            push(&self.queue, &self.dropped, line());
+        }
+    }
+}
+
+/// Takes the events raised outside any engine's call as JSON lines:
+/// `{"level","target","message",…fields}`.
 pub fn drain() -> String {
-    let mut q = QUEUE.lock();
+    take(&QUEUE, &DROPPED)
+}
+
+fn take(queue: &Mutex<VecDeque<String>>, dropped: &AtomicU64) -> String {
+    let mut q = queue.lock();
     let mut out = String::new();
-    let dropped = DROPPED.swap(0, Relaxed);
+    let dropped = dropped.swap(0, Relaxed);
     if dropped > 0 {
         let _ = writeln!(
             out,
@@ -109,25 +182,36 @@ impl Visit for Fields {
     }
 }
 
+fn push(queue: &Mutex<VecDeque<String>>, dropped: &AtomicU64, line: String) {
+    let mut q = queue.lock();
+    if q.len() >= MAX_EVENTS {
+        q.pop_front();
+        dropped.fetch_add(1, Relaxed);
+    }
+    q.push_back(line);
+}
+
+/// An event as a JSON line.
+fn line(event: &Event<'_>) -> String {
+    let meta = event.metadata();
+    let mut fields = Fields::default();
+    event.record(&mut fields);
+    let mut obj = fields.extra;
+    obj.insert("level".into(), meta.level().as_str().into());
+    obj.insert("target".into(), meta.target().into());
+    obj.insert("message".into(), fields.message.into());
+    serde_json::Value::Object(obj).to_string()
+}
+
 impl<S: Subscriber> Layer<S> for Capture {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let meta = event.metadata();
-        if rank(meta.level()) > MAX_LEVEL.load(Relaxed) {
-            return;
+        let level = event.metadata().level();
+        let current = CURRENT.with(|c| c.borrow().clone());
+        match current {
+            Some(log) => log.push(level, || line(event)),
+            None if rank(level) <= MAX_LEVEL.load(Relaxed) => push(&QUEUE, &DROPPED, line(event)),
+            None => {}
         }
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let mut obj = fields.extra;
-        obj.insert("level".into(), meta.level().as_str().into());
-        obj.insert("target".into(), meta.target().into());
-        obj.insert("message".into(), fields.message.into());
-        let line = serde_json::Value::Object(obj).to_string();
-        let mut q = QUEUE.lock();
-        if q.len() >= MAX_EVENTS {
-            q.pop_front();
-            DROPPED.fetch_add(1, Relaxed);
-        }
-        q.push_back(line);
     }
 }
 
@@ -161,5 +245,31 @@ mod tests {
         assert_eq!(ours[0]["dropped"], 3);
         assert!(!drain().contains("signals dropped"), "drained once");
         set_max_level(3);
+    }
+
+    #[test]
+    fn events_inside_an_engine_s_call_go_to_that_engine_at_its_level() {
+        assert!(install());
+        let (a, b) = (
+            std::sync::Arc::new(EngineLog::default()),
+            std::sync::Arc::new(EngineLog::default()),
+        );
+        b.set_level(4);
+        {
+            let _in_a = a.enter();
+            tracing::warn!(target: "betrace", "from a");
+            tracing::debug!(target: "betrace", "a's debug, below a's level");
+            {
+                let _in_b = b.enter();
+                tracing::debug!(target: "betrace", "b's debug");
+            }
+            tracing::info!(target: "betrace", "a again");
+        }
+        tracing::warn!(target: "betrace", "outside both");
+        let (a, b) = (a.drain(), b.drain());
+        assert!(a.contains("from a") && a.contains("a again"), "{a}");
+        assert!(!a.contains("debug") && !a.contains("outside"), "{a}");
+        assert!(b.contains("b's debug") && !b.contains("from a"), "{b}");
+        assert!(drain().contains("outside both"));
     }
 }

@@ -274,12 +274,25 @@ type LogEvent struct {
 	Fields  map[string]any `json:"-"`
 }
 
-// TakeLogEvents drains the engine library's own log events, for the host's logger.
-func TakeLogEvents() []LogEvent {
-	var out C.betrace_buf
-	C.betrace_take_log_events(&out)
+// TakeLogEvents drains this engine's own log events: those raised during calls into it,
+// at or above its level (SetLogLevel).
+func (e *Engine) TakeLogEvents() []LogEvent {
+	var out, errBuf C.betrace_buf
+	if check(C.betrace_engine_take_log_events(e.h, &out, &errBuf), &errBuf) != nil {
+		return nil
+	}
+	return parseLogEvents(take(&out))
+}
+
+// SetLogLevel sets the most verbose level the engine keeps: 0 off, 1 error, 2 warn,
+// 3 info (the default), 4 debug, 5 trace.
+func (e *Engine) SetLogLevel(level int) {
+	C.betrace_engine_set_log_level(e.h, C.uint32_t(level))
+}
+
+func parseLogEvents(text []byte) []LogEvent {
 	var events []LogEvent
-	for _, line := range strings.Split(strings.TrimSpace(string(take(&out))), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(string(text)), "\n") {
 		if line == "" {
 			continue
 		}

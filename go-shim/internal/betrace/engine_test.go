@@ -159,7 +159,7 @@ func TestShutdownJudgesEverythingFromConcurrentIngest(t *testing.T) {
 		t.Errorf("ingest after shutdown: %v", err)
 	}
 	found := false
-	for _, ev := range TakeLogEvents() {
+	for _, ev := range e.TakeLogEvents() {
 		if ev.Message == "rules loaded" && ev.Level == "INFO" {
 			found = true
 		}

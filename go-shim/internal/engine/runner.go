@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/betracehq/betrace/go-shim/internal/betrace"
 )
@@ -102,6 +103,7 @@ func Start(cfg Config, set component.TelemetrySettings, host component.Host, tel
 		out: make(chan outgoing, outboxSize), delivered: make(chan struct{}),
 	}
 	r.deliveryCtx, r.cancelDelivery = context.WithCancel(context.Background())
+	eng.SetLogLevel(logLevel(set.Logger))
 	r.telemetry = telemetry
 	if err := r.register(telemetry); err != nil {
 		r.unregister()
@@ -338,9 +340,29 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// forwardLogEvents writes the engine's own log events to the collector's logger.
+// logLevel is the most verbose engine level the host's logger writes: 4 debug, 3 info,
+// 2 warn, 1 error.
+func logLevel(l *zap.Logger) int {
+	switch {
+	case l.Core().Enabled(zapcore.DebugLevel):
+		return 4
+	case l.Core().Enabled(zapcore.InfoLevel):
+		return 3
+	case l.Core().Enabled(zapcore.WarnLevel):
+		return 2
+	default:
+		return 1
+	}
+}
+
+// forwardLogEvents writes this engine's own log events to the component's logger.
 func (r *Runner) forwardLogEvents() {
-	for _, ev := range betrace.TakeLogEvents() {
+	r.closedMu.RLock()
+	defer r.closedMu.RUnlock()
+	if r.closed {
+		return
+	}
+	for _, ev := range r.eng.TakeLogEvents() {
 		fields := []zap.Field{zap.String("target", ev.Target)}
 		for k, v := range ev.Fields {
 			if k != "level" && k != "target" && k != "message" {

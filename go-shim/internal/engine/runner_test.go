@@ -304,3 +304,56 @@ func TestShutdownWithoutADeadlineIsBoundedByTheGrace(t *testing.T) {
 		t.Error("the loss is logged")
 	}
 }
+
+// Two components in one collector each log their own engine's events, under their own
+// logger: a reload of one is not logged by the other.
+func TestEachRunnerLogsItsOwnEngineEvents(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(file, []byte(testtraces.Rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, _, logsA := start(t, Config{Rules: []string{file}, ReloadInterval: time.Millisecond}, func(context.Context, []byte, []byte) error { return nil })
+	b, _, logsB := start(t, Config{}, func(context.Context, []byte, []byte) error { return nil })
+	defer func() { _ = b.Shutdown(context.Background()) }()
+	edited := strings.Replace(testtraces.Rules, "severity: critical", "severity: low", 1)
+	if err := os.WriteFile(file+".next", []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(file+".next", file); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a's reload logged by a", func() bool { return logsA.FilterMessageSnippet("rules reloaded").Len() == 1 })
+	time.Sleep(100 * time.Millisecond) // b ticks meanwhile and forwards whatever its engine has
+	if n := logsB.FilterMessageSnippet("rules reloaded").Len(); n != 0 {
+		t.Errorf("b logged a's reload %d times", n)
+	}
+	_ = a.Shutdown(context.Background())
+}
+
+// The engine keeps events at the level the host's logger writes.
+func TestTheEngineLogsAtTheHostLoggersLevel(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	set := componenttest.NewNopTelemetrySettings()
+	set.Logger = zap.New(core)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(file, []byte(testtraces.Rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Rules: []string{file}, TraceIdleTimeout: 50 * time.Millisecond, MaxTraceAge: time.Minute, MaxTraces: 100, MaxSpans: 1000}
+	r, err := Start(cfg, set, nil, Telemetry{}, betrace.Options{}, func(context.Context, []byte, []byte) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Shutdown(context.Background()) }()
+	if err := r.eng.SetRules([]betrace.Source{{Name: "two.yaml", Text: strings.Replace(testtraces.Rules, "critical", "low", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.eng.TakeLogEvents(); len(got) != 0 {
+		t.Errorf("a warn-level host gets no info events from the engine: %+v", got)
+	}
+	if logs.Len() != 0 {
+		t.Errorf("logged: %v", logs.All())
+	}
+}
