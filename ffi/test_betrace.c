@@ -432,8 +432,15 @@ int main(void) {
   test_outputs();
 
   betrace_buf events = {0};
-  CHECK(betrace_take_log_events(&events) == BETRACE_OK, "log events");
+  CHECK(betrace_engine_take_log_events(e, &events, NULL) == BETRACE_OK, "log events");
   CHECK(events.ptr && strstr((const char *)events.ptr, "rules loaded"), "the engine's own log reaches the host");
+  betrace_buf_free(&events);
+  CHECK(betrace_engine_take_log_events(e, &events, NULL) == BETRACE_OK && events.len == 0, "drained once");
+  betrace_buf_free(&events);
+  CHECK(betrace_engine_take_log_events(NULL, &events, NULL) == BETRACE_ERR_INVALID_ARGUMENT, "a NULL engine is refused");
+  CHECK(betrace_engine_set_log_level(e, 2) == BETRACE_OK, "set an engine's level");
+  CHECK(betrace_engine_set_log_level(NULL, 2) == BETRACE_ERR_INVALID_ARGUMENT, "set the level of a NULL engine");
+  CHECK(betrace_take_log_events(&events) == BETRACE_OK, "process-wide events");
   betrace_buf_free(&events);
 
   betrace_engine_free(e);
