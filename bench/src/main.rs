@@ -327,13 +327,10 @@ fn tail_sampling(rules: &[String], out: &PathBuf) -> Result<(), Error> {
     for (id, why) in &t.unexpressed {
         yaml.push_str(&format!("#   {id}: {why}\n"));
     }
-    let mut ts = serde_yaml::Mapping::new();
-    ts.insert("policies".into(), serde_yaml::Value::Sequence(t.policies));
-    let mut processors = serde_yaml::Mapping::new();
-    processors.insert("tail_sampling".into(), ts.into());
-    let mut root = serde_yaml::Mapping::new();
-    root.insert("processors".into(), processors.into());
-    yaml.push_str(&serde_yaml::to_string(&root)?);
+    // JSON is YAML: the collector reads this file as one more --config.
+    let root = serde_json::json!({"processors": {"tail_sampling": {"policies": t.policies}}});
+    yaml.push_str(&serde_json::to_string_pretty(&root)?);
+    yaml.push('\n');
     std::fs::write(out, yaml)?;
     println!(
         "{}",

@@ -13,7 +13,7 @@
 use betrace::lang::hir::{Attr, Expr, Form, Intrinsic, NameMatch, Num, Number, Pred, Selector};
 use betrace::lang::value::{CmpOp, Value};
 use betrace::RuleSet;
-use serde_yaml::{Mapping, Value as Yaml};
+use serde_json::{json, Value as Yaml};
 
 /// Most cases one rule's violation may split into before we call it unexpressible.
 const MAX_CASES: usize = 16;
@@ -272,48 +272,31 @@ fn quote(s: &str) -> String {
 /// `not`, several an `and` of those.
 fn policy(name: &str, case: &[Literal]) -> Yaml {
     let leaf = |name: String, l: &Literal| {
-        let mut ottl = Mapping::new();
-        ottl.insert("error_mode".into(), "ignore".into());
-        ottl.insert(
-            "span".into(),
-            Yaml::Sequence(vec![l.condition.clone().into()]),
-        );
-        let mut m = Mapping::new();
-        m.insert("name".into(), name.into());
-        m.insert("type".into(), "ottl_condition".into());
-        m.insert("ottl_condition".into(), Yaml::Mapping(ottl));
-        m
+        json!({
+            "name": name,
+            "type": "ottl_condition",
+            "ottl_condition": {"error_mode": "ignore", "span": [l.condition]},
+        })
     };
     let term = |name: String, l: &Literal| {
         if l.exists {
             return leaf(name, l);
         }
-        let mut not = Mapping::new();
-        not.insert(
-            "not_sub_policy".into(),
-            Yaml::Mapping(leaf(format!("{name}/inner"), l)),
-        );
-        let mut m = Mapping::new();
-        m.insert("name".into(), name.into());
-        m.insert("type".into(), "not".into());
-        m.insert("not".into(), Yaml::Mapping(not));
-        m
+        json!({
+            "name": name,
+            "type": "not",
+            "not": {"not_sub_policy": leaf(format!("{name}/inner"), l)},
+        })
     };
     if let [only] = case {
-        return Yaml::Mapping(term(name.to_string(), only));
+        return term(name.to_string(), only);
     }
-    let subs = case
+    let subs: Vec<Yaml> = case
         .iter()
         .enumerate()
-        .map(|(n, l)| Yaml::Mapping(term(format!("{name}/{}", n + 1), l)))
+        .map(|(n, l)| term(format!("{name}/{}", n + 1), l))
         .collect();
-    let mut and = Mapping::new();
-    and.insert("and_sub_policy".into(), Yaml::Sequence(subs));
-    let mut m = Mapping::new();
-    m.insert("name".into(), name.into());
-    m.insert("type".into(), "and".into());
-    m.insert("and".into(), Yaml::Mapping(and));
-    Yaml::Mapping(m)
+    json!({"name": name, "type": "and", "and": {"and_sub_policy": subs}})
 }
 
 #[cfg(test)]
@@ -332,19 +315,22 @@ mod tests {
     fn when_always_becomes_and_of_exists_and_not() {
         let p = one("when { payment.charge.where(amount > 1000) } always { payment.fraud_check }")
             .unwrap();
-        let y = serde_yaml::to_string(&p).unwrap();
-        assert!(y.contains("type: and"), "{y}");
-        assert!(y.contains("type: not"), "{y}");
-        assert!(y.contains(r#"span.name == "payment.fraud_check""#), "{y}");
-        assert!(y.contains(r#"span.attributes["amount"] > 1000"#), "{y}");
+        let y = serde_json::to_string(&p).unwrap();
+        assert!(y.contains(r#""type":"and""#), "{y}");
+        assert!(y.contains(r#""type":"not""#), "{y}");
+        assert!(y.contains(r#"span.name == \"payment.fraud_check\""#), "{y}");
+        assert!(y.contains(r#"span.attributes[\"amount\"] > 1000"#), "{y}");
     }
 
     #[test]
     fn never_becomes_one_and_of_two_exists() {
         let p = one("when { admin.action } never { debug.dump }").unwrap();
         assert_eq!(p.len(), 1);
-        let y = serde_yaml::to_string(&p).unwrap();
-        assert!(y.contains("type: and") && !y.contains("type: not"), "{y}");
+        let y = serde_json::to_string(&p).unwrap();
+        assert!(
+            y.contains(r#""type":"and""#) && !y.contains(r#""type":"not""#),
+            "{y}"
+        );
     }
 
     #[test]

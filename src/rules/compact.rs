@@ -22,10 +22,10 @@ pub struct CompactSpan {
     pub service: Option<String>,
     /// Offset from the trace start (default: just after the previous sibling ends).
     #[serde(default)]
-    pub start: Option<serde_yaml::Value>,
+    pub start: Option<serde_json::Value>,
     /// Duration (default 1ms).
     #[serde(default)]
-    pub duration: Option<serde_yaml::Value>,
+    pub duration: Option<serde_json::Value>,
     /// Span kind word (default internal).
     #[serde(default)]
     pub kind: Option<String>,
@@ -37,10 +37,10 @@ pub struct CompactSpan {
     pub status_message: Option<String>,
     /// Span attributes.
     #[serde(default)]
-    pub attributes: serde_yaml::Mapping,
+    pub attributes: serde_json::Map<String, serde_json::Value>,
     /// Extra resource attributes; inherited by children.
     #[serde(default)]
-    pub resource: serde_yaml::Mapping,
+    pub resource: serde_json::Map<String, serde_json::Value>,
     /// Child spans.
     #[serde(default)]
     pub children: Vec<CompactSpan>,
@@ -64,7 +64,8 @@ pub struct CompactError {
 
 /// Parses YAML text holding a list of compact spans into a trace.
 pub fn from_yaml(text: &str, seed: u64) -> Result<Trace, String> {
-    let spans: Vec<CompactSpan> = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let value = super::yaml_value::parse(text).map_err(|e| e.message)?;
+    let spans: Vec<CompactSpan> = serde_json::from_value(value).map_err(|e| e.to_string())?;
     to_trace(&spans, seed).map_err(|e| e.to_string())
 }
 
@@ -213,10 +214,10 @@ fn err(s: &CompactSpan, message: String) -> CompactError {
     }
 }
 
-fn duration_of(s: &CompactSpan, field: &str, v: &serde_yaml::Value) -> Result<u64, CompactError> {
+fn duration_of(s: &CompactSpan, field: &str, v: &serde_json::Value) -> Result<u64, CompactError> {
     let ns = match v {
-        serde_yaml::Value::String(text) => parse_duration(text),
-        serde_yaml::Value::Number(n) if n.as_i64() == Some(0) => Some(0),
+        serde_json::Value::String(text) => parse_duration(text),
+        serde_json::Value::Number(n) if n.as_i64() == Some(0) => Some(0),
         _ => None,
     };
     match ns {
@@ -231,19 +232,17 @@ fn duration_of(s: &CompactSpan, field: &str, v: &serde_yaml::Value) -> Result<u6
     }
 }
 
-fn yaml_text(v: &serde_yaml::Value) -> String {
-    serde_yaml::to_string(v)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+fn yaml_text(v: &serde_json::Value) -> String {
+    v.to_string()
 }
 
-fn attributes(s: &CompactSpan, map: &serde_yaml::Mapping) -> Result<Attributes, CompactError> {
+fn attributes(
+    s: &CompactSpan,
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Attributes, CompactError> {
     map.iter()
         .map(|(k, v)| {
-            let key = match k {
-                serde_yaml::Value::String(k) => k.clone(),
-                other => yaml_text(other),
-            };
+            let key = k.clone();
             let value =
                 yaml_value(v).ok_or_else(|| err(s, format!("attribute `{key}` has no value")))?;
             Ok((key, value))
@@ -252,20 +251,19 @@ fn attributes(s: &CompactSpan, map: &serde_yaml::Mapping) -> Result<Attributes, 
 }
 
 /// YAML scalars map to OTLP int, double, bool and string; sequences to arrays.
-fn yaml_value(v: &serde_yaml::Value) -> Option<Value> {
+fn yaml_value(v: &serde_json::Value) -> Option<Value> {
     Some(match v {
-        serde_yaml::Value::Null => return None,
-        serde_yaml::Value::Bool(b) => Value::Bool(*b),
-        serde_yaml::Value::Number(n) => match n.as_i64() {
+        serde_json::Value::Null => return None,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
             Some(i) => Value::Int(i),
             None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
-        serde_yaml::Value::String(s) => Value::str(s),
-        serde_yaml::Value::Sequence(items) => {
+        serde_json::Value::String(s) => Value::str(s),
+        serde_json::Value::Array(items) => {
             Value::Array(items.iter().filter_map(yaml_value).collect())
         }
-        serde_yaml::Value::Mapping(_) => Value::Opaque,
-        serde_yaml::Value::Tagged(t) => return yaml_value(&t.value),
+        serde_json::Value::Object(_) => Value::Opaque,
     })
 }
 

@@ -34,7 +34,7 @@ struct RuleDoc {
     signal: Option<SignalDoc>,
     /// Read one by one, so that every bad example is reported.
     #[serde(default)]
-    examples: Vec<serde_yaml::Value>,
+    examples: Vec<serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -58,7 +58,7 @@ struct ExampleDoc {
     name: String,
     expect: Expect,
     /// Read span by span, so that every bad span is reported.
-    trace: Vec<serde_yaml::Value>,
+    trace: Vec<serde_json::Value>,
 }
 
 /// Loads every rule of every file. The rules are usable only when no diagnostic is an
@@ -154,15 +154,14 @@ impl Loader {
             }
             Err(d) => return self.diags.push(d.relocate(fi, |r| r)),
         };
-        let value: serde_yaml::Value = match serde_yaml::from_str(&f.text) {
+        let value = match super::yaml_value::parse(&f.text) {
             Ok(v) => v,
             Err(e) => {
-                let at = e.location().map(|l| l.index()).unwrap_or(0);
                 return self.error(
                     fi,
                     None,
-                    at..at + 1,
-                    format!("YAML error: {}", strip_location(&e.to_string())),
+                    e.at..e.at + 1,
+                    format!("YAML error: {}", e.message),
                     "here",
                 );
             }
@@ -187,7 +186,7 @@ impl Loader {
                 );
             }
         }
-        let (Some(rules_node), Some(serde_yaml::Value::Sequence(items))) =
+        let (Some(rules_node), Some(serde_json::Value::Array(items))) =
             (root.get("rules"), value.get("rules"))
         else {
             return self.error(
@@ -206,7 +205,7 @@ impl Loader {
         }
     }
 
-    fn rule(&mut self, fi: usize, f: &SourceFile, node: &Node, item: &serde_yaml::Value) {
+    fn rule(&mut self, fi: usize, f: &SourceFile, node: &Node, item: &serde_json::Value) {
         let id_hint = item.get("id").and_then(|v| v.as_str()).map(str::to_string);
         let doc: RuleDoc = match serde_path_to_error::deserialize(item.clone()) {
             Ok(d) => d,

@@ -6,6 +6,7 @@ mod load;
 pub mod ruleset;
 mod sources;
 pub mod yaml_pos;
+pub mod yaml_value;
 
 use std::fmt;
 

@@ -1,6 +1,6 @@
 //! Where each part of a YAML document stands in its text.
 //!
-//! serde_yaml gives us typed rule files but forgets positions once a value is read, and an
+//! serde gives us typed rule files ([`super::yaml_value`]) but no positions once a value is read, and an
 //! error in a condition must point at the line and column *in the file*. This module reads
 //! the same text with yaml-rust2's event parser and keeps a light tree of byte offsets.
 
