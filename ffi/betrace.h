@@ -228,17 +228,22 @@ int32_t betrace_engine_take_spans(const struct betrace_engine *engine,
 int32_t betrace_engine_counters(const struct betrace_engine *engine, struct betrace_counters *out);
 
 // Per rule, the traces it applied to, the traces that violated it (its signals) and the
-// traces it skipped (`incomplete: skip` on an incomplete trace), as a JSON object
-// `{"rule-id": {"applied": n, "violated": n, "skipped": n}, …}` in `*json_out` — what a
-// dashboard needs for a compliance rate (1 − violated ÷ applied). A rule applies to a
-// trace when its `when` part holds (every trace judged, for a rule without `when`); each
-// trace counts once, however often it is judged. Rules that applied to nothing yet are
-// absent.
+// traces it skipped (`incomplete: skip` on an incomplete trace) — what a dashboard needs
+// for a compliance rate (1 − violated ÷ applied) — in `*records_out`, one record per rule
+// in id order, each:
+//
+// ```text
+// u32 id_len | id (id_len bytes, UTF-8) | u64 applied | u64 violated | u64 skipped
+// ```
+//
+// all integers little-endian, no padding. A rule applies to a trace when its `when` part
+// holds (every trace judged, for a rule without `when`); each trace counts once, however
+// often it is judged. Rules that applied to nothing yet are absent.
 //
 // # Safety
-// `engine` is a live handle; `json_out` is writable; `error_out` is NULL or writable.
+// `engine` is a live handle; `records_out` is writable; `error_out` is NULL or writable.
 int32_t betrace_engine_rule_counts(const struct betrace_engine *engine,
-                                   struct betrace_buf *json_out,
+                                   struct betrace_buf *records_out,
                                    struct betrace_buf *error_out);
 
 // Takes one engine's own log events as JSON lines (`{"level","target","message",…}`) in

@@ -551,26 +551,38 @@ pub unsafe extern "C" fn betrace_engine_counters(
 }
 
 /// Per rule, the traces it applied to, the traces that violated it (its signals) and the
-/// traces it skipped (`incomplete: skip` on an incomplete trace), as a JSON object
-/// `{"rule-id": {"applied": n, "violated": n, "skipped": n}, …}` in `*json_out` — what a
-/// dashboard needs for a compliance rate (1 − violated ÷ applied). A rule applies to a
-/// trace when its `when` part holds (every trace judged, for a rule without `when`); each
-/// trace counts once, however often it is judged. Rules that applied to nothing yet are
-/// absent.
+/// traces it skipped (`incomplete: skip` on an incomplete trace) — what a dashboard needs
+/// for a compliance rate (1 − violated ÷ applied) — in `*records_out`, one record per rule
+/// in id order, each:
+///
+/// ```text
+/// u32 id_len | id (id_len bytes, UTF-8) | u64 applied | u64 violated | u64 skipped
+/// ```
+///
+/// all integers little-endian, no padding. A rule applies to a trace when its `when` part
+/// holds (every trace judged, for a rule without `when`); each trace counts once, however
+/// often it is judged. Rules that applied to nothing yet are absent.
 ///
 /// # Safety
-/// `engine` is a live handle; `json_out` is writable; `error_out` is NULL or writable.
+/// `engine` is a live handle; `records_out` is writable; `error_out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn betrace_engine_rule_counts(
     engine: *const betrace_engine,
-    json_out: *mut betrace_buf,
+    records_out: *mut betrace_buf,
     error_out: *mut betrace_buf,
 ) -> i32 {
     guard(error_out, || {
         let s = self::engine(engine)?.live.stats();
-        let json =
-            serde_json::to_vec(&s.engine.rules).map_err(|e| (BETRACE_ERR_PANIC, e.to_string()))?;
-        write(json_out, to_buf(json), "json_out")
+        let mut out = Vec::new();
+        for (id, c) in &s.engine.rules {
+            let len = u32::try_from(id.len()).map_err(|_| invalid("a rule id is too long"))?;
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(id.as_bytes());
+            for n in [c.applied, c.violated, c.skipped] {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        write(records_out, to_buf(out), "records_out")
     })
 }
 

@@ -14,6 +14,7 @@ package betrace
 import "C"
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"runtime"
@@ -238,11 +239,11 @@ func (e *Engine) Counters() Counters {
 // every trace judged, for a rule without `when`) and the traces that violated it (its
 // signals). 1 - Violated/Applied is its compliance rate.
 type RuleCounts struct {
-	Applied  uint64 `json:"applied"`
-	Violated uint64 `json:"violated"`
+	Applied  uint64
+	Violated uint64
 	// Skipped counts traces a rule with `incomplete: skip` did not judge because they
 	// were not complete.
-	Skipped uint64 `json:"skipped"`
+	Skipped uint64
 }
 
 // RuleCounts returns the counts of every rule that applied to a trace so far, by rule id.
@@ -251,9 +252,28 @@ func (e *Engine) RuleCounts() (map[string]RuleCounts, error) {
 	if err := check(C.betrace_engine_rule_counts(e.h, &out, &errBuf), &errBuf); err != nil {
 		return nil, err
 	}
+	return parseRuleCounts(take(&out))
+}
+
+// parseRuleCounts reads betrace_engine_rule_counts's records: u32 id length, the id,
+// then applied, violated, skipped as u64, all little-endian.
+func parseRuleCounts(b []byte) (map[string]RuleCounts, error) {
 	counts := map[string]RuleCounts{}
-	if err := json.Unmarshal(take(&out), &counts); err != nil {
-		return nil, fmt.Errorf("betrace: rule counts: %w", err)
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return nil, fmt.Errorf("betrace: rule counts: a record cut at %d bytes", len(b))
+		}
+		n := int(binary.LittleEndian.Uint32(b))
+		if len(b) < 4+n+24 {
+			return nil, fmt.Errorf("betrace: rule counts: a record of %d bytes, %d left", 4+n+24, len(b))
+		}
+		id, rest := string(b[4:4+n]), b[4+n:]
+		counts[id] = RuleCounts{
+			Applied:  binary.LittleEndian.Uint64(rest),
+			Violated: binary.LittleEndian.Uint64(rest[8:]),
+			Skipped:  binary.LittleEndian.Uint64(rest[16:]),
+		}
+		b = rest[24:]
 	}
 	return counts, nil
 }

@@ -1,6 +1,7 @@
 package betrace
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -204,5 +205,32 @@ func TestTheEngineReadsRulePaths(t *testing.T) {
 	e := newEngine(t, Options{})
 	if err := e.SetRules([]Source{{Name: filepath.Join(dir, "*.nothing"), Path: true}}); err == nil || !strings.Contains(err.Error(), "no rule files") {
 		t.Errorf("a glob matching nothing: %v", err)
+	}
+}
+
+func TestRuleCountRecordsAreReadExactlyAndCutOnesRefused(t *testing.T) {
+	rec := func(id string, a, v, s uint64) []byte {
+		b := binary.LittleEndian.AppendUint32(nil, uint32(len(id)))
+		b = append(b, id...)
+		for _, n := range []uint64{a, v, s} {
+			b = binary.LittleEndian.AppendUint64(b, n)
+		}
+		return b
+	}
+	both := append(rec("a", 3, 2, 1), rec("rule-b", 1<<40, 0, 7)...)
+	got, err := parseRuleCounts(both)
+	if err != nil || len(got) != 2 || got["a"] != (RuleCounts{3, 2, 1}) || got["rule-b"] != (RuleCounts{1 << 40, 0, 7}) {
+		t.Errorf("%v %v", got, err)
+	}
+	for cut := 1; cut < len(both); cut++ {
+		if cut == len(rec("a", 3, 2, 1)) {
+			continue // a whole first record
+		}
+		if _, err := parseRuleCounts(both[:cut]); err == nil {
+			t.Errorf("a record cut at %d bytes was read", cut)
+		}
+	}
+	if got, err := parseRuleCounts(nil); err != nil || len(got) != 0 {
+		t.Errorf("no records: %v %v", got, err)
 	}
 }
