@@ -70,6 +70,8 @@ pub fn positions(text: &str) -> Result<Option<Node>, Diagnostic> {
         parser: &mut parser,
         offsets: &offsets,
         depth: 0,
+        anchors: std::collections::HashMap::new(),
+        size: 0,
     };
     loop {
         let (event, mark) = reader.next()?;
@@ -85,10 +87,20 @@ struct Reader<'p, 't> {
     parser: &'p mut Parser<std::str::Chars<'t>>,
     offsets: &'p CharOffsets,
     depth: usize,
+    /// Per anchor, how many nodes it stands for with its own aliases expanded.
+    anchors: std::collections::HashMap<usize, u64>,
+    /// The expanded size of the node read last.
+    size: u64,
 }
 
 /// Nesting deeper than this is refused: rule files are shallow, hostile ones are not.
 const MAX_DEPTH: usize = 64;
+
+/// The most nodes a document may stand for once its aliases are expanded. A loader that
+/// expands aliases (serde does, to build values) would otherwise turn a few hundred bytes
+/// of nested aliases ("a billion laughs") into billions of nodes; the library's largest
+/// file is about 15,000.
+pub const MAX_EXPANDED_NODES: u64 = 1_000_000;
 
 impl Reader<'_, '_> {
     fn next(&mut self) -> Result<(Event, usize), Diagnostic> {
@@ -102,9 +114,10 @@ impl Reader<'_, '_> {
     }
 
     fn node(&mut self, event: Event, start: usize) -> Result<Node, Diagnostic> {
-        let kind = match event {
-            Event::Scalar(text, style, _, _) => NodeKind::Scalar(style, text),
-            Event::SequenceStart(..) => {
+        let mut size: u64 = 1;
+        let (kind, anchor) = match event {
+            Event::Scalar(text, style, anchor, _) => (NodeKind::Scalar(style, text), anchor),
+            Event::SequenceStart(anchor, _) => {
                 self.enter(start)?;
                 let mut items = Vec::new();
                 loop {
@@ -113,11 +126,12 @@ impl Reader<'_, '_> {
                         break;
                     }
                     items.push(self.node(ev, at)?);
+                    size = self.grow(size, start)?;
                 }
                 self.depth -= 1;
-                NodeKind::Seq(items)
+                (NodeKind::Seq(items), anchor)
             }
-            Event::MappingStart(..) => {
+            Event::MappingStart(anchor, _) => {
                 self.enter(start)?;
                 let mut items = Vec::new();
                 loop {
@@ -130,16 +144,40 @@ impl Reader<'_, '_> {
                         _ => String::new(),
                     };
                     let _ = self.node(ev, at)?;
+                    size = self.grow(size, start)?;
                     let (vev, vat) = self.next()?;
                     let value = self.node(vev, vat)?;
+                    size = self.grow(size, start)?;
                     items.push((key, at, value));
                 }
                 self.depth -= 1;
-                NodeKind::Map(items)
+                (NodeKind::Map(items), anchor)
             }
-            _ => NodeKind::Other,
+            Event::Alias(id) => {
+                size = self.anchors.get(&id).copied().unwrap_or(1);
+                (NodeKind::Other, 0)
+            }
+            _ => (NodeKind::Other, 0),
         };
+        if anchor > 0 {
+            self.anchors.insert(anchor, size);
+        }
+        self.size = size;
         Ok(Node { start, kind })
+    }
+
+    /// `size` plus the node just read, refused beyond [`MAX_EXPANDED_NODES`].
+    fn grow(&self, size: u64, at: usize) -> Result<u64, Diagnostic> {
+        let size = size.saturating_add(self.size);
+        if size > MAX_EXPANDED_NODES {
+            return Err(yaml_error(
+                at,
+                format!(
+                    "its aliases expand to more than {MAX_EXPANDED_NODES} nodes (aliases of aliases multiply)"
+                ),
+            ));
+        }
+        Ok(size)
     }
 
     fn enter(&mut self, at: usize) -> Result<(), Diagnostic> {

@@ -16,8 +16,17 @@ pub struct YamlError {
     pub message: String,
 }
 
-/// The first document of `text` as a value; an empty text is `null`.
+/// The first document of `text` as a value; an empty text is `null`. The text is walked
+/// first without building anything ([`super::yaml_pos::positions`]): nesting deeper than
+/// it allows, or aliases that would expand beyond
+/// [`super::yaml_pos::MAX_EXPANDED_NODES`], are refused before a value is built.
 pub fn parse(text: &str) -> Result<Value, YamlError> {
+    if let Err(d) = super::yaml_pos::positions(text) {
+        return Err(YamlError {
+            at: d.primary.range.start,
+            message: d.message,
+        });
+    }
     let docs = YamlLoader::load_from_str(text).map_err(|e| YamlError {
         at: byte_offset(text, e.marker().index()),
         message: e.info().to_string(),
@@ -87,6 +96,19 @@ mod tests {
         let v = parse("base: &b {x: 1}\ncopy: *b\n").unwrap();
         assert_eq!(v["copy"]["x"], 1);
         assert_eq!(parse("").unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn a_billion_laughs_is_refused_before_anything_is_built() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let e = parse(&text).unwrap_err();
+        assert!(e.message.contains("expand to more than"), "{e:?}");
+        // Aliases within the bound are fine.
+        assert_eq!(parse("a: &x [1, 2]\nb: [*x, *x]\n").unwrap()["b"][1][0], 1);
     }
 
     #[test]
