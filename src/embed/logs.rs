@@ -25,10 +25,8 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 /// Most events kept between drains; older ones are dropped and counted.
 pub const MAX_EVENTS: usize = 10_000;
 
-static QUEUE: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
-static DROPPED: AtomicU64 = AtomicU64::new(0);
-/// 0 off, 1 error, 2 warn, 3 info, 4 debug, 5 trace.
-static MAX_LEVEL: AtomicU8 = AtomicU8::new(3);
+/// The events raised outside any engine's call.
+static OUTSIDE: EngineLog = EngineLog::new();
 static INSTALLED: OnceLock<bool> = OnceLock::new();
 
 /// Installs the capturing layer as the process's default subscriber, once. Returns false
@@ -43,7 +41,7 @@ pub fn install() -> bool {
 /// Sets the most verbose level kept: 0 off, 1 error, 2 warn, 3 info (default), 4 debug,
 /// 5 trace.
 pub fn set_max_level(level: u8) {
-    MAX_LEVEL.store(level.min(5), Relaxed);
+    OUTSIDE.set_level(level);
 }
 
 /// One engine's log events and the most verbose level it keeps.
@@ -56,11 +54,7 @@ pub struct EngineLog {
 
 impl Default for EngineLog {
     fn default() -> Self {
-        EngineLog {
-            queue: Mutex::new(VecDeque::new()),
-            dropped: AtomicU64::new(0),
-            level: AtomicU8::new(3),
-        }
+        EngineLog::new()
     }
 }
 
@@ -84,6 +78,15 @@ impl Drop for Entered {
 }
 
 impl EngineLog {
+    /// An empty log keeping info and above.
+    pub const fn new() -> EngineLog {
+        EngineLog {
+            queue: Mutex::new(VecDeque::new()),
+            dropped: AtomicU64::new(0),
+            level: AtomicU8::new(3),
+        }
+    }
+
     /// Routes this thread's events to this log until the guard is dropped.
     pub fn enter(self: &std::sync::Arc<Self>) -> Entered {
         let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
@@ -96,40 +99,45 @@ impl EngineLog {
         self.level.store(level.min(5), Relaxed);
     }
 
-    /// Takes this engine's events as JSON lines.
+    /// Takes this log's events as JSON lines: `{"level","target","message",…fields}`.
     pub fn drain(&self) -> String {
-        take(&self.queue, &self.dropped)
+        let mut q = self.queue.lock();
+        let mut out = String::new();
+        let dropped = self.dropped.swap(0, Relaxed);
+        if dropped > 0 {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::json!({"level": "WARN", "target": "betrace", "message": format!("{dropped} log events dropped: not drained in time")})
+            );
+        }
+        for line in q.drain(..) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
     }
 
+    /// Keeps an event if this log's level does, dropping (and counting) the oldest when
+    /// [`MAX_EVENTS`] are waiting.
     fn push(&self, level: &Level, line: impl FnOnce() -> String) {
-        if rank(level) <= self.level.load(Relaxed) {
-            push(&self.queue, &self.dropped, line());
+        if rank(level) > self.level.load(Relaxed) {
+            return;
         }
+        let line = line();
+        let mut q = self.queue.lock();
+        if q.len() >= MAX_EVENTS {
+            q.pop_front();
+            self.dropped.fetch_add(1, Relaxed);
+        }
+        q.push_back(line);
     }
 }
 
 /// Takes the events raised outside any engine's call as JSON lines:
 /// `{"level","target","message",…fields}`.
 pub fn drain() -> String {
-    take(&QUEUE, &DROPPED)
-}
-
-fn take(queue: &Mutex<VecDeque<String>>, dropped: &AtomicU64) -> String {
-    let mut q = queue.lock();
-    let mut out = String::new();
-    let dropped = dropped.swap(0, Relaxed);
-    if dropped > 0 {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::json!({"level": "WARN", "target": "betrace", "message": format!("{dropped} log events dropped: not drained in time")})
-        );
-    }
-    for line in q.drain(..) {
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
+    OUTSIDE.drain()
 }
 
 fn rank(level: &Level) -> u8 {
@@ -182,15 +190,6 @@ impl Visit for Fields {
     }
 }
 
-fn push(queue: &Mutex<VecDeque<String>>, dropped: &AtomicU64, line: String) {
-    let mut q = queue.lock();
-    if q.len() >= MAX_EVENTS {
-        q.pop_front();
-        dropped.fetch_add(1, Relaxed);
-    }
-    q.push_back(line);
-}
-
 /// An event as a JSON line.
 fn line(event: &Event<'_>) -> String {
     let meta = event.metadata();
@@ -209,8 +208,7 @@ impl<S: Subscriber> Layer<S> for Capture {
         let current = CURRENT.with(|c| c.borrow().clone());
         match current {
             Some(log) => log.push(level, || line(event)),
-            None if rank(level) <= MAX_LEVEL.load(Relaxed) => push(&QUEUE, &DROPPED, line(event)),
-            None => {}
+            None => OUTSIDE.push(level, || line(event)),
         }
     }
 }
@@ -219,8 +217,13 @@ impl<S: Subscriber> Layer<S> for Capture {
 mod tests {
     use super::*;
 
+    /// The process-wide queue and level are shared: the tests that read or set them take
+    /// turns.
+    static OUTSIDE_IN_USE: Mutex<()> = Mutex::new(());
+
     #[test]
     fn events_are_captured_as_json_lines_with_level_filtering() {
+        let _turn = OUTSIDE_IN_USE.lock();
         assert!(install());
         set_max_level(2);
         tracing::info!(target: "betrace", "not kept at warn");
@@ -249,6 +252,7 @@ mod tests {
 
     #[test]
     fn events_inside_an_engine_s_call_go_to_that_engine_at_its_level() {
+        let _turn = OUTSIDE_IN_USE.lock();
         assert!(install());
         let (a, b) = (
             std::sync::Arc::new(EngineLog::default()),

@@ -273,14 +273,15 @@ impl Live {
 
     /// Counters now.
     pub fn stats(&self) -> LiveStats {
+        let rules = self.engine.rules();
         LiveStats {
             engine: self.engine.stats(),
             signals_dropped: self.logs.dropped() + self.spans.dropped(),
             decode_errors: self.decode_errors.load(Relaxed),
             invalid_spans: self.invalid_spans.load(Relaxed),
             own_spans: self.own_spans.load(Relaxed),
-            rules: self.engine.rules().rules().len() as u64,
-            rules_digest: self.engine.rules().digest(),
+            rules: rules.rules().len() as u64,
+            rules_digest: rules.digest(),
             rule_changes: self.rule_changes.load(Relaxed),
         }
     }

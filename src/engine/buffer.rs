@@ -165,8 +165,8 @@ struct Shard {
 
 /// What becomes of a fragment's trace.
 enum Status {
-    /// Held: `new_spans` of the fragment are not held yet.
-    Held { new_spans: usize },
+    /// Held, with `held` spans: `new_spans` of the fragment are not held yet.
+    Held { new_spans: usize, held: usize },
     /// Already judged and released: the fragment is late and cannot be judged.
     Released,
     /// A trace not seen before.
@@ -263,14 +263,10 @@ impl TraceBuffer {
             let dups = dedup_fragment(&mut frag);
             self.duplicate_spans.fetch_add(dups as u64, Relaxed);
             let i = self.shard_of(&frag.trace_id);
-            let (spans, traces, held) = {
-                let shard = self.shards[i].lock();
-                let held = shard.entries.get(&frag.trace_id).map_or(0, |e| e.spans);
-                match shard.status(&frag) {
-                    Status::Held { new_spans } => (new_spans, 0, held),
-                    Status::Released => (0, 0, held),
-                    Status::New => (frag.spans.len(), 1, held),
-                }
+            let (spans, traces, held) = match self.shards[i].lock().status(&frag) {
+                Status::Held { new_spans, held } => (new_spans, 0, held),
+                Status::Released => (0, 0, 0),
+                Status::New => (frag.spans.len(), 1, 0),
             };
             if spans > 0 && held.saturating_add(spans) > self.config.max_spans {
                 self.oversized(i, frag, now, judge);
@@ -297,17 +293,22 @@ impl TraceBuffer {
         };
         let Some(entry) = entry else { return };
         let total = self.traces_oversized.fetch_add(1, Relaxed) + 1;
-        let mut held = entry.held.lock();
         if self.oversized_logged.due(now) {
             tracing::warn!(
                 target: "betrace",
                 trace_id = %id,
-                spans = held.trace.spans.len(),
+                spans = entry.spans,
                 max_spans = self.config.max_spans,
                 total,
                 "a trace larger than max_spans was judged early on the spans it had; its later spans are counted as late and not judged"
             );
         }
+        self.judge_early(&entry, judge);
+    }
+
+    /// Judges a released trace before its time, marked and counted as judged early.
+    fn judge_early(&self, entry: &Entry, judge: &mut Judge<'_>) {
+        let mut held = entry.held.lock();
         held.counted.judged_early = true;
         held.judge(judge);
         drop(held);
@@ -326,7 +327,7 @@ impl TraceBuffer {
                 self.late_spans.fetch_add(n, Relaxed);
                 self.late_spans_unjudged.fetch_add(n, Relaxed);
             }
-            Status::Held { new_spans } => {
+            Status::Held { new_spans, .. } => {
                 let version = shard.bump();
                 let entry = shard.entries.get_mut(&id).expect("held");
                 let mut held = entry.held.lock();
@@ -420,12 +421,7 @@ impl TraceBuffer {
                     self.release(&mut shard, key.1)
                 };
                 if let (false, Some(entry)) = (kept, released) {
-                    let mut held = entry.held.lock();
-                    held.counted.judged_early = true;
-                    held.judge(judge);
-                    drop(held);
-                    self.traces_judged.fetch_add(1, Relaxed);
-                    self.traces_judged_early.fetch_add(1, Relaxed);
+                    self.judge_early(&entry, judge);
                 }
             }
         }
@@ -566,7 +562,10 @@ impl Shard {
                 .iter()
                 .filter(|s| !entry.seen.contains(&held.trace, &s.span_id))
                 .count();
-            Status::Held { new_spans }
+            Status::Held {
+                new_spans,
+                held: entry.spans,
+            }
         } else if self.released.contains(&frag.trace_id) || self.forgotten.contains(&frag.trace_id)
         {
             Status::Released

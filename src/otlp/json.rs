@@ -394,12 +394,7 @@ fn span(b: &mut Builder, s: JsonSpan, own: bool, projection: &Projection) -> Res
     let (Some(tid), Some(sid)) = (parse_hex::<16>(&s.trace_id), parse_hex::<8>(&s.span_id)) else {
         return Err(bad_ids(&s));
     };
-    if tid == [0; 16] || sid == [0; 8] {
-        return Err(format!(
-            "span `{}`: an all-zero traceId or spanId (invalid in OTLP)",
-            clip(&s.name)
-        ));
-    }
+    super::refuse_zero_ids(&s.name, &tid, &sid)?;
     let parent = if s.parent_span_id.is_empty() {
         None
     } else {

@@ -59,6 +59,18 @@ fn is_own(in_own_scope: bool, name: &[u8]) -> bool {
     in_own_scope && name == encode::EVENT_NAME.as_bytes()
 }
 
+/// An all-zero trace or span id is invalid in OTLP (the collector's pdata writes an empty
+/// id as none, and other producers as zeros): the span is skipped and counted.
+fn refuse_zero_ids(name: &str, trace: &[u8; 16], span: &[u8; 8]) -> Result<(), String> {
+    if *trace == [0; 16] || *span == [0; 8] {
+        return Err(format!(
+            "span `{}`: an all-zero trace or span id (invalid in OTLP)",
+            crate::diagnostic::clip(name)
+        ));
+    }
+    Ok(())
+}
+
 impl Batch {
     /// How many spans the batch holds.
     pub fn span_count(&self) -> usize {

@@ -154,12 +154,7 @@ fn span<'a>(
             span_id.len()
         ));
     };
-    if tid == [0; 16] || sid == [0; 8] {
-        return Err(format!(
-            "span `{}`: an all-zero trace or span id (invalid in OTLP)",
-            clip(name)
-        ));
-    }
+    super::refuse_zero_ids(name, &tid, &sid)?;
     let parent = <[u8; 8]>::try_from(parent)
         .ok()
         .filter(|p| *p != [0; 8])

@@ -224,16 +224,9 @@ fn duration_of(s: &CompactSpan, field: &str, v: &serde_json::Value) -> Result<u6
         Some(ns) if ns >= 0 => Ok(ns as u64),
         _ => Err(err(
             s,
-            format!(
-                "`{field}` must be a duration such as 120ms, not {}",
-                yaml_text(v)
-            ),
+            format!("`{field}` must be a duration such as 120ms, not {}", v),
         )),
     }
-}
-
-fn yaml_text(v: &serde_json::Value) -> String {
-    v.to_string()
 }
 
 fn attributes(

@@ -55,7 +55,6 @@ type Runner struct {
 	deliver   Deliver
 	stop      chan struct{}
 	ticked    chan struct{} // closed when the clock loop has returned
-	takeMu    sync.Mutex    // one taker of the engine's signals at a time
 	telemetry Telemetry
 	marshaler ptrace.ProtoMarshaler
 
@@ -191,7 +190,7 @@ func (r *Runner) loop(every time.Duration) {
 			if err := r.eng.Tick(now); err != nil {
 				r.logger.Warn("betrace: tick failed", zap.Error(err))
 			}
-			r.take(false)
+			r.take()
 			if r.cfg.ReloadInterval > 0 && now.Sub(lastReload) >= r.cfg.ReloadInterval {
 				lastReload = now
 				r.reload()
@@ -231,27 +230,25 @@ func (r *Runner) report(ev *componentstatus.Event) {
 	}
 }
 
-// take moves what the engine has produced into the outbox. It never waits for room
-// unless wait is set (at shutdown, where the caller's context bounds the wait).
-func (r *Runner) take(wait bool) {
-	r.takeMu.Lock()
-	defer r.takeMu.Unlock()
+// taken is what the engine has produced since it was last asked (one caller at a time:
+// the clock loop, then Shutdown once the loop has stopped).
+func (r *Runner) taken() outgoing {
 	logs, nLogs, err := r.eng.TakeLogs()
 	if err != nil {
 		r.logger.Warn("betrace: taking signals failed", zap.Error(err))
-		return
 	}
 	spans, nSpans, err := r.eng.TakeSpans()
 	if err != nil {
 		r.logger.Warn("betrace: taking violation spans failed", zap.Error(err))
-		return
 	}
-	o := outgoing{logs: logs, spans: spans, nLogs: nLogs, nSpans: nSpans}
+	return outgoing{logs: logs, spans: spans, nLogs: nLogs, nSpans: nSpans}
+}
+
+// take moves what the engine has produced into the outbox, never waiting for room: a
+// batch that finds it full is dropped and counted.
+func (r *Runner) take() {
+	o := r.taken()
 	if o.signals() == 0 {
-		return
-	}
-	if wait {
-		r.out <- o
 		return
 	}
 	select {
@@ -305,11 +302,14 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		graced = true
 	}
 	err := r.eng.Shutdown(time.Now())
-	enqueued := make(chan struct{})
+	// The engine is asked here, before it can be freed below; only the hand-over to the
+	// outbox may wait for room (bounded by ctx through the delivery's cancellation).
+	last := r.taken()
 	go func() {
-		r.take(true)
+		if last.signals() > 0 {
+			r.out <- last
+		}
 		close(r.out)
-		close(enqueued)
 	}()
 	select {
 	case <-r.delivered:
@@ -328,7 +328,6 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 			err = errors.Join(err, fmt.Errorf("betrace: shutdown ran out of time; undelivered signals were dropped: %w", ctx.Err()))
 		}
 	}
-	_ = enqueued
 	r.cancelDelivery()
 	r.forwardLogEvents()
 	r.unregister()
