@@ -90,51 +90,64 @@ typedef struct betrace_buf {
   size_t len;
 } betrace_buf;
 
-// The engine's counters.
+// What an engine has counted so far. This struct is the C ABI's `betrace_counters` as
+// it stands (fields are only ever appended, so an older host reads a prefix).
+//
+// The span counts add up: `spans_in = spans_accepted + duplicate_spans +
+// late_spans_unjudged`, and every accepted span is judged with its trace (at least once).
 typedef struct betrace_counters {
-  // Spans received.
+  // Spans received (buffer).
   uint64_t spans_in;
-  // Traces started.
+  // Distinct traces started (buffer).
   uint64_t traces_in;
-  // Times a trace was judged.
+  // Times a trace was judged; a trace judged again after a late span counts twice
+  // (buffer).
   uint64_t traces_judged;
-  // Traces judged early to stay within max_traces / max_spans.
+  // Traces judged early to stay within `max_traces` / `max_spans` (buffer).
   uint64_t traces_judged_early;
-  // Spans that arrived for a trace already judged.
+  // Spans that arrived for a trace already judged (buffer).
   uint64_t late_spans;
-  // Late spans that arrived after their trace was released, so were not judged.
+  // Late spans that arrived after the trace's spans were released, so were not judged
+  // with them; a subset of `late_spans` (buffer).
   uint64_t late_spans_unjudged;
-  // Traces held now.
+  // Traces held now: waiting, or kept after judging for late spans (buffer).
   uint64_t held_traces;
-  // Spans held now.
+  // Spans held now (buffer).
   uint64_t held_spans;
-  // Signals produced.
+  // Signals produced: rule violations, one per rule and trace (engine).
   uint64_t signals;
-  // Signals dropped because they were not taken in time.
+  // Signals dropped because nobody took them in time (live session).
   uint64_t signals_dropped;
-  // Batches that could not be decoded.
+  // Batches that could not be decoded at all (live session).
   uint64_t decode_errors;
-  // Spans skipped for malformed ids.
+  // Spans skipped because they could not be read (a bad or all-zero id, a bad value or
+  // string); the rest of their batch is kept (live session).
   uint64_t invalid_spans;
-  // Time spent judging, in nanoseconds.
+  // Time spent judging, in nanoseconds (engine).
   uint64_t eval_nanos;
-  // Spans received again (same trace and span id) while their trace was held: counted
-  // once, as OTLP exporters retry.
+  // Spans received again (same trace id and span id) while their trace was held:
+  // counted once, as OTLP exporters retry (buffer).
   uint64_t duplicate_spans;
   // BeTrace's own `betrace.violation` spans that came back in (a processor's output fed
-  // to a connector on the same pipeline): left out, never judged.
+  // to a connector on the same pipeline): left out, never judged (live session).
   uint64_t own_spans;
-  // Traces that alone outgrew `max_spans`: each judged early on the spans it had; its
-  // later spans are late and not judged.
+  // Traces that alone outgrew `max_spans`: each was judged early on the spans it had;
+  // its later spans are late and not judged. The other traces held are left alone
+  // (buffer).
   uint64_t traces_oversized;
-  // Rules loaded now.
+  // Rules loaded now (live session).
   uint64_t rules;
-  // The loaded rule set's digest: a stable hash of its rules, equal on replicas that run
-  // the same rules.
+  // The loaded rule set's digest: a stable hash of its rules, equal on replicas that
+  // run the same rules (live session).
   uint64_t rules_digest;
   // Times a reload changed the rules (a rule added, removed or edited); reloading the
-  // same files changes nothing and is not counted.
+  // same files changes nothing and is not counted (live session).
   uint64_t rule_changes;
+  // Spans held and judged with their trace (buffer).
+  uint64_t spans_accepted;
+  // Traces not judged because they start outside replay's `--from`/`--to` window
+  // (engine; always 0 live).
+  uint64_t traces_outside_window;
 } betrace_counters;
 
 #ifdef __cplusplus

@@ -10,6 +10,7 @@ fn the_header_matches_the_rust_abi() {
     cbindgen::Builder::new()
         .with_config(config)
         .with_src(format!("{root}/src/embed/ffi.rs"))
+        .with_src(format!("{root}/src/engine/counters.rs"))
         .generate()
         .expect("cbindgen parses src/embed/ffi.rs")
         .write(&mut generated);

@@ -280,7 +280,8 @@ pub fn run(args: &Args) -> u8 {
                 Some(url) => format!("Jaeger at {url}"),
                 None => args.inputs.join(", "),
             },
-            traces_judged: summary.stats.buffer.traces_judged - summary.stats.traces_outside_window,
+            traces_judged: summary.stats.counters.traces_judged
+                - summary.stats.counters.traces_outside_window,
             generated: betrace::engine::signal::rfc3339(betrace::engine::signal::now_unix_nano()),
         };
         let page = report::render(&report_rules, e, &period);
@@ -290,7 +291,7 @@ pub fn run(args: &Args) -> u8 {
         }
     }
     print_summary(&summary, fetched.as_ref());
-    let signals: u64 = summary.stats.signals_by_rule.values().sum();
+    let signals = summary.stats.counters.signals;
     if let Some(message) = failure {
         say(&format!(
             "error: the trace store failed: {message}\n       what was judged before it is reported above; the run is incomplete"
@@ -421,9 +422,9 @@ fn store_progress(url: &str, progress: Arc<Progress>) -> indicatif::ProgressBar 
 }
 
 fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
-    let b = &s.stats.buffer;
+    let b = &s.stats.counters;
     let secs = s.elapsed.as_secs_f64().max(1e-9);
-    let signals: u64 = s.stats.signals_by_rule.values().sum();
+    let signals = b.signals;
     let mut lines = vec![match fetched {
         None => format!(
             "replay: {} input{}, {:.1} MB, {} spans in {} traces",
@@ -456,7 +457,7 @@ fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
     lines.extend([
         format!(
             "        {} traces judged ({} early under memory pressure), {} outside --from/--to",
-            b.traces_judged, b.traces_judged_early, s.stats.traces_outside_window
+            b.traces_judged, b.traces_judged_early, b.traces_outside_window
         ),
         format!(
             "        {} late spans ({} after their trace was released, not judged), {} duplicate spans counted once, {} spans read behind the clock",
@@ -483,8 +484,8 @@ fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
         s.spans as f64 / secs,
         s.bytes_read as f64 / 1e6 / secs
     ));
-    for (rule, n) in &s.stats.signals_by_rule {
-        lines.push(format!("        {n:>8}  {rule}"));
+    for (rule, c) in s.stats.rules.iter().filter(|(_, c)| c.violated > 0) {
+        lines.push(format!("        {:>8}  {rule}", c.violated));
     }
     let skipped: Vec<String> = s
         .stats

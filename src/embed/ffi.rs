@@ -21,6 +21,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::embed::session::{Live, LiveError, Outputs};
 use crate::engine::buffer::BufferConfig;
+use crate::engine::Counters;
 
 /// Success.
 pub const BETRACE_OK: i32 = 0;
@@ -68,55 +69,6 @@ pub struct betrace_options {
     /// `BETRACE_OUTPUT_LOGS` and/or `BETRACE_OUTPUT_SPANS`, or `BETRACE_OUTPUT_NONE` (default:
     /// logs).
     pub outputs: u32,
-}
-
-/// The engine's counters.
-#[repr(C)]
-#[derive(Default)]
-pub struct betrace_counters {
-    /// Spans received.
-    pub spans_in: u64,
-    /// Traces started.
-    pub traces_in: u64,
-    /// Times a trace was judged.
-    pub traces_judged: u64,
-    /// Traces judged early to stay within max_traces / max_spans.
-    pub traces_judged_early: u64,
-    /// Spans that arrived for a trace already judged.
-    pub late_spans: u64,
-    /// Late spans that arrived after their trace was released, so were not judged.
-    pub late_spans_unjudged: u64,
-    /// Traces held now.
-    pub held_traces: u64,
-    /// Spans held now.
-    pub held_spans: u64,
-    /// Signals produced.
-    pub signals: u64,
-    /// Signals dropped because they were not taken in time.
-    pub signals_dropped: u64,
-    /// Batches that could not be decoded.
-    pub decode_errors: u64,
-    /// Spans skipped for malformed ids.
-    pub invalid_spans: u64,
-    /// Time spent judging, in nanoseconds.
-    pub eval_nanos: u64,
-    /// Spans received again (same trace and span id) while their trace was held: counted
-    /// once, as OTLP exporters retry.
-    pub duplicate_spans: u64,
-    /// BeTrace's own `betrace.violation` spans that came back in (a processor's output fed
-    /// to a connector on the same pipeline): left out, never judged.
-    pub own_spans: u64,
-    /// Traces that alone outgrew `max_spans`: each judged early on the spans it had; its
-    /// later spans are late and not judged.
-    pub traces_oversized: u64,
-    /// Rules loaded now.
-    pub rules: u64,
-    /// The loaded rule set's digest: a stable hash of its rules, equal on replicas that run
-    /// the same rules.
-    pub rules_digest: u64,
-    /// Times a reload changed the rules (a rule added, removed or edited); reloading the
-    /// same files changes nothing and is not counted.
-    pub rule_changes: u64,
 }
 
 /// A rule file handed to the engine: its name (shown in error messages) and its YAML text;
@@ -520,32 +472,10 @@ fn take(
 #[no_mangle]
 pub unsafe extern "C" fn betrace_engine_counters(
     engine: *const betrace_engine,
-    out: *mut betrace_counters,
+    out: *mut Counters,
 ) -> i32 {
     guard(std::ptr::null_mut(), || {
-        let s = self::engine(engine)?.live.stats();
-        let b = &s.engine.buffer;
-        let c = betrace_counters {
-            spans_in: b.spans_in,
-            traces_in: b.traces_in,
-            traces_judged: b.traces_judged,
-            traces_judged_early: b.traces_judged_early,
-            late_spans: b.late_spans,
-            late_spans_unjudged: b.late_spans_unjudged,
-            held_traces: b.held_traces,
-            held_spans: b.held_spans,
-            signals: s.engine.signals_by_rule.values().sum(),
-            signals_dropped: s.signals_dropped,
-            decode_errors: s.decode_errors,
-            invalid_spans: s.invalid_spans,
-            eval_nanos: s.engine.eval_nanos,
-            duplicate_spans: b.duplicate_spans,
-            own_spans: s.own_spans,
-            traces_oversized: b.traces_oversized,
-            rules: s.rules,
-            rules_digest: s.rules_digest,
-            rule_changes: s.rule_changes,
-        };
+        let c = self::engine(engine)?.live.stats().counters;
         write(out, c, "out")
     })
 }
@@ -574,7 +504,7 @@ pub unsafe extern "C" fn betrace_engine_rule_counts(
     guard(error_out, || {
         let s = self::engine(engine)?.live.stats();
         let mut out = Vec::new();
-        for (id, c) in &s.engine.rules {
+        for (id, c) in &s.rules {
             let len = u32::try_from(id.len()).map_err(|_| invalid("a rule id is too long"))?;
             out.extend_from_slice(&len.to_le_bytes());
             out.extend_from_slice(id.as_bytes());

@@ -12,7 +12,7 @@ use crate::diagnostic::{Report, SourceFile};
 use crate::engine::buffer::BufferConfig;
 use crate::engine::ratelimit::LogLimit;
 use crate::engine::signal::{Mode, Signal};
-use crate::engine::{Engine, EngineConfig, Stats};
+use crate::engine::{Counters, Engine, EngineConfig, Stats};
 use crate::otlp;
 use crate::otlp::encode::{self, Detected};
 use crate::rules::ruleset::RuleSet;
@@ -50,28 +50,6 @@ pub enum LiveError {
     /// The engine was shut down.
     #[error("the engine is shut down")]
     ShutDown,
-}
-
-/// Counters for the component's own telemetry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LiveStats {
-    /// The engine's counters.
-    pub engine: Stats,
-    /// Signals dropped because nobody took them.
-    pub signals_dropped: u64,
-    /// Batches that could not be decoded at all.
-    pub decode_errors: u64,
-    /// Spans skipped because they could not be read (a bad id, value or string); the rest
-    /// of their batch is kept.
-    pub invalid_spans: u64,
-    /// BeTrace's own violation spans that came back in, left out.
-    pub own_spans: u64,
-    /// Rules loaded now.
-    pub rules: u64,
-    /// The loaded rule set's digest ([`RuleSet::digest`]).
-    pub rules_digest: u64,
-    /// Times a reload changed the rules (added, removed or edited one).
-    pub rule_changes: u64,
 }
 
 /// The digest of rule files as given (names and texts, in order): a reload of the same
@@ -271,11 +249,11 @@ impl Live {
         (encode::violation_spans(&taken).encode_to_vec(), taken.len())
     }
 
-    /// Counters now.
-    pub fn stats(&self) -> LiveStats {
+    /// Counters now: the engine's, with the session's own fields filled in.
+    pub fn stats(&self) -> Stats {
         let rules = self.engine.rules();
-        LiveStats {
-            engine: self.engine.stats(),
+        let mut stats = self.engine.stats();
+        stats.counters = Counters {
             signals_dropped: self.logs.dropped() + self.spans.dropped(),
             decode_errors: self.decode_errors.load(Relaxed),
             invalid_spans: self.invalid_spans.load(Relaxed),
@@ -283,7 +261,9 @@ impl Live {
             rules: rules.rules().len() as u64,
             rules_digest: rules.digest(),
             rule_changes: self.rule_changes.load(Relaxed),
-        }
+            ..stats.counters
+        };
+        stats
     }
 }
 
@@ -385,7 +365,7 @@ mod tests {
             live.ingest(b"\xff\xff\xff garbage", 0),
             Err(LiveError::Decode(_))
         ));
-        assert_eq!(live.stats().decode_errors, 1);
+        assert_eq!(live.stats().counters.decode_errors, 1);
         assert!(live.set_rules(one("rules: [")).is_err());
         live.ingest(&batch(4, &["payment.charge"]), 0).unwrap();
         live.shutdown(1);
@@ -454,13 +434,16 @@ mod tests {
         live.shutdown(20 * S);
         assert_eq!(live.take_logs().1, 4, "every good span was judged");
         let stats = live.stats();
-        assert_eq!((stats.invalid_spans, stats.decode_errors), (4, 0));
+        assert_eq!(
+            (stats.counters.invalid_spans, stats.counters.decode_errors),
+            (4, 0)
+        );
     }
 
     #[test]
     fn a_reload_of_the_same_rules_says_nothing_and_a_change_says_what_changed() {
         let live = Live::new(one(RULES), BufferConfig::default(), Outputs::default()).unwrap();
-        let digest = live.stats().rules_digest;
+        let digest = live.stats().counters.rules_digest;
         let two = format!(
             "{RULES}  - id: audit\n    name: Audited\n    condition: when {{ admin.action }} always {{ audit.log }}\n"
         );
@@ -487,13 +470,13 @@ mod tests {
         assert!(reloads[1].contains("edited=audit"), "{reloads:?}");
         assert!(reloads[2].contains("removed=audit"), "{reloads:?}");
         let stats = live.stats();
-        assert_eq!((stats.rules, stats.rule_changes), (1, 3));
+        assert_eq!((stats.counters.rules, stats.counters.rule_changes), (1, 3));
         assert_eq!(
-            stats.rules_digest, digest,
+            stats.counters.rules_digest, digest,
             "the same rules, the same digest"
         );
         assert!(live.set_rules(one("rules: [")).is_err());
-        assert_eq!(live.stats().rules_digest, digest);
+        assert_eq!(live.stats().counters.rules_digest, digest);
     }
 
     #[test]
@@ -511,12 +494,9 @@ mod tests {
         live.ingest(&spans, 11 * S).unwrap();
         live.shutdown(30 * S);
         let stats = live.stats();
-        assert_eq!(stats.own_spans, 1);
-        assert_eq!(
-            stats.engine.buffer.late_spans, 0,
-            "not a late span of its trace"
-        );
-        assert_eq!(stats.engine.buffer.traces_judged, 1, "judged once");
+        assert_eq!(stats.counters.own_spans, 1);
+        assert_eq!(stats.counters.late_spans, 0, "not a late span of its trace");
+        assert_eq!(stats.counters.traces_judged, 1, "judged once");
         assert_eq!(live.take_logs().1, 0);
     }
 }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::engine::counters::Counters;
 use crate::engine::ratelimit::LogLimit;
 use crate::trace::projected::Trace;
 use crate::trace::{SpanId, TraceId};
@@ -77,40 +78,6 @@ pub struct CountedRule {
     pub skipped: bool,
     /// Whether it signalled.
     pub signalled: bool,
-}
-
-/// What the buffer has done so far.
-///
-/// The span counts add up: `spans_in = spans_accepted + duplicate_spans +
-/// late_spans_unjudged`, and every accepted span is judged with its trace (at least once).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Spans received.
-    pub spans_in: u64,
-    /// Spans received that were held and judged with their trace.
-    pub spans_accepted: u64,
-    /// Spans received again (same trace id and span id while the trace is held): counted
-    /// once, as OTLP exporters retry.
-    pub duplicate_spans: u64,
-    /// Distinct traces started.
-    pub traces_in: u64,
-    /// Times a trace was judged (a trace judged again after a late span counts twice).
-    pub traces_judged: u64,
-    /// Traces judged early under memory pressure.
-    pub traces_judged_early: u64,
-    /// Spans that arrived for a trace already judged.
-    pub late_spans: u64,
-    /// Late spans that arrived after the trace's spans were released, so could not be
-    /// judged with them (a subset of `late_spans`).
-    pub late_spans_unjudged: u64,
-    /// Traces held now (waiting, or kept after judging for late spans).
-    pub held_traces: u64,
-    /// Spans held now.
-    pub held_spans: u64,
-    /// Traces that grew past `max_spans` on their own: each was judged early on the spans
-    /// it had (with the batch that overflowed it), and its later spans are late and not
-    /// judged. The other traces held are left alone.
-    pub traces_oversized: u64,
 }
 
 /// Called with each trace to judge and what it was already counted for (to be extended
@@ -226,7 +193,7 @@ impl TraceBuffer {
         }
     }
 
-    /// The counters now.
+    /// The counters now (the buffer's fields; the others are left 0).
     pub fn counters(&self) -> Counters {
         Counters {
             spans_in: self.spans_in.load(Relaxed),
@@ -240,6 +207,7 @@ impl TraceBuffer {
             held_traces: self.held_traces.load(Relaxed) as u64,
             held_spans: self.held_spans.load(Relaxed) as u64,
             traces_oversized: self.traces_oversized.load(Relaxed),
+            ..Counters::default()
         }
     }
 

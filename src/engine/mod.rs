@@ -9,6 +9,7 @@
 //! * [`evidence`] is how often each rule held, by day, service and version (replay).
 
 pub mod buffer;
+pub mod counters;
 pub mod evidence;
 pub mod ratelimit;
 pub mod signal;
@@ -20,7 +21,8 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::engine::buffer::{BufferConfig, Counted, CountedRule, Counters, TraceBuffer};
+use crate::engine::buffer::{BufferConfig, Counted, CountedRule, TraceBuffer};
+pub use crate::engine::counters::Counters;
 use crate::engine::evidence::{Evidence, Group};
 use crate::engine::signal::{Mode, Signal};
 pub use crate::rules::ruleset::RuleCounts;
@@ -45,17 +47,11 @@ pub struct EngineConfig {
 /// Counters of the engine as a whole.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// The buffer's counters.
-    pub buffer: Counters,
-    /// Signals sent, by rule id.
-    pub signals_by_rule: BTreeMap<String, u64>,
-    /// Traces each rule applied to and was violated on, by rule id (rules that applied to
-    /// nothing yet are absent).
+    /// The counters: the buffer's and the engine's (a live session adds its own).
+    pub counters: Counters,
+    /// Traces each rule applied to, was violated on (its signals) and skipped, by rule id
+    /// (rules that applied to nothing yet are absent).
     pub rules: BTreeMap<String, RuleCounts>,
-    /// Traces not judged because they start outside the replay window.
-    pub traces_outside_window: u64,
-    /// Time spent judging, in nanoseconds.
-    pub eval_nanos: u64,
 }
 
 /// Rules, buffer and counters, safe to share between threads.
@@ -156,15 +152,13 @@ impl Engine {
             rules
         };
         Stats {
-            buffer: self.buffer.counters(),
-            signals_by_rule: rules
-                .iter()
-                .filter(|(_, c)| c.violated > 0)
-                .map(|(k, c)| (k.clone(), c.violated))
-                .collect(),
+            counters: Counters {
+                signals: rules.values().map(|c| c.violated).sum(),
+                eval_nanos: self.eval_nanos.load(Relaxed),
+                traces_outside_window: self.outside_window.load(Relaxed),
+                ..self.buffer.counters()
+            },
             rules,
-            traces_outside_window: self.outside_window.load(Relaxed),
-            eval_nanos: self.eval_nanos.load(Relaxed),
         }
     }
 
@@ -307,8 +301,8 @@ mod tests {
             e.tick(11 * S).is_empty(),
             "no duplicate for `pay`; `refund` holds (there is a charge)"
         );
-        assert_eq!(e.stats().buffer.late_spans, 1);
-        assert_eq!(e.stats().buffer.traces_judged, 2);
+        assert_eq!(e.stats().counters.late_spans, 1);
+        assert_eq!(e.stats().counters.traces_judged, 2);
 
         let e = engine();
         e.ingest(vec![frag(&["payment.refund"], 1)], 0);
@@ -320,7 +314,7 @@ mod tests {
             ["pay"],
             "only the rule that newly fires"
         );
-        assert_eq!(e.stats().signals_by_rule.values().sum::<u64>(), 2);
+        assert_eq!(e.stats().counters.signals, 2);
     }
 
     #[test]
@@ -357,7 +351,7 @@ mod tests {
             want(3, 1),
             "folded, not lost or doubled"
         );
-        assert_eq!(e.stats().signals_by_rule["pay"], 1);
+        assert_eq!(e.stats().rules["pay"].violated, 1);
     }
 
     #[test]
@@ -412,7 +406,7 @@ mod tests {
         other.trace_id = TraceId([4; 16]);
         assert!(e.ingest(vec![other], 0).is_empty(), "judged early: skipped");
         assert_eq!(e.stats().rules["pay"].skipped, 1);
-        assert_eq!(e.stats().buffer.traces_judged_early, 1);
+        assert_eq!(e.stats().counters.traces_judged_early, 1);
     }
 
     #[test]
@@ -433,7 +427,7 @@ mod tests {
         });
         let signals = e.shutdown();
         assert_eq!(signals.len(), 1000);
-        let b = e.stats().buffer;
+        let b = e.stats().counters;
         assert_eq!(
             (b.spans_in, b.traces_in, b.traces_judged, b.held_spans),
             (1000, 1000, 1000, 0)
@@ -453,6 +447,6 @@ mod tests {
         f.spans[0].start_unix_nano = 5;
         e.ingest(vec![f], 0);
         assert!(e.shutdown().is_empty());
-        assert_eq!(e.stats().traces_outside_window, 1);
+        assert_eq!(e.stats().counters.traces_outside_window, 1);
     }
 }

@@ -17,6 +17,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"runtime"
 	"strings"
 	"time"
@@ -52,19 +53,19 @@ type Options struct {
 	Spans bool
 }
 
-// Counters are the engine's own counts.
+// Counters are the engine's counts: the Go mirror of the engine's one counters struct
+// (src/engine/counters.rs, betrace_counters in ffi/betrace.h, where each field is
+// described), field for field in the same order, so that the engine writes it directly;
+// TestCountersMatchTheABI checks the layout by name.
 type Counters struct {
-	SpansIn, TracesIn, TracesJudged, TracesJudgedEarly  uint64
-	LateSpans, LateSpansUnjudged, HeldTraces, HeldSpans uint64
-	Signals, SignalsDropped, DecodeErrors, InvalidSpans uint64
-	EvalNanos, DuplicateSpans                           uint64
-	// OwnSpans are BeTrace's own violation spans that came back in, left alone.
-	OwnSpans uint64
-	// TracesOversized are traces that alone outgrew max_spans (judged early on what they had).
-	TracesOversized uint64
+	SpansIn, TracesIn, TracesJudged, TracesJudgedEarly   uint64
+	LateSpans, LateSpansUnjudged, HeldTraces, HeldSpans  uint64
+	Signals, SignalsDropped, DecodeErrors, InvalidSpans  uint64
+	EvalNanos, DuplicateSpans, OwnSpans, TracesOversized uint64
 	// Rules is how many rules are loaded; RulesDigest a stable hash of them (equal on
 	// replicas running the same rules); RuleChanges how often a reload changed them.
-	Rules, RulesDigest, RuleChanges uint64
+	Rules, RulesDigest, RuleChanges    uint64
+	SpansAccepted, TracesOutsideWindow uint64
 }
 
 // Engine is one BeTrace engine; its methods are safe for concurrent use, Close last.
@@ -221,18 +222,27 @@ func (e *Engine) TakeSpans() ([]byte, int, error) {
 
 // Counters reads the engine's counters.
 func (e *Engine) Counters() Counters {
-	var c C.betrace_counters
-	C.betrace_engine_counters(e.h, &c)
-	return Counters{
-		SpansIn: uint64(c.spans_in), TracesIn: uint64(c.traces_in), TracesJudged: uint64(c.traces_judged),
-		TracesJudgedEarly: uint64(c.traces_judged_early), LateSpans: uint64(c.late_spans),
-		LateSpansUnjudged: uint64(c.late_spans_unjudged), HeldTraces: uint64(c.held_traces), HeldSpans: uint64(c.held_spans),
-		Signals: uint64(c.signals), SignalsDropped: uint64(c.signals_dropped), DecodeErrors: uint64(c.decode_errors),
-		InvalidSpans: uint64(c.invalid_spans), EvalNanos: uint64(c.eval_nanos),
-		DuplicateSpans: uint64(c.duplicate_spans), OwnSpans: uint64(c.own_spans),
-		TracesOversized: uint64(c.traces_oversized), Rules: uint64(c.rules),
-		RulesDigest: uint64(c.rules_digest), RuleChanges: uint64(c.rule_changes),
+	var c Counters
+	// Counters has betrace_counters' layout (checked by TestCountersMatchTheABI).
+	C.betrace_engine_counters(e.h, (*C.betrace_counters)(unsafe.Pointer(&c)))
+	return c
+}
+
+// countersLayout lists betrace_counters' fields as the C compiler lays them out (name,
+// offset, size), for the test that checks Counters against it.
+func countersLayout() (fields []struct {
+	Name         string
+	Offset, Size uintptr
+}, size uintptr) {
+	t := reflect.TypeOf(C.betrace_counters{})
+	for i := range t.NumField() {
+		f := t.Field(i)
+		fields = append(fields, struct {
+			Name         string
+			Offset, Size uintptr
+		}{f.Name, f.Offset, f.Type.Size()})
 	}
+	return fields, t.Size()
 }
 
 // RuleCounts is how often one rule held: the traces it applied to (its `when` part held;

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -232,5 +234,65 @@ func TestRuleCountRecordsAreReadExactlyAndCutOnesRefused(t *testing.T) {
 	}
 	if got, err := parseRuleCounts(nil); err != nil || len(got) != 0 {
 		t.Errorf("no records: %v %v", got, err)
+	}
+}
+
+// TestCountersMatchTheABI checks that Counters is betrace_counters field for field (the
+// engine writes it directly): same names (CamelCase for snake_case), offsets and sizes.
+func TestCountersMatchTheABI(t *testing.T) {
+	cFields, cSize := countersLayout()
+	goType := reflect.TypeOf(Counters{})
+	if goType.Size() != cSize || goType.NumField() != len(cFields) {
+		t.Fatalf("Counters has %d fields in %d bytes, betrace_counters %d in %d", goType.NumField(), goType.Size(), len(cFields), cSize)
+	}
+	for i, c := range cFields {
+		f := goType.Field(i)
+		if snake(f.Name) != c.Name || f.Offset != c.Offset || f.Type.Size() != c.Size {
+			t.Errorf("field %d: Go %s at %d (%d bytes), C %s at %d (%d bytes)", i, f.Name, f.Offset, f.Type.Size(), c.Name, c.Offset, c.Size)
+		}
+	}
+}
+
+// snake is CamelCase as snake_case: SpansIn → spans_in.
+func snake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// TestCountersLandInTheirFields reads counts that differ from one another through the ABI.
+func TestCountersLandInTheirFields(t *testing.T) {
+	e := newEngine(t, Options{Logs: true})
+	if err := e.Ingest(batch(t, 1, 2, "payment.charge"), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Ingest(batch(t, 1, 2, "payment.charge"), t0); err != nil { // re-sent
+		t.Fatal(err)
+	}
+	if err := e.Ingest(batch(t, 3, 4, "inventory.reserve"), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Ingest([]byte{0xff, 0xff}, t0); err == nil {
+		t.Fatal("a broken batch is refused")
+	}
+	if err := e.Tick(t0.Add(7 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c := e.Counters()
+	want := Counters{
+		SpansIn: 3, TracesIn: 2, TracesJudged: 2, HeldTraces: c.HeldTraces, HeldSpans: c.HeldSpans,
+		Signals: 1, DecodeErrors: 1, EvalNanos: c.EvalNanos, DuplicateSpans: 1, Rules: 1,
+		RulesDigest: c.RulesDigest, SpansAccepted: 2,
+	}
+	if c != want || c.RulesDigest == 0 {
+		t.Errorf("counters\n got %+v\nwant %+v", c, want)
 	}
 }
