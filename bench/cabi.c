@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
       const uint8_t *p = file + at;
       size_t len = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
       if (size - at - 4 < len) die("truncated message in", argv[f]);
-      check(betrace_engine_ingest(engine, p + 4, len, now, &err), &err, "betrace_engine_ingest");
+      check(betrace_engine_ingest(engine, 0, p + 4, len, now, &err), &err, "betrace_engine_ingest");
       check(betrace_engine_tick(engine, now, &err), &err, "betrace_engine_tick");
       signals += take_logs(engine, &err);
       now += step;

@@ -44,7 +44,7 @@ fn live_path(c: &mut Criterion) {
             b.iter_batched(
                 || Live::new(files.clone(), BufferConfig::default(), Outputs::default()).unwrap(),
                 |live| {
-                    live.ingest(black_box(bytes), 0).unwrap();
+                    live.ingest(black_box(bytes), 0, 0).unwrap();
                     live.tick(HOUR);
                     black_box(live.take_logs());
                     live
@@ -81,6 +81,7 @@ fn live_path(c: &mut Criterion) {
                         assert_eq!(
                             betrace_engine_ingest(
                                 h.0,
+                                0,
                                 bytes.as_ptr(),
                                 bytes.len(),
                                 0,

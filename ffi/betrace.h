@@ -187,10 +187,17 @@ int32_t betrace_engine_set_rules(const struct betrace_engine *engine,
 // Ingests one protobuf `ExportTraceServiceRequest`. `now_unix_nano` is the caller's clock.
 // The bytes are not kept.
 //
+// `feed` says which of the host's inputs the batch came in through, 0 to 63 (0 for a host
+// with one input): when several inputs share an engine — a collector processor listed in
+// several pipelines — a trace's spans from all of them are judged together, and its
+// violation span is taken by every feed that carried spans of it
+// (`betrace_engine_take_spans`). A larger feed is an invalid argument.
+//
 // # Safety
 // `engine` is a live handle; `data` points to `len` readable bytes; `error_out` is NULL or
 // writable.
 int32_t betrace_engine_ingest(const struct betrace_engine *engine,
+                              uint32_t feed,
                               const uint8_t *data,
                               size_t len,
                               uint64_t now_unix_nano,
@@ -224,12 +231,16 @@ int32_t betrace_engine_take_logs(const struct betrace_engine *engine,
                                  uint64_t *count_out,
                                  struct betrace_buf *error_out);
 
-// Takes the waiting violation spans as a protobuf `ExportTraceServiceRequest` in
-// `*spans_out` (empty unless `BETRACE_OUTPUT_SPANS` was asked for), and their number.
+// Takes the waiting violation spans of the traces `feed` carried (see
+// `betrace_engine_ingest`) as a protobuf `ExportTraceServiceRequest` in `*spans_out`
+// (empty unless `BETRACE_OUTPUT_SPANS` was asked for), and their number. A violation span
+// waits until every feed that carried its trace has taken it; past the pending bound the
+// oldest are dropped and counted, like log records.
 //
 // # Safety
 // As `betrace_engine_take_logs`.
 int32_t betrace_engine_take_spans(const struct betrace_engine *engine,
+                                  uint32_t feed,
                                   struct betrace_buf *spans_out,
                                   uint64_t *count_out,
                                   struct betrace_buf *error_out);

@@ -213,7 +213,7 @@ static betrace_source source(const char *name, const char *text) {
 
 static int ingest(betrace_engine *e, pb req, uint64_t now) {
   betrace_buf err = {0};
-  int rc = betrace_engine_ingest(e, req.p, req.len, now, &err);
+  int rc = betrace_engine_ingest(e, 0, req.p, req.len, now, &err);
   if (rc != BETRACE_OK) fprintf(stderr, "ingest: %d %s\n", rc, err.ptr ? (const char *)err.ptr : "");
   betrace_buf_free(&err);
   free(req.p);
@@ -327,7 +327,7 @@ static void test_threads(betrace_engine *e) {
   uint8_t trace[16] = {9};
   betrace_buf err = {0};
   pb late = one_span(trace, 1, 0, "shop", "x", 0, NULL, NULL);
-  CHECK(betrace_engine_ingest(e, late.p, late.len, 12 * SEC, &err) == BETRACE_ERR_SHUT_DOWN, "no ingest after shutdown");
+  CHECK(betrace_engine_ingest(e, 0, late.p, late.len, 12 * SEC, &err) == BETRACE_ERR_SHUT_DOWN, "no ingest after shutdown");
   CHECK(err.ptr && strstr((const char *)err.ptr, "shut down"), "message says so");
   betrace_buf_free(&err);
   free(late.p);
@@ -336,15 +336,24 @@ static void test_threads(betrace_engine *e) {
 static void test_bad_input(betrace_engine *e) {
   betrace_buf err = {0};
   const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x34};
-  CHECK(betrace_engine_ingest(e, garbage, sizeof garbage, 0, &err) == BETRACE_ERR_DECODE, "garbage is a decode error");
+  CHECK(betrace_engine_ingest(e, 0, garbage, sizeof garbage, 0, &err) == BETRACE_ERR_DECODE, "garbage is a decode error");
   CHECK(err.ptr && err.len > 0 && strstr((const char *)err.ptr, "protobuf"), "with a message");
   betrace_buf_free(&err);
-  CHECK(betrace_engine_ingest(e, NULL, 10, 0, &err) == BETRACE_ERR_INVALID_ARGUMENT, "NULL data with a length");
+  CHECK(betrace_engine_ingest(e, 0, NULL, 10, 0, &err) == BETRACE_ERR_INVALID_ARGUMENT, "NULL data with a length");
   betrace_buf_free(&err);
-  CHECK(betrace_engine_ingest(e, NULL, 0, 0, NULL) == BETRACE_OK, "an empty batch is fine");
-  CHECK(betrace_engine_ingest(NULL, garbage, sizeof garbage, 0, &err) == BETRACE_ERR_INVALID_ARGUMENT, "NULL engine");
+  CHECK(betrace_engine_ingest(e, 0, NULL, 0, 0, NULL) == BETRACE_OK, "an empty batch is fine");
+  CHECK(betrace_engine_ingest(NULL, 0, garbage, sizeof garbage, 0, &err) == BETRACE_ERR_INVALID_ARGUMENT, "NULL engine");
   CHECK(err.ptr && strstr((const char *)err.ptr, "engine is NULL"), "says which");
   betrace_buf_free(&err);
+  pb req = one_span((const uint8_t *)"0123456789abcdef", 1, 0, "shop", "checkout", 0, NULL, NULL);
+  CHECK(betrace_engine_ingest(e, 64, req.p, req.len, 0, &err) == BETRACE_ERR_INVALID_ARGUMENT, "feed 64 is out of range");
+  CHECK(err.ptr && strstr((const char *)err.ptr, "feed 64"), "says which feed");
+  betrace_buf_free(&err);
+  free(req.p);
+  betrace_buf spans = {0};
+  uint64_t n = 99;
+  CHECK(betrace_engine_take_spans(e, 64, &spans, &n, NULL) == BETRACE_OK && n == 0, "no spans for a feed out of range");
+  betrace_buf_free(&spans);
   CHECK(betrace_engine_take_logs(e, NULL, NULL, NULL) == BETRACE_ERR_INVALID_ARGUMENT, "NULL out pointer");
   CHECK(betrace_engine_counters(e, NULL) == BETRACE_ERR_INVALID_ARGUMENT, "NULL counters");
 
@@ -390,7 +399,7 @@ static void test_bad_span_and_absurd_clock(void) {
   pb_msg(&rs, 2, &scope);
   pb_msg(&req, 1, &rs);
   betrace_buf err = {0};
-  CHECK(betrace_engine_ingest(e, req.p, req.len, UINT64_MAX - SEC, &err) == BETRACE_OK,
+  CHECK(betrace_engine_ingest(e, 0, req.p, req.len, UINT64_MAX - SEC, &err) == BETRACE_OK,
         "a request with one bad span is accepted: %s", err.ptr ? (const char *)err.ptr : "");
   betrace_buf_free(&err);
   free(req.p);

@@ -189,6 +189,7 @@ fn the_live_engine_through_the_c_abi_signals_exactly_what_replay_does() {
             assert_eq!(
                 betrace_engine_ingest(
                     engine,
+                    0,
                     bytes.as_ptr(),
                     bytes.len(),
                     clock,

@@ -199,25 +199,25 @@ fn engine(
     let mut now = 1_000_000_000u64;
     let (mut batches, mut signals) = (0usize, 0usize);
     frames::for_each(inputs, |m| {
-        live.ingest(m, now)?;
+        live.ingest(m, 0, now)?;
         live.tick(now);
         signals += live.take_logs().1;
         now += step;
         batches += 1;
         Ok(())
     })?;
-    let held_spans = live.stats().engine.buffer.held_spans;
+    let held_spans = live.stats().counters.held_spans;
     let peak_kb = status_kb("VmHWM:");
     live.shutdown(now);
     signals += live.take_logs().1;
     let stats = live.stats();
     let mut report = serde_json::json!({
         "batches": batches,
-        "spans": stats.engine.buffer.spans_in,
+        "spans": stats.counters.spans_in,
         "signals": signals,
-        "decode_errors": stats.decode_errors,
+        "decode_errors": stats.counters.decode_errors,
         "held_spans": held_spans,
-        "traces": stats.engine.buffer.traces_in,
+        "traces": stats.counters.traces_in,
         "rss_after_rules_kb": rss_after_rules_kb,
         "peak_rss_kb_before_shutdown": peak_kb,
     });

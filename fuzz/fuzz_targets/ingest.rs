@@ -35,19 +35,23 @@ fn engine() -> *mut betrace_engine {
 fuzz_target!(|data: &[u8]| {
     let e = engine();
     let now = data.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) % 10_000).unwrap_or(0);
+    // Two feeds, as a processor shared by two pipelines has.
+    let feed = u32::from(data.get(8).copied().unwrap_or(0) & 1);
     let mut err = betrace_buf { ptr: std::ptr::null_mut(), len: 0 };
     let mut out = betrace_buf { ptr: std::ptr::null_mut(), len: 0 };
     // SAFETY: `e` is a live handle never freed; `data` is valid for its length for the call;
     // every out-pointer is a live local; each returned buffer is freed exactly once.
     unsafe {
-        let rc = betrace_engine_ingest(e, data.as_ptr(), data.len(), now, &mut err);
+        let rc = betrace_engine_ingest(e, feed, data.as_ptr(), data.len(), now, &mut err);
         assert!(rc == BETRACE_OK || rc == BETRACE_ERR_DECODE, "unexpected status {rc}");
         betrace_buf_free(&mut err);
         assert_eq!(betrace_engine_tick(e, now + 2_000, &mut err), BETRACE_OK);
         betrace_buf_free(&mut err);
         assert_eq!(betrace_engine_take_logs(e, &mut out, std::ptr::null_mut(), &mut err), BETRACE_OK);
         betrace_buf_free(&mut out);
-        assert_eq!(betrace_engine_take_spans(e, &mut out, std::ptr::null_mut(), &mut err), BETRACE_OK);
-        betrace_buf_free(&mut out);
+        for feed in 0..2 {
+            assert_eq!(betrace_engine_take_spans(e, feed, &mut out, std::ptr::null_mut(), &mut err), BETRACE_OK);
+            betrace_buf_free(&mut out);
+        }
     }
 });

@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
         },
     );
     let _ = engine.shutdown();
-    let c = engine.stats().buffer;
+    let c = engine.stats().counters;
     assert_eq!(c.spans_in, c.spans_accepted + c.duplicate_spans + c.late_spans_unjudged, "{c:?}");
     assert_eq!((c.held_traces, c.held_spans), (0, 0));
 });

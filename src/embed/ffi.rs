@@ -249,6 +249,7 @@ fn live_error(e: LiveError) -> Failure {
         LiveError::Rules(_) | LiveError::NoRules => BETRACE_ERR_RULES,
         LiveError::Decode(_) => BETRACE_ERR_DECODE,
         LiveError::ShutDown => BETRACE_ERR_SHUT_DOWN,
+        LiveError::Feed(_) => BETRACE_ERR_INVALID_ARGUMENT,
     };
     (code, e.to_string())
 }
@@ -356,12 +357,19 @@ pub unsafe extern "C" fn betrace_engine_set_rules(
 /// Ingests one protobuf `ExportTraceServiceRequest`. `now_unix_nano` is the caller's clock.
 /// The bytes are not kept.
 ///
+/// `feed` says which of the host's inputs the batch came in through, 0 to 63 (0 for a host
+/// with one input): when several inputs share an engine — a collector processor listed in
+/// several pipelines — a trace's spans from all of them are judged together, and its
+/// violation span is taken by every feed that carried spans of it
+/// (`betrace_engine_take_spans`). A larger feed is an invalid argument.
+///
 /// # Safety
 /// `engine` is a live handle; `data` points to `len` readable bytes; `error_out` is NULL or
 /// writable.
 #[no_mangle]
 pub unsafe extern "C" fn betrace_engine_ingest(
     engine: *const betrace_engine,
+    feed: u32,
     data: *const u8,
     len: usize,
     now_unix_nano: u64,
@@ -371,7 +379,7 @@ pub unsafe extern "C" fn betrace_engine_ingest(
         let e = self::engine(engine)?;
         let _log = e.log.enter();
         e.live
-            .ingest(bytes(data, len, "data")?, now_unix_nano)
+            .ingest(bytes(data, len, "data")?, feed, now_unix_nano)
             .map_err(live_error)
     })
 }
@@ -429,19 +437,25 @@ pub unsafe extern "C" fn betrace_engine_take_logs(
     take(engine, logs_out, count_out, error_out, Live::take_logs)
 }
 
-/// Takes the waiting violation spans as a protobuf `ExportTraceServiceRequest` in
-/// `*spans_out` (empty unless `BETRACE_OUTPUT_SPANS` was asked for), and their number.
+/// Takes the waiting violation spans of the traces `feed` carried (see
+/// `betrace_engine_ingest`) as a protobuf `ExportTraceServiceRequest` in `*spans_out`
+/// (empty unless `BETRACE_OUTPUT_SPANS` was asked for), and their number. A violation span
+/// waits until every feed that carried its trace has taken it; past the pending bound the
+/// oldest are dropped and counted, like log records.
 ///
 /// # Safety
 /// As `betrace_engine_take_logs`.
 #[no_mangle]
 pub unsafe extern "C" fn betrace_engine_take_spans(
     engine: *const betrace_engine,
+    feed: u32,
     spans_out: *mut betrace_buf,
     count_out: *mut u64,
     error_out: *mut betrace_buf,
 ) -> i32 {
-    take(engine, spans_out, count_out, error_out, Live::take_spans)
+    take(engine, spans_out, count_out, error_out, |live| {
+        live.take_spans(feed)
+    })
 }
 
 /// Hands one of the engine's queues to the caller as bytes and a count.
@@ -450,7 +464,7 @@ fn take(
     out: *mut betrace_buf,
     count_out: *mut u64,
     error_out: *mut betrace_buf,
-    queue: fn(&Live) -> (Vec<u8>, usize),
+    queue: impl FnOnce(&Live) -> (Vec<u8>, usize),
 ) -> i32 {
     guard(error_out, || {
         let e = self::engine(engine)?;

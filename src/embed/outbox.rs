@@ -37,6 +37,36 @@ impl Outbox {
         self.queue.lock().drain(..).collect()
     }
 
+    /// Takes the waiting signals of the traces feed `feed` carried
+    /// ([`crate::engine::signal::Signal::feeds`]), oldest first. A signal stays until every
+    /// feed that carried its trace has taken it.
+    pub fn take_feed(&self, feed: u32) -> Vec<Detected> {
+        let bit = 1u64 << feed;
+        let mut q = self.queue.lock();
+        if q.iter().all(|d| d.signal.feeds == bit) {
+            return q.drain(..).collect();
+        }
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(q.len());
+        for mut d in q.drain(..) {
+            if d.signal.feeds & bit == 0 {
+                kept.push_back(d);
+                continue;
+            }
+            d.signal.feeds &= !bit;
+            if d.signal.feeds == 0 {
+                taken.push(d);
+            } else {
+                let mut copy = d.clone();
+                copy.signal.feeds = bit;
+                taken.push(copy);
+                kept.push_back(d);
+            }
+        }
+        *q = kept;
+        taken
+    }
+
     /// Signals dropped so far because nobody took them.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Relaxed)

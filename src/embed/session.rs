@@ -50,7 +50,13 @@ pub enum LiveError {
     /// The engine was shut down.
     #[error("the engine is shut down")]
     ShutDown,
+    /// A feed number past [`MAX_FEEDS`].
+    #[error("feed {0} is out of range: feeds are numbered 0 to 63")]
+    Feed(u32),
 }
+
+/// How many inputs may share one engine ([`Live::ingest`]'s `feed`).
+pub const MAX_FEEDS: u32 = 64;
 
 /// The digest of rule files as given (names and texts, in order): a reload of the same
 /// files is recognised without loading them.
@@ -168,8 +174,13 @@ impl Live {
         Ok(true)
     }
 
-    /// Ingests one OTLP `ExportTraceServiceRequest`.
-    pub fn ingest(&self, bytes: &[u8], now: u64) -> Result<(), LiveError> {
+    /// Ingests one OTLP `ExportTraceServiceRequest` that came in through `feed` (below
+    /// [`MAX_FEEDS`]; 0 for a host with one input): the violation spans of a trace are
+    /// taken by every feed that carried spans of it ([`Live::take_spans`]).
+    pub fn ingest(&self, bytes: &[u8], feed: u32, now: u64) -> Result<(), LiveError> {
+        if feed >= MAX_FEEDS {
+            return Err(LiveError::Feed(feed));
+        }
         if self.shut_down.load(Relaxed) {
             return Err(LiveError::ShutDown);
         }
@@ -194,7 +205,9 @@ impl Live {
                 );
             }
         }
-        let signals = self.engine.ingest(batch.fragments, now);
+        let mut fragments = batch.fragments;
+        fragments.iter_mut().for_each(|f| f.feeds = 1 << feed);
+        let signals = self.engine.ingest(fragments, now);
         self.queue(signals, now);
         Ok(())
     }
@@ -240,9 +253,14 @@ impl Live {
         (encode::logs_request(&taken).encode_to_vec(), taken.len())
     }
 
-    /// Takes the waiting violation spans as `ExportTraceServiceRequest` bytes, and how many.
-    pub fn take_spans(&self) -> (Vec<u8>, usize) {
-        let taken = self.spans.take();
+    /// Takes the waiting violation spans of the traces `feed` carried as
+    /// `ExportTraceServiceRequest` bytes, and how many (none for a feed past
+    /// [`MAX_FEEDS`]).
+    pub fn take_spans(&self, feed: u32) -> (Vec<u8>, usize) {
+        if feed >= MAX_FEEDS {
+            return (Vec::new(), 0);
+        }
+        let taken = self.spans.take_feed(feed);
         if taken.is_empty() {
             return (Vec::new(), 0);
         }
@@ -302,6 +320,64 @@ mod tests {
         data.encode_to_vec()
     }
 
+    /// Two feeds share one engine (a processor listed in two pipelines): a trace whose
+    /// spans come in through both is judged once, whole, and its violation span goes to
+    /// every feed that carried part of it; log records are not split by feed.
+    #[test]
+    fn a_trace_over_two_feeds_is_judged_whole_and_its_violation_span_follows_it() {
+        let live = Live::new(
+            one(RULES),
+            BufferConfig::default(),
+            Outputs {
+                logs: true,
+                spans: true,
+            },
+        )
+        .unwrap();
+        // Trace 1 only on feed 1, trace 2 only on feed 0, trace 4 over both.
+        live.ingest(&batch(1, &["payment.charge"]), 1, 0).unwrap();
+        live.ingest(&batch(2, &["payment.charge"]), 0, 0).unwrap();
+        live.ingest(&batch(4, &["payment.charge"]), 1, 0).unwrap();
+        live.ingest(&batch(4, &["checkout"]), 0, S).unwrap();
+        // Trace 3: `inventory.reserve` comes through feed 0 and keeps the charge that came
+        // through feed 1 from violating (judged whole, not per feed).
+        live.ingest(&batch(3, &["payment.charge"]), 1, S).unwrap();
+        live.ingest(&batch(3, &["inventory.reserve"]), 0, S)
+            .unwrap();
+        // Trace 5: the same spans through both feeds (one receiver in both pipelines).
+        let same = batch(5, &["payment.charge"]);
+        live.ingest(&same, 0, S).unwrap();
+        live.ingest(&same, 1, S).unwrap();
+        assert_eq!(
+            live.ingest(&same, MAX_FEEDS, S).unwrap_err().to_string(),
+            "feed 64 is out of range: feeds are numbered 0 to 63"
+        );
+        live.tick(10 * S);
+        let trace_ids = |bytes: Vec<u8>| -> Vec<u8> {
+            let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+            let mut ids: Vec<u8> = req
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+                .map(|s| s.trace_id[0])
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(trace_ids(live.take_spans(1).0), [1, 4, 5]);
+        assert_eq!(trace_ids(live.take_spans(0).0), [2, 4, 5]);
+        assert_eq!(live.take_spans(1).1 + live.take_spans(0).1, 0, "taken once");
+        assert_eq!(live.take_spans(MAX_FEEDS).1, 0);
+        assert_eq!(
+            live.take_logs().1,
+            4,
+            "one log record a violation, whatever the feeds"
+        );
+        let c = live.stats().counters;
+        assert_eq!((c.traces_judged, c.duplicate_spans), (5, 1));
+    }
+
     #[test]
     fn a_violation_split_over_two_batches_comes_out_once_as_a_log_record() {
         let live = Live::new(
@@ -313,8 +389,8 @@ mod tests {
             },
         )
         .unwrap();
-        live.ingest(&batch(1, &["checkout"]), 0).unwrap();
-        live.ingest(&batch(1, &["payment.charge"]), S).unwrap();
+        live.ingest(&batch(1, &["checkout"]), 0, 0).unwrap();
+        live.ingest(&batch(1, &["payment.charge"]), 0, S).unwrap();
         live.tick(3 * S);
         assert_eq!(live.take_logs().1, 0, "not yet idle");
         live.tick(6 * S);
@@ -324,7 +400,7 @@ mod tests {
         let rec = &req.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(rec.trace_id[0], 1);
         assert_eq!(rec.observed_time_unix_nano, 6 * S);
-        let (spans, n) = live.take_spans();
+        let (spans, n) = live.take_spans(0);
         assert_eq!(n, 1);
         assert_eq!(
             ExportTraceServiceRequest::decode(spans.as_slice())
@@ -341,15 +417,15 @@ mod tests {
     #[test]
     fn shutdown_delivers_held_traces_and_refuses_more() {
         let live = Live::new(one(RULES), BufferConfig::default(), Outputs::default()).unwrap();
-        live.ingest(&batch(2, &["payment.charge"]), 0).unwrap();
+        live.ingest(&batch(2, &["payment.charge"]), 0, 0).unwrap();
         live.shutdown(1);
         assert_eq!(live.take_logs().1, 1);
         assert!(matches!(
-            live.ingest(&batch(3, &["x"]), 2),
+            live.ingest(&batch(3, &["x"]), 0, 2),
             Err(LiveError::ShutDown)
         ));
         assert_eq!(
-            live.take_spans().1,
+            live.take_spans(0).1,
             0,
             "spans are not an output unless asked for"
         );
@@ -362,12 +438,12 @@ mod tests {
         );
         let live = Live::new(one(RULES), BufferConfig::default(), Outputs::default()).unwrap();
         assert!(matches!(
-            live.ingest(b"\xff\xff\xff garbage", 0),
+            live.ingest(b"\xff\xff\xff garbage", 0, 0),
             Err(LiveError::Decode(_))
         ));
         assert_eq!(live.stats().counters.decode_errors, 1);
         assert!(live.set_rules(one("rules: [")).is_err());
-        live.ingest(&batch(4, &["payment.charge"]), 0).unwrap();
+        live.ingest(&batch(4, &["payment.charge"]), 0, 0).unwrap();
         live.shutdown(1);
         assert_eq!(live.take_logs().1, 1, "the old rules kept running");
     }
@@ -419,10 +495,10 @@ mod tests {
             data.encode_to_vec()
         };
         let logged = events_during(|| {
-            live.ingest(&with_bad(5), S).unwrap();
-            live.ingest(&with_bad(6), 2 * S).unwrap();
-            live.ingest(&with_bad(7), 9 * S).unwrap();
-            live.ingest(&with_bad(8), 12 * S).unwrap();
+            live.ingest(&with_bad(5), 0, S).unwrap();
+            live.ingest(&with_bad(6), 0, 2 * S).unwrap();
+            live.ingest(&with_bad(7), 0, 9 * S).unwrap();
+            live.ingest(&with_bad(8), 0, 12 * S).unwrap();
         });
         let ours: Vec<_> = logged
             .iter()
@@ -486,12 +562,12 @@ mod tests {
             spans: true,
         };
         let live = Live::new(one(RULES), BufferConfig::default(), outputs).unwrap();
-        live.ingest(&batch(9, &["payment.charge"]), 0).unwrap();
+        live.ingest(&batch(9, &["payment.charge"]), 0, 0).unwrap();
         live.tick(10 * S);
-        let (spans, n) = live.take_spans();
+        let (spans, n) = live.take_spans(0);
         assert_eq!(n, 1);
         assert_eq!(live.take_logs().1, 1);
-        live.ingest(&spans, 11 * S).unwrap();
+        live.ingest(&spans, 0, 11 * S).unwrap();
         live.shutdown(30 * S);
         let stats = live.stats();
         assert_eq!(stats.counters.own_spans, 1);

@@ -299,6 +299,9 @@ impl TraceBuffer {
                 let version = shard.bump();
                 let entry = shard.entries.get_mut(&id).expect("held");
                 let mut held = entry.held.lock();
+                // A feed whose spans all came in already (two pipelines fed the same spans)
+                // still carried the trace.
+                held.trace.feeds |= frag.feeds;
                 let dups = frag.spans.len() - new_spans;
                 if dups > 0 {
                     let seen = &entry.seen;

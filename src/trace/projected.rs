@@ -172,6 +172,10 @@ pub struct Trace {
     pub trace_id: TraceId,
     /// Spans, in arrival order.
     pub spans: Vec<Span>,
+    /// The host's inputs that brought spans of this trace, one bit each (feed `n` is bit
+    /// `n`): a processor listed in several pipelines shares one engine, and a trace's
+    /// violation span goes down every pipeline that carried part of it.
+    pub feeds: u64,
     attrs: Vec<Attr>,
     resources: Vec<Arc<Resource>>,
     text: String,
@@ -234,6 +238,7 @@ impl Trace {
         Trace {
             trace_id,
             spans: Vec::new(),
+            feeds: 0,
             attrs: Vec::new(),
             resources: Vec::new(),
             text: String::new(),
@@ -472,6 +477,7 @@ impl Trace {
     /// dropped, ones only it reads are absent.
     pub fn reproject(&self, to: &Arc<Projection>) -> Trace {
         let mut t = Trace::new(self.trace_id, to.clone());
+        t.feeds = self.feeds;
         t.resources = self.resources.clone();
         for s in &self.spans {
             t.push_from(self, s, s.resource);
@@ -503,6 +509,7 @@ impl Trace {
     /// decoded for different projections (a reload between them), both are keyed for the
     /// newer one first.
     pub fn append(&mut self, mut frag: Trace) {
+        self.feeds |= frag.feeds;
         if !Arc::ptr_eq(&self.projection, &frag.projection) {
             if frag.projection.is_newer_than(&self.projection) {
                 *self = self.reproject(&frag.projection);

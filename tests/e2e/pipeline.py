@@ -9,7 +9,10 @@ go-shim/builder-config.yaml), as a platform engineer would meet it:
 4. one trace larger than max_spans: judged early on what it had, counted and logged with
    its trace id, while the other traces held are left alone;
 5. a configuration that would silently misbehave (`rules` and `rules_inline` together,
-   max_trace_age below trace_idle_timeout): the collector refuses to start, saying why.
+   max_trace_age below trace_idle_timeout): the collector refuses to start, saying why;
+6. the processor listed in two pipelines whose receivers split a trace: one engine judges
+   each trace whole (no false alarm for a reservation that came the other way) and each
+   violation span goes down every pipeline that carried part of its trace.
 
 usage: pipeline.py COLLECTOR_BINARY OUT_DIR"""
 
@@ -47,18 +50,18 @@ def span(trace_id, span_id, name, parent=""):
             "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 1000)}
 
 
-def send(spans):
+def send(spans, port=4318):
     body = json.dumps({"resourceSpans": [{"resource": {"attributes": [
         {"key": "service.name", "value": {"stringValue": "pipeline-probe"}}]},
         "scopeSpans": [{"spans": spans}]}]}).encode()
-    req = urllib.request.Request("http://127.0.0.1:4318/v1/traces", body, {"Content-Type": "application/json"})
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces", body, {"Content-Type": "application/json"})
     urllib.request.urlopen(req, timeout=10).read()
 
 
 def metrics():
     text = urllib.request.urlopen("http://127.0.0.1:8888/metrics", timeout=5).read().decode()
     values = {}
-    for m in re.finditer(r'^(otelcol_connector_betrace_[a-z_]+?)(?:_total)?(?:\{[^}]*\})? ([0-9.e+]+)$', text, re.M):
+    for m in re.finditer(r'^(otelcol_(?:connector|processor)_betrace_[a-z_]+?)(?:_total)?(?:\{[^}]*\})? ([0-9.e+]+)$', text, re.M):
         values[m.group(1)] = values.get(m.group(1), 0) + float(m.group(2))
     return values
 
@@ -338,8 +341,81 @@ service:
     print("pipeline: `rules` with `rules_inline`, and max_trace_age below the idle timeout: checked at start")
 
 
+def violation_traces(path):
+    """The trace ids of the violation spans in a file exporter's traces output."""
+    found = []
+    if not os.path.exists(path):
+        return found
+    for line in open(path):
+        for rs in json.loads(line).get("resourceSpans", []):
+            for ss in rs.get("scopeSpans", []):
+                found += [sp["traceId"] for sp in ss.get("spans", []) if sp["name"] == "betrace.violation"]
+    return sorted(found)
+
+
+def two_pipelines(binary, out, problems):
+    files = {p: os.path.join(out, f"pipeline-two-{p}.jsonl") for p in "ab"}
+    for f in files.values():
+        if os.path.exists(f):
+            os.remove(f)
+    c = Collector(binary, out, "two", f"""
+receivers:
+  otlp/a:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:4318
+  otlp/b:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:4319
+processors:
+  betrace:
+    rules_inline: |
+{indent(RULES, 6)}
+    trace_idle_timeout: 300ms
+    max_trace_age: 10s
+    emit_violation_spans: true
+exporters:
+  file/a:
+    path: {files["a"]}
+    flush_interval: 100ms
+  file/b:
+    path: {files["b"]}
+    flush_interval: 100ms
+service:{TELEMETRY}
+  pipelines:
+    traces/a:
+      receivers: [otlp/a]
+      processors: [betrace]
+      exporters: [file/a]
+    traces/b:
+      receivers: [otlp/b]
+      processors: [betrace]
+      exporters: [file/b]
+""")
+    c.wait_listening()
+    send([span(tid(0x7001), sid(1), "payment.charge")], 4318)     # only through a
+    send([span(tid(0x7002), sid(1), "payment.charge")], 4319)     # only through b
+    send([span(tid(0x7003), sid(1), "payment.charge")], 4318)     # split, reserved through b:
+    send([span(tid(0x7003), sid(2), "inventory.reserve", sid(1))], 4319)  # no violation
+    send([span(tid(0x7004), sid(1), "payment.charge")], 4318)     # split, no reservation:
+    send([span(tid(0x7004), sid(2), "checkout", sid(1))], 4319)   # a violation in both
+    time.sleep(1.5)
+    m = metrics()
+    took, code = c.stop()
+    got = {p: violation_traces(f) for p, f in files.items()}
+    want = {"a": [tid(0x7001), tid(0x7004)], "b": [tid(0x7002), tid(0x7004)]}
+    check(problems, got == want, f"two pipelines: violation spans {got}, want {want}")
+    judged = m.get("otelcol_processor_betrace_traces_judged", 0)
+    check(problems, judged == 4, f"two pipelines: {judged} traces judged, want 4 (one engine, each trace once)")
+    check(problems, code == 0, f"two pipelines: exit {code}")
+    print(f"pipeline: the processor in two pipelines that split traces: {judged:.0f} traces judged by one engine, "
+          f"violation spans {len(got['a'])} down a and {len(got['b'])} down b (want 2 and 2, none for the trace reserved the other way)")
+
+
 def main(binary, out):
     problems = []
+    two_pipelines(binary, out, problems)
     stalled_exporter(binary, out, problems)
     own_spans(binary, out, problems)
     limits_and_ids(binary, out, problems)

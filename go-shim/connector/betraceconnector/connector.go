@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -22,12 +23,20 @@ type tracesToLogs struct {
 }
 
 // Start loads the rules; a rule error fails the collector's start with its message.
-func (c *tracesToLogs) Start(_ context.Context, host component.Host) error {
+// The connector is one instance however many pipelines it joins (the collector fans
+// their traces into it), so its engine is its own.
+func (c *tracesToLogs) Start(ctx context.Context, host component.Host) error {
 	tel, err := telemetry(c.set.TelemetrySettings)
 	if err != nil {
 		return err
 	}
-	r, err := engine.Start(c.cfg.Config, c.set.TelemetrySettings, host, tel, betrace.Options{Logs: true}, c.deliver)
+	r, err := engine.Start(ctx, c.cfg.Config, engine.Settings{
+		Telemetry:   c.set.TelemetrySettings,
+		Instruments: tel,
+		Report:      func(ev *componentstatus.Event) { componentstatus.ReportStatus(host, ev) },
+		Outputs:     betrace.Options{Logs: true},
+		Deliver:     c.deliver,
+	})
 	if err != nil {
 		return err
 	}
@@ -35,11 +44,8 @@ func (c *tracesToLogs) Start(_ context.Context, host component.Host) error {
 	return nil
 }
 
-func (c *tracesToLogs) deliver(ctx context.Context, logs, _ []byte) error {
-	if len(logs) == 0 {
-		return nil
-	}
-	ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(logs)
+func (c *tracesToLogs) deliver(ctx context.Context, o engine.Outgoing) error {
+	ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(o.Logs)
 	if err != nil {
 		return err
 	}
@@ -62,7 +68,7 @@ func (c *tracesToLogs) Capabilities() consumer.Capabilities {
 func (c *tracesToLogs) ConsumeTraces(_ context.Context, td ptrace.Traces) error {
 	// A batch the engine cannot take is logged and counted, not failed: the traces
 	// pipeline must not retry or drop spans because of BeTrace.
-	if err := c.runner.Ingest(td); err != nil {
+	if err := c.runner.Ingest(0, td); err != nil {
 		c.set.Logger.Warn("betrace: batch not judged", zap.Error(err))
 	}
 	return nil

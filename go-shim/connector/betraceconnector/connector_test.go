@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 	"go.opentelemetry.io/collector/connector/connectortest"
+	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/betracehq/betrace/go-shim/connector/betraceconnector/internal/metadata"
 	"github.com/betracehq/betrace/go-shim/connector/betraceconnector/internal/metadatatest"
+	"github.com/betracehq/betrace/go-shim/internal/engine"
 	"github.com/betracehq/betrace/go-shim/internal/testtraces"
 )
 
@@ -62,16 +64,37 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-func newConnector(t *testing.T, idle time.Duration, sink *consumertest.LogsSink) (*tracesToLogs, error) {
+// newConnector starts a connector on a fake clock; advance moves the clock on by d and
+// returns once the connector has judged what is due.
+func newConnector(t *testing.T, idle time.Duration, next consumer.Logs) (c *tracesToLogs, advance func(d time.Duration), err error) {
 	t.Helper()
 	cfg := NewFactory().CreateDefaultConfig().(*Config)
 	cfg.RulesInline = testtraces.Rules
 	cfg.TraceIdleTimeout = idle
-	c, err := NewFactory().CreateTracesToLogs(context.Background(), connectortest.NewNopSettings(metadata.Type), cfg, sink)
+	cl, err := NewFactory().CreateTracesToLogs(context.Background(), connectortest.NewNopSettings(metadata.Type), cfg, next)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c.(*tracesToLogs), c.Start(context.Background(), componenttest.NewNopHost())
+	clock, ctx := testtraces.FakeClock()
+	if err := cl.Start(ctx, componenttest.NewNopHost()); err != nil {
+		return nil, nil, err
+	}
+	testtraces.WaitForTheLoop(t, clock)
+	return cl.(*tracesToLogs), func(d time.Duration) { testtraces.Advance(t, clock, d, engine.TickInterval(idle)) }, nil
+}
+
+// notifyingSink tells a test each time logs are delivered (delivery runs beside judging).
+type notifyingSink struct {
+	consumertest.LogsSink
+	delivered chan struct{}
+}
+
+func newNotifyingSink() *notifyingSink { return &notifyingSink{delivered: make(chan struct{}, 16)} }
+
+func (s *notifyingSink) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	err := s.LogsSink.ConsumeLogs(ctx, ld)
+	s.delivered <- struct{}{}
+	return err
 }
 
 func record(t *testing.T, sink *consumertest.LogsSink) plog.LogRecord {
@@ -83,8 +106,8 @@ func record(t *testing.T, sink *consumertest.LogsSink) plog.LogRecord {
 }
 
 func TestAViolationSplitOverBatchesArrivesAsOneLogRecord(t *testing.T) {
-	sink := new(consumertest.LogsSink)
-	c, err := newConnector(t, 100*time.Millisecond, sink)
+	sink := newNotifyingSink()
+	c, advance, err := newConnector(t, 100*time.Millisecond, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,11 +121,13 @@ func TestAViolationSplitOverBatchesArrivesAsOneLogRecord(t *testing.T) {
 	if err := c.ConsumeTraces(ctx, testtraces.Span(1, 2, 1, "payments", "payment.charge")); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for sink.LogRecordCount() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	advance(90 * time.Millisecond)
+	if sink.LogRecordCount() != 0 {
+		t.Fatal("judged before its idle timeout")
 	}
-	rec := record(t, sink)
+	advance(20 * time.Millisecond)
+	<-sink.delivered
+	rec := record(t, &sink.LogsSink)
 	if rec.TraceID() != testtraces.TraceID(1) || rec.SpanID() != testtraces.SpanID(2) {
 		t.Errorf("not linked to the trace: %v %v", rec.TraceID(), rec.SpanID())
 	}
@@ -128,7 +153,7 @@ func TestAViolationSplitOverBatchesArrivesAsOneLogRecord(t *testing.T) {
 
 func TestShutdownDeliversWhatIsHeld(t *testing.T) {
 	sink := new(consumertest.LogsSink)
-	c, err := newConnector(t, time.Hour, sink)
+	c, _, err := newConnector(t, time.Hour, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,12 +211,7 @@ func TestTelemetryIsTheGeneratedOne(t *testing.T) {
 	if err := c.ConsumeTraces(ctx, testtraces.Span(2, 1, 0, "shop", "checkout")); err != nil {
 		t.Fatal(err)
 	}
-	// Three spans of two traces, held (the idle timeout is 5 s).
-	runner := c.(*tracesToLogs).runner
-	deadline := time.Now().Add(5 * time.Second)
-	for runner.Counters().SpansIn < 3 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	// Three spans of two traces, held (the idle timeout is 5 s): counted as they come in.
 	metadatatest.AssertEqualConnectorBetraceSpansReceived(t, tt, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualConnectorBetraceHeldSpans(t, tt, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualConnectorBetraceHeldTraces(t, tt, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
@@ -214,18 +234,16 @@ func TestSignalsAreCountedByRuleID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
+	clock, ctx := testtraces.FakeClock()
 	if err := c.Start(ctx, componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = c.Shutdown(ctx) }()
+	testtraces.WaitForTheLoop(t, clock)
 	if err := c.ConsumeTraces(ctx, testtraces.Span(1, 1, 0, "shop", "payment.charge")); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for sink.LogRecordCount() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testtraces.Advance(t, clock, 60*time.Millisecond, engine.TickInterval(cfg.TraceIdleTimeout)) // judged and counted
 	rule := attribute.NewSet(attribute.String("betrace.rule.id", "payment-requires-inventory"))
 	metadatatest.AssertEqualConnectorBetraceSignals(t, tt, []metricdata.DataPoint[int64]{{Value: 1, Attributes: rule}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualConnectorBetraceTracesApplied(t, tt, []metricdata.DataPoint[int64]{{Value: 1, Attributes: rule}}, metricdatatest.IgnoreTimestamp())

@@ -178,11 +178,13 @@ func (e *Engine) SetRules(rules []Source) error {
 	return check(C.betrace_engine_set_rules(e.h, src, n, &errBuf), &errBuf)
 }
 
-// Ingest hands one OTLP ExportTraceServiceRequest to the engine. The bytes are copied.
-func (e *Engine) Ingest(otlp []byte, now time.Time) error {
+// Ingest hands one OTLP ExportTraceServiceRequest that came in through feed (0 for a host
+// with one input) to the engine. The bytes are copied. A trace's violation spans are
+// taken by the feed that brought its first span (TakeSpans).
+func (e *Engine) Ingest(feed uint32, otlp []byte, now time.Time) error {
 	p, n := bytesPtr(otlp)
 	var errBuf C.betrace_buf
-	code := C.betrace_engine_ingest(e.h, p, n, nanos(now), &errBuf)
+	code := C.betrace_engine_ingest(e.h, C.uint32_t(feed), p, n, nanos(now), &errBuf)
 	runtime.KeepAlive(otlp)
 	return check(code, &errBuf)
 }
@@ -210,11 +212,12 @@ func (e *Engine) TakeLogs() ([]byte, int, error) {
 	return take(&out), int(count), nil
 }
 
-// TakeSpans returns the waiting violation spans as OTLP ExportTraceServiceRequest bytes.
-func (e *Engine) TakeSpans() ([]byte, int, error) {
+// TakeSpans returns the waiting violation spans of the traces feed brought (their first
+// span) as OTLP ExportTraceServiceRequest bytes.
+func (e *Engine) TakeSpans(feed uint32) ([]byte, int, error) {
 	var out, errBuf C.betrace_buf
 	var count C.uint64_t
-	if err := check(C.betrace_engine_take_spans(e.h, &out, &count, &errBuf), &errBuf); err != nil {
+	if err := check(C.betrace_engine_take_spans(e.h, C.uint32_t(feed), &out, &count, &errBuf), &errBuf); err != nil {
 		return nil, 0, err
 	}
 	return take(&out), int(count), nil

@@ -42,10 +42,10 @@ func newEngine(t *testing.T, o Options) *Engine {
 
 func TestAViolationSplitOverBatchesComesBackAsALogRecord(t *testing.T) {
 	e := newEngine(t, Options{Logs: true, Spans: true})
-	if err := e.Ingest(batch(t, 1, 1, "checkout"), t0); err != nil {
+	if err := e.Ingest(0, batch(t, 1, 1, "checkout"), t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Ingest(batch(t, 1, 2, "payment.charge"), t0.Add(time.Second)); err != nil {
+	if err := e.Ingest(0, batch(t, 1, 2, "payment.charge"), t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Tick(t0.Add(3 * time.Second)); err != nil {
@@ -78,7 +78,7 @@ func TestAViolationSplitOverBatchesComesBackAsALogRecord(t *testing.T) {
 	if v, _ := rec.Attributes().Get("betrace.rule.id"); v.Str() != "payment-requires-inventory" {
 		t.Errorf("rule id %q", v.Str())
 	}
-	sb, ns, err := e.TakeSpans()
+	sb, ns, err := e.TakeSpans(0)
 	if err != nil || ns != 1 {
 		t.Fatalf("want 1 violation span, got %d (%v)", ns, err)
 	}
@@ -90,7 +90,7 @@ func TestAViolationSplitOverBatchesComesBackAsALogRecord(t *testing.T) {
 
 func TestWithNoOutputSignalsAreOnlyCounted(t *testing.T) {
 	e := newEngine(t, Options{})
-	if err := e.Ingest(batch(t, 1, 2, "payment.charge"), t0); err != nil {
+	if err := e.Ingest(0, batch(t, 1, 2, "payment.charge"), t0); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Tick(t0.Add(7 * time.Second)); err != nil {
@@ -99,7 +99,7 @@ func TestWithNoOutputSignalsAreOnlyCounted(t *testing.T) {
 	if b, n, err := e.TakeLogs(); err != nil || n != 0 || b != nil {
 		t.Errorf("no log records without the logs output: %d (%v)", n, err)
 	}
-	if b, n, err := e.TakeSpans(); err != nil || n != 0 || b != nil {
+	if b, n, err := e.TakeSpans(0); err != nil || n != 0 || b != nil {
 		t.Errorf("no violation spans without the spans output: %d (%v)", n, err)
 	}
 	byRule, err := e.RuleCounts()
@@ -115,7 +115,7 @@ func TestErrorsCarryCodeAndMessage(t *testing.T) {
 		t.Fatalf("want a located rule error, got %v", err)
 	}
 	eng := newEngine(t, Options{Logs: true})
-	err = eng.Ingest([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}, t0)
+	err = eng.Ingest(0, []byte{0xff, 0xff, 0xff, 0xff, 0x0f}, t0)
 	if !errors.As(err, &e) || e.Code != ErrDecode {
 		t.Fatalf("want a decode error, got %v", err)
 	}
@@ -135,7 +135,7 @@ func TestShutdownJudgesEverythingFromConcurrentIngest(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
-				if err := e.Ingest(batch(t, byte(16*g+i%16), byte(i), "payment.charge"), t0); err != nil {
+				if err := e.Ingest(0, batch(t, byte(16*g+i%16), byte(i), "payment.charge"), t0); err != nil {
 					t.Error(err)
 				}
 			}
@@ -158,7 +158,7 @@ func TestShutdownJudgesEverythingFromConcurrentIngest(t *testing.T) {
 		t.Errorf("rule counts %v %v", byRule, err)
 	}
 	var se *Error
-	if err := e.Ingest(batch(t, 1, 1, "x"), t0); !errors.As(err, &se) || se.Code != ErrShutDown {
+	if err := e.Ingest(0, batch(t, 1, 1, "x"), t0); !errors.As(err, &se) || se.Code != ErrShutDown {
 		t.Errorf("ingest after shutdown: %v", err)
 	}
 	found := false
@@ -271,16 +271,16 @@ func snake(s string) string {
 // TestCountersLandInTheirFields reads counts that differ from one another through the ABI.
 func TestCountersLandInTheirFields(t *testing.T) {
 	e := newEngine(t, Options{Logs: true})
-	if err := e.Ingest(batch(t, 1, 2, "payment.charge"), t0); err != nil {
+	if err := e.Ingest(0, batch(t, 1, 2, "payment.charge"), t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Ingest(batch(t, 1, 2, "payment.charge"), t0); err != nil { // re-sent
+	if err := e.Ingest(0, batch(t, 1, 2, "payment.charge"), t0); err != nil { // re-sent
 		t.Fatal(err)
 	}
-	if err := e.Ingest(batch(t, 3, 4, "inventory.reserve"), t0); err != nil {
+	if err := e.Ingest(0, batch(t, 3, 4, "inventory.reserve"), t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Ingest([]byte{0xff, 0xff}, t0); err == nil {
+	if err := e.Ingest(0, []byte{0xff, 0xff}, t0); err == nil {
 		t.Fatal("a broken batch is refused")
 	}
 	if err := e.Tick(t0.Add(7 * time.Second)); err != nil {

@@ -53,7 +53,7 @@ func BenchmarkIngest(b *testing.B) {
 		now := time.Unix(0, 0)
 		for range b.N {
 			for range raw {
-				if err := eng.Ingest(nil, now); err != nil {
+				if err := eng.Ingest(0, nil, now); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -67,7 +67,7 @@ func BenchmarkIngest(b *testing.B) {
 			b.StartTimer()
 			now := time.Unix(1_700_000_000, 0)
 			for i, batch := range raw {
-				if err := eng.Ingest(batch, now); err != nil {
+				if err := eng.Ingest(0, batch, now); err != nil {
 					b.Fatal(err)
 				}
 				now = now.Add(20 * time.Millisecond)
@@ -86,14 +86,16 @@ func BenchmarkIngest(b *testing.B) {
 	b.Run("runner", func(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
-			r, err := Start(cfg, componenttest.NewNopTelemetrySettings(), nil, Telemetry{}, betrace.Options{Logs: true},
-				func(context.Context, []byte, []byte) error { return nil })
+			r, err := Start(context.Background(), cfg, Settings{
+				Telemetry: componenttest.NewNopTelemetrySettings(), Outputs: betrace.Options{Logs: true},
+				Deliver: func(context.Context, Outgoing) error { return nil },
+			})
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
 			for _, td := range traces {
-				if err := r.Ingest(td); err != nil {
+				if err := r.Ingest(0, td); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -14,18 +14,54 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/betracehq/betrace/go-shim/internal/betrace"
 )
 
-// Deliver sends what the engine produced to the next consumer: signals as OTLP
-// ExportLogsServiceRequest bytes, violation spans as ExportTraceServiceRequest bytes
-// (either may be nil).
-type Deliver func(ctx context.Context, logs, spans []byte) error
+// Outgoing is what one tick produced for one destination: signals as OTLP
+// ExportLogsServiceRequest bytes, or the violation spans of one feed's traces as
+// ExportTraceServiceRequest bytes.
+type Outgoing struct {
+	// Logs or Spans is set, never both.
+	Logs, Spans []byte
+	// Feed is the feed whose traces the violation spans are: every feed that carried part
+	// of a trace gets its violation span (see Runner.Ingest).
+	Feed int
+	// N is how many signals the batch carries.
+	N int
+}
+
+// Deliver sends an outgoing batch to the next consumer.
+type Deliver func(ctx context.Context, o Outgoing) error
+
+// Settings are what Start needs besides the configuration.
+type Settings struct {
+	// Telemetry is the component's: its logger receives the engine's log events.
+	Telemetry component.TelemetrySettings
+	// Instruments are the component's generated instruments (a zero value registers
+	// nothing).
+	Instruments Telemetry
+	// Report receives the component's status (rules that fail to reload, delivery that
+	// fails); nil reports nothing.
+	Report func(*componentstatus.Event)
+	// Outputs are what the engine builds: log records, violation spans.
+	Outputs betrace.Options
+	// Feeds is how many inputs ingest into the engine (processor instances on several
+	// pipelines sharing it), 1 to MaxFeeds; 0 is taken as 1.
+	Feeds int
+	// Deliver hands outgoing batches to the next consumer.
+	Deliver Deliver
+}
 
 // OutboxSize is how many batches of signals may wait for delivery. Judging never waits on
 // delivery: a batch that finds the outbox full is dropped and counted
 // (…_betrace_signals_dropped), so a stalled exporter costs signals, not judging.
 const OutboxSize = 256
+
+// MaxFeeds is how many inputs may share one engine (the engine's feeds are bits of a
+// 64-bit mask).
+const MaxFeeds = 64
 
 // outboxSize is OutboxSize, smaller in tests that fill it.
 var outboxSize = OutboxSize
@@ -36,21 +72,13 @@ var outboxSize = OutboxSize
 // dropped, counted and logged.
 var ShutdownGrace = 5 * time.Second
 
-// outgoing is what one tick produced, waiting for delivery.
-type outgoing struct {
-	logs, spans   []byte
-	nLogs, nSpans int
-}
-
-// signals is how many signals the batch carries (a signal is a log record, a violation
-// span, or both).
-func (o outgoing) signals() int { return max(o.nLogs, o.nSpans) }
-
 // Runner is a started engine with its clock, and the outbox between judging and delivery.
 type Runner struct {
 	cfg       Config
 	logger    *zap.Logger
-	host      component.Host
+	report    func(*componentstatus.Event)
+	clock     clockwork.Clock
+	feeds     int
 	eng       *betrace.Engine
 	deliver   Deliver
 	stop      chan struct{}
@@ -59,7 +87,7 @@ type Runner struct {
 	marshaler ptrace.ProtoMarshaler
 
 	// The outbox: filled by the clock loop, emptied by one delivery goroutine.
-	out            chan outgoing
+	out            chan Outgoing
 	delivered      chan struct{} // closed when the delivery goroutine has returned
 	deliveryCtx    context.Context
 	cancelDelivery context.CancelFunc
@@ -86,43 +114,56 @@ var errShutDown = &betrace.Error{Code: betrace.ErrShutDown, Message: "betrace: t
 
 // Start loads the rules (an error names every rule problem, located), starts the clock
 // and the delivery of signals, and registers the observations with the component's
-// telemetry. host receives the component's status (rules that fail to reload, delivery
-// that fails); it may be nil.
-func Start(cfg Config, set component.TelemetrySettings, host component.Host, telemetry Telemetry, outputs betrace.Options, deliver Deliver) (*Runner, error) {
-	sources := cfg.Sources()
-	opts := outputs
+// telemetry. The clock is ctx's (clockwork.FromContext: the wall clock, or a test's fake
+// one).
+func Start(ctx context.Context, cfg Config, set Settings) (*Runner, error) {
+	opts := set.Outputs
 	opts.TraceIdleTimeout, opts.MaxTraceAge, opts.MaxTraces, opts.MaxSpans = cfg.TraceIdleTimeout, cfg.MaxTraceAge, cfg.MaxTraces, cfg.MaxSpans
-	eng, err := betrace.New(sources, opts)
+	eng, err := betrace.New(cfg.Sources(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("betrace: the rules do not load:\n%w", err)
 	}
+	if set.Feeds > MaxFeeds {
+		eng.Close()
+		return nil, fmt.Errorf("betrace: %d feeds, at most %d share an engine", set.Feeds, MaxFeeds)
+	}
 	r := &Runner{
-		cfg: cfg, logger: set.Logger, host: host, eng: eng, deliver: deliver,
+		cfg: cfg, logger: set.Telemetry.Logger, report: set.Report, clock: clockwork.FromContext(ctx),
+		feeds: max(set.Feeds, 1), eng: eng, deliver: set.Deliver,
 		stop: make(chan struct{}), ticked: make(chan struct{}),
-		out: make(chan outgoing, outboxSize), delivered: make(chan struct{}),
+		out: make(chan Outgoing, outboxSize), delivered: make(chan struct{}),
+	}
+	if r.report == nil {
+		r.report = func(*componentstatus.Event) {}
 	}
 	r.deliveryCtx, r.cancelDelivery = context.WithCancel(context.Background())
-	eng.SetLogLevel(logLevel(set.Logger))
-	r.telemetry = telemetry
-	if err := r.register(telemetry); err != nil {
+	eng.SetLogLevel(logLevel(r.logger))
+	r.telemetry = set.Instruments
+	if err := r.register(set.Instruments); err != nil {
 		r.unregister()
 		eng.Close()
 		return nil, err
 	}
 	r.forwardLogEvents()
 	go r.deliverLoop()
-	go r.loop(tickInterval(cfg.TraceIdleTimeout))
+	go r.loop(TickInterval(cfg.TraceIdleTimeout))
 	return r, nil
 }
 
-// tickInterval lets a trace be judged within a fifth of its idle timeout, at most a second.
-func tickInterval(idle time.Duration) time.Duration {
+// TickInterval is how often the engine is ticked: a trace is judged within a fifth of its
+// idle timeout after it is due, at most a second.
+func TickInterval(idle time.Duration) time.Duration {
 	return min(max(idle/5, 10*time.Millisecond), time.Second)
 }
 
-// Ingest hands a batch to the engine. The batch is marshalled before Ingest returns, so the
-// caller may reuse it.
-func (r *Runner) Ingest(td ptrace.Traces) error {
+// Ingest hands a batch that came in through feed (0 ≤ feed < Settings.Feeds) to the
+// engine: a trace's spans from every feed are judged together, and its violation span is
+// delivered to every feed that carried part of it. The batch is marshalled before Ingest
+// returns, so the caller may reuse it.
+func (r *Runner) Ingest(feed int, td ptrace.Traces) error {
+	if feed < 0 || feed >= r.feeds {
+		return fmt.Errorf("betrace: feed %d is out of range: the engine has %d", feed, r.feeds)
+	}
 	b, err := r.marshaler.MarshalTraces(td)
 	if err != nil {
 		return err
@@ -132,7 +173,7 @@ func (r *Runner) Ingest(td ptrace.Traces) error {
 	if r.closed {
 		return errShutDown
 	}
-	return r.eng.Ingest(b, time.Now())
+	return r.eng.Ingest(uint32(feed), b, r.clock.Now())
 }
 
 // Counters reads the engine's counters (after Shutdown, the last ones it had), with the
@@ -177,16 +218,19 @@ func (r *Runner) ruleCounts() (map[string]betrace.RuleCounts, error) {
 	return r.eng.RuleCounts()
 }
 
+// loop ticks the engine every interval, measured from the end of the previous tick (a
+// timer each time, not a ticker: a slow tick is not followed by a burst of them, and a
+// test's fake clock sees the loop waiting again once a tick is done).
 func (r *Runner) loop(every time.Duration) {
 	defer close(r.ticked)
-	ticker := time.NewTicker(every)
-	defer ticker.Stop()
-	lastReload := time.Now()
+	lastReload := r.clock.Now()
 	for {
+		timer := r.clock.NewTimer(every)
 		select {
 		case <-r.stop:
+			timer.Stop()
 			return
-		case now := <-ticker.C:
+		case now := <-timer.Chan():
 			if err := r.eng.Tick(now); err != nil {
 				r.logger.Warn("betrace: tick failed", zap.Error(err))
 			}
@@ -224,39 +268,40 @@ func (r *Runner) reload() {
 	r.report(componentstatus.NewRecoverableErrorEvent(fmt.Errorf("betrace: rules not reloaded: %w", err)))
 }
 
-func (r *Runner) report(ev *componentstatus.Event) {
-	if r.host != nil {
-		componentstatus.ReportStatus(r.host, ev)
-	}
-}
-
-// taken is what the engine has produced since it was last asked (one caller at a time:
-// the clock loop, then Shutdown once the loop has stopped).
-func (r *Runner) taken() outgoing {
-	logs, nLogs, err := r.eng.TakeLogs()
+// taken is what the engine has produced since it was last asked, a batch per destination
+// (one caller at a time: the clock loop, then Shutdown once the loop has stopped).
+func (r *Runner) taken() []Outgoing {
+	var out []Outgoing
+	logs, n, err := r.eng.TakeLogs()
 	if err != nil {
 		r.logger.Warn("betrace: taking signals failed", zap.Error(err))
 	}
-	spans, nSpans, err := r.eng.TakeSpans()
-	if err != nil {
-		r.logger.Warn("betrace: taking violation spans failed", zap.Error(err))
+	if n > 0 {
+		out = append(out, Outgoing{Logs: logs, N: n})
 	}
-	return outgoing{logs: logs, spans: spans, nLogs: nLogs, nSpans: nSpans}
+	for feed := range r.feeds {
+		spans, n, err := r.eng.TakeSpans(uint32(feed))
+		if err != nil {
+			r.logger.Warn("betrace: taking violation spans failed", zap.Error(err))
+		}
+		if n > 0 {
+			out = append(out, Outgoing{Spans: spans, Feed: feed, N: n})
+		}
+	}
+	return out
 }
 
 // take moves what the engine has produced into the outbox, never waiting for room: a
 // batch that finds it full is dropped and counted.
 func (r *Runner) take() {
-	o := r.taken()
-	if o.signals() == 0 {
-		return
-	}
-	select {
-	case r.out <- o:
-	default:
-		total := r.dropped.Add(uint64(o.signals()))
-		r.logger.Warn("betrace: signals dropped: the outbox is full because the next consumer is not keeping up",
-			zap.Int("dropped", o.signals()), zap.Uint64("total", total), zap.Int("outbox_batches", cap(r.out)))
+	for _, o := range r.taken() {
+		select {
+		case r.out <- o:
+		default:
+			total := r.dropped.Add(uint64(o.N))
+			r.logger.Warn("betrace: signals dropped: the outbox is full because the next consumer is not keeping up",
+				zap.Int("dropped", o.N), zap.Uint64("total", total), zap.Int("outbox_batches", cap(r.out)))
+		}
 	}
 }
 
@@ -265,17 +310,17 @@ func (r *Runner) deliverLoop() {
 	defer close(r.delivered)
 	for o := range r.out {
 		if r.deliveryCtx.Err() != nil {
-			r.dropped.Add(uint64(o.signals()))
+			r.dropped.Add(uint64(o.N))
 			continue
 		}
-		err := r.deliver(r.deliveryCtx, o.logs, o.spans)
+		err := r.deliver(r.deliveryCtx, o)
 		r.statusMu.Lock()
 		if err != nil {
-			r.deliveryFailed.Add(uint64(o.signals()))
+			r.deliveryFailed.Add(uint64(o.N))
 			if !r.failing {
 				r.failing = true
 				r.logger.Warn("betrace: delivering signals failed; they are counted in …_betrace_signals_delivery_failed",
-					zap.Int("signals", o.signals()), zap.Error(err))
+					zap.Int("signals", o.N), zap.Error(err))
 				r.report(componentstatus.NewRecoverableErrorEvent(fmt.Errorf("betrace: delivering signals failed: %w", err)))
 			}
 		} else if r.failing {
@@ -297,17 +342,17 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	graced := false
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, ShutdownGrace)
+		ctx, cancel = clockwork.WithTimeout(ctx, r.clock, ShutdownGrace)
 		defer cancel()
 		graced = true
 	}
-	err := r.eng.Shutdown(time.Now())
+	err := r.eng.Shutdown(r.clock.Now())
 	// The engine is asked here, before it can be freed below; only the hand-over to the
 	// outbox may wait for room (bounded by ctx through the delivery's cancellation).
 	last := r.taken()
 	go func() {
-		if last.signals() > 0 {
-			r.out <- last
+		for _, o := range last {
+			r.out <- o
 		}
 		close(r.out)
 	}()
@@ -319,7 +364,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		r.cancelDelivery()
 		select {
 		case <-r.delivered:
-		case <-time.After(time.Second):
+		case <-r.clock.After(time.Second):
 		}
 		r.logger.Error("betrace: shutdown ran out of time delivering signals; the undelivered ones were dropped",
 			zap.Uint64("dropped_in_all", r.dropped.Load()), zap.Uint64("delivery_failed_in_all", r.deliveryFailed.Load()),

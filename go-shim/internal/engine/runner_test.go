@@ -5,44 +5,35 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/betracehq/betrace/go-shim/internal/betrace"
 	"github.com/betracehq/betrace/go-shim/internal/testtraces"
 )
 
-// statusHost records the status events a component reports.
-type statusHost struct {
-	component.Host
-	mu       sync.Mutex
-	statuses []componentstatus.Status
+// fixture is a runner on the test rules with a 50 ms idle timeout, driven by a fake clock:
+// no test waits for real time to pass.
+type fixture struct {
+	*Runner
+	clock *clockwork.FakeClock
+	host  *testtraces.StatusHost
+	logs  *observer.ObservedLogs
 }
 
-func (h *statusHost) Report(ev *componentstatus.Event) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.statuses = append(h.statuses, ev.Status())
-}
-
-func (h *statusHost) seen() []componentstatus.Status {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]componentstatus.Status(nil), h.statuses...)
-}
-
-// start runs a runner on the test rules with a 50 ms idle timeout and the given delivery;
-// its log is observed.
-func start(t *testing.T, cfg Config, deliver Deliver) (*Runner, *statusHost, *observer.ObservedLogs) {
+// start starts a fixture with the given delivery and outputs (log records when none).
+func start(t *testing.T, cfg Config, deliver Deliver, outputs ...betrace.Options) *fixture {
 	t.Helper()
 	core, logs := observer.New(zap.InfoLevel)
 	set := componenttest.NewNopTelemetrySettings()
@@ -51,41 +42,48 @@ func start(t *testing.T, cfg Config, deliver Deliver) (*Runner, *statusHost, *ob
 		cfg.RulesInline = testtraces.Rules
 	}
 	cfg.TraceIdleTimeout, cfg.MaxTraceAge, cfg.MaxTraces, cfg.MaxSpans = 50*time.Millisecond, time.Minute, 1000, 100_000
-	host := &statusHost{Host: componenttest.NewNopHost()}
-	r, err := Start(cfg, set, host, Telemetry{}, betrace.Options{Logs: true}, deliver)
+	out := betrace.Options{Logs: true}
+	feeds := 1
+	if len(outputs) > 0 {
+		out, feeds = outputs[0], 2
+	}
+	clock, ctx := testtraces.FakeClock()
+	f := &fixture{clock: clock, host: testtraces.NewStatusHost(), logs: logs}
+	r, err := Start(ctx, cfg, Settings{
+		Telemetry: set, Report: f.host.Report, Outputs: out, Feeds: feeds, Deliver: deliver,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r, host, logs
+	f.Runner = r
+	testtraces.WaitForTheLoop(t, clock)
+	return f
 }
 
-// violate sends trace n: a charge without a reservation.
+// advance moves the clock on by d, a tick at a time, and returns once the runner has
+// handled every tick that fired: traces due are judged and their signals are in the outbox.
+func (f *fixture) advance(t *testing.T, d time.Duration) {
+	t.Helper()
+	testtraces.Advance(t, f.clock, d, TickInterval(f.cfg.TraceIdleTimeout))
+}
+
+// idle is past the fixture's idle timeout.
+const idle = 60 * time.Millisecond
+
+// violate sends trace n through feed 0: a charge without a reservation.
 func violate(t *testing.T, r *Runner, n byte) {
 	t.Helper()
-	if err := r.Ingest(testtraces.Span(n, 1, 0, "shop", "payment.charge")); err != nil {
+	if err := r.Ingest(0, testtraces.Span(n, 1, 0, "shop", "payment.charge")); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// eventually waits up to 5 s for cond.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 5s: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
 func TestJudgingDoesNotWaitOnAStalledConsumer(t *testing.T) {
 	release := make(chan struct{})
-	var calls sync.WaitGroup
-	calls.Add(1)
-	var once sync.Once
-	stalled := func(ctx context.Context, _, _ []byte) error {
-		once.Do(calls.Done)
+	defer close(release)
+	entered := make(chan struct{}, 1)
+	stalled := func(ctx context.Context, _ Outgoing) error {
+		entered <- struct{}{}
 		select {
 		case <-release:
 			return nil
@@ -93,31 +91,27 @@ func TestJudgingDoesNotWaitOnAStalledConsumer(t *testing.T) {
 			return ctx.Err()
 		}
 	}
-	r, _, _ := start(t, Config{}, stalled)
-	violate(t, r, 1)
-	calls.Wait() // the first delivery is now stuck
+	r := start(t, Config{}, stalled)
+	violate(t, r.Runner, 1)
+	r.advance(t, idle)
+	<-entered // the first delivery is now stuck
 	for n := byte(2); n <= 4; n++ {
-		violate(t, r, n)
+		violate(t, r.Runner, n)
 	}
-	eventually(t, "the three later traces judged while delivery is stuck", func() bool {
-		return r.Counters().TracesJudged == 4
-	})
-
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	r.advance(t, idle)
+	if got := r.Counters().TracesJudged; got != 4 {
+		t.Errorf("the three later traces are judged while delivery is stuck: %d judged", got)
+	}
+	ctx, cancel := clockwork.WithTimeout(context.Background(), r.clock, 200*time.Millisecond)
 	defer cancel()
-	began := time.Now()
-	err := r.Shutdown(ctx)
-	if took := time.Since(began); took > 3*time.Second {
-		t.Errorf("shutdown took %v with a 200ms context", took)
-	}
-	if !errors.Is(err, context.DeadlineExceeded) {
+	r.clock.Advance(200 * time.Millisecond) // the host's shutdown deadline has passed
+	if err := r.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("shutdown out of time says so: %v", err)
 	}
 	c := r.Counters()
 	if got := c.SignalsDropped + r.deliveryFailed.Load(); got != 4 {
 		t.Errorf("every signal is delivered, dropped or failed: dropped %d + failed %d != 4", c.SignalsDropped, r.deliveryFailed.Load())
 	}
-	close(release)
 }
 
 func TestAFullOutboxDropsAndCounts(t *testing.T) {
@@ -125,7 +119,12 @@ func TestAFullOutboxDropsAndCounts(t *testing.T) {
 	defer func() { outboxSize = OutboxSize }()
 	block := make(chan struct{})
 	defer close(block)
-	r, _, logs := start(t, Config{}, func(ctx context.Context, _, _ []byte) error {
+	entered := make(chan struct{}, 1)
+	r := start(t, Config{}, func(ctx context.Context, _ Outgoing) error {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
 		select {
 		case <-block:
 		case <-ctx.Done():
@@ -133,53 +132,115 @@ func TestAFullOutboxDropsAndCounts(t *testing.T) {
 		return nil
 	})
 	// One batch being delivered, two waiting: the fourth and later are dropped. Each
-	// trace is sent after the previous one was judged, so each is a batch of its own.
+	// trace is judged on a tick of its own, so each is a batch of its own.
 	for n := byte(1); n <= 6; n++ {
-		violate(t, r, n)
-		eventually(t, "judged", func() bool { return r.Counters().TracesJudged == uint64(n) })
-		time.Sleep(30 * time.Millisecond) // the next tick moves it out
+		violate(t, r.Runner, n)
+		r.advance(t, idle)
+		if n == 1 {
+			<-entered
+		}
 	}
-	eventually(t, "drops counted", func() bool { return r.Counters().SignalsDropped >= 3 })
-	if n := logs.FilterMessageSnippet("outbox is full").Len(); n == 0 {
-		t.Error("the drop is logged")
+	if got := r.Counters().SignalsDropped; got != 3 {
+		t.Errorf("dropped %d, want 3", got)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	if n := r.logs.FilterMessageSnippet("outbox is full").Len(); n != 3 {
+		t.Errorf("each drop is logged: %d", n)
+	}
+	ctx, cancel := clockwork.WithTimeout(context.Background(), r.clock, time.Second)
 	defer cancel()
+	r.clock.Advance(time.Second)
 	_ = r.Shutdown(ctx)
 }
 
 func TestDeliveryFailuresAreCountedAndReportedOnce(t *testing.T) {
 	var mu sync.Mutex
 	fail := true
-	r, host, logs := start(t, Config{}, func(context.Context, []byte, []byte) error {
+	calls := make(chan struct{})
+	r := start(t, Config{}, func(context.Context, Outgoing) error {
 		mu.Lock()
-		defer mu.Unlock()
-		if fail {
+		failing := fail
+		mu.Unlock()
+		calls <- struct{}{}
+		if failing {
 			return errors.New("backend down")
 		}
 		return nil
 	})
 	for n := byte(1); n <= 3; n++ {
-		violate(t, r, n)
-		eventually(t, "judged", func() bool { return r.Counters().TracesJudged == uint64(n) })
+		violate(t, r.Runner, n)
+		r.advance(t, idle)
+		<-calls
 	}
-	eventually(t, "three failures counted", func() bool { return r.deliveryFailed.Load() == 3 })
 	mu.Lock()
 	fail = false
 	mu.Unlock()
-	violate(t, r, 9)
-	eventually(t, "healthy again", func() bool {
-		s := host.seen()
-		return len(s) > 0 && s[len(s)-1] == componentstatus.StatusOK
-	})
-	if got := host.seen(); len(got) != 2 || got[0] != componentstatus.StatusRecoverableError {
+	violate(t, r.Runner, 9)
+	r.advance(t, idle)
+	<-calls
+	if err := r.Shutdown(context.Background()); err != nil { // the delivery loop has finished
+		t.Fatal(err)
+	}
+	if got := r.deliveryFailed.Load(); got != 3 {
+		t.Errorf("failures counted: %d, want 3", got)
+	}
+	want := []componentstatus.Status{componentstatus.StatusRecoverableError, componentstatus.StatusOK}
+	if got := r.host.Seen(); !slices.Equal(got, want) {
 		t.Errorf("one recoverable error, then ok: %v", got)
 	}
-	if n := logs.FilterMessageSnippet("delivering signals failed").Len(); n != 1 {
+	if n := r.logs.FilterMessageSnippet("delivering signals failed").Len(); n != 1 {
 		t.Errorf("a failing consumer is logged once, not per batch: %d", n)
 	}
+}
+
+// A trace's violation span goes to every feed that carried part of it, one batch per
+// feed, the trace judged whole across feeds.
+func TestViolationSpansGoToTheFeedsThatCarriedTheTrace(t *testing.T) {
+	var mu sync.Mutex
+	got := map[int][]byte{} // feed: first byte of each trace id delivered
+	r := start(t, Config{}, func(_ context.Context, o Outgoing) error {
+		td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(o.Spans)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rs := range td.ResourceSpans().All() {
+			for _, ss := range rs.ScopeSpans().All() {
+				for _, sp := range ss.Spans().All() {
+					id := sp.TraceID()
+					got[o.Feed] = append(got[o.Feed], id[0])
+				}
+			}
+		}
+		return nil
+	}, betrace.Options{Spans: true})
+	ingest := func(feed int, trace byte, name string) {
+		t.Helper()
+		if err := r.Ingest(feed, testtraces.Span(trace, byte(len(name)), 0, "shop", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ingest(1, 1, "payment.charge") // trace 1 on feed 1
+	ingest(0, 2, "payment.charge") // trace 2 on feed 0
+	ingest(1, 4, "payment.charge") // trace 4 on both
+	ingest(0, 4, "checkout")
+	ingest(1, 3, "payment.charge") // trace 3: the reservation comes through the other feed
+	ingest(0, 3, "inventory.reserve")
+	if err := r.Ingest(2, testtraces.Span(5, 1, 0, "shop", "checkout")); err == nil {
+		t.Error("a feed past Settings.Feeds is refused")
+	}
+	r.advance(t, idle)
 	if err := r.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	for _, ids := range got {
+		slices.Sort(ids)
+	}
+	if len(got) != 2 || !slices.Equal(got[0], []byte{2, 4}) || !slices.Equal(got[1], []byte{1, 4}) {
+		t.Errorf("violation spans by feed: %v, want feed 0: [2 4], feed 1: [1 4]", got)
+	}
+	if c := r.Counters(); c.TracesJudged != 4 || c.Signals != 3 {
+		t.Errorf("judged %d, signals %d", c.TracesJudged, c.Signals)
 	}
 }
 
@@ -198,9 +259,14 @@ func TestReloadSpeaksOnlyWhenSomethingChanged(t *testing.T) {
 		}
 	}
 	write(testtraces.Rules)
-	r, host, logs := start(t, Config{Rules: []string{file}, ReloadInterval: time.Millisecond}, func(context.Context, []byte, []byte) error { return nil })
+	r := start(t, Config{Rules: []string{file}, ReloadInterval: time.Millisecond}, func(context.Context, Outgoing) error { return nil })
 	defer func() { _ = r.Shutdown(context.Background()) }()
-	settle := func() { time.Sleep(150 * time.Millisecond) } // about fifteen reloads
+	host, logs := r.host, r.logs
+	settle := func() { // three ticks, three reloads
+		for range 3 {
+			r.advance(t, 10*time.Millisecond)
+		}
+	}
 	settle()
 	if n := logs.FilterMessageSnippet("reloaded").Len(); n != 0 {
 		t.Errorf("an unchanged rule file logs nothing: %v", logs.All())
@@ -223,53 +289,43 @@ func TestReloadSpeaksOnlyWhenSomethingChanged(t *testing.T) {
 		t.Errorf("changes %d, failures %d, rules %d", c.RuleChanges, r.reloadFailures.Load(), c.Rules)
 	}
 	want := []componentstatus.Status{componentstatus.StatusRecoverableError, componentstatus.StatusRecoverableError, componentstatus.StatusOK}
-	if got := host.seen(); len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+	if got := host.Seen(); !slices.Equal(got, want) {
 		t.Errorf("status: %v, want %v", got, want)
 	}
 }
 
 func TestOwnViolationSpansAreNotJudged(t *testing.T) {
-	core, _ := observer.New(zap.InfoLevel)
-	set := componenttest.NewNopTelemetrySettings()
-	set.Logger = zap.New(core)
-	cfg := Config{RulesInline: testtraces.Rules, TraceIdleTimeout: 50 * time.Millisecond, MaxTraceAge: time.Minute, MaxTraces: 100, MaxSpans: 1000}
-	var mu sync.Mutex
-	var got [][]byte
-	r, err := Start(cfg, set, nil, Telemetry{}, betrace.Options{Spans: true}, func(_ context.Context, _, spans []byte) error {
-		mu.Lock()
-		defer mu.Unlock()
-		got = append(got, spans)
+	delivered := make(chan []byte, 4)
+	r := start(t, Config{}, func(_ context.Context, o Outgoing) error {
+		delivered <- o.Spans
 		return nil
-	})
+	}, betrace.Options{Spans: true})
+	violate(t, r.Runner, 1)
+	r.advance(t, idle)
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(<-delivered)
 	if err != nil {
 		t.Fatal(err)
 	}
-	violate(t, r, 1)
-	eventually(t, "a violation span", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
-	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(got[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Ingest(td); err != nil { // the processor's output, back in
+	if err := r.Ingest(0, td); err != nil { // the processor's output, back in
 		t.Fatal(err)
 	}
 	if err := r.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	c := r.Counters()
-	if c.OwnSpans != 1 || c.LateSpans != 0 || c.TracesJudged != 1 || len(got) != 1 {
-		t.Errorf("own %d, late %d, judged %d, delivered %d", c.OwnSpans, c.LateSpans, c.TracesJudged, len(got))
+	if c.OwnSpans != 1 || c.LateSpans != 0 || c.TracesJudged != 1 || len(delivered) != 0 {
+		t.Errorf("own %d, late %d, judged %d, delivered again %d", c.OwnSpans, c.LateSpans, c.TracesJudged, len(delivered))
 	}
 }
 
 func TestSpansWithEmptyIdsAreCountedInvalid(t *testing.T) {
-	r, _, _ := start(t, Config{}, func(context.Context, []byte, []byte) error { return nil })
+	r := start(t, Config{}, func(context.Context, Outgoing) error { return nil })
 	td := testtraces.Span(1, 1, 0, "shop", "payment.charge")
 	sp := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans()
 	sp.At(0).SetTraceID([16]byte{})
 	sp.AppendEmpty().SetName("no.span.id")
 	sp.At(1).SetTraceID(testtraces.TraceID(2))
-	if err := r.Ingest(td); err != nil {
+	if err := r.Ingest(0, td); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Shutdown(context.Background()); err != nil {
@@ -281,26 +337,32 @@ func TestSpansWithEmptyIdsAreCountedInvalid(t *testing.T) {
 }
 
 func TestShutdownWithoutADeadlineIsBoundedByTheGrace(t *testing.T) {
-	ShutdownGrace = 300 * time.Millisecond
-	defer func() { ShutdownGrace = 5 * time.Second }()
-	r, _, logs := start(t, Config{}, func(ctx context.Context, _, _ []byte) error {
+	entered := make(chan struct{}, 1)
+	r := start(t, Config{}, func(ctx context.Context, _ Outgoing) error {
+		entered <- struct{}{}
 		<-ctx.Done() // an exporter retrying a dead backend until cancelled
 		return ctx.Err()
 	})
-	violate(t, r, 1)
-	violate(t, r, 2)
-	began := time.Now()
-	if err := r.Shutdown(context.Background()); err != nil {
-		t.Errorf("the grace ending is not the host's error: %v", err)
+	violate(t, r.Runner, 1)
+	violate(t, r.Runner, 2)
+	done := make(chan error)
+	go func() { done <- r.Shutdown(context.Background()) }()
+	<-entered // the grace is running: Shutdown set it before judging
+	r.clock.Advance(ShutdownGrace - time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("shutdown returned before its grace ended: %v", err)
+	default:
 	}
-	if took := time.Since(began); took > 2*time.Second {
-		t.Errorf("shutdown took %v with a 300ms grace", took)
+	r.clock.Advance(time.Millisecond)
+	if err := <-done; err != nil {
+		t.Errorf("the grace ending is not the host's error: %v", err)
 	}
 	c := r.Counters()
 	if c.TracesJudged != 2 || c.SignalsDropped+r.deliveryFailed.Load() != 2 {
 		t.Errorf("judged %d; dropped %d + failed %d != 2", c.TracesJudged, c.SignalsDropped, r.deliveryFailed.Load())
 	}
-	if logs.FilterMessageSnippet("shutdown ran out of time").Len() != 1 {
+	if r.logs.FilterMessageSnippet("shutdown ran out of time").Len() != 1 {
 		t.Error("the loss is logged")
 	}
 }
@@ -313,8 +375,8 @@ func TestEachRunnerLogsItsOwnEngineEvents(t *testing.T) {
 	if err := os.WriteFile(file, []byte(testtraces.Rules), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, _, logsA := start(t, Config{Rules: []string{file}, ReloadInterval: time.Millisecond}, func(context.Context, []byte, []byte) error { return nil })
-	b, _, logsB := start(t, Config{}, func(context.Context, []byte, []byte) error { return nil })
+	a := start(t, Config{Rules: []string{file}, ReloadInterval: time.Millisecond}, func(context.Context, Outgoing) error { return nil })
+	b := start(t, Config{}, func(context.Context, Outgoing) error { return nil })
 	defer func() { _ = b.Shutdown(context.Background()) }()
 	edited := strings.Replace(testtraces.Rules, "severity: critical", "severity: low", 1)
 	if err := os.WriteFile(file+".next", []byte(edited), 0o600); err != nil {
@@ -323,9 +385,12 @@ func TestEachRunnerLogsItsOwnEngineEvents(t *testing.T) {
 	if err := os.Rename(file+".next", file); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a's reload logged by a", func() bool { return logsA.FilterMessageSnippet("rules reloaded").Len() == 1 })
-	time.Sleep(100 * time.Millisecond) // b ticks meanwhile and forwards whatever its engine has
-	if n := logsB.FilterMessageSnippet("rules reloaded").Len(); n != 0 {
+	a.advance(t, 10*time.Millisecond)
+	if n := a.logs.FilterMessageSnippet("rules reloaded").Len(); n != 1 {
+		t.Errorf("a logged its reload %d times", n)
+	}
+	b.advance(t, 10*time.Millisecond) // b forwards whatever its engine has
+	if n := b.logs.FilterMessageSnippet("rules reloaded").Len(); n != 0 {
 		t.Errorf("b logged a's reload %d times", n)
 	}
 	_ = a.Shutdown(context.Background())
@@ -342,7 +407,7 @@ func TestTheEngineLogsAtTheHostLoggersLevel(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{Rules: []string{file}, TraceIdleTimeout: 50 * time.Millisecond, MaxTraceAge: time.Minute, MaxTraces: 100, MaxSpans: 1000}
-	r, err := Start(cfg, set, nil, Telemetry{}, betrace.Options{}, func(context.Context, []byte, []byte) error { return nil })
+	r, err := Start(context.Background(), cfg, Settings{Telemetry: set, Deliver: func(context.Context, Outgoing) error { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

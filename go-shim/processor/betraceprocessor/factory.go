@@ -27,9 +27,11 @@ func createDefaultConfig() component.Config {
 
 // createTraces builds the processor on processorhelper, as the collector's own processors
 // are: it records the standard processor telemetry (items in and out, time spent) and
-// handles context propagation; betrace adds its engine around it.
+// handles context propagation; betrace adds its engine around it, one engine shared by
+// the instances of one configuration (shared.go).
 func createTraces(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
-	p := &betraceProcessor{cfg: cfg.(*Config), set: set, next: next}
+	p := &betraceProcessor{set: set, next: next}
+	p.shared = join(cfg.(*Config), p)
 	return processorhelper.NewTraces(ctx, set, cfg, next, p.processTraces,
 		processorhelper.WithStart(p.start),
 		processorhelper.WithShutdown(p.shutdown),

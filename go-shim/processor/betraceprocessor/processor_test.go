@@ -2,16 +2,20 @@ package betraceprocessor
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/processortest"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
@@ -118,5 +122,131 @@ func TestWithoutEmitOnlyTheOriginalTracesGoOn(t *testing.T) {
 	}
 	if len(sink.AllTraces()) != 2 {
 		t.Fatalf("want only the original batches, got %d", len(sink.AllTraces()))
+	}
+}
+
+// violationTraces is the first byte of the trace id of each violation span that reached
+// sink, sorted.
+func violationTraces(sink *consumertest.TracesSink) []byte {
+	var got []byte
+	for _, td := range sink.AllTraces() {
+		for _, rs := range td.ResourceSpans().All() {
+			for _, ss := range rs.ScopeSpans().All() {
+				for _, sp := range ss.Spans().All() {
+					if sp.Name() == "betrace.violation" {
+						id := sp.TraceID()
+						got = append(got, id[0])
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(got)
+	return got
+}
+
+// The collector creates an instance for each pipeline that lists the processor, all with
+// one configuration: they share one engine, so a trace whose spans come through two
+// pipelines is judged once, whole, and its violation span goes down each pipeline that
+// carried part of it.
+func TestInstancesOfOneConfigurationShareOneEngine(t *testing.T) {
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.RulesInline = testtraces.Rules
+	cfg.TraceIdleTimeout, cfg.MaxTraceAge = time.Hour, time.Hour
+	cfg.EmitViolationSpans = true
+	ctx := context.Background()
+	set := processortest.NewNopSettings(metadata.Type)
+	sinkA, sinkB := new(consumertest.TracesSink), new(consumertest.TracesSink)
+	a, err := NewFactory().CreateTraces(ctx, set, cfg, sinkA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewFactory().CreateTraces(ctx, set, cfg, sinkB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another configuration of the processor has an engine of its own.
+	other := NewFactory().CreateDefaultConfig().(*Config)
+	other.RulesInline = testtraces.Rules
+	other.EmitViolationSpans = true
+	sinkC := new(consumertest.TracesSink)
+	c, err := NewFactory().CreateTraces(ctx, set, other, sinkC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostA, hostB := testtraces.NewStatusHost(), testtraces.NewStatusHost()
+	for p, host := range map[processor.Traces]component.Host{a: hostA, b: hostB, c: testtraces.NewStatusHost()} {
+		if err := p.Start(ctx, host); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func(p processor.Traces, trace byte, span byte, name string) {
+		t.Helper()
+		if err := p.ConsumeTraces(ctx, testtraces.Span(trace, span, 0, "shop", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(a, 1, 1, "payment.charge") // trace 1 in pipeline A
+	send(b, 2, 1, "payment.charge") // trace 2 in pipeline B
+	send(a, 4, 1, "payment.charge") // trace 4 in both
+	send(b, 4, 2, "checkout")
+	send(a, 3, 1, "payment.charge") // trace 3's reservation comes through B: no violation
+	send(b, 3, 2, "inventory.reserve")
+	send(c, 3, 3, "payment.charge")         // the other engine sees only this span of trace 3
+	if err := a.Shutdown(ctx); err != nil { // the first shutdown judges and delivers all
+		t.Fatal(err)
+	}
+	if got := violationTraces(sinkA); !slices.Equal(got, []byte{1, 4}) {
+		t.Errorf("pipeline A's violation spans: traces %v, want [1 4]", got)
+	}
+	if got := violationTraces(sinkB); !slices.Equal(got, []byte{2, 4}) {
+		t.Errorf("pipeline B's violation spans: traces %v, want [2 4]", got)
+	}
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := violationTraces(sinkC); !slices.Equal(got, []byte{3}) {
+		t.Errorf("the other configuration's violation spans: traces %v, want [3]", got)
+	}
+	// Both instances of the shared engine heard its status (none went wrong).
+	if len(hostA.Seen()) != 0 || len(hostB.Seen()) != 0 {
+		t.Errorf("statuses: %v %v", hostA.Seen(), hostB.Seen())
+	}
+}
+
+// A delivery failure of the shared engine is reported to every instance's host.
+func TestASharedEnginesStatusReachesEveryInstance(t *testing.T) {
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.RulesInline = testtraces.Rules
+	cfg.TraceIdleTimeout, cfg.MaxTraceAge = time.Hour, time.Hour
+	cfg.EmitViolationSpans = true
+	ctx := context.Background()
+	set := processortest.NewNopSettings(metadata.Type)
+	a, err := NewFactory().CreateTraces(ctx, set, cfg, consumertest.NewErr(errors.New("backend down")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewFactory().CreateTraces(ctx, set, cfg, new(consumertest.TracesSink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostA, hostB := testtraces.NewStatusHost(), testtraces.NewStatusHost()
+	if err := a.Start(ctx, hostA); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(ctx, hostB); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.ConsumeTraces(ctx, testtraces.Span(1, 1, 0, "shop", "payment.charge")) // next refuses it
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Shutdown(ctx)
+	want := []componentstatus.Status{componentstatus.StatusRecoverableError}
+	if !slices.Equal(hostA.Seen(), want) || !slices.Equal(hostB.Seen(), want) {
+		t.Errorf("statuses: A %v, B %v, want %v each", hostA.Seen(), hostB.Seen(), want)
 	}
 }

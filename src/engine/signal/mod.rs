@@ -71,6 +71,9 @@ pub struct Signal {
     /// Whether the trace was complete (docs/language.md, "Complete traces"): one root,
     /// every parent present, not judged early.
     pub complete: bool,
+    /// The host's inputs that brought spans of the trace ([`Trace::feeds`]): where a host
+    /// with several inputs sends the violation span.
+    pub feeds: u64,
 }
 
 /// Most trigger span ids a signal lists: one trace of a million spans cannot make a
@@ -134,6 +137,7 @@ impl Signal {
             compliance: rule.compliance.clone(),
             mode,
             complete,
+            feeds: trace.feeds,
         })
     }
 
