@@ -325,15 +325,7 @@ mod tests {
     /// every feed that carried part of it; log records are not split by feed.
     #[test]
     fn a_trace_over_two_feeds_is_judged_whole_and_its_violation_span_follows_it() {
-        let live = Live::new(
-            one(RULES),
-            BufferConfig::default(),
-            Outputs {
-                logs: true,
-                spans: true,
-            },
-        )
-        .unwrap();
+        let live = both_outputs();
         // Trace 1 only on feed 1, trace 2 only on feed 0, trace 4 over both.
         live.ingest(&batch(1, &["payment.charge"]), 1, 0).unwrap();
         live.ingest(&batch(2, &["payment.charge"]), 0, 0).unwrap();
@@ -378,9 +370,9 @@ mod tests {
         assert_eq!((c.traces_judged, c.duplicate_spans), (5, 1));
     }
 
-    #[test]
-    fn a_violation_split_over_two_batches_comes_out_once_as_a_log_record() {
-        let live = Live::new(
+    /// A live engine on [`RULES`] building log records and violation spans.
+    fn both_outputs() -> Live {
+        Live::new(
             one(RULES),
             BufferConfig::default(),
             Outputs {
@@ -388,7 +380,12 @@ mod tests {
                 spans: true,
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_violation_split_over_two_batches_comes_out_once_as_a_log_record() {
+        let live = both_outputs();
         live.ingest(&batch(1, &["checkout"]), 0, 0).unwrap();
         live.ingest(&batch(1, &["payment.charge"]), 0, S).unwrap();
         live.tick(3 * S);

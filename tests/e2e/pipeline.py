@@ -188,6 +188,15 @@ def indent(text, n):
     return "\n".join(" " * n + line for line in text.splitlines())
 
 
+# The processor sending violation spans, as the cases below configure it.
+VIOLATION_SPANS_PROCESSOR = f"""  betrace:
+    rules_inline: |
+{indent(RULES, 6)}
+    trace_idle_timeout: 300ms
+    max_trace_age: 10s
+    emit_violation_spans: true"""
+
+
 def own_spans(binary, out, problems):
     violations = os.path.join(out, "pipeline-own-violations.jsonl")
     if os.path.exists(violations):
@@ -199,12 +208,7 @@ receivers:
       http:
         endpoint: 127.0.0.1:4318
 processors:
-  betrace:
-    rules_inline: |
-{indent(RULES, 6)}
-    trace_idle_timeout: 300ms
-    max_trace_age: 10s
-    emit_violation_spans: true
+{VIOLATION_SPANS_PROCESSOR}
 connectors:
   betrace:
     rules_inline: |
@@ -369,12 +373,7 @@ receivers:
       http:
         endpoint: 127.0.0.1:4319
 processors:
-  betrace:
-    rules_inline: |
-{indent(RULES, 6)}
-    trace_idle_timeout: 300ms
-    max_trace_age: 10s
-    emit_violation_spans: true
+{VIOLATION_SPANS_PROCESSOR}
 exporters:
   file/a:
     path: {files["a"]}

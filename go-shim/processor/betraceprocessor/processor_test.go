@@ -24,15 +24,20 @@ import (
 	"github.com/betracehq/betrace/go-shim/processor/betraceprocessor/internal/metadatatest"
 )
 
+// holdingConfig is the test rules with traces held until shutdown.
+func holdingConfig(emitViolationSpans bool) *Config {
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.RulesInline = testtraces.Rules
+	cfg.TraceIdleTimeout, cfg.MaxTraceAge = time.Hour, time.Hour
+	cfg.EmitViolationSpans = emitViolationSpans
+	return cfg
+}
+
 // newProcessor starts the processor as a collector builds it (on processorhelper), with
 // its telemetry readable.
 func newProcessor(t *testing.T, emit bool, sink *consumertest.TracesSink) (processor.Traces, *componenttest.Telemetry) {
 	t.Helper()
-	cfg := NewFactory().CreateDefaultConfig().(*Config)
-	cfg.RulesInline = testtraces.Rules
-	cfg.TraceIdleTimeout = time.Hour
-	cfg.MaxTraceAge = time.Hour
-	cfg.EmitViolationSpans = emit
+	cfg := holdingConfig(emit)
 	tt := componenttest.NewTelemetry()
 	t.Cleanup(func() { _ = tt.Shutdown(context.Background()) })
 	p, err := NewFactory().CreateTraces(context.Background(), metadatatest.NewSettings(tt), cfg, sink)
@@ -150,10 +155,7 @@ func violationTraces(sink *consumertest.TracesSink) []byte {
 // pipelines is judged once, whole, and its violation span goes down each pipeline that
 // carried part of it.
 func TestInstancesOfOneConfigurationShareOneEngine(t *testing.T) {
-	cfg := NewFactory().CreateDefaultConfig().(*Config)
-	cfg.RulesInline = testtraces.Rules
-	cfg.TraceIdleTimeout, cfg.MaxTraceAge = time.Hour, time.Hour
-	cfg.EmitViolationSpans = true
+	cfg := holdingConfig(true)
 	ctx := context.Background()
 	set := processortest.NewNopSettings(metadata.Type)
 	sinkA, sinkB := new(consumertest.TracesSink), new(consumertest.TracesSink)
@@ -166,9 +168,7 @@ func TestInstancesOfOneConfigurationShareOneEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another configuration of the processor has an engine of its own.
-	other := NewFactory().CreateDefaultConfig().(*Config)
-	other.RulesInline = testtraces.Rules
-	other.EmitViolationSpans = true
+	other := holdingConfig(true)
 	sinkC := new(consumertest.TracesSink)
 	c, err := NewFactory().CreateTraces(ctx, set, other, sinkC)
 	if err != nil {
@@ -219,10 +219,7 @@ func TestInstancesOfOneConfigurationShareOneEngine(t *testing.T) {
 
 // A delivery failure of the shared engine is reported to every instance's host.
 func TestASharedEnginesStatusReachesEveryInstance(t *testing.T) {
-	cfg := NewFactory().CreateDefaultConfig().(*Config)
-	cfg.RulesInline = testtraces.Rules
-	cfg.TraceIdleTimeout, cfg.MaxTraceAge = time.Hour, time.Hour
-	cfg.EmitViolationSpans = true
+	cfg := holdingConfig(true)
 	ctx := context.Background()
 	set := processortest.NewNopSettings(metadata.Type)
 	a, err := NewFactory().CreateTraces(ctx, set, cfg, consumertest.NewErr(errors.New("backend down")))
