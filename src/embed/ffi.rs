@@ -489,7 +489,7 @@ pub unsafe extern "C" fn betrace_engine_counters(
     out: *mut Counters,
 ) -> i32 {
     guard(std::ptr::null_mut(), || {
-        let c = self::engine(engine)?.live.stats().counters;
+        let c = self::engine(engine)?.live.counters();
         write(out, c, "out")
     })
 }

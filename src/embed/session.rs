@@ -268,10 +268,9 @@ impl Live {
     }
 
     /// Counters now: the engine's, with the session's own fields filled in.
-    pub fn stats(&self) -> Stats {
+    pub fn counters(&self) -> Counters {
         let rules = self.engine.rules();
-        let mut stats = self.engine.stats();
-        stats.counters = Counters {
+        Counters {
             signals_dropped: self.logs.dropped() + self.spans.dropped(),
             decode_errors: self.decode_errors.load(Relaxed),
             invalid_spans: self.invalid_spans.load(Relaxed),
@@ -279,9 +278,16 @@ impl Live {
             rules: rules.rules().len() as u64,
             rules_digest: rules.digest(),
             rule_changes: self.rule_changes.load(Relaxed),
-            ..stats.counters
-        };
-        stats
+            ..self.engine.counters()
+        }
+    }
+
+    /// Counters and per-rule counts now.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            counters: self.counters(),
+            rules: self.engine.stats().rules,
+        }
     }
 }
 
