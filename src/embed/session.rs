@@ -269,6 +269,20 @@ impl Live {
 
     /// Counters now: the engine's, with the session's own fields filled in.
     pub fn counters(&self) -> Counters {
+        self.with_own_counters(self.engine.counters())
+    }
+
+    /// Counters and per-rule counts now.
+    pub fn stats(&self) -> Stats {
+        let stats = self.engine.stats();
+        Stats {
+            counters: self.with_own_counters(stats.counters),
+            rules: stats.rules,
+        }
+    }
+
+    /// The engine's counters with the session's own fields filled in.
+    fn with_own_counters(&self, engine: Counters) -> Counters {
         let rules = self.engine.rules();
         Counters {
             signals_dropped: self.logs.dropped() + self.spans.dropped(),
@@ -278,15 +292,7 @@ impl Live {
             rules: rules.rules().len() as u64,
             rules_digest: rules.digest(),
             rule_changes: self.rule_changes.load(Relaxed),
-            ..self.engine.counters()
-        }
-    }
-
-    /// Counters and per-rule counts now.
-    pub fn stats(&self) -> Stats {
-        Stats {
-            counters: self.counters(),
-            rules: self.engine.stats().rules,
+            ..engine
         }
     }
 }

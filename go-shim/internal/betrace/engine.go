@@ -178,9 +178,9 @@ func (e *Engine) SetRules(rules []Source) error {
 	return check(C.betrace_engine_set_rules(e.h, src, n, &errBuf), &errBuf)
 }
 
-// Ingest hands one OTLP ExportTraceServiceRequest that came in through feed (0 for a host
-// with one input) to the engine. The bytes are copied. A trace's violation spans are
-// taken by the feed that brought its first span (TakeSpans).
+// Ingest hands one OTLP ExportTraceServiceRequest that came in through feed (0 to 63; 0
+// for a host with one input) to the engine. The bytes are copied. A trace's violation span
+// is taken by every feed that carried part of it (TakeSpans).
 func (e *Engine) Ingest(feed uint32, otlp []byte, now time.Time) error {
 	p, n := bytesPtr(otlp)
 	var errBuf C.betrace_buf
@@ -212,8 +212,8 @@ func (e *Engine) TakeLogs() ([]byte, int, error) {
 	return take(&out), int(count), nil
 }
 
-// TakeSpans returns the waiting violation spans of the traces feed brought (their first
-// span) as OTLP ExportTraceServiceRequest bytes.
+// TakeSpans returns the waiting violation spans of the traces feed carried (part of) as
+// OTLP ExportTraceServiceRequest bytes.
 func (e *Engine) TakeSpans(feed uint32) ([]byte, int, error) {
 	var out, errBuf C.betrace_buf
 	var count C.uint64_t

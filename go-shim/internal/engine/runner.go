@@ -78,6 +78,7 @@ type Runner struct {
 	logger    *zap.Logger
 	report    func(*componentstatus.Event)
 	clock     clockwork.Clock
+	outputs   betrace.Options // what the engine builds, so what there is to take
 	feeds     int
 	eng       *betrace.Engine
 	deliver   Deliver
@@ -129,7 +130,7 @@ func Start(ctx context.Context, cfg Config, set Settings) (*Runner, error) {
 	}
 	r := &Runner{
 		cfg: cfg, logger: set.Telemetry.Logger, report: set.Report, clock: clockwork.FromContext(ctx),
-		feeds: max(set.Feeds, 1), eng: eng, deliver: set.Deliver,
+		outputs: set.Outputs, feeds: max(set.Feeds, 1), eng: eng, deliver: set.Deliver,
 		stop: make(chan struct{}), ticked: make(chan struct{}),
 		out: make(chan Outgoing, outboxSize), delivered: make(chan struct{}),
 	}
@@ -272,12 +273,17 @@ func (r *Runner) reload() {
 // (one caller at a time: the clock loop, then Shutdown once the loop has stopped).
 func (r *Runner) taken() []Outgoing {
 	var out []Outgoing
-	logs, n, err := r.eng.TakeLogs()
-	if err != nil {
-		r.logger.Warn("betrace: taking signals failed", zap.Error(err))
+	if r.outputs.Logs {
+		logs, n, err := r.eng.TakeLogs()
+		if err != nil {
+			r.logger.Warn("betrace: taking signals failed", zap.Error(err))
+		}
+		if n > 0 {
+			out = append(out, Outgoing{Logs: logs, N: n})
+		}
 	}
-	if n > 0 {
-		out = append(out, Outgoing{Logs: logs, N: n})
+	if !r.outputs.Spans {
+		return out
 	}
 	for feed := range r.feeds {
 		spans, n, err := r.eng.TakeSpans(uint32(feed))

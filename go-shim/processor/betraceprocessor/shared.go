@@ -34,9 +34,8 @@ type sharedEngine struct {
 	mu        sync.Mutex
 	instances []*betraceProcessor // by feed
 	hosts     []component.Host    // the started instances', each told the engine's status
-	started   bool
 	stopped   bool
-	runner    atomic.Pointer[engine.Runner]
+	runner    atomic.Pointer[engine.Runner] // set once the engine started
 }
 
 // sharedEngines holds the engines not yet started or still running, by configuration.
@@ -54,7 +53,7 @@ func join(cfg *Config, p *betraceProcessor) *sharedEngine {
 	s := sharedEngines.byConfig[cfg]
 	if s != nil {
 		s.mu.Lock()
-		late := s.started || s.stopped || len(s.instances) == engine.MaxFeeds
+		late := s.runner.Load() != nil || s.stopped || len(s.instances) == engine.MaxFeeds
 		s.mu.Unlock()
 		if late {
 			s = nil
@@ -77,7 +76,7 @@ func (s *sharedEngine) start(ctx context.Context, p *betraceProcessor, host comp
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hosts = append(s.hosts, host)
-	if s.started {
+	if s.runner.Load() != nil {
 		return nil
 	}
 	tel, err := telemetry(p.set.TelemetrySettings)
@@ -96,7 +95,6 @@ func (s *sharedEngine) start(ctx context.Context, p *betraceProcessor, host comp
 	if err != nil {
 		return err
 	}
-	s.started = true
 	s.runner.Store(r)
 	return nil
 }
