@@ -476,31 +476,26 @@ fn fail_on_violation_exits_1() {
 }
 
 #[test]
-fn memory_pressure_judges_early_and_says_so() {
-    let corpus = generate(8, 400, 0.0);
+fn memory_pressure_spills_instead_of_judging_early() {
+    let corpus = generate(8, 400, 0.05);
     let dir = tmp("pressure");
     write(&dir, &corpus, Format::Json, Compression::None, 100, 1000).unwrap();
-    let (code, _, err) = replay(
-        &[
-            "--rules",
-            "examples/rules",
-            "--max-traces",
-            "10",
-            dir.to_str().unwrap(),
-        ],
-        None,
-    );
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--rules", "examples/rules"];
+        args.extend_from_slice(extra);
+        args.push(dir.to_str().unwrap());
+        replay(&args, None)
+    };
+    let (code, roomy, _) = run(&[]);
     assert_eq!(code, 0);
-    let early: u64 = err
-        .split("traces judged (")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(early > 0, "{err}");
+    let (code, tight, err) = run(&["--max-traces", "10"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(tight, roomy, "the same signals, whatever the limit");
+    assert!(
+        err.contains("spilled: more was held at once than --max-traces 10"),
+        "{err}"
+    );
+    assert!(err.contains("(0 early under memory pressure)"), "{err}");
 }
 
 #[test]

@@ -24,12 +24,11 @@ use super::{load_rules, say, FAILED, OK, USAGE};
 /// gzip. Spans of one trace may be spread over many lines and files: traces are assembled
 /// whole before they are judged, with the live engine's timeouts applied to span times.
 ///
-/// Several inputs are read together, merged by span time (the data clock is a low
-/// watermark over all of them), so the files of several collector replicas covering the
-/// same hours are judged as one stream. Each input is taken in the order it was written.
-/// A span far behind the clock is counted (and late if its trace was judged); a span time
-/// more than a day in the future is counted as implausible and never moves the clock; a
-/// span received twice (same trace and span id) counts once.
+/// Lines, files and arguments may come in any order (several replicas' files, `cat *.jsonl`,
+/// standard input): the signals and counts are the same for every order, and the same as
+/// the live engine's for that traffic in time order. Time-ordered input is judged in one
+/// pass; other input is spilled to disk by trace id (--spill-dir) and judged by partitions,
+/// and the summary says so. A span received twice (same trace and span id) counts once.
 ///
 /// A malformed line or message is reported with its file and line (or byte offset) and
 /// skipped; a span that cannot be read is skipped and counted, and the rest of its batch
@@ -75,20 +74,27 @@ pub struct Args {
     /// A trace is judged at the latest this long (in span time) after its first span, as live.
     #[arg(long, default_value = "60s", value_parser = duration, value_name = "DURATION")]
     pub max_trace_age: u64,
-    /// Most traces held at once; older ones are judged early beyond it (counted).
+    /// Most traces held in memory at once; beyond it, replay spills to disk (it never
+    /// judges a trace early).
     #[arg(long, default_value_t = 100_000)]
     pub max_traces: usize,
-    /// Most spans held at once; older traces are judged early beyond it (counted).
+    /// Most spans held in memory at once; beyond it, replay spills to disk.
     #[arg(long, default_value_t = 5_000_000)]
     pub max_spans: usize,
     /// The largest record read (a JSON line or object, or a message, after decompression),
     /// in MiB; larger ones are skipped and reported.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096), value_name = "MIB")]
     pub max_record_mib: u32,
-    /// Threads decoding records: 0 for one per core. Traces are assembled and judged on
-    /// one thread in data order, so the signals are the same whatever the number.
+    /// Threads decoding and judging: 0 for one per core. Traces are dealt to judging
+    /// threads by trace id and each is judged in time order, so the signals are the same
+    /// whatever the number.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
+    /// Where to spool standard input and pipes, and to spill input that is not in time
+    /// order (partitions by trace id, judged one by one). A directory of its own is made
+    /// inside and removed at the end. [default: the system's temporary directory]
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<std::path::PathBuf>,
     /// Also write the compliance evidence as a self-contained HTML page here.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<String>,
@@ -236,6 +242,7 @@ pub fn run(args: &Args) -> u8 {
             },
             threads: args.threads,
             evidence,
+            spill_dir: args.spill_dir.clone(),
         };
         let total_bytes: u64 = args
             .inputs
@@ -460,10 +467,27 @@ fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
             b.traces_judged, b.traces_judged_early, b.traces_outside_window
         ),
         format!(
-            "        {} late spans ({} after their trace was released, not judged), {} duplicate spans counted once, {} spans read behind the clock",
-            b.late_spans, b.late_spans_unjudged, b.duplicate_spans, s.spans_behind_clock
+            "        {} late spans ({} after their trace was released, not judged), {} duplicate spans counted once",
+            b.late_spans, b.late_spans_unjudged, b.duplicate_spans
         ),
     ]);
+    if s.spooled > 0 {
+        lines.push(format!(
+            "        {} input{} read from a pipe, spooled to the spill directory",
+            s.spooled,
+            if s.spooled == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(sp) = &s.spilled {
+        lines.push(format!(
+            "        spilled: {}\n        so every span was read again and written by trace id to disk ({} spans, {:.1} MB), then {} partition{} judged whole, each in time order",
+            sp.reason,
+            sp.spans,
+            sp.bytes as f64 / 1e6,
+            sp.partitions,
+            if sp.partitions == 1 { "" } else { "s" }
+        ));
+    }
     if s.bad_records > 0 || s.invalid_spans > 0 || s.implausible_times > 0 {
         lines.push(format!(
             "        {} bad records skipped, {} unreadable spans skipped, {} spans with implausible (future) times",
@@ -472,7 +496,7 @@ fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
     }
     if s.inputs_opened_late > 0 {
         lines.push(format!(
-            "        {} inputs opened after the clock passed their start (more than {} overlapped in time)",
+            "        {} inputs opened after the data passed their start (more than {} overlapped in time)",
             s.inputs_opened_late,
             replay::MAX_OPEN_INPUTS
         ));

@@ -72,6 +72,8 @@ pub struct CountedRule {
     pub rule: u64,
     /// The evidence group the trace was attributed to (replay's evidence only).
     pub group: u32,
+    /// The UTC day it was attributed to (replay's evidence only).
+    pub day: u64,
     /// Counted as applied.
     pub applied: bool,
     /// Counted as skipped (`incomplete: skip` on an incomplete trace).
@@ -223,29 +225,99 @@ impl TraceBuffer {
     /// at once on what it has ([`TraceBuffer::oversized`]) instead of pushing every other
     /// trace out.
     pub fn ingest(&self, fragments: Vec<Trace>, now: u64, judge: &mut Judge<'_>) {
-        for mut frag in fragments {
-            if frag.spans.is_empty() {
-                continue;
-            }
-            self.spans_in.fetch_add(frag.spans.len() as u64, Relaxed);
-            let dups = dedup_fragment(&mut frag);
-            self.duplicate_spans.fetch_add(dups as u64, Relaxed);
-            let i = self.shard_of(&frag.trace_id);
-            let (spans, traces, held) = match self.shards[i].lock().status(&frag) {
-                Status::Held { new_spans, held } => (new_spans, 0, held),
-                Status::Released => (0, 0, 0),
-                Status::New => (frag.spans.len(), 1, 0),
-            };
-            if spans > 0 && held.saturating_add(spans) > self.config.max_spans {
-                self.oversized(i, frag, now, judge);
-                continue;
-            }
-            if spans > 0 {
-                self.relieve(spans, traces, judge);
-            }
-            let mut shard = self.shards[i].lock();
-            self.add(&mut shard, frag, now);
+        for frag in fragments {
+            self.ingest_one(frag, now, judge);
         }
+    }
+
+    /// Adds one fragment arriving at `now`, as [`TraceBuffer::ingest`] does.
+    ///
+    /// A trace whose deadline passed before `now` is judged *before* the fragment is added,
+    /// even when no [`TraceBuffer::expire`] ran in between: whether a span belongs to a
+    /// trace's judgement depends only on that trace's own arrivals, never on how often the
+    /// clock ticked or on other traces. Replay relies on it (docs/replay.md, "Order").
+    pub fn ingest_one(&self, mut frag: Trace, now: u64, judge: &mut Judge<'_>) {
+        if frag.spans.is_empty() {
+            return;
+        }
+        self.spans_in.fetch_add(frag.spans.len() as u64, Relaxed);
+        let dups = dedup_fragment(&mut frag);
+        self.duplicate_spans.fetch_add(dups as u64, Relaxed);
+        let i = self.shard_of(&frag.trace_id);
+        let (status, due) = {
+            let mut shard = self.shards[i].lock();
+            let due = self.settle(&mut shard, frag.trace_id, now);
+            (shard.status(&frag), due)
+        };
+        if let Some(held) = due {
+            held.lock().judge(judge);
+            self.traces_judged.fetch_add(1, Relaxed);
+        }
+        let (spans, traces, held) = match status {
+            Status::Held { new_spans, held } => (new_spans, 0, held),
+            Status::Released => (0, 0, 0),
+            Status::New => (frag.spans.len(), 1, 0),
+        };
+        if spans > 0 && held.saturating_add(spans) > self.config.max_spans {
+            self.oversized(i, frag, now, judge);
+            return;
+        }
+        if spans > 0 {
+            self.relieve(spans, traces, judge);
+        }
+        let mut shard = self.shards[i].lock();
+        self.add(&mut shard, frag, now);
+    }
+
+    /// Brings one held trace up to `now` before a fragment of it is added: a waiting
+    /// trace whose deadline passed before `now` is marked judged (returned, to be judged with no
+    /// shard locked), a judged one whose late-span window has passed is released.
+    fn settle(&self, shard: &mut Shard, id: TraceId, now: u64) -> Option<Arc<Mutex<Held>>> {
+        let idle = self.config.trace_idle_timeout;
+        let age = self.config.max_trace_age;
+        let entry = shard.entries.get(&id)?;
+        // Strictly before `now`: a span arriving at the very deadline still belongs to the
+        // trace, as it does when it comes before the tick of that instant.
+        if let Some(t) = entry.judged_at {
+            if t.saturating_add(idle) < now {
+                self.release(shard, id);
+            }
+            return None;
+        }
+        let deadline = entry
+            .last
+            .saturating_add(idle)
+            .min(entry.first.saturating_add(age));
+        if deadline >= now {
+            return None;
+        }
+        let held = self.mark_judged(shard, id, deadline);
+        // Judged at its deadline, and its late-span window may have passed since too.
+        let at = deadline.max(shard.entries.get(&id).map_or(0, |e| e.last));
+        if at.saturating_add(idle) < now {
+            self.release(shard, id);
+        }
+        Some(held)
+    }
+
+    /// Marks a waiting trace judged at its `deadline` (never before its last arrival) and
+    /// keeps it one idle timeout more for late spans; returns it, to be judged. The time
+    /// it is marked at is the trace's own, not the clock's: the late-span window of a trace
+    /// does not depend on when the clock happened to tick.
+    fn mark_judged(&self, shard: &mut Shard, id: TraceId, deadline: u64) -> Arc<Mutex<Held>> {
+        let version = shard.bump();
+        let entry = shard.entries.get_mut(&id).expect("held");
+        let at = deadline.max(entry.last);
+        let (first, held) = (entry.first, entry.held.clone());
+        entry.judged_at = Some(at);
+        entry.version = version;
+        shard.waiting.remove(&(first, id));
+        shard.kept.insert((at, id));
+        let idle = self.config.trace_idle_timeout;
+        shard
+            .deadlines
+            .push(Reverse((at.saturating_add(idle), id, version)));
+        held
     }
 
     /// A trace that alone holds more than `max_spans` with this fragment: it is added,
@@ -460,9 +532,8 @@ impl TraceBuffer {
             }
         }
         due.sort_unstable();
-        let idle = self.config.trace_idle_timeout;
         let mut judging = Vec::new();
-        for (_, id, version, i) in due {
+        for (deadline, id, version, i) in due {
             let mut shard = self.shards[i].lock();
             let Some(entry) = shard.entries.get(&id) else {
                 continue;
@@ -474,17 +545,7 @@ impl TraceBuffer {
                 self.release(&mut shard, id);
                 continue;
             }
-            let (first, held) = (entry.first, entry.held.clone());
-            let version = shard.bump();
-            let entry = shard.entries.get_mut(&id).expect("present");
-            entry.judged_at = Some(now);
-            entry.version = version;
-            shard.waiting.remove(&(first, id));
-            shard.kept.insert((now, id));
-            shard
-                .deadlines
-                .push(Reverse((now.saturating_add(idle), id, version)));
-            judging.push(held);
+            judging.push(self.mark_judged(&mut shard, id, deadline));
         }
         for held in judging {
             held.lock().judge(judge);
@@ -1049,10 +1110,11 @@ mod tests {
         let mut twice = frag(2, &["x"]);
         twice.spans.push(twice.spans[0]);
         b.ingest(vec![twice], S, &mut log.judge());
-        b.expire(10 * S, &mut log.judge());
+        b.expire(6 * S, &mut log.judge());
         assert_eq!(log.0, vec![(1, 1), (2, 1)]);
-        // Re-sent after judging, while the trace is kept: still a duplicate, not late.
-        b.ingest(vec![f], 11 * S, &mut log.judge());
+        // Re-sent after judging, while the trace is kept (judged at its deadline, 5 s, and
+        // kept one idle timeout more): still a duplicate, not late.
+        b.ingest(vec![f], 9 * S, &mut log.judge());
         b.expire(20 * S, &mut log.judge());
         assert_eq!(log.0.len(), 2, "a duplicate does not rejudge");
         let c = b.counters();

@@ -64,3 +64,55 @@ pub struct Counters {
     /// (engine; always 0 live).
     pub traces_outside_window: u64,
 }
+
+impl Counters {
+    /// Adds what another engine counted (replay judges on several engines, one per
+    /// partition of trace ids). The `rules` and `rules_digest` fields are the loaded rule
+    /// set's, not counts: the larger is kept.
+    pub fn add(&mut self, o: &Counters) {
+        let Counters {
+            spans_in,
+            traces_in,
+            traces_judged,
+            traces_judged_early,
+            late_spans,
+            late_spans_unjudged,
+            held_traces,
+            held_spans,
+            signals,
+            signals_dropped,
+            decode_errors,
+            invalid_spans,
+            eval_nanos,
+            duplicate_spans,
+            own_spans,
+            traces_oversized,
+            rules,
+            rules_digest,
+            rule_changes,
+            spans_accepted,
+            traces_outside_window,
+        } = o;
+        self.spans_in += spans_in;
+        self.traces_in += traces_in;
+        self.traces_judged += traces_judged;
+        self.traces_judged_early += traces_judged_early;
+        self.late_spans += late_spans;
+        self.late_spans_unjudged += late_spans_unjudged;
+        self.held_traces += held_traces;
+        self.held_spans += held_spans;
+        self.signals += signals;
+        self.signals_dropped += signals_dropped;
+        self.decode_errors += decode_errors;
+        self.invalid_spans += invalid_spans;
+        self.eval_nanos += eval_nanos;
+        self.duplicate_spans += duplicate_spans;
+        self.own_spans += own_spans;
+        self.traces_oversized += traces_oversized;
+        self.rules = self.rules.max(*rules);
+        self.rules_digest = self.rules_digest.max(*rules_digest);
+        self.rule_changes += rule_changes;
+        self.spans_accepted += spans_accepted;
+        self.traces_outside_window += traces_outside_window;
+    }
+}

@@ -54,6 +54,19 @@ pub struct Stats {
     pub rules: BTreeMap<String, RuleCounts>,
 }
 
+impl Stats {
+    /// Adds another engine's counts (replay's engines, one per partition of trace ids).
+    pub fn add(&mut self, other: &Stats) {
+        self.counters.add(&other.counters);
+        for (id, c) in &other.rules {
+            let e = self.rules.entry(id.clone()).or_default();
+            e.applied += c.applied;
+            e.violated += c.violated;
+            e.skipped += c.skipped;
+        }
+    }
+}
+
 /// Rules, buffer and counters, safe to share between threads.
 pub struct Engine {
     rules: RwLock<Arc<RuleSet>>,
@@ -122,6 +135,21 @@ impl Engine {
             .ingest(fragments, now, &mut |t: &Trace, s: &mut Counted| {
                 self.judge(&rules, t, s, &mut out)
             });
+        out
+    }
+
+    /// Adds fragments, each with the time it arrived (non-decreasing); returns signals of
+    /// traces judged meanwhile. Replay feeds each fragment at its own time, so that a
+    /// trace's judgement depends on its own spans only ([`TraceBuffer::ingest_one`]).
+    pub fn ingest_each(&self, fragments: impl IntoIterator<Item = (Trace, u64)>) -> Vec<Signal> {
+        let rules = self.rules();
+        let mut out = Vec::new();
+        for (frag, now) in fragments {
+            self.buffer
+                .ingest_one(frag, now, &mut |t: &Trace, s: &mut Counted| {
+                    self.judge(&rules, t, s, &mut out)
+                });
+        }
         out
     }
 
@@ -222,7 +250,8 @@ impl Engine {
                 news.applied = 1;
                 if let (Some(e), Some(subject)) = (&mut evidence, &j.subject) {
                     c.group = e.group(group_of(subject));
-                    e.applied(&rule.def.id, c.group);
+                    c.day = evidence::day_of(subject.start_unix_nano);
+                    e.applied(&rule.def.id, c.group, c.day);
                 }
             }
             let signal = j.signal.filter(|_| !c.signalled);
@@ -235,7 +264,7 @@ impl Engine {
                         .subject
                         .as_ref()
                         .map_or(signal.time_unix_nano, |s| s.start_unix_nano);
-                    e.violated(&rule.def.id, c.group, signal.trace_id, time);
+                    e.violated(&rule.def.id, c.group, c.day, signal.trace_id, time);
                 }
             }
             if news != RuleCounts::default() {
@@ -251,7 +280,6 @@ impl Engine {
 /// The evidence group of the span a judgement is attributed to.
 fn group_of(s: &Subject) -> Group {
     Group {
-        day: evidence::day_of(s.start_unix_nano),
         service: s.service.clone(),
         version: s.version.clone(),
     }

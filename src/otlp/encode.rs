@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 
 use crate::engine::signal::Signal;
 use crate::lang::value::Value;
+use crate::trace::projected::Trace as ProjectedTrace;
 use crate::trace::Resource;
 
 /// The event name and violation span name.
@@ -222,6 +223,52 @@ fn violation_span_id(s: &Signal) -> [u8; 8] {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     (h | 1).to_be_bytes()
+}
+
+/// Trace fragments as one OTLP request, with what their spans kept (the projection's
+/// attributes, the status message when kept) and their resources whole: what replay
+/// writes when it spills spans to disk (`crate::replay::spill`). Decoding the request
+/// with the same projection gives the same fragments back, one per trace.
+pub fn fragments(frags: &[ProjectedTrace]) -> ExportTraceServiceRequest {
+    let mut resource_spans: Vec<ResourceSpans> = Vec::new();
+    for frag in frags {
+        // Spans grouped by resource, in order of first appearance.
+        let mut groups: Vec<(&Resource, Vec<Span>)> = Vec::new();
+        for s in &frag.spans {
+            let resource = frag.resource_of(s);
+            let span = Span {
+                trace_id: frag.trace_id.0.to_vec(),
+                span_id: s.span_id.0.to_vec(),
+                parent_span_id: s.parent_span_id.map_or_else(Vec::new, |p| p.0.to_vec()),
+                name: frag.name(s).to_string(),
+                kind: s.kind as i32,
+                start_time_unix_nano: s.start_unix_nano,
+                end_time_unix_nano: s.end_unix_nano,
+                attributes: frag
+                    .attrs(s)
+                    .map(|(k, v)| kv(k, any(&v.to_value())))
+                    .collect(),
+                status: Some(Status {
+                    code: s.status as i32,
+                    message: frag.status_message(s).to_string(),
+                }),
+                ..Default::default()
+            };
+            match groups.iter_mut().find(|(r, _)| std::ptr::eq(*r, resource)) {
+                Some((_, spans)) => spans.push(span),
+                None => groups.push((resource, vec![span])),
+            }
+        }
+        resource_spans.extend(groups.into_iter().map(|(r, spans)| ResourceSpans {
+            resource: Some(otlp_resource(r)),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }));
+    }
+    ExportTraceServiceRequest { resource_spans }
 }
 
 #[cfg(test)]

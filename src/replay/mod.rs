@@ -1,31 +1,40 @@
-//! `betrace replay`: judge stored traces with the live engine, driven by a clock taken from
-//! the data.
+//! `betrace replay`: judge stored traces with the live engine, exactly, whatever the order
+//! of the input (docs/replay.md).
 //!
-//! # What replay assumes about order
+//! # What a replay's signals are
 //!
-//! Each input is read in its own order, which is the order its collector wrote (the order
-//! spans arrived there). Several inputs — files of several collector replicas covering the
-//! same hours, or one replica's rotated files — are read *together*, merged by span time:
-//! an input is opened when the data clock reaches the time of its first batch, and the
-//! next batch is always taken from the open input that is furthest behind. The data clock
-//! is therefore a low watermark over all inputs, and a trace whose spans are spread over
-//! replicas is assembled whole however the files are named or listed.
+//! Replay judges each trace as the live engine would if each batch's spans of the trace (a
+//! *fragment*) had arrived when the last of them ended. With that clock, whether a span
+//! belongs to a trace's first judgement or comes late depends only on the trace's own
+//! fragments ([`crate::engine::buffer::TraceBuffer::ingest_one`]), never on other traces,
+//! on how the input is ordered or on how many threads judge. Replay never judges a trace
+//! early to stay within `--max-traces`/`--max-spans`; it spills to disk instead.
 //!
-//! The clock is the median span end of each batch read (never moving back). A span ending
-//! more than a day after the wall clock cannot be real: it is counted as an implausible
-//! time and never moves the clock. A span ending more than `trace_idle_timeout` behind the
-//! clock when it is read is counted as behind the clock: it may belong to a trace already
-//! judged, and is then a late span (counted; judged again with its trace while the trace is
-//! still held). Nothing is dropped silently: the summary says how many of each.
+//! # How: stream, or spill
 //!
-//! One thread per open input reads and decodes it; the calling thread merges, feeds the
-//! spans through the same [`Engine`] the collector uses and judges. The order of signals
-//! is deterministic: the merge depends only on the data and the order inputs are given.
+//! * **Stream** ([`order`]). Inputs are read together, merged by time (an input is opened
+//!   when the data reaches its first batch, and the next batch is taken from the open input
+//!   furthest behind). Fragments are dealt by trace id to one judging thread per core; each
+//!   holds them in a reorder window ([`order::REORDER`] of data time) and feeds its engine in
+//!   time order. Time-ordered input — one collector's files, several replicas' merged — is
+//!   judged in one pass.
+//! * **Spill** ([`spill`]). A fragment older than what a judging thread already fed (input
+//!   out of order beyond the window), or more held than the limits allow, stops the stream:
+//!   everything is read again and written by trace id into partition files, and each
+//!   partition is read back, sorted by time and judged whole. The summary says so.
+//!
+//! Standard input and pipes are spooled to the spill directory first, so they can be read
+//! twice. Signals come out at the end, in a deterministic order: by the first trigger
+//! span's start, then trace id, then rule id.
 
 pub mod input;
 #[cfg(feature = "jaeger")]
 pub mod jaeger;
+pub mod order;
+pub mod spill;
 
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +55,8 @@ pub use input::{BadRecord, Limits, Location, Record};
 pub struct Options {
     /// Files, directories or `-`.
     pub inputs: Vec<String>,
-    /// The buffer's timeouts and limits, in data time (as live).
+    /// The buffer's timeouts and limits, in data time (as live). The limits bound what is
+    /// held in memory; replay spills rather than judge early.
     pub buffer: BufferConfig,
     /// Judge only traces whose first span starts at or after this (ns).
     pub from: Option<u64>,
@@ -54,17 +64,19 @@ pub struct Options {
     pub to: Option<u64>,
     /// What one record may cost.
     pub limits: Limits,
-    /// Threads decoding records (0: one per core). Judging stays on one thread, in data
-    /// order, so the signals do not depend on it.
+    /// Threads decoding and judging (0: one per core). The signals do not depend on it.
     pub threads: usize,
     /// Keep compliance evidence by day, service and version ([`Summary::evidence`]).
     pub evidence: bool,
+    /// Where to spool standard input and spill out-of-order input (default: the system's
+    /// temporary directory). A directory of its own is made inside and removed at the end.
+    pub spill_dir: Option<PathBuf>,
 }
 
 /// Progress counters, readable from another thread while a replay runs.
 #[derive(Debug, Default)]
 pub struct Progress {
-    /// Raw bytes read from the inputs.
+    /// Raw bytes read from the inputs (counted again when the input is read a second time).
     pub bytes_read: Arc<AtomicU64>,
     /// Spans decoded.
     pub spans: AtomicU64,
@@ -72,6 +84,19 @@ pub struct Progress {
     pub signals: AtomicU64,
     /// Inputs finished.
     pub inputs_done: AtomicU64,
+}
+
+/// What a spill did: why the stream stopped, and what was written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spilled {
+    /// Why the input could not be judged in one pass.
+    pub reason: String,
+    /// Spans written to partition files.
+    pub spans: u64,
+    /// Partition files judged (after any that had to be split again).
+    pub partitions: u64,
+    /// Bytes written to partition files.
+    pub bytes: u64,
 }
 
 /// What a replay did.
@@ -87,14 +112,19 @@ pub struct Summary {
     pub bad_records: u64,
     /// Spans skipped because they could not be read (a bad id, value or string).
     pub invalid_spans: u64,
-    /// Spans whose end time is implausibly far in the future; they never move the clock.
+    /// Spans whose end time is implausibly far in the future; they are judged after every
+    /// other span of the input.
     pub implausible_times: u64,
-    /// Spans read more than `trace_idle_timeout` behind the data clock.
-    pub spans_behind_clock: u64,
-    /// Inputs opened after the clock had passed their first batch, because more inputs
-    /// overlapped in time than are read at once.
+    /// Inputs that could not be read twice (standard input, pipes), copied to the spill
+    /// directory first.
+    pub spooled: u64,
+    /// Set when the input was not in time order (or held too much at once) and was
+    /// judged by partitions spilled to disk.
+    pub spilled: Option<Spilled>,
+    /// Inputs opened after the data had passed their first batch, because more inputs
+    /// overlapped in time than are read at once (it costs memory, never exactness).
     pub inputs_opened_late: u64,
-    /// The engine's counters at the end.
+    /// The engines' counters at the end, summed.
     pub stats: Stats,
     /// Compliance evidence, when asked for.
     pub evidence: Option<Evidence>,
@@ -103,8 +133,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Fills in what the end of a replay knows: bytes read, the engine's counters and
-    /// evidence, the wall time since `started`.
+    /// Fills in what the end of a replay on one engine knows (the Jaeger replay): bytes
+    /// read, the engine's counters and evidence, the wall time since `started`.
     pub(crate) fn close(&mut self, engine: &Engine, progress: &Progress, started: Instant) {
         self.bytes_read = progress.bytes_read.load(Relaxed);
         self.stats = engine.stats();
@@ -125,57 +155,143 @@ pub const MAX_OPEN_INPUTS: usize = 64;
 /// A span ending this long after the wall clock is taken for an implausible time.
 const FUTURE_SLACK: u64 = 86_400_000_000_000;
 
-/// What a reading thread sends.
-enum Message {
-    Batch(Timed),
-    /// A record being decoded on the pool: its message comes on this channel.
-    Pending(Receiver<Message>),
-    Bad(BadRecord),
+/// An input: the name reports give, and the file read (a spooled copy for a pipe).
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    name: String,
+    path: String,
 }
 
-/// A batch with the time it stands for: the median end of its plausible spans.
-struct Timed {
-    batch: Batch,
-    location: Location,
-    time: Option<u64>,
-    implausible: u64,
+/// What judging produced: signals, counts, evidence.
+#[derive(Default)]
+pub(crate) struct Judged {
+    signals: Vec<Signal>,
+    stats: Stats,
+    evidence: Option<Evidence>,
 }
 
-impl Timed {
-    fn new(batch: Batch, location: Location, horizon: u64) -> Timed {
-        let mut ends: Vec<u64> = batch
-            .fragments
-            .iter()
-            .flat_map(|f| f.spans.iter().map(|s| s.end_unix_nano))
-            .collect();
-        let total = ends.len();
-        ends.retain(|&e| e <= horizon);
-        let implausible = (total - ends.len()) as u64;
-        let time = if ends.is_empty() {
-            None
-        } else {
-            let mid = ends.len() / 2;
-            Some(*ends.select_nth_unstable(mid).1)
-        };
-        Timed {
-            batch,
-            location,
-            time,
-            implausible,
+impl Judged {
+    fn add(&mut self, engine: &Engine, signals: Vec<Signal>) {
+        self.signals.extend(signals);
+        self.stats.add(&engine.stats());
+        if let Some(e) = engine.evidence() {
+            match &mut self.evidence {
+                Some(mine) => mine.merge(e),
+                None => self.evidence = Some(e),
+            }
         }
     }
 }
 
-/// An input being read by its own thread, with the next batch it has to offer.
-struct Open {
-    order: usize,
-    rx: Receiver<Message>,
-    head: Option<Timed>,
-    thread: std::thread::JoinHandle<()>,
+/// What reading the inputs counted, and which bad records were already reported (a
+/// second reading reports only the ones after them).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Counts {
+    spans: u64,
+    bad_records: u64,
+    invalid_spans: u64,
+    implausible_times: u64,
+    /// Bad records (and batches with unreadable spans) reported, per input.
+    reported: Vec<u64>,
 }
 
-/// Replays `opts.inputs` with `rules`. Signals go to `on_signal` as they are found, bad
-/// records to `on_bad`. Fails only when an input does not exist.
+/// Everything a reading needs.
+pub(crate) struct Ctx<'a> {
+    rules: &'a RuleSet,
+    opts: &'a Options,
+    sources: &'a [Source],
+    threads: usize,
+    horizon: u64,
+    progress: &'a Progress,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+impl Ctx<'_> {
+    /// A fresh engine judging with these rules, counting apart. Its buffer has no limits:
+    /// replay bounds what it holds itself (by spilling), and never judges a trace early.
+    fn engine(&self) -> Engine {
+        let window = match (self.opts.from, self.opts.to) {
+            (None, None) => None,
+            (from, to) => Some((from.unwrap_or(0), to.unwrap_or(u64::MAX))),
+        };
+        Engine::new(
+            self.rules.fresh(),
+            EngineConfig {
+                buffer: BufferConfig {
+                    max_traces: usize::MAX,
+                    max_spans: usize::MAX,
+                    ..self.opts.buffer
+                },
+                mode: Mode::Replay,
+                window,
+                evidence: self.opts.evidence,
+            },
+        )
+    }
+
+    /// How many spans and traces one judging thread may hold.
+    fn share(&self) -> (usize, usize) {
+        let t = self.threads.max(1);
+        (
+            (self.opts.buffer.max_spans / t).max(1),
+            (self.opts.buffer.max_traces / t).max(1),
+        )
+    }
+
+    /// Reports a bad record of input `order` unless a first reading already did.
+    fn bad(
+        &self,
+        counts: &mut Counts,
+        order: usize,
+        seen: &mut [u64],
+        on_bad: &mut dyn FnMut(&BadRecord),
+        b: &BadRecord,
+    ) {
+        seen[order] += 1;
+        if seen[order] > counts.reported[order] {
+            counts.reported[order] = seen[order];
+            on_bad(b);
+        }
+    }
+
+    /// Counts a decoded batch's spans and reports its unreadable ones.
+    fn count_batch(
+        &self,
+        counts: &mut Counts,
+        order: usize,
+        seen: &mut [u64],
+        on_bad: &mut dyn FnMut(&BadRecord),
+        batch: &Batch,
+        location: &Location,
+    ) {
+        if let Some(why) = &batch.first_invalid {
+            let bad = BadRecord {
+                source: self.sources[order].name.clone(),
+                location: location.clone(),
+                message: format!(
+                    "{} unreadable span{} skipped, the rest of the batch kept; first: {why}",
+                    batch.invalid_spans,
+                    if batch.invalid_spans == 1 { "" } else { "s" }
+                ),
+            };
+            self.bad(counts, order, seen, on_bad, &bad);
+        }
+        let n = batch.span_count() as u64;
+        counts.spans += n;
+        counts.invalid_spans += batch.invalid_spans;
+        counts.implausible_times += batch
+            .fragments
+            .iter()
+            .flat_map(|f| &f.spans)
+            .filter(|s| s.end_unix_nano > self.horizon)
+            .count() as u64;
+        self.progress.spans.fetch_add(n, Relaxed);
+    }
+}
+
+/// Replays `opts.inputs` with `rules`. Signals go to `on_signal` at the end, in a
+/// deterministic order; bad records to `on_bad` as they are found. Fails only when an
+/// input does not exist or the spill directory cannot be written.
 pub fn run(
     rules: RuleSet,
     opts: &Options,
@@ -184,40 +300,27 @@ pub fn run(
     on_bad: &mut dyn FnMut(&BadRecord),
 ) -> Result<Summary, BadRecord> {
     let started = Instant::now();
-    let inputs = input::expand(&opts.inputs)?;
-    let window = match (opts.from, opts.to) {
-        (None, None) => None,
-        (from, to) => Some((from.unwrap_or(0), to.unwrap_or(u64::MAX))),
-    };
-    let engine = Engine::new(
-        rules,
-        EngineConfig {
-            buffer: opts.buffer,
-            mode: Mode::Replay,
-            window,
-            evidence: opts.evidence,
-        },
-    );
-    let mut summary = Summary {
-        inputs: inputs.len(),
-        ..Summary::default()
-    };
-    let horizon = now_unix_nano().saturating_add(FUTURE_SLACK);
-
-    // Inputs in the order their data starts; unreadable starts (stdin, empty or bad files)
-    // first, so their problems are reported at once.
-    let mut pending: Vec<(u64, usize)> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, source)| (first_time(source, opts.limits, horizon).unwrap_or(0), i))
-        .collect();
-    pending.sort_unstable();
-    pending.reverse(); // pop from the end
+    let names = input::expand(&opts.inputs)?;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         opts.threads
     };
+    let dir = spill::Dir::new(opts.spill_dir.clone());
+    let mut summary = Summary {
+        inputs: names.len(),
+        ..Summary::default()
+    };
+    let mut sources = Vec::with_capacity(names.len());
+    for (i, name) in names.into_iter().enumerate() {
+        let path = if input::rereadable(&name) {
+            name.clone()
+        } else {
+            summary.spooled += 1;
+            dir.spool(&name, i, &progress.bytes_read)?
+        };
+        sources.push(Source { name, path });
+    }
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -225,173 +328,133 @@ pub fn run(
             .build()
             .expect("start the decoding threads"),
     );
-    let spawn = |order: usize| -> Open {
-        // Enough records in flight to keep every decoding thread busy.
-        let (tx, rx) = crossbeam_channel::bounded::<Message>(2 * threads + 2);
-        let source = inputs[order].clone();
-        let (bytes, limits) = (progress.bytes_read.clone(), opts.limits);
-        let projection = engine.rules().projection().clone();
-        let pool = pool.clone();
-        let thread = std::thread::Builder::new()
-            .name("betrace-read".into())
-            .spawn(move || read_into(&source, bytes, limits, &projection, horizon, &pool, &tx))
-            .expect("spawn a reading thread");
-        Open {
-            order,
-            rx,
-            head: None,
-            thread,
+    let ctx = Ctx {
+        rules: &rules,
+        opts,
+        sources: &sources,
+        threads,
+        horizon: now_unix_nano().saturating_add(FUTURE_SLACK),
+        progress,
+        pool,
+    };
+    let mut counts = Counts {
+        reported: vec![0; sources.len()],
+        ..Counts::default()
+    };
+    let judged = match order::stream(&ctx, &mut counts, on_bad) {
+        Ok((judged, opened_late)) => {
+            summary.inputs_opened_late = opened_late;
+            judged
+        }
+        Err(reason) => {
+            progress.spans.store(0, Relaxed);
+            counts = Counts {
+                reported: counts.reported,
+                ..Counts::default()
+            };
+            let (judged, spilled) = spill::judge(&ctx, &dir, reason, &mut counts, on_bad)?;
+            summary.spilled = Some(spilled);
+            judged
         }
     };
-
-    let mut open: Vec<Open> = Vec::new();
-    let mut clock = 0u64;
-    let mut emit = |signals: Vec<Signal>| {
-        for s in signals {
-            progress.signals.fetch_add(1, Relaxed);
-            on_signal(s);
-        }
-    };
-    loop {
-        // Every open input shows its next batch; finished ones close.
-        let mut i = 0;
-        while i < open.len() {
-            if open[i].head.is_none() {
-                loop {
-                    let mut m = open[i].rx.recv();
-                    if let Ok(Message::Pending(rx)) = m {
-                        m = rx.recv();
-                    }
-                    match m {
-                        Ok(Message::Batch(t)) => {
-                            open[i].head = Some(t);
-                            break;
-                        }
-                        Ok(Message::Bad(b)) => {
-                            summary.bad_records += 1;
-                            on_bad(&b);
-                        }
-                        Ok(Message::Pending(_)) => unreachable!("a decoded record is not pending"),
-                        Err(_) => break,
-                    }
-                }
-            }
-            if open[i].head.is_none() {
-                let done = open.remove(i);
-                done.thread.join().expect("a reading thread does not panic");
-                progress.inputs_done.fetch_add(1, Relaxed);
-            } else {
-                i += 1;
-            }
-        }
-        let next_head = open
-            .iter()
-            .filter_map(|o| Some((o.head.as_ref()?.time.unwrap_or(clock), o.order)))
-            .min();
-        // Open the inputs whose data starts before what is open has to offer.
-        if let Some(&(start, order)) = pending.last() {
-            let due = next_head.is_none_or(|(t, _)| start <= t);
-            if due && open.len() < MAX_OPEN_INPUTS {
-                pending.pop();
-                if start < clock {
-                    summary.inputs_opened_late += 1;
-                }
-                open.push(spawn(order));
-                continue;
-            }
-        }
-        let Some((_, order)) = next_head else {
-            break;
-        };
-        let o = open
-            .iter_mut()
-            .find(|o| o.order == order)
-            .expect("the input with the next batch is open");
-        let timed = o.head.take().expect("it has a batch");
-        if let Some(t) = timed.time {
-            clock = clock.max(t);
-        }
-        let batch = timed.batch;
-        if let Some(why) = &batch.first_invalid {
-            on_bad(&BadRecord {
-                source: inputs[order].clone(),
-                location: timed.location,
-                message: format!(
-                    "{} unreadable span{} skipped, the rest of the batch kept; first: {why}",
-                    batch.invalid_spans,
-                    if batch.invalid_spans == 1 { "" } else { "s" }
-                ),
-            });
-        }
-        let n = batch.span_count() as u64;
-        summary.spans += n;
-        summary.invalid_spans += batch.invalid_spans;
-        summary.implausible_times += timed.implausible;
-        let behind = clock.saturating_sub(opts.buffer.trace_idle_timeout);
-        summary.spans_behind_clock += batch
-            .fragments
-            .iter()
-            .flat_map(|f| &f.spans)
-            .filter(|s| s.end_unix_nano < behind)
-            .count() as u64;
-        progress.spans.fetch_add(n, Relaxed);
-        emit(engine.ingest(batch.fragments, clock));
-        emit(engine.tick(clock));
+    let Judged {
+        mut signals,
+        stats,
+        evidence,
+    } = judged;
+    signals.sort_by(|a, b| {
+        (a.time_unix_nano, a.trace_id, &a.rule_id).cmp(&(b.time_unix_nano, b.trace_id, &b.rule_id))
+    });
+    for s in signals {
+        progress.signals.fetch_add(1, Relaxed);
+        on_signal(s);
     }
-    emit(engine.shutdown());
-    summary.close(&engine, progress, started);
+    summary.spans = counts.spans;
+    summary.bad_records = counts.bad_records;
+    summary.invalid_spans = counts.invalid_spans;
+    summary.implausible_times = counts.implausible_times;
+    summary.bytes_read = progress.bytes_read.load(Relaxed);
+    summary.stats = stats;
+    summary.evidence = evidence;
+    summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
-/// Reads one input on its own thread, sending its batches (timed) and bad records.
-fn read_into(
-    source: &str,
+/// What a reading thread sends.
+pub(crate) enum Message {
+    Batch(Batch, Location),
+    /// A record being decoded on the pool: its message comes on this channel.
+    Pending(Receiver<Message>),
+    Bad(BadRecord),
+}
+
+/// Reads one input on its own thread, sending its batches and bad records in order;
+/// records are decoded on `pool`.
+pub(crate) fn read_into(
+    source: &Source,
     bytes: Arc<AtomicU64>,
     limits: Limits,
     projection: &Arc<Projection>,
-    horizon: u64,
     pool: &rayon::ThreadPool,
     tx: &Sender<Message>,
 ) {
-    input::read_deferred(source, bytes, limits, projection, true, &mut |r| {
+    let raw: Box<dyn Read + Send> = match std::fs::File::open(&source.path) {
+        Ok(f) => Box::new(Counting {
+            inner: f,
+            count: bytes,
+        }),
+        Err(e) => {
+            let _ = tx.send(Message::Bad(BadRecord {
+                source: source.name.clone(),
+                location: Location::Whole,
+                message: e.to_string(),
+            }));
+            return;
+        }
+    };
+    input::read_from(&source.name, raw, limits, projection, true, &mut |r| {
         let m = match r {
             Record::Pending(p) => {
                 let (done, rx) = crossbeam_channel::bounded(1);
                 pool.spawn_fifo(move || {
-                    let _ = done.send(message_of(p.decode(), horizon));
+                    let _ = done.send(message_of(p.decode()));
                 });
                 Message::Pending(rx)
             }
-            other => message_of(other, horizon),
+            other => message_of(other),
         };
         tx.send(m).is_ok()
     });
 }
 
-/// A decoded record as the message the merging thread reads.
-fn message_of(r: Record, horizon: u64) -> Message {
+/// Receives the next message of an input, waiting for a record being decoded.
+pub(crate) fn next_message(rx: &Receiver<Message>) -> Option<Message> {
+    let mut m = rx.recv().ok()?;
+    if let Message::Pending(p) = m {
+        m = p.recv().ok()?;
+    }
+    Some(m)
+}
+
+/// A decoded record as the message the consuming thread reads.
+fn message_of(r: Record) -> Message {
     match r {
-        Record::Batch(b, at) => Message::Batch(Timed::new(b, at, horizon)),
+        Record::Batch(b, at) => Message::Batch(b, at),
         Record::Bad(b) => Message::Bad(b),
-        Record::Pending(p) => message_of(p.decode(), horizon),
+        Record::Pending(p) => message_of(p.decode()),
     }
 }
 
-/// The time of an input's first batch with a plausible span; `None` for standard input, a
-/// pipe, or an input without one. Reads only as far as that batch.
-fn first_time(source: &str, limits: Limits, horizon: u64) -> Option<u64> {
-    if !input::rereadable(source) {
-        return None;
+/// Counts the raw bytes read from an input, for progress.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Relaxed);
+        Ok(n)
     }
-    let (mut time, mut records) = (None, 0);
-    // Only times are read here: no attribute is kept.
-    let nothing = Arc::new(Projection::new(Vec::<String>::new(), false));
-    input::read(source, Arc::default(), limits, &nothing, &mut |r| {
-        records += 1;
-        if let Message::Batch(t) = message_of(r, horizon) {
-            time = t.time;
-        }
-        time.is_none() && records < 64
-    });
-    time
 }

@@ -282,6 +282,16 @@ impl RuleSet {
         &self.files
     }
 
+    /// The same rules with counts of their own, starting at zero: clones share their
+    /// counts ([`RuleSet::count`]), and an engine that must count apart (each of replay's
+    /// engines) takes a fresh set.
+    pub fn fresh(&self) -> RuleSet {
+        RuleSet {
+            counters: self.counters.iter().map(|_| Counter::default()).collect(),
+            ..self.clone()
+        }
+    }
+
     /// Adds `counts` (one trace's news: newly applied, violated, skipped) to rule `rule`
     /// (an index into [`RuleSet::rules`]).
     pub fn count(&self, rule: usize, counts: RuleCounts) {
