@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::yaml_pos::{self, map_range, Node, NodeKind};
 use super::{default_signal_type, Compliance, Example, Expect, RuleDef, Severity};
-use crate::diagnostic::{Diagnostic, Level, SourceFile};
+use crate::diagnostic::{clip, Diagnostic, Level, SourceFile};
 use crate::lang::check;
 use crate::rules::compact::{self, CompactSpan};
 
@@ -157,6 +157,27 @@ impl Loader {
         let value = match super::yaml_value::parse(&f.text) {
             Ok(v) => v,
             Err(e) => {
+                // yaml-rust2 refuses a repeated key where the mapping ends (for the top
+                // level, past the end of the file): point at the repeated key, and the first.
+                if let Some((key, first, again)) = e
+                    .message
+                    .contains("duplicated key")
+                    .then(|| repeated_key(&root))
+                    .flatten()
+                {
+                    let d = Diagnostic::error(
+                        again..again + key.len().max(1),
+                        format!("the key `{}` appears twice in one mapping", clip(&key)),
+                        "again here",
+                    )
+                    .relocate(fi, |r| r)
+                    .with_secondary(
+                        fi,
+                        first..first + key.len().max(1),
+                        "first here",
+                    );
+                    return self.diags.push(d);
+                }
                 return self.error(
                     fi,
                     None,
@@ -379,6 +400,26 @@ impl Loader {
             .iter()
             .filter(|d| d.level == Level::Error)
             .count()
+    }
+}
+
+/// The first key that a mapping of `node` (at any depth) holds twice: the key, and the
+/// offsets of its first and second occurrence.
+fn repeated_key(node: &Node) -> Option<(String, usize, usize)> {
+    match &node.kind {
+        NodeKind::Map(items) => {
+            let mut seen: HashMap<&str, usize> = HashMap::new();
+            for (key, at, _) in items {
+                // Complex keys read as "": never the same key.
+                if let Some(&first) = seen.get(key.as_str()).filter(|_| !key.is_empty()) {
+                    return Some((key.clone(), first, *at));
+                }
+                seen.insert(key, *at);
+            }
+            items.iter().find_map(|(_, _, v)| repeated_key(v))
+        }
+        NodeKind::Seq(items) => items.iter().find_map(repeated_key),
+        _ => None,
     }
 }
 
