@@ -1,7 +1,10 @@
 //! Errors and warnings about rule files, located in the file and rendered with a caret
 //! under the offending text (codespan-reporting, in rustc's style).
 
+pub mod code;
 pub mod terminal;
+
+pub use code::Code;
 
 use std::fmt;
 use std::ops::Range;
@@ -57,6 +60,24 @@ pub struct Label {
     pub message: String,
 }
 
+/// A line under a diagnostic, typed by what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// How to fix it (`help: …`).
+    Help(String),
+    /// A fact that explains it (`note: …`).
+    Note(String),
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::Help(text) => write!(f, "help: {text}"),
+            Note::Note(text) => write!(f, "note: {text}"),
+        }
+    }
+}
+
 /// One error or warning, located: every stage that reads rule text (the YAML reader, the
 /// parser, the checker, the loader) reports with this one type.
 ///
@@ -66,6 +87,8 @@ pub struct Label {
 pub struct Diagnostic {
     /// Error or warning.
     pub level: Level,
+    /// What kind of problem it is, as a stable code (docs/errors.md).
+    pub code: Code,
     /// The rule it is about, when known.
     pub rule_id: Option<String>,
     /// The headline.
@@ -75,36 +98,40 @@ pub struct Diagnostic {
     /// Other places that explain it (the first definition of a duplicate id).
     pub secondary: Vec<Label>,
     /// Further lines (`help: …`, `note: …`).
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
 impl Diagnostic {
     /// An error at `range` of source 0.
     pub fn error(
+        code: Code,
         range: Range<usize>,
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> Self {
-        Diagnostic::new(Level::Error, range, message, label)
+        Diagnostic::new(Level::Error, code, range, message, label)
     }
 
     /// A warning at `range` of source 0.
     pub fn warning(
+        code: Code,
         range: Range<usize>,
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> Self {
-        Diagnostic::new(Level::Warning, range, message, label)
+        Diagnostic::new(Level::Warning, code, range, message, label)
     }
 
     fn new(
         level: Level,
+        code: Code,
         range: Range<usize>,
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> Self {
         Diagnostic {
             level,
+            code,
             rule_id: None,
             message: message.into(),
             primary: Label {
@@ -119,7 +146,7 @@ impl Diagnostic {
 
     /// Adds a `help: …` line.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.notes.push(format!("help: {}", help.into()));
+        self.notes.push(Note::Help(help.into()));
         self
     }
 
@@ -154,9 +181,18 @@ impl Diagnostic {
         self
     }
 
-    /// The `help: …` notes, without the prefix.
+    /// Adds a `note: …` line.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(Note::Note(note.into()));
+        self
+    }
+
+    /// The texts of the help notes.
     pub fn help(&self) -> impl Iterator<Item = &str> {
-        self.notes.iter().filter_map(|n| n.strip_prefix("help: "))
+        self.notes.iter().filter_map(|n| match n {
+            Note::Help(text) => Some(text.as_str()),
+            Note::Note(_) => None,
+        })
     }
 }
 
@@ -258,7 +294,8 @@ impl Report {
         let cs = match d.level {
             Level::Error => Cs::error(),
             Level::Warning => Cs::warning(),
-        };
+        }
+        .with_code(d.code.as_str());
         let mut labels = vec![CsLabel::primary(d.primary.file, place(&d.primary))
             .with_message(escape(&d.primary.message))];
         labels.extend(
@@ -270,11 +307,22 @@ impl Report {
         let cs = cs
             .with_message(self.headline(d))
             .with_labels(labels)
-            .with_notes(d.notes.iter().map(|n| escape_note(n)).collect());
+            .with_notes(
+                d.notes
+                    .iter()
+                    .map(|n| escape_note(&n.to_string()))
+                    .collect(),
+            );
         let mut out = String::new();
         if term::emit_to_string(&mut out, &Config::default(), &files, &cs).is_err() {
             let (name, line, col) = self.position(d);
-            out = format!("{}:{line}:{col}: {}\n", escape(&name), self.headline(d));
+            out = format!(
+                "{}:{line}:{col}: {}[{}]: {}\n",
+                escape(&name),
+                level_word(d.level),
+                d.code,
+                self.headline(d)
+            );
         }
         out
     }
@@ -285,6 +333,13 @@ impl Report {
             Some(id) => format!("{} (rule `{}`)", escape(&d.message), escape(id)),
             None => escape(&d.message).into_owned(),
         }
+    }
+}
+
+fn level_word(level: Level) -> &'static str {
+    match level {
+        Level::Error => "error",
+        Level::Warning => "warning",
     }
 }
 
@@ -328,10 +383,7 @@ impl Report {
             caret_end += 1;
         }
         let (name, line, col) = self.position(d);
-        let level = match d.level {
-            Level::Error => "error",
-            Level::Warning => "warning",
-        };
+        let level = format!("{}[{}]", level_word(d.level), d.code);
         let message = self.headline(d);
         let gutter = " ".repeat(line.to_string().len());
         let lead = if from > line_start { "…" } else { "" };
@@ -349,7 +401,7 @@ impl Report {
             escape(&d.primary.message)
         );
         for note in &d.notes {
-            out.push_str(&format!("{gutter} = {}\n", escape_note(note)));
+            out.push_str(&format!("{gutter} = {}\n", escape_note(&note.to_string())));
         }
         out.push('\n');
         Some(out)

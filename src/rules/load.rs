@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::yaml_pos::{self, map_range, Node, NodeKind};
 use super::{default_signal_type, Compliance, Example, Expect, RuleDef, Severity};
-use crate::diagnostic::{clip, Diagnostic, Level, SourceFile};
+use crate::diagnostic::{clip, Code, Diagnostic, Level, SourceFile};
 use crate::lang::check;
 use crate::rules::compact::{self, CompactSpan};
 
@@ -85,6 +85,7 @@ struct Loader {
 impl Loader {
     fn error(
         &mut self,
+        code: Code,
         file: usize,
         rule: Option<&str>,
         at: Range<usize>,
@@ -92,7 +93,7 @@ impl Loader {
         label: impl Into<String>,
     ) {
         self.diags.push(
-            Diagnostic::error(at, message, label)
+            Diagnostic::error(code, at, message, label)
                 .for_rule(rule)
                 .relocate(file, |r| r),
         );
@@ -133,7 +134,16 @@ impl Loader {
         } else {
             "here"
         };
-        let mut d = Diagnostic::error(at..at + len, msg.clone(), label).for_rule(rule);
+        let code = if msg.starts_with("missing field") {
+            Code::MissingKey
+        } else if msg.starts_with("unknown field") {
+            Code::UnknownKey
+        } else if msg.starts_with("invalid type") {
+            Code::WrongType
+        } else {
+            Code::InvalidValue
+        };
+        let mut d = Diagnostic::error(code, at..at + len, msg.clone(), label).for_rule(rule);
         if msg.starts_with("invalid type") {
             d = d.with_help(format!("`{}` has the wrong type", e.path()));
         }
@@ -145,6 +155,7 @@ impl Loader {
             Ok(Some(root)) => root,
             Ok(None) => {
                 return self.error(
+                    Code::EmptyFile,
                     fi,
                     None,
                     0..0,
@@ -166,6 +177,7 @@ impl Loader {
                     .flatten()
                 {
                     let d = Diagnostic::error(
+                        Code::YamlRepeatedKey,
                         again..again + key.len().max(1),
                         format!("the key `{}` appears twice in one mapping", clip(&key)),
                         "again here",
@@ -179,6 +191,7 @@ impl Loader {
                     return self.diags.push(d);
                 }
                 return self.error(
+                    Code::YamlUnreadable,
                     fi,
                     None,
                     e.at..e.at + 1,
@@ -189,6 +202,7 @@ impl Loader {
         };
         let NodeKind::Map(entries) = &root.kind else {
             return self.error(
+                Code::NotAMapping,
                 fi,
                 None,
                 root.start..root.start + 1,
@@ -199,6 +213,7 @@ impl Loader {
         for (key, at, _) in entries {
             if key != "rules" {
                 self.error(
+                    Code::UnknownTopKey,
                     fi,
                     None,
                     *at..*at + key.len(),
@@ -211,6 +226,7 @@ impl Loader {
             (root.get("rules"), value.get("rules"))
         else {
             return self.error(
+                Code::NoRules,
                 fi,
                 None,
                 root.start..root.start + 1,
@@ -264,6 +280,7 @@ impl Loader {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         {
             self.error(
+                Code::InvalidId,
                 fi,
                 Some(&doc.id),
                 id_range.clone(),
@@ -274,6 +291,7 @@ impl Loader {
         match self.ids.get(&doc.id) {
             Some((first_file, first_range)) => {
                 let d = Diagnostic::error(
+                    Code::DuplicateId,
                     id_range.clone(),
                     format!("duplicate rule id `{}`", doc.id),
                     "defined again here",
@@ -383,6 +401,7 @@ impl Loader {
                         .filter(|&p| p >= ex_node.start)
                         .unwrap_or(ex_node.start);
                     self.error(
+                        Code::BadExample,
                         fi,
                         id,
                         at..at + word_len(&f.text, at),
