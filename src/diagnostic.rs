@@ -1,8 +1,15 @@
 //! Errors and warnings about rule files, located in the file and rendered with a caret
 //! under the offending text (codespan-reporting, in rustc's style).
 
+pub mod code;
+pub mod terminal;
+
+pub use code::Code;
+
 use std::fmt;
 use std::ops::Range;
+
+use terminal::escape;
 
 use codespan_reporting::diagnostic::{Diagnostic as Cs, Label as CsLabel};
 use codespan_reporting::files::SimpleFiles;
@@ -53,6 +60,24 @@ pub struct Label {
     pub message: String,
 }
 
+/// A line under a diagnostic, typed by what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// How to fix it (`help: …`).
+    Help(String),
+    /// A fact that explains it (`note: …`).
+    Note(String),
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::Help(text) => write!(f, "help: {text}"),
+            Note::Note(text) => write!(f, "note: {text}"),
+        }
+    }
+}
+
 /// One error or warning, located: every stage that reads rule text (the YAML reader, the
 /// parser, the checker, the loader) reports with this one type.
 ///
@@ -62,6 +87,8 @@ pub struct Label {
 pub struct Diagnostic {
     /// Error or warning.
     pub level: Level,
+    /// What kind of problem it is, as a stable code (docs/errors.md).
+    pub code: Code,
     /// The rule it is about, when known.
     pub rule_id: Option<String>,
     /// The headline.
@@ -71,36 +98,40 @@ pub struct Diagnostic {
     /// Other places that explain it (the first definition of a duplicate id).
     pub secondary: Vec<Label>,
     /// Further lines (`help: …`, `note: …`).
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
 impl Diagnostic {
     /// An error at `range` of source 0.
     pub fn error(
+        code: Code,
         range: Range<usize>,
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> Self {
-        Diagnostic::new(Level::Error, range, message, label)
+        Diagnostic::new(Level::Error, code, range, message, label)
     }
 
     /// A warning at `range` of source 0.
     pub fn warning(
+        code: Code,
         range: Range<usize>,
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> Self {
-        Diagnostic::new(Level::Warning, range, message, label)
+        Diagnostic::new(Level::Warning, code, range, message, label)
     }
 
     fn new(
         level: Level,
+        code: Code,
         range: Range<usize>,
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> Self {
         Diagnostic {
             level,
+            code,
             rule_id: None,
             message: message.into(),
             primary: Label {
@@ -115,7 +146,7 @@ impl Diagnostic {
 
     /// Adds a `help: …` line.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.notes.push(format!("help: {}", help.into()));
+        self.notes.push(Note::Help(help.into()));
         self
     }
 
@@ -150,9 +181,18 @@ impl Diagnostic {
         self
     }
 
-    /// The `help: …` notes, without the prefix.
+    /// Adds a `note: …` line.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(Note::Note(note.into()));
+        self
+    }
+
+    /// The texts of the help notes.
     pub fn help(&self) -> impl Iterator<Item = &str> {
-        self.notes.iter().filter_map(|n| n.strip_prefix("help: "))
+        self.notes.iter().filter_map(|n| match n {
+            Note::Help(text) => Some(text.as_str()),
+            Note::Note(_) => None,
+        })
     }
 }
 
@@ -179,17 +219,42 @@ impl Report {
             .count()
     }
 
-    /// `file:line:col` of a diagnostic (1-based), as editors and CI logs expect.
+    /// `file:line:col` of a diagnostic (1-based), as editors and CI logs expect: the place
+    /// the caret is shown at.
     pub fn position(&self, d: &Diagnostic) -> (String, usize, usize) {
         let f = &self.files[d.primary.file];
-        let mut start = d.primary.range.start.min(f.text.len());
-        while !f.text.is_char_boundary(start) {
-            start -= 1;
-        }
+        let start = self.range_shown(&d.primary).start;
         let before = &f.text[..start];
         let line = before.matches('\n').count() + 1;
         let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
         (f.name.clone(), line, col)
+    }
+
+    /// Where a label is shown, whatever a stage computed: within the text, on character
+    /// boundaries, and never past the last line — a place at the very end of a text that
+    /// ends with a line break (a mapping that ends with the file) is shown on the last
+    /// character of the last line, not on a line after the file.
+    fn range_shown(&self, l: &Label) -> Range<usize> {
+        let text = self.files.get(l.file).map_or("", |f| f.text.as_str());
+        let floor = |mut i: usize| {
+            i = i.min(text.len());
+            while !text.is_char_boundary(i) {
+                i -= 1;
+            }
+            i
+        };
+        let end = floor(l.range.end.max(l.range.start));
+        let start = floor(l.range.start).min(end);
+        let last_line_end = text.trim_end_matches(['\n', '\r']).len();
+        if start >= last_line_end && last_line_end < text.len() {
+            // The last character before the trailing line breaks (none: the start).
+            let last = text[..last_line_end]
+                .char_indices()
+                .next_back()
+                .map_or(0, |(i, _)| i);
+            return last..last_line_end;
+        }
+        start..end
     }
 
     /// Renders every diagnostic, rustc-style, with the offending line and a caret.
@@ -199,23 +264,29 @@ impl Report {
 
     /// Renders one diagnostic, rustc-style: its headline, the offending line with a caret
     /// under the primary label, the secondary labels, and the notes.
+    ///
+    /// Whatever came from the rule file (quoted lines, ids and values in messages, file
+    /// names) is shown through [`terminal::escape`]: a control character in a rule file can
+    /// neither act on the terminal nor forge a line of the report.
     pub fn render_one(&self, d: &Diagnostic) -> String {
+        // The files as shown: escaped, with a map from offsets in the text to offsets in it.
+        let shown: Vec<_> = self
+            .files
+            .iter()
+            .map(|f| terminal::escape_lines(&f.text))
+            .collect();
         let mut files = SimpleFiles::new();
-        for f in &self.files {
-            files.add(f.name.clone(), f.text.as_str());
+        for (f, (text, _)) in self.files.iter().zip(&shown) {
+            files.add(escape(&f.name).into_owned(), text.as_str());
         }
-        // Within the text and on character boundaries, whatever a stage computed.
-        let clamp = |l: &Label| {
-            let text = self.files.get(l.file).map_or("", |f| f.text.as_str());
-            let floor = |mut i: usize| {
-                i = i.min(text.len());
-                while !text.is_char_boundary(i) {
-                    i -= 1;
-                }
-                i
-            };
-            let end = floor(l.range.end.max(l.range.start));
-            floor(l.range.start).min(end)..end
+        let clamp = |l: &Label| self.range_shown(l);
+        // The same place in the escaped text.
+        let place = |l: &Label| {
+            let r = clamp(l);
+            match shown.get(l.file) {
+                Some((_, map)) => map.map(r.start)..map.map(r.end),
+                None => r,
+            }
         };
         if let Some(window) = self.long_line(d, clamp(&d.primary)) {
             return window;
@@ -223,31 +294,61 @@ impl Report {
         let cs = match d.level {
             Level::Error => Cs::error(),
             Level::Warning => Cs::warning(),
-        };
-        let message = match &d.rule_id {
-            Some(id) => format!("{} (rule `{id}`)", d.message),
-            None => d.message.clone(),
-        };
-        let mut labels =
-            vec![CsLabel::primary(d.primary.file, clamp(&d.primary))
-                .with_message(&d.primary.message)];
+        }
+        .with_code(d.code.as_str());
+        let mut labels = vec![CsLabel::primary(d.primary.file, place(&d.primary))
+            .with_message(escape(&d.primary.message))];
         labels.extend(
             d.secondary
                 .iter()
                 .filter(|l| l.file < self.files.len())
-                .map(|l| CsLabel::secondary(l.file, clamp(l)).with_message(&l.message)),
+                .map(|l| CsLabel::secondary(l.file, place(l)).with_message(escape(&l.message))),
         );
         let cs = cs
-            .with_message(message)
+            .with_message(self.headline(d))
             .with_labels(labels)
-            .with_notes(d.notes.clone());
+            .with_notes(
+                d.notes
+                    .iter()
+                    .map(|n| escape_note(&n.to_string()))
+                    .collect(),
+            );
         let mut out = String::new();
         if term::emit_to_string(&mut out, &Config::default(), &files, &cs).is_err() {
             let (name, line, col) = self.position(d);
-            out = format!("{name}:{line}:{col}: {}\n", d.message);
+            out = format!(
+                "{}:{line}:{col}: {}[{}]: {}\n",
+                escape(&name),
+                level_word(d.level),
+                d.code,
+                self.headline(d)
+            );
         }
         out
     }
+
+    /// The headline, escaped, naming the rule when it is known.
+    fn headline(&self, d: &Diagnostic) -> String {
+        match &d.rule_id {
+            Some(id) => format!("{} (rule `{}`)", escape(&d.message), escape(id)),
+            None => escape(&d.message).into_owned(),
+        }
+    }
+}
+
+fn level_word(level: Level) -> &'static str {
+    match level {
+        Level::Error => "error",
+        Level::Warning => "warning",
+    }
+}
+
+/// A note as shown: escaped line by line, keeping the line breaks BeTrace wrote.
+fn escape_note(note: &str) -> String {
+    note.split('\n')
+        .map(|line| escape(line))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Lines longer than this are shown as a window around the caret, never whole.
@@ -282,28 +383,25 @@ impl Report {
             caret_end += 1;
         }
         let (name, line, col) = self.position(d);
-        let level = match d.level {
-            Level::Error => "error",
-            Level::Warning => "warning",
-        };
-        let message = match &d.rule_id {
-            Some(id) => format!("{} (rule `{id}`)", d.message),
-            None => d.message.clone(),
-        };
+        let level = format!("{}[{}]", level_word(d.level), d.code);
+        let message = self.headline(d);
         let gutter = " ".repeat(line.to_string().len());
         let lead = if from > line_start { "…" } else { "" };
         let tail = if to < line_end { "…" } else { "" };
-        let pad = lead.chars().count() + text[from..start].chars().count();
-        let carets = text[start..caret_end.max(start)].chars().count().max(1);
+        // Counted in the escaped text, as it is shown.
+        let shown = |r: Range<usize>| escape(&text[r]).chars().count();
+        let pad = lead.chars().count() + shown(from..start);
+        let carets = shown(start..caret_end.max(start)).max(1);
         let mut out = format!(
-            "{level}: {message}\n{gutter} ┌─ {name}:{line}:{col}\n{gutter} │\n{line} │ {lead}{}{tail}\n{gutter} │ {}{} {}\n",
-            &text[from..to],
+            "{level}: {message}\n{gutter} ┌─ {}:{line}:{col}\n{gutter} │\n{line} │ {lead}{}{tail}\n{gutter} │ {}{} {}\n",
+            escape(&name),
+            escape(&text[from..to]),
             " ".repeat(pad),
             "^".repeat(carets),
-            d.primary.message
+            escape(&d.primary.message)
         );
         for note in &d.notes {
-            out.push_str(&format!("{gutter} = {note}\n"));
+            out.push_str(&format!("{gutter} = {}\n", escape_note(&note.to_string())));
         }
         out.push('\n');
         Some(out)

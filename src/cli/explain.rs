@@ -1,6 +1,7 @@
 //! `betrace explain --rules RULES --rule ID`: show how a rule was compiled.
 
-use super::{load_rules, out, out_raw, say, FAILED, OK};
+use super::{load_rules, out, say, FAILED, OK};
+use betrace::diagnostic::terminal::escape;
 
 /// Show a rule's compiled bytecode and the selectors it uses.
 ///
@@ -25,7 +26,7 @@ pub fn run(args: &Args) -> u8 {
         Err(code) => return code,
     };
     let Some(rule) = rules.rule(&args.rule) else {
-        say(&format!("error: no rule with id `{}`", args.rule));
+        say(&format!("error: no rule with id `{}`", escape(&args.rule)));
         let ids: Vec<&str> = rules.rules().iter().map(|r| r.def.id.as_str()).collect();
         let close: Vec<&&str> = ids
             .iter()
@@ -37,7 +38,7 @@ pub fn run(args: &Args) -> u8 {
                 "  did you mean: {}",
                 close
                     .iter()
-                    .map(|s| s.to_string())
+                    .map(|s| escape(s).into_owned())
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
@@ -45,17 +46,24 @@ pub fn run(args: &Args) -> u8 {
         return FAILED;
     };
     let d = &rule.def;
-    out(&format!("rule      {} — {}", d.id, d.name));
+    out(&format!(
+        "rule      {} — {}",
+        escape(&d.id),
+        escape(&d.name)
+    ));
     out(&format!(
         "severity  {}{}",
         d.severity,
         if d.enabled { "" } else { " (disabled)" }
     ));
-    out(&format!("signal    {}", d.signal_type));
+    out(&format!("signal    {}", escape(&d.signal_type)));
     out("condition");
     for line in d.condition.trim_end().lines() {
-        out(&format!("  {line}"));
+        out(&format!("  {}", escape(line)));
     }
-    out_raw(&rules.explain(&d.id).unwrap_or_default());
+    // The listing quotes the rule's constants: each of its lines is escaped too.
+    for line in rules.explain(&d.id).unwrap_or_default().lines() {
+        out(&escape(line));
+    }
     OK
 }

@@ -5,12 +5,14 @@
 pub mod check;
 pub mod explain;
 pub mod output;
+pub mod paths;
 pub mod replay;
 pub mod report;
 pub mod schema;
 pub mod summary;
 pub mod test;
 
+use betrace::diagnostic::terminal::escape;
 use betrace::{LoadError, RuleSet};
 
 /// Exit code: success.
@@ -29,7 +31,7 @@ pub fn load_rules(specs: &[String]) -> Result<(RuleSet, usize), u8> {
             Ok((rules, warnings.items.len()))
         }
         Err(LoadError::Sources(e)) => {
-            say(&format!("error: {e}"));
+            say(&format!("error: {}", escape(&e.to_string())));
             Err(USAGE)
         }
         Err(LoadError::Rules(report)) => {

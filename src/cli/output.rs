@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Write};
 
+use betrace::diagnostic::terminal::escape;
 use betrace::engine::evidence::{day_name, day_of, Evidence};
 use betrace::engine::signal::{rfc3339, Signal};
 use betrace::RuleSet;
@@ -68,7 +69,11 @@ impl<W: Write> Output<W> {
             .collect();
         let sink = match format {
             Format::Csv => {
-                let mut w = csv::Writer::from_writer(out);
+                // Every cell quoted: a cell holding `;`, `|` or a tab stays one cell in a
+                // spreadsheet whose separator is one of those, not only `,`.
+                let mut w = csv::WriterBuilder::new()
+                    .quote_style(csv::QuoteStyle::Always)
+                    .from_writer(out);
                 let mut header: Vec<String> = [
                     "rule_id",
                     "rule_name",
@@ -201,10 +206,12 @@ impl<W: Write> Output<W> {
             let order = &self.rule_order;
             self.groups
                 .sort_by_key(|g| order.get(&g.rule_id).copied().unwrap_or(usize::MAX));
+            // Everything from rules and traces is escaped: a value can neither act on the
+            // terminal nor forge a row.
             let width = self
                 .groups
                 .iter()
-                .map(|g| g.rule_id.len())
+                .map(|g| escape(&g.rule_id).chars().count())
                 .max()
                 .unwrap_or(4)
                 .max(4);
@@ -216,12 +223,12 @@ impl<W: Write> Output<W> {
             let mut total = 0;
             for g in &self.groups {
                 total += g.count;
-                let services: Vec<&str> = g.services.iter().map(String::as_str).collect();
+                let services: Vec<_> = g.services.iter().map(|s| escape(s)).collect();
                 writeln!(
                     out,
                     "{:<width$}  {:<8}  {:>7}  {:<24}  {:<24}  {}",
-                    g.rule_id,
-                    g.severity,
+                    escape(&g.rule_id),
+                    escape(&g.severity),
                     g.count,
                     short_time(g.first),
                     short_time(g.last),
@@ -249,12 +256,65 @@ fn short_time(ns: u64) -> String {
     }
 }
 
-/// A CSV cell as spreadsheets can open it safely: a cell starting with `=`, `+`, `-`, `@`,
-/// a tab or a carriage return would be read as a formula (CSV injection), so it gets a
-/// leading `'`, as OWASP recommends.
-fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
-    match cell.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
-        _ => cell.into(),
+/// A CSV cell as spreadsheets can open it safely, whatever their separator (`,`, `;`, tab
+/// or `|`, by locale). A cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return (after any spaces) is read as a formula (CSV injection); and a spreadsheet whose
+/// separator is not the file's splits a cell at its own separator, quotes or not, so every
+/// part after a `,`, `;`, `|` or tab is the start of a cell too. Each such start gets a `'`
+/// before the formula character, as OWASP recommends (`ord;=1+1` is written `ord;'=1+1`);
+/// every cell is also quoted by the writer.
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    let is_separator = |c: char| matches!(c, ',' | ';' | '|' | '\t');
+    let starts_formula = |c: char| matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r');
+    let mut at_start = true;
+    let mut risky = false;
+    for c in cell.chars() {
+        if at_start && starts_formula(c) {
+            risky = true;
+            break;
+        }
+        at_start = is_separator(c) || (at_start && c == ' ');
+    }
+    if !risky {
+        return cell.into();
+    }
+    let mut out = String::with_capacity(cell.len() + 2);
+    let mut at_start = true;
+    for c in cell.chars() {
+        if at_start && starts_formula(c) {
+            out.push('\'');
+        }
+        out.push(c);
+        at_start = is_separator(c) || (at_start && c == ' ');
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neutralise;
+
+    #[test]
+    fn no_cell_can_start_a_formula_under_any_separator() {
+        for (risky, safe) in [
+            ("=1+1", "'=1+1"),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t'=1"),
+            ("\r=1", "'\r=1"),
+            ("  =1+1", "  '=1+1"),
+            ("ord;=1+1", "ord;'=1+1"),
+            ("ord,=1+1", "ord,'=1+1"),
+            ("ord|=1+1", "ord|'=1+1"),
+            ("ord\t=1+1", "ord\t'=1+1"),
+            ("a; -2", "a; '-2"),
+            ("=a;@b", "'=a;'@b"),
+        ] {
+            assert_eq!(neutralise(risky), safe, "{risky:?}");
+        }
+        for safe in ["checkout", "a=b", "x-1", "1.5", "", "a;b", "ord; ok"] {
+            assert_eq!(neutralise(safe), safe, "{safe:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::output::{Format, Output};
+use crate::cli::paths;
 use crate::cli::report;
 use betrace::engine::buffer::BufferConfig;
 use betrace::engine::signal::{parse_time, Signal};
@@ -14,6 +15,7 @@ use betrace::replay::jaeger::{self, Fetched, JaegerOptions};
 use betrace::replay::{self, Limits, Options, Progress, Summary};
 
 use super::{load_rules, say, FAILED, OK, USAGE};
+use betrace::diagnostic::terminal::escape;
 
 /// Judge historical traces — the files a collector's `file` exporter already writes — with
 /// the same engine the collector runs, and report every signal (mode "replay").
@@ -68,28 +70,31 @@ pub struct Args {
     /// Exit with 1 when any signal is found (for CI gates).
     #[arg(long)]
     pub fail_on_violation: bool,
-    /// A trace is judged this long (in span time) after its last span, as live.
-    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION")]
+    /// A trace is judged this long (in span time) after its last span, as live
+    /// (1ms to 30d).
+    #[arg(long, default_value = "5s", value_parser = duration::<MILLISECOND, MONTH>, value_name = "DURATION")]
     pub trace_idle_timeout: u64,
-    /// A trace is judged at the latest this long (in span time) after its first span, as live.
-    #[arg(long, default_value = "60s", value_parser = duration, value_name = "DURATION")]
+    /// A trace is judged at the latest this long (in span time) after its first span, as
+    /// live (1ms to 30d).
+    #[arg(long, default_value = "60s", value_parser = duration::<MILLISECOND, MONTH>, value_name = "DURATION")]
     pub max_trace_age: u64,
-    /// Most traces held in memory at once; beyond it, replay spills to disk (it never
-    /// judges a trace early).
-    #[arg(long, default_value_t = 100_000)]
-    pub max_traces: usize,
-    /// Most spans held in memory at once; beyond it, replay spills to disk.
-    #[arg(long, default_value_t = 5_000_000)]
-    pub max_spans: usize,
+    /// Most traces held in memory at once (1 to 1,000,000,000); beyond it, replay spills
+    /// to disk (it never judges a trace early).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000), value_name = "N")]
+    pub max_traces: u64,
+    /// Most spans held in memory at once (1 to 10,000,000,000); beyond it, replay spills
+    /// to disk.
+    #[arg(long, default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000_000), value_name = "N")]
+    pub max_spans: u64,
     /// The largest record read (a JSON line or object, or a message, after decompression),
     /// in MiB; larger ones are skipped and reported.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096), value_name = "MIB")]
     pub max_record_mib: u32,
-    /// Threads decoding and judging: 0 for one per core. Traces are dealt to judging
-    /// threads by trace id and each is judged in time order, so the signals are the same
-    /// whatever the number.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub threads: usize,
+    /// Threads decoding and judging (1 to 1024), or 0 for one per core. Traces are dealt
+    /// to judging threads by trace id and each is judged in time order, so the signals are
+    /// the same whatever the number.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024), value_name = "N")]
+    pub threads: u16,
     /// Where to spool standard input and pipes, and to spill input that is not in time
     /// order (partitions by trace id, judged one by one). A directory of its own is made
     /// inside and removed at the end. [default: the system's temporary directory]
@@ -110,30 +115,44 @@ pub struct Args {
     /// larger means fewer queries. Halved when the store refuses it. [default: 1000]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
     pub jaeger_limit: Option<u32>,
-    /// With --jaeger: longest one request may take. [default: 60s]
-    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    /// With --jaeger: longest one request may take (1ms to 1h). [default: 60s]
+    #[arg(long, value_parser = duration::<MILLISECOND, HOUR>, value_name = "DURATION")]
     pub jaeger_timeout: Option<u64>,
     /// Trace files, directories, or - for standard input.
     #[arg(required_unless_present = "jaeger", value_name = "INPUT")]
     pub inputs: Vec<String>,
 }
 
-fn duration(s: &str) -> Result<u64, String> {
-    betrace::lang::value::parse_duration(s)
-        .filter(|d| *d >= 0)
-        .map(|d| d as u64)
-        .ok_or_else(|| format!("`{s}` is not a duration such as 5s or 250ms"))
+const MILLISECOND: u64 = 1_000_000;
+const HOUR: u64 = 3_600_000_000_000;
+const MONTH: u64 = 30 * 24 * HOUR;
+
+/// A duration flag's value parser: a duration such as `5s` or `250ms` from `MIN` to `MAX`
+/// nanoseconds, both included; anything else is refused with the range.
+fn duration<const MIN: u64, const MAX: u64>(s: &str) -> Result<u64, String> {
+    use betrace::lang::value::{format_duration, parse_duration};
+    let Some(ns) = parse_duration(s) else {
+        return Err("not a duration such as 5s or 250ms (ns us ms s m h d)".into());
+    };
+    match u64::try_from(ns) {
+        Ok(ns) if (MIN..=MAX).contains(&ns) => Ok(ns),
+        _ => Err(format!(
+            "out of range: from {} to {}",
+            format_duration(MIN as i64),
+            format_duration(MAX as i64)
+        )),
+    }
 }
 
 /// Runs the replay and returns the exit code.
 pub fn run(args: &Args) -> u8 {
     let from = match args.from.as_deref().map(|s| parse_time(s).ok_or(s)).transpose() {
         Ok(t) => t,
-        Err(s) => return usage(&format!("--from `{s}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)")),
+        Err(s) => return usage(&format!("--from `{}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)", escape(s))),
     };
     let to = match args.to.as_deref().map(|s| end_of(s).ok_or(s)).transpose() {
         Ok(t) => t,
-        Err(s) => return usage(&format!("--to `{s}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)")),
+        Err(s) => return usage(&format!("--to `{}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)", escape(s))),
     };
     if let (Some(f), Some(t)) = (from, to) {
         if f > t {
@@ -152,7 +171,8 @@ pub fn run(args: &Args) -> u8 {
     if let Some(url) = &args.jaeger {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return usage(&format!(
-                "--jaeger `{url}` is not an http:// or https:// URL of a Jaeger query service (e.g. http://jaeger-query:16686)"
+                "--jaeger `{}` is not an http:// or https:// URL of a Jaeger query service (e.g. http://jaeger-query:16686)",
+                escape(url)
             ));
         }
     }
@@ -164,28 +184,25 @@ pub fn run(args: &Args) -> u8 {
         // Rules that do not load are bad input for replay: 1 means violations found.
         Err(_) => return USAGE,
     };
-    let written = (args.output.iter().map(|p| ("--output", p)))
-        .chain(args.report.iter().map(|p| ("--report", p)));
-    for (flag, path) in written {
-        if let Err(message) = output_is_not_an_input(flag, path, &args.inputs) {
-            return usage(&message);
-        }
-    }
-    if let (Some(o), Some(r)) = (&args.output, &args.report) {
-        if o == r {
-            return usage("--output and --report name the same file");
-        }
+    // No output may name a file the run reads, or the other output: checked before either
+    // is created.
+    let outputs: Vec<(&str, &str)> = (args.output.iter().map(|p| ("--output", p.as_str())))
+        .chain(args.report.iter().map(|p| ("--report", p.as_str())))
+        .collect();
+    let rule_files: Vec<&str> = rules.files().iter().map(|f| f.name.as_str()).collect();
+    if let Err(message) = paths::check_outputs(&outputs, &args.inputs, &rule_files) {
+        return usage(&message);
     }
     if let Some(path) = &args.report {
         // Fail now, not after a long replay.
         if let Err(e) = File::create(path) {
-            return usage(&format!("--report {path}: {e}"));
+            return usage(&format!("--report {}: {e}", escape(path)));
         }
     }
     let out: Box<dyn Write> = match &args.output {
         Some(path) => match File::create(path) {
             Ok(f) => Box::new(BufWriter::new(f)),
-            Err(e) => return usage(&format!("{path}: {e}")),
+            Err(e) => return usage(&format!("{}: {e}", escape(path))),
         },
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
@@ -197,8 +214,8 @@ pub fn run(args: &Args) -> u8 {
     let buffer = BufferConfig {
         trace_idle_timeout: args.trace_idle_timeout,
         max_trace_age: args.max_trace_age,
-        max_traces: args.max_traces.max(1),
-        max_spans: args.max_spans.max(1),
+        max_traces: usize::try_from(args.max_traces).unwrap_or(usize::MAX),
+        max_spans: usize::try_from(args.max_spans).unwrap_or(usize::MAX),
     };
     let progress = Arc::new(Progress::default());
     let mut write_error = None;
@@ -227,7 +244,7 @@ pub fn run(args: &Args) -> u8 {
         let bar = store_progress(url, progress.clone());
         let (summary, fetched, error) =
             jaeger::run(rules, &opts, &progress, &mut on_signal, &mut |note| {
-                bar.suspend(|| say(&format!("note: {note}")))
+                bar.suspend(|| say(&format!("note: {}", escape(note))))
             });
         bar.finish_and_clear();
         (summary, Some(fetched), error.map(|e| e.to_string()))
@@ -240,7 +257,7 @@ pub fn run(args: &Args) -> u8 {
             limits: Limits {
                 max_record_bytes: (args.max_record_mib as usize) << 20,
             },
-            threads: args.threads,
+            threads: usize::from(args.threads),
             evidence,
             spill_dir: args.spill_dir.clone(),
         };
@@ -255,7 +272,7 @@ pub fn run(args: &Args) -> u8 {
         let result = replay::run(rules, &opts, &progress, &mut on_signal, &mut |bad| {
             bad_shown += 1;
             if bad_shown <= 100 {
-                bar.suspend(|| say(&format!("error: {bad}")));
+                bar.suspend(|| say(&format!("error: {}", escape(&bad.to_string()))));
             } else if bad_shown == 101 {
                 bar.suspend(|| say("error: more bad records; only the first 100 are shown"));
             }
@@ -263,7 +280,7 @@ pub fn run(args: &Args) -> u8 {
         bar.finish_and_clear();
         match result {
             Ok(s) => (s, None, None),
-            Err(bad) => return usage(&bad.to_string()),
+            Err(bad) => return usage(&escape(&bad.to_string())),
         }
     };
     let skipped = |id: &str| summary.stats.rules.get(id).map_or(0, |c| c.skipped);
@@ -274,7 +291,10 @@ pub fn run(args: &Args) -> u8 {
         // The reader went away (`| head`): what it wanted was written; stop quietly.
         Some(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
         Some(e) => {
-            say(&format!("error: writing signals: {e}"));
+            say(&format!(
+                "error: writing signals: {}",
+                escape(&e.to_string())
+            ));
             return USAGE;
         }
         None => {}
@@ -293,7 +313,11 @@ pub fn run(args: &Args) -> u8 {
         };
         let page = report::render(&report_rules, e, &period);
         if let Err(err) = std::fs::write(path, page) {
-            say(&format!("error: writing the report {path}: {err}"));
+            say(&format!(
+                "error: writing the report {}: {}",
+                escape(path),
+                escape(&err.to_string())
+            ));
             return USAGE;
         }
     }
@@ -301,7 +325,8 @@ pub fn run(args: &Args) -> u8 {
     let signals = summary.stats.counters.signals;
     if let Some(message) = failure {
         say(&format!(
-            "error: the trace store failed: {message}\n       what was judged before it is reported above; the run is incomplete"
+            "error: the trace store failed: {}\n       what was judged before it is reported above; the run is incomplete",
+            escape(&message)
         ));
         USAGE
     } else if summary.had_bad_input() {
@@ -323,55 +348,16 @@ fn end_of(s: &str) -> Option<u64> {
     })
 }
 
-/// Refuses an output that is one of the inputs or lies inside an input directory, before
-/// anything is created or truncated.
-fn output_is_not_an_input(flag: &str, output: &str, inputs: &[String]) -> Result<(), String> {
-    let out = std::path::Path::new(output);
-    let canonical = match out.canonicalize() {
-        Ok(p) => p,
-        Err(_) => {
-            // Not there yet: its directory decides.
-            let parent = out
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            match (parent.canonicalize(), out.file_name()) {
-                (Ok(dir), Some(name)) => dir.join(name),
-                _ => return Ok(()),
-            }
-        }
-    };
-    for input in inputs.iter().filter(|i| *i != "-") {
-        let Ok(input_path) = std::path::Path::new(input).canonicalize() else {
-            continue;
-        };
-        if input_path == canonical {
-            return Err(format!(
-                "{flag} {output} is also an input: writing it would destroy it before it is read"
-            ));
-        }
-        if input_path.is_dir() && canonical.starts_with(&input_path) {
-            return Err(format!(
-                "{flag} {output} is inside the input directory {input}: it would be read back as input; write it elsewhere"
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn usage(message: &str) -> u8 {
     say(&format!("error: {message}"));
     USAGE
 }
 
+/// The bytes below `p`, for the progress bar: each file once, whatever the links.
 fn dir_size(p: &std::path::Path) -> u64 {
-    if p.is_dir() {
-        std::fs::read_dir(p)
-            .map(|rd| rd.filter_map(Result::ok).map(|e| dir_size(&e.path())).sum())
-            .unwrap_or(0)
-    } else {
-        p.metadata().map(|m| m.len()).unwrap_or(0)
-    }
+    let mut total = 0;
+    paths::walk(p, &mut |_, m| total += m.len());
+    total
 }
 
 /// A progress bar on a terminal, updated from the replay's counters; hidden otherwise.
@@ -411,7 +397,7 @@ fn store_progress(url: &str, progress: Arc<Progress>) -> indicatif::ProgressBar 
         indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    let (ticker, url) = (bar.clone(), url.to_string());
+    let (ticker, url) = (bar.clone(), escape(url).into_owned());
     std::thread::spawn(move || {
         while !ticker.is_finished() {
             ticker.set_message(format!(
@@ -445,7 +431,7 @@ fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
             "replay: Jaeger at {}, {:.1} MB, {} spans in {} traces\n        \
              {} services; queried {}: {}\n        \
              {} queries ({} time slices split because they came back full, {} traces a query), {} traces returned again by another query and judged once",
-            f.url,
+            escape(&f.url),
             s.bytes_read as f64 / 1e6,
             s.spans,
             f.traces,
@@ -454,7 +440,7 @@ fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
                 [(s, _)] if s.is_empty() => "every service at once".to_string(),
                 pairs => format!("{} (service, operation) pairs", pairs.len()),
             },
-            f.why,
+            escape(&f.why),
             f.queries,
             f.splits,
             f.limit,
@@ -481,7 +467,7 @@ fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
     if let Some(sp) = &s.spilled {
         lines.push(format!(
             "        spilled: {}\n        so every span was read again and written by trace id to disk ({} spans, {:.1} MB), then {} partition{} judged whole, each in time order",
-            sp.reason,
+            escape(&sp.reason),
             sp.spans,
             sp.bytes as f64 / 1e6,
             sp.partitions,
@@ -509,14 +495,14 @@ fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
         s.bytes_read as f64 / 1e6 / secs
     ));
     for (rule, c) in s.stats.rules.iter().filter(|(_, c)| c.violated > 0) {
-        lines.push(format!("        {:>8}  {rule}", c.violated));
+        lines.push(format!("        {:>8}  {}", c.violated, escape(rule)));
     }
     let skipped: Vec<String> = s
         .stats
         .rules
         .iter()
         .filter(|(_, c)| c.skipped > 0)
-        .map(|(rule, c)| format!("        {:>8}  {rule}", c.skipped))
+        .map(|(rule, c)| format!("        {:>8}  {}", c.skipped, escape(rule)))
         .collect();
     if !skipped.is_empty() {
         lines.push("        traces not judged by rules with `incomplete: skip` (the trace was not complete):".into());

@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 
+use betrace::diagnostic::terminal::escape;
 use betrace::engine::evidence::{Breakdown, Evidence, Tally};
 use betrace::RuleSet;
 
@@ -22,7 +23,9 @@ pub fn rate(t: &Tally) -> String {
 }
 
 /// Writes the summary of every rule of `rules` (those that applied to nothing too);
-/// `skipped` says per rule how many traces `incomplete: skip` left unjudged.
+/// `skipped` says per rule how many traces `incomplete: skip` left unjudged. Names, ids and
+/// the services and versions traces carry are escaped ([`escape`]): none can act on the
+/// terminal or forge a row.
 pub fn write(
     out: &mut dyn Write,
     rules: &RuleSet,
@@ -32,7 +35,7 @@ pub fn write(
     let width = rules
         .rules()
         .iter()
-        .map(|r| r.def.id.len())
+        .map(|r| escape(&r.def.id).chars().count())
         .max()
         .unwrap_or(4)
         .max(4);
@@ -49,13 +52,13 @@ pub fn write(
         writeln!(
             out,
             "{:<width$}  {:<8}  {:>10}  {:>10}  {:>10}  {:>8}  {}{}",
-            r.def.id,
+            escape(&r.def.id),
             r.def.severity.as_str(),
             t.applied,
             t.violated,
             rate(&t),
             skipped(&r.def.id),
-            r.def.name,
+            escape(&r.def.name),
             if r.def.enabled { "" } else { " (disabled)" }
         )?;
     }
@@ -78,9 +81,9 @@ pub fn write(
             .def
             .compliance
             .as_ref()
-            .map(|c| format!("  [{} {}]", c.framework, c.control))
+            .map(|c| format!("  [{} {}]", escape(&c.framework), escape(&c.control)))
             .unwrap_or_default();
-        writeln!(out, "{id} — {}{compliance}", r.def.name)?;
+        writeln!(out, "{} — {}{compliance}", escape(id), escape(&r.def.name))?;
         breakdown(out, "day", &evidence.by_day(id))?;
         breakdown(out, "service", &evidence.by_service(id))?;
         breakdown(out, "version", &evidence.by_version(id))?;
@@ -97,6 +100,7 @@ pub fn write(
 }
 
 fn breakdown(out: &mut dyn Write, what: &str, rows: &Breakdown) -> io::Result<()> {
+    let rows: Vec<_> = rows.iter().map(|(k, t)| (escape(k), t)).collect();
     let width = rows
         .iter()
         .map(|(k, _)| k.chars().count())
@@ -108,7 +112,7 @@ fn breakdown(out: &mut dyn Write, what: &str, rows: &Breakdown) -> io::Result<()
         "  {what:<width$}  {:>10}  {:>10}  {:>10}",
         "applied", "violated", "compliance"
     )?;
-    for (key, t) in rows {
+    for (key, t) in &rows {
         writeln!(
             out,
             "  {key:<width$}  {:>10}  {:>10}  {:>10}",

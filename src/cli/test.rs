@@ -5,6 +5,7 @@ use betrace::eval::explain;
 use betrace::rules::Expect;
 
 use super::{load_rules, out, say, FAILED, OK};
+use betrace::diagnostic::terminal::escape;
 
 /// Run the examples written next to each rule.
 ///
@@ -33,11 +34,11 @@ pub fn run(args: &Args) -> u8 {
     for (ri, rule) in rules.rules().iter().enumerate() {
         let def = &rule.def;
         if !args.json && last_file != Some(def.file) {
-            out(&rules.files()[def.file].name);
+            out(&escape(&rules.files()[def.file].name));
             last_file = Some(def.file);
         }
         if def.examples.is_empty() && !args.json {
-            out(&format!("  none  {}: no examples", def.id));
+            out(&format!("  none  {}: no examples", escape(&def.id)));
         }
         for ex in &def.examples {
             let trace = rules.project(&ex.trace);
@@ -72,8 +73,8 @@ pub fn run(args: &Args) -> u8 {
             out(&format!(
                 "  {}  {}: {}",
                 if ok { "ok  " } else { "FAIL" },
-                def.id,
-                ex.name
+                escape(&def.id),
+                escape(&ex.name)
             ));
             if !ok {
                 let why = match ex.expect {
@@ -88,12 +89,14 @@ pub fn run(args: &Args) -> u8 {
                     let indent = "  ".repeat(step.depth);
                     out(&format!(
                         "          {:<7} {:<5} {indent}{}",
-                        step.clause, step.value, step.text
+                        step.clause,
+                        step.value,
+                        escape(&step.text)
                     ));
                     if !step.detail.is_empty() {
                         out(&format!(
                             "                        {indent}  {}",
-                            step.detail
+                            escape(&step.detail)
                         ));
                     }
                 }

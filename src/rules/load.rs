@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::yaml_pos::{self, map_range, Node, NodeKind};
 use super::{default_signal_type, Compliance, Example, Expect, RuleDef, Severity};
-use crate::diagnostic::{Diagnostic, Level, SourceFile};
+use crate::diagnostic::{clip, Code, Diagnostic, Level, SourceFile};
 use crate::lang::check;
 use crate::rules::compact::{self, CompactSpan};
 
@@ -85,6 +85,7 @@ struct Loader {
 impl Loader {
     fn error(
         &mut self,
+        code: Code,
         file: usize,
         rule: Option<&str>,
         at: Range<usize>,
@@ -92,7 +93,7 @@ impl Loader {
         label: impl Into<String>,
     ) {
         self.diags.push(
-            Diagnostic::error(at, message, label)
+            Diagnostic::error(code, at, message, label)
                 .for_rule(rule)
                 .relocate(file, |r| r),
         );
@@ -133,7 +134,16 @@ impl Loader {
         } else {
             "here"
         };
-        let mut d = Diagnostic::error(at..at + len, msg.clone(), label).for_rule(rule);
+        let code = if msg.starts_with("missing field") {
+            Code::MissingKey
+        } else if msg.starts_with("unknown field") {
+            Code::UnknownKey
+        } else if msg.starts_with("invalid type") {
+            Code::WrongType
+        } else {
+            Code::InvalidValue
+        };
+        let mut d = Diagnostic::error(code, at..at + len, msg.clone(), label).for_rule(rule);
         if msg.starts_with("invalid type") {
             d = d.with_help(format!("`{}` has the wrong type", e.path()));
         }
@@ -145,6 +155,7 @@ impl Loader {
             Ok(Some(root)) => root,
             Ok(None) => {
                 return self.error(
+                    Code::EmptyFile,
                     fi,
                     None,
                     0..0,
@@ -157,7 +168,30 @@ impl Loader {
         let value = match super::yaml_value::parse(&f.text) {
             Ok(v) => v,
             Err(e) => {
+                // yaml-rust2 refuses a repeated key where the mapping ends (for the top
+                // level, past the end of the file): point at the repeated key, and the first.
+                if let Some((key, first, again)) = e
+                    .message
+                    .contains("duplicated key")
+                    .then(|| repeated_key(&root))
+                    .flatten()
+                {
+                    let d = Diagnostic::error(
+                        Code::YamlRepeatedKey,
+                        again..again + key.len().max(1),
+                        format!("the key `{}` appears twice in one mapping", clip(&key)),
+                        "again here",
+                    )
+                    .relocate(fi, |r| r)
+                    .with_secondary(
+                        fi,
+                        first..first + key.len().max(1),
+                        "first here",
+                    );
+                    return self.diags.push(d);
+                }
                 return self.error(
+                    Code::YamlUnreadable,
                     fi,
                     None,
                     e.at..e.at + 1,
@@ -168,6 +202,7 @@ impl Loader {
         };
         let NodeKind::Map(entries) = &root.kind else {
             return self.error(
+                Code::NotAMapping,
                 fi,
                 None,
                 root.start..root.start + 1,
@@ -178,6 +213,7 @@ impl Loader {
         for (key, at, _) in entries {
             if key != "rules" {
                 self.error(
+                    Code::UnknownTopKey,
                     fi,
                     None,
                     *at..*at + key.len(),
@@ -190,6 +226,7 @@ impl Loader {
             (root.get("rules"), value.get("rules"))
         else {
             return self.error(
+                Code::NoRules,
                 fi,
                 None,
                 root.start..root.start + 1,
@@ -243,6 +280,7 @@ impl Loader {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         {
             self.error(
+                Code::InvalidId,
                 fi,
                 Some(&doc.id),
                 id_range.clone(),
@@ -253,6 +291,7 @@ impl Loader {
         match self.ids.get(&doc.id) {
             Some((first_file, first_range)) => {
                 let d = Diagnostic::error(
+                    Code::DuplicateId,
                     id_range.clone(),
                     format!("duplicate rule id `{}`", doc.id),
                     "defined again here",
@@ -362,6 +401,7 @@ impl Loader {
                         .filter(|&p| p >= ex_node.start)
                         .unwrap_or(ex_node.start);
                     self.error(
+                        Code::BadExample,
                         fi,
                         id,
                         at..at + word_len(&f.text, at),
@@ -379,6 +419,26 @@ impl Loader {
             .iter()
             .filter(|d| d.level == Level::Error)
             .count()
+    }
+}
+
+/// The first key that a mapping of `node` (at any depth) holds twice: the key, and the
+/// offsets of its first and second occurrence.
+fn repeated_key(node: &Node) -> Option<(String, usize, usize)> {
+    match &node.kind {
+        NodeKind::Map(items) => {
+            let mut seen: HashMap<&str, usize> = HashMap::new();
+            for (key, at, _) in items {
+                // Complex keys read as "": never the same key.
+                if let Some(&first) = seen.get(key.as_str()).filter(|_| !key.is_empty()) {
+                    return Some((key.clone(), first, *at));
+                }
+                seen.insert(key, *at);
+            }
+            items.iter().find_map(|(_, _, v)| repeated_key(v))
+        }
+        NodeKind::Seq(items) => items.iter().find_map(repeated_key),
+        _ => None,
     }
 }
 

@@ -6,7 +6,7 @@
 
 use yaml_rust2::parser::{Event, Parser};
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A node of the position tree.
@@ -58,8 +58,13 @@ impl Node {
 }
 
 /// A YAML syntax error: a [`Diagnostic`] at the byte where the parser gave up.
-fn yaml_error(at: usize, message: String) -> Diagnostic {
-    Diagnostic::error(at..at + 1, format!("YAML syntax error: {message}"), "here")
+fn yaml_error(code: Code, at: usize, message: String) -> Diagnostic {
+    Diagnostic::error(
+        code,
+        at..at + 1,
+        format!("YAML syntax error: {message}"),
+        "here",
+    )
 }
 
 /// Builds the position tree of the first document in `text`; `Ok(None)` for an empty one.
@@ -107,6 +112,7 @@ impl Reader<'_, '_> {
         match self.parser.next_token() {
             Ok((event, mark)) => Ok((event, self.offsets.byte(mark))),
             Err(e) => Err(yaml_error(
+                Code::YamlSyntax,
                 self.offsets.byte(*e.marker()),
                 e.info().to_string(),
             )),
@@ -171,6 +177,7 @@ impl Reader<'_, '_> {
         let size = size.saturating_add(self.size);
         if size > MAX_EXPANDED_NODES {
             return Err(yaml_error(
+                Code::YamlTooLarge,
                 at,
                 format!(
                     "its aliases expand to more than {MAX_EXPANDED_NODES} nodes (aliases of aliases multiply)"
@@ -184,6 +191,7 @@ impl Reader<'_, '_> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(yaml_error(
+                Code::YamlTooDeep,
                 at,
                 format!("nested deeper than {MAX_DEPTH} levels"),
             ));

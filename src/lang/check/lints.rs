@@ -1,6 +1,6 @@
 //! Warnings about rules that load but probably do not say what their author meant.
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 use crate::lang::syntax::ast;
 
 /// The warning of docs/language.md, "Conditions: the two forms": a violation-form condition that is a plain conjunction of
@@ -15,7 +15,7 @@ pub(super) fn conjunction_of_has(e: &ast::Expr, text: &str) -> Option<Diagnostic
     let first = &text[items[0].loc()];
     let rest: Vec<&str> = items[1..].iter().map(|i| &text[i.loc()]).collect();
     Some(
-        Diagnostic::warning(
+        Diagnostic::warning(Code::FiresOnPresence,
             loc.clone(),
             "this condition fires on every trace that has all of these spans",
             "a conjunction of `has` checks",

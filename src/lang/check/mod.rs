@@ -11,7 +11,7 @@ mod patterns;
 use lints::conjunction_of_has;
 use patterns::{bare_pattern, compile_regex, quoted_pattern};
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 use crate::lang::hir::{self, Attr, Form, Intrinsic, IntrinsicType, Num, Pred};
 use crate::lang::syntax::ast::{
     self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, RelOp,
@@ -57,6 +57,7 @@ pub fn check(cond: &ast::Condition, text: &str) -> Result<Checked, Vec<Diagnosti
             if always.is_none() && never.is_none() {
                 cx.errors.push(
                     Diagnostic::error(
+                        Code::WhenWithoutBlock,
                         loc.clone(),
                         "`when` needs an `always { … }` or a `never { … }` block",
                         "this rule says what it applies to, but not what must hold",
@@ -111,7 +112,7 @@ impl Checker<'_> {
                         (rhs, lhs)
                     };
                     self.errors.push(
-                        Diagnostic::error(
+                        Diagnostic::error(Code::DurationVsNumber,
                             numeric_loc(number).unwrap_or_else(|| loc.clone()),
                             "a duration compared with a plain number",
                             format!("a number, against the duration {}", describe(duration)),
@@ -149,7 +150,7 @@ impl Checker<'_> {
         };
         if matches!(op, RelOp::Within | RelOp::ChildOf) {
             self.errors.push(
-                Diagnostic::error(at.clone(), "a time bound follows only `before` or `after`", "a second `within`")
+                Diagnostic::error(Code::BoundPlacement, at.clone(), "a time bound follows only `before` or `after`", "a second `within`")
                     .with_help("`A before B within 200ms` bounds how far apart they start; `A within B` is structure"),
             );
             return None;
@@ -158,6 +159,7 @@ impl Checker<'_> {
             Some(d) if d >= 0 => Some(d),
             Some(_) => {
                 self.errors.push(Diagnostic::error(
+                    Code::NegativeBound,
                     at.clone(),
                     "a time bound cannot be negative",
                     "negative",
@@ -166,7 +168,7 @@ impl Checker<'_> {
             }
             None => {
                 self.errors.push(
-                    Diagnostic::error(at.clone(), "`within` after `before`/`after` takes a duration", "not a duration")
+                    Diagnostic::error(Code::BoundNotDuration, at.clone(), "`within` after `before`/`after` takes a duration", "not a duration")
                         .with_help("write the bound as a duration: `A before B within 200ms` (ns us ms s m h d)"),
                 );
                 None
@@ -201,7 +203,7 @@ impl Checker<'_> {
                                 ast::AggKey::List(l) => l.clone(),
                             };
                             self.errors.push(
-                                Diagnostic::error(at, format!("`{}` is never a number", i.name()), "not numeric")
+                                Diagnostic::error(Code::NeverNumeric, at, format!("`{}` is never a number", i.name()), "not numeric")
                                     .with_help("aggregate a numeric attribute (`amount`, `span.tokens`) or `span:duration` / `trace:duration`"),
                             );
                             false
@@ -230,6 +232,7 @@ impl Checker<'_> {
                 });
                 if keys.len() > 1 {
                     self.errors.push(Diagnostic::error(
+                        Code::TwoUnique,
                         keys[1].1.clone(),
                         "only one `== unique` per count",
                         "second `== unique`",
@@ -251,6 +254,7 @@ impl Checker<'_> {
             ast::AggKey::List(l) => {
                 self.errors.push(
                     Diagnostic::error(
+                        Code::AggregateList,
                         l.clone(),
                         format!("`{what}` takes one attribute, not a list"),
                         "a list",
@@ -269,6 +273,7 @@ impl Checker<'_> {
                 if RESERVED.contains(&first) {
                     self.errors.push(
                         Diagnostic::error(
+                            Code::ReservedSpanName,
                             s.name_loc.clone(),
                             format!("`{first}` is a reserved word"),
                             "reserved word used as a span name",
@@ -303,6 +308,7 @@ impl Checker<'_> {
                 let attr = self.attr(a);
                 if let Attr::Intrinsic(i) = attr {
                     self.errors.push(Diagnostic::error(
+                        Code::NotBoolean,
                         a.loc.clone(),
                         format!("`{}` is not a boolean", i.name()),
                         "compare it with a value",
@@ -330,6 +336,7 @@ impl Checker<'_> {
             (_, Operand::Unique(l)) => {
                 self.errors.push(
                     Diagnostic::error(
+                        Code::UniqueOutsideCount,
                         l.clone(),
                         "`unique` only counts distinct values",
                         "not inside trace.count(...)",
@@ -347,14 +354,20 @@ impl Checker<'_> {
             }
             ("in", other) => {
                 self.errors.push(
-                    Diagnostic::error(operand_loc(other), "`in` takes a list", "not a list")
-                        .with_help("write `k in [a, b, c]`"),
+                    Diagnostic::error(
+                        Code::InWithoutList,
+                        operand_loc(other),
+                        "`in` takes a list",
+                        "not a list",
+                    )
+                    .with_help("write `k in [a, b, c]`"),
                 );
                 Pred::Exists(attr)
             }
             (_, Operand::List(_, l)) => {
                 self.errors.push(
                     Diagnostic::error(
+                        Code::ListNotAllowed,
                         l.clone(),
                         format!("`{op}` does not take a list"),
                         "a list here",
@@ -366,6 +379,7 @@ impl Checker<'_> {
             ("matches", Operand::Literal(Literal::Str(re), l)) => {
                 if ty.is_some_and(|t| t != IntrinsicType::String) {
                     self.errors.push(Diagnostic::error(
+                        Code::MatchesNotString,
                         lhs.loc.clone(),
                         format!("`matches` needs a string, and `{attr}` is not one"),
                         "not a string",
@@ -374,8 +388,12 @@ impl Checker<'_> {
                 match compile_regex(re) {
                     Ok(r) => Pred::Matches(attr, r),
                     Err(msg) => {
-                        self.errors
-                            .push(Diagnostic::error(l.clone(), "invalid regex", msg));
+                        self.errors.push(Diagnostic::error(
+                            Code::InvalidRegex,
+                            l.clone(),
+                            "invalid regex",
+                            msg,
+                        ));
                         Pred::Exists(attr)
                     }
                 }
@@ -383,6 +401,7 @@ impl Checker<'_> {
             ("matches", other) => {
                 self.errors.push(
                     Diagnostic::error(
+                        Code::MatchesNeedsRegex,
                         operand_loc(other),
                         "`matches` takes a regex in double quotes",
                         "not a string",
@@ -394,6 +413,7 @@ impl Checker<'_> {
             ("contains", Operand::Literal(lit, l)) => {
                 if ty == Some(IntrinsicType::Duration) {
                     self.errors.push(Diagnostic::error(
+                        Code::ContainsOnDuration,
                         lhs.loc.clone(),
                         format!("`{attr}` is a duration; `contains` needs a string or an array"),
                         "a duration",
@@ -402,6 +422,7 @@ impl Checker<'_> {
                 let v = literal_value(lit);
                 if let Value::Duration(_) = v {
                     self.errors.push(Diagnostic::error(
+                        Code::ContainsDuration,
                         l.clone(),
                         "`contains` does not take a duration",
                         "a duration",
@@ -411,6 +432,7 @@ impl Checker<'_> {
             }
             ("contains", other) => {
                 self.errors.push(Diagnostic::error(
+                    Code::ContainsNeedsValue,
                     operand_loc(other),
                     "`contains` takes a value",
                     "not a value",
@@ -423,6 +445,7 @@ impl Checker<'_> {
                 if let (Attr::Intrinsic(a), Attr::Intrinsic(b)) = (&attr, &other_attr) {
                     if a.ty() != b.ty() {
                         self.errors.push(Diagnostic::error(
+                            Code::DifferentTypes,
                             other.loc.clone(),
                             format!("`{}` and `{}` have different types", a.name(), b.name()),
                             "cannot compare",
@@ -437,6 +460,7 @@ impl Checker<'_> {
                     && !matches!(cmp, CmpOp::Eq | CmpOp::Ne)
                 {
                     self.errors.push(Diagnostic::error(
+                        Code::NoOrder,
                         op_loc.clone(),
                         format!("`{attr}` has no order"),
                         "use == or !=, or `in`",
@@ -463,6 +487,7 @@ impl Checker<'_> {
             (Some(IntrinsicType::Duration), Value::Duration(_)) => {}
             (Some(IntrinsicType::Duration), other) => self.errors.push(
                 Diagnostic::error(
+                    Code::DurationComparedWith,
                     l.clone(),
                     format!(
                         "`{attr}` is a duration, compared here with {} {}",
@@ -475,6 +500,7 @@ impl Checker<'_> {
             ),
             (Some(IntrinsicType::String), Value::Duration(_) | Value::Bool(_)) => {
                 self.errors.push(Diagnostic::error(
+                    Code::StringComparedWith,
                     l.clone(),
                     format!(
                         "`{attr}` is a string, compared here with a {}",
@@ -486,6 +512,7 @@ impl Checker<'_> {
             (Some(IntrinsicType::Status), value) if !matches!(value, Value::Str(s) if StatusCode::from_word(s).is_some()) => {
                 self.errors.push(
                     Diagnostic::error(
+                        Code::UnknownStatus,
                         l.clone(),
                         format!("`{value}` is not a span status"),
                         "unknown status",
@@ -496,6 +523,7 @@ impl Checker<'_> {
             (Some(IntrinsicType::Kind), value) if !matches!(value, Value::Str(s) if SpanKind::from_word(s).is_some()) => {
                 self.errors.push(
                     Diagnostic::error(
+                        Code::UnknownKind,
                         l.clone(),
                         format!("`{value}` is not a span kind"),
                         "unknown kind",
@@ -504,8 +532,13 @@ impl Checker<'_> {
                 )
             }
             (None, Value::Bool(_)) if ordered => self.errors.push(
-                Diagnostic::error(l.clone(), "booleans have no order", "a boolean")
-                    .with_help("use == or !="),
+                Diagnostic::error(
+                    Code::BooleanOrder,
+                    l.clone(),
+                    "booleans have no order",
+                    "a boolean",
+                )
+                .with_help("use == or !="),
             ),
             _ => {}
         }
@@ -520,6 +553,7 @@ impl Checker<'_> {
                 if !quoted && RESERVED.contains(&first) {
                     self.errors.push(
                         Diagnostic::error(
+                            Code::ReservedAttribute,
                             a.loc.clone(),
                             format!("`{first}` is a reserved word"),
                             "reserved word used as an attribute",
@@ -537,6 +571,7 @@ impl Checker<'_> {
                     let known: Vec<&str> = Intrinsic::ALL.iter().map(|i| i.name()).collect();
                     self.errors.push(
                         Diagnostic::error(
+                            Code::UnknownIntrinsic,
                             a.loc.clone(),
                             format!("unknown intrinsic `{name}`"),
                             "not an intrinsic",

@@ -5,7 +5,7 @@ use pest::iterators::Pair;
 use pest::Parser as _;
 
 use super::ast::*;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 use crate::lang::value::parse_duration;
 
 #[derive(pest_derive::Parser)]
@@ -97,7 +97,7 @@ fn check_nesting(text: &str) -> Result<(), Diagnostic> {
 }
 
 fn too_deep(text: &str, at: usize) -> Diagnostic {
-    Diagnostic::error(
+    Diagnostic::error(Code::ParseTooDeep,
         at..next_token_end(text, at),
         format!(
             "the condition nests deeper than {MAX_NESTING} levels here (parentheses, braces, brackets and `not`s count); split it into simpler terms"
@@ -408,11 +408,9 @@ fn operand(p: Pair<Rule>) -> Result<Operand, Diagnostic> {
 fn literal(p: &Pair<Rule>) -> Result<Literal, Diagnostic> {
     Ok(match p.as_rule() {
         Rule::integer => Literal::Int(integer(p)?),
-        Rule::float => Literal::Float(
-            p.as_str()
-                .parse()
-                .map_err(|_| Diagnostic::error(loc(p), "not a number", "here"))?,
-        ),
+        Rule::float => Literal::Float(p.as_str().parse().map_err(|_| {
+            Diagnostic::error(Code::ParseNotANumber, loc(p), "not a number", "here")
+        })?),
         Rule::boolean => Literal::Bool(p.as_str() == "true"),
         Rule::string => Literal::Str(unescape(inner_text(p.as_str()))),
         Rule::duration => Literal::Duration(duration(p)?),
@@ -430,13 +428,20 @@ fn agg_key(p: Pair<Rule>) -> Result<AggKey, Diagnostic> {
 }
 
 fn duration(p: &Pair<Rule>) -> Result<i64, Diagnostic> {
-    parse_duration(p.as_str())
-        .ok_or_else(|| Diagnostic::error(loc(p), "duration out of range", "here"))
+    parse_duration(p.as_str()).ok_or_else(|| {
+        Diagnostic::error(
+            Code::ParseDurationRange,
+            loc(p),
+            "duration out of range",
+            "here",
+        )
+    })
 }
 
 fn integer(p: &Pair<Rule>) -> Result<i64, Diagnostic> {
     p.as_str().parse().map_err(|_| {
         Diagnostic::error(
+            Code::ParseIntegerRange,
             loc(p),
             format!("integer `{}` does not fit in 64 bits", p.as_str()),
             "too large",
@@ -526,7 +531,7 @@ fn convert_error(e: pest::error::Error<Rule>, text: &str) -> Diagnostic {
         }
         ErrorVariant::CustomError { message } => message,
     };
-    Diagnostic::error(pos..end, message, "here")
+    Diagnostic::error(Code::ParseSyntax, pos..end, message, "here")
 }
 
 /// The end of the token starting at `pos`, for a caret as wide as the offending word.
