@@ -200,7 +200,11 @@ pub(crate) struct Ctx<'a> {
     rules: &'a RuleSet,
     opts: &'a Options,
     sources: &'a [Source],
+    /// Threads decoding.
     threads: usize,
+    /// Threads judging: as many as decode, but at most two per core (each holds an
+    /// engine and a share of the limits; more would only divide the limits).
+    judges: usize,
     horizon: u64,
     progress: &'a Progress,
     pool: Arc<rayon::ThreadPool>,
@@ -231,7 +235,7 @@ impl Ctx<'_> {
 
     /// How many spans and traces one judging thread may hold.
     fn share(&self) -> (usize, usize) {
-        let t = self.threads.max(1);
+        let t = self.judges.max(1);
         (
             (self.opts.buffer.max_spans / t).max(1),
             (self.opts.buffer.max_traces / t).max(1),
@@ -301,8 +305,9 @@ pub fn run(
 ) -> Result<Summary, BadRecord> {
     let started = Instant::now();
     let names = input::expand(&opts.inputs)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        cores
     } else {
         opts.threads
     };
@@ -333,6 +338,7 @@ pub fn run(
         opts,
         sources: &sources,
         threads,
+        judges: threads.min(2 * cores).max(1),
         horizon: now_unix_nano().saturating_add(FUTURE_SLACK),
         progress,
         pool,

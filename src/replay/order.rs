@@ -218,12 +218,12 @@ fn judge_thread(ctx: &Ctx<'_>, rx: Receiver<Dealt>, stop: &Stop) -> Judged {
             || held.held_traces as usize + window.len() > max_traces
         {
             stop.set(format!(
-                "more was held at once than --max-traces {} / --max-spans {} allow ({} traces, {} spans on one of {} judging threads)",
+                "more was held at once than --max-traces {} / --max-spans {} allow ({} trace fragments, {} spans on one of {} judging threads)",
                 ctx.opts.buffer.max_traces,
                 ctx.opts.buffer.max_spans,
-                held.held_traces,
-                held.held_spans,
-                ctx.threads
+                held.held_traces as usize + window.len(),
+                held.held_spans as usize + window_spans(&window),
+                ctx.judges
             ));
             return judged;
         }
@@ -257,13 +257,13 @@ pub(crate) fn stream(
     on_bad: &mut dyn FnMut(&super::BadRecord),
 ) -> Result<(Judged, u64), String> {
     let stop = Stop::default();
-    let threads = ctx.threads;
+    let (threads, n) = (ctx.threads, ctx.judges);
     let mut seen = vec![0u64; ctx.sources.len()];
     let mut opened_late = 0u64;
     let result = std::thread::scope(|scope| {
-        let mut deal: Vec<Sender<Dealt>> = Vec::with_capacity(threads);
-        let mut judges = Vec::with_capacity(threads);
-        for i in 0..threads {
+        let mut deal: Vec<Sender<Dealt>> = Vec::with_capacity(n);
+        let mut judges = Vec::with_capacity(n);
+        for i in 0..n {
             let (tx, rx) = crossbeam_channel::bounded::<Dealt>(8);
             deal.push(tx);
             let stop = &stop;
@@ -303,7 +303,7 @@ pub(crate) fn stream(
         };
         let mut open: Vec<Open> = Vec::new();
         let mut clock = 0u64;
-        let mut chunks: Vec<Vec<Trace>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut chunks: Vec<Vec<Trace>> = (0..n).map(|_| Vec::new()).collect();
         while !stop.stopped.load(Relaxed) {
             // Every open input shows its next batch; finished ones close.
             let mut i = 0;
@@ -362,7 +362,7 @@ pub(crate) fn stream(
             ctx.count_batch(counts, order, &mut seen, on_bad, &batch, &location);
             for frag in batch.fragments {
                 if !frag.spans.is_empty() {
-                    chunks[thread_of(&frag.trace_id, threads)].push(frag);
+                    chunks[thread_of(&frag.trace_id, n)].push(frag);
                 }
             }
             for (w, chunk) in chunks.iter_mut().enumerate() {

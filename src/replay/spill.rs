@@ -245,7 +245,7 @@ pub(crate) fn judge(
     let split_bytes = AtomicU64::new(0);
     let failure: Mutex<Option<BadRecord>> = Mutex::new(None);
     let results: Vec<Judged> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..ctx.threads)
+        let workers: Vec<_> = (0..ctx.judges)
             .map(|i| {
                 let (queue, failure, judged_parts, split_bytes) =
                     (&queue, &failure, &judged_parts, &split_bytes);
