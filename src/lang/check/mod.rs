@@ -14,7 +14,7 @@ use patterns::{bare_pattern, compile_regex, quoted_pattern};
 use crate::diagnostic::Diagnostic;
 use crate::lang::hir::{self, Attr, Form, Intrinsic, IntrinsicType, Num, Pred};
 use crate::lang::syntax::ast::{
-    self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, RelOp,
+    self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, PredicateOp, RelOp,
 };
 use crate::lang::value::{CmpOp, Number, Value};
 use crate::trace::{SpanKind, StatusCode};
@@ -100,8 +100,10 @@ impl Checker<'_> {
             }
             ast::Expr::Not(inner, _) => hir::Expr::Not(Box::new(self.expr(inner))),
             ast::Expr::Has(s) => hir::Expr::Has(self.selector(s)),
-            ast::Expr::Compare { lhs, op, rhs, loc } => {
-                let op = CmpOp::parse(op).expect("the grammar only yields comparison operators");
+            ast::Expr::Compare {
+                lhs, op, rhs, loc, ..
+            } => {
+                let op = *op;
                 let (a, a_is_duration) = self.numeric(lhs);
                 let (b, b_is_duration) = self.numeric(rhs);
                 if a_is_duration != b_is_duration {
@@ -222,7 +224,7 @@ impl Checker<'_> {
                         rhs: Operand::Unique(_),
                         loc,
                         ..
-                    } if op == "==" => {
+                    } if *op == PredicateOp::Cmp(CmpOp::Eq) => {
                         keys.push((lhs.clone(), loc.clone()));
                         false
                     }
@@ -316,11 +318,17 @@ impl Checker<'_> {
                 rhs,
                 op_loc,
                 ..
-            } => self.compare(lhs, op, rhs, op_loc),
+            } => self.compare(lhs, *op, rhs, op_loc),
         }
     }
 
-    fn compare(&mut self, lhs: &ast::AttrRef, op: &str, rhs: &Operand, op_loc: &Loc) -> Pred {
+    fn compare(
+        &mut self,
+        lhs: &ast::AttrRef,
+        op: PredicateOp,
+        rhs: &Operand,
+        op_loc: &Loc,
+    ) -> Pred {
         let attr = self.attr(lhs);
         let ty = match &attr {
             Attr::Intrinsic(i) => Some(i.ty()),
@@ -338,14 +346,14 @@ impl Checker<'_> {
                 );
                 Pred::Exists(attr)
             }
-            ("in", Operand::List(items, _)) => {
+            (PredicateOp::In, Operand::List(items, _)) => {
                 let values = items
                     .iter()
                     .map(|(lit, l)| self.literal_for(&attr, ty, CmpOp::Eq, lit, l))
                     .collect();
                 Pred::In(attr, values)
             }
-            ("in", other) => {
+            (PredicateOp::In, other) => {
                 self.errors.push(
                     Diagnostic::error(operand_loc(other), "`in` takes a list", "not a list")
                         .with_help("write `k in [a, b, c]`"),
@@ -363,7 +371,7 @@ impl Checker<'_> {
                 );
                 Pred::Exists(attr)
             }
-            ("matches", Operand::Literal(Literal::Str(re), l)) => {
+            (PredicateOp::Matches, Operand::Literal(Literal::Str(re), l)) => {
                 if ty.is_some_and(|t| t != IntrinsicType::String) {
                     self.errors.push(Diagnostic::error(
                         lhs.loc.clone(),
@@ -380,7 +388,7 @@ impl Checker<'_> {
                     }
                 }
             }
-            ("matches", other) => {
+            (PredicateOp::Matches, other) => {
                 self.errors.push(
                     Diagnostic::error(
                         operand_loc(other),
@@ -391,7 +399,7 @@ impl Checker<'_> {
                 );
                 Pred::Exists(attr)
             }
-            ("contains", Operand::Literal(lit, l)) => {
+            (PredicateOp::Contains, Operand::Literal(lit, l)) => {
                 if ty == Some(IntrinsicType::Duration) {
                     self.errors.push(Diagnostic::error(
                         lhs.loc.clone(),
@@ -409,7 +417,7 @@ impl Checker<'_> {
                 }
                 Pred::Contains(attr, v)
             }
-            ("contains", other) => {
+            (PredicateOp::Contains, other) => {
                 self.errors.push(Diagnostic::error(
                     operand_loc(other),
                     "`contains` takes a value",
@@ -417,9 +425,8 @@ impl Checker<'_> {
                 ));
                 Pred::Exists(attr)
             }
-            (op, Operand::Attr(other)) => {
+            (PredicateOp::Cmp(cmp), Operand::Attr(other)) => {
                 let other_attr = self.attr(other);
-                let cmp = CmpOp::parse(op).expect("the grammar only yields these operators here");
                 if let (Attr::Intrinsic(a), Attr::Intrinsic(b)) = (&attr, &other_attr) {
                     if a.ty() != b.ty() {
                         self.errors.push(Diagnostic::error(
@@ -431,8 +438,7 @@ impl Checker<'_> {
                 }
                 Pred::CmpAttr(attr, cmp, other_attr)
             }
-            (op, Operand::Literal(lit, l)) => {
-                let cmp = CmpOp::parse(op).expect("the grammar only yields these operators here");
+            (PredicateOp::Cmp(cmp), Operand::Literal(lit, l)) => {
                 if matches!(ty, Some(IntrinsicType::Status | IntrinsicType::Kind))
                     && !matches!(cmp, CmpOp::Eq | CmpOp::Ne)
                 {

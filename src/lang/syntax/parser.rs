@@ -151,13 +151,15 @@ fn expr(p: Pair<Rule>) -> Result<Expr, Diagnostic> {
             let l = loc(&p);
             let mut inner = p.into_inner();
             let lhs = numeric(inner.next().expect("lhs"))?;
-            let op = inner.next().expect("op").as_str().to_string();
+            let op_pair = inner.next().expect("op");
+            let op = CmpOp::parse(op_pair.as_str()).expect("cmp_op yields comparison operators");
             let rhs = numeric(inner.next().expect("rhs"))?;
             Ok(Expr::Compare {
                 lhs,
                 op,
                 rhs,
                 loc: l,
+                op_loc: loc(&op_pair),
             })
         }
         Rule::relation => {
@@ -375,7 +377,7 @@ fn predicate(p: Pair<Rule>) -> Result<Predicate, Diagnostic> {
             let lhs = attr_ref(inner.next().expect("lhs"))?;
             let op_pair = inner.next().expect("op");
             let op_loc = loc(&op_pair);
-            let op = op_pair.as_str().to_string();
+            let op = PredicateOp::parse(op_pair.as_str()).expect("pred_op yields operators");
             let rhs = operand(inner.next().expect("rhs"))?;
             Ok(Predicate::Compare {
                 lhs,
