@@ -157,7 +157,15 @@ impl Checker<'_> {
             return None;
         }
         match value {
-            Some(d) if d >= 0 => Some(d),
+            Some(d) if d > 0 => Some(d),
+            Some(0) => {
+                self.errors.push(Diagnostic::error(
+                    at.clone(),
+                    "a time bound of zero can never hold",
+                    "zero",
+                ).with_help("`A before B within D` needs B to start after A, by at most D: give D a length"));
+                None
+            }
             Some(_) => {
                 self.errors.push(Diagnostic::error(
                     at.clone(),
@@ -632,6 +640,23 @@ mod tests {
         assert_eq!(errors("x.where(k == [a, b])").len(), 1);
         assert_eq!(errors("x.where(k == unique)").len(), 1);
         assert!(errors("x.where(span:duration > 250ms and span:status == error and span:kind in [server, client])").is_empty());
+    }
+
+    #[test]
+    fn time_bounds_that_cannot_hold_are_refused() {
+        for text in [
+            "a before b within 0ns",
+            "a before b within 0s",
+            "b after a within -1ms",
+        ] {
+            let errs = errors(text);
+            assert_eq!(errs.len(), 1, "{text}: {errs:?}");
+        }
+        let Err(e) = check_text("a before b within 0ns") else {
+            panic!()
+        };
+        assert_eq!(e[0].primary.range, 18..21);
+        assert!(errors("a before b within 1ns").is_empty());
     }
 
     #[test]
