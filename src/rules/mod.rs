@@ -13,7 +13,7 @@ use std::fmt;
 use serde::Deserialize;
 
 pub use load::load;
-pub use sources::{read_sources, SourceError};
+pub use sources::{read_sources, warn_walk_note, SourceError, Walk, WalkNote};
 
 use crate::lang::hir::Form;
 use crate::trace::Trace;
