@@ -2,6 +2,7 @@
 //! and reporting every problem at once, located in the file.
 
 pub mod compact;
+pub mod examples;
 mod load;
 pub mod ruleset;
 mod sources;
