@@ -500,7 +500,10 @@ mod tests {
     fn example_seeds_are_stable() {
         // Example trace ids derive from these: they must not change between releases.
         assert_eq!(example_seed("r", 0), 0xb0c9_2e81_2ad4_3975);
-        assert_eq!(example_seed("payment-requires-inventory", 3), 0xa3e5_f850_f28f_f0c8);
+        assert_eq!(
+            example_seed("payment-requires-inventory", 3),
+            0xa3e5_f850_f28f_f0c8
+        );
     }
 
     #[test]
