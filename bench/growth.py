@@ -12,6 +12,9 @@ kernel, as `make bench` measures its stages), none extrapolated:
                every trace held to the end, then judged once.
   concurrency  the corpus generator's traces, 10k, 100k and 1M of them, every one held at
                once (`engine --hold`): bytes per held span and peak RSS.
+  loading      `betrace check` (the load path every reload pays) over 5k … 40k rule files of
+               one rule each, and over one rule with 5k … 40k alternatives
+               (`k == "v0" or k == "v1" or …`): CPU must grow linearly.
 
 Results go to target/bench/growth.md (and stdout).
 """
@@ -45,6 +48,34 @@ def copied_rules(out, copies):
 
 
 RUNS = 3
+
+LOAD_POINTS = (5_000, 10_000, 20_000, 40_000)
+
+
+def load_inputs(g, n):
+    """`n` rule files of one rule each, and one rule file with `n` alternatives."""
+    d = f"{g}/load-{n}"
+    if not os.path.exists(f"{d}/done"):
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(f"{d}/files")
+        for i in range(n):
+            with open(f"{d}/files/r{i:05}.yaml", "w") as f:
+                f.write(f"rules:\n  - id: r{i}\n    name: R{i}\n    severity: low\n"
+                        f"    condition: x{i}.where(k == {i})\n")
+        alternatives = " or ".join(f'k == "v{i}"' for i in range(n))
+        with open(f"{d}/alternatives.yaml", "w") as f:
+            f.write("rules:\n  - id: r\n    name: R\n    severity: low\n"
+                    f"    condition: x.where({alternatives})\n")
+        open(f"{d}/done", "w").close()
+    return f"{d}/files", f"{d}/alternatives.yaml"
+
+
+def load_row(axis, n, path):
+    """`betrace check` over `path`, RUNS times; the median run by CPU."""
+    m = median([run_measured(f"check {axis} {n}", [f"{REL}/betrace", "check", path]) for _ in range(RUNS)])
+    runs = ", ".join(f"{c:.2f}" for c in m.cpus)
+    print(f"growth: check {axis} {n}: {m.cpu:.2f} CPU-s", file=sys.stderr, flush=True)
+    return f"| {axis} | {n:,} | {m.cpu:.2f} | {runs} | {m.rss_kb / 1024:,.0f} |"
 
 
 def engine(name, rules, inputs, hold=False, bps=None):
@@ -125,6 +156,11 @@ def main():
         rows.append(row("concurrent traces", f"{n:,}", m,
                         f"{m.json['held_spans']:,} spans held at once"))
 
+    load_rows = []
+    for axis, pick in (("rule files", 0), ("alternatives in one rule", 1)):
+        for n in LOAD_POINTS:
+            load_rows.append(load_row(axis, n, load_inputs(g, n)[pick]))
+
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
                      "unknown CPU")
     lines = [
@@ -136,7 +172,11 @@ def main():
         "",
         "| axis | point | spans/s per core | CPU-s per M spans | CPU-s of each run | peak RSS (MB) | B per held span | check |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | --- |",
-    ] + rows
+    ] + rows + [
+        "",
+        "| load (`betrace check`) | point | CPU-s | CPU-s of each run | peak RSS (MB) |",
+        "| --- | ---: | ---: | --- | ---: |",
+    ] + load_rows
     report = "\n".join(lines) + "\n"
     with open(f"{out}/growth.md", "w") as f:
         f.write(report)

@@ -29,6 +29,8 @@ enum Reply {
     Status(u16, String),
     /// Accept and never answer.
     Hang,
+    /// 302 to this location.
+    Redirect(String),
 }
 
 /// A store: the handler sees each request's path and query.
@@ -63,6 +65,13 @@ fn answer(mut stream: TcpStream, handler: &dyn Fn(&str) -> Reply) {
         Reply::Status(code, body) => (code, body),
         Reply::Hang => {
             std::thread::sleep(Duration::from_secs(30));
+            return;
+        }
+        Reply::Redirect(to) => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
             return;
         }
     };
@@ -353,11 +362,22 @@ fn each_bad_store_is_a_clear_error_naming_the_request() {
     });
     let (code, _, err) = replay(&url, &["--jaeger-limit", "4"]);
     assert_eq!(code, 2);
+    // A server error is not the store saying "too many": the limit stays, the query is
+    // asked again a few times, and the error says so.
+    assert!(!err.contains("asking for"), "{err}");
     assert!(
-        err.contains("asking for 2 traces a query instead of 4"),
+        err.contains("HTTP 500: store on fire (after 4 attempts)"),
         "{err}"
     );
-    assert!(err.contains("HTTP 500: store on fire"), "{err}");
+
+    // A redirect to another host is not followed, and the error names where it led.
+    let url = serve(|_| Reply::Redirect("http://203.0.113.9:16686/api/v3/services".into()));
+    let (code, _, err) = replay(&url, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("redirects to http://203.0.113.9:16686/api/v3/services, another host"),
+        "{err}"
+    );
 
     let url = serve(|target| listing(target).unwrap_or_else(|| Reply::Ok("[1, 2]".into())));
     let (code, _, err) = replay(&url, &[]);
@@ -469,4 +489,74 @@ fn a_window_as_wide_as_time_itself_splits_without_overflow() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains(" spans in 9 traces\n"), "{err}");
+}
+
+/// A store that fails each find query `fails` times (with `status`) before it answers.
+fn flaky(
+    traces: Vec<Stored>,
+    fails: usize,
+    status: u16,
+    refuse_above: usize,
+) -> (String, Arc<AtomicUsize>) {
+    let queries = Arc::new(AtomicUsize::new(0));
+    let q = queries.clone();
+    let url = serve(move |target| {
+        listing(target).unwrap_or_else(|| {
+            let n = q.fetch_add(1, Ordering::Relaxed);
+            if n % (fails + 1) < fails {
+                Reply::Status(status, "try again later".into())
+            } else {
+                find(&traces, target, refuse_above)
+            }
+        })
+    });
+    (url, queries)
+}
+
+#[test]
+fn transient_failures_are_retried_without_shrinking_the_page() {
+    // Every query fails three times (503) before it answers: with the old halving, the
+    // limit fell to 1 and every slice looked full (40 traces: thousands of queries).
+    let (url, queries) = flaky(stored(40), 3, 503, 1000);
+    let (code, out, err) = replay(&url, &["--jaeger-limit", "50", "--format", "summary"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("asking for"), "{err}");
+    assert!(err.contains("\n        40 traces judged"), "{err}");
+    let row = out.lines().find(|l| l.starts_with("pay ")).expect(&out);
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..5], ["medium", "40", "10", "75.00%"], "{out}");
+    // One slice (40 traces < 50 asked: never split), four attempts.
+    assert_eq!(queries.load(Ordering::Relaxed), 4);
+
+    // 429 is transient too; a slice with fewer traces than asked is not split.
+    let (url, queries) = flaky(stored(40), 1, 429, 1000);
+    let (code, _, err) = replay(&url, &["--jaeger-limit", "16", "--format", "summary"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("\n        40 traces judged"), "{err}");
+    let first = queries.load(Ordering::Relaxed);
+    let (url, queries) = flaky(stored(40), 0, 503, 1000);
+    let (code, _, err) = replay(&url, &["--jaeger-limit", "16", "--format", "summary"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        first,
+        2 * queries.load(Ordering::Relaxed),
+        "the same slices, each asked twice"
+    );
+}
+
+#[test]
+fn the_page_grows_back_to_the_stores_own_limit() {
+    // The store lists at most 8: refused at 1,000, the limit settles on 8 (not 7, where
+    // halving lands), and no more queries are refused once it has.
+    let (url, _) = flaky(stored(40), 0, 503, 8);
+    let (code, _, err) = replay(&url, &["--jaeger-limit", "1000", "--format", "summary"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("\n        40 traces judged"), "{err}");
+    assert!(
+        err.contains("asking for 8 traces a query instead of 9")
+            || err.contains("asking for 7 traces a query instead of 9"),
+        "{err}"
+    );
+    let refusals = err.matches("asking for").count();
+    assert!(refusals <= 12, "{refusals} refusals: {err}");
 }

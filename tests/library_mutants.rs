@@ -6,7 +6,9 @@
 
 use betrace::eval::reference;
 use betrace::lang::check::check_text;
-use betrace::lang::syntax::ast::{self, Condition, Expr, Numeric, Predicate, Selector};
+use betrace::lang::syntax::ast::{
+    self, Condition, Expr, Numeric, Predicate, PredicateOp, Selector,
+};
 use betrace::lang::syntax::parse;
 use betrace::rules::Expect;
 use betrace::RuleSet;
@@ -53,7 +55,9 @@ fn walk_expr(text: &str, e: &Expr, out: &mut Vec<Mutant>) {
         }
         Expr::Not(inner, _) => walk_expr(text, inner, out),
         Expr::Has(s) => walk_selector(text, s, out),
-        Expr::Compare { lhs, op, rhs, loc } => {
+        Expr::Compare {
+            lhs, op, rhs, loc, ..
+        } => {
             for n in [lhs, rhs] {
                 if let Numeric::Count(s) | Numeric::Distinct(s, _) | Numeric::Agg(_, s, _, _) = n {
                     walk_selector(text, s, out);
@@ -65,7 +69,7 @@ fn walk_expr(text: &str, e: &Expr, out: &mut Vec<Mutant>) {
                 if l.end <= r.start && loc.start <= l.start {
                     let between = l.end..r.start;
                     out.push(Mutant {
-                        text: replace(text, &between, &format!(" {} ", negated(op))),
+                        text: replace(text, &between, &format!(" {} ", negated(op.as_str()))),
                         what: format!("negate `{op}`"),
                     });
                 }
@@ -160,9 +164,9 @@ fn walk_predicate(text: &str, p: &Predicate, out: &mut Vec<Mutant>) {
         Predicate::Compare {
             op, op_loc, loc, ..
         } => {
-            let negation = match op.as_str() {
-                "in" | "matches" | "contains" => None,
-                other => Some(negated(other)),
+            let negation = match op {
+                PredicateOp::Cmp(c) => Some(negated(c.as_str())),
+                PredicateOp::In | PredicateOp::Matches | PredicateOp::Contains => None,
             };
             out.push(match negation {
                 Some(n) => Mutant {

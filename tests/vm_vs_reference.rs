@@ -116,7 +116,7 @@ fn expr_leaf() -> impl Strategy<Value = String> {
         // 500 µs of jitter), aggregates over numeric, string-numeric, missing and
         // non-numeric values, durations, floats.
         2 => (selector(), prop::sample::select(vec!["before", "after"]), selector(),
-              prop::sample::select(vec!["0ms", "250us", "500us", "1ms", "1500us", "2ms", "3ms", "1h"]))
+              prop::sample::select(vec!["1ns", "250us", "500us", "1ms", "1500us", "2ms", "3ms", "1h"]))
             .prop_map(|(a, r, b, d)| format!("{a} {r} {b} within {d}")),
         2 => (agg(), op.clone(), prop::sample::select(vec!["0", "1", "-1", "2.5", "3", "0.5"]))
             .prop_map(|(a, op, n)| format!("{a} {op} {n}")),
@@ -318,6 +318,30 @@ fn trace() -> impl Strategy<Value = Trace> {
         })
 }
 
+/// docs/language.md, "Complete traces", as plainly as it can be said: one root, and
+/// every span reaches it by parent links (at most as many links as there are spans).
+fn reference_complete(t: &Trace) -> bool {
+    let roots = t
+        .spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_none())
+        .count();
+    roots == 1
+        && t.spans.iter().all(|s| {
+            let mut at = s;
+            for _ in 0..=t.spans.len() {
+                match at.parent_span_id {
+                    None => return true,
+                    Some(p) => match t.spans.iter().find(|x| x.span_id == p) {
+                        Some(parent) => at = parent,
+                        None => return false,
+                    },
+                }
+            }
+            false
+        })
+}
+
 // ------------------------------------------------------------------ the property
 
 fn cases() -> u32 {
@@ -357,6 +381,9 @@ proptest! {
                 // Keys only the new rules read are absent from spans held across the reload.
                 continue;
             }
+            // Completeness, the same in both representations and as defined.
+            prop_assert_eq!(t.is_complete(), reference_complete(t), "plain {:#?}", t);
+            prop_assert_eq!(p.is_complete(), reference_complete(t), "projected {:#?}", t);
             let mut view = View::new(&code, &lookup, &p);
             for (i, (form, prog)) in forms.iter().zip(&programs).enumerate() {
                 let expected = reference::evaluate(form, t);

@@ -2,6 +2,7 @@
 
 use betrace::engine::signal::{Mode, Signal};
 use betrace::eval::explain;
+use betrace::rules::examples::Outcome;
 use betrace::rules::Expect;
 
 use super::{load_rules, out, say, FAILED, OK};
@@ -29,7 +30,7 @@ pub fn run(args: &Args) -> u8 {
         Ok((r, _)) => r,
         Err(code) => return code,
     };
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let (mut passed, mut failed, mut skipped_n) = (0usize, 0usize, 0usize);
     let mut last_file = None;
     for (ri, rule) in rules.rules().iter().enumerate() {
         let def = &rule.def;
@@ -41,18 +42,17 @@ pub fn run(args: &Args) -> u8 {
             out(&format!("  none  {}: no examples", escape(&def.id)));
         }
         for ex in &def.examples {
-            let trace = rules.project(&ex.trace);
-            let mut view = rules.view(&trace);
-            let verdict = rules.judge_with(&mut view, ri);
-            let complete = trace.is_complete();
-            // `incomplete: skip`: never fires on an incomplete trace.
-            let skipped = verdict.fired && def.skips(|| complete);
-            let fired = verdict.fired && !skipped;
-            let ok = fired == (ex.expect == Expect::Violation);
-            if ok {
-                passed += 1;
-            } else {
-                failed += 1;
+            // Issue 23: an example the rule skips (`incomplete: skip`) is neither passed
+            // nor failed; the library says which (`rules::examples`).
+            let run = rules.run_example(ri, ex);
+            let (trace, verdict, complete, fired) =
+                (run.trace, run.verdict, run.complete, run.fired);
+            let skipped = run.outcome == Outcome::Skipped;
+            let ok = run.outcome == Outcome::Passed;
+            match run.outcome {
+                Outcome::Passed => passed += 1,
+                Outcome::Failed => failed += 1,
+                Outcome::Skipped => skipped_n += 1,
             }
             if args.json {
                 let signal = fired
@@ -71,12 +71,15 @@ pub fn run(args: &Args) -> u8 {
                 continue;
             }
             out(&format!(
-                "  {}  {}: {}",
-                if ok { "ok  " } else { "FAIL" },
+                "  {:<4}  {}: {}",
+                run.outcome.word(),
                 escape(&def.id),
                 escape(&ex.name)
             ));
-            if !ok {
+            if let Some(why) = run.outcome.why_skipped() {
+                out(&format!("        {why}"));
+            }
+            if run.outcome == Outcome::Failed {
                 let why = match ex.expect {
                     Expect::Violation => "expected a violation; the rule did not fire",
                     Expect::Pass => "expected no violation; the rule fired",
@@ -104,9 +107,13 @@ pub fn run(args: &Args) -> u8 {
         }
     }
     if !args.json {
-        out(&format!("examples: {passed} passed, {failed} failed"));
+        out(&format!(
+            "examples: {passed} passed, {failed} failed, {skipped_n} skipped"
+        ));
     } else {
-        say(&format!("examples: {passed} passed, {failed} failed"));
+        say(&format!(
+            "examples: {passed} passed, {failed} failed, {skipped_n} skipped"
+        ));
     }
     if failed == 0 {
         OK

@@ -60,6 +60,10 @@ codes! {
     ParseDurationRange = "E" 104,
     /// An integer literal does not fit in 64 bits.
     ParseIntegerRange = "E" 105,
+    /// A float literal does not fit in 64 bits.
+    ParseFloatRange = "E" 106,
+    /// A nonzero number or duration literal reads as zero.
+    ParseRoundsToZero = "E" 107,
 
     /// `when` without `always` or `never`.
     WhenWithoutBlock = "E" 201,
@@ -117,6 +121,8 @@ codes! {
     ReservedAttribute = "E" 227,
     /// An unknown intrinsic (`span:…`, `trace:…`).
     UnknownIntrinsic = "E" 228,
+    /// A time bound of zero, which can never hold.
+    ZeroBound = "E" 229,
     /// A condition that fires on every trace having some spans.
     FiresOnPresence = "W" 250,
 

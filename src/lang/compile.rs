@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::lang::bytecode::{AttrId, Code, NameCode, Op, PredOp, Program, SelId};
 use crate::lang::hir::{self, trigger_selectors, Attr, Expr, Form, NameMatch, Num, Pred};
-use crate::lang::value::{Number, Value};
+use crate::lang::value::{CmpOp, Number, Value, ValueKey};
 
 /// Builds the shared [`Code`] tables while compiling each rule's [`Program`].
 #[derive(Default)]
@@ -13,8 +13,10 @@ pub struct Compiler {
     code: Code,
     names: HashMap<String, u32>,
     globs: HashMap<String, u32>,
-    selectors: HashMap<String, SelId>,
+    selectors: HashMap<SelKey, SelId>,
     attrs: HashMap<Attr, AttrId>,
+    consts: HashMap<ValueKey, u32>,
+    numbers: HashMap<ValueKey, u32>,
 }
 
 impl Compiler {
@@ -168,11 +170,16 @@ impl Compiler {
 
     /// Interns a numeric constant.
     fn number(&mut self, x: Number) -> u32 {
-        if let Some(k) = self.code.numbers.iter().position(|&y| y == x) {
-            return k as u32;
+        let key = ValueKey::of(&match x {
+            Number::Int(i) => Value::Int(i),
+            Number::Float(f) => Value::Float(f),
+        });
+        let next = self.code.numbers.len() as u32;
+        let id = *self.numbers.entry(key).or_insert(next);
+        if id == next {
+            self.code.numbers.push(x);
         }
-        self.code.numbers.push(x);
-        (self.code.numbers.len() - 1) as u32
+        id
     }
 
     fn name(&mut self, n: &str) -> u32 {
@@ -186,9 +193,8 @@ impl Compiler {
     }
 
     fn selector(&mut self, s: &hir::Selector) -> SelId {
-        // Two selectors are the same when their name and predicates are; the regex's Debug
-        // form is its pattern, so the key is exact.
-        let key = format!("{:?}|{:?}", name_key(&s.name), s.pred);
+        // Two selectors are the same when their name and predicates are.
+        let key = SelKey::of(s);
         if let Some(&id) = self.selectors.get(&key) {
             return id;
         }
@@ -299,20 +305,75 @@ impl Compiler {
         id
     }
 
+    /// Interns a constant: one hash lookup, so a rule's constants cost linear time.
     fn constant(&mut self, v: &Value) -> u32 {
-        if let Some(i) = self.code.consts.iter().position(|c| c == v) {
-            return i as u32;
+        let next = self.code.consts.len() as u32;
+        let id = *self.consts.entry(ValueKey::of(v)).or_insert(next);
+        if id == next {
+            self.code.consts.push(v.clone());
         }
-        self.code.consts.push(v.clone());
-        (self.code.consts.len() - 1) as u32
+        id
     }
 }
 
-fn name_key(n: &NameMatch) -> String {
-    match n {
-        NameMatch::Exact(s) => format!("={s}"),
-        NameMatch::Glob(s, _) => format!("~{s}"),
-        NameMatch::Any => "*".into(),
+/// A checked selector as a hash key: its name pattern and its predicate, regexes by their
+/// pattern and constants as [`ValueKey`]s.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SelKey {
+    name: NameKey,
+    pred: Option<PredKey>,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum NameKey {
+    Exact(String),
+    Glob(String),
+    Any,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum PredKey {
+    Or(Vec<PredKey>),
+    And(Vec<PredKey>),
+    Not(Box<PredKey>),
+    Exists(Attr),
+    Truthy(Attr),
+    Cmp(Attr, CmpOp, ValueKey),
+    In(Attr, Vec<ValueKey>),
+    Matches(Attr, String),
+    Contains(Attr, ValueKey),
+    CmpAttr(Attr, CmpOp, Attr),
+}
+
+impl SelKey {
+    fn of(s: &hir::Selector) -> SelKey {
+        let name = match &s.name {
+            NameMatch::Exact(n) => NameKey::Exact(n.clone()),
+            NameMatch::Glob(text, _) => NameKey::Glob(text.clone()),
+            NameMatch::Any => NameKey::Any,
+        };
+        SelKey {
+            name,
+            pred: s.pred.as_ref().map(PredKey::of),
+        }
+    }
+}
+
+impl PredKey {
+    fn of(p: &Pred) -> PredKey {
+        let all = |items: &[Pred]| items.iter().map(PredKey::of).collect();
+        match p {
+            Pred::Or(items) => PredKey::Or(all(items)),
+            Pred::And(items) => PredKey::And(all(items)),
+            Pred::Not(inner) => PredKey::Not(Box::new(PredKey::of(inner))),
+            Pred::Exists(a) => PredKey::Exists(a.clone()),
+            Pred::Truthy(a) => PredKey::Truthy(a.clone()),
+            Pred::Cmp(a, op, v) => PredKey::Cmp(a.clone(), *op, ValueKey::of(v)),
+            Pred::In(a, items) => PredKey::In(a.clone(), items.iter().map(ValueKey::of).collect()),
+            Pred::Matches(a, re) => PredKey::Matches(a.clone(), re.as_str().to_string()),
+            Pred::Contains(a, v) => PredKey::Contains(a.clone(), ValueKey::of(v)),
+            Pred::CmpAttr(a, op, b) => PredKey::CmpAttr(a.clone(), *op, b.clone()),
+        }
     }
 }
 
@@ -340,5 +401,42 @@ fn guard_name(e: &Expr) -> Option<&str> {
         },
         Expr::And(items) => items.iter().find_map(guard_name),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lang::check::check_text;
+
+    fn code(conditions: &[&str]) -> Code {
+        let mut c = Compiler::new();
+        for text in conditions {
+            c.compile(&check_text(text).unwrap().form);
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn constants_numbers_and_selectors_are_interned_once() {
+        let code = code(&[
+            "x.where(k == \"a\" or k == \"b\" or k == \"a\" or k == 1 or k == 1.0)",
+            "count(x.where(k == \"a\" or k == \"b\" or k == \"a\" or k == 1 or k == 1.0)) > 2",
+            "count(y) > 2 and count(z) > 2.0 and count(w) > 2",
+        ]);
+        // "a", "b", 1 and 1.0 (an int and a float are two constants).
+        assert_eq!(code.consts.len(), 4, "{:?}", code.consts);
+        assert_eq!(code.numbers, vec![Number::Int(2), Number::Float(2.0)]);
+        // x.where(…) once for both rules, then y, z, w.
+        assert_eq!(code.selectors.len(), 4);
+    }
+
+    #[test]
+    fn selectors_differ_by_regex_and_by_float_sign() {
+        let code = code(&[
+            "x.where(k matches \"a.*\") and x.where(k matches \"b.*\")",
+            "x.where(k == 0.0) and x.where(k == -0.0)",
+        ]);
+        assert_eq!(code.selectors.len(), 4);
     }
 }

@@ -14,11 +14,12 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::otlp::{self, Batch};
+use crate::rules::{Walk, WalkNote};
 use crate::trace::projected::Projection;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -99,7 +100,21 @@ impl Pending {
 
 /// Expands inputs: files as given (pipes too, such as `<(zstdcat x.zst)`), directories to
 /// every regular file below them (sorted, hidden files skipped), `-` for standard input.
+/// Each directory and each file is visited once, however many links lead to it: a file
+/// reached twice is read once, and a link loop is reported on standard error (or through
+/// `tracing` when the embedder listens) and not followed.
 pub fn expand(inputs: &[String]) -> Result<Vec<String>, BadRecord> {
+    let (out, notes) = expand_noting(inputs)?;
+    for note in &notes {
+        crate::rules::warn_walk_note(note);
+    }
+    Ok(out)
+}
+
+/// [`expand`], returning what the walk left out (link loops, unresolvable links) instead
+/// of reporting it.
+pub fn expand_noting(inputs: &[String]) -> Result<(Vec<String>, Vec<WalkNote>), BadRecord> {
+    let mut walk = Walk::new();
     let mut out = Vec::new();
     for input in inputs {
         if input == "-" {
@@ -108,16 +123,19 @@ pub fn expand(inputs: &[String]) -> Result<Vec<String>, BadRecord> {
         }
         let path = Path::new(input);
         if path.is_dir() {
-            let mut files = Vec::new();
-            walk(path, &mut files).map_err(|e| BadRecord {
-                source: input.clone(),
-                location: Location::Whole,
-                message: e.to_string(),
-            })?;
+            let mut files = walk
+                .files(path, None, &|_: &Path| true)
+                .map_err(|e| BadRecord {
+                    source: input.clone(),
+                    location: Location::Whole,
+                    message: e.to_string(),
+                })?;
             files.sort();
             out.extend(files.into_iter().map(|p| p.display().to_string()));
         } else if path.exists() {
-            out.push(input.clone());
+            if walk.first_visit_file(path) {
+                out.push(input.clone());
+            }
         } else {
             return Err(BadRecord {
                 source: input.clone(),
@@ -126,26 +144,7 @@ pub fn expand(inputs: &[String]) -> Result<Vec<String>, BadRecord> {
             });
         }
     }
-    Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'))
-        {
-            continue;
-        }
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if path.is_file() {
-            out.push(path);
-        }
-    }
-    Ok(())
+    Ok((out, walk.take_notes()))
 }
 
 /// Counts the raw bytes read from an input, for progress.
@@ -614,4 +613,40 @@ fn read_full(reader: &mut Box<dyn BufRead + Send>, buf: &mut [u8]) -> io::Result
         }
     }
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn expand_visits_each_directory_and_file_once_and_notes_loops() {
+        use std::os::unix::fs::symlink;
+        let d = std::env::temp_dir().join(format!("betrace-expand-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a/b/c")).unwrap();
+        for f in ["a/1.json", "a/b/2.json", "a/b/c/3.json"] {
+            std::fs::write(d.join(f), "{}").unwrap();
+        }
+        // Two links to an ancestor: followed, the walk doubles at every level.
+        symlink(d.join("a"), d.join("a/b/c/up1")).unwrap();
+        symlink(d.join("a"), d.join("a/b/c/up2")).unwrap();
+        // One link to the top: followed, the same files again.
+        symlink(&d, d.join("a/top")).unwrap();
+        symlink(d.join("a/1.json"), d.join("a/b/same.json")).unwrap();
+        let top = d.display().to_string();
+        let file = format!("{top}/a/1.json");
+        let (files, notes) = expand_noting(&[top, file]).unwrap();
+        assert_eq!(files.len(), 3, "{files:?}");
+        let mut unique = files.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), 3);
+        let loops = notes
+            .iter()
+            .filter(|n| matches!(n, WalkNote::Loop(_)))
+            .count();
+        assert_eq!(loops, 3, "{notes:?}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

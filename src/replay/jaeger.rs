@@ -15,8 +15,19 @@
 //! slice that comes back full is split in [`SPLIT`] parts and each asked again, until no
 //! slice is full; trace ids are de-duplicated, so a trace matched in several slices or pairs is
 //! judged once. A trace whose spans straddle a slice boundary is still whole: the store
-//! returns every span of a trace it matches. A store that refuses a large `num_traces`
-//! (Jaeger's memory store answers 500 beyond its `max_traces`) is asked again with half.
+//! returns every span of a trace it matches. A slice that returns fewer traces than asked is
+//! complete and never split.
+//!
+//! # Failures
+//!
+//! Each failed request is classified once ([`ErrorKind`]). A store that refuses a large
+//! `num_traces` (Jaeger's memory store answers 500 "… less than max traces" beyond its
+//! `max_traces`) is asked again with half, and after a success with a limit between the
+//! largest that answered and the smallest refused, so that the limit settles on the
+//! store's own. A transient failure (another 5xx, 429, a timeout, a connection reset) is
+//! retried with the same query, [`TRIES`] times in all, with exponential backoff from
+//! [`BACKOFF`]; it never changes the limit. A redirect to the same host is followed; one
+//! to another host is refused, and the error names where it led.
 //!
 //! # Time
 //!
@@ -49,6 +60,19 @@ const SPLIT: u64 = 4;
 
 /// The most traces asked for in one query (for a slice one nanosecond wide).
 const MAX_LIMIT: usize = 1 << 20;
+
+/// Attempts of one request that fails transiently, the first included.
+pub const TRIES: u32 = 4;
+
+/// The wait before the first retry; each next one waits twice as long, at most
+/// [`MAX_BACKOFF`].
+pub const BACKOFF: Duration = Duration::from_millis(50);
+
+/// The longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Redirects to the same host followed for one request.
+const MAX_REDIRECTS: u32 = 5;
 
 /// Where and what to replay from a Jaeger store.
 #[derive(Debug, Clone)]
@@ -96,6 +120,52 @@ pub struct Fetched {
     pub repeats: u64,
     /// `query.num_traces` after the store refused larger ones.
     pub limit: usize,
+    /// Queries asked again after a transient failure (counted in `queries` too).
+    pub retries: u64,
+}
+
+/// `query.num_traces`, settling on the store's own maximum: halved when the store says
+/// "too many", then, after each success, the middle between the largest limit that
+/// answered and the smallest refused — never more than asked for.
+#[derive(Debug, Clone, Copy)]
+struct PageSize {
+    wanted: usize,
+    answered: usize,
+    refused: usize,
+}
+
+impl PageSize {
+    fn new(wanted: usize) -> PageSize {
+        PageSize {
+            wanted,
+            answered: 0,
+            refused: usize::MAX,
+        }
+    }
+
+    /// The store refused `limit`: the next limit to ask for.
+    fn refused(&mut self, limit: usize) -> usize {
+        self.refused = self.refused.min(limit);
+        if self.answered > 0 && self.answered < limit {
+            self.answered
+        } else {
+            (limit / 2).max(1)
+        }
+    }
+
+    /// The store answered with `limit`: the next limit to ask for.
+    fn answered(&mut self, limit: usize) -> usize {
+        self.answered = self.answered.max(limit);
+        if self.refused == usize::MAX {
+            return self.wanted.max(self.answered);
+        }
+        let gap = self.refused.saturating_sub(self.answered);
+        if gap > 1 {
+            (self.answered + gap / 2).min(self.wanted)
+        } else {
+            self.answered
+        }
+    }
 }
 
 /// A query that failed: which, where, and why.
@@ -103,8 +173,32 @@ pub struct Fetched {
 pub struct StoreError {
     /// The full URL of the request.
     pub request: String,
+    /// What kind of failure it is.
+    pub kind: ErrorKind,
     /// What went wrong.
     pub message: String,
+}
+
+/// The kinds of failed request, told apart once, where the answer is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The store refuses to list that many traces at once (Jaeger's memory store beyond
+    /// its `max_traces`): ask for fewer.
+    TooManyAsked,
+    /// Worth asking again as it was: a server error, 429, a timeout, a reset connection.
+    Transient,
+    /// The response is larger than `max_response_bytes`: ask for a narrower slice.
+    TooLarge,
+    /// 404: Jaeger's answer when no trace matches.
+    NotFound,
+    /// Another client error (4xx): the query itself is refused.
+    Refused,
+    /// The store redirects to another host: not followed.
+    Redirected,
+    /// The store cannot be reached at all.
+    Unreachable,
+    /// The answer is not what api_v3 sends.
+    Malformed,
 }
 
 impl fmt::Display for StoreError {
@@ -139,6 +233,7 @@ pub fn run(
     let projection = engine.rules().projection().clone();
     let mut run = Run {
         store: Store::new(opts, projection, progress.bytes_read.clone()),
+        pages: PageSize::new(opts.limit.max(1)),
         engine,
         seen: HashSet::new(),
         fetched: Fetched {
@@ -193,6 +288,7 @@ fn pushdown(rules: &RuleSet) -> (Option<Vec<NameMatch>>, String) {
 
 struct Run<'a> {
     store: Store,
+    pages: PageSize,
     engine: Engine,
     seen: HashSet<TraceId>,
     fetched: Fetched,
@@ -229,7 +325,7 @@ impl Run<'_> {
             self.fetched.pairs = vec![(String::new(), String::new())];
             match self.enumerate("", "", opts.from, end) {
                 Ok(()) => return Ok(()),
-                Err(e) if e.message.starts_with("HTTP 4") => (self.on_note)(&format!(
+                Err(e) if e.kind == ErrorKind::Refused => (self.on_note)(&format!(
                     "the store refuses a query without a service ({e}); querying service by service"
                 )),
                 Err(e) => return Err(e),
@@ -272,20 +368,25 @@ impl Run<'_> {
         while let Some((a, b, wider)) = slices.pop() {
             let (found, limit) = loop {
                 let limit = wider.unwrap_or(self.fetched.limit);
-                self.fetched.queries += 1;
-                self.progress.inputs_done.fetch_add(1, Relaxed);
-                match self.store.traces(service, operation, a, b, limit) {
-                    Ok(found) => break (found, limit),
-                    Err(Failure::Refused(e)) if limit > 1 && wider.is_none() => {
-                        let smaller = (limit / 2).max(1);
+                match self.query(service, operation, a, b, limit) {
+                    Ok(found) => {
+                        if wider.is_none() {
+                            self.fetched.limit = self.pages.answered(limit);
+                        }
+                        break (found, limit);
+                    }
+                    Err(e) if e.kind == ErrorKind::TooManyAsked && limit > 1 && wider.is_none() => {
+                        let smaller = self.pages.refused(limit);
                         (self.on_note)(&format!(
                             "{e}; asking for {smaller} traces a query instead of {limit}"
                         ));
                         self.fetched.limit = smaller;
                     }
                     // Split: a narrower slice answers with fewer bytes.
-                    Err(Failure::TooLarge(_)) if a < b => break (Found::default().full(), limit),
-                    Err(Failure::Refused(e)) if wider.is_some() => {
+                    Err(e) if e.kind == ErrorKind::TooLarge && a < b => {
+                        break (Found::default().full(), limit)
+                    }
+                    Err(e) if e.kind == ErrorKind::TooManyAsked && wider.is_some() => {
                         return Err(StoreError {
                             message: format!(
                                 "{}; more than {} traces match within one nanosecond and the store lists no more at once",
@@ -295,7 +396,7 @@ impl Run<'_> {
                             ..e
                         })
                     }
-                    Err(f) => return Err(f.into_error()),
+                    Err(e) => return Err(e),
                 }
             };
             let full = found.full || found.traces >= limit;
@@ -307,6 +408,7 @@ impl Run<'_> {
                 if limit >= MAX_LIMIT {
                     return Err(StoreError {
                         request: self.store.find_url(service, operation, a, b, limit),
+                        kind: ErrorKind::TooManyAsked,
                         message: format!("more than {limit} traces match within one nanosecond: they cannot all be listed"),
                     });
                 }
@@ -328,6 +430,22 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+
+    /// One find-traces query (its transient failures retried by [`Store::get`]).
+    fn query(
+        &mut self,
+        service: &str,
+        operation: &str,
+        a: u64,
+        b: u64,
+        limit: usize,
+    ) -> Result<Found, StoreError> {
+        self.fetched.queries += 1;
+        self.progress.inputs_done.fetch_add(1, Relaxed);
+        let found = self.store.traces(service, operation, a, b, limit);
+        self.fetched.retries = self.store.retries.get();
+        found
     }
 
     /// Judges the traces of one response not judged before.
@@ -378,24 +496,6 @@ impl Found {
     }
 }
 
-/// Why a request failed.
-enum Failure {
-    /// The store refused the query with a server error: perhaps `num_traces` is too large.
-    Refused(StoreError),
-    /// The response is larger than `max_response_bytes`.
-    TooLarge(StoreError),
-    /// Anything else: unreachable, timed out, a client error, a malformed body.
-    Fatal(StoreError),
-}
-
-impl Failure {
-    fn into_error(self) -> StoreError {
-        match self {
-            Failure::Refused(e) | Failure::TooLarge(e) | Failure::Fatal(e) => e,
-        }
-    }
-}
-
 /// The HTTP side: requests, status codes, bodies.
 struct Store {
     agent: ureq::Agent,
@@ -404,6 +504,8 @@ struct Store {
     /// The rules' projection: what the decoder keeps of a span.
     projection: Arc<Projection>,
     bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// Requests asked again after a transient failure.
+    retries: std::cell::Cell<u64>,
 }
 
 #[derive(Deserialize)]
@@ -439,6 +541,8 @@ impl Store {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(opts.timeout))
             .http_status_as_error(false)
+            // Redirects are followed by `Store::get`, to the same host only.
+            .max_redirects(0)
             .user_agent(concat!("betrace/", env!("CARGO_PKG_VERSION")))
             .build();
         Store {
@@ -447,12 +551,13 @@ impl Store {
             max_response_bytes: opts.max_response_bytes,
             projection,
             bytes,
+            retries: std::cell::Cell::new(0),
         }
     }
 
     fn services(&self) -> Result<Vec<String>, StoreError> {
         let url = format!("{}/api/v3/services", self.base);
-        let body = self.get(&url).map_err(Failure::into_error)?;
+        let body = self.get(&url)?;
         let s: Services = serde_json::from_slice(&body).map_err(|e| malformed(&url, &e))?;
         Ok(s.services)
     }
@@ -463,7 +568,7 @@ impl Store {
             self.base,
             encode(service)
         );
-        let body = self.get(&url).map_err(Failure::into_error)?;
+        let body = self.get(&url)?;
         let o: Operations = serde_json::from_slice(&body).map_err(|e| malformed(&url, &e))?;
         Ok(o.operations.into_iter().map(|o| o.name).collect())
     }
@@ -493,29 +598,28 @@ impl Store {
         a: u64,
         b: u64,
         limit: usize,
-    ) -> Result<Found, Failure> {
+    ) -> Result<Found, StoreError> {
         let url = self.find_url(service, operation, a, b, limit);
         let body = match self.get(&url) {
             Ok(body) => body,
             // Jaeger answers "no traces" with 404.
-            Err(Failure::Fatal(e)) if e.message.starts_with("HTTP 404") => {
-                return Ok(Found::default())
-            }
-            Err(f) => return Err(f),
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(Found::default()),
+            Err(e) => return Err(e),
         };
-        let wrapper: Wrapper =
-            serde_json::from_slice(&body).map_err(|e| Failure::Fatal(malformed(&url, &e)))?;
+        let wrapper: Wrapper = serde_json::from_slice(&body).map_err(|e| malformed(&url, &e))?;
         let Some(result) = wrapper.result else {
-            return Err(Failure::Fatal(StoreError {
+            return Err(StoreError {
                 request: url,
+                kind: ErrorKind::Malformed,
                 message: "the response has no \"result\"".into(),
-            }));
+            });
         };
         let batch = otlp::json::decode(result.get().as_bytes(), &self.projection).map_err(|e| {
-            Failure::Fatal(StoreError {
+            StoreError {
                 request: url.clone(),
+                kind: ErrorKind::Malformed,
                 message: format!("the traces in the response cannot be read: {e}"),
-            })
+            }
         })?;
         let traces = batch.fragments.len();
         Ok(Found {
@@ -525,25 +629,99 @@ impl Store {
         })
     }
 
-    /// GETs a URL and reads its body; any status but 200 is a failure with the store's
-    /// own message.
-    fn get(&self, url: &str) -> Result<Vec<u8>, Failure> {
-        let fail = |message: String| StoreError {
+    /// GETs a URL and reads its body. A transient failure is asked again, [`TRIES`]
+    /// times in all, backing off exponentially from [`BACKOFF`] to at most
+    /// [`MAX_BACKOFF`].
+    fn get(&self, url: &str) -> Result<Vec<u8>, StoreError> {
+        let mut wait = BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.get_following(url) {
+                Err(e) if e.kind == ErrorKind::Transient && attempt < TRIES => {
+                    self.retries.set(self.retries.get() + 1);
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(MAX_BACKOFF);
+                    attempt += 1;
+                }
+                Err(e) if e.kind == ErrorKind::Transient => {
+                    return Err(StoreError {
+                        message: format!("{} (after {TRIES} attempts)", e.message),
+                        ..e
+                    })
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// GETs a URL and reads its body, following redirects to the same host; any final
+    /// status but 200 is a failure, classified, with the store's own message.
+    fn get_following(&self, url: &str) -> Result<Vec<u8>, StoreError> {
+        let mut target = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            match self.get_once(url, &target)? {
+                Answer::Body(body) => return Ok(body),
+                Answer::Redirect(next) => {
+                    if origin(&next) != origin(url) {
+                        return Err(StoreError {
+                            request: url.to_string(),
+                            kind: ErrorKind::Redirected,
+                            message: format!(
+                                "the store redirects to {next}, another host: not followed (give --jaeger that URL if it is the store)"
+                            ),
+                        });
+                    }
+                    target = next;
+                }
+            }
+        }
+        Err(StoreError {
             request: url.to_string(),
+            kind: ErrorKind::Redirected,
+            message: format!("more than {MAX_REDIRECTS} redirects, the last to {target}"),
+        })
+    }
+
+    /// One request: its body, where it redirects, or its failure (named by `url`, the
+    /// request as first made).
+    fn get_once(&self, url: &str, target: &str) -> Result<Answer, StoreError> {
+        let fail = |kind: ErrorKind, message: String| StoreError {
+            request: url.to_string(),
+            kind,
             message,
         };
-        let mut response = self.agent.get(url).call().map_err(|e| {
-            Failure::Fatal(fail(match e {
-                ureq::Error::Timeout(_) => {
-                    format!("no answer in time ({e}); raise --jaeger-timeout or narrow --from/--to")
-                }
-                ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::HostNotFound => {
-                    format!("cannot reach the store: {e}")
-                }
-                e => e.to_string(),
-            }))
+        let slow = |e: &ureq::Error| {
+            fail(
+                ErrorKind::Transient,
+                format!("no answer in time ({e}); raise --jaeger-timeout or narrow --from/--to"),
+            )
+        };
+        let mut response = self.agent.get(target).call().map_err(|e| match e {
+            ureq::Error::Timeout(_) => slow(&e),
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => fail(
+                ErrorKind::Unreachable,
+                format!("cannot reach the store: {e}"),
+            ),
+            ureq::Error::Io(_) => {
+                fail(ErrorKind::Transient, format!("cannot reach the store: {e}"))
+            }
+            e => fail(ErrorKind::Unreachable, e.to_string()),
         })?;
         let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(|l| resolve(target, l));
+            return match location {
+                Some(next) => Ok(Answer::Redirect(next)),
+                None => Err(fail(
+                    ErrorKind::Malformed,
+                    format!("HTTP {status} without a Location"),
+                )),
+            };
+        }
         let body = response
             .body_mut()
             .with_config()
@@ -552,36 +730,76 @@ impl Store {
         let body = match body {
             Ok(b) => b,
             Err(ureq::Error::BodyExceedsLimit(n)) => {
-                return Err(Failure::TooLarge(fail(format!(
-                    "the response is larger than {n} bytes"
-                ))))
+                return Err(fail(
+                    ErrorKind::TooLarge,
+                    format!("the response is larger than {n} bytes"),
+                ))
             }
-            Err(e @ ureq::Error::Timeout(_)) => {
-                return Err(Failure::Fatal(fail(format!(
-                    "no answer in time ({e}); raise --jaeger-timeout or narrow --from/--to"
-                ))))
+            Err(e @ ureq::Error::Timeout(_)) => return Err(slow(&e)),
+            Err(e) => {
+                return Err(fail(
+                    ErrorKind::Transient,
+                    format!("reading the response: {e}"),
+                ))
             }
-            Err(e) => return Err(Failure::Fatal(fail(format!("reading the response: {e}")))),
         };
         self.bytes.fetch_add(body.len() as u64, Relaxed);
         if status == 200 {
-            return Ok(body);
+            return Ok(Answer::Body(body));
         }
         let said = String::from_utf8_lossy(&body[..body.len().min(500)])
             .trim()
             .to_string();
-        let message = format!("HTTP {status}: {said}");
-        if status >= 500 {
-            Err(Failure::Refused(fail(message)))
-        } else {
-            Err(Failure::Fatal(fail(message)))
-        }
+        let kind = match status {
+            404 => ErrorKind::NotFound,
+            429 => ErrorKind::Transient,
+            // Jaeger's memory store, asked for more than its `max_traces`: "search depth
+            // must be greater than 0 and less than max traces".
+            500 if said.contains("max traces") => ErrorKind::TooManyAsked,
+            500..=599 => ErrorKind::Transient,
+            _ => ErrorKind::Refused,
+        };
+        Err(fail(kind, format!("HTTP {status}: {said}")))
+    }
+}
+
+/// What one request came to.
+enum Answer {
+    Body(Vec<u8>),
+    Redirect(String),
+}
+
+/// `scheme://host[:port]` of an absolute URL (the whole URL when it has no path).
+fn origin(url: &str) -> &str {
+    let after = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after + i);
+    &url[..end]
+}
+
+/// A Location header's URL, made absolute against the request's.
+fn resolve(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        location.to_string()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        let scheme = base.split("://").next().unwrap_or("http");
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{}{location}", origin(base))
+    } else {
+        let dir = base
+            .rfind('/')
+            .filter(|&i| i >= origin(base).len())
+            .map_or(base, |i| &base[..i]);
+        format!("{dir}/{location}")
     }
 }
 
 fn malformed(url: &str, e: &serde_json::Error) -> StoreError {
     StoreError {
         request: url.to_string(),
+        kind: ErrorKind::Malformed,
         message: format!("the response is not the JSON expected of Jaeger's api_v3: {e}"),
     }
 }

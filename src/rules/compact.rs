@@ -1,9 +1,11 @@
 //! Compact traces (docs/language.md, "Compact traces"): a readable YAML form for hand-written traces, used by
 //! `examples:` in rule files and by tests, loaded into the same [`Trace`] OTLP data uses.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
-use crate::lang::value::{parse_duration, Value};
+use crate::lang::value::{parse_duration, Value, ValueKey};
 use crate::trace::{
     parse_hex, Attributes, Resource, Span, SpanId, SpanKind, StatusCode, Trace, TraceId,
 };
@@ -90,6 +92,7 @@ pub fn to_trace(roots: &[CompactSpan], seed: u64) -> Result<Trace, CompactError>
             ..Default::default()
         },
         next_id: 1,
+        resources: HashMap::new(),
     };
     let base = Inherited {
         service: "test".into(),
@@ -106,6 +109,8 @@ pub fn to_trace(roots: &[CompactSpan], seed: u64) -> Result<Trace, CompactError>
 struct Builder {
     trace: Trace,
     next_id: u64,
+    /// Each resource's index in `trace.resources`, by its attributes: one lookup a span.
+    resources: HashMap<Vec<(String, ValueKey)>, usize>,
 }
 
 #[derive(Clone)]
@@ -173,13 +178,16 @@ impl Builder {
         let res = Resource {
             attributes: res_attrs,
         };
-        let resource_idx = match self.trace.resources.iter().position(|r| *r == res) {
-            Some(i) => i,
-            None => {
-                self.trace.resources.push(res);
-                self.trace.resources.len() - 1
-            }
-        };
+        let key = res
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), ValueKey::of(v)))
+            .collect();
+        let next = self.trace.resources.len();
+        let resource_idx = *self.resources.entry(key).or_insert(next);
+        if resource_idx == next {
+            self.trace.resources.push(res);
+        }
 
         let abs_start = BASE_TIME_UNIX_NANO + start;
         self.trace.spans.push(Span {

@@ -2,6 +2,7 @@
 //! and reporting every problem at once, located in the file.
 
 pub mod compact;
+pub mod examples;
 mod load;
 pub mod ruleset;
 mod sources;
@@ -13,7 +14,7 @@ use std::fmt;
 use serde::Deserialize;
 
 pub use load::load;
-pub use sources::{read_sources, SourceError};
+pub use sources::{read_sources, warn_walk_note, SourceError, Walk, WalkNote};
 
 use crate::lang::hir::Form;
 use crate::trace::Trace;

@@ -240,6 +240,14 @@ impl Trace {
         })
     }
 
+    /// Whether the trace's spans form one whole tree (docs/language.md, "Complete
+    /// traces"; [`is_one_tree`]).
+    pub fn is_complete(&self) -> bool {
+        is_one_tree(self.spans.len(), |i| {
+            (self.spans[i].span_id, self.spans[i].parent_span_id)
+        })
+    }
+
     /// `trace:duration`: the latest end minus the earliest start.
     pub fn duration_nanos(&self) -> i64 {
         extent(
@@ -259,6 +267,64 @@ impl Trace {
         )
         .0
     }
+}
+
+/// Whether `n` spans form one whole tree: exactly one root (a span without a parent span
+/// id), and every other span reaches it by parent links — each parent span id names a span
+/// of the trace, and no chain of parents runs in a circle (a span that is its own parent,
+/// two spans parenting each other). `link(i)` is span `i`'s (id, parent id). Linear time,
+/// no recursion: each span is walked up from once, and the chain stops at a span already
+/// known to reach the root.
+pub fn is_one_tree(n: usize, link: impl Fn(usize) -> (SpanId, Option<SpanId>)) -> bool {
+    if (0..n).filter(|&i| link(i).1.is_none()).count() != 1 {
+        return false;
+    }
+    // The index of the span a parent id names. Small traces search; big ones hash.
+    let by_id: Option<std::collections::HashMap<SpanId, usize, foldhash::fast::RandomState>> =
+        (n > 32).then(|| {
+            let mut m = std::collections::HashMap::with_capacity_and_hasher(n, Default::default());
+            for i in 0..n {
+                m.entry(link(i).0).or_insert(i);
+            }
+            m
+        });
+    let index_of = |id: SpanId| match &by_id {
+        Some(m) => m.get(&id).copied(),
+        None => (0..n).find(|&i| link(i).0 == id),
+    };
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Unknown,
+        OnPath,
+        ReachesRoot,
+    }
+    let mut mark = vec![Mark::Unknown; n];
+    let mut path = Vec::new();
+    for start in 0..n {
+        let mut at = start;
+        loop {
+            match mark[at] {
+                Mark::ReachesRoot => break,
+                // Back on the chain being walked: a circle that reaches no root.
+                Mark::OnPath => return false,
+                Mark::Unknown => {}
+            }
+            let Some(parent) = link(at).1 else {
+                mark[at] = Mark::ReachesRoot;
+                break;
+            };
+            mark[at] = Mark::OnPath;
+            path.push(at);
+            match index_of(parent) {
+                Some(p) => at = p,
+                None => return false,
+            }
+        }
+        for i in path.drain(..) {
+            mark[i] = Mark::ReachesRoot;
+        }
+    }
+    true
 }
 
 /// The root among `n` spans, each given as (has no parent, start, span id): a parentless
@@ -322,5 +388,51 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(t.root(), Some(2));
+    }
+
+    /// A trace of spans with ids 1..=n, `parents[i]` the parent of span i+1 (0: a root).
+    pub(crate) fn linked(parents: &[u8]) -> Trace {
+        let mut t = Trace::default();
+        for (i, &p) in parents.iter().enumerate() {
+            t.spans.push(Span {
+                span_id: SpanId([i as u8 + 1; 8]),
+                parent_span_id: (p != 0).then_some(SpanId([p; 8])),
+                ..Default::default()
+            });
+        }
+        t
+    }
+
+    /// The traces `is_complete` must tell apart, as parent lists, with the answer.
+    pub(crate) const SHAPES: &[(&[u8], bool, &str)] = &[
+        (&[0, 1, 2, 2], true, "one tree"),
+        (
+            &[0, 1, 3, 2],
+            false,
+            "two spans parenting each other beside the root",
+        ),
+        (
+            &[0, 1, 3],
+            false,
+            "a span that is its own parent beside the root",
+        ),
+        (&[2, 1], false, "no root, a circle"),
+        (&[1], false, "one span, its own parent"),
+        (&[0, 0], false, "two roots"),
+        (&[0, 9], false, "a parent that is not in the trace"),
+        (&[0], true, "a root alone"),
+    ];
+
+    #[test]
+    fn complete_means_every_span_reaches_the_one_root() {
+        for (parents, want, what) in SHAPES {
+            assert_eq!(linked(parents).is_complete(), *want, "{what}");
+        }
+        // Big traces take the hashed path: a long chain, then a circle hung beside it.
+        let mut chain: Vec<u8> = vec![0];
+        chain.extend(1..=60u8);
+        assert!(linked(&chain).is_complete());
+        chain.extend([63, 62]);
+        assert!(!linked(&chain).is_complete());
     }
 }

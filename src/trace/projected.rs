@@ -417,26 +417,13 @@ impl Trace {
     }
 
     /// Whether the trace's spans form one whole tree (docs/language.md, "Complete
-    /// traces"): exactly one root (a span without a parent span id), and every parent span
-    /// id names a span of the trace. (Judged early under memory pressure, a trace is not
-    /// complete either; the engine knows that, not the trace.)
+    /// traces"; [`trace::is_one_tree`]): exactly one root, and every other span reaches it
+    /// by parent links. (Judged early under memory pressure, a trace is not complete
+    /// either; the engine knows that, not the trace.)
     pub fn is_complete(&self) -> bool {
-        let roots = self
-            .spans
-            .iter()
-            .filter(|s| s.parent_span_id.is_none())
-            .count();
-        if roots != 1 {
-            return false;
-        }
-        let parents = self.spans.iter().filter_map(|s| s.parent_span_id);
-        if self.spans.len() <= 32 {
-            let ids = || self.spans.iter().map(|s| s.span_id);
-            return parents.clone().all(|p| ids().any(|id| id == p));
-        }
-        let ids: std::collections::HashSet<SpanId, foldhash::fast::RandomState> =
-            self.spans.iter().map(|s| s.span_id).collect();
-        parents.clone().all(|p| ids.contains(&p))
+        trace::is_one_tree(self.spans.len(), |i| {
+            (self.spans[i].span_id, self.spans[i].parent_span_id)
+        })
     }
 
     /// The root span: one without a parent (the earliest if several), else the earliest span.
@@ -647,5 +634,14 @@ mod tests {
             "only the old rules read k"
         );
         assert_eq!(t.attr_named(&t.spans[1], "j"), Some(ValueRef::Int(7)));
+    }
+
+    #[test]
+    fn complete_means_every_span_reaches_the_one_root() {
+        let keys = Arc::new(Projection::new(["k"], false));
+        for (parents, want, what) in crate::trace::tests::SHAPES {
+            let t = Trace::project(&crate::trace::tests::linked(parents), &keys);
+            assert_eq!(t.is_complete(), *want, "{what}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use patterns::{bare_pattern, compile_regex, quoted_pattern};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::lang::hir::{self, Attr, Form, Intrinsic, IntrinsicType, Num, Pred};
 use crate::lang::syntax::ast::{
-    self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, RelOp,
+    self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, PredicateOp, RelOp,
 };
 use crate::lang::value::{CmpOp, Number, Value};
 use crate::trace::{SpanKind, StatusCode};
@@ -101,8 +101,10 @@ impl Checker<'_> {
             }
             ast::Expr::Not(inner, _) => hir::Expr::Not(Box::new(self.expr(inner))),
             ast::Expr::Has(s) => hir::Expr::Has(self.selector(s)),
-            ast::Expr::Compare { lhs, op, rhs, loc } => {
-                let op = CmpOp::parse(op).expect("the grammar only yields comparison operators");
+            ast::Expr::Compare {
+                lhs, op, rhs, loc, ..
+            } => {
+                let op = *op;
                 let (a, a_is_duration) = self.numeric(lhs);
                 let (b, b_is_duration) = self.numeric(rhs);
                 if a_is_duration != b_is_duration {
@@ -156,7 +158,16 @@ impl Checker<'_> {
             return None;
         }
         match value {
-            Some(d) if d >= 0 => Some(d),
+            Some(d) if d > 0 => Some(d),
+            Some(0) => {
+                self.errors.push(Diagnostic::error(
+                    Code::ZeroBound,
+                    at.clone(),
+                    "a time bound of zero can never hold",
+                    "zero",
+                ).with_help("`A before B within D` needs B to start after A, by at most D: give D a length"));
+                None
+            }
             Some(_) => {
                 self.errors.push(Diagnostic::error(
                     Code::NegativeBound,
@@ -224,7 +235,7 @@ impl Checker<'_> {
                         rhs: Operand::Unique(_),
                         loc,
                         ..
-                    } if op == "==" => {
+                    } if *op == PredicateOp::Cmp(CmpOp::Eq) => {
                         keys.push((lhs.clone(), loc.clone()));
                         false
                     }
@@ -322,11 +333,17 @@ impl Checker<'_> {
                 rhs,
                 op_loc,
                 ..
-            } => self.compare(lhs, op, rhs, op_loc),
+            } => self.compare(lhs, *op, rhs, op_loc),
         }
     }
 
-    fn compare(&mut self, lhs: &ast::AttrRef, op: &str, rhs: &Operand, op_loc: &Loc) -> Pred {
+    fn compare(
+        &mut self,
+        lhs: &ast::AttrRef,
+        op: PredicateOp,
+        rhs: &Operand,
+        op_loc: &Loc,
+    ) -> Pred {
         let attr = self.attr(lhs);
         let ty = match &attr {
             Attr::Intrinsic(i) => Some(i.ty()),
@@ -345,14 +362,14 @@ impl Checker<'_> {
                 );
                 Pred::Exists(attr)
             }
-            ("in", Operand::List(items, _)) => {
+            (PredicateOp::In, Operand::List(items, _)) => {
                 let values = items
                     .iter()
                     .map(|(lit, l)| self.literal_for(&attr, ty, CmpOp::Eq, lit, l))
                     .collect();
                 Pred::In(attr, values)
             }
-            ("in", other) => {
+            (PredicateOp::In, other) => {
                 self.errors.push(
                     Diagnostic::error(
                         Code::InWithoutList,
@@ -376,7 +393,7 @@ impl Checker<'_> {
                 );
                 Pred::Exists(attr)
             }
-            ("matches", Operand::Literal(Literal::Str(re), l)) => {
+            (PredicateOp::Matches, Operand::Literal(Literal::Str(re), l)) => {
                 if ty.is_some_and(|t| t != IntrinsicType::String) {
                     self.errors.push(Diagnostic::error(
                         Code::MatchesNotString,
@@ -398,7 +415,7 @@ impl Checker<'_> {
                     }
                 }
             }
-            ("matches", other) => {
+            (PredicateOp::Matches, other) => {
                 self.errors.push(
                     Diagnostic::error(
                         Code::MatchesNeedsRegex,
@@ -410,7 +427,7 @@ impl Checker<'_> {
                 );
                 Pred::Exists(attr)
             }
-            ("contains", Operand::Literal(lit, l)) => {
+            (PredicateOp::Contains, Operand::Literal(lit, l)) => {
                 if ty == Some(IntrinsicType::Duration) {
                     self.errors.push(Diagnostic::error(
                         Code::ContainsOnDuration,
@@ -430,7 +447,7 @@ impl Checker<'_> {
                 }
                 Pred::Contains(attr, v)
             }
-            ("contains", other) => {
+            (PredicateOp::Contains, other) => {
                 self.errors.push(Diagnostic::error(
                     Code::ContainsNeedsValue,
                     operand_loc(other),
@@ -439,9 +456,8 @@ impl Checker<'_> {
                 ));
                 Pred::Exists(attr)
             }
-            (op, Operand::Attr(other)) => {
+            (PredicateOp::Cmp(cmp), Operand::Attr(other)) => {
                 let other_attr = self.attr(other);
-                let cmp = CmpOp::parse(op).expect("the grammar only yields these operators here");
                 if let (Attr::Intrinsic(a), Attr::Intrinsic(b)) = (&attr, &other_attr) {
                     if a.ty() != b.ty() {
                         self.errors.push(Diagnostic::error(
@@ -454,8 +470,7 @@ impl Checker<'_> {
                 }
                 Pred::CmpAttr(attr, cmp, other_attr)
             }
-            (op, Operand::Literal(lit, l)) => {
-                let cmp = CmpOp::parse(op).expect("the grammar only yields these operators here");
+            (PredicateOp::Cmp(cmp), Operand::Literal(lit, l)) => {
                 if matches!(ty, Some(IntrinsicType::Status | IntrinsicType::Kind))
                     && !matches!(cmp, CmpOp::Eq | CmpOp::Ne)
                 {
@@ -661,6 +676,23 @@ mod tests {
         assert_eq!(errors("x.where(k == [a, b])").len(), 1);
         assert_eq!(errors("x.where(k == unique)").len(), 1);
         assert!(errors("x.where(span:duration > 250ms and span:status == error and span:kind in [server, client])").is_empty());
+    }
+
+    #[test]
+    fn time_bounds_that_cannot_hold_are_refused() {
+        for text in [
+            "a before b within 0ns",
+            "a before b within 0s",
+            "b after a within -1ms",
+        ] {
+            let errs = errors(text);
+            assert_eq!(errs.len(), 1, "{text}: {errs:?}");
+        }
+        let Err(e) = check_text("a before b within 0ns") else {
+            panic!()
+        };
+        assert_eq!(e[0].primary.range, 18..21);
+        assert!(errors("a before b within 1ns").is_empty());
     }
 
     #[test]

@@ -44,11 +44,13 @@ pub enum Expr {
         /// Left side.
         lhs: Numeric,
         /// The operator.
-        op: String,
+        op: CmpOp,
         /// Right side.
         rhs: Numeric,
         /// The whole comparison.
         loc: Loc,
+        /// The operator alone.
+        op_loc: Loc,
     },
     /// `A before B`, `A after B`, `A within B`, `A child_of B`, and `A before B within D`.
     Relation {
@@ -118,6 +120,7 @@ pub enum Numeric {
 }
 
 pub use crate::lang::value::Aggregate as AggFn;
+pub use crate::lang::value::CmpOp;
 
 /// The key of an aggregate or of `distinct`: an attribute reference, or a list (an error
 /// the checker locates).
@@ -168,8 +171,8 @@ pub enum Predicate {
     Compare {
         /// The attribute compared.
         lhs: AttrRef,
-        /// The operator word or symbol.
-        op: String,
+        /// The operator, read once by the parser.
+        op: PredicateOp,
         /// What it is compared with.
         rhs: Operand,
         /// The whole comparison.
@@ -190,6 +193,47 @@ impl Predicate {
             Predicate::Truthy(a) => a.loc.clone(),
             Predicate::Compare { loc, .. } => loc.clone(),
         }
+    }
+}
+
+/// The operator of a predicate `k OP operand`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PredicateOp {
+    /// `==`, `!=`, `>`, `>=`, `<`, `<=`.
+    Cmp(CmpOp),
+    /// `in`
+    In,
+    /// `matches`
+    Matches,
+    /// `contains`
+    Contains,
+}
+
+impl PredicateOp {
+    /// Reads an operator token of the grammar's `pred_op`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<PredicateOp> {
+        Some(match s {
+            "in" => PredicateOp::In,
+            "matches" => PredicateOp::Matches,
+            "contains" => PredicateOp::Contains,
+            other => PredicateOp::Cmp(CmpOp::parse(other)?),
+        })
+    }
+
+    /// The operator as written in the language.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PredicateOp::Cmp(op) => op.as_str(),
+            PredicateOp::In => "in",
+            PredicateOp::Matches => "matches",
+            PredicateOp::Contains => "contains",
+        }
+    }
+}
+
+impl std::fmt::Display for PredicateOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -151,13 +151,15 @@ fn expr(p: Pair<Rule>) -> Result<Expr, Diagnostic> {
             let l = loc(&p);
             let mut inner = p.into_inner();
             let lhs = numeric(inner.next().expect("lhs"))?;
-            let op = inner.next().expect("op").as_str().to_string();
+            let op_pair = inner.next().expect("op");
+            let op = CmpOp::parse(op_pair.as_str()).expect("cmp_op yields comparison operators");
             let rhs = numeric(inner.next().expect("rhs"))?;
             Ok(Expr::Compare {
                 lhs,
                 op,
                 rhs,
                 loc: l,
+                op_loc: loc(&op_pair),
             })
         }
         Rule::relation => {
@@ -301,10 +303,7 @@ fn where_clause(p: Pair<Rule>) -> Result<Predicate, Diagnostic> {
 fn numeric(p: Pair<Rule>) -> Result<Numeric, Diagnostic> {
     match p.as_rule() {
         Rule::integer => Ok(Numeric::Int(integer(&p)?, loc(&p))),
-        Rule::float => match literal(&p)? {
-            Literal::Float(f) => Ok(Numeric::Float(f, loc(&p))),
-            _ => unreachable!("a float literal"),
-        },
+        Rule::float => Ok(Numeric::Float(float(&p)?, loc(&p))),
         Rule::duration => Ok(Numeric::Duration(duration(&p)?, loc(&p))),
         Rule::agg_term => {
             let l = loc(&p);
@@ -375,7 +374,7 @@ fn predicate(p: Pair<Rule>) -> Result<Predicate, Diagnostic> {
             let lhs = attr_ref(inner.next().expect("lhs"))?;
             let op_pair = inner.next().expect("op");
             let op_loc = loc(&op_pair);
-            let op = op_pair.as_str().to_string();
+            let op = PredicateOp::parse(op_pair.as_str()).expect("pred_op yields operators");
             let rhs = operand(inner.next().expect("rhs"))?;
             Ok(Predicate::Compare {
                 lhs,
@@ -408,9 +407,7 @@ fn operand(p: Pair<Rule>) -> Result<Operand, Diagnostic> {
 fn literal(p: &Pair<Rule>) -> Result<Literal, Diagnostic> {
     Ok(match p.as_rule() {
         Rule::integer => Literal::Int(integer(p)?),
-        Rule::float => Literal::Float(p.as_str().parse().map_err(|_| {
-            Diagnostic::error(Code::ParseNotANumber, loc(p), "not a number", "here")
-        })?),
+        Rule::float => Literal::Float(float(p)?),
         Rule::boolean => Literal::Bool(p.as_str() == "true"),
         Rule::string => Literal::Str(unescape(inner_text(p.as_str()))),
         Rule::duration => Literal::Duration(duration(p)?),
@@ -428,14 +425,56 @@ fn agg_key(p: Pair<Rule>) -> Result<AggKey, Diagnostic> {
 }
 
 fn duration(p: &Pair<Rule>) -> Result<i64, Diagnostic> {
-    parse_duration(p.as_str()).ok_or_else(|| {
+    let ns = parse_duration(p.as_str()).ok_or_else(|| {
         Diagnostic::error(
             Code::ParseDurationRange,
             loc(p),
             "duration out of range",
             "here",
         )
-    })
+    })?;
+    if ns == 0 && written_nonzero(p.as_str()) {
+        return Err(Diagnostic::error(
+            Code::ParseRoundsToZero,
+            loc(p),
+            format!("duration `{}` rounds to 0ns", p.as_str()),
+            "below a nanosecond",
+        ));
+    }
+    Ok(ns)
+}
+
+/// A float literal: refused when it does not fit in 64 bits (it would read as infinity) or
+/// when a nonzero literal reads as zero.
+fn float(p: &Pair<Rule>) -> Result<f64, Diagnostic> {
+    let f: f64 = p
+        .as_str()
+        .parse()
+        .map_err(|_| Diagnostic::error(Code::ParseNotANumber, loc(p), "not a number", "here"))?;
+    if f.is_infinite() {
+        return Err(Diagnostic::error(
+            Code::ParseFloatRange,
+            loc(p),
+            format!("float `{}` does not fit in 64 bits", p.as_str()),
+            "too large",
+        ));
+    }
+    if f == 0.0 && written_nonzero(p.as_str()) {
+        return Err(Diagnostic::error(
+            Code::ParseRoundsToZero,
+            loc(p),
+            format!("float `{}` rounds to 0", p.as_str()),
+            "too small",
+        ));
+    }
+    Ok(f)
+}
+
+/// Whether a number literal has a nonzero digit before any exponent or unit.
+fn written_nonzero(text: &str) -> bool {
+    text.bytes()
+        .take_while(|b| !b.is_ascii_alphabetic())
+        .any(|b| (b'1'..=b'9').contains(&b))
 }
 
 fn integer(p: &Pair<Rule>) -> Result<i64, Diagnostic> {
@@ -715,6 +754,23 @@ mod tests {
         assert!(e.message.contains("expected"), "{}", e.message);
         let e = parse("count(a)").unwrap_err();
         assert!(e.message.contains("comparison operator"), "{}", e.message);
+    }
+
+    #[test]
+    fn numbers_beyond_their_type_are_located_errors() {
+        for (text, word, at) in [
+            ("x.where(k > 1.0e309)", "does not fit", 12),
+            ("count(x) > -1.0e309", "does not fit", 11),
+            ("x.where(k > 1.0e-400)", "rounds to 0", 12),
+            ("x.where(span:duration > 0.4ns)", "rounds to 0ns", 24),
+            ("a before b within 0.0000000001s", "rounds to 0ns", 18),
+            ("x.where(k > 99999999999999999999)", "does not fit", 12),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.message.contains(word), "{text}: {}", e.message);
+            assert_eq!(e.primary.range.start, at, "{text}");
+        }
+        ok("x.where(k > 0.0 and k < 1.5e300 and span:duration > 0ns and j == -0.0)");
     }
 
     #[test]

@@ -38,12 +38,36 @@ pub(super) fn num_of_str(s: &str) -> Option<Num> {
     None
 }
 
+/// Orders two numbers exactly; `None` when either is NaN.
 pub(super) fn cmp_num(a: Num, b: Num) -> Option<Ordering> {
     match (a, b) {
         (Num::Int(x), Num::Int(y)) => Some(x.cmp(&y)),
-        (Num::Int(x), Num::Float(y)) => (x as f64).partial_cmp(&y),
-        (Num::Float(x), Num::Int(y)) => x.partial_cmp(&(y as f64)),
+        (Num::Int(x), Num::Float(y)) => cmp_int_float(x, y),
+        (Num::Float(x), Num::Int(y)) => cmp_int_float(y, x).map(Ordering::reverse),
         (Num::Float(x), Num::Float(y)) => x.partial_cmp(&y),
+    }
+}
+
+/// Orders an integer against a float exactly, with no rounding of either: `i as f64`
+/// rounds every integer beyond 2^53 (`i64::MAX as f64` is 2^63, so an overflowed sum
+/// would equal `i64::MAX`). `None` when the float is NaN.
+fn cmp_int_float(i: i64, f: f64) -> Option<Ordering> {
+    // 2^63: the first float above every i64; -2^63 is i64::MIN itself.
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if f.is_nan() {
+        return None;
+    }
+    if f >= TWO_63 {
+        return Some(Ordering::Less);
+    }
+    if f < -TWO_63 {
+        return Some(Ordering::Greater);
+    }
+    // In [-2^63, 2^63): the integral part converts to i64 exactly.
+    let whole = f.trunc();
+    match i.cmp(&(whole as i64)) {
+        Ordering::Equal => 0.0f64.partial_cmp(&(f - whole)),
+        unequal => Some(unequal),
     }
 }
 
@@ -102,4 +126,53 @@ pub fn contains<'a, 'b>(lhs: impl Into<ValueRef<'a>>, needle: impl Into<ValueRef
 /// `k` alone: the attribute is the boolean `true`.
 pub fn is_true<'a>(v: impl Into<ValueRef<'a>>) -> bool {
     matches!(v.into(), ValueRef::Bool(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ints_and_floats_compare_exactly() {
+        let two_63 = 9_223_372_036_854_775_808.0;
+        assert_eq!(
+            cmp_num(Num::Int(i64::MAX), Num::Float(two_63)),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            cmp_num(Num::Float(two_63), Num::Int(i64::MAX)),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(
+            cmp_num(Num::Int(i64::MIN), Num::Float(-two_63)),
+            Some(Ordering::Equal)
+        );
+        // 2^53 + 1 is not a float: the nearest, 2^53, is below it.
+        let big = (1i64 << 53) + 1;
+        assert_eq!(
+            cmp_num(Num::Int(big), Num::Float((1i64 << 53) as f64)),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(cmp_num(Num::Int(2), Num::Float(2.5)), Some(Ordering::Less));
+        assert_eq!(
+            cmp_num(Num::Int(-2), Num::Float(-2.5)),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(
+            cmp_num(Num::Int(0), Num::Float(-0.0)),
+            Some(Ordering::Equal)
+        );
+        assert_eq!(
+            cmp_num(Num::Int(3), Num::Float(f64::INFINITY)),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            cmp_num(Num::Int(3), Num::Float(f64::NEG_INFINITY)),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(cmp_num(Num::Int(3), Num::Float(f64::NAN)), None);
+        let (max, over) = (ValueRef::Int(i64::MAX), ValueRef::Float(two_63));
+        assert!(!compare(max, CmpOp::Eq, over));
+        assert!(compare(max, CmpOp::Lt, over));
+    }
 }

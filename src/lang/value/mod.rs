@@ -35,6 +35,42 @@ pub enum Value {
     Opaque,
 }
 
+/// A value as an exact hash key, for interning: equal keys are the same value, floats by
+/// their bits (so `0.0` and `-0.0` are two keys, and a NaN equals itself). Not the
+/// language's equality, which [`compare`] says.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ValueKey {
+    /// A string.
+    Str(Arc<str>),
+    /// An integer.
+    Int(i64),
+    /// A float's bits.
+    Float(u64),
+    /// A boolean.
+    Bool(bool),
+    /// A duration in nanoseconds.
+    Duration(i64),
+    /// An array's elements.
+    Array(Vec<ValueKey>),
+    /// An opaque value: all are one key.
+    Opaque,
+}
+
+impl ValueKey {
+    /// The key of a value.
+    pub fn of(v: &Value) -> ValueKey {
+        match v {
+            Value::Str(s) => ValueKey::Str(s.clone()),
+            Value::Int(i) => ValueKey::Int(*i),
+            Value::Float(f) => ValueKey::Float(f.to_bits()),
+            Value::Bool(b) => ValueKey::Bool(*b),
+            Value::Duration(d) => ValueKey::Duration(*d),
+            Value::Array(items) => ValueKey::Array(items.iter().map(ValueKey::of).collect()),
+            Value::Opaque => ValueKey::Opaque,
+        }
+    }
+}
+
 /// The operators a `.where(...)` predicate compares with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CmpOp {

@@ -75,7 +75,8 @@ pub fn compare_numbers(a: Option<Number>, op: CmpOp, b: Option<Number>) -> bool 
 /// An aggregate over a selector's spans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregate {
-    /// The sum; 0 over nothing. Integers sum exactly while they fit in 64 bits.
+    /// The sum; 0 over nothing. Integers sum exactly; a sum beyond 64 bits is a float
+    /// beyond every integer.
     Sum,
     /// The least value; none over nothing.
     Min,
@@ -101,17 +102,13 @@ impl Aggregate {
 pub fn aggregate(f: Aggregate, values: impl Iterator<Item = Number>) -> Option<Number> {
     match f {
         Aggregate::Sum => {
-            let mut int: Option<i64> = Some(0);
+            // Integers add up in 128 bits (no i64 values can overflow that): the sum is
+            // exact whatever the order, and an integer when it fits in 64 bits.
+            let mut int: Option<i128> = Some(0);
             let mut float = 0.0f64;
             for v in values {
                 match (int, v) {
-                    (Some(acc), Number::Int(i)) => match acc.checked_add(i) {
-                        Some(s) => int = Some(s),
-                        None => {
-                            float = acc as f64 + i as f64;
-                            int = None;
-                        }
-                    },
+                    (Some(acc), Number::Int(i)) => int = Some(acc + i128::from(i)),
                     (Some(acc), Number::Float(x)) => {
                         float = acc as f64 + x;
                         int = None;
@@ -119,7 +116,12 @@ pub fn aggregate(f: Aggregate, values: impl Iterator<Item = Number>) -> Option<N
                     (None, v) => float += v.as_f64(),
                 }
             }
-            Some(int.map_or(Number::Float(float), Number::Int))
+            Some(match int {
+                Some(s) => {
+                    i64::try_from(s).map_or_else(|_| Number::Float(beyond_i64(s)), Number::Int)
+                }
+                None => Number::Float(float),
+            })
         }
         Aggregate::Min | Aggregate::Max => {
             let want = if f == Aggregate::Min {
@@ -140,6 +142,17 @@ pub fn aggregate(f: Aggregate, values: impl Iterator<Item = Number>) -> Option<N
             }
             (n > 0).then(|| Number::Float(sum / n as f64))
         }
+    }
+}
+
+/// An integer sum beyond 64 bits as a float that stays beyond every i64: rounding alone
+/// would turn `i64::MIN - 1` into -2^63, which is `i64::MIN`.
+fn beyond_i64(s: i128) -> f64 {
+    let f = s as f64;
+    if s < 0 && f == i64::MIN as f64 {
+        f.next_down()
+    } else {
+        f
     }
 }
 
@@ -169,6 +182,20 @@ mod tests {
             ),
             Some(Number::Float(1.5))
         );
+    }
+
+    #[test]
+    fn an_overflowed_sum_is_above_every_integer() {
+        let over = aggregate(Aggregate::Sum, ints(&[i64::MAX, 1]));
+        let max = Some(Number::Int(i64::MAX));
+        assert!(!compare_numbers(over, CmpOp::Eq, max));
+        assert!(compare_numbers(over, CmpOp::Gt, max));
+        let under = aggregate(Aggregate::Sum, ints(&[i64::MIN, -1]));
+        assert!(compare_numbers(
+            under,
+            CmpOp::Lt,
+            Some(Number::Int(i64::MIN))
+        ));
     }
 
     #[test]
