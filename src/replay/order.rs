@@ -61,8 +61,9 @@ impl Key {
     }
 }
 
-/// A fragment waiting in the window, ordered by its key alone.
-struct Waiting(Key, Trace);
+/// A fragment waiting in the window, ordered by its key alone (boxed: the heap moves its
+/// entries as it sifts, and a fragment is a few hundred bytes).
+struct Waiting(Key, Box<Trace>);
 
 impl PartialEq for Waiting {
     fn eq(&self, o: &Self) -> bool {
@@ -102,7 +103,7 @@ impl Window {
             self.newest = self.newest.max(key.time);
         }
         self.spans += frag.spans.len();
-        self.heap.push(Reverse(Waiting(key, frag)));
+        self.heap.push(Reverse(Waiting(key, Box::new(frag))));
         Ok(())
     }
 
@@ -118,7 +119,7 @@ impl Window {
             let Reverse(Waiting(key, frag)) = self.heap.pop().expect("peeked");
             self.spans -= frag.spans.len();
             self.fed = Some(key);
-            out.push((frag, key.time));
+            out.push((*frag, key.time));
         }
         out
     }
