@@ -354,6 +354,8 @@ pub fn run(
         }
         Err(reason) => {
             progress.spans.store(0, Relaxed);
+            progress.bytes_read.store(0, Relaxed);
+            progress.inputs_done.store(0, Relaxed);
             counts = Counts {
                 reported: counts.reported,
                 ..Counts::default()

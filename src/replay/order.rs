@@ -200,7 +200,7 @@ fn judge_thread(ctx: &Ctx<'_>, rx: Receiver<Dealt>, stop: &Stop) -> Judged {
                         Location::Offset(o) => format!("byte {o}"),
                         Location::Whole => "the input".into(),
                     },
-                    crate::lang::value::format_duration(fed.saturating_sub(key.time) as i64),
+                    seconds(fed.saturating_sub(key.time)),
                 ));
                 return judged;
             }
@@ -236,6 +236,16 @@ fn judge_thread(ctx: &Ctx<'_>, rx: Receiver<Dealt>, stop: &Stop) -> Judged {
     signals.extend(engine.shutdown());
     judged.add(&engine, signals);
     judged
+}
+
+/// A span of time for people: seconds with milliseconds (`275.143s`), or milliseconds with
+/// microseconds below a second (`0.799ms` reads badly; `799.000ms` does not).
+fn seconds(ns: u64) -> String {
+    if ns >= 1_000_000_000 {
+        format!("{}.{:03}s", ns / 1_000_000_000, ns / 1_000_000 % 1000)
+    } else {
+        format!("{}.{:03}ms", ns / 1_000_000, ns / 1000 % 1000)
+    }
 }
 
 fn window_spans(w: &Window) -> usize {
