@@ -159,8 +159,13 @@ impl Parts {
             let group = [f];
             let body = crate::otlp::encode::fragments(&group).encode_to_vec();
             let spans = group[0].spans.len();
+            let Ok(len) = u32::try_from(body.len()) else {
+                return Err(std::io::Error::other(
+                    "one trace's spans in one record take more than 4 GiB",
+                ));
+            };
             let (_, w, n) = &mut self.files[i];
-            w.write_all(&(body.len() as u32).to_be_bytes())?;
+            w.write_all(&len.to_be_bytes())?;
             w.write_all(&body)?;
             *n += spans as u64;
             self.bytes += 4 + body.len() as u64;
