@@ -13,7 +13,7 @@ use crate::trace::{lookup, Trace};
 
 /// Judges one checked condition against one trace.
 pub fn evaluate(form: &Form, trace: &Trace) -> Verdict {
-    crate::with_stack(|| evaluate_form(form, trace))
+    crate::lang::stack::with_stack(|| evaluate_form(form, trace))
 }
 
 fn evaluate_form(form: &Form, trace: &Trace) -> Verdict {

@@ -285,8 +285,7 @@ mod tests {
             3,
         )
         .unwrap();
-        rules
-            .signals(&trace, Mode::Live)
+        crate::engine::judge::signals(&rules, &trace, Mode::Live)
             .into_iter()
             .map(|signal| Detected {
                 signal,

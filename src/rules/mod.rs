@@ -4,6 +4,7 @@
 pub mod compact;
 pub mod examples;
 mod load;
+pub mod message;
 pub mod ruleset;
 mod sources;
 pub mod yaml_pos;
