@@ -8,5 +8,5 @@
 
 pub mod ffi;
 pub mod logs;
-pub mod outbox;
+pub(crate) mod outbox;
 pub mod session;

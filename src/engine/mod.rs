@@ -13,7 +13,7 @@ pub mod buffer;
 pub mod counters;
 pub mod evidence;
 pub mod judge;
-pub mod ratelimit;
+pub(crate) mod ratelimit;
 pub mod signal;
 
 use std::collections::BTreeMap;
