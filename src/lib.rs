@@ -38,6 +38,21 @@
 //! 7. [`lang`]: the rule language, its values and words;
 //! 8. [`diagnostic`]: what went wrong, located and rendered.
 //!
+//! # Names
+//!
+//! "Engine" names four things, one per side of the C ABI:
+//!
+//! * in Rust, [`engine::Engine`]: a rule set, the trace buffer and the signals, driven by
+//!   live or replay;
+//! * in C, `betrace_engine` (`ffi/betrace.h`, [`embed::ffi`]): a handle around the live
+//!   session ([`embed::session`]'s `Live`), which holds an `Engine`;
+//! * in Go, `betrace.Engine` (`go-shim/internal/betrace`): the cgo wrapper of that handle;
+//! * in Go, the package `engine` (`go-shim/internal/engine`): it holds a `Runner`, which
+//!   drives a `betrace.Engine` for the collector's components.
+//!
+//! "Trace" names two: the plain [`trace::Trace`] (examples, the reference evaluator) and
+//! [`trace::projected::Trace`] (what the engine holds); [`trace`] says which is which.
+//!
 //! This file only declares the modules and re-exports: everything else lives on a floor.
 
 // A `Diagnostic` is returned only when reading rules fails, a cold path: boxing it would

@@ -1,8 +1,15 @@
-//! One whole trace, as the engine judges it.
+//! Traces, in two forms, one per reader.
 //!
-//! Every source of spans — compact YAML traces in examples, OTLP protobuf from the
-//! collector, the collector's JSON files in replay — ends up as a [`Trace`]. The VM builds
-//! its own index over it (see `vm::View`); this type only holds the data.
+//! * [`Trace`] (this module) is the plain form: every span with all its attributes, each
+//!   value owned. Rule examples (compact YAML, [`crate::rules::compact`]) are read into
+//!   it, and the reference evaluator ([`crate::eval::reference`]) and `explain` read it.
+//! * [`projected::Trace`] is what the engine holds and the VM judges: only what the loaded
+//!   rules read, in a few allocations per trace. OTLP from the collector and replay's
+//!   files are decoded straight into it; [`projected::Trace::project`] turns a plain trace
+//!   into it.
+//!
+//! Both hold data only: the VM builds its own index over a projected trace
+//! (`eval::vm::View`).
 
 pub mod projected;
 
@@ -112,7 +119,8 @@ impl Span {
     }
 }
 
-/// A whole trace: its spans and the resources they point at.
+/// A whole trace in plain form: its spans and the resources they point at. What examples
+/// and the reference evaluator read; the engine holds a [`projected::Trace`] instead.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Trace {
     /// The trace id.
