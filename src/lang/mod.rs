@@ -7,7 +7,7 @@
 //! * [`value`] is what an attribute or a literal holds, and how two compare;
 //! * [`span`] holds the words of a span that rules name (its kind and status), shared with
 //!   [`crate::trace`];
-//! * [`stack`] makes room on the stack for the passes that recurse over a rule.
+//! * `stack` makes room on the stack for the passes that recurse over a rule.
 //!
 //! Nothing here knows about traces or OTLP: [`crate::eval`] runs what this produces.
 
@@ -16,6 +16,6 @@ pub mod check;
 pub mod compile;
 pub mod hir;
 pub mod span;
-pub mod stack;
+pub(crate) mod stack;
 pub mod syntax;
 pub mod value;

@@ -37,7 +37,7 @@ pub struct Rule {
     /// remembers per judged trace, across reloads. A 64-bit hash of the id (two ids of one
     /// rule set sharing it is a chance of about n² in 2^65).
     pub uid: u64,
-    /// What the rule does, as a stable hash ([`digest_of`]): equal digests, equal
+    /// What the rule does, as a stable hash (`digest_of`): equal digests, equal
     /// behaviour. Reloads compare them to say which rules were edited.
     pub digest: u64,
 }
