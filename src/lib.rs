@@ -21,9 +21,43 @@
 //! [`replay`] drives the same [`engine`] over stored traces with a clock taken from the
 //! data; [`eval::reference`] is the plain evaluator the VM is tested against, over the plain
 //! [`trace::Trace`] that [`rules::compact`] reads examples into.
+//!
+//! # Layers
+//!
+//! The modules stand in floors, the top first. A module imports only from its own floor and
+//! the floors below it, never from one above: a span falls floor by floor from [`embed`] to
+//! [`lang`] with no stair back up. `tests/layers.rs` reads this list and holds `src/` to it.
+//!
+//! 1. [`embed`], [`replay`]: the drivers, the C ABI's live session and replay over stored
+//!    traces;
+//! 2. [`otlp`]: OTLP in (decoding into trace fragments) and out (signals as logs or spans);
+//! 3. [`engine`]: traces assembled, judged, and acted on;
+//! 4. [`rules`]: rule files read into a rule set, which returns verdicts;
+//! 5. [`eval`]: the VM and the reference evaluator;
+//! 6. [`trace`]: traces, plain and projected;
+//! 7. [`lang`]: the rule language, its values and words;
+//! 8. [`diagnostic`]: what went wrong, located and rendered.
+//!
+//! # Names
+//!
+//! "Engine" names four things, one per side of the C ABI:
+//!
+//! * in Rust, [`engine::Engine`]: a rule set, the trace buffer and the signals, driven by
+//!   live or replay;
+//! * in C, `betrace_engine` (`ffi/betrace.h`, [`embed::ffi`]): a handle around the live
+//!   session ([`embed::session`]'s `Live`), which holds an `Engine`;
+//! * in Go, `betrace.Engine` (`go-shim/internal/betrace`): the cgo wrapper of that handle;
+//! * in Go, the package `engine` (`go-shim/internal/engine`): it holds a `Runner`, which
+//!   drives a `betrace.Engine` for the collector's components.
+//!
+//! "Trace" names two: the plain [`trace::Trace`] (examples, the reference evaluator) and
+//! [`trace::projected::Trace`] (what the engine holds); [`trace`] says which is which.
+//!
+//! This file only declares the modules and re-exports: everything else lives on a floor.
 
 // A `Diagnostic` is returned only when reading rules fails, a cold path: boxing it would
 // cost every call site clarity for nothing.
+#![warn(missing_docs)]
 #![allow(clippy::result_large_err)]
 
 pub mod diagnostic;
@@ -36,6 +70,7 @@ pub mod replay;
 pub mod rules;
 pub mod trace;
 
+pub use engine::VERSION;
 pub use rules::ruleset::{LoadError, RuleSet};
 
 /// The engine allocates and frees a trace's few blocks at a high rate from several threads;
@@ -44,13 +79,3 @@ pub use rules::ruleset::{LoadError, RuleSet};
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Runs `f`, a pass that recurses over a rule's tree, with at least 256 KiB of stack: on a
-/// thread with less left (a host's small thread), it runs on a fresh 4 MiB stack instead.
-/// Nesting is bounded by the parser ([`lang::syntax::parser::MAX_NESTING`]), so this is plenty.
-pub(crate) fn with_stack<R>(f: impl FnOnce() -> R) -> R {
-    stacker::maybe_grow(256 << 10, 4 << 20, f)
-}
-
-/// The engine's version, as reported in signals' instrumentation scope.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");

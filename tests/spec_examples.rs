@@ -1,5 +1,6 @@
 //! Every example of the language reference (docs/language.md), each a test of what it says it means.
 
+use betrace::engine::judge;
 use betrace::engine::signal::Mode;
 use betrace::rules::compact;
 use betrace::RuleSet;
@@ -104,7 +105,7 @@ fn spec_rule_file_loads_and_its_example_passes() {
 #[test]
 fn spec_rule_file_signal_fields() {
     let (r, _) = RuleSet::from_text("spec.yaml", SPEC_RULE_FILE).unwrap();
-    let signals = r.signals(&trace(CHARGE_ONLY), Mode::Replay);
+    let signals = judge::signals(&r, &trace(CHARGE_ONLY), Mode::Replay);
     assert_eq!(signals.len(), 1);
     let j = signals[0].to_json();
     assert_eq!(j["rule_id"], "payment-requires-inventory");
@@ -131,7 +132,7 @@ fn spec_rule_file_signal_fields() {
 #[test]
 fn missing_message_attribute_renders_empty() {
     let (r, _) = RuleSet::from_text("spec.yaml", SPEC_RULE_FILE).unwrap();
-    let s = r.signals(&trace("- name: payment.charge"), Mode::Live);
+    let s = judge::signals(&r, &trace("- name: payment.charge"), Mode::Live);
     assert_eq!(s[0].message, "charge  without reservation");
     assert!(s[0].context.is_empty());
     assert_eq!(s[0].to_json()["mode"], "live");
@@ -637,7 +638,7 @@ fn first_trigger_is_earliest_ties_by_lowest_span_id() {
   start: 1ms
 ";
     let r = rules("a or b or c");
-    let s = r.signals(&trace(t), Mode::Replay);
+    let s = judge::signals(&r, &trace(t), Mode::Replay);
     assert_eq!(s[0].span_id.to_string(), "0000000000000001");
     let ids: Vec<String> = s[0].span_ids.iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -651,7 +652,7 @@ fn without_trigger_spans_the_root_span_is_reported() {
     let t = "- name: checkout\n  start: 5ms\n  children:\n    - name: step\n- name: later\n  start: 9ms";
     let r = rules("count(payment.charge) == 0");
     let tr = trace(t);
-    let s = r.signals(&tr, Mode::Replay);
+    let s = judge::signals(&r, &tr, Mode::Replay);
     assert_eq!(s.len(), 1, "one signal per (rule, trace)");
     let root = tr.spans.iter().find(|sp| sp.name == "checkout").unwrap();
     assert_eq!(s[0].span_id, root.span_id);
@@ -661,7 +662,8 @@ fn without_trigger_spans_the_root_span_is_reported() {
 fn context_reads_span_then_resource() {
     let text = "rules:\n  - id: r\n    name: R\n    condition: x\n    signal:\n      message: \"{k} on {service.name}\"\n      context: [k, service.name, absent]\n";
     let (r, _) = RuleSet::from_text("c.yaml", text).unwrap();
-    let s = r.signals(
+    let s = judge::signals(
+        &r,
         &trace("- name: x\n  service: shop\n  attributes: { k: 7 }"),
         Mode::Replay,
     );
@@ -917,14 +919,14 @@ fn incomplete_skip_never_fires_on_an_incomplete_trace_and_every_signal_says_comp
     let cut = "- name: checkout\n- name: payment.charge\n"; // two roots: cut off
     let whole = "- name: checkout\n  children:\n    - name: payment.charge\n";
     let skip = skip_rule("when { payment.charge } always { inventory.reserve }");
-    assert!(skip.signals(&trace(cut), Mode::Replay).is_empty());
-    let s = skip.signals(&trace(whole), Mode::Replay);
+    assert!(judge::signals(&skip, &trace(cut), Mode::Replay).is_empty());
+    let s = judge::signals(&skip, &trace(whole), Mode::Replay);
     assert_eq!(s.len(), 1);
     assert!(s[0].complete);
     assert_eq!(s[0].to_json()["complete"], true);
     // `incomplete: fire` (the default) fires on both, saying which.
     let fire = rules("when { payment.charge } always { inventory.reserve }");
-    let s = fire.signals(&trace(cut), Mode::Replay);
+    let s = judge::signals(&fire, &trace(cut), Mode::Replay);
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].to_json()["complete"], false);
     // Unknown values are refused.

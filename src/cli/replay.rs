@@ -13,6 +13,7 @@ use betrace::engine::buffer::BufferConfig;
 use betrace::engine::signal::{parse_time, Signal};
 use betrace::replay::jaeger::{self, Fetched, JaegerOptions};
 use betrace::replay::{self, Limits, Options, Progress, Summary};
+use betrace::RuleSet;
 
 use super::{load_rules, say, FAILED, OK, USAGE};
 use betrace::diagnostic::terminal::escape;
@@ -105,7 +106,7 @@ pub struct Args {
     pub report: Option<String>,
     /// Read traces from this Jaeger v2 query service (api_v3 over HTTP) instead of files;
     /// needs --from and --to.
-    #[arg(long, value_name = "URL", conflicts_with = "inputs")]
+    #[arg(long, value_name = "URL", value_parser = jaeger_url, conflicts_with = "inputs")]
     pub jaeger: Option<String>,
     /// With --jaeger: only this service (repeat the flag for several; default: all).
     #[arg(long, value_name = "SERVICE", action = clap::ArgAction::Append)]
@@ -144,80 +145,31 @@ fn duration<const MIN: u64, const MAX: u64>(s: &str) -> Result<u64, String> {
     }
 }
 
-/// Runs the replay and returns the exit code.
+/// `--jaeger`'s value parser: an http:// or https:// URL, refused by clap otherwise.
+fn jaeger_url(s: &str) -> Result<String, String> {
+    if s.starts_with("http://") || s.starts_with("https://") {
+        Ok(s.to_string())
+    } else {
+        Err("is not an http:// or https:// URL of a Jaeger query service (e.g. http://jaeger-query:16686)".into())
+    }
+}
+
+/// Runs the replay and returns the exit code: the flags checked, the rules loaded, the
+/// outputs opened, the traces judged (from files or a store), the report written.
 pub fn run(args: &Args) -> u8 {
-    let from = match args.from.as_deref().map(|s| parse_time(s).ok_or(s)).transpose() {
-        Ok(t) => t,
-        Err(s) => return usage(&format!("--from `{}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)", escape(s))),
+    let (from, to) = match window(args) {
+        Ok(w) => w,
+        Err(message) => return usage(&message),
     };
-    let to = match args.to.as_deref().map(|s| end_of(s).ok_or(s)).transpose() {
-        Ok(t) => t,
-        Err(s) => return usage(&format!("--to `{}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)", escape(s))),
-    };
-    if let (Some(f), Some(t)) = (from, to) {
-        if f > t {
-            return usage("--from is after --to: no trace can be in that window");
-        }
-    }
-    if args.jaeger.is_none()
-        && (!args.service.is_empty()
-            || args.jaeger_limit.is_some()
-            || args.jaeger_timeout.is_some())
-    {
-        return usage(
-            "--service, --jaeger-limit and --jaeger-timeout go with --jaeger: files are read whole",
-        );
-    }
-    if let Some(url) = &args.jaeger {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return usage(&format!(
-                "--jaeger `{}` is not an http:// or https:// URL of a Jaeger query service (e.g. http://jaeger-query:16686)",
-                escape(url)
-            ));
-        }
-    }
-    if args.jaeger.is_some() && (from.is_none() || to.is_none()) {
-        return usage("--jaeger needs --from and --to: a trace store is queried by time (e.g. --from 2024-11-01 --to 2024-11-25)");
-    }
     let rules = match load_rules(&args.rules) {
         Ok((r, _)) => r,
         // Rules that do not load are bad input for replay: 1 means violations found.
         Err(_) => return USAGE,
     };
-    // No output may name a file the run reads, or the other output: checked before either
-    // is created.
-    let outputs: Vec<(&str, &str)> = (args.output.iter().map(|p| ("--output", p.as_str())))
-        .chain(args.report.iter().map(|p| ("--report", p.as_str())))
-        .collect();
-    let rule_files: Vec<&str> = rules.files().iter().map(|f| f.name.as_str()).collect();
-    if let Err(message) = paths::check_outputs(&outputs, &args.inputs, &rule_files) {
-        return usage(&message);
-    }
-    if let Some(path) = &args.report {
-        // Fail now, not after a long replay.
-        if let Err(e) = File::create(path) {
-            return usage(&format!("--report {}: {e}", escape(path)));
-        }
-    }
-    let out: Box<dyn Write> = match &args.output {
-        Some(path) => match File::create(path) {
-            Ok(f) => Box::new(BufWriter::new(f)),
-            Err(e) => return usage(&format!("{}: {e}", escape(path))),
-        },
-        None => Box::new(BufWriter::new(io::stdout().lock())),
-    };
-    let mut output = match Output::new(args.format, out, &rules) {
+    let mut output = match open_outputs(args, &rules) {
         Ok(o) => o,
-        Err(e) => return usage(&format!("cannot write output: {e}")),
+        Err(message) => return usage(&message),
     };
-    let evidence = args.format == Format::Summary || args.report.is_some();
-    let buffer = BufferConfig {
-        trace_idle_timeout: args.trace_idle_timeout,
-        max_trace_age: args.max_trace_age,
-        max_traces: usize::try_from(args.max_traces).unwrap_or(usize::MAX),
-        max_spans: usize::try_from(args.max_spans).unwrap_or(usize::MAX),
-    };
-    let progress = Arc::new(Progress::default());
     let mut write_error = None;
     let mut on_signal = |s: Signal| {
         if write_error.is_none() {
@@ -227,60 +179,13 @@ pub fn run(args: &Args) -> u8 {
         }
     };
     let report_rules = rules.clone();
-
     let (summary, fetched, failure) = if let Some(url) = &args.jaeger {
-        let opts = JaegerOptions {
-            url: url.clone(),
-            from: from.unwrap_or(0),
-            to: to.unwrap_or(u64::MAX),
-            services: args.service.clone(),
-            limit: args.jaeger_limit.unwrap_or(1000) as usize,
-            timeout: Duration::from_nanos(args.jaeger_timeout.unwrap_or(60_000_000_000)),
-            max_response_bytes: (args.max_record_mib as u64) << 20,
-            lookahead: args.max_trace_age,
-            buffer,
-            evidence,
-        };
-        let bar = store_progress(url, progress.clone());
-        let (summary, fetched, error) =
-            jaeger::run(rules, &opts, &progress, &mut on_signal, &mut |note| {
-                bar.suspend(|| say(&format!("note: {}", escape(note))))
-            });
-        bar.finish_and_clear();
-        (summary, Some(fetched), error.map(|e| e.to_string()))
+        let (summary, fetched, failure) = from_store(args, url, from, to, rules, &mut on_signal);
+        (summary, Some(fetched), failure)
     } else {
-        let opts = Options {
-            inputs: args.inputs.clone(),
-            buffer,
-            from,
-            to,
-            limits: Limits {
-                max_record_bytes: (args.max_record_mib as usize) << 20,
-            },
-            threads: usize::from(args.threads),
-            evidence,
-            spill_dir: args.spill_dir.clone(),
-        };
-        let total_bytes: u64 = args
-            .inputs
-            .iter()
-            .filter(|i| *i != "-")
-            .map(|i| dir_size(std::path::Path::new(i)))
-            .sum();
-        let bar = progress_bar(total_bytes, progress.clone());
-        let mut bad_shown = 0u64;
-        let result = replay::run(rules, &opts, &progress, &mut on_signal, &mut |bad| {
-            bad_shown += 1;
-            if bad_shown <= 100 {
-                bar.suspend(|| say(&format!("error: {}", escape(&bad.to_string()))));
-            } else if bad_shown == 101 {
-                bar.suspend(|| say("error: more bad records; only the first 100 are shown"));
-            }
-        });
-        bar.finish_and_clear();
-        match result {
-            Ok(s) => (s, None, None),
-            Err(bad) => return usage(&escape(&bad.to_string())),
+        match from_files(args, from, to, rules, &mut on_signal) {
+            Ok(summary) => (summary, None, None),
+            Err(message) => return usage(&message),
         }
     };
     let skipped = |id: &str| summary.stats.rules.get(id).map_or(0, |c| c.skipped);
@@ -299,29 +204,190 @@ pub fn run(args: &Args) -> u8 {
         }
         None => {}
     }
-    if let (Some(path), Some(e)) = (&args.report, &summary.evidence) {
-        let period = report::Period {
-            from: args.from.clone(),
-            to: args.to.clone(),
-            source: match &args.jaeger {
-                Some(url) => format!("Jaeger at {url}"),
-                None => args.inputs.join(", "),
-            },
-            traces_judged: summary.stats.counters.traces_judged
-                - summary.stats.counters.traces_outside_window,
-            generated: betrace::engine::signal::rfc3339(betrace::engine::signal::now_unix_nano()),
-        };
-        let page = report::render(&report_rules, e, &period);
-        if let Err(err) = std::fs::write(path, page) {
-            say(&format!(
-                "error: writing the report {}: {}",
-                escape(path),
-                escape(&err.to_string())
-            ));
-            return USAGE;
-        }
+    if let Err(message) = write_report(args, &report_rules, &summary) {
+        say(&message);
+        return USAGE;
     }
     print_summary(&summary, fetched.as_ref());
+    exit_code(args, &summary, failure)
+}
+
+/// The flag checks clap does not make, before anything runs: the window `--from`/`--to`
+/// (ns) parsed and in order, and the flags that go with `--jaeger`. The last two are
+/// clap's `requires` in kind, written here for their messages, which say why
+/// (`--jaeger needs --from and --to: a trace store is queried by time`).
+fn window(args: &Args) -> Result<(Option<u64>, Option<u64>), String> {
+    let from = match args.from.as_deref().map(|s| parse_time(s).ok_or(s)).transpose() {
+        Ok(t) => t,
+        Err(s) => return Err(format!("--from `{}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)", escape(s))),
+    };
+    let to = match args.to.as_deref().map(|s| end_of(s).ok_or(s)).transpose() {
+        Ok(t) => t,
+        Err(s) => return Err(format!("--to `{}` is not an RFC 3339 time (2024-11-25T08:00:00Z, 2024-11-25T09:00:00+01:00) or a date (2024-11-25)", escape(s))),
+    };
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err("--from is after --to: no trace can be in that window".into());
+        }
+    }
+    if args.jaeger.is_none()
+        && (!args.service.is_empty()
+            || args.jaeger_limit.is_some()
+            || args.jaeger_timeout.is_some())
+    {
+        return Err(
+            "--service, --jaeger-limit and --jaeger-timeout go with --jaeger: files are read whole"
+                .into(),
+        );
+    }
+    if args.jaeger.is_some() && (from.is_none() || to.is_none()) {
+        return Err("--jaeger needs --from and --to: a trace store is queried by time (e.g. --from 2024-11-01 --to 2024-11-25)".into());
+    }
+    Ok((from, to))
+}
+
+/// The signals' output, opened, after checking that no output names a file the run reads
+/// or the other output, and that the report can be written (fail now, not after a long
+/// replay).
+fn open_outputs(args: &Args, rules: &RuleSet) -> Result<Output<Box<dyn Write>>, String> {
+    let outputs: Vec<(&str, &str)> = (args.output.iter().map(|p| ("--output", p.as_str())))
+        .chain(args.report.iter().map(|p| ("--report", p.as_str())))
+        .collect();
+    let rule_files: Vec<&str> = rules.files().iter().map(|f| f.name.as_str()).collect();
+    paths::check_outputs(&outputs, &args.inputs, &rule_files)?;
+    if let Some(path) = &args.report {
+        if let Err(e) = File::create(path) {
+            return Err(format!("--report {}: {e}", escape(path)));
+        }
+    }
+    let out: Box<dyn Write> = match &args.output {
+        Some(path) => match File::create(path) {
+            Ok(f) => Box::new(BufWriter::new(f)),
+            Err(e) => return Err(format!("{}: {e}", escape(path))),
+        },
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    Output::new(args.format, out, rules).map_err(|e| format!("cannot write output: {e}"))
+}
+
+/// How the engine buffers traces, from the flags.
+fn buffer_config(args: &Args) -> BufferConfig {
+    BufferConfig {
+        trace_idle_timeout: args.trace_idle_timeout,
+        max_trace_age: args.max_trace_age,
+        max_traces: usize::try_from(args.max_traces).unwrap_or(usize::MAX),
+        max_spans: usize::try_from(args.max_spans).unwrap_or(usize::MAX),
+    }
+}
+
+/// Whether the run keeps evidence: the summary prints it, the report draws it.
+fn keeps_evidence(args: &Args) -> bool {
+    args.format == Format::Summary || args.report.is_some()
+}
+
+/// Judges the traces of a Jaeger store at `url` over `[from, to]`: the summary, what was
+/// fetched, and the store's failure, if any (what was judged before it stands).
+fn from_store(
+    args: &Args,
+    url: &str,
+    from: Option<u64>,
+    to: Option<u64>,
+    rules: RuleSet,
+    on_signal: &mut dyn FnMut(Signal),
+) -> (Summary, Fetched, Option<String>) {
+    let opts = JaegerOptions {
+        url: url.to_string(),
+        from: from.unwrap_or(0),
+        to: to.unwrap_or(u64::MAX),
+        services: args.service.clone(),
+        limit: args.jaeger_limit.unwrap_or(1000) as usize,
+        timeout: Duration::from_nanos(args.jaeger_timeout.unwrap_or(60_000_000_000)),
+        max_response_bytes: (args.max_record_mib as u64) << 20,
+        lookahead: args.max_trace_age,
+        buffer: buffer_config(args),
+        evidence: keeps_evidence(args),
+    };
+    let progress = Arc::new(Progress::default());
+    let bar = store_progress(url, progress.clone());
+    let (summary, fetched, error) = jaeger::run(rules, &opts, &progress, on_signal, &mut |note| {
+        bar.suspend(|| say(&format!("note: {}", escape(note))))
+    });
+    bar.finish_and_clear();
+    (summary, fetched, error.map(|e| e.to_string()))
+}
+
+/// Judges the traces of the INPUT files; an input that cannot be read at all is an error.
+/// Bad records are shown as they come, the first 100 of them.
+fn from_files(
+    args: &Args,
+    from: Option<u64>,
+    to: Option<u64>,
+    rules: RuleSet,
+    on_signal: &mut dyn FnMut(Signal),
+) -> Result<Summary, String> {
+    let opts = Options {
+        inputs: args.inputs.clone(),
+        buffer: buffer_config(args),
+        from,
+        to,
+        limits: Limits {
+            max_record_bytes: (args.max_record_mib as usize) << 20,
+        },
+        threads: usize::from(args.threads),
+        evidence: keeps_evidence(args),
+        spill_dir: args.spill_dir.clone(),
+    };
+    let total_bytes: u64 = args
+        .inputs
+        .iter()
+        .filter(|i| *i != "-")
+        .map(|i| dir_size(std::path::Path::new(i)))
+        .sum();
+    let progress = Arc::new(Progress::default());
+    let bar = progress_bar(total_bytes, progress.clone());
+    let mut bad_shown = 0u64;
+    let result = replay::run(rules, &opts, &progress, on_signal, &mut |bad| {
+        bad_shown += 1;
+        if bad_shown <= 100 {
+            bar.suspend(|| say(&format!("error: {}", escape(&bad.to_string()))));
+        } else if bad_shown == 101 {
+            bar.suspend(|| say("error: more bad records; only the first 100 are shown"));
+        }
+    });
+    bar.finish_and_clear();
+    result.map_err(|bad| escape(&bad.to_string()).into_owned())
+}
+
+/// Writes the evidence page (`--report`), when asked for and evidence was kept; the error
+/// is the line to say.
+fn write_report(args: &Args, rules: &RuleSet, summary: &Summary) -> Result<(), String> {
+    let (Some(path), Some(e)) = (&args.report, &summary.evidence) else {
+        return Ok(());
+    };
+    let period = report::Period {
+        from: args.from.clone(),
+        to: args.to.clone(),
+        source: match &args.jaeger {
+            Some(url) => format!("Jaeger at {url}"),
+            None => args.inputs.join(", "),
+        },
+        traces_judged: summary.stats.counters.traces_judged
+            - summary.stats.counters.traces_outside_window,
+        generated: betrace::engine::signal::rfc3339(betrace::engine::signal::now_unix_nano()),
+    };
+    let page = report::render(rules, e, &period);
+    std::fs::write(path, page).map_err(|err| {
+        format!(
+            "error: writing the report {}: {}",
+            escape(path),
+            escape(&err.to_string())
+        )
+    })
+}
+
+/// The exit code of a run that got to its end: 2 when the store failed or an input was
+/// bad, 1 with `--fail-on-violation` when a rule fired, else 0.
+fn exit_code(args: &Args, summary: &Summary, failure: Option<String>) -> u8 {
     let signals = summary.stats.counters.signals;
     if let Some(message) = failure {
         say(&format!(

@@ -222,7 +222,7 @@ impl TraceBuffer {
     /// already held (same span id) counts once. Traces that must be judged early to stay
     /// within the limits are judged before this returns — only when the limits would
     /// really be exceeded. A trace that alone would hold more than `max_spans` is judged
-    /// at once on what it has ([`TraceBuffer::oversized`]) instead of pushing every other
+    /// at once on what it has (`TraceBuffer::oversized`) instead of pushing every other
     /// trace out.
     pub fn ingest(&self, fragments: Vec<Trace>, now: u64, judge: &mut Judge<'_>) {
         for frag in fragments {

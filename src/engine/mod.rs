@@ -4,14 +4,16 @@
 //! same type, so replay's signals for a set of traces are the live engine's.
 //!
 //! * [`buffer`] assembles a trace's spans from many batches and decides when it is judged;
-//! * this module judges it (every rule, one signal per rule and trace);
+//! * [`judge`] acts on the rule set's verdicts: signals, and the spans evidence reads;
+//! * this module judges each trace once (every rule, one signal per rule and trace);
 //! * [`signal`] is what a firing rule reports;
 //! * [`evidence`] is how often each rule held, by day, service and version (replay).
 
 pub mod buffer;
 pub mod counters;
 pub mod evidence;
-pub mod ratelimit;
+pub mod judge;
+pub(crate) mod ratelimit;
 pub mod signal;
 
 use std::collections::BTreeMap;
@@ -24,10 +26,14 @@ use parking_lot::{Mutex, RwLock};
 use crate::engine::buffer::{BufferConfig, Counted, CountedRule, TraceBuffer};
 pub use crate::engine::counters::Counters;
 use crate::engine::evidence::{Evidence, Group};
+use crate::engine::judge::{judge_trace, Subject};
 use crate::engine::signal::{Mode, Signal};
 pub use crate::rules::ruleset::RuleCounts;
-use crate::rules::ruleset::{RuleSet, Subject};
+use crate::rules::ruleset::RuleSet;
 use crate::trace::projected::Trace;
+
+/// The engine's version, as reported in signals' instrumentation scope.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How an engine judges.
 #[derive(Debug, Clone, Copy, Default)]
@@ -214,7 +220,8 @@ impl Engine {
             }
         }
         let started = Instant::now();
-        let judged = rules.judge_trace(
+        let judged = judge_trace(
+            rules,
             trace,
             self.config.mode,
             self.evidence.is_some(),

@@ -29,7 +29,7 @@ pub struct Step {
 /// Evaluates each clause and every part of it, for `betrace test` to show why an example
 /// failed.
 pub fn explain(form: &Form, trace: &Trace) -> Vec<Step> {
-    crate::with_stack(|| {
+    crate::lang::stack::with_stack(|| {
         let mut steps = Vec::new();
         match form {
             Form::Invariant {

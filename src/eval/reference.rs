@@ -2,7 +2,7 @@
 //!
 //! It is kept small and obviously right — linear scans, no indexes, no caches — so that the
 //! property tests can hold the bytecode VM to it. It shares only [`crate::lang::value`] (what a
-//! comparison means) and [`hir::trigger_selectors`] (which selectors report) with the VM.
+//! comparison means) and [`crate::lang::hir::trigger_selectors`] (which selectors report) with the VM.
 
 use std::collections::HashSet;
 
@@ -13,7 +13,7 @@ use crate::trace::{lookup, Trace};
 
 /// Judges one checked condition against one trace.
 pub fn evaluate(form: &Form, trace: &Trace) -> Verdict {
-    crate::with_stack(|| evaluate_form(form, trace))
+    crate::lang::stack::with_stack(|| evaluate_form(form, trace))
 }
 
 fn evaluate_form(form: &Form, trace: &Trace) -> Verdict {

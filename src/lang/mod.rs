@@ -4,7 +4,10 @@
 //!   [`syntax::ast`];
 //! * [`check`] resolves names, checks types and compiles patterns, into the [`hir`];
 //! * [`compile`] turns the HIR into [`bytecode`], shared across a rule set;
-//! * [`value`] is what an attribute or a literal holds, and how two compare.
+//! * [`value`] is what an attribute or a literal holds, and how two compare;
+//! * [`span`] holds the words of a span that rules name (its kind and status), shared with
+//!   [`crate::trace`];
+//! * `stack` makes room on the stack for the passes that recurse over a rule.
 //!
 //! Nothing here knows about traces or OTLP: [`crate::eval`] runs what this produces.
 
@@ -12,5 +15,7 @@ pub mod bytecode;
 pub mod check;
 pub mod compile;
 pub mod hir;
+pub mod span;
+pub(crate) mod stack;
 pub mod syntax;
 pub mod value;

@@ -211,18 +211,12 @@ fn by_resource<T>(signals: &[Detected], item: impl Fn(&Detected) -> T) -> Vec<(&
 /// A new span id, stable for a (trace, rule, first trigger span): a violation span sent
 /// twice (say, by two collectors replaying the same data) is the same span.
 fn violation_span_id(s: &Signal) -> [u8; 8] {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s
-        .trace_id
-        .0
-        .iter()
-        .chain(s.span_id.0.iter())
-        .chain(s.rule_id.as_bytes())
-    {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h | 1).to_be_bytes()
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(&s.trace_id.0);
+    h.write(&s.span_id.0);
+    h.write(s.rule_id.as_bytes());
+    (h.finish() | 1).to_be_bytes()
 }
 
 /// Trace fragments as one OTLP request, with what their spans kept (the projection's
@@ -285,8 +279,7 @@ mod tests {
             3,
         )
         .unwrap();
-        rules
-            .signals(&trace, Mode::Live)
+        crate::engine::judge::signals(&rules, &trace, Mode::Live)
             .into_iter()
             .map(|signal| Detected {
                 signal,
@@ -415,6 +408,20 @@ mod tests {
         assert_eq!(
             req.resource_spans[0].resource.as_ref().unwrap().attributes[0].key,
             "service.name"
+        );
+    }
+
+    #[test]
+    fn violation_span_ids_are_stable() {
+        // Computed before the hand-written FNV-1a gave way to `fnv::FnvHasher`: a
+        // violation span's id must not change between releases.
+        let mut s = detected().remove(0).signal;
+        s.trace_id = crate::trace::TraceId([0x11; 16]);
+        s.span_id = crate::trace::SpanId([0x22; 8]);
+        s.rule_id = "payment-rule".into();
+        assert_eq!(
+            violation_span_id(&s),
+            [0xb2, 0x1a, 0x2f, 0x26, 0xc2, 0xee, 0x3f, 0xdb]
         );
     }
 }

@@ -12,7 +12,7 @@
 //! # Enumerating completely
 //!
 //! The store has no cursor and returns at most `query.num_traces` traces a query. A time
-//! slice that comes back full is split in [`SPLIT`] parts and each asked again, until no
+//! slice that comes back full is split in `SPLIT` parts and each asked again, until no
 //! slice is full; trace ids are de-duplicated, so a trace matched in several slices or pairs is
 //! judged once. A trace whose spans straddle a slice boundary is still whole: the store
 //! returns every span of a trace it matches. A slice that returns fewer traces than asked is

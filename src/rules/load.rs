@@ -125,7 +125,7 @@ impl Loader {
         node: &Node,
         e: &serde_path_to_error::Error<E>,
     ) {
-        let msg = strip_location(&e.inner().to_string());
+        let msg = e.inner().to_string();
         let (at, len) = locate(node, e.path(), &msg, &f.text);
         let label = if msg.starts_with("missing field") {
             "in the mapping that starts here"
@@ -165,7 +165,7 @@ impl Loader {
             }
             Err(d) => return self.diags.push(d.relocate(fi, |r| r)),
         };
-        let value = match super::yaml_value::parse(&f.text) {
+        let value = match super::yaml_value::parse_walked(&f.text) {
             Ok(v) => v,
             Err(e) => {
                 // yaml-rust2 refuses a repeated key where the mapping ends (for the top
@@ -498,14 +498,6 @@ pub fn example_seed(rule_id: &str, index: usize) -> u64 {
     h.finish()
 }
 
-/// serde_yaml appends " at line L column C"; our own caret says that better.
-fn strip_location(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
-    }
-}
-
 fn find_key_or_value(node: &Node, word: &str) -> Option<usize> {
     if word.is_empty() {
         return None;
@@ -554,6 +546,17 @@ mod tests {
         assert!(diags[0].message.contains("unknown field `colour`"));
         assert_eq!(&text[diags[0].primary.range.clone()], "colour");
         assert!(diags[1].message.contains("missing field `name`"));
+    }
+
+    #[test]
+    fn a_value_saying_at_line_is_quoted_whole() {
+        // serde's messages once ended in " at line L column C", and a helper cut them
+        // there; it cut users' text too.
+        let text =
+            "rules:\n  - id: a\n    name: A\n    severity: \"bad at line 5\"\n    condition: x\n";
+        let (_, diags) = load(&file(text));
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(diags[0].message.contains("`bad at line 5`"), "{diags:?}");
     }
 
     #[test]

@@ -4,10 +4,11 @@
 pub mod compact;
 pub mod examples;
 mod load;
+pub mod message;
 pub mod ruleset;
 mod sources;
-pub mod yaml_pos;
-pub mod yaml_value;
+pub(crate) mod yaml_pos;
+pub(crate) mod yaml_value;
 
 use std::fmt;
 

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::diagnostic::{Report, SourceFile};
-use crate::engine::signal::{self, Mode, Signal};
 use crate::eval::vm::{Lookup, Verdict, View};
 use crate::lang::bytecode::{Code, Program};
 use crate::lang::compile::Compiler;
 use crate::lang::hir::{Attr, Intrinsic};
-use crate::rules::{self, RuleDef, SourceError};
+use crate::lang::stack::with_stack;
+use crate::rules::{self, message, RuleDef, SourceError};
 use crate::trace;
 use crate::trace::projected::{self, Projection};
 
@@ -37,7 +37,7 @@ pub struct Rule {
     /// remembers per judged trace, across reloads. A 64-bit hash of the id (two ids of one
     /// rule set sharing it is a chance of about n² in 2^65).
     pub uid: u64,
-    /// What the rule does, as a stable hash ([`digest_of`]): equal digests, equal
+    /// What the rule does, as a stable hash (`digest_of`): equal digests, equal
     /// behaviour. Reloads compare them to say which rules were edited.
     pub digest: u64,
 }
@@ -122,29 +122,21 @@ struct Counter {
     skipped: AtomicU64,
 }
 
-/// One enabled rule that applied to a judged trace (docs/language.md, "How often a rule
-/// held"): whether it fired, and the span it is attributed to.
-#[derive(Debug, Clone)]
-pub struct Judgement {
+/// What [`RuleSet::apply`] reports of one enabled rule that applies to a trace: its
+/// verdict, or that it was skipped. The rule set only judges; what a verdict leads to
+/// (signals, counts, evidence) is the engine's (`engine::judge`).
+#[derive(Debug)]
+pub struct Applied<'a> {
     /// The rule's index in [`RuleSet::rules`].
     pub rule: usize,
-    /// Its signal when it fired (boxed: most judgements do not fire, and stay small).
-    pub signal: Option<Box<Signal>>,
-    /// The span the outcome is attributed to; only when asked for.
-    pub subject: Option<Box<Subject>>,
-    /// The rule says `incomplete: skip` and the trace is not complete: not judged.
-    pub skipped: bool,
-}
-
-/// What compliance evidence reads of the span a judgement is attributed to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subject {
-    /// The span's start.
-    pub start_unix_nano: u64,
-    /// Its resource's `service.name`, or "unknown".
-    pub service: String,
-    /// Its resource's `service.version`, or "unknown".
-    pub version: String,
+    /// The trace as judged: keyed for these rules' projection.
+    pub trace: &'a projected::Trace,
+    /// The rule's verdict; `None` when the rule says `incomplete: skip` and the trace is
+    /// not complete (not judged).
+    pub verdict: Option<&'a Verdict>,
+    /// The span the outcome is attributed to (the verdict's subject, else the root); only
+    /// when asked for, and never for a skipped rule.
+    pub subject: Option<usize>,
 }
 
 /// Every rule of a set of files, compiled together.
@@ -175,7 +167,7 @@ impl RuleSet {
 
     /// Loads and compiles rule files, all or nothing: any error refuses the whole set.
     pub fn from_sources(files: Vec<SourceFile>) -> Result<(RuleSet, Report), Report> {
-        crate::with_stack(|| RuleSet::build(files))
+        with_stack(|| RuleSet::build(files))
     }
 
     fn build(files: Vec<SourceFile>) -> Result<(RuleSet, Report), Report> {
@@ -207,7 +199,7 @@ impl RuleSet {
                     .context
                     .iter()
                     .cloned()
-                    .chain(signal::placeholders(&r.def.message))
+                    .chain(message::placeholders(&r.def.message))
             }),
         ));
         let lookup = Lookup::new(&code, projection);
@@ -365,7 +357,7 @@ impl RuleSet {
     /// The enabled rules that fire on a projected trace.
     pub fn judge_projected(&self, trace: &projected::Trace) -> Vec<(usize, Verdict)> {
         let trace = self.keyed(trace);
-        crate::with_stack(|| self.judge_all(&trace))
+        with_stack(|| self.judge_all(&trace))
     }
 
     /// The trace keyed for these rules' projection (a copy only after a reload).
@@ -393,27 +385,27 @@ impl RuleSet {
             .collect()
     }
 
-    /// Every enabled rule that applies to a projected trace, in rule order, with its signal
-    /// when it fires and, when `subjects`, the span it is attributed to. A trace judged
-    /// early (`judged_early`) is not complete; a rule with `incomplete: skip` that applies
-    /// to an incomplete trace is skipped, not judged.
-    pub fn judge_trace(
+    /// Judges every enabled rule on a projected trace and hands each one that applies to
+    /// `sink`, in rule order, with `complete`: whether the trace is complete (asked at most
+    /// once, and only when needed). A trace judged early (`judged_early`) is not complete;
+    /// a rule with `incomplete: skip` that applies to an incomplete trace is skipped, not
+    /// judged. With `subjects`, each verdict comes with the span it is attributed to.
+    pub fn apply(
         &self,
         trace: &projected::Trace,
-        mode: Mode,
         subjects: bool,
         judged_early: bool,
-    ) -> Vec<Judgement> {
+        mut sink: impl FnMut(Applied<'_>, &dyn Fn() -> bool),
+    ) {
         let trace = self.keyed(trace);
         let trace = &*trace;
         if trace.spans.is_empty() {
-            return Vec::new();
+            return;
         }
         let complete = std::cell::OnceCell::new();
         let complete = || *complete.get_or_init(|| !judged_early && trace.is_complete());
-        crate::with_stack(|| {
+        with_stack(|| {
             let mut view = self.view(trace);
-            let mut out = Vec::new();
             for (i, r) in self.rules.iter().enumerate() {
                 if !r.def.enabled {
                     continue;
@@ -423,59 +415,27 @@ impl RuleSet {
                     continue;
                 }
                 if r.def.skips(complete) {
-                    out.push(Judgement {
+                    let skipped = Applied {
                         rule: i,
-                        signal: None,
+                        trace,
+                        verdict: None,
                         subject: None,
-                        skipped: true,
-                    });
+                    };
+                    sink(skipped, &complete);
                     continue;
                 }
                 let subject = subjects
                     .then(|| view.subject(&r.program, &v).or_else(|| trace.root()))
-                    .flatten()
-                    .map(|at| {
-                        let span = &trace.spans[at];
-                        let resource = trace.resource_of(span);
-                        let get = |key: &str| {
-                            crate::trace::lookup(&resource.attributes, key)
-                                .map(|v| v.to_string())
-                                .filter(|v| !v.is_empty())
-                                .unwrap_or_else(|| "unknown".into())
-                        };
-                        Box::new(Subject {
-                            start_unix_nano: span.start_unix_nano,
-                            service: get("service.name"),
-                            version: get("service.version"),
-                        })
-                    });
-                let signal = if v.fired {
-                    Signal::new(&r.def, trace, &v, mode, complete()).map(Box::new)
-                } else {
-                    None
-                };
-                out.push(Judgement {
+                    .flatten();
+                let applied = Applied {
                     rule: i,
-                    signal,
+                    trace,
+                    verdict: Some(&v),
                     subject,
-                    skipped: false,
-                });
+                };
+                sink(applied, &complete);
             }
-            out
         })
-    }
-
-    /// The signals a plain trace raises: one per enabled rule that fires.
-    pub fn signals(&self, trace: &trace::Trace, mode: Mode) -> Vec<Signal> {
-        self.signals_projected(&self.project(trace), mode)
-    }
-
-    /// The signals a projected trace raises.
-    pub fn signals_projected(&self, trace: &projected::Trace, mode: Mode) -> Vec<Signal> {
-        self.judge_trace(trace, mode, false, false)
-            .into_iter()
-            .filter_map(|j| j.signal.map(|s| *s))
-            .collect()
     }
 
     /// The disassembly of one rule, for `betrace explain`.

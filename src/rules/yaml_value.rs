@@ -27,6 +27,13 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
             message: d.message,
         });
     }
+    parse_walked(text)
+}
+
+/// The first document of `text`, a text that [`super::yaml_pos::positions`] has already
+/// walked and accepted: rule files are walked for positions first, and need not be
+/// walked again here.
+pub(crate) fn parse_walked(text: &str) -> Result<Value, YamlError> {
     let docs = YamlLoader::load_from_str(text).map_err(|e| YamlError {
         at: byte_offset(text, e.marker().index()),
         message: e.info().to_string(),

@@ -1,13 +1,21 @@
-//! One whole trace, as the engine judges it.
+//! Traces, in two forms, one per reader.
 //!
-//! Every source of spans — compact YAML traces in examples, OTLP protobuf from the
-//! collector, the collector's JSON files in replay — ends up as a [`Trace`]. The VM builds
-//! its own index over it (see `vm::View`); this type only holds the data.
+//! * [`Trace`] (this module) is the plain form: every span with all its attributes, each
+//!   value owned. Rule examples (compact YAML, [`crate::rules::compact`]) are read into
+//!   it, and the reference evaluator ([`crate::eval::reference`]) and `explain` read it.
+//! * [`projected::Trace`] is what the engine holds and the VM judges: only what the loaded
+//!   rules read, in a few allocations per trace. OTLP from the collector and replay's
+//!   files are decoded straight into it; [`projected::Trace::project`] turns a plain trace
+//!   into it.
+//!
+//! Both hold data only: the VM builds its own index over a projected trace
+//! (`eval::vm::View`).
 
 pub mod projected;
 
 use std::fmt;
 
+pub use crate::lang::span::{SpanKind, StatusCode};
 use crate::lang::value::Value;
 
 /// A 16-byte trace id.
@@ -50,107 +58,6 @@ pub fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
         out[i] = (hi * 16 + lo) as u8;
     }
     Some(out)
-}
-
-/// The OTLP span kind, named as in TraceQL's `span:kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum SpanKind {
-    /// `unspecified` (OTLP 0).
-    Unspecified,
-    /// `internal` (OTLP 1).
-    #[default]
-    Internal,
-    /// `server` (OTLP 2).
-    Server,
-    /// `client` (OTLP 3).
-    Client,
-    /// `producer` (OTLP 4).
-    Producer,
-    /// `consumer` (OTLP 5).
-    Consumer,
-}
-
-impl SpanKind {
-    /// Every kind's word, as `span:kind` compares it.
-    pub const WORDS: [&'static str; 6] = [
-        "unspecified",
-        "internal",
-        "server",
-        "client",
-        "producer",
-        "consumer",
-    ];
-
-    /// The word for this kind.
-    pub fn as_str(self) -> &'static str {
-        Self::WORDS[self as usize]
-    }
-
-    /// The kind for a word, if it names one.
-    pub fn from_word(word: &str) -> Option<SpanKind> {
-        Some(match word {
-            "unspecified" => SpanKind::Unspecified,
-            "internal" => SpanKind::Internal,
-            "server" => SpanKind::Server,
-            "client" => SpanKind::Client,
-            "producer" => SpanKind::Producer,
-            "consumer" => SpanKind::Consumer,
-            _ => return None,
-        })
-    }
-
-    /// The kind for an OTLP enum number (unknown numbers read as unspecified).
-    pub fn from_otlp(n: i32) -> SpanKind {
-        match n {
-            1 => SpanKind::Internal,
-            2 => SpanKind::Server,
-            3 => SpanKind::Client,
-            4 => SpanKind::Producer,
-            5 => SpanKind::Consumer,
-            _ => SpanKind::Unspecified,
-        }
-    }
-}
-
-/// The OTLP status code, named as in TraceQL's `span:status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum StatusCode {
-    /// `unset` (OTLP 0).
-    #[default]
-    Unset,
-    /// `ok` (OTLP 1).
-    Ok,
-    /// `error` (OTLP 2).
-    Error,
-}
-
-impl StatusCode {
-    /// Every status word, as `span:status` compares it.
-    pub const WORDS: [&'static str; 3] = ["unset", "ok", "error"];
-
-    /// The word for this status.
-    pub fn as_str(self) -> &'static str {
-        Self::WORDS[self as usize]
-    }
-
-    /// The status for a word, if it names one.
-    pub fn from_word(word: &str) -> Option<StatusCode> {
-        Some(match word {
-            "unset" => StatusCode::Unset,
-            "ok" => StatusCode::Ok,
-            "error" => StatusCode::Error,
-            _ => return None,
-        })
-    }
-
-    /// The status for an OTLP enum number (unknown numbers read as unset).
-    pub fn from_otlp(n: i32) -> StatusCode {
-        match n {
-            1 => StatusCode::Ok,
-            2 => StatusCode::Error,
-            _ => StatusCode::Unset,
-        }
-    }
 }
 
 /// Attributes as key/value pairs in arrival order; lookups are linear, which beats hashing
@@ -212,7 +119,8 @@ impl Span {
     }
 }
 
-/// A whole trace: its spans and the resources they point at.
+/// A whole trace in plain form: its spans and the resources they point at. What examples
+/// and the reference evaluator read; the engine holds a [`projected::Trace`] instead.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Trace {
     /// The trace id.

@@ -165,7 +165,8 @@ impl Span {
     }
 }
 
-/// A whole trace (or a fragment of one) in projected form.
+/// A whole trace (or a fragment of one) in projected form: what the engine holds and the
+/// VM judges. Examples and the reference evaluator read the plain [`crate::trace::Trace`].
 #[derive(Debug, Clone)]
 pub struct Trace {
     /// The trace id.

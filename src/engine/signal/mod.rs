@@ -4,10 +4,9 @@
 
 use serde::Serialize;
 
-mod message;
 mod time;
 
-pub use message::{placeholders, render_message};
+pub use crate::rules::message::{placeholders, render_message};
 pub use time::{now_unix_nano, parse_time, rfc3339};
 
 use crate::eval::vm::Verdict;

@@ -13,11 +13,11 @@ use patterns::{bare_pattern, compile_regex, quoted_pattern};
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::lang::hir::{self, Attr, Form, Intrinsic, IntrinsicType, Num, Pred};
+use crate::lang::span::{SpanKind, StatusCode};
 use crate::lang::syntax::ast::{
     self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, PredicateOp, RelOp,
 };
 use crate::lang::value::{CmpOp, Number, Value};
-use crate::trace::{SpanKind, StatusCode};
 
 /// The reserved words of docs/language.md, "Comparison rules".
 pub const RESERVED: [&str; 24] = [
