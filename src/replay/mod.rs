@@ -171,10 +171,20 @@ pub(crate) struct Judged {
 }
 
 impl Judged {
+    /// Adds what an engine judged, and its counts and evidence.
     fn add(&mut self, engine: &Engine, signals: Vec<Signal>) {
-        self.signals.extend(signals);
-        self.stats.add(&engine.stats());
-        if let Some(e) = engine.evidence() {
+        self.absorb(Judged {
+            signals,
+            stats: engine.stats(),
+            evidence: engine.evidence(),
+        });
+    }
+
+    /// Adds what another judging thread judged.
+    fn absorb(&mut self, other: Judged) {
+        self.signals.extend(other.signals);
+        self.stats.add(&other.stats);
+        if let Some(e) = other.evidence {
             match &mut self.evidence {
                 Some(mine) => mine.merge(e),
                 None => self.evidence = Some(e),

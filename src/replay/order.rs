@@ -397,15 +397,7 @@ pub(crate) fn stream(
         drop(deal);
         let mut judged = Judged::default();
         for j in judges {
-            let part = j.join().expect("a judging thread does not panic");
-            judged.signals.extend(part.signals);
-            judged.stats.add(&part.stats);
-            if let Some(e) = part.evidence {
-                match &mut judged.evidence {
-                    Some(mine) => mine.merge(e),
-                    None => judged.evidence = Some(e),
-                }
-            }
+            judged.absorb(j.join().expect("a judging thread does not panic"));
         }
         judged
     });

@@ -314,14 +314,7 @@ pub(crate) fn judge(
     bytes += split_bytes.load(Relaxed);
     let mut judged = Judged::default();
     for part in results {
-        judged.signals.extend(part.signals);
-        judged.stats.add(&part.stats);
-        if let Some(e) = part.evidence {
-            match &mut judged.evidence {
-                Some(mine) => mine.merge(e),
-                None => judged.evidence = Some(e),
-            }
-        }
+        judged.absorb(part);
     }
     Ok((
         judged,
