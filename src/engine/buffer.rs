@@ -291,9 +291,8 @@ impl TraceBuffer {
         if deadline >= now {
             return None;
         }
-        let held = self.mark_judged(shard, id, deadline);
-        // Judged at its deadline, and its late-span window may have passed since too.
-        let at = deadline.max(shard.entries.get(&id).map_or(0, |e| e.last));
+        let (held, at) = self.mark_judged(shard, id, deadline);
+        // Its late-span window may have passed since too.
         if at.saturating_add(idle) < now {
             self.release(shard, id);
         }
@@ -301,10 +300,16 @@ impl TraceBuffer {
     }
 
     /// Marks a waiting trace judged at its `deadline` (never before its last arrival) and
-    /// keeps it one idle timeout more for late spans; returns it, to be judged. The time
+    /// keeps it one idle timeout more for late spans; returns it, to be judged, and the time
+    /// it was marked at. The time
     /// it is marked at is the trace's own, not the clock's: the late-span window of a trace
     /// does not depend on when the clock happened to tick.
-    fn mark_judged(&self, shard: &mut Shard, id: TraceId, deadline: u64) -> Arc<Mutex<Held>> {
+    fn mark_judged(
+        &self,
+        shard: &mut Shard,
+        id: TraceId,
+        deadline: u64,
+    ) -> (Arc<Mutex<Held>>, u64) {
         let version = shard.bump();
         let entry = shard.entries.get_mut(&id).expect("held");
         let at = deadline.max(entry.last);
@@ -317,7 +322,7 @@ impl TraceBuffer {
         shard
             .deadlines
             .push(Reverse((at.saturating_add(idle), id, version)));
-        held
+        (held, at)
     }
 
     /// A trace that alone holds more than `max_spans` with this fragment: it is added,
@@ -545,7 +550,7 @@ impl TraceBuffer {
                 self.release(&mut shard, id);
                 continue;
             }
-            judging.push(self.mark_judged(&mut shard, id, deadline));
+            judging.push(self.mark_judged(&mut shard, id, deadline).0);
         }
         for held in judging {
             held.lock().judge(judge);

@@ -121,22 +121,28 @@ pub type Breakdown = Vec<(String, Tally)>;
 impl Evidence {
     /// The id of a group, interned; the overflow group's beyond [`MAX_GROUPS`].
     pub fn group(&mut self, g: Group) -> u32 {
-        if let Some(&id) = self.group_ids.get(&g) {
-            return id;
-        }
-        let g = if self.groups.len() >= MAX_GROUPS {
+        let (id, overflowed) = self.intern(g);
+        if overflowed {
             self.groups_overflowed += 1;
-            Group::other()
-        } else {
-            g
-        };
+        }
+        id
+    }
+
+    /// The id of a group, and whether it was told apart no more (the bound reached, so
+    /// it counts under the overflow group).
+    fn intern(&mut self, g: Group) -> (u32, bool) {
         if let Some(&id) = self.group_ids.get(&g) {
-            return id;
+            return (id, false);
+        }
+        let overflowed = self.groups.len() >= MAX_GROUPS;
+        let g = if overflowed { Group::other() } else { g };
+        if let Some(&id) = self.group_ids.get(&g) {
+            return (id, overflowed);
         }
         let id = self.groups.len() as u32;
         self.groups.push(g.clone());
         self.group_ids.insert(g, id);
-        id
+        (id, overflowed)
     }
 
     /// Counts a rule newly applying to a trace, attributed to `group` and `day`.
@@ -171,7 +177,8 @@ impl Evidence {
     /// traces were partitioned — up to [`MAX_GROUPS`], past which only labels may differ.
     pub fn merge(&mut self, other: Evidence) {
         self.groups_overflowed += other.groups_overflowed;
-        let ids: Vec<u32> = other.groups.into_iter().map(|g| self.intern(g)).collect();
+        // An overflow was counted by the engine that met it, not again here.
+        let ids: Vec<u32> = other.groups.into_iter().map(|g| self.intern(g).0).collect();
         for (name, theirs) in other.rules {
             let r = self.rule(&name);
             r.total.add(theirs.total);
@@ -193,24 +200,6 @@ impl Evidence {
                 r.keep_trace(time, trace);
             }
         }
-    }
-
-    /// A group's id when merging: an overflow there stays one here.
-    fn intern(&mut self, g: Group) -> u32 {
-        if g == Group::other() {
-            if let Some(&id) = self.group_ids.get(&g) {
-                return id;
-            }
-            let id = self.groups.len() as u32;
-            self.groups.push(g.clone());
-            self.group_ids.insert(g, id);
-            return id;
-        }
-        let before = self.groups_overflowed;
-        let id = self.group(g);
-        // Counted by the engine that first saw it, not again here.
-        self.groups_overflowed = before;
-        id
     }
 
     /// A rule's tally over everything judged (zero for a rule that applied to nothing).

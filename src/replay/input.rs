@@ -148,9 +148,9 @@ pub fn expand_noting(inputs: &[String]) -> Result<(Vec<String>, Vec<WalkNote>), 
 }
 
 /// Counts the raw bytes read from an input, for progress.
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
+pub(crate) struct Counting<R> {
+    pub(crate) inner: R,
+    pub(crate) count: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for Counting<R> {
@@ -198,27 +198,30 @@ pub fn read(
     projection: &Arc<Projection>,
     sink: &mut Sink<'_>,
 ) {
-    read_deferred(source, bytes_read, limits, projection, false, sink)
+    read_deferred(source, source, bytes_read, limits, projection, false, sink)
 }
 
-/// [`read`], but with `defer` each record comes as [`Record::Pending`], for the caller to
-/// decode where it likes (replay decodes on every core).
+/// [`read`], but the file read (`path`, `-` for standard input) may be another than the
+/// one reports name (`name`: a spooled copy of a pipe is reported as the pipe), and with
+/// `defer` each record comes as [`Record::Pending`], for the caller to decode where it
+/// likes (replay decodes on every core).
 pub fn read_deferred(
-    source: &str,
+    name: &str,
+    path: &str,
     bytes_read: Arc<AtomicU64>,
     limits: Limits,
     projection: &Arc<Projection>,
     defer: bool,
     sink: &mut Sink<'_>,
 ) {
-    let raw: Box<dyn Read + Send> = if source == "-" {
+    let raw: Box<dyn Read + Send> = if path == "-" {
         Box::new(io::stdin())
     } else {
-        match File::open(source) {
+        match File::open(path) {
             Ok(f) => Box::new(f),
             Err(e) => {
                 sink(Record::Bad(BadRecord {
-                    source: source.into(),
+                    source: name.into(),
                     location: Location::Whole,
                     message: e.to_string(),
                 }));
@@ -227,7 +230,7 @@ pub fn read_deferred(
         }
     };
     read_from(
-        source,
+        name,
         Box::new(Counting {
             inner: raw,
             count: bytes_read,

@@ -33,13 +33,12 @@ pub mod jaeger;
 pub mod order;
 pub mod spill;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use crate::engine::buffer::BufferConfig;
 use crate::engine::evidence::Evidence;
@@ -47,7 +46,6 @@ use crate::engine::signal::{now_unix_nano, Mode, Signal};
 use crate::engine::{Engine, EngineConfig, Stats};
 use crate::otlp::Batch;
 use crate::rules::ruleset::RuleSet;
-use crate::trace::projected::Projection;
 pub use input::{BadRecord, Limits, Location, Record};
 
 /// What to replay, and how.
@@ -193,7 +191,7 @@ impl Judged {
     }
 }
 
-/// What reading the inputs counted, and which bad records were already reported (a
+/// What a reading of the inputs counted, and which bad records were already reported (a
 /// second reading reports only the ones after them).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Counts {
@@ -201,8 +199,44 @@ pub(crate) struct Counts {
     bad_records: u64,
     invalid_spans: u64,
     implausible_times: u64,
-    /// Bad records (and batches with unreadable spans) reported, per input.
+    /// Bad records (and batches with unreadable spans) met by this reading, per input.
+    seen: Vec<u64>,
+    /// …and reported by any reading, per input.
     reported: Vec<u64>,
+}
+
+impl Counts {
+    /// Counts for a first reading of `inputs` inputs.
+    fn new(inputs: usize) -> Counts {
+        Counts {
+            seen: vec![0; inputs],
+            reported: vec![0; inputs],
+            ..Counts::default()
+        }
+    }
+
+    /// Counts for a second reading: nothing counted, what was reported remembered.
+    fn again(self) -> Counts {
+        Counts {
+            reported: self.reported,
+            ..Counts::new(self.seen.len())
+        }
+    }
+
+    /// Reports a bad record of input `order` unless a first reading already did.
+    fn report(&mut self, order: usize, on_bad: &mut dyn FnMut(&BadRecord), b: &BadRecord) {
+        self.seen[order] += 1;
+        if self.seen[order] > self.reported[order] {
+            self.reported[order] = self.seen[order];
+            on_bad(b);
+        }
+    }
+
+    /// Counts a bad record and reports it.
+    fn bad_record(&mut self, order: usize, on_bad: &mut dyn FnMut(&BadRecord), b: &BadRecord) {
+        self.bad_records += 1;
+        self.report(order, on_bad, b);
+    }
 }
 
 /// Everything a reading needs.
@@ -252,31 +286,15 @@ impl Ctx<'_> {
         )
     }
 
-    /// Reports a bad record of input `order` unless a first reading already did.
-    fn bad(
-        &self,
-        counts: &mut Counts,
-        order: usize,
-        seen: &mut [u64],
-        on_bad: &mut dyn FnMut(&BadRecord),
-        b: &BadRecord,
-    ) {
-        seen[order] += 1;
-        if seen[order] > counts.reported[order] {
-            counts.reported[order] = seen[order];
-            on_bad(b);
-        }
-    }
-
     /// Counts a decoded batch's spans and reports its unreadable ones.
     fn count_batch(
         &self,
         counts: &mut Counts,
         order: usize,
-        seen: &mut [u64],
         on_bad: &mut dyn FnMut(&BadRecord),
         batch: &Batch,
         location: &Location,
+        stamp: Stamp,
     ) {
         if let Some(why) = &batch.first_invalid {
             let bad = BadRecord {
@@ -288,17 +306,12 @@ impl Ctx<'_> {
                     if batch.invalid_spans == 1 { "" } else { "s" }
                 ),
             };
-            self.bad(counts, order, seen, on_bad, &bad);
+            counts.report(order, on_bad, &bad);
         }
         let n = batch.span_count() as u64;
         counts.spans += n;
         counts.invalid_spans += batch.invalid_spans;
-        counts.implausible_times += batch
-            .fragments
-            .iter()
-            .flat_map(|f| &f.spans)
-            .filter(|s| s.end_unix_nano > self.horizon)
-            .count() as u64;
+        counts.implausible_times += stamp.implausible;
         self.progress.spans.fetch_add(n, Relaxed);
     }
 }
@@ -353,10 +366,7 @@ pub fn run(
         progress,
         pool,
     };
-    let mut counts = Counts {
-        reported: vec![0; sources.len()],
-        ..Counts::default()
-    };
+    let mut counts = Counts::new(sources.len());
     let judged = match order::stream(&ctx, &mut counts, on_bad) {
         Ok((judged, opened_late)) => {
             summary.inputs_opened_late = opened_late;
@@ -366,10 +376,7 @@ pub fn run(
             progress.spans.store(0, Relaxed);
             progress.bytes_read.store(0, Relaxed);
             progress.inputs_done.store(0, Relaxed);
-            counts = Counts {
-                reported: counts.reported,
-                ..Counts::default()
-            };
+            counts = counts.again();
             let (judged, spilled) = spill::judge(&ctx, &dir, reason, &mut counts, on_bad)?;
             summary.spilled = Some(spilled);
             judged
@@ -400,49 +407,77 @@ pub fn run(
 
 /// What a reading thread sends.
 pub(crate) enum Message {
-    Batch(Batch, Location),
+    Batch(Batch, Location, Stamp),
     /// A record being decoded on the pool: its message comes on this channel.
     Pending(Receiver<Message>),
     Bad(BadRecord),
 }
 
-/// Reads one input on its own thread, sending its batches and bad records in order;
-/// records are decoded on `pool`.
-pub(crate) fn read_into(
-    source: &Source,
-    bytes: Arc<AtomicU64>,
-    limits: Limits,
-    projection: &Arc<Projection>,
-    pool: &rayon::ThreadPool,
-    tx: &Sender<Message>,
-) {
-    let raw: Box<dyn Read + Send> = match std::fs::File::open(&source.path) {
-        Ok(f) => Box::new(Counting {
-            inner: f,
-            count: bytes,
-        }),
-        Err(e) => {
-            let _ = tx.send(Message::Bad(BadRecord {
-                source: source.name.clone(),
-                location: Location::Whole,
-                message: e.to_string(),
-            }));
-            return;
-        }
-    };
-    input::read_from(&source.name, raw, limits, projection, true, &mut |r| {
-        let m = match r {
-            Record::Pending(p) => {
-                let (done, rx) = crossbeam_channel::bounded(1);
-                pool.spawn_fifo(move || {
-                    let _ = done.send(message_of(p.decode()));
-                });
-                Message::Pending(rx)
-            }
-            other => message_of(other),
-        };
-        tx.send(m).is_ok()
-    });
+/// What a batch's span times say, worked out on the decoding thread that decoded it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp {
+    /// The median end of its plausible spans: the time the batch stands for when inputs
+    /// are merged (`None` when it has none).
+    pub(crate) time: Option<u64>,
+    /// Spans ending past the implausibility horizon.
+    implausible: u64,
+}
+
+impl Stamp {
+    /// The stamp of a decoded batch.
+    pub(crate) fn of(batch: &Batch, horizon: u64) -> Stamp {
+        let mut ends: Vec<u64> = batch
+            .fragments
+            .iter()
+            .flat_map(|f| f.spans.iter().map(|s| s.end_unix_nano))
+            .collect();
+        let total = ends.len();
+        ends.retain(|&e| e <= horizon);
+        let implausible = (total - ends.len()) as u64;
+        let time = (!ends.is_empty()).then(|| {
+            let mid = ends.len() / 2;
+            *ends.select_nth_unstable(mid).1
+        });
+        Stamp { time, implausible }
+    }
+}
+
+/// Starts reading input `order` on a thread of its own, its records decoded on the pool;
+/// its batches and bad records come in order on the receiver.
+pub(crate) fn spawn_reader(
+    ctx: &Ctx<'_>,
+    order: usize,
+) -> (Receiver<Message>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = crossbeam_channel::bounded::<Message>(2 * ctx.threads + 2);
+    let source = ctx.sources[order].clone();
+    let (bytes, limits, horizon) = (
+        ctx.progress.bytes_read.clone(),
+        ctx.opts.limits,
+        ctx.horizon,
+    );
+    let projection = ctx.rules.projection().clone();
+    let pool = ctx.pool.clone();
+    let thread = std::thread::Builder::new()
+        .name("betrace-read".into())
+        .spawn(move || {
+            let sink = &mut |r| {
+                let m = match r {
+                    Record::Pending(p) => {
+                        let (done, rx) = crossbeam_channel::bounded(1);
+                        pool.spawn_fifo(move || {
+                            let _ = done.send(message_of(p.decode(), horizon));
+                        });
+                        Message::Pending(rx)
+                    }
+                    other => message_of(other, horizon),
+                };
+                tx.send(m).is_ok()
+            };
+            let (name, path) = (&source.name, &source.path);
+            input::read_deferred(name, path, bytes, limits, &projection, true, sink);
+        })
+        .expect("spawn a reading thread");
+    (rx, thread)
 }
 
 /// Receives the next message of an input, waiting for a record being decoded.
@@ -455,24 +490,13 @@ pub(crate) fn next_message(rx: &Receiver<Message>) -> Option<Message> {
 }
 
 /// A decoded record as the message the consuming thread reads.
-fn message_of(r: Record) -> Message {
+fn message_of(r: Record, horizon: u64) -> Message {
     match r {
-        Record::Batch(b, at) => Message::Batch(b, at),
+        Record::Batch(b, at) => {
+            let stamp = Stamp::of(&b, horizon);
+            Message::Batch(b, at, stamp)
+        }
         Record::Bad(b) => Message::Bad(b),
-        Record::Pending(p) => message_of(p.decode()),
-    }
-}
-
-/// Counts the raw bytes read from an input, for progress.
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Relaxed);
-        Ok(n)
+        Record::Pending(p) => message_of(p.decode(), horizon),
     }
 }

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use super::{next_message, read_into, Counts, Ctx, Judged, Location, Message, MAX_OPEN_INPUTS};
+use super::{
+    next_message, spawn_reader, Counts, Ctx, Judged, Location, Message, Stamp, MAX_OPEN_INPUTS,
+};
 use crate::otlp::Batch;
 use crate::trace::projected::Trace;
 use crate::trace::{SpanId, TraceId};
@@ -134,6 +136,11 @@ impl Window {
         self.heap.len()
     }
 
+    /// Spans waiting.
+    pub fn spans(&self) -> usize {
+        self.spans
+    }
+
     /// Whether none waits.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
@@ -215,7 +222,7 @@ fn judge_thread(ctx: &Ctx<'_>, rx: Receiver<Dealt>, stop: &Stop) -> Judged {
             }
         }
         let held = engine.counters();
-        if held.held_spans as usize + window_spans(&window) > max_spans
+        if held.held_spans as usize + window.spans() > max_spans
             || held.held_traces as usize + window.len() > max_traces
         {
             stop.set(format!(
@@ -223,7 +230,7 @@ fn judge_thread(ctx: &Ctx<'_>, rx: Receiver<Dealt>, stop: &Stop) -> Judged {
                 ctx.opts.buffer.max_traces,
                 ctx.opts.buffer.max_spans,
                 held.held_traces as usize + window.len(),
-                held.held_spans as usize + window_spans(&window),
+                held.held_spans as usize + window.spans(),
                 ctx.judges
             ));
             return judged;
@@ -248,15 +255,11 @@ fn seconds(ns: u64) -> String {
     }
 }
 
-fn window_spans(w: &Window) -> usize {
-    w.spans
-}
-
 /// An input being read by its own thread, with the next batch it has to offer.
 struct Open {
     order: usize,
     rx: Receiver<Message>,
-    head: Option<(Batch, Location, Option<u64>)>,
+    head: Option<(Batch, Location, Stamp)>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -268,8 +271,7 @@ pub(crate) fn stream(
     on_bad: &mut dyn FnMut(&super::BadRecord),
 ) -> Result<(Judged, u64), String> {
     let stop = Stop::default();
-    let (threads, n) = (ctx.threads, ctx.judges);
-    let mut seen = vec![0u64; ctx.sources.len()];
+    let n = ctx.judges;
     let mut opened_late = 0u64;
     let result = std::thread::scope(|scope| {
         let mut deal: Vec<Sender<Dealt>> = Vec::with_capacity(n);
@@ -296,15 +298,7 @@ pub(crate) fn stream(
         pending.sort_unstable();
         pending.reverse(); // pop from the end
         let spawn = |order: usize| -> Open {
-            let (tx, rx) = crossbeam_channel::bounded::<Message>(2 * threads + 2);
-            let source = ctx.sources[order].clone();
-            let (bytes, limits) = (ctx.progress.bytes_read.clone(), ctx.opts.limits);
-            let projection = ctx.rules.projection().clone();
-            let pool = ctx.pool.clone();
-            let thread = std::thread::Builder::new()
-                .name("betrace-read".into())
-                .spawn(move || read_into(&source, bytes, limits, &projection, &pool, &tx))
-                .expect("spawn a reading thread");
+            let (rx, thread) = spawn_reader(ctx, order);
             Open {
                 order,
                 rx,
@@ -321,14 +315,8 @@ pub(crate) fn stream(
             while i < open.len() {
                 while open[i].head.is_none() {
                     match next_message(&open[i].rx) {
-                        Some(Message::Batch(b, at)) => {
-                            let time = batch_time(&b, ctx.horizon);
-                            open[i].head = Some((b, at, time));
-                        }
-                        Some(Message::Bad(b)) => {
-                            counts.bad_records += 1;
-                            ctx.bad(counts, open[i].order, &mut seen, on_bad, &b);
-                        }
+                        Some(Message::Batch(b, at, stamp)) => open[i].head = Some((b, at, stamp)),
+                        Some(Message::Bad(b)) => counts.bad_record(open[i].order, on_bad, &b),
                         Some(Message::Pending(_)) => {
                             unreachable!("a decoded record is not pending")
                         }
@@ -345,7 +333,7 @@ pub(crate) fn stream(
             }
             let next_head = open
                 .iter()
-                .filter_map(|o| Some((o.head.as_ref()?.2.unwrap_or(clock), o.order)))
+                .filter_map(|o| Some((o.head.as_ref()?.2.time.unwrap_or(clock), o.order)))
                 .min();
             // Open the inputs whose data starts before what is open has to offer.
             if let Some(&(start, order)) = pending.last() {
@@ -366,11 +354,11 @@ pub(crate) fn stream(
                 .iter_mut()
                 .find(|o| o.order == order)
                 .expect("the input with the next batch is open");
-            let (batch, location, time) = o.head.take().expect("it has a batch");
-            if let Some(t) = time {
+            let (batch, location, stamp) = o.head.take().expect("it has a batch");
+            if let Some(t) = stamp.time {
                 clock = clock.max(t);
             }
-            ctx.count_batch(counts, order, &mut seen, on_bad, &batch, &location);
+            ctx.count_batch(counts, order, on_bad, &batch, &location, stamp);
             for frag in batch.fragments {
                 if !frag.spans.is_empty() {
                     chunks[thread_of(&frag.trace_id, n)].push(frag);
@@ -407,21 +395,6 @@ pub(crate) fn stream(
     }
 }
 
-/// The time a batch stands for when merging inputs: the median end of its plausible spans.
-fn batch_time(batch: &Batch, horizon: u64) -> Option<u64> {
-    let mut ends: Vec<u64> = batch
-        .fragments
-        .iter()
-        .flat_map(|f| f.spans.iter().map(|s| s.end_unix_nano))
-        .filter(|&e| e <= horizon)
-        .collect();
-    if ends.is_empty() {
-        return None;
-    }
-    let mid = ends.len() / 2;
-    Some(*ends.select_nth_unstable(mid).1)
-}
-
 /// The time of an input's first batch with a plausible span, or `None`. Reads only as far
 /// as that batch, keeping no attribute.
 fn first_time(ctx: &Ctx<'_>, source: &super::Source) -> Option<u64> {
@@ -440,7 +413,7 @@ fn first_time(ctx: &Ctx<'_>, source: &super::Source) -> Option<u64> {
         &mut |r| {
             records += 1;
             if let super::Record::Batch(b, _) = r {
-                time = batch_time(&b, ctx.horizon);
+                time = Stamp::of(&b, ctx.horizon).time;
             }
             time.is_none() && records < 64
         },

@@ -18,8 +18,11 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 use prost::Message as _;
 
+use super::input::Counting;
 use super::order::Key;
-use super::{next_message, read_into, BadRecord, Counts, Ctx, Judged, Location, Message, Spilled};
+use super::{
+    next_message, spawn_reader, BadRecord, Counts, Ctx, Judged, Location, Message, Spilled,
+};
 use crate::trace::projected::Trace;
 use crate::trace::TraceId;
 
@@ -80,23 +83,17 @@ impl Dir {
             location: Location::Whole,
             message: format!("spooling to {}: {e}", path.display()),
         };
-        let mut raw: Box<dyn Read> = if name == "-" {
+        let raw: Box<dyn Read> = if name == "-" {
             Box::new(std::io::stdin().lock())
         } else {
             Box::new(File::open(name).map_err(bad)?)
         };
+        let mut counted = Counting {
+            inner: raw,
+            count: bytes.clone(),
+        };
         let mut out = BufWriter::new(File::create(&path).map_err(bad)?);
-        let mut buf = vec![0u8; 1 << 18];
-        loop {
-            let n = match raw.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(bad(e)),
-            };
-            bytes.fetch_add(n as u64, Relaxed);
-            out.write_all(&buf[..n]).map_err(bad)?;
-        }
+        std::io::copy(&mut counted, &mut out).map_err(bad)?;
         out.flush().map_err(bad)?;
         Ok(path.display().to_string())
     }
@@ -204,30 +201,16 @@ pub(crate) fn judge(
         message: format!("writing partitions in {}: {e}", root.display()),
     };
     let mut parts = Parts::create(&root, "part-0", 0).map_err(io)?;
-    let mut seen = vec![0u64; ctx.sources.len()];
     let projection = ctx.rules.projection().clone();
-    for (order, source) in ctx.sources.iter().enumerate() {
-        let (tx, rx) = crossbeam_channel::bounded::<Message>(2 * ctx.threads + 2);
-        let (source, bytes, limits) = (
-            source.clone(),
-            ctx.progress.bytes_read.clone(),
-            ctx.opts.limits,
-        );
-        let (projection, pool) = (projection.clone(), ctx.pool.clone());
-        let reader = std::thread::Builder::new()
-            .name("betrace-read".into())
-            .spawn(move || read_into(&source, bytes, limits, &projection, &pool, &tx))
-            .expect("spawn a reading thread");
+    for order in 0..ctx.sources.len() {
+        let (rx, reader) = spawn_reader(ctx, order);
         while let Some(m) = next_message(&rx) {
             match m {
-                Message::Batch(batch, location) => {
-                    ctx.count_batch(counts, order, &mut seen, on_bad, &batch, &location);
+                Message::Batch(batch, location, stamp) => {
+                    ctx.count_batch(counts, order, on_bad, &batch, &location, stamp);
                     parts.write(batch.fragments).map_err(io)?;
                 }
-                Message::Bad(b) => {
-                    counts.bad_records += 1;
-                    ctx.bad(counts, order, &mut seen, on_bad, &b);
-                }
+                Message::Bad(b) => counts.bad_record(order, on_bad, &b),
                 Message::Pending(_) => unreachable!("a decoded record is not pending"),
             }
         }
@@ -235,71 +218,30 @@ pub(crate) fn judge(
         ctx.progress.inputs_done.fetch_add(1, Relaxed);
     }
     let spans = parts.files.iter().map(|f| f.2).sum();
-    let mut bytes = parts.bytes;
-    let queue: Mutex<Vec<(PathBuf, u64, u32)>> = Mutex::new(
-        parts
-            .finish()
-            .map_err(io)?
-            .into_iter()
-            .map(|(p, n)| (p, n, 0))
-            .collect(),
-    );
+    let written = parts.bytes;
     let (max_spans, max_traces) = ctx.share();
-    let limit = max_spans.min(max_traces) as u64;
-    let judged_parts = AtomicU64::new(0);
-    let split_bytes = AtomicU64::new(0);
-    let failure: Mutex<Option<BadRecord>> = Mutex::new(None);
-    let results: Vec<Judged> = std::thread::scope(|scope| {
+    let work = Work {
+        queue: Mutex::new(
+            parts
+                .finish()
+                .map_err(io)?
+                .into_iter()
+                .map(|(p, n)| (p, n, 0))
+                .collect(),
+        ),
+        root: &root,
+        projection: &projection,
+        limit: max_spans.min(max_traces) as u64,
+        judged: AtomicU64::new(0),
+        split_bytes: AtomicU64::new(0),
+    };
+    let results: Vec<Result<Judged, String>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..ctx.judges)
             .map(|i| {
-                let (queue, failure, judged_parts, split_bytes) =
-                    (&queue, &failure, &judged_parts, &split_bytes);
-                let (projection, root) = (&projection, &root);
+                let work = &work;
                 std::thread::Builder::new()
                     .name(format!("betrace-judge-{i}"))
-                    .spawn_scoped(scope, move || {
-                        let mut judged = Judged::default();
-                        loop {
-                            let Some((path, spans, level)) = queue.lock().pop() else {
-                                break;
-                            };
-                            let frags = read_partition(&path, projection);
-                            let _ = std::fs::remove_file(&path);
-                            let traces = distinct_traces(&frags);
-                            if spans > limit && level < MAX_LEVEL && traces > 1 {
-                                let prefix = format!(
-                                    "{}-s",
-                                    path.file_stem().and_then(|s| s.to_str()).unwrap_or("part")
-                                );
-                                let split =
-                                    Parts::create(root, &prefix, level + 1).and_then(|mut p| {
-                                        p.write(frags)?;
-                                        split_bytes.fetch_add(p.bytes, Relaxed);
-                                        p.finish()
-                                    });
-                                match split {
-                                    Ok(files) => queue
-                                        .lock()
-                                        .extend(files.into_iter().map(|(p, n)| (p, n, level + 1))),
-                                    Err(e) => {
-                                        failure.lock().get_or_insert(BadRecord {
-                                            source: "--spill-dir".into(),
-                                            location: Location::Whole,
-                                            message: format!(
-                                                "writing partitions in {}: {e}",
-                                                root.display()
-                                            ),
-                                        });
-                                        break;
-                                    }
-                                }
-                                continue;
-                            }
-                            judged_parts.fetch_add(1, Relaxed);
-                            judge_partition(ctx, frags, &mut judged);
-                        }
-                        judged
-                    })
+                    .spawn_scoped(scope, move || work.run(ctx))
                     .expect("spawn a judging thread")
             })
             .collect();
@@ -308,35 +250,87 @@ pub(crate) fn judge(
             .map(|w| w.join().expect("a judging thread does not panic"))
             .collect()
     });
-    if let Some(f) = failure.into_inner() {
-        return Err(f);
-    }
-    bytes += split_bytes.load(Relaxed);
     let mut judged = Judged::default();
     for part in results {
-        judged.absorb(part);
+        judged.absorb(part.map_err(|message| BadRecord {
+            source: "--spill-dir".into(),
+            location: Location::Whole,
+            message,
+        })?);
     }
     Ok((
         judged,
         Spilled {
             reason,
             spans,
-            partitions: judged_parts.load(Relaxed),
-            bytes,
+            partitions: work.judged.load(Relaxed),
+            bytes: written + work.split_bytes.load(Relaxed),
         },
     ))
 }
 
-/// A partition file's fragments, as written.
+/// The partitions left to judge, shared by the judging threads.
+struct Work<'a> {
+    /// (file, spans, times split) of each partition not yet taken.
+    queue: Mutex<Vec<(PathBuf, u64, u32)>>,
+    root: &'a Path,
+    projection: &'a Arc<crate::trace::projected::Projection>,
+    /// Most spans a partition judged whole may hold.
+    limit: u64,
+    /// Partitions judged.
+    judged: AtomicU64,
+    /// Bytes written when splitting partitions again.
+    split_bytes: AtomicU64,
+}
+
+impl Work<'_> {
+    /// Takes partitions until none is left: each is split again when too large (and of
+    /// more than one trace, and not split too often yet), else judged whole.
+    fn run(&self, ctx: &Ctx<'_>) -> Result<Judged, String> {
+        let mut judged = Judged::default();
+        loop {
+            let Some((path, spans, level)) = self.queue.lock().pop() else {
+                return Ok(judged);
+            };
+            let frags = read_partition(&path, self.projection)?;
+            let _ = std::fs::remove_file(&path);
+            if spans > self.limit && level < MAX_LEVEL && distinct_traces(&frags) > 1 {
+                let files = self
+                    .split(&path, frags, level + 1)
+                    .map_err(|e| format!("writing partitions in {}: {e}", self.root.display()))?;
+                let again = files.into_iter().map(|(p, n)| (p, n, level + 1));
+                self.queue.lock().extend(again);
+            } else {
+                self.judged.fetch_add(1, Relaxed);
+                judge_partition(ctx, frags, &mut judged);
+            }
+        }
+    }
+
+    /// Writes a partition's fragments into partitions of the next level.
+    fn split(
+        &self,
+        path: &Path,
+        frags: Vec<Trace>,
+        level: u32,
+    ) -> std::io::Result<Vec<(PathBuf, u64)>> {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("part");
+        let mut parts = Parts::create(self.root, &format!("{stem}-s"), level)?;
+        parts.write(frags)?;
+        self.split_bytes.fetch_add(parts.bytes, Relaxed);
+        parts.finish()
+    }
+}
+
+/// A partition file's fragments, as written. The file is BeTrace's own: one it cannot open
+/// or read back whole is an error, never spans quietly left out.
 fn read_partition(
     path: &Path,
     projection: &Arc<crate::trace::projected::Projection>,
-) -> Vec<Trace> {
-    let mut frags = Vec::new();
-    let Ok(file) = File::open(path) else {
-        return frags;
-    };
+) -> Result<Vec<Trace>, String> {
     let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    let (mut frags, mut bad) = (Vec::new(), None);
     super::input::read_from(
         &name,
         Box::new(file),
@@ -345,14 +339,22 @@ fn read_partition(
         },
         projection,
         false,
-        &mut |r| {
-            if let super::Record::Batch(b, _) = r {
+        &mut |r| match r {
+            super::Record::Batch(b, _) => {
                 frags.extend(b.fragments);
+                true
             }
-            true
+            super::Record::Bad(b) => {
+                bad = Some(b.to_string());
+                false
+            }
+            super::Record::Pending(_) => unreachable!("read without deferring"),
         },
     );
-    frags
+    match bad {
+        Some(why) => Err(format!("reading a partition back: {why}")),
+        None => Ok(frags),
+    }
 }
 
 fn distinct_traces(frags: &[Trace]) -> usize {
