@@ -28,7 +28,7 @@
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test schema-test generate lint ffi-test go-test e2e e2e-scale soak soak-short fuzz demo bench bench-growth bench-smoke bench-micro clean
+.PHONY: build test schema-test generate lint ffi-test go-test e2e e2e-scale soak soak-short fuzz demo bench bench-growth bench-smoke bench-index bench-micro clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -111,6 +111,10 @@ bench-growth: build
 
 bench-smoke: build
 	python3 bench/peers.py --traces 1000 --runs 1 --collector-runs 1 --out target/bench-smoke
+
+# The index alone (also the end of `make bench`): ten times W1, indexed against plain replay.
+bench-index: build
+	python3 bench/index.py
 
 bench-micro:
 	$(CARGO) bench --locked --bench engine --bench ffi --bench replay

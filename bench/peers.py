@@ -397,6 +397,8 @@ def main():
     args.memory = memory
 
     report = render(rows, checks, spans, batches, args, ts, want_all, time.monotonic() - started)
+    import index  # the index's stages: ten times W1, indexed against plain replay
+    report += "\n" + index.run(out, args.traces, 10, args.runs)
     with open(f"{out}/results.md", "w") as f:
         f.write(report)
     print(report)

@@ -74,6 +74,7 @@ fn main() {
             &Progress::default(),
             &mut |_| signals += 1,
             &mut |b| panic!("{b}"),
+            &mut |_| {},
         )
         .expect("replay");
         let secs = started.elapsed().as_secs_f64();

@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
 /// an inventory reservation". `betrace check` validates rule files, `betrace test` runs the
 /// examples written next to each rule, `betrace replay` judges the trace files a collector
 /// already writes, `betrace explain` shows how a rule compiles, and `betrace schema` prints
-/// the JSON Schema editors use to check rule files as they are written.
+/// the JSON Schema editors use to check rule files as they are written, and `betrace index`
+/// writes beside each trace file an index with which a replay reads only what rules can judge.
 #[derive(Parser)]
 #[command(name = "betrace", version, about, long_about, propagate_version = true)]
 struct Cli {
@@ -27,6 +28,7 @@ enum Command {
     Explain(cli::explain::Args),
     // Boxed: replay has many flags, the others few.
     Replay(Box<cli::replay::Args>),
+    Index(cli::index::Args),
     Schema(cli::schema::Args),
 }
 
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Test(args) => cli::test::run(&args),
         Command::Explain(args) => cli::explain::run(&args),
         Command::Replay(args) => cli::replay::run(&args),
+        Command::Index(args) => cli::index::run(&args),
         Command::Schema(args) => cli::schema::run(&args),
     };
     ExitCode::from(code)

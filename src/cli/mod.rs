@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod index;
 pub mod output;
 pub mod paths;
 pub mod replay;

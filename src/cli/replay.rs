@@ -101,6 +101,11 @@ pub struct Args {
     /// inside and removed at the end. [default: the system's temporary directory]
     #[arg(long, value_name = "DIR")]
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Read every input whole, even those with an index (`betrace index` writes one
+    /// beside each file; a replay uses a fresh one by itself, and decodes only the spans of
+    /// traces some rule can apply to).
+    #[arg(long)]
+    pub no_index: bool,
     /// Also write the compliance evidence as a self-contained HTML page here.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<String>,
@@ -336,6 +341,7 @@ fn from_files(
         threads: usize::from(args.threads),
         evidence: keeps_evidence(args),
         spill_dir: args.spill_dir.clone(),
+        no_index: args.no_index,
     };
     let total_bytes: u64 = args
         .inputs
@@ -346,14 +352,16 @@ fn from_files(
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(total_bytes, progress.clone());
     let mut bad_shown = 0u64;
-    let result = replay::run(rules, &opts, &progress, on_signal, &mut |bad| {
+    let on_bad = &mut |bad: &replay::BadRecord| {
         bad_shown += 1;
         if bad_shown <= 100 {
             bar.suspend(|| say(&format!("error: {}", escape(&bad.to_string()))));
         } else if bad_shown == 101 {
             bar.suspend(|| say("error: more bad records; only the first 100 are shown"));
         }
-    });
+    };
+    let on_note = &mut |note: &str| bar.suspend(|| say(&format!("note: {}", escape(note))));
+    let result = replay::run(rules, &opts, &progress, on_signal, on_bad, on_note);
     bar.finish_and_clear();
     result.map_err(|bad| escape(&bad.to_string()).into_owned())
 }
@@ -523,6 +531,17 @@ fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
             b.late_spans, b.late_spans_unjudged, b.duplicate_spans
         ),
     ]);
+    if let Some(i) = &s.index {
+        lines.push(format!(
+            "        indexes: {} input{} read through their index, {} indexed in memory; {} traces some rule can apply to read whole, {} traces ({} spans) never decoded: no rule can apply to them",
+            i.inputs,
+            if i.inputs == 1 { "" } else { "s" },
+            i.built,
+            i.traces_read,
+            i.traces_skipped,
+            i.spans_skipped
+        ));
+    }
     if s.spooled > 0 {
         lines.push(format!(
             "        {} input{} read from a pipe, spooled to the spill directory",

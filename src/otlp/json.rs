@@ -17,6 +17,7 @@ use serde::de::{self, Deserializer, IgnoredAny};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::layout::{range_in, BlockShape, Layout, ScopeShape};
 use super::{Batch, Builder, DecodeError, Kept};
 use crate::diagnostic::clip;
 use crate::lang::value::{Value, ValueRef};
@@ -471,6 +472,120 @@ fn looks_base64(s: &str) -> bool {
     s.len().is_multiple_of(4)
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+}
+
+/// `TracesData` with resources, scopes and spans kept as raw text: the shape the decoders
+/// accept, read only to find where things lie ([`layout`]).
+#[derive(Deserialize)]
+struct RawTraces<'a> {
+    #[serde(default, rename = "resourceSpans", borrow)]
+    resource_spans: Vec<RawResourceSpans<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawResourceSpans<'a> {
+    #[serde(default, borrow)]
+    resource: Option<&'a RawValue>,
+    #[serde(default = "Vec::new", rename = "scopeSpans", borrow)]
+    scope_spans: Vec<RawScopeSpans<'a>>,
+    #[serde(default = "Vec::new", rename = "instrumentationLibrarySpans", borrow)]
+    instrumentation_library_spans: Vec<RawScopeSpans<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawScopeSpans<'a> {
+    #[serde(default, borrow)]
+    scope: Option<&'a RawValue>,
+    #[serde(default = "Vec::new", borrow)]
+    spans: Vec<&'a RawValue>,
+}
+
+/// Of a span, what the index keeps: its ids and name.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdsAndName<'a> {
+    #[serde(default, borrow)]
+    trace_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    span_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    name: Cow<'a, str>,
+}
+
+/// Where each span of an OTLP/JSON record lies ([`super::layout`]), read with serde_json
+/// over raw text: fails exactly when [`decode`] fails on the record's structure (a scope
+/// that is not a scope included), so that such a record is decoded whole.
+pub fn layout(bytes: &[u8]) -> Result<Layout<'_>, DecodeError> {
+    let data: RawTraces = serde_json::from_slice(bytes)?;
+    let mut out = Layout {
+        sure: true,
+        ..Layout::default()
+    };
+    for rs in data.resource_spans {
+        let service = match rs.resource.map(raw_resource).transpose() {
+            Ok(r) => r.and_then(|r| service_name(&r.attributes)),
+            // A resource the decoder cannot read costs its spans: decoded whole.
+            Err(_) => {
+                out.sure = false;
+                None
+            }
+        };
+        out.services.push(service);
+        let mut block = BlockShape {
+            resource: rs.resource.map(|r| range_in(bytes, r.get().as_bytes())),
+            scopes: Vec::new(),
+        };
+        for ss in rs
+            .scope_spans
+            .into_iter()
+            .chain(rs.instrumentation_library_spans)
+        {
+            let own = match ss.scope {
+                Some(raw) => {
+                    serde_json::from_str::<JsonScope>(raw.get())?.name == super::encode::SCOPE_NAME
+                }
+                None => false,
+            };
+            let mut scope = ScopeShape {
+                scope: ss.scope.map(|r| range_in(bytes, r.get().as_bytes())),
+                spans: 0,
+            };
+            for raw in ss.spans {
+                match sure_span(raw, own) {
+                    Some(span) => {
+                        out.spans.push(span);
+                        out.shape.spans.push(range_in(bytes, raw.get().as_bytes()));
+                        scope.spans += 1;
+                    }
+                    None => out.sure = false,
+                }
+            }
+            block.scopes.push(scope);
+        }
+        out.shape.blocks.push(block);
+    }
+    Ok(out)
+}
+
+/// A span's trace and name when its ids read without doubt and it is not BeTrace's own.
+fn sure_span(raw: &RawValue, own_scope: bool) -> Option<(TraceId, Cow<'_, str>)> {
+    let s: IdsAndName = serde_json::from_str(raw.get()).ok()?;
+    let tid = parse_hex::<16>(&s.trace_id)?;
+    let sid = parse_hex::<8>(&s.span_id)?;
+    if tid == [0; 16] || sid == [0; 8] || super::is_own(own_scope, s.name.as_bytes()) {
+        return None;
+    }
+    Some((TraceId(tid), s.name))
+}
+
+/// A resource's `service.name`, when a string.
+fn service_name(attributes: &[JsonKeyValue]) -> Option<String> {
+    attributes
+        .iter()
+        .rev()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| kv.value.as_ref()?.string_value.as_ref())
+        .map(|s| s.to_string())
 }
 
 #[cfg(test)]

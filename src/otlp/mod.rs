@@ -22,6 +22,7 @@ use crate::trace::{Resource, TraceId};
 
 pub mod encode;
 pub mod json;
+pub mod layout;
 pub mod protobuf;
 pub mod wire;
 

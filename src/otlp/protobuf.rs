@@ -9,12 +9,14 @@
 
 use std::sync::Arc;
 
+use super::layout::{range_in, BlockShape, Layout, ScopeShape};
 use super::wire::{fields, utf8, WireError};
 use super::{is_own, Batch, Builder, DecodeError, Kept};
 use crate::diagnostic::clip;
 use crate::lang::value::{Value, ValueRef};
 use crate::trace::projected::{KeyId, Projection, SpanIn};
 use crate::trace::{Resource, SpanId, SpanKind, StatusCode, TraceId};
+use std::borrow::Cow;
 
 /// Decodes protobuf `ExportTraceServiceRequest` (or `TracesData`: the same wire format)
 /// into fragments keeping what `projection` reads. Fails only when the message structure
@@ -71,6 +73,137 @@ pub fn decode(bytes: &[u8], projection: &Arc<Projection>) -> Result<Batch, Decod
         }
     }
     Ok(b.batch)
+}
+
+/// Where each span of a protobuf record lies ([`super::layout`]). Walks the same fields
+/// [`decode`] walks and fails where it fails (the message structure, a scope that is not a
+/// scope), so that such a record is decoded whole.
+pub fn layout(bytes: &[u8]) -> Result<Layout<'_>, WireError> {
+    walk(bytes, true)
+}
+
+/// [`layout`] for a record already indexed, to cut spans out of it: of each span only its
+/// trace id (the first, where [`decode`] takes the last: a span with two reads as another
+/// trace, and the record is then decoded whole), no name, no service — a fraction of the
+/// cost.
+pub fn layout_ids(bytes: &[u8]) -> Result<Layout<'_>, WireError> {
+    walk(bytes, false)
+}
+
+fn walk(bytes: &[u8], checked: bool) -> Result<Layout<'_>, WireError> {
+    let mut out = Layout {
+        sure: true,
+        ..Layout::default()
+    };
+    for f in fields(bytes) {
+        let (tag, f) = f?;
+        if tag != 1 {
+            continue;
+        }
+        let mut block = BlockShape::default();
+        let mut resource: Option<&[u8]> = None;
+        for f in fields(f.bytes("TracesData.resource_spans")?) {
+            match f? {
+                (1, f) => resource = Some(f.bytes("ResourceSpans.resource")?),
+                (2 | 1000, f) => {
+                    let mut own = false;
+                    let mut scope = ScopeShape::default();
+                    let mut raw = Vec::new();
+                    for f in fields(f.bytes("ResourceSpans.scope_spans")?) {
+                        match f? {
+                            (1, f) => {
+                                let s = f.bytes("ScopeSpans.scope")?;
+                                own = scope_is_betrace(s)?;
+                                scope.scope = Some(range_in(bytes, s));
+                            }
+                            (2, f) => raw.push(f.bytes("ScopeSpans.spans")?),
+                            _ => {}
+                        }
+                    }
+                    for span in raw {
+                        let sure = if checked {
+                            sure_span(span, own)
+                        } else {
+                            first_trace_id(span).map(|t| (t, ""))
+                        };
+                        match sure {
+                            Some((trace, name)) => {
+                                out.spans.push((trace, Cow::Borrowed(name)));
+                                out.shape.spans.push(range_in(bytes, span));
+                                scope.spans += 1;
+                            }
+                            None => out.sure = false,
+                        }
+                    }
+                    block.scopes.push(scope);
+                }
+                _ => {}
+            }
+        }
+        let mut service = None;
+        if let Some(r) = resource.filter(|_| checked) {
+            match decode_resource(r) {
+                Ok(r) => {
+                    service = r.attributes.into_iter().rev().find_map(|(k, v)| match v {
+                        Value::Str(s) if k == "service.name" => Some(s.to_string()),
+                        _ => None,
+                    })
+                }
+                // A resource the decoder cannot read costs its spans: decoded whole.
+                Err(_) => out.sure = false,
+            }
+        }
+        block.resource = resource.map(|r| range_in(bytes, r));
+        out.services.push(service);
+        out.shape.blocks.push(block);
+    }
+    Ok(out)
+}
+
+/// A span's first trace id field, when it is one.
+fn first_trace_id(raw: &[u8]) -> Option<TraceId> {
+    for f in fields(raw) {
+        if let (1, f) = f.ok()? {
+            return <[u8; 16]>::try_from(f.bytes("").ok()?).ok().map(TraceId);
+        }
+    }
+    None
+}
+
+/// A span's trace and name when the fields [`span`] reads before its attributes read
+/// without doubt (ids of 16 and 8 bytes, not zero; a UTF-8 name) and it is not BeTrace's own.
+fn sure_span(raw: &[u8], own_scope: bool) -> Option<(TraceId, &str)> {
+    let (mut trace_id, mut span_id, mut name): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+    for f in fields(raw) {
+        match f.ok()? {
+            (1, f) => trace_id = f.bytes("").ok()?,
+            (2, f) => span_id = f.bytes("").ok()?,
+            (4, f) => _ = f.bytes("").ok()?,
+            (5, f) => name = f.bytes("").ok()?,
+            (6, f) => _ = f.varint("").ok()?,
+            (7 | 8, f) => _ = f.fixed64("").ok()?,
+            (15, f) => {
+                for f in fields(f.bytes("").ok()?) {
+                    match f.ok()? {
+                        (2, f) => _ = f.bytes("").ok()?,
+                        (3, f) => _ = f.varint("").ok()?,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if is_own(own_scope, name) {
+        return None;
+    }
+    let name = std::str::from_utf8(name).ok()?;
+    let tid = <[u8; 16]>::try_from(trace_id).ok()?;
+    let sid = <[u8; 8]>::try_from(span_id).ok()?;
+    if tid == [0; 16] || sid == [0; 8] {
+        return None;
+    }
+    Some((TraceId(tid), name))
 }
 
 /// Whether an `InstrumentationScope` is BeTrace's own (its name, field 1).

@@ -72,27 +72,88 @@ pub enum Record {
 /// A record's bytes, to be decoded.
 #[derive(Debug)]
 pub struct Pending {
-    body: Vec<u8>,
+    body: Body,
     json: bool,
     location: Location,
     source: Arc<str>,
     projection: Arc<Projection>,
+    /// Where the record's bytes lie in the file, when they can be read there again.
+    stored: Option<Stored>,
+}
+
+/// A record's bytes: read, or to be read where the record is decoded (a replay through an
+/// index reads and cuts the spans it needs on the decoding threads).
+enum Body {
+    Read(Vec<u8>),
+    Later(Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send>),
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Read(b) => write!(f, "{} bytes", b.len()),
+            Body::Later(_) => write!(f, "bytes read later"),
+        }
+    }
+}
+
+/// Where a record's bytes lie in its file: `len` bytes at `offset`, its body as they are
+/// or, with `zstd`, once inflated. Known when the file is not compressed whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Where the bytes start.
+    pub offset: u64,
+    /// How many there are.
+    pub len: u64,
+    /// Whether they are one zstd frame, inflating to the body.
+    pub zstd: bool,
 }
 
 impl Pending {
+    /// A record to decode, its bytes read by `body` where it is decoded (JSON when
+    /// `json`); `location` of `source` places it in reports.
+    pub(crate) fn later(
+        body: Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send>,
+        json: bool,
+        location: Location,
+        source: Arc<str>,
+        projection: Arc<Projection>,
+    ) -> Pending {
+        Pending {
+            body: Body::Later(body),
+            json,
+            location,
+            source,
+            projection,
+            stored: None,
+        }
+    }
+
+    /// The record's bytes (inflated; an error when reading them later failed), whether
+    /// they are JSON, where it was read, and where its bytes lie in the file.
+    pub(crate) fn into_parts(self) -> (Result<Vec<u8>, String>, bool, Location, Option<Stored>) {
+        let body = match self.body {
+            Body::Read(b) => Ok(b),
+            Body::Later(read) => read(),
+        };
+        (body, self.json, self.location, self.stored)
+    }
+
     /// Decodes the record: a batch, or a bad record saying why not.
     pub fn decode(self) -> Record {
-        let result = if self.json {
-            otlp::decode_json(&self.body, &self.projection)
-        } else {
-            otlp::decode_protobuf(&self.body, &self.projection)
+        let (source, projection) = (self.source.clone(), self.projection.clone());
+        let (body, json, location, _) = self.into_parts();
+        let result = match body {
+            Ok(body) if json => otlp::decode_json(&body, &projection).map_err(|e| e.to_string()),
+            Ok(body) => otlp::decode_protobuf(&body, &projection).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
         };
         match result {
-            Ok(batch) => Record::Batch(batch, self.location),
-            Err(e) => Record::Bad(BadRecord {
-                source: self.source.to_string(),
-                location: self.location,
-                message: e.to_string(),
+            Ok(batch) => Record::Batch(batch, location),
+            Err(message) => Record::Bad(BadRecord {
+                source: source.to_string(),
+                location,
+                message,
             }),
         }
     }
@@ -124,7 +185,7 @@ pub fn expand_noting(inputs: &[String]) -> Result<(Vec<String>, Vec<WalkNote>), 
         let path = Path::new(input);
         if path.is_dir() {
             let mut files = walk
-                .files(path, None, &|_: &Path| true)
+                .files(path, None, &|p: &Path| !super::index::is_index(p))
                 .map_err(|e| BadRecord {
                     source: input.clone(),
                     location: Location::Whole,
@@ -133,6 +194,10 @@ pub fn expand_noting(inputs: &[String]) -> Result<(Vec<String>, Vec<WalkNote>), 
             files.sort();
             out.extend(files.into_iter().map(|p| p.display().to_string()));
         } else if path.exists() {
+            // An index beside its input (`traces/*` names both) is not traces.
+            if super::index::is_index(path) {
+                continue;
+            }
             if walk.first_visit_file(path) {
                 out.push(input.clone());
             }
@@ -261,6 +326,7 @@ pub fn read_from(
         defer,
         sink,
         open: true,
+        seekable: false,
     };
     if let Err(e) = reader.detected(Box::new(buffered), 0) {
         reader.emit(Record::Bad(BadRecord {
@@ -282,17 +348,21 @@ struct Reader<'a, 'b> {
     sink: &'a mut Sink<'b>,
     /// False once the sink asked to stop.
     open: bool,
+    /// Whether offsets in the stream being read are offsets in the file (it is not
+    /// compressed whole).
+    seekable: bool,
 }
 
 impl Reader<'_, '_> {
     /// Decodes a record's bytes here, or hands them on undecoded.
-    fn record(&mut self, body: Vec<u8>, json: bool, location: Location) {
+    fn record(&mut self, body: Vec<u8>, json: bool, location: Location, stored: Option<Stored>) {
         let pending = Pending {
-            body,
+            body: Body::Read(body),
             json,
             location,
             source: self.shared_source.clone(),
             projection: self.projection.clone(),
+            stored: stored.filter(|_| self.seekable),
         };
         let record = if self.defer {
             Record::Pending(pending)
@@ -333,6 +403,7 @@ impl Reader<'_, '_> {
         // Text (JSON lines, even when its first line is garbage) has no control bytes but
         // white space; a length prefix has one (a NUL below 16 MiB) in its first 4 bytes.
         let text = |b: &u8| *b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r');
+        self.seekable = depth == 0;
         if head.is_empty() {
             Ok(())
         } else if head.iter().all(text) {
@@ -352,16 +423,22 @@ impl Reader<'_, '_> {
         let mut record = Vec::new();
         let mut scan = Braces::default();
         let (mut line_no, mut record_start) = (0u64, 0u64);
+        // Byte offsets in the stream: of the line being read, of the record's first byte.
+        let (mut pos, mut record_pos) = (0u64, 0u64);
         while self.open {
             line.clear();
+            let line_pos = pos;
             let room = max.saturating_sub(record.len());
             let (read, cut) = read_line_capped(&mut reader, &mut line, room)?;
             if read == 0 {
                 break;
             }
+            pos += read as u64;
             line_no += 1;
+            let mut body_pos = line_pos;
             if line_no == 1 && line.starts_with(&BOM) {
                 line.drain(..BOM.len());
+                body_pos += BOM.len() as u64;
             }
             if cut {
                 self.bad(
@@ -389,6 +466,7 @@ impl Reader<'_, '_> {
                     continue;
                 }
                 record_start = line_no;
+                record_pos = body_pos;
             }
             scan.feed(&line);
             if record.is_empty() && scan.depth <= 0 && !scan.in_string {
@@ -396,7 +474,12 @@ impl Reader<'_, '_> {
                 // as it is, without copying it.
                 let capacity = line.capacity();
                 let body = std::mem::replace(&mut line, Vec::with_capacity(capacity));
-                self.record(body, true, Location::Line(record_start));
+                let stored = Stored {
+                    offset: record_pos,
+                    len: body.len() as u64,
+                    zstd: false,
+                };
+                self.record(body, true, Location::Line(record_start), Some(stored));
                 scan = Braces::default();
                 continue;
             }
@@ -413,7 +496,12 @@ impl Reader<'_, '_> {
             } else {
                 let capacity = record.capacity();
                 let body = std::mem::replace(&mut record, Vec::with_capacity(capacity));
-                self.record(body, true, Location::Line(record_start));
+                let stored = Stored {
+                    offset: record_pos,
+                    len: body.len() as u64,
+                    zstd: false,
+                };
+                self.record(body, true, Location::Line(record_start), Some(stored));
             }
             scan = Braces::default();
         }
@@ -475,7 +563,12 @@ impl Reader<'_, '_> {
                 );
                 return Ok(());
             }
-            let body = if msg.starts_with(&ZSTD_MAGIC) {
+            let stored = Stored {
+                offset: offset + 4,
+                len: n as u64,
+                zstd: msg.starts_with(&ZSTD_MAGIC),
+            };
+            let body = if stored.zstd {
                 inflate_capped(&msg, max)
             } else {
                 Ok(std::mem::take(&mut msg))
@@ -483,7 +576,7 @@ impl Reader<'_, '_> {
             match body {
                 Ok(body) => {
                     let is_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-                    self.record(body, is_json, Location::Offset(offset));
+                    self.record(body, is_json, Location::Offset(offset), Some(stored));
                 }
                 Err(message) => self.bad(Location::Offset(offset), message),
             }
@@ -500,7 +593,7 @@ fn mib(bytes: usize) -> String {
 }
 
 /// Inflates one zstd message, refusing to produce more than `max` bytes (a bomb).
-fn inflate_capped(packed: &[u8], max: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn inflate_capped(packed: &[u8], max: usize) -> Result<Vec<u8>, String> {
     let decoder = zstd::stream::read::Decoder::new(packed)
         .map_err(|e| format!("invalid zstd message: {e}"))?;
     let mut out = Vec::new();

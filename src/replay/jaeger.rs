@@ -47,7 +47,7 @@ use serde::Deserialize;
 use crate::engine::buffer::BufferConfig;
 use crate::engine::signal::{rfc3339, Mode, Signal};
 use crate::engine::{Engine, EngineConfig};
-use crate::lang::hir::{required_names, NameMatch};
+use crate::lang::hir::NameMatch;
 use crate::otlp;
 use crate::replay::{Progress, Summary};
 use crate::rules::ruleset::RuleSet;
@@ -220,7 +220,7 @@ pub fn run(
     on_note: &mut dyn FnMut(&str),
 ) -> (Summary, Fetched, Option<StoreError>) {
     let started = Instant::now();
-    let names = pushdown(&rules);
+    let names = super::required_names(&rules);
     let engine = Engine::new(
         rules,
         EngineConfig {
@@ -249,41 +249,6 @@ pub fn run(
     let error = run.all(opts, names).err();
     run.summary.close(&run.engine, progress, started);
     (run.summary, run.fetched, error)
-}
-
-/// The names some rule needs, or `None`: every trace can count for some rule. The second
-/// part says why, for the summary.
-fn pushdown(rules: &RuleSet) -> (Option<Vec<NameMatch>>, String) {
-    let mut all = Vec::new();
-    for r in rules.rules().iter().filter(|r| r.def.enabled) {
-        match required_names(&r.def.form) {
-            Some(names) if !names.iter().any(|n| matches!(n, NameMatch::Any)) => all.extend(names),
-            _ => {
-                return (
-                    None,
-                    format!(
-                        "rule {} can apply to a trace without any particular span name: every trace is fetched",
-                        r.def.id
-                    ),
-                )
-            }
-        }
-    }
-    let mut shown: Vec<String> = all
-        .iter()
-        .map(|n| match n {
-            NameMatch::Exact(name) => name.clone(),
-            NameMatch::Glob(glob, _) => glob.clone(),
-            NameMatch::Any => "*".into(),
-        })
-        .collect();
-    shown.sort();
-    shown.dedup();
-    let why = format!(
-        "operations matching the span names the rules need: {}",
-        shown.join(", ")
-    );
-    (Some(all), why)
 }
 
 struct Run<'a> {

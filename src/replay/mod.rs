@@ -27,6 +27,7 @@
 //! twice. Signals come out at the end, in a deterministic order: by the first trigger
 //! span's start, then trace id, then rule id.
 
+pub mod index;
 pub mod input;
 #[cfg(feature = "jaeger")]
 pub mod jaeger;
@@ -44,6 +45,7 @@ use crate::engine::buffer::BufferConfig;
 use crate::engine::evidence::Evidence;
 use crate::engine::signal::{now_unix_nano, Mode, Signal};
 use crate::engine::{Engine, EngineConfig, Stats};
+use crate::lang::hir::{required_names as rule_names, NameMatch};
 use crate::otlp::Batch;
 use crate::rules::ruleset::RuleSet;
 pub use input::{BadRecord, Limits, Location, Record};
@@ -69,6 +71,8 @@ pub struct Options {
     /// Where to spool standard input and spill out-of-order input (default: the system's
     /// temporary directory). A directory of its own is made inside and removed at the end.
     pub spill_dir: Option<PathBuf>,
+    /// Read every input whole, even those with an index ([`index`]).
+    pub no_index: bool,
 }
 
 /// Progress counters, readable from another thread while a replay runs.
@@ -126,6 +130,8 @@ pub struct Summary {
     pub stats: Stats,
     /// Compliance evidence, when asked for.
     pub evidence: Option<Evidence>,
+    /// What the inputs' indexes did, when they were used.
+    pub index: Option<index::select::IndexUse>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -252,6 +258,8 @@ pub(crate) struct Ctx<'a> {
     horizon: u64,
     progress: &'a Progress,
     pool: Arc<rayon::ThreadPool>,
+    /// Per input, the index it is read through (none when no input has an index).
+    selections: Option<Vec<Arc<index::select::Selection>>>,
 }
 
 impl Ctx<'_> {
@@ -317,14 +325,16 @@ impl Ctx<'_> {
 }
 
 /// Replays `opts.inputs` with `rules`. Signals go to `on_signal` at the end, in a
-/// deterministic order; bad records to `on_bad` as they are found. Fails only when an
-/// input does not exist or the spill directory cannot be written.
+/// deterministic order; bad records to `on_bad` as they are found; what the run notes
+/// (an index not used, and why) to `on_note`. Fails only when an input does not exist or
+/// the spill directory cannot be written.
 pub fn run(
     rules: RuleSet,
     opts: &Options,
     progress: &Progress,
     on_signal: &mut dyn FnMut(Signal),
     on_bad: &mut dyn FnMut(&BadRecord),
+    on_note: &mut dyn FnMut(&str),
 ) -> Result<Summary, BadRecord> {
     let started = Instant::now();
     let names = input::expand(&opts.inputs)?;
@@ -356,6 +366,8 @@ pub fn run(
             .build()
             .expect("start the decoding threads"),
     );
+    let plan = plan_indexes(&rules, opts, &sources, &pool, on_note)?;
+    summary.index = plan.as_ref().map(|p| p.used.clone());
     let ctx = Ctx {
         rules: &rules,
         opts,
@@ -365,6 +377,7 @@ pub fn run(
         horizon: now_unix_nano().saturating_add(FUTURE_SLACK),
         progress,
         pool,
+        selections: plan.map(|p| p.selections),
     };
     let mut counts = Counts::new(sources.len());
     let judged = match order::stream(&ctx, &mut counts, on_bad) {
@@ -394,7 +407,7 @@ pub fn run(
         progress.signals.fetch_add(1, Relaxed);
         on_signal(s);
     }
-    summary.spans = counts.spans;
+    summary.spans = counts.spans + summary.index.as_ref().map_or(0, |i| i.spans_skipped);
     summary.bad_records = counts.bad_records;
     summary.invalid_spans = counts.invalid_spans;
     summary.implausible_times = counts.implausible_times;
@@ -403,6 +416,69 @@ pub fn run(
     summary.evidence = evidence;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// How the inputs' indexes are used, if at all: not with `--no-index`, not when no input
+/// has one, and not when some rule can apply to a trace without any particular span name
+/// (every trace must then be read).
+fn plan_indexes(
+    rules: &RuleSet,
+    opts: &Options,
+    sources: &[Source],
+    pool: &Arc<rayon::ThreadPool>,
+    on_note: &mut dyn FnMut(&str),
+) -> Result<Option<index::select::Plan>, BadRecord> {
+    if opts.no_index {
+        return Ok(None);
+    }
+    let (names, why) = required_names(rules);
+    let Some(names) = names else {
+        if sources.iter().any(|s| index::path_for(&s.path).exists()) {
+            on_note(&format!("the inputs' indexes are not used: {why}"));
+        }
+        return Ok(None);
+    };
+    let pairs: Vec<(String, String)> = sources
+        .iter()
+        .map(|s| (s.name.clone(), s.path.clone()))
+        .collect();
+    index::select::plan(&names, &pairs, opts.limits, pool, on_note)
+}
+
+/// The span names some rule needs, or `None`: every trace can count for some rule (the
+/// second part says why, for the summary). A replay from a trace store fetches, and one
+/// through indexes reads, only traces with one of these names.
+pub(crate) fn required_names(rules: &RuleSet) -> (Option<Vec<NameMatch>>, String) {
+    let mut all = Vec::new();
+    for r in rules.rules().iter().filter(|r| r.def.enabled) {
+        match rule_names(&r.def.form) {
+            Some(names) if !names.iter().any(|n| matches!(n, NameMatch::Any)) => all.extend(names),
+            _ => {
+                return (
+                    None,
+                    format!(
+                        "rule {} can apply to a trace without any particular span name: every trace is read",
+                        r.def.id
+                    ),
+                )
+            }
+        }
+    }
+    let mut shown: Vec<String> = all
+        .iter()
+        .map(|n| match n {
+            NameMatch::Exact(name) => name.clone(),
+            NameMatch::Glob(glob, _) => glob.clone(),
+            NameMatch::Any => "*".into(),
+        })
+        .collect();
+    shown.sort();
+    shown.dedup();
+    let why = format!(
+        "operations matching the span names the rules need: {}",
+        shown.join(", ")
+    );
+    (Some(all), why)
 }
 
 /// What a reading thread sends.
@@ -457,6 +533,7 @@ pub(crate) fn spawn_reader(
     );
     let projection = ctx.rules.projection().clone();
     let pool = ctx.pool.clone();
+    let selection = ctx.selections.as_ref().map(|s| s[order].clone());
     let thread = std::thread::Builder::new()
         .name("betrace-read".into())
         .spawn(move || {
@@ -474,7 +551,10 @@ pub(crate) fn spawn_reader(
                 tx.send(m).is_ok()
             };
             let (name, path) = (&source.name, &source.path);
-            input::read_deferred(name, path, bytes, limits, &projection, true, sink);
+            match selection {
+                Some(s) => index::select::read(name, path, &s, bytes, limits, &projection, sink),
+                None => input::read_deferred(name, path, bytes, limits, &projection, true, sink),
+            }
         })
         .expect("spawn a reading thread");
     (rx, thread)

@@ -37,6 +37,11 @@ struct Args {
     /// Where to write the expected violations (JSON lines); not inside --out.
     #[arg(long)]
     expected: Option<PathBuf>,
+    /// Share of traces (0 to 1) that also carry a span named `refund.review`, which no
+    /// other trace has: a rule on it is as selective as this (the index benchmarks use
+    /// 0.01). Chosen by trace number, so the rest of the corpus is the same bytes.
+    #[arg(long, default_value_t = 0.0)]
+    rare: f64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -51,9 +56,31 @@ enum Comp {
     Zstd,
 }
 
+/// Gives a `rare` share of traces, evenly spread, one more span: `refund.review`, a child
+/// of the trace's last span, inside its time.
+fn add_rare(corpus: &mut betrace_corpus::Corpus, rare: f64) {
+    let every = if rare > 0.0 {
+        (1.0 / rare.min(1.0)).round() as usize
+    } else {
+        return;
+    };
+    for t in corpus.traces.iter_mut().step_by(every.max(1)) {
+        let Some((service, last)) = t.spans.last().cloned() else {
+            continue;
+        };
+        let mut span = last.clone();
+        span.name = "refund.review".into();
+        span.parent_span_id = last.span_id.clone();
+        span.span_id = last.span_id.iter().map(|b| b ^ 0x5a).collect();
+        span.attributes.clear();
+        t.spans.push((service, span));
+    }
+}
+
 fn main() -> std::io::Result<()> {
     let a = Args::parse();
-    let corpus = generate(a.seed, a.traces, a.rate);
+    let mut corpus = generate(a.seed, a.traces, a.rate);
+    add_rare(&mut corpus, a.rare);
     let format = match a.format {
         Fmt::Json => Format::Json,
         Fmt::Proto => Format::Proto,

@@ -1,0 +1,531 @@
+//! The index file's bytes: a fixed header, then a zstd-compressed body of varints.
+//!
+//! Everything read back is checked — lengths against what remains, counts against what
+//! they count, ranges against the record — so that a damaged index is refused with a
+//! reason, never trusted and never a panic. The header holds a digest of the compressed
+//! body: a flipped bit anywhere is found before the body is inflated.
+
+use std::hash::Hasher;
+
+use super::{Entry, Index, Stamp};
+use crate::otlp::layout::{BlockShape, Range, ScopeShape, Shape};
+use crate::replay::input::Stored;
+use crate::replay::Location;
+
+/// The first bytes of every index file.
+pub(crate) const MAGIC: &[u8; 8] = b"BETRACEi";
+
+/// The index format's version: an index of another version is ignored (and named).
+pub(crate) const VERSION: u32 = 1;
+
+/// Bytes of the header: magic, version, flags, then seven u64s.
+pub(crate) const HEADER: usize = 8 + 4 + 4 + 7 * 8;
+
+/// The most a body may inflate to: far above what any input's index needs (an index is a
+/// few percent of its input), and a bound on what a damaged header can make us allocate.
+const MAX_BODY: u64 = 4 << 30;
+
+/// Why an index file cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Written by another version of BeTrace's index format.
+    Version(u32),
+    /// Not an index, or damaged.
+    Damaged(String),
+}
+
+/// FNV-1a over the header (all but the digest itself) and the compressed body: a damaged
+/// header is refused as a damaged body is.
+fn digest(header: &[u8], packed: &[u8]) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    h.write(&header[..HEADER - 16]);
+    h.write(&header[HEADER - 8..HEADER]);
+    h.write(packed);
+    h.finish()
+}
+
+/// The index as the bytes of its file.
+pub(crate) fn encode(index: &Index) -> Vec<u8> {
+    let mut body = Vec::new();
+    let w = &mut body;
+    varint(w, index.traces.len() as u64);
+    for key in &index.traces {
+        w.extend_from_slice(&key.to_le_bytes());
+    }
+    for table in [&index.names, &index.services] {
+        varint(w, table.len() as u64);
+        for (name, traces) in table {
+            bytes(w, name.as_bytes());
+            varint(w, traces.len() as u64);
+            let mut prev = 0u64;
+            for &t in traces {
+                varint(w, u64::from(t) - prev);
+                prev = u64::from(t);
+            }
+        }
+    }
+    varint(w, index.bad.len() as u64);
+    for (before, location, message) in &index.bad {
+        varint(w, u64::from(*before));
+        put_location(w, location);
+        bytes(w, message.as_bytes());
+    }
+    varint(w, index.records.len() as u64);
+    for e in &index.records {
+        put_entry(w, e);
+    }
+    let packed = zstd::bulk::compress(&body, 3).expect("zstd compresses a buffer in memory");
+    let s = &index.stamp;
+    let mut out = Vec::with_capacity(HEADER + packed.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    for v in [
+        s.size,
+        s.mtime_ns,
+        s.ends,
+        s.max_record,
+        packed.len() as u64,
+        0,
+        body.len() as u64,
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let d = digest(&out, &packed);
+    out[HEADER - 16..HEADER - 8].copy_from_slice(&d.to_le_bytes());
+    out.extend_from_slice(&packed);
+    out
+}
+
+fn put_entry(w: &mut Vec<u8>, e: &Entry) {
+    let flags = u8::from(e.json)
+        | u8::from(e.whole) << 1
+        | u8::from(e.stored.is_some()) << 2
+        | u8::from(e.stored.is_some_and(|s| s.zstd)) << 3
+        | u8::from(e.shape.is_some()) << 4;
+    w.push(flags);
+    put_location(w, &e.location);
+    if let Some(s) = e.stored {
+        varint(w, s.offset);
+        varint(w, s.len);
+    }
+    varint(w, u64::from(e.spans));
+    varint(w, e.traces.len() as u64);
+    let mut prev = 0i64;
+    for &t in &e.traces {
+        varint(w, zigzag(i64::from(t) - prev));
+        prev = i64::from(t);
+    }
+    if let Some(shape) = &e.shape {
+        put_shape(w, shape);
+    }
+}
+
+fn put_shape(w: &mut Vec<u8>, shape: &Shape) {
+    varint(w, shape.blocks.len() as u64);
+    for b in &shape.blocks {
+        put_range(w, b.resource);
+        varint(w, b.scopes.len() as u64);
+        for s in &b.scopes {
+            put_range(w, s.scope);
+            varint(w, u64::from(s.spans));
+        }
+    }
+    varint(w, shape.spans.len() as u64);
+    let mut prev = 0i64;
+    for &(start, end) in &shape.spans {
+        varint(w, zigzag(i64::from(start) - prev));
+        varint(w, u64::from(end - start));
+        prev = i64::from(end);
+    }
+}
+
+fn put_range(w: &mut Vec<u8>, r: Option<Range>) {
+    match r {
+        None => varint(w, 0),
+        Some((start, end)) => {
+            varint(w, u64::from(start) + 1);
+            varint(w, u64::from(end - start));
+        }
+    }
+}
+
+fn put_location(w: &mut Vec<u8>, l: &Location) {
+    match l {
+        Location::Line(n) => {
+            w.push(0);
+            varint(w, *n);
+        }
+        Location::Offset(o) => {
+            w.push(1);
+            varint(w, *o);
+        }
+        Location::Whole => w.push(2),
+    }
+}
+
+fn bytes(w: &mut Vec<u8>, b: &[u8]) {
+    varint(w, b.len() as u64);
+    w.extend_from_slice(b);
+}
+
+fn varint(w: &mut Vec<u8>, v: u64) {
+    prost::encoding::encode_varint(v, w);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// The stamp an index file's header records, or why the file is not an index.
+pub(crate) fn stamp_of(header: &[u8]) -> Result<Stamp, Refused> {
+    if header.len() < HEADER || &header[..8] != MAGIC {
+        return Err(Refused::Damaged("not a BeTrace index".into()));
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(Refused::Version(version));
+    }
+    let u = |i: usize| u64::from_le_bytes(header[16 + 8 * i..24 + 8 * i].try_into().expect("8"));
+    Ok(Stamp {
+        size: u(0),
+        mtime_ns: u(1),
+        ends: u(2),
+        max_record: u(3),
+    })
+}
+
+/// An index from its file's bytes.
+pub(crate) fn decode(file: &[u8]) -> Result<Index, Refused> {
+    let stamp = stamp_of(file)?;
+    let damaged = |why: &str| Refused::Damaged(why.to_string());
+    let u = |i: usize| u64::from_le_bytes(file[16 + 8 * i..24 + 8 * i].try_into().expect("8"));
+    let (packed_len, packed_digest, body_len) = (u(4), u(5), u(6));
+    let packed = &file[HEADER..];
+    if packed.len() as u64 != packed_len {
+        return Err(damaged("its length is not the one written (truncated?)"));
+    }
+    if digest(&file[..HEADER], packed) != packed_digest {
+        return Err(damaged("its digest does not match its contents"));
+    }
+    if body_len > MAX_BODY.min(packed_len.saturating_mul(1024) + (1 << 20)) {
+        return Err(damaged("it claims an absurd size"));
+    }
+    let body = zstd::bulk::decompress(packed, body_len as usize)
+        .map_err(|e| Refused::Damaged(format!("its body does not inflate: {e}")))?;
+    let mut r = Reader { buf: &body };
+    let index = r.index(stamp).map_err(|e| Refused::Damaged(e.0))?;
+    if !r.buf.is_empty() {
+        return Err(damaged("bytes follow its end"));
+    }
+    Ok(index)
+}
+
+/// A read that ran into damage.
+struct Bad(String);
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn varint(&mut self) -> Result<u64, Bad> {
+        prost::encoding::decode_varint(&mut self.buf).map_err(|_| Bad("a bad number".into()))
+    }
+
+    /// A count of items each at least `min` bytes long: no more than the bytes left allow.
+    fn count(&mut self, min: usize) -> Result<usize, Bad> {
+        let n = self.varint()?;
+        if n > (self.buf.len() / min.max(1)) as u64 {
+            return Err(Bad("a count larger than the bytes that follow".into()));
+        }
+        Ok(n as usize)
+    }
+
+    fn u32(&mut self) -> Result<u32, Bad> {
+        u32::try_from(self.varint()?).map_err(|_| Bad("a number out of range".into()))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], Bad> {
+        if n > self.buf.len() {
+            return Err(Bad("it ends early".into()));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn string(&mut self) -> Result<String, Bad> {
+        let n = self.count(1)?;
+        let b = self.take(n)?;
+        String::from_utf8(b.to_vec()).map_err(|_| Bad("a name that is not UTF-8".into()))
+    }
+
+    fn byte(&mut self) -> Result<u8, Bad> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn index(&mut self, stamp: Stamp) -> Result<Index, Bad> {
+        let n = self.count(8)?;
+        let mut traces = Vec::with_capacity(n);
+        for _ in 0..n {
+            traces.push(u64::from_le_bytes(self.take(8)?.try_into().expect("8")));
+        }
+        let mut tables = [Vec::new(), Vec::new()];
+        for table in &mut tables {
+            let n = self.count(2)?;
+            for _ in 0..n {
+                let name = self.string()?;
+                let m = self.count(1)?;
+                let mut list = Vec::with_capacity(m);
+                let mut prev = 0u64;
+                for i in 0..m {
+                    let d = self.varint()?;
+                    if i > 0 && d == 0 {
+                        return Err(Bad("a trace listed twice".into()));
+                    }
+                    prev = prev.checked_add(d).ok_or(Bad("an overflow".into()))?;
+                    if prev >= traces.len() as u64 {
+                        return Err(Bad("a trace that is not in its table".into()));
+                    }
+                    list.push(prev as u32);
+                }
+                table.push((name, list));
+            }
+        }
+        let [names, services] = tables;
+        let n = self.count(3)?;
+        let mut bad = Vec::with_capacity(n);
+        for _ in 0..n {
+            let before = self.u32()?;
+            let location = self.location()?;
+            bad.push((before, location, self.string()?));
+        }
+        let n = self.count(3)?;
+        let mut records = Vec::with_capacity(n);
+        for _ in 0..n {
+            records.push(self.entry(traces.len())?);
+        }
+        if bad.iter().any(|b| b.0 as usize > records.len()) {
+            return Err(Bad("a bad record placed after the last record".into()));
+        }
+        Ok(Index {
+            stamp,
+            traces,
+            names,
+            services,
+            records,
+            bad,
+        })
+    }
+
+    fn location(&mut self) -> Result<Location, Bad> {
+        Ok(match self.byte()? {
+            0 => Location::Line(self.varint()?),
+            1 => Location::Offset(self.varint()?),
+            2 => Location::Whole,
+            _ => return Err(Bad("an unknown kind of location".into())),
+        })
+    }
+
+    fn entry(&mut self, traces: usize) -> Result<Entry, Bad> {
+        let flags = self.byte()?;
+        if flags >> 5 != 0 {
+            return Err(Bad("unknown record flags".into()));
+        }
+        let location = self.location()?;
+        let stored = if flags & 4 != 0 {
+            Some(Stored {
+                offset: self.varint()?,
+                len: self.varint()?,
+                zstd: flags & 8 != 0,
+            })
+        } else {
+            None
+        };
+        let spans = self.u32()?;
+        let n = self.count(1)?;
+        let mut list = Vec::with_capacity(n);
+        let mut prev = 0i64;
+        for _ in 0..n {
+            prev = prev
+                .checked_add(unzigzag(self.varint()?))
+                .ok_or(Bad("an overflow".into()))?;
+            if prev < 0 || prev >= traces as i64 {
+                return Err(Bad("a span of a trace that is not in its table".into()));
+            }
+            list.push(prev as u32);
+        }
+        let whole = flags & 2 != 0;
+        if !whole && list.len() != spans as usize {
+            return Err(Bad("a record whose spans are not all placed".into()));
+        }
+        let shape = if flags & 16 != 0 {
+            let shape = self.shape()?;
+            let fits = stored.is_some_and(|s| shape.fits(s.len) && !s.zstd);
+            if !fits || shape.spans.len() != list.len() {
+                return Err(Bad("a record whose ranges do not fit it".into()));
+            }
+            Some(shape)
+        } else {
+            None
+        };
+        Ok(Entry {
+            json: flags & 1 != 0,
+            location,
+            stored,
+            whole,
+            spans,
+            traces: list,
+            shape,
+        })
+    }
+
+    fn shape(&mut self) -> Result<Shape, Bad> {
+        let n = self.count(2)?;
+        let mut blocks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let resource = self.range()?;
+            let m = self.count(2)?;
+            let mut scopes = Vec::with_capacity(m);
+            for _ in 0..m {
+                let scope = self.range()?;
+                scopes.push(ScopeShape {
+                    scope,
+                    spans: self.u32()?,
+                });
+            }
+            blocks.push(BlockShape { resource, scopes });
+        }
+        let n = self.count(2)?;
+        let mut spans = Vec::with_capacity(n);
+        let mut prev = 0i64;
+        for _ in 0..n {
+            let start = prev
+                .checked_add(unzigzag(self.varint()?))
+                .ok_or(Bad("an overflow".into()))?;
+            let len = i64::from(self.u32()?);
+            let start = u32::try_from(start).map_err(|_| Bad("a range out of bounds".into()))?;
+            let end = u32::try_from(i64::from(start) + len)
+                .map_err(|_| Bad("a range out of bounds".into()))?;
+            spans.push((start, end));
+            prev = i64::from(end);
+        }
+        Ok(Shape { blocks, spans })
+    }
+
+    fn range(&mut self) -> Result<Option<Range>, Bad> {
+        let start = self.varint()?;
+        if start == 0 {
+            return Ok(None);
+        }
+        let start = u32::try_from(start - 1).map_err(|_| Bad("a range out of bounds".into()))?;
+        let end = u32::try_from(u64::from(start) + self.varint()?)
+            .map_err(|_| Bad("a range out of bounds".into()))?;
+        Ok(Some((start, end)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otlp::layout::{BlockShape, ScopeShape, Shape};
+
+    fn sample() -> Index {
+        Index {
+            stamp: Stamp {
+                size: 1000,
+                mtime_ns: 7,
+                ends: 99,
+                max_record: 64 << 20,
+            },
+            traces: vec![11, 22, 33],
+            names: vec![("a".into(), vec![0, 2]), ("b".into(), vec![1])],
+            services: vec![("shop".into(), vec![0, 1, 2])],
+            records: vec![
+                Entry {
+                    json: true,
+                    location: Location::Line(1),
+                    stored: Some(Stored {
+                        offset: 0,
+                        len: 500,
+                        zstd: false,
+                    }),
+                    whole: false,
+                    spans: 3,
+                    traces: vec![2, 0, 2],
+                    shape: Some(Shape {
+                        blocks: vec![BlockShape {
+                            resource: Some((20, 60)),
+                            scopes: vec![ScopeShape {
+                                scope: None,
+                                spans: 3,
+                            }],
+                        }],
+                        spans: vec![(100, 200), (201, 300), (301, 499)],
+                    }),
+                },
+                Entry {
+                    json: false,
+                    location: Location::Offset(500),
+                    stored: Some(Stored {
+                        offset: 504,
+                        len: 400,
+                        zstd: true,
+                    }),
+                    whole: true,
+                    spans: 2,
+                    traces: vec![],
+                    shape: None,
+                },
+            ],
+            bad: vec![(1, Location::Offset(480), "truncated".into())],
+        }
+    }
+
+    #[test]
+    fn an_index_reads_back_as_written() {
+        let index = sample();
+        assert_eq!(decode(&encode(&index)), Ok(index));
+    }
+
+    #[test]
+    fn any_damage_is_refused_never_a_panic() {
+        let bytes = encode(&sample());
+        for at in 0..bytes.len() {
+            for bit in [0x01, 0x80] {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= bit;
+                assert!(
+                    decode(&damaged).is_err(),
+                    "byte {at} bit {bit:#x} went unnoticed"
+                );
+            }
+        }
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "cut at {len}");
+        }
+    }
+
+    #[test]
+    fn a_body_that_lies_is_refused_even_with_a_good_digest() {
+        // A writer that was wrong (not damage): counts beyond what follows, ranges past
+        // the record, traces not in the table.
+        let mut index = sample();
+        index.records[0].traces = vec![2, 0, 9];
+        assert!(decode(&encode(&index)).is_err());
+        let mut index = sample();
+        index.records[0].shape.as_mut().unwrap().spans[2] = (301, 900);
+        assert!(decode(&encode(&index)).is_err());
+        let mut index = sample();
+        index.names[0].1 = vec![0, 5];
+        assert!(decode(&encode(&index)).is_err());
+        let mut index = sample();
+        index.bad[0].0 = 3;
+        assert!(decode(&encode(&index)).is_err());
+    }
+}
