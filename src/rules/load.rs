@@ -489,7 +489,7 @@ fn locate(node: &Node, path: &serde_path_to_error::Path, msg: &str, text: &str) 
 }
 
 /// The seed an example's trace and span ids derive from: its rule id and position.
-pub fn example_seed(rule_id: &str, index: usize) -> u64 {
+pub(super) fn example_seed(rule_id: &str, index: usize) -> u64 {
     // FNV-1a over the id's bytes, then the index's big-endian bytes: stable across runs
     // and platforms, unlike the std hasher (`write_u64` would be native-endian).
     use std::hash::Hasher;

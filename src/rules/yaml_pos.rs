@@ -19,7 +19,7 @@ use crate::diagnostic::{Code, Diagnostic};
 
 /// A node of the position tree.
 #[derive(Debug, Clone)]
-pub struct Node {
+pub(crate) struct Node {
     /// Byte offset where the node starts (for block scalars, their first content character).
     pub start: usize,
     /// The node's shape and children.
@@ -28,7 +28,7 @@ pub struct Node {
 
 /// What a node is.
 #[derive(Debug, Clone)]
-pub enum NodeKind {
+pub(crate) enum NodeKind {
     /// A scalar with its style and text.
     Scalar(TScalarStyle, String),
     /// A sequence.
@@ -41,12 +41,12 @@ pub enum NodeKind {
 
 impl Node {
     /// The value under `key`, if this is a mapping that has it.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
         self.entry(key).map(|(_, n)| n)
     }
 
     /// The key's offset and value under `key`.
-    pub fn entry(&self, key: &str) -> Option<(usize, &Node)> {
+    pub(crate) fn entry(&self, key: &str) -> Option<(usize, &Node)> {
         match &self.kind {
             NodeKind::Map(items) => items
                 .iter()
@@ -57,7 +57,7 @@ impl Node {
     }
 
     /// The `i`th item, if this is a sequence that has it.
-    pub fn item(&self, i: usize) -> Option<&Node> {
+    pub(crate) fn item(&self, i: usize) -> Option<&Node> {
         match &self.kind {
             NodeKind::Seq(items) => items.get(i),
             _ => None,
@@ -78,7 +78,7 @@ fn yaml_error(code: Code, at: usize, message: String) -> Diagnostic {
 /// A YAML text read once: where the parts of its first document stand, and what the
 /// document says.
 #[derive(Debug)]
-pub struct Document {
+pub(crate) struct Document {
     /// The position tree of the first document.
     pub root: Node,
     /// The first document as a value, read as yaml-rust2's `YamlLoader` reads it; what the
@@ -92,7 +92,7 @@ pub struct Document {
 /// errors, nesting deeper than `MAX_DEPTH` and aliases that would expand beyond
 /// [`MAX_EXPANDED_NODES`] are refused as diagnostics. Later documents are walked too (the
 /// loader read them, and refused the text for their errors) under the same limits.
-pub fn read(text: &str) -> Result<Option<Document>, Diagnostic> {
+pub(crate) fn read(text: &str) -> Result<Option<Document>, Diagnostic> {
     let offsets = CharOffsets::new(text);
     let mut parser = Parser::new_from_str(text);
     let mut reader = Reader::new(&mut parser, &offsets);
@@ -175,7 +175,7 @@ const MAX_DEPTH: usize = 64;
 /// expands aliases (serde does, to build values) would otherwise turn a few hundred bytes
 /// of nested aliases ("a billion laughs") into billions of nodes; the library's largest
 /// file is about 15,000.
-pub const MAX_EXPANDED_NODES: u64 = 1_000_000;
+pub(crate) const MAX_EXPANDED_NODES: u64 = 1_000_000;
 
 impl<'p, 't> Reader<'p, 't> {
     fn new(parser: &'p mut Parser<std::str::Chars<'t>>, offsets: &'p CharOffsets) -> Self {
@@ -507,7 +507,7 @@ impl CharOffsets {
 /// Exact for literal blocks (`|`) and single-line plain or quoted scalars — the forms
 /// conditions are written in. Otherwise the offending text is searched for after the
 /// scalar's start, and failing that the scalar's start is used.
-pub fn map_range(
+pub(crate) fn map_range(
     text: &str,
     node: &Node,
     value: &str,

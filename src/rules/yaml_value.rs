@@ -12,7 +12,7 @@ use yaml_rust2::Yaml;
 
 /// A YAML text that is not YAML: where (byte offset) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct YamlError {
+pub(crate) struct YamlError {
     /// Byte offset of the problem in the text.
     pub at: usize,
     /// What the parser said.
@@ -22,7 +22,7 @@ pub struct YamlError {
 /// The first document of `text` as a value; an empty text is `null`. Nesting deeper than
 /// the position walk allows, or aliases that would expand beyond
 /// [`super::yaml_pos::MAX_EXPANDED_NODES`], are refused before they are built.
-pub fn parse(text: &str) -> Result<Value, YamlError> {
+pub(crate) fn parse(text: &str) -> Result<Value, YamlError> {
     match super::yaml_pos::read(text) {
         Ok(Some(doc)) => doc.value,
         Ok(None) => Ok(Value::Null),
@@ -71,7 +71,7 @@ fn tagged(text: &str, suffix: &str) -> Yaml {
 
 /// One YAML node as a value. Floats JSON cannot hold (`.inf`, `.nan`) stay as their text;
 /// a mapping key that is not a string is written as the scalar it is (`1: x` has key "1").
-pub fn value(y: &Yaml) -> Value {
+pub(crate) fn value(y: &Yaml) -> Value {
     match y {
         Yaml::Null | Yaml::BadValue | Yaml::Alias(_) => Value::Null,
         Yaml::Boolean(b) => Value::Bool(*b),
