@@ -58,6 +58,7 @@
 // A `Diagnostic` is returned only when reading rules fails, a cold path: boxing it would
 // cost every call site clarity for nothing.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 #![allow(clippy::result_large_err)]
 
 pub mod diagnostic;

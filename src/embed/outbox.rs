@@ -9,19 +9,19 @@ use crate::otlp::encode::Detected;
 
 /// Signals waiting to be taken; beyond this the oldest are dropped (and counted), so a
 /// caller that never takes them cannot grow memory without bound.
-pub const MAX_PENDING_SIGNALS: usize = 100_000;
+pub(crate) const MAX_PENDING_SIGNALS: usize = 100_000;
 
 /// One output's waiting signals: the oldest dropped, and counted, past
 /// [`MAX_PENDING_SIGNALS`].
 #[derive(Debug, Default)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     queue: Mutex<VecDeque<Detected>>,
     dropped: AtomicU64,
 }
 
 impl Outbox {
     /// Queues signals, dropping the oldest beyond the bound.
-    pub fn push(&self, items: Vec<Detected>) {
+    pub(crate) fn push(&self, items: Vec<Detected>) {
         let mut q = self.queue.lock();
         q.extend(items);
         let over = q.len().saturating_sub(MAX_PENDING_SIGNALS);
@@ -33,14 +33,14 @@ impl Outbox {
     }
 
     /// Takes every waiting signal, oldest first.
-    pub fn take(&self) -> Vec<Detected> {
+    pub(crate) fn take(&self) -> Vec<Detected> {
         self.queue.lock().drain(..).collect()
     }
 
     /// Takes the waiting signals of the traces feed `feed` carried
     /// ([`crate::engine::signal::Signal::feeds`]), oldest first. A signal stays until every
     /// feed that carried its trace has taken it.
-    pub fn take_feed(&self, feed: u32) -> Vec<Detected> {
+    pub(crate) fn take_feed(&self, feed: u32) -> Vec<Detected> {
         let bit = 1u64 << feed;
         let mut q = self.queue.lock();
         if q.iter().all(|d| d.signal.feeds == bit) {
@@ -68,7 +68,7 @@ impl Outbox {
     }
 
     /// Signals dropped so far because nobody took them.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Relaxed)
     }
 }

@@ -5,18 +5,18 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// How often a repeating event may be logged: once per this much engine time (10 s).
-pub const LOG_INTERVAL: u64 = 10_000_000_000;
+pub(crate) const LOG_INTERVAL: u64 = 10_000_000_000;
 
 /// When an event was last logged, in engine time (0: never).
 #[derive(Debug, Default)]
-pub struct LogLimit {
+pub(crate) struct LogLimit {
     logged_at: AtomicU64,
 }
 
 impl LogLimit {
     /// Whether to log now: the first call does, then one call per [`LOG_INTERVAL`]. Of
     /// several threads calling at once, one wins.
-    pub fn due(&self, now: u64) -> bool {
+    pub(crate) fn due(&self, now: u64) -> bool {
         let last = self.logged_at.load(Relaxed);
         let due = last == 0 || now.saturating_sub(last) >= LOG_INTERVAL;
         due && self

@@ -9,7 +9,9 @@ use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::lang::bytecode::{Code, NameCode, Op, PredOp, Program, SelId};
+use crate::lang::bytecode::{
+    AttrId, Code, GlobId, Id, NameCode, NameId, Op, PredOp, Program, SelId, Table,
+};
 use crate::lang::hir::{Attr, Intrinsic};
 use crate::lang::value::{self, Aggregate, Number, ValueRef};
 use crate::trace::projected::{KeyId, Projection, Trace};
@@ -32,8 +34,8 @@ pub struct Verdict {
 #[derive(Debug, Clone)]
 pub struct Lookup {
     /// foldhash: a lookup per span judged; seeded per process.
-    names: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
-    keys: Vec<Option<KeyId>>,
+    names: HashMap<Box<str>, NameId, foldhash::fast::RandomState>,
+    keys: Table<AttrId, Option<KeyId>>,
     projection: Arc<Projection>,
 }
 
@@ -42,18 +44,13 @@ impl Lookup {
     pub fn new(code: &Code, projection: Arc<Projection>) -> Lookup {
         let names = code
             .names
-            .iter()
             .enumerate()
-            .map(|(i, n)| (n.as_str().into(), i as u32))
+            .map(|(i, n)| (n.as_str().into(), i))
             .collect();
-        let keys = code
-            .attrs
-            .iter()
-            .map(|a| match a {
-                Attr::Any(k) | Attr::Span(k) => projection.key(k),
-                Attr::Resource(_) | Attr::Intrinsic(_) => None,
-            })
-            .collect();
+        let keys = code.attrs.map(|a| match a {
+            Attr::Any(k) | Attr::Span(k) => projection.key(k),
+            Attr::Resource(_) | Attr::Intrinsic(_) => None,
+        });
         Lookup {
             names,
             keys,
@@ -73,13 +70,13 @@ pub struct View<'a> {
     lookup: &'a Lookup,
     trace: &'a Trace,
     /// Span indexes per interned name.
-    by_name: Vec<Vec<u32>>,
+    by_name: Table<NameId, Vec<u32>>,
     /// Span indexes per glob, filled on first use.
-    by_glob: Vec<Option<Vec<u32>>>,
+    by_glob: Table<GlobId, Option<Vec<u32>>>,
     /// Parent index per span, filled on first use.
     parents: Option<Vec<Option<u32>>>,
     /// Matches per selector, in span order, filled on first use.
-    matched: Vec<Option<Vec<u32>>>,
+    matched: Table<SelId, Option<Vec<u32>>>,
     /// Facts about the trace as a whole, for `trace:` intrinsics: computed on first use.
     facts: OnceCell<TraceFacts>,
     stack: Vec<i64>,
@@ -96,10 +93,10 @@ impl<'a> View<'a> {
     /// `lookup`'s projection (see [`Trace::reproject`]).
     pub fn new(code: &'a Code, lookup: &'a Lookup, trace: &'a Trace) -> View<'a> {
         debug_assert!(Arc::ptr_eq(trace.projection(), &lookup.projection));
-        let mut by_name = vec![Vec::new(); code.names.len()];
+        let mut by_name = code.names.beside(Vec::new());
         for (i, span) in trace.spans.iter().enumerate() {
             if let Some(&id) = lookup.names.get(trace.name(span)) {
-                by_name[id as usize].push(i as u32);
+                by_name[id].push(i as u32);
             }
         }
         View {
@@ -107,9 +104,9 @@ impl<'a> View<'a> {
             lookup,
             trace,
             by_name,
-            by_glob: vec![None; code.globs.len()],
+            by_glob: code.globs.beside(None),
             parents: None,
-            matched: vec![None; code.selectors.len()],
+            matched: code.selectors.beside(None),
             facts: OnceCell::new(),
             stack: Vec::with_capacity(16),
             nums: Vec::with_capacity(4),
@@ -121,7 +118,7 @@ impl<'a> View<'a> {
     /// Runs one rule's program; trigger spans are filled in only when it fires.
     pub fn run(&mut self, prog: &Program) -> Verdict {
         if let Some(g) = prog.guard {
-            if self.by_name[g as usize].is_empty() {
+            if self.by_name[g].is_empty() {
                 return Verdict {
                     fired: false,
                     applies: !prog.gated,
@@ -198,7 +195,7 @@ impl<'a> View<'a> {
                     let v = self.aggregate(f, s, a);
                     self.nums.push(v);
                 }
-                Op::Num(k) => self.nums.push(Some(self.code.numbers[k as usize])),
+                Op::Num(k) => self.nums.push(Some(self.code.numbers[k])),
                 Op::False => self.stack.push(0),
                 Op::Cmp(op) => {
                     let b = self
@@ -217,7 +214,7 @@ impl<'a> View<'a> {
                     self.stack.push(v as i64);
                 }
                 Op::BeforeWithin(a, b, k) => {
-                    let bound = match self.code.numbers[k as usize] {
+                    let bound = match self.code.numbers[k] {
                         Number::Int(ns) => ns.max(0) as u64,
                         Number::Float(f) => f.max(0.0) as u64,
                     };
@@ -239,21 +236,21 @@ impl<'a> View<'a> {
                 }
                 Op::JumpIfFalseOrPop(t) => {
                     if self.top() == 0 {
-                        pc = t as usize;
+                        pc = t.index();
                         continue;
                     }
                     self.pop();
                 }
                 Op::JumpIfTrueOrPop(t) => {
                     if self.top() != 0 {
-                        pc = t as usize;
+                        pc = t.index();
                         continue;
                     }
                     self.pop();
                 }
                 Op::Applies(t) => {
                     if self.top() == 0 {
-                        pc = t as usize;
+                        pc = t.index();
                         continue;
                     }
                     self.pop();
@@ -280,21 +277,21 @@ impl<'a> View<'a> {
 
     /// The spans matching selector `s`, in span order.
     fn matches(&mut self, s: SelId) -> &[u32] {
-        if self.matched[s as usize].is_none() {
-            let sel = &self.code.selectors[s as usize];
+        if self.matched[s].is_none() {
+            let sel = &self.code.selectors[s];
             let candidates: Cow<[u32]> = match sel.name {
-                NameCode::Exact(n) => Cow::Borrowed(&self.by_name[n as usize]),
+                NameCode::Exact(n) => Cow::Borrowed(&self.by_name[n]),
                 NameCode::Glob(g) => {
-                    if self.by_glob[g as usize].is_none() {
-                        let re = &self.code.globs[g as usize].1;
+                    if self.by_glob[g].is_none() {
+                        let re = &self.code.globs[g].1;
                         let hits = (0..self.trace.spans.len() as u32)
                             .filter(|&i| {
                                 re.is_match(self.trace.name(&self.trace.spans[i as usize]))
                             })
                             .collect();
-                        self.by_glob[g as usize] = Some(hits);
+                        self.by_glob[g] = Some(hits);
                     }
-                    Cow::Borrowed(self.by_glob[g as usize].as_deref().expect("just filled"))
+                    Cow::Borrowed(self.by_glob[g].as_deref().expect("just filled"))
                 }
                 NameCode::Any => Cow::Owned((0..self.trace.spans.len() as u32).collect()),
             };
@@ -318,9 +315,9 @@ impl<'a> View<'a> {
                     })
                     .collect()
             };
-            self.matched[s as usize] = Some(hits);
+            self.matched[s] = Some(hits);
         }
-        self.matched[s as usize].as_deref().expect("just filled")
+        self.matched[s].as_deref().expect("just filled")
     }
 
     fn earliest(&mut self, s: SelId) -> Option<u64> {
@@ -354,11 +351,11 @@ impl<'a> View<'a> {
     }
 
     /// `sum`/`min`/`max`/`avg` of an attribute over the matching spans.
-    fn aggregate(&mut self, f: Aggregate, s: SelId, a: u32) -> Option<Number> {
+    fn aggregate(&mut self, f: Aggregate, s: SelId, a: AttrId) -> Option<Number> {
         let (code, lookup, trace) = (self.code, self.lookup, self.trace);
         self.matches(s);
         let facts = &self.facts;
-        let spans = self.matched[s as usize].as_deref().expect("just filled");
+        let spans = self.matched[s].as_deref().expect("just filled");
         value::aggregate(
             f,
             spans
@@ -368,11 +365,11 @@ impl<'a> View<'a> {
         )
     }
 
-    fn distinct(&mut self, s: SelId, a: u32) -> i64 {
+    fn distinct(&mut self, s: SelId, a: AttrId) -> i64 {
         let (code, lookup, trace) = (self.code, self.lookup, self.trace);
         self.matches(s);
         let facts = &self.facts;
-        let keys: HashSet<_> = self.matched[s as usize]
+        let keys: HashSet<_> = self.matched[s]
             .as_deref()
             .expect("just filled")
             .iter()
@@ -462,21 +459,16 @@ fn run_pred(
     stack: &mut Vec<bool>,
 ) -> bool {
     stack.clear();
-    let get = |a: u32| attr_value(code, lookup, trace, facts, span, a);
+    let get = |a: AttrId| attr_value(code, lookup, trace, facts, span, a);
     let mut pc = 0;
     while pc < ops.len() {
         let v = match ops[pc] {
-            PredOp::Cmp(a, op, k) => {
-                get(a).is_some_and(|v| value::compare(v, op, &code.consts[k as usize]))
+            PredOp::Cmp(a, op, k) => get(a).is_some_and(|v| value::compare(v, op, &code.consts[k])),
+            PredOp::In(a, l) => get(a).is_some_and(|v| value::is_in(v, &code.lists[l])),
+            PredOp::Matches(a, r) => {
+                get(a).is_some_and(|v| v.as_str().is_some_and(|s| code.regexes[r].is_match(s)))
             }
-            PredOp::In(a, l) => get(a).is_some_and(|v| value::is_in(v, &code.lists[l as usize])),
-            PredOp::Matches(a, r) => get(a).is_some_and(|v| {
-                v.as_str()
-                    .is_some_and(|s| code.regexes[r as usize].is_match(s))
-            }),
-            PredOp::Contains(a, k) => {
-                get(a).is_some_and(|v| value::contains(v, &code.consts[k as usize]))
-            }
+            PredOp::Contains(a, k) => get(a).is_some_and(|v| value::contains(v, &code.consts[k])),
             PredOp::CmpAttr(a, op, b) => {
                 matches!((get(a), get(b)), (Some(x), Some(y)) if value::compare(x, op, y))
             }
@@ -488,7 +480,7 @@ fn run_pred(
             }
             PredOp::JumpIfFalseOrPop(t) => {
                 if !*stack.last().expect("balanced") {
-                    pc = t as usize;
+                    pc = t.index();
                     continue;
                 }
                 stack.pop();
@@ -497,7 +489,7 @@ fn run_pred(
             }
             PredOp::JumpIfTrueOrPop(t) => {
                 if *stack.last().expect("balanced") {
-                    pc = t as usize;
+                    pc = t.index();
                     continue;
                 }
                 stack.pop();
@@ -535,14 +527,14 @@ fn attr_value<'t>(
     trace: &'t Trace,
     facts: &OnceCell<TraceFacts>,
     span: usize,
-    attr: u32,
+    attr: AttrId,
 ) -> Option<ValueRef<'t>> {
     let trace_facts = || *facts.get_or_init(|| TraceFacts::of(trace));
     let s = &trace.spans[span];
     let resource =
         |k: &str| crate::trace::lookup(&trace.resource_of(s).attributes, k).map(ValueRef::from);
-    let key = lookup.keys[attr as usize];
-    match &code.attrs[attr as usize] {
+    let key = lookup.keys[attr];
+    match &code.attrs[attr] {
         Attr::Any(k) => key
             .and_then(|key| trace.attr(s, key))
             .or_else(|| resource(k)),

@@ -5,19 +5,183 @@
 //! deduplicated, so that a selector used by ten rules is matched once per trace. Each
 //! selector carries its own small predicate program, run once per candidate span.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::marker::PhantomData;
+use std::ops::{Index, IndexMut};
 
 use regex::Regex;
 
 use crate::lang::hir::Attr;
 use crate::lang::value::{Aggregate, CmpOp, Number, Value};
 
-/// Index into [`Code::selectors`].
-pub type SelId = u32;
-/// Index into [`Code::attrs`].
-pub type AttrId = u32;
-/// Index into [`Code::names`] (an interned span name).
-pub type NameId = u32;
+/// An index into one table of the code. Each table has its own id type, so that an index
+/// into one cannot be used on another: a [`Table`] is indexed by its own id only.
+pub trait Id: Copy {
+    /// The id of the entry at `index`.
+    fn at(index: usize) -> Self;
+    /// The entry's position in its table.
+    fn index(self) -> usize;
+}
+
+/// Declares an id type: a `u32` (instructions stay small), shown as its number.
+macro_rules! ids {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(u32);
+
+        impl Id for $name {
+            #[inline]
+            fn at(index: usize) -> Self {
+                // A rule set has far fewer than 2^32 of anything: its text would not fit.
+                debug_assert!(u32::try_from(index).is_ok());
+                $name(index as u32)
+            }
+
+            #[inline]
+            fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+
+        impl fmt::Display for $name {
+            /// The number, with the formatter's width and fill (`{:04}`).
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    )*};
+}
+
+ids! {
+    /// Index into [`Code::selectors`].
+    SelId;
+    /// Index into [`Code::attrs`].
+    AttrId;
+    /// Index into [`Code::names`] (an interned span name).
+    NameId;
+    /// Index into [`Code::globs`].
+    GlobId;
+    /// Index into [`Code::consts`].
+    ConstId;
+    /// Index into [`Code::numbers`].
+    NumId;
+    /// Index into [`Code::lists`].
+    ListId;
+    /// Index into [`Code::regexes`].
+    RegexId;
+    /// A jump's target: the index of an instruction in the program that holds the jump
+    /// (a rule's [`Program::ops`], or a selector's [`SelectorCode::pred`]).
+    Jump;
+}
+
+/// A table of the code, indexed by its id type `I` only.
+#[derive(Clone, PartialEq)]
+pub struct Table<I, T> {
+    items: Vec<T>,
+    id: PhantomData<fn() -> I>,
+}
+
+impl<I: Id, T> Table<I, T> {
+    /// An empty table.
+    pub fn new() -> Self {
+        Table {
+            items: Vec::new(),
+            id: PhantomData,
+        }
+    }
+
+    /// How many entries the table has.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the table has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The id the next entry pushed will have.
+    pub fn next_id(&self) -> I {
+        I::at(self.items.len())
+    }
+
+    /// Adds an entry; its id.
+    pub fn push(&mut self, item: T) -> I {
+        let id = self.next_id();
+        self.items.push(item);
+        id
+    }
+
+    /// The entry `id` names, if the table has it.
+    pub fn get(&self, id: I) -> Option<&T> {
+        self.items.get(id.index())
+    }
+
+    /// The entries in id order.
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.items.iter()
+    }
+
+    /// The entries with their ids.
+    pub fn enumerate(&self) -> impl Iterator<Item = (I, &T)> {
+        self.items.iter().enumerate().map(|(i, t)| (I::at(i), t))
+    }
+
+    /// A table of `fill`s, one per entry of this one: what is kept beside this table, by
+    /// the same ids (the VM's matches per selector, say).
+    pub fn beside<U: Clone>(&self, fill: U) -> Table<I, U> {
+        Table {
+            items: vec![fill; self.items.len()],
+            id: PhantomData,
+        }
+    }
+
+    /// A table of `f` of each entry, by the same ids.
+    pub fn map<U>(&self, f: impl FnMut(&T) -> U) -> Table<I, U> {
+        Table {
+            items: self.items.iter().map(f).collect(),
+            id: PhantomData,
+        }
+    }
+}
+
+impl<I: Id, T> Default for Table<I, T> {
+    fn default() -> Self {
+        Table::new()
+    }
+}
+
+impl<I, T: fmt::Debug> fmt::Debug for Table<I, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.items).finish()
+    }
+}
+
+impl<I: Id, T> Index<I> for Table<I, T> {
+    type Output = T;
+
+    #[inline]
+    fn index(&self, id: I) -> &T {
+        &self.items[id.index()]
+    }
+}
+
+impl<I: Id, T> IndexMut<I> for Table<I, T> {
+    #[inline]
+    fn index_mut(&mut self, id: I) -> &mut T {
+        &mut self.items[id.index()]
+    }
+}
+
+impl<'a, I: Id, T> IntoIterator for &'a Table<I, T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
 
 /// A whole-trace instruction. The stack holds `i64`s; booleans are 0 and 1.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,7 +195,7 @@ pub enum Op {
     /// Push an aggregate of the attribute over the matching spans (numbers; may be no value).
     Agg(Aggregate, SelId, AttrId),
     /// Push `numbers[k]` (numbers).
-    Num(u32),
+    Num(NumId),
     /// Push false.
     False,
     /// Pop b, pop a from the number stack, push `a OP b` (false when either has no value).
@@ -40,7 +204,7 @@ pub enum Op {
     Before(SelId, SelId),
     /// Push 1 if both match and every span matching the second starts after a span
     /// matching the first by at most `numbers[k]` nanoseconds.
-    BeforeWithin(SelId, SelId, u32),
+    BeforeWithin(SelId, SelId, NumId),
     /// Push 1 if every span matching the first has an ancestor matching the second.
     Within(SelId, SelId),
     /// Push 1 if every span matching the first has a parent matching the second.
@@ -48,13 +212,13 @@ pub enum Op {
     /// Replace the top with its negation.
     Not,
     /// If the top is false, jump (keeping it); else pop it.
-    JumpIfFalseOrPop(u32),
+    JumpIfFalseOrPop(Jump),
     /// If the top is true, jump (keeping it); else pop it.
-    JumpIfTrueOrPop(u32),
+    JumpIfTrueOrPop(Jump),
     /// The end of an invariant's `when` part: if the top is false the rule does not apply
     /// (jump, keeping it); else pop it and note that the rule applies to the trace — what
     /// compliance evidence counts.
-    Applies(u32),
+    Applies(Jump),
     /// The end of an invariant's `never` part: note whether it holds (the top, kept), so
     /// that its spans are the trigger spans when the rule fires.
     Never,
@@ -64,13 +228,13 @@ pub enum Op {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum PredOp {
     /// Push `attr OP consts[k]` (false when the attribute is absent).
-    Cmp(AttrId, CmpOp, u32),
+    Cmp(AttrId, CmpOp, ConstId),
     /// Push `attr in lists[l]`.
-    In(AttrId, u32),
+    In(AttrId, ListId),
     /// Push whether `attr` is a string the regex matches.
-    Matches(AttrId, u32),
+    Matches(AttrId, RegexId),
     /// Push `attr contains consts[k]`.
-    Contains(AttrId, u32),
+    Contains(AttrId, ConstId),
     /// Push `a OP b` for two attributes of the same span.
     CmpAttr(AttrId, CmpOp, AttrId),
     /// Push whether the attribute is present.
@@ -80,9 +244,9 @@ pub enum PredOp {
     /// Negate the top.
     Not,
     /// If the top is false, jump (keeping it); else pop it.
-    JumpIfFalseOrPop(u32),
+    JumpIfFalseOrPop(Jump),
     /// If the top is true, jump (keeping it); else pop it.
-    JumpIfTrueOrPop(u32),
+    JumpIfTrueOrPop(Jump),
 }
 
 /// How a compiled selector finds its candidate spans by name.
@@ -91,7 +255,7 @@ pub enum NameCode {
     /// The spans with this interned name.
     Exact(NameId),
     /// The spans whose name matches glob `globs[i]`.
-    Glob(u32),
+    Glob(GlobId),
     /// Every span.
     Any,
 }
@@ -129,33 +293,30 @@ pub struct Program {
 #[derive(Debug, Clone, Default)]
 pub struct Code {
     /// Interned span names used by exact selectors.
-    pub names: Vec<String>,
+    pub names: Table<NameId, String>,
     /// Glob patterns: the text and the anchored regex.
-    pub globs: Vec<(String, Regex)>,
+    pub globs: Table<GlobId, (String, Regex)>,
     /// Selectors, deduplicated.
-    pub selectors: Vec<SelectorCode>,
+    pub selectors: Table<SelId, SelectorCode>,
     /// Attribute references.
-    pub attrs: Vec<Attr>,
+    pub attrs: Table<AttrId, Attr>,
     /// Literal constants of predicates.
-    pub consts: Vec<Value>,
+    pub consts: Table<ConstId, Value>,
     /// Numeric constants of comparisons, and time bounds (nanoseconds).
-    pub numbers: Vec<Number>,
+    pub numbers: Table<NumId, Number>,
     /// Literal lists for `in`.
-    pub lists: Vec<Vec<Value>>,
+    pub lists: Table<ListId, Vec<Value>>,
     /// Regexes for `matches`.
-    pub regexes: Vec<Regex>,
+    pub regexes: Table<RegexId, Regex>,
 }
 
 impl Code {
     /// A readable listing of one rule's program and the selectors it uses.
     pub fn disassemble(&self, prog: &Program) -> String {
         let mut out = String::new();
-        let guard = prog.guard.map(|n| {
-            format!(
-                "skip unless the trace has a span named {:?}",
-                self.names[n as usize]
-            )
-        });
+        let guard = prog
+            .guard
+            .map(|n| format!("skip unless the trace has a span named {:?}", self.names[n]));
         let _ = writeln!(
             out,
             "program ({} ops){}",
@@ -168,15 +329,15 @@ impl Code {
                 Op::Has(s) => format!("HAS       {}", sel(s)),
                 Op::Count(s) => format!("COUNT     {}", sel(s)),
                 Op::Distinct(s, a) => {
-                    format!("DISTINCT  {} by {}", sel(s), self.attrs[*a as usize])
+                    format!("DISTINCT  {} by {}", sel(s), self.attrs[*a])
                 }
                 Op::Agg(f, s, a) => format!(
                     "{:<9} {} of {}",
                     f.as_str().to_uppercase(),
                     sel(s),
-                    self.attrs[*a as usize]
+                    self.attrs[*a]
                 ),
-                Op::Num(k) => format!("NUM       {}", self.numbers[*k as usize]),
+                Op::Num(k) => format!("NUM       {}", self.numbers[*k]),
                 Op::False => "FALSE".to_string(),
                 Op::Cmp(c) => format!("CMP       {c}"),
                 Op::Before(a, b) => format!("BEFORE    {} {}", sel(a), sel(b)),
@@ -184,7 +345,7 @@ impl Code {
                     "BEFORE    {} {} within {}",
                     sel(a),
                     sel(b),
-                    crate::lang::value::format_duration(match self.numbers[*k as usize] {
+                    crate::lang::value::format_duration(match self.numbers[*k] {
                         Number::Int(ns) => ns,
                         Number::Float(f) => f as i64,
                     })
@@ -215,10 +376,10 @@ impl Code {
         used.dedup();
         let _ = writeln!(out, "selectors");
         for s in used {
-            let code = &self.selectors[s as usize];
+            let code = &self.selectors[s];
             let name = match code.name {
-                NameCode::Exact(n) => format!("name == {:?}", self.names[n as usize]),
-                NameCode::Glob(g) => format!("name glob {:?}", self.globs[g as usize].0),
+                NameCode::Exact(n) => format!("name == {:?}", self.names[n]),
+                NameCode::Glob(g) => format!("name glob {:?}", self.globs[g].0),
                 NameCode::Any => "any name".to_string(),
             };
             let trig = match (prog.triggers.contains(&s), prog.never_triggers.contains(&s)) {
@@ -237,33 +398,26 @@ impl Code {
                 let text = match op {
                     PredOp::Cmp(a, c, k) => format!(
                         "CMP       {} {c} {}",
-                        self.attrs[*a as usize],
-                        show(&self.consts[*k as usize])
+                        self.attrs[*a],
+                        show(&self.consts[*k])
                     ),
                     PredOp::In(a, l) => {
-                        let items: Vec<String> = self.lists[*l as usize].iter().map(show).collect();
-                        format!(
-                            "IN        {} [{}]",
-                            self.attrs[*a as usize],
-                            items.join(", ")
-                        )
+                        let items: Vec<String> = self.lists[*l].iter().map(show).collect();
+                        format!("IN        {} [{}]", self.attrs[*a], items.join(", "))
                     }
                     PredOp::Matches(a, r) => format!(
                         "MATCHES   {} /{}/",
-                        self.attrs[*a as usize],
-                        self.regexes[*r as usize].as_str()
+                        self.attrs[*a],
+                        self.regexes[*r].as_str()
                     ),
-                    PredOp::Contains(a, k) => format!(
-                        "CONTAINS  {} {}",
-                        self.attrs[*a as usize],
-                        show(&self.consts[*k as usize])
-                    ),
-                    PredOp::CmpAttr(a, c, b) => format!(
-                        "CMPATTR   {} {c} {}",
-                        self.attrs[*a as usize], self.attrs[*b as usize]
-                    ),
-                    PredOp::Exists(a) => format!("EXISTS    {}", self.attrs[*a as usize]),
-                    PredOp::Truthy(a) => format!("TRUE      {}", self.attrs[*a as usize]),
+                    PredOp::Contains(a, k) => {
+                        format!("CONTAINS  {} {}", self.attrs[*a], show(&self.consts[*k]))
+                    }
+                    PredOp::CmpAttr(a, c, b) => {
+                        format!("CMPATTR   {} {c} {}", self.attrs[*a], self.attrs[*b])
+                    }
+                    PredOp::Exists(a) => format!("EXISTS    {}", self.attrs[*a]),
+                    PredOp::Truthy(a) => format!("TRUE      {}", self.attrs[*a]),
                     PredOp::Not => "NOT".to_string(),
                     PredOp::JumpIfFalseOrPop(t) => format!("JMPF      {t:04}"),
                     PredOp::JumpIfTrueOrPop(t) => format!("JMPT      {t:04}"),

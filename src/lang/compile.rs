@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use crate::lang::bytecode::{AttrId, Code, NameCode, Op, PredOp, Program, SelId};
+use crate::lang::bytecode::{
+    AttrId, Code, ConstId, GlobId, Id, Jump, NameCode, NameId, NumId, Op, PredOp, Program, SelId,
+    SelectorCode,
+};
 use crate::lang::hir::{self, trigger_selectors, Attr, Expr, Form, NameMatch, Num, Pred};
 use crate::lang::value::{CmpOp, Number, Value, ValueKey};
 
@@ -11,12 +14,12 @@ use crate::lang::value::{CmpOp, Number, Value, ValueKey};
 #[derive(Default)]
 pub struct Compiler {
     code: Code,
-    names: HashMap<String, u32>,
-    globs: HashMap<String, u32>,
+    names: HashMap<String, NameId>,
+    globs: HashMap<String, GlobId>,
     selectors: HashMap<SelKey, SelId>,
     attrs: HashMap<Attr, AttrId>,
-    consts: HashMap<ValueKey, u32>,
-    numbers: HashMap<ValueKey, u32>,
+    consts: HashMap<ValueKey, ConstId>,
+    numbers: HashMap<ValueKey, NumId>,
 }
 
 impl Compiler {
@@ -35,14 +38,14 @@ impl Compiler {
                 never,
             } => {
                 self.expr(when, &mut ops);
-                let end_jump = emit_jump(&mut ops, Op::Applies(0));
+                let end_jump = emit_jump(&mut ops, Op::Applies(Jump::at(0)));
                 // `never` first: when it holds, its spans are the trigger spans, whether
                 // or not `always` failed too.
                 match (always, never) {
                     (Some(a), Some(n)) => {
                         self.expr(n, &mut ops);
                         ops.push(Op::Never);
-                        let j = emit_jump(&mut ops, Op::JumpIfTrueOrPop(0));
+                        let j = emit_jump(&mut ops, Op::JumpIfTrueOrPop(Jump::at(0)));
                         self.expr(a, &mut ops);
                         ops.push(Op::Not);
                         patch(&mut ops, j);
@@ -99,9 +102,9 @@ impl Compiler {
                     self.expr(item, ops);
                     if i + 1 < items.len() {
                         let op = if is_or {
-                            Op::JumpIfTrueOrPop(0)
+                            Op::JumpIfTrueOrPop(Jump::at(0))
                         } else {
-                            Op::JumpIfFalseOrPop(0)
+                            Op::JumpIfFalseOrPop(Jump::at(0))
                         };
                         jumps.push(emit_jump(ops, op));
                     }
@@ -169,12 +172,12 @@ impl Compiler {
     }
 
     /// Interns a numeric constant.
-    fn number(&mut self, x: Number) -> u32 {
+    fn number(&mut self, x: Number) -> NumId {
         let key = ValueKey::of(&match x {
             Number::Int(i) => Value::Int(i),
             Number::Float(f) => Value::Float(f),
         });
-        let next = self.code.numbers.len() as u32;
+        let next = self.code.numbers.next_id();
         let id = *self.numbers.entry(key).or_insert(next);
         if id == next {
             self.code.numbers.push(x);
@@ -182,12 +185,11 @@ impl Compiler {
         id
     }
 
-    fn name(&mut self, n: &str) -> u32 {
+    fn name(&mut self, n: &str) -> NameId {
         if let Some(&id) = self.names.get(n) {
             return id;
         }
-        let id = self.code.names.len() as u32;
-        self.code.names.push(n.to_string());
+        let id = self.code.names.push(n.to_string());
         self.names.insert(n.to_string(), id);
         id
     }
@@ -204,8 +206,7 @@ impl Compiler {
                 let id = match self.globs.get(text) {
                     Some(&id) => id,
                     None => {
-                        let id = self.code.globs.len() as u32;
-                        self.code.globs.push((text.clone(), re.clone()));
+                        let id = self.code.globs.push((text.clone(), re.clone()));
                         self.globs.insert(text.clone(), id);
                         id
                     }
@@ -218,14 +219,11 @@ impl Compiler {
         if let Some(p) = &s.pred {
             self.pred(p, &mut pred);
         }
-        let id = self.code.selectors.len() as SelId;
-        self.code
-            .selectors
-            .push(crate::lang::bytecode::SelectorCode {
-                name,
-                pred,
-                text: s.text.clone(),
-            });
+        let id = self.code.selectors.push(SelectorCode {
+            name,
+            pred,
+            text: s.text.clone(),
+        });
         self.selectors.insert(key, id);
         id
     }
@@ -240,13 +238,13 @@ impl Compiler {
                     if i + 1 < items.len() {
                         jumps.push(ops.len());
                         ops.push(if is_or {
-                            PredOp::JumpIfTrueOrPop(0)
+                            PredOp::JumpIfTrueOrPop(Jump::at(0))
                         } else {
-                            PredOp::JumpIfFalseOrPop(0)
+                            PredOp::JumpIfFalseOrPop(Jump::at(0))
                         });
                     }
                 }
-                let end = ops.len() as u32;
+                let end = Jump::at(ops.len());
                 for j in jumps {
                     ops[j] = match ops[j] {
                         PredOp::JumpIfTrueOrPop(_) => PredOp::JumpIfTrueOrPop(end),
@@ -273,14 +271,12 @@ impl Compiler {
             }
             Pred::In(a, items) => {
                 let a = self.attr(a);
-                let l = self.code.lists.len() as u32;
-                self.code.lists.push(items.clone());
+                let l = self.code.lists.push(items.clone());
                 ops.push(PredOp::In(a, l));
             }
             Pred::Matches(a, re) => {
                 let a = self.attr(a);
-                let r = self.code.regexes.len() as u32;
-                self.code.regexes.push(re.clone());
+                let r = self.code.regexes.push(re.clone());
                 ops.push(PredOp::Matches(a, r));
             }
             Pred::Contains(a, v) => {
@@ -299,15 +295,14 @@ impl Compiler {
         if let Some(&id) = self.attrs.get(a) {
             return id;
         }
-        let id = self.code.attrs.len() as AttrId;
-        self.code.attrs.push(a.clone());
+        let id = self.code.attrs.push(a.clone());
         self.attrs.insert(a.clone(), id);
         id
     }
 
     /// Interns a constant: one hash lookup, so a rule's constants cost linear time.
-    fn constant(&mut self, v: &Value) -> u32 {
-        let next = self.code.consts.len() as u32;
+    fn constant(&mut self, v: &Value) -> ConstId {
+        let next = self.code.consts.next_id();
         let id = *self.consts.entry(ValueKey::of(v)).or_insert(next);
         if id == next {
             self.code.consts.push(v.clone());
@@ -383,7 +378,7 @@ fn emit_jump(ops: &mut Vec<Op>, op: Op) -> usize {
 }
 
 fn patch(ops: &mut [Op], at: usize) {
-    let end = ops.len() as u32;
+    let end = Jump::at(ops.len());
     ops[at] = match ops[at] {
         Op::JumpIfTrueOrPop(_) => Op::JumpIfTrueOrPop(end),
         Op::Applies(_) => Op::Applies(end),
@@ -426,7 +421,8 @@ mod tests {
         ]);
         // "a", "b", 1 and 1.0 (an int and a float are two constants).
         assert_eq!(code.consts.len(), 4, "{:?}", code.consts);
-        assert_eq!(code.numbers, vec![Number::Int(2), Number::Float(2.0)]);
+        let numbers: Vec<Number> = code.numbers.iter().copied().collect();
+        assert_eq!(numbers, vec![Number::Int(2), Number::Float(2.0)]);
         // x.where(…) once for both rules, then y, z, w.
         assert_eq!(code.selectors.len(), 4);
     }

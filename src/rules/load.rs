@@ -1,5 +1,6 @@
-//! Reading rule files: strict keys via serde, positions via [`yaml_pos`], conditions via
-//! the checker, and every problem collected rather than stopping at the first.
+//! Reading rule files: strict keys via serde, positions and values via one walk of the
+//! YAML ([`yaml_pos::read`]), conditions via the checker, and every problem collected
+//! rather than stopping at the first.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -151,8 +152,8 @@ impl Loader {
     }
 
     fn file(&mut self, fi: usize, f: &SourceFile) {
-        let root = match yaml_pos::positions(&f.text) {
-            Ok(Some(root)) => root,
+        let (root, value) = match yaml_pos::read(&f.text) {
+            Ok(Some(doc)) => (doc.root, doc.value),
             Ok(None) => {
                 return self.error(
                     Code::EmptyFile,
@@ -165,11 +166,11 @@ impl Loader {
             }
             Err(d) => return self.diags.push(d.relocate(fi, |r| r)),
         };
-        let value = match super::yaml_value::parse_walked(&f.text) {
+        let value = match value {
             Ok(v) => v,
             Err(e) => {
-                // yaml-rust2 refuses a repeated key where the mapping ends (for the top
-                // level, past the end of the file): point at the repeated key, and the first.
+                // A repeated key is reported (as yaml-rust2's loader reported it) where its
+                // value ends, or its mapping: point at the repeated key, and the first.
                 if let Some((key, first, again)) = e
                     .message
                     .contains("duplicated key")
@@ -488,7 +489,7 @@ fn locate(node: &Node, path: &serde_path_to_error::Path, msg: &str, text: &str) 
 }
 
 /// The seed an example's trace and span ids derive from: its rule id and position.
-pub fn example_seed(rule_id: &str, index: usize) -> u64 {
+pub(super) fn example_seed(rule_id: &str, index: usize) -> u64 {
     // FNV-1a over the id's bytes, then the index's big-endian bytes: stable across runs
     // and platforms, unlike the std hasher (`write_u64` would be native-endian).
     use std::hash::Hasher;

@@ -1,17 +1,25 @@
 //! Where each part of a YAML document stands in its text.
 //!
-//! serde gives us typed rule files ([`super::yaml_value`]) but no positions once a value is read, and an
-//! error in a condition must point at the line and column *in the file*. This module reads
-//! the same text with yaml-rust2's event parser and keeps a light tree of byte offsets.
+//! serde gives us typed rule files ([`super::yaml_value`]) but no positions once a value is
+//! read, and an error in a condition must point at the line and column *in the file*. This
+//! module walks the text once with yaml-rust2's event parser and keeps a light tree of byte
+//! offsets, and builds in the same walk the value serde reads (as yaml-rust2's loader
+//! would have: the text used to be parsed a second time for it).
 
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
 use yaml_rust2::parser::{Event, Parser};
-
-use crate::diagnostic::{Code, Diagnostic};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::yaml::Hash;
+use yaml_rust2::Yaml;
+
+use super::yaml_value::{self, YamlError};
+use crate::diagnostic::{Code, Diagnostic};
 
 /// A node of the position tree.
 #[derive(Debug, Clone)]
-pub struct Node {
+pub(crate) struct Node {
     /// Byte offset where the node starts (for block scalars, their first content character).
     pub start: usize,
     /// The node's shape and children.
@@ -20,7 +28,7 @@ pub struct Node {
 
 /// What a node is.
 #[derive(Debug, Clone)]
-pub enum NodeKind {
+pub(crate) enum NodeKind {
     /// A scalar with its style and text.
     Scalar(TScalarStyle, String),
     /// A sequence.
@@ -33,12 +41,12 @@ pub enum NodeKind {
 
 impl Node {
     /// The value under `key`, if this is a mapping that has it.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
         self.entry(key).map(|(_, n)| n)
     }
 
     /// The key's offset and value under `key`.
-    pub fn entry(&self, key: &str) -> Option<(usize, &Node)> {
+    pub(crate) fn entry(&self, key: &str) -> Option<(usize, &Node)> {
         match &self.kind {
             NodeKind::Map(items) => items
                 .iter()
@@ -49,7 +57,7 @@ impl Node {
     }
 
     /// The `i`th item, if this is a sequence that has it.
-    pub fn item(&self, i: usize) -> Option<&Node> {
+    pub(crate) fn item(&self, i: usize) -> Option<&Node> {
         match &self.kind {
             NodeKind::Seq(items) => items.get(i),
             _ => None,
@@ -67,35 +75,97 @@ fn yaml_error(code: Code, at: usize, message: String) -> Diagnostic {
     )
 }
 
-/// Builds the position tree of the first document in `text`; `Ok(None)` for an empty one.
-pub fn positions(text: &str) -> Result<Option<Node>, Diagnostic> {
+/// A YAML text read once: where the parts of its first document stand, and what the
+/// document says.
+#[derive(Debug)]
+pub(crate) struct Document {
+    /// The position tree of the first document.
+    pub root: Node,
+    /// The first document as a value, read as yaml-rust2's `YamlLoader` reads it; what the
+    /// loader refused (a key repeated in a mapping, any problem in a later document) is
+    /// the error.
+    pub value: Result<Value, YamlError>,
+}
+
+/// Reads `text` in one walk of yaml-rust2's event parser: the position tree and the value
+/// of its first document; `Ok(None)` for an empty text. The first document's syntax
+/// errors, nesting deeper than `MAX_DEPTH` and aliases that would expand beyond
+/// [`MAX_EXPANDED_NODES`] are refused as diagnostics. Later documents are walked too (the
+/// loader read them, and refused the text for their errors) under the same limits.
+pub(crate) fn read(text: &str) -> Result<Option<Document>, Diagnostic> {
     let offsets = CharOffsets::new(text);
     let mut parser = Parser::new_from_str(text);
-    let mut reader = Reader {
-        parser: &mut parser,
-        offsets: &offsets,
-        depth: 0,
-        anchors: std::collections::HashMap::new(),
-        size: 0,
-    };
-    loop {
-        let (event, mark) = reader.next()?;
+    let mut reader = Reader::new(&mut parser, &offsets);
+    let root = loop {
+        let (event, mark) = reader.next().map_err(Refusal::diagnostic)?;
         match event {
             Event::StreamEnd => return Ok(None),
             Event::StreamStart | Event::DocumentStart => {}
-            _ => return reader.node(event, mark).map(Some),
+            _ => break reader.document(event, mark).map_err(Refusal::diagnostic)?,
+        }
+    };
+    let value = match reader.rest() {
+        Err(r) => Err(r.load_error()),
+        Ok(()) => reader.duplicate.take().map_or(Ok(root.value), Err),
+    };
+    Ok(Some(Document {
+        root: root.node,
+        value,
+    }))
+}
+
+/// Why the walk stopped: a parser error or a limit, at a byte offset.
+struct Refusal {
+    code: Code,
+    at: usize,
+    info: String,
+}
+
+impl Refusal {
+    /// In the first document: a diagnostic, as the position walk has always reported it.
+    fn diagnostic(self) -> Diagnostic {
+        yaml_error(self.code, self.at, self.info)
+    }
+
+    /// In a later document: the error the loader gave (it alone read those).
+    fn load_error(self) -> YamlError {
+        YamlError {
+            at: self.at,
+            message: self.info,
         }
     }
+}
+
+/// One node as the walk read it: where it stands and its value; for keys and anchored
+/// nodes, and everything inside them, also the loader's YAML node, which the loader
+/// compares (repeated keys) and copies (aliases).
+struct Read {
+    node: Node,
+    value: Value,
+    yaml: Option<Yaml>,
 }
 
 struct Reader<'p, 't> {
     parser: &'p mut Parser<std::str::Chars<'t>>,
     offsets: &'p CharOffsets,
     depth: usize,
-    /// Per anchor, how many nodes it stands for with its own aliases expanded.
-    anchors: std::collections::HashMap<usize, u64>,
+    /// Per anchor: how many nodes it stands for with its own aliases expanded, its value,
+    /// and its YAML node.
+    anchors: HashMap<usize, (u64, Value, Yaml)>,
+    /// The anchors of the document being read: the loader's parser forgets the others at
+    /// each document.
+    doc_anchors: HashSet<usize>,
     /// The expanded size of the node read last.
     size: u64,
+    /// Byte offset of the last event of the node read last, where the loader inserted it.
+    end: usize,
+    /// Nodes of this document read so far, aliases expanded: past [`MAX_EXPANDED_NODES`]
+    /// an alias is not copied, as the document is refused anyway.
+    total: u64,
+    /// Whether an alias was left uncopied: the document must then be refused.
+    truncated: bool,
+    /// The first key repeated in a mapping, as the loader reported it.
+    duplicate: Option<YamlError>,
 }
 
 /// Nesting deeper than this is refused: rule files are shallow, hostile ones are not.
@@ -105,98 +175,310 @@ const MAX_DEPTH: usize = 64;
 /// expands aliases (serde does, to build values) would otherwise turn a few hundred bytes
 /// of nested aliases ("a billion laughs") into billions of nodes; the library's largest
 /// file is about 15,000.
-pub const MAX_EXPANDED_NODES: u64 = 1_000_000;
+pub(crate) const MAX_EXPANDED_NODES: u64 = 1_000_000;
 
-impl Reader<'_, '_> {
-    fn next(&mut self) -> Result<(Event, usize), Diagnostic> {
-        match self.parser.next_token() {
-            Ok((event, mark)) => Ok((event, self.offsets.byte(mark))),
-            Err(e) => Err(yaml_error(
-                Code::YamlSyntax,
-                self.offsets.byte(*e.marker()),
-                e.info().to_string(),
-            )),
+impl<'p, 't> Reader<'p, 't> {
+    fn new(parser: &'p mut Parser<std::str::Chars<'t>>, offsets: &'p CharOffsets) -> Self {
+        Reader {
+            parser,
+            offsets,
+            depth: 0,
+            anchors: HashMap::new(),
+            doc_anchors: HashSet::new(),
+            size: 0,
+            end: 0,
+            total: 0,
+            truncated: false,
+            duplicate: None,
         }
     }
 
-    fn node(&mut self, event: Event, start: usize) -> Result<Node, Diagnostic> {
-        let mut size: u64 = 1;
-        let (kind, anchor) = match event {
-            Event::Scalar(text, style, anchor, _) => (NodeKind::Scalar(style, text), anchor),
-            Event::SequenceStart(anchor, _) => {
-                self.enter(start)?;
-                let mut items = Vec::new();
-                loop {
-                    let (ev, at) = self.next()?;
-                    if ev == Event::SequenceEnd {
-                        break;
-                    }
-                    items.push(self.node(ev, at)?);
-                    size = self.grow(size, start)?;
+    fn next(&mut self) -> Result<(Event, usize), Refusal> {
+        match self.parser.next_token() {
+            Ok((event, mark)) => Ok((event, self.offsets.byte(mark))),
+            Err(e) => Err(Refusal {
+                code: Code::YamlSyntax,
+                at: self.offsets.byte(*e.marker()),
+                info: e.info().to_string(),
+            }),
+        }
+    }
+
+    /// The root node of a document, its aliases bounded.
+    fn document(&mut self, event: Event, start: usize) -> Result<Read, Refusal> {
+        self.doc_anchors.clear();
+        self.total = 0;
+        self.truncated = false;
+        let root = self.node(event, start, false)?;
+        if self.truncated {
+            return Err(too_large(start));
+        }
+        Ok(root)
+    }
+
+    /// The documents after the first, walked for what the loader refused in them.
+    fn rest(&mut self) -> Result<(), Refusal> {
+        loop {
+            let (event, mark) = self.next()?;
+            match event {
+                Event::StreamEnd => return Ok(()),
+                Event::StreamStart | Event::DocumentStart | Event::DocumentEnd => {}
+                _ => {
+                    self.document(event, mark)?;
                 }
-                self.depth -= 1;
-                (NodeKind::Seq(items), anchor)
+            }
+        }
+    }
+
+    /// Reads the node `event` starts; `yaml` asks for its YAML node as well.
+    fn node(&mut self, event: Event, start: usize, yaml: bool) -> Result<Read, Refusal> {
+        self.end = start;
+        let (read, anchor, size) = match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let y = yaml_value::scalar(&text, style, tag.as_ref());
+                let read = Read {
+                    node: Node {
+                        start,
+                        kind: NodeKind::Scalar(style, text),
+                    },
+                    value: yaml_value::value(&y),
+                    yaml: (yaml || anchor > 0).then_some(y),
+                };
+                (read, anchor, 1)
+            }
+            Event::SequenceStart(anchor, _) => {
+                let (read, size) = self.sequence(start, yaml || anchor > 0)?;
+                (read, anchor, size)
             }
             Event::MappingStart(anchor, _) => {
-                self.enter(start)?;
-                let mut items = Vec::new();
-                loop {
-                    let (ev, at) = self.next()?;
-                    if ev == Event::MappingEnd {
-                        break;
-                    }
-                    let key = match &ev {
-                        Event::Scalar(text, ..) => text.clone(),
-                        _ => String::new(),
-                    };
-                    let _ = self.node(ev, at)?;
-                    size = self.grow(size, start)?;
-                    let (vev, vat) = self.next()?;
-                    let value = self.node(vev, vat)?;
-                    size = self.grow(size, start)?;
-                    items.push((key, at, value));
-                }
-                self.depth -= 1;
-                (NodeKind::Map(items), anchor)
+                let (read, size) = self.mapping(start, yaml || anchor > 0)?;
+                (read, anchor, size)
             }
-            Event::Alias(id) => {
-                size = self.anchors.get(&id).copied().unwrap_or(1);
-                (NodeKind::Other, 0)
+            Event::Alias(id) => return self.alias(id, start, yaml),
+            _ => {
+                let read = Read {
+                    node: Node {
+                        start,
+                        kind: NodeKind::Other,
+                    },
+                    value: Value::Null,
+                    yaml: yaml.then_some(Yaml::BadValue),
+                };
+                (read, 0, 1)
             }
-            _ => (NodeKind::Other, 0),
         };
+        self.total = self.total.saturating_add(1);
         if anchor > 0 {
-            self.anchors.insert(anchor, size);
+            let y = read.yaml.clone().unwrap_or(Yaml::BadValue);
+            self.anchors.insert(anchor, (size, read.value.clone(), y));
+            self.doc_anchors.insert(anchor);
         }
         self.size = size;
-        Ok(Node { start, kind })
+        Ok(read)
+    }
+
+    /// An alias: its anchor's value copied, as the loader copies it. An anchor of another
+    /// document is unknown to the loader's parser, and one still being read is not yet
+    /// in the loader's table (it reads as nothing).
+    fn alias(&mut self, id: usize, start: usize, yaml: bool) -> Result<Read, Refusal> {
+        if !self.doc_anchors.contains(&id) && self.anchors.contains_key(&id) {
+            return Err(Refusal {
+                code: Code::YamlSyntax,
+                at: start,
+                info: "while parsing node, found unknown anchor".into(),
+            });
+        }
+        let node = Node {
+            start,
+            kind: NodeKind::Other,
+        };
+        let (size, value, y) = match self.anchors.get(&id) {
+            Some((size, value, y)) if self.total.saturating_add(*size) <= MAX_EXPANDED_NODES => {
+                (*size, value.clone(), yaml.then(|| y.clone()))
+            }
+            Some((size, ..)) => {
+                self.truncated = true;
+                (*size, Value::Null, yaml.then_some(Yaml::BadValue))
+            }
+            None => (1, Value::Null, yaml.then_some(Yaml::BadValue)),
+        };
+        self.total = self.total.saturating_add(size);
+        self.size = size;
+        Ok(Read {
+            node,
+            value,
+            yaml: y,
+        })
+    }
+
+    /// A sequence's items, with its expanded size.
+    fn sequence(&mut self, start: usize, yaml: bool) -> Result<(Read, u64), Refusal> {
+        self.enter(start)?;
+        let mut size: u64 = 1;
+        let (mut nodes, mut values, mut yamls) = (Vec::new(), Vec::new(), Vec::new());
+        loop {
+            let (ev, at) = self.next()?;
+            if ev == Event::SequenceEnd {
+                self.end = at;
+                break;
+            }
+            let item = self.node(ev, at, yaml)?;
+            size = self.grow(size, start)?;
+            nodes.push(item.node);
+            values.push(item.value);
+            yamls.extend(item.yaml);
+        }
+        self.depth -= 1;
+        let read = Read {
+            node: Node {
+                start,
+                kind: NodeKind::Seq(nodes),
+            },
+            value: Value::Array(values),
+            yaml: yaml.then_some(Yaml::Array(yamls)),
+        };
+        Ok((read, size))
+    }
+
+    /// A mapping's entries, with its expanded size. Positions pair each key event with
+    /// the next; the value is built as the loader builds it ([`Entries`]).
+    fn mapping(&mut self, start: usize, yaml: bool) -> Result<(Read, u64), Refusal> {
+        self.enter(start)?;
+        let mut size: u64 = 1;
+        let mut items = Vec::new();
+        let mut entries = Entries::new(yaml);
+        loop {
+            let (ev, at) = self.next()?;
+            if ev == Event::MappingEnd {
+                self.end = at;
+                break;
+            }
+            let key = match &ev {
+                Event::Scalar(text, ..) => text.clone(),
+                _ => String::new(),
+            };
+            let k = self.node(ev, at, yaml || entries.wants_key())?;
+            size = self.grow(size, start)?;
+            self.add(&mut entries, k.value, k.yaml);
+            let (vev, vat) = self.next()?;
+            let v = self.node(vev, vat, yaml || entries.wants_key())?;
+            size = self.grow(size, start)?;
+            let Read {
+                node,
+                value,
+                yaml: y,
+            } = v;
+            items.push((key, at, node));
+            self.add(&mut entries, value, y);
+        }
+        self.depth -= 1;
+        let (value, y) = entries.finish();
+        let read = Read {
+            node: Node {
+                start,
+                kind: NodeKind::Map(items),
+            },
+            value,
+            yaml: y,
+        };
+        Ok((read, size))
+    }
+
+    /// Adds a node read inside a mapping, keeping the first repeated key.
+    fn add(&mut self, entries: &mut Entries, value: Value, yaml: Option<Yaml>) {
+        if let Err(key) = entries.push(value, yaml) {
+            self.duplicate.get_or_insert_with(|| YamlError {
+                at: self.end,
+                message: format!("{key:?}: duplicated key in mapping"),
+            });
+        }
     }
 
     /// `size` plus the node just read, refused beyond [`MAX_EXPANDED_NODES`].
-    fn grow(&self, size: u64, at: usize) -> Result<u64, Diagnostic> {
+    fn grow(&self, size: u64, at: usize) -> Result<u64, Refusal> {
         let size = size.saturating_add(self.size);
         if size > MAX_EXPANDED_NODES {
-            return Err(yaml_error(
-                Code::YamlTooLarge,
-                at,
-                format!(
-                    "its aliases expand to more than {MAX_EXPANDED_NODES} nodes (aliases of aliases multiply)"
-                ),
-            ));
+            return Err(too_large(at));
         }
         Ok(size)
     }
 
-    fn enter(&mut self, at: usize) -> Result<(), Diagnostic> {
+    fn enter(&mut self, at: usize) -> Result<(), Refusal> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(yaml_error(
-                Code::YamlTooDeep,
+            return Err(Refusal {
+                code: Code::YamlTooDeep,
                 at,
-                format!("nested deeper than {MAX_DEPTH} levels"),
-            ));
+                info: format!("nested deeper than {MAX_DEPTH} levels"),
+            });
         }
         Ok(())
+    }
+}
+
+/// A node whose aliases expand beyond [`MAX_EXPANDED_NODES`], refused at `at`.
+fn too_large(at: usize) -> Refusal {
+    Refusal {
+        code: Code::YamlTooLarge,
+        at,
+        info: format!(
+            "its aliases expand to more than {MAX_EXPANDED_NODES} nodes (aliases of aliases multiply)"
+        ),
+    }
+}
+
+/// A mapping's value as yaml-rust2's loader builds it: each node read is the key when no
+/// key is waiting, else that key's value. A key that reads as nothing (a bad tag, an
+/// alias of an anchor still being read) leaves the slot empty, so the node after it is
+/// the key: odd, and kept, so that values do not change.
+struct Entries {
+    /// The key waiting for its value.
+    key: Option<Yaml>,
+    /// Keys seen, to find a repeated one (when no YAML node is built).
+    seen: HashSet<Yaml>,
+    /// The YAML node, when asked for.
+    hash: Option<Hash>,
+    map: Map<String, Value>,
+}
+
+impl Entries {
+    fn new(yaml: bool) -> Entries {
+        Entries {
+            key: None,
+            seen: HashSet::new(),
+            hash: yaml.then(Hash::new),
+            map: Map::new(),
+        }
+    }
+
+    /// Whether the next node read is a key (and its YAML node is needed).
+    fn wants_key(&self) -> bool {
+        self.key.is_none()
+    }
+
+    /// Adds a node; `Err` with the key if this completes a key already in the mapping.
+    fn push(&mut self, value: Value, yaml: Option<Yaml>) -> Result<(), Yaml> {
+        let y = yaml.unwrap_or(Yaml::BadValue);
+        let Some(key) = self.key.take() else {
+            if !y.is_badvalue() {
+                self.key = Some(y);
+            }
+            return Ok(());
+        };
+        self.map.insert(yaml_value::key(&key), value);
+        let repeated = match &mut self.hash {
+            Some(hash) => hash.insert(key.clone(), y).is_some(),
+            None => !self.seen.insert(key.clone()),
+        };
+        if repeated {
+            Err(key)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn finish(self) -> (Value, Option<Yaml>) {
+        (Value::Object(self.map), self.hash.map(Yaml::Hash))
     }
 }
 
@@ -225,7 +507,7 @@ impl CharOffsets {
 /// Exact for literal blocks (`|`) and single-line plain or quoted scalars — the forms
 /// conditions are written in. Otherwise the offending text is searched for after the
 /// scalar's start, and failing that the scalar's start is used.
-pub fn map_range(
+pub(crate) fn map_range(
     text: &str,
     node: &Node,
     value: &str,
@@ -362,7 +644,7 @@ mod tests {
 
     #[test]
     fn finds_keys_and_values() {
-        let root = positions(DOC).unwrap().unwrap();
+        let root = read(DOC).unwrap().unwrap().root;
         let rule = root.get("rules").unwrap().item(0).unwrap();
         let (key_at, id) = rule.entry("id").unwrap();
         assert_eq!(&DOC[key_at..key_at + 2], "id");
@@ -371,7 +653,7 @@ mod tests {
 
     #[test]
     fn maps_literal_block_offsets_to_the_file() {
-        let root = positions(DOC).unwrap().unwrap();
+        let root = read(DOC).unwrap().unwrap().root;
         let cond = root
             .get("rules")
             .unwrap()
@@ -389,7 +671,7 @@ mod tests {
 
     #[test]
     fn maps_quoted_scalar_offsets_to_the_file() {
-        let root = positions(DOC).unwrap().unwrap();
+        let root = read(DOC).unwrap().unwrap().root;
         let cond = root
             .get("rules")
             .unwrap()
@@ -403,7 +685,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_located() {
-        let e = positions("rules:\n  - id: [\n").unwrap_err();
+        let e = read("rules:\n  - id: [\n").unwrap_err();
         assert!(e.primary.range.start > 0);
     }
 }

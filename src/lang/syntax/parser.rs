@@ -15,7 +15,7 @@ struct Grammar;
 /// How deep a condition may nest: parentheses, braces and brackets, and `not`s, counted
 /// together. Real rules nest a few levels; the bound keeps every recursive pass (parser,
 /// checker, compiler, evaluators, and dropping the tree) within a small, fixed stack.
-pub const MAX_NESTING: usize = 64;
+pub(super) const MAX_NESTING: usize = 64;
 
 /// Parses a condition. Pure syntax: reserved words, intrinsics and types are the checker's.
 pub fn parse(text: &str) -> Result<Condition, Diagnostic> {
