@@ -94,7 +94,7 @@ soak-short: build
 
 FUZZ_SECONDS ?= 3600
 fuzz:
-	cd fuzz && for t in ingest rules rules_structured replay_input; do \
+	cd fuzz && for t in ingest rules rules_structured replay_input index; do \
 	  cargo +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
 	done
 

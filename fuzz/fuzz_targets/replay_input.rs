@@ -15,9 +15,12 @@ use libfuzzer_sys::fuzz_target;
 fn rules() -> &'static RuleSet {
     static R: OnceLock<RuleSet> = OnceLock::new();
     R.get_or_init(|| {
-        RuleSet::from_text("ecommerce.yaml", include_str!("../../examples/rules/ecommerce.yaml"))
-            .expect("the playbook loads")
-            .0
+        RuleSet::from_text(
+            "ecommerce.yaml",
+            include_str!("../../examples/rules/ecommerce.yaml"),
+        )
+        .expect("the playbook loads")
+        .0
     })
 }
 
@@ -25,7 +28,12 @@ fuzz_target!(|data: &[u8]| {
     let engine = Engine::new(
         rules().clone(),
         EngineConfig {
-            buffer: BufferConfig { trace_idle_timeout: 1_000, max_trace_age: 5_000, max_traces: 8, max_spans: 64 },
+            buffer: BufferConfig {
+                trace_idle_timeout: 1_000,
+                max_trace_age: 5_000,
+                max_traces: 8,
+                max_spans: 64,
+            },
             ..EngineConfig::default()
         },
     );
@@ -33,12 +41,20 @@ fuzz_target!(|data: &[u8]| {
     input::read_from(
         "fuzz",
         Box::new(std::io::Cursor::new(data.to_vec())),
-        Limits { max_record_bytes: 1 << 20 },
+        Limits {
+            max_record_bytes: 1 << 20,
+        },
         &engine.rules().projection().clone(),
         false,
         &mut |r| {
             if let Record::Batch(batch, _) = r {
-                let end = batch.fragments.iter().flat_map(|f| &f.spans).map(|s| s.end_unix_nano).max().unwrap_or(0);
+                let end = batch
+                    .fragments
+                    .iter()
+                    .flat_map(|f| &f.spans)
+                    .map(|s| s.end_unix_nano)
+                    .max()
+                    .unwrap_or(0);
                 clock = clock.max(end);
                 let _ = engine.ingest(batch.fragments, clock);
                 let _ = engine.tick(clock);
@@ -48,6 +64,10 @@ fuzz_target!(|data: &[u8]| {
     );
     let _ = engine.shutdown();
     let c = engine.stats().counters;
-    assert_eq!(c.spans_in, c.spans_accepted + c.duplicate_spans + c.late_spans_unjudged, "{c:?}");
+    assert_eq!(
+        c.spans_in,
+        c.spans_accepted + c.duplicate_spans + c.late_spans_unjudged,
+        "{c:?}"
+    );
     assert_eq!((c.held_traces, c.held_spans), (0, 0));
 });

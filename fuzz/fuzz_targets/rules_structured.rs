@@ -7,8 +7,8 @@
 
 use std::fmt::Write;
 
-use betrace::rules::compact;
 use betrace::eval::reference;
+use betrace::rules::compact;
 use betrace::RuleSet;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -127,10 +127,14 @@ struct Rule {
 }
 
 fn quote(s: &str) -> String {
-    s.chars().take(20).filter(|c| !c.is_control()).flat_map(|c| match c {
-        '"' | '\\' => vec!['\\', c],
-        c => vec![c],
-    }).collect()
+    s.chars()
+        .take(20)
+        .filter(|c| !c.is_control())
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect()
 }
 
 impl Sel {
@@ -219,7 +223,11 @@ impl Pred {
             Pred::And(a, b) | Pred::Or(a, b) => {
                 out.push('(');
                 a.render(out);
-                out.push_str(if matches!(self, Pred::And(..)) { " and " } else { " or " });
+                out.push_str(if matches!(self, Pred::And(..)) {
+                    " and "
+                } else {
+                    " or "
+                });
                 b.render(out);
                 out.push(')');
             }
@@ -248,7 +256,11 @@ impl Expr {
             Expr::And(a, b) | Expr::Or(a, b) => {
                 out.push('(');
                 a.render(out);
-                out.push_str(if matches!(self, Expr::And(..)) { " and " } else { " or " });
+                out.push_str(if matches!(self, Expr::And(..)) {
+                    " and "
+                } else {
+                    " or "
+                });
                 b.render(out);
                 out.push(')');
             }

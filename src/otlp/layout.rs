@@ -153,7 +153,28 @@ pub fn extract_json<E>(
     keep: &[bool],
     piece: &mut Piece<'_, E>,
 ) -> Result<Option<Vec<u8>>, E> {
-    let mut out = b"{\"resourceSpans\":[".to_vec();
+    let len = |r: Range| (r.1 - r.0) as usize;
+    let kept: usize = shape
+        .spans
+        .iter()
+        .zip(keep)
+        .filter(|(_, &k)| k)
+        .map(|(&r, _)| len(r) + 1)
+        .sum();
+    let context: usize = shape
+        .blocks
+        .iter()
+        .map(|b| {
+            b.resource.map_or(0, len)
+                + b.scopes
+                    .iter()
+                    .map(|s| s.scope.map_or(0, len) + 32)
+                    .sum::<usize>()
+                + 48
+        })
+        .sum();
+    let mut out = Vec::with_capacity(kept + context + 32);
+    out.extend_from_slice(b"{\"resourceSpans\":[");
     let mut k = 0;
     let mut any_block = false;
     for block in &shape.blocks {

@@ -179,17 +179,21 @@ pub fn load(input: &str, max_record: u64) -> Result<Index, Unusable> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unusable::Missing),
         Err(e) => return Err(Unusable::Unreadable(e.to_string())),
     };
-    let refused = |r: codec::Refused| match r {
-        codec::Refused::Version(v) => Unusable::Version(v),
-        codec::Refused::Damaged(why) => Unusable::Damaged(why),
-    };
     let then = codec::stamp_of(&bytes).map_err(refused)?;
     let now =
         Stamp::of(Path::new(input), max_record).map_err(|e| Unusable::Unreadable(e.to_string()))?;
     if let Some(why) = changed(&then, &now) {
         return Err(Unusable::Stale(why));
     }
-    codec::decode(&bytes).map_err(refused)
+    from_bytes(&bytes)
+}
+
+/// Why an index file's bytes were refused, as a reason to give.
+fn refused(r: codec::Refused) -> Unusable {
+    match r {
+        codec::Refused::Version(v) => Unusable::Version(v),
+        codec::Refused::Damaged(why) => Unusable::Damaged(why),
+    }
 }
 
 /// What differs between an index's stamp and its input's now, if anything.
@@ -226,4 +230,10 @@ pub fn write(input: &str, index: &Index) -> io::Result<u64> {
             let _ = std::fs::remove_file(&tmp);
         })?;
     Ok(bytes.len() as u64)
+}
+
+/// An index from the bytes of an index file, checked as [`load`] checks it, without
+/// comparing it with its input (for tools and fuzzing).
+pub fn from_bytes(bytes: &[u8]) -> Result<Index, Unusable> {
+    codec::decode(bytes).map_err(refused)
 }

@@ -36,11 +36,21 @@ pub struct IndexUse {
     pub spans_skipped: u64,
 }
 
-/// One input's index, and which of its traces a replay reads.
+/// Which of an input's traces a replay reads. An index read from a file is read again when
+/// its input is read, so that a replay over many files holds the indexes of the inputs
+/// open at once, not of all; one built for the run is kept.
 #[derive(Debug)]
 pub struct Selection {
-    index: Index,
+    built: Option<Arc<Reading>>,
+    max_record: u64,
     /// Per trace number: read it.
+    keep: Vec<bool>,
+}
+
+/// An input's index, and which of its traces are read, while the input is read.
+#[derive(Debug)]
+struct Reading {
+    index: Index,
     keep: Vec<bool>,
 }
 
@@ -82,9 +92,13 @@ pub fn plan(
     let mut indexes = Vec::with_capacity(inputs.len());
     for ((name, path), loaded) in inputs.iter().zip(loaded) {
         let index = match loaded {
-            Ok(index) => {
+            Ok(mut index) => {
                 used.inputs += 1;
-                index
+                let spans = spans_per_trace(&index);
+                // Read again with its input (below): only what the plan needs is kept.
+                index.records = Vec::new();
+                index.bad = Vec::new();
+                (index, spans, false)
             }
             Err(why) => {
                 on_note(&format!(
@@ -98,13 +112,15 @@ pub fn plan(
                 used.built += 1;
                 let scratch = Arc::new(AtomicU64::new(0));
                 // Its bad records are reported when it is read.
-                build::build(name, path, limits, pool, scratch, &mut |_| {})?.0
+                let index = build::build(name, path, limits, pool, scratch, &mut |_| {})?.0;
+                let spans = spans_per_trace(&index);
+                (index, spans, true)
             }
         };
         indexes.push(index);
     }
     let mut wanted = HashSet::new();
-    for index in &indexes {
+    for (index, _, _) in &indexes {
         for (name, traces) in &index.names {
             if names.iter().any(|n| n.matches(name)) {
                 wanted.extend(traces.iter().map(|&t| index.traces[t as usize]));
@@ -113,22 +129,43 @@ pub fn plan(
     }
     let selections = indexes
         .into_iter()
-        .map(|index| {
+        .map(|(mut index, spans, built)| {
             let keep: Vec<bool> = index.traces.iter().map(|k| wanted.contains(k)).collect();
             let read = keep.iter().filter(|&&k| k).count() as u64;
             used.traces_read += read;
             used.traces_skipped += keep.len() as u64 - read;
-            used.spans_skipped += index
-                .records
+            used.spans_skipped += spans
                 .iter()
-                .filter(|e| !e.whole)
-                .flat_map(|e| &e.traces)
-                .filter(|&&t| !keep[t as usize])
-                .count() as u64;
-            Arc::new(Selection { index, keep })
+                .zip(&keep)
+                .filter(|(_, &k)| !k)
+                .map(|(&n, _)| u64::from(n))
+                .sum::<u64>();
+            index.names = Vec::new();
+            index.services = Vec::new();
+            Arc::new(Selection {
+                built: built.then(|| {
+                    Arc::new(Reading {
+                        index,
+                        keep: keep.clone(),
+                    })
+                }),
+                max_record: max,
+                keep,
+            })
         })
         .collect();
     Ok(Some(Plan { selections, used }))
+}
+
+/// How many spans of each trace (by number) lie in records that can be cut.
+fn spans_per_trace(index: &Index) -> Vec<u32> {
+    let mut n = vec![0u32; index.traces.len()];
+    for e in index.records.iter().filter(|e| !e.whole) {
+        for &t in &e.traces {
+            n[t as usize] += 1;
+        }
+    }
+    n
 }
 
 /// Reads input `path` (`name` in reports) through its selection, as [`input::read_deferred`]
@@ -146,6 +183,21 @@ pub fn read(
     projection: &Arc<Projection>,
     sink: &mut Sink<'_>,
 ) {
+    let reading = match &selection.built {
+        Some(r) => r.clone(),
+        None => match super::load(path, selection.max_record) {
+            Ok(index) if index.traces.len() == selection.keep.len() => Arc::new(Reading {
+                index,
+                keep: selection.keep.clone(),
+            }),
+            // Changed since the plan: read whole (every span of every trace, a superset of
+            // what the rules need, so the verdicts stay the same).
+            _ => {
+                return input::read_deferred(name, path, bytes_read, limits, projection, true, sink)
+            }
+        },
+    };
+    let selection = &reading;
     let seekable = selection.index.records.iter().all(|e| e.stored.is_some());
     if !seekable {
         return read_through(name, path, selection, bytes_read, limits, projection, sink);
@@ -208,7 +260,7 @@ pub fn read(
     }
 }
 
-impl Selection {
+impl Reading {
     /// Which spans of a record to read: `Some(vec![])` for a record read whole, `None` for
     /// one with nothing to read.
     fn keep_of(&self, entry: &Entry) -> Option<Vec<bool>> {
@@ -227,7 +279,7 @@ impl Selection {
 /// The bytes of a record in a file read at offsets: the kept spans cut out (all of it
 /// when `keep` is empty, or when the record no longer looks as its index says).
 fn cut_stored(
-    selection: &Selection,
+    selection: &Reading,
     entry: &Entry,
     file: &File,
     keep: Vec<bool>,
@@ -337,7 +389,7 @@ fn inflate_into(
 
 /// The kept spans of a record's body, walked again; the whole body when it does not hold
 /// the spans the index says it does.
-fn cut(selection: &Selection, entry: &Entry, body: &[u8], keep: &[bool]) -> Vec<u8> {
+fn cut(selection: &Reading, entry: &Entry, body: &[u8], keep: &[bool]) -> Vec<u8> {
     let layout = if entry.json {
         json::layout(body).ok()
     } else {
@@ -359,7 +411,7 @@ fn cut(selection: &Selection, entry: &Entry, body: &[u8], keep: &[bool]) -> Vec<
 }
 
 /// Whether a record walked again holds the spans its index entry places, trace by trace.
-fn matches(selection: &Selection, entry: &Entry, layout: &Layout) -> bool {
+fn matches(selection: &Reading, entry: &Entry, layout: &Layout) -> bool {
     layout.sure
         && layout.spans.len() == entry.traces.len()
         && layout
@@ -374,7 +426,7 @@ fn matches(selection: &Selection, entry: &Entry, layout: &Layout) -> bool {
 fn read_through(
     name: &str,
     path: &str,
-    selection: &Arc<Selection>,
+    selection: &Arc<Reading>,
     bytes_read: Arc<AtomicU64>,
     limits: Limits,
     projection: &Arc<Projection>,
