@@ -157,7 +157,7 @@ impl Summary {
 pub const MAX_OPEN_INPUTS: usize = 64;
 
 /// A span ending this long after the wall clock is taken for an implausible time.
-const FUTURE_SLACK: u64 = 86_400_000_000_000;
+pub(crate) const FUTURE_SLACK: u64 = 86_400_000_000_000;
 
 /// An input: the name reports give, and the file read (a spooled copy for a pipe).
 #[derive(Debug, Clone)]

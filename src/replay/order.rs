@@ -289,12 +289,15 @@ pub(crate) fn stream(
         }
         // Inputs in the order their data starts; unreadable starts (empty or bad files)
         // first, so that their problems are reported at once.
-        let mut pending: Vec<(u64, usize)> = ctx
-            .sources
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (first_time(ctx, s).unwrap_or(0), i))
-            .collect();
+        // Found on every core: a replay over many files reads each one's start.
+        let mut pending: Vec<(u64, usize)> = ctx.pool.install(|| {
+            use rayon::prelude::*;
+            ctx.sources
+                .par_iter()
+                .enumerate()
+                .map(|(i, s)| (first_time(ctx, s).unwrap_or(0), i))
+                .collect()
+        });
         pending.sort_unstable();
         pending.reverse(); // pop from the end
         let spawn = |order: usize| -> Open {
@@ -395,14 +398,30 @@ pub(crate) fn stream(
     }
 }
 
-/// The time of an input's first batch with a plausible span, or `None`. Reads only as far
-/// as that batch, keeping no attribute.
+/// The time of an input's first batch with a plausible span, or `None`: from its index when
+/// it has one; else read only as far as that batch, keeping no attribute.
 fn first_time(ctx: &Ctx<'_>, source: &super::Source) -> Option<u64> {
     let (mut time, mut records) = (None, 0);
     let nothing = Arc::new(crate::trace::projected::Projection::new(
         Vec::<String>::new(),
         false,
     ));
+    let sink = &mut |r| {
+        records += 1;
+        let r = match r {
+            super::Record::Pending(p) => p.decode(),
+            r => r,
+        };
+        if let super::Record::Batch(b, _) = r {
+            time = Stamp::of(&b, ctx.horizon).time;
+        }
+        time.is_none() && records < 64
+    };
+    let order = ctx.sources.iter().position(|s| std::ptr::eq(s, source));
+    let selection = order.and_then(|o| Some(ctx.selections.as_ref()?[o].clone()));
+    if let Some(selection) = selection {
+        return selection.first_time;
+    }
     let file = std::fs::File::open(&source.path).ok()?;
     super::input::read_from(
         &source.name,
@@ -410,13 +429,7 @@ fn first_time(ctx: &Ctx<'_>, source: &super::Source) -> Option<u64> {
         ctx.opts.limits,
         &nothing,
         false,
-        &mut |r| {
-            records += 1;
-            if let super::Record::Batch(b, _) = r {
-                time = Stamp::of(&b, ctx.horizon).time;
-            }
-            time.is_none() && records < 64
-        },
+        sink,
     );
     time
 }

@@ -42,6 +42,8 @@ struct Walked {
     names: Vec<String>,
     services: Vec<String>,
     shape: Option<crate::otlp::layout::Shape>,
+    /// The time the record stands for when inputs are merged, when asked for.
+    time: Option<u64>,
 }
 
 /// What the reading thread hands on, in the input's order.
@@ -71,8 +73,14 @@ pub fn build(
         })?;
     let (tx, rx) = crossbeam_channel::bounded::<Step>(4 * pool.current_num_threads() + 4);
     let projection = Arc::new(Projection::new(Vec::<String>::new(), false));
+    // The first records are decoded whole too, until one gives the time the input starts
+    // at (a replay opens inputs in that order, and need not decode anything to know it).
+    let found = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let horizon = crate::engine::signal::now_unix_nano().saturating_add(super::super::FUTURE_SLACK);
     let reader = {
         let (name, path, pool) = (name.to_string(), path.to_string(), pool.clone());
+        let found = found.clone();
+        let mut timed = 0;
         std::thread::Builder::new()
             .name("betrace-index-read".into())
             .spawn(move || {
@@ -80,8 +88,11 @@ pub fn build(
                     let step = match r {
                         Record::Pending(p) => {
                             let (done, rx) = crossbeam_channel::bounded(1);
+                            let time =
+                                timed < 64 && !found.load(std::sync::atomic::Ordering::Relaxed);
+                            timed += 1;
                             pool.spawn_fifo(move || {
-                                let _ = done.send(walk(p));
+                                let _ = done.send(walk(p, time.then_some(horizon)));
                             });
                             Step::Record(rx)
                         }
@@ -112,6 +123,10 @@ pub fn build(
             Step::Record(rx) => {
                 let w = rx.recv().expect("the walking thread answers");
                 built.whole += u64::from(w.whole);
+                if asm.first_time.is_none() && w.time.is_some() {
+                    asm.first_time = w.time;
+                    found.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 asm.add(w);
             }
         }
@@ -125,10 +140,20 @@ pub fn build(
     Ok((index, built))
 }
 
-/// Walks one record: where its spans lie, their traces, names and services.
-fn walk(p: Pending) -> Walked {
+/// Walks one record: where its spans lie, their traces, names and services; with a
+/// `horizon`, also decodes it for the time it stands for (its median plausible end).
+fn walk(p: Pending, horizon: Option<u64>) -> Walked {
     let (body, json, location, stored) = p.into_parts();
     let body = body.unwrap_or_default();
+    let time = horizon.and_then(|h| {
+        let nothing = Arc::new(Projection::new(Vec::<String>::new(), false));
+        let batch = if json {
+            crate::otlp::decode_json(&body, &nothing).ok()
+        } else {
+            crate::otlp::decode_protobuf(&body, &nothing).ok()
+        };
+        crate::replay::Stamp::of(&batch?, h).time
+    });
     let layout: Option<Layout> = if body.len() > u32::MAX as usize {
         None
     } else if json {
@@ -145,6 +170,7 @@ fn walk(p: Pending) -> Walked {
         names: Vec::new(),
         services: Vec::new(),
         shape: None,
+        time,
     };
     let Some(layout) = layout else {
         return w;
@@ -189,6 +215,7 @@ struct Assembly {
     names: Table,
     services: Table,
     records: Vec<Entry>,
+    first_time: Option<u64>,
 }
 
 /// Names (or services) with the traces each occurs in (repeats removed at the end).
@@ -265,8 +292,14 @@ impl Assembly {
     }
 
     fn finish(self, stamp: Stamp, bad: Vec<(u32, Location, String)>) -> Index {
+        let mut trace_spans = vec![0u32; self.traces.len()];
+        for t in self.records.iter().flat_map(|e| &e.traces) {
+            trace_spans[*t as usize] += 1;
+        }
         Index {
             stamp,
+            first_time: self.first_time,
+            trace_spans,
             traces: self.traces,
             names: self.names.finish(),
             services: self.services.finish(),

@@ -1,9 +1,11 @@
-//! The index file's bytes: a fixed header, then a zstd-compressed body of varints.
+//! The index file's bytes: a fixed header, then three zstd-compressed parts of varints —
+//! the traces' keys, the tables of names and services, the records — so that planning a
+//! replay inflates only the first two, and reading an input only the first and the last.
 //!
 //! Everything read back is checked — lengths against what remains, counts against what
 //! they count, ranges against the record — so that a damaged index is refused with a
-//! reason, never trusted and never a panic. The header holds a digest of the compressed
-//! body: a flipped bit anywhere is found before the body is inflated.
+//! reason, never trusted and never a panic. The header holds a digest of itself and of
+//! every part: a flipped bit anywhere is found before anything is inflated.
 
 use std::hash::Hasher;
 
@@ -18,8 +20,12 @@ pub(crate) const MAGIC: &[u8; 8] = b"BETRACEi";
 /// The index format's version: an index of another version is ignored (and named).
 pub(crate) const VERSION: u32 = 1;
 
-/// Bytes of the header: magic, version, flags, then seven u64s.
-pub(crate) const HEADER: usize = 8 + 4 + 4 + 7 * 8;
+/// Bytes of the header: magic, version, flags, the stamp's four u64s, each part's
+/// compressed and inflated lengths, the digest.
+pub(crate) const HEADER: usize = 8 + 4 + 4 + 4 * 8 + PARTS * 16 + 8;
+
+/// The parts: traces, tables, records.
+const PARTS: usize = 3;
 
 /// The most a body may inflate to: far above what any input's index needs (an index is a
 /// few percent of its input), and a bound on what a damaged header can make us allocate.
@@ -34,36 +40,58 @@ pub(crate) enum Refused {
     Damaged(String),
 }
 
-/// FNV-1a over the header (all but the digest itself) and the compressed body: a damaged
-/// header is refused as a damaged body is.
+/// FNV-1a over the header (all but the digest itself, its last 8 bytes) and the
+/// compressed parts: a damaged header is refused as a damaged part is.
 fn digest(header: &[u8], packed: &[u8]) -> u64 {
     let mut h = fnv::FnvHasher::default();
-    h.write(&header[..HEADER - 16]);
-    h.write(&header[HEADER - 8..HEADER]);
+    h.write(&header[..HEADER - 8]);
     h.write(packed);
     h.finish()
 }
 
+/// Which parts of an index to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parts {
+    /// Everything.
+    All,
+    /// The traces and the tables of names and services (planning a replay).
+    Tables,
+    /// The traces and the records (reading an input).
+    Records,
+}
+
 /// The index as the bytes of its file.
 pub(crate) fn encode(index: &Index) -> Vec<u8> {
-    let mut body = Vec::new();
-    let w = &mut body;
-    varint(w, index.traces.len() as u64);
+    let mut traces = Vec::with_capacity(8 * index.traces.len() + 8);
+    varint(&mut traces, index.traces.len() as u64);
     for key in &index.traces {
-        w.extend_from_slice(&key.to_le_bytes());
+        traces.extend_from_slice(&key.to_le_bytes());
     }
+    for &n in &index.trace_spans {
+        varint(&mut traces, u64::from(n));
+    }
+    match index.first_time {
+        None => traces.push(0),
+        Some(t) => {
+            traces.push(1);
+            traces.extend_from_slice(&t.to_le_bytes());
+        }
+    }
+    let mut tables = Vec::new();
     for table in [&index.names, &index.services] {
-        varint(w, table.len() as u64);
-        for (name, traces) in table {
-            bytes(w, name.as_bytes());
-            varint(w, traces.len() as u64);
+        varint(&mut tables, table.len() as u64);
+        for (name, list) in table {
+            bytes(&mut tables, name.as_bytes());
+            varint(&mut tables, list.len() as u64);
             let mut prev = 0u64;
-            for &t in traces {
-                varint(w, u64::from(t) - prev);
+            for &t in list {
+                varint(&mut tables, u64::from(t) - prev);
                 prev = u64::from(t);
             }
         }
     }
+    let mut records = Vec::new();
+    let w = &mut records;
     varint(w, index.bad.len() as u64);
     for (before, location, message) in &index.bad {
         varint(w, u64::from(*before));
@@ -74,25 +102,23 @@ pub(crate) fn encode(index: &Index) -> Vec<u8> {
     for e in &index.records {
         put_entry(w, e);
     }
-    let packed = zstd::bulk::compress(&body, 3).expect("zstd compresses a buffer in memory");
     let s = &index.stamp;
-    let mut out = Vec::with_capacity(HEADER + packed.len());
+    let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
-    for v in [
-        s.size,
-        s.mtime_ns,
-        s.ends,
-        s.max_record,
-        packed.len() as u64,
-        0,
-        body.len() as u64,
-    ] {
+    for v in [s.size, s.mtime_ns, s.ends, s.max_record] {
         out.extend_from_slice(&v.to_le_bytes());
     }
+    let mut packed = Vec::new();
+    for part in [&traces, &tables, &records] {
+        let p = zstd::bulk::compress(part, 3).expect("zstd compresses a buffer in memory");
+        out.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        packed.extend_from_slice(&p);
+    }
     let d = digest(&out, &packed);
-    out[HEADER - 16..HEADER - 8].copy_from_slice(&d.to_le_bytes());
+    out.extend_from_slice(&d.to_le_bytes());
     out.extend_from_slice(&packed);
     out
 }
@@ -183,46 +209,104 @@ fn unzigzag(v: u64) -> i64 {
 
 /// The stamp an index file's header records, or why the file is not an index.
 pub(crate) fn stamp_of(header: &[u8]) -> Result<Stamp, Refused> {
-    if header.len() < HEADER || &header[..8] != MAGIC {
+    if header.len() < 16 || &header[..8] != MAGIC {
         return Err(Refused::Damaged("not a BeTrace index".into()));
     }
     let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
     if version != VERSION {
         return Err(Refused::Version(version));
     }
-    let u = |i: usize| u64::from_le_bytes(header[16 + 8 * i..24 + 8 * i].try_into().expect("8"));
+    if header.len() < HEADER {
+        return Err(Refused::Damaged("it ends inside its header".into()));
+    }
     Ok(Stamp {
-        size: u(0),
-        mtime_ns: u(1),
-        ends: u(2),
-        max_record: u(3),
+        size: word(header, 0),
+        mtime_ns: word(header, 1),
+        ends: word(header, 2),
+        max_record: word(header, 3),
     })
 }
 
-/// An index from its file's bytes.
-pub(crate) fn decode(file: &[u8]) -> Result<Index, Refused> {
+/// The `i`th u64 after the header's magic, version and flags.
+fn word(header: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(header[16 + 8 * i..24 + 8 * i].try_into().expect("8 bytes"))
+}
+
+/// An index from its file's bytes, with the parts asked for (the others left empty).
+pub(crate) fn decode(file: &[u8], parts: Parts) -> Result<Index, Refused> {
     let stamp = stamp_of(file)?;
     let damaged = |why: &str| Refused::Damaged(why.to_string());
-    let u = |i: usize| u64::from_le_bytes(file[16 + 8 * i..24 + 8 * i].try_into().expect("8"));
-    let (packed_len, packed_digest, body_len) = (u(4), u(5), u(6));
+    let sizes: Vec<(u64, u64)> = (0..PARTS)
+        .map(|p| (word(file, 4 + 2 * p), word(file, 5 + 2 * p)))
+        .collect();
     let packed = &file[HEADER..];
-    if packed.len() as u64 != packed_len {
+    let total = sizes.iter().try_fold(0u64, |t, (p, _)| t.checked_add(*p));
+    if total != Some(packed.len() as u64) {
         return Err(damaged("its length is not the one written (truncated?)"));
     }
-    if digest(&file[..HEADER], packed) != packed_digest {
+    if digest(&file[..HEADER], packed) != word(file, 4 + 2 * PARTS) {
         return Err(damaged("its digest does not match its contents"));
     }
-    if body_len > MAX_BODY.min(packed_len.saturating_mul(1024) + (1 << 20)) {
-        return Err(damaged("it claims an absurd size"));
+    let mut at = 0usize;
+    let mut bodies = Vec::with_capacity(PARTS);
+    for (i, &(packed_len, raw_len)) in sizes.iter().enumerate() {
+        let part = &packed[at..at + packed_len as usize];
+        at += packed_len as usize;
+        let wanted = match parts {
+            Parts::All => true,
+            Parts::Tables => i < 2,
+            Parts::Records => i != 1,
+        };
+        if !wanted {
+            bodies.push(Vec::new());
+            continue;
+        }
+        if raw_len > MAX_BODY.min(packed_len.saturating_mul(1024) + (1 << 20)) {
+            return Err(damaged("it claims an absurd size"));
+        }
+        let body = zstd::bulk::decompress(part, raw_len as usize)
+            .map_err(|e| Refused::Damaged(format!("a part does not inflate: {e}")))?;
+        if body.len() as u64 != raw_len {
+            return Err(damaged("a part inflates to another size than written"));
+        }
+        bodies.push(body);
     }
-    let body = zstd::bulk::decompress(packed, body_len as usize)
-        .map_err(|e| Refused::Damaged(format!("its body does not inflate: {e}")))?;
-    let mut r = Reader { buf: &body };
-    let index = r.index(stamp).map_err(|e| Refused::Damaged(e.0))?;
-    if !r.buf.is_empty() {
-        return Err(damaged("bytes follow its end"));
-    }
-    Ok(index)
+    let whole = |r: &Reader| {
+        if r.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(Bad("bytes follow the end of a part".into()))
+        }
+    };
+    let read = || -> Result<Index, Bad> {
+        let mut r = Reader { buf: &bodies[0] };
+        let (traces, trace_spans, first_time) = r.traces()?;
+        whole(&r)?;
+        let (mut names, mut services) = (Vec::new(), Vec::new());
+        if parts != Parts::Records {
+            let mut r = Reader { buf: &bodies[1] };
+            names = r.table(traces.len())?;
+            services = r.table(traces.len())?;
+            whole(&r)?;
+        }
+        let (mut records, mut bad) = (Vec::new(), Vec::new());
+        if parts != Parts::Tables {
+            let mut r = Reader { buf: &bodies[2] };
+            (bad, records) = r.records(traces.len())?;
+            whole(&r)?;
+        }
+        Ok(Index {
+            stamp,
+            first_time,
+            traces,
+            trace_spans,
+            names,
+            services,
+            records,
+            bad,
+        })
+    };
+    read().map_err(|e| Refused::Damaged(e.0))
 }
 
 /// A read that ran into damage.
@@ -269,35 +353,57 @@ impl Reader<'_> {
         Ok(self.take(1)?[0])
     }
 
-    fn index(&mut self, stamp: Stamp) -> Result<Index, Bad> {
-        let n = self.count(8)?;
+    #[allow(clippy::type_complexity)]
+    fn traces(&mut self) -> Result<(Vec<u64>, Vec<u32>, Option<u64>), Bad> {
+        if self.buf.is_empty() {
+            return Err(Bad("a part is empty".into()));
+        }
+        let n = self.count(9)?;
         let mut traces = Vec::with_capacity(n);
         for _ in 0..n {
             traces.push(u64::from_le_bytes(self.take(8)?.try_into().expect("8")));
         }
-        let mut tables = [Vec::new(), Vec::new()];
-        for table in &mut tables {
-            let n = self.count(2)?;
-            for _ in 0..n {
-                let name = self.string()?;
-                let m = self.count(1)?;
-                let mut list = Vec::with_capacity(m);
-                let mut prev = 0u64;
-                for i in 0..m {
-                    let d = self.varint()?;
-                    if i > 0 && d == 0 {
-                        return Err(Bad("a trace listed twice".into()));
-                    }
-                    prev = prev.checked_add(d).ok_or(Bad("an overflow".into()))?;
-                    if prev >= traces.len() as u64 {
-                        return Err(Bad("a trace that is not in its table".into()));
-                    }
-                    list.push(prev as u32);
-                }
-                table.push((name, list));
-            }
+        let mut spans = Vec::with_capacity(n);
+        for _ in 0..n {
+            spans.push(self.u32()?);
         }
-        let [names, services] = tables;
+        let first_time = match self.byte()? {
+            0 => None,
+            1 => Some(u64::from_le_bytes(self.take(8)?.try_into().expect("8"))),
+            _ => return Err(Bad("an unknown kind of time".into())),
+        };
+        Ok((traces, spans, first_time))
+    }
+
+    fn table(&mut self, traces: usize) -> Result<Vec<(String, Vec<u32>)>, Bad> {
+        let n = self.count(2)?;
+        let mut table = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = self.string()?;
+            let m = self.count(1)?;
+            let mut list = Vec::with_capacity(m);
+            let mut prev = 0u64;
+            for i in 0..m {
+                let d = self.varint()?;
+                if i > 0 && d == 0 {
+                    return Err(Bad("a trace listed twice".into()));
+                }
+                prev = prev.checked_add(d).ok_or(Bad("an overflow".into()))?;
+                if prev >= traces as u64 {
+                    return Err(Bad("a trace that is not in its table".into()));
+                }
+                list.push(prev as u32);
+            }
+            table.push((name, list));
+        }
+        Ok(table)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn records(
+        &mut self,
+        traces: usize,
+    ) -> Result<(Vec<(u32, Location, String)>, Vec<Entry>), Bad> {
         let n = self.count(3)?;
         let mut bad = Vec::with_capacity(n);
         for _ in 0..n {
@@ -308,19 +414,12 @@ impl Reader<'_> {
         let n = self.count(3)?;
         let mut records = Vec::with_capacity(n);
         for _ in 0..n {
-            records.push(self.entry(traces.len())?);
+            records.push(self.entry(traces)?);
         }
         if bad.iter().any(|b| b.0 as usize > records.len()) {
             return Err(Bad("a bad record placed after the last record".into()));
         }
-        Ok(Index {
-            stamp,
-            traces,
-            names,
-            services,
-            records,
-            bad,
-        })
+        Ok((bad, records))
     }
 
     fn location(&mut self) -> Result<Location, Bad> {
@@ -444,6 +543,8 @@ mod tests {
                 max_record: 64 << 20,
             },
             traces: vec![11, 22, 33],
+            trace_spans: vec![1, 0, 2],
+            first_time: Some(1_700_000_000_000_000_000),
             names: vec![("a".into(), vec![0, 2]), ("b".into(), vec![1])],
             services: vec![("shop".into(), vec![0, 1, 2])],
             records: vec![
@@ -490,7 +591,14 @@ mod tests {
     #[test]
     fn an_index_reads_back_as_written() {
         let index = sample();
-        assert_eq!(decode(&encode(&index)), Ok(index));
+        assert_eq!(decode(&encode(&index), Parts::All), Ok(index.clone()));
+        let tables = decode(&encode(&index), Parts::Tables).unwrap();
+        assert_eq!(
+            (tables.names, tables.records.len()),
+            (index.names.clone(), 0)
+        );
+        let records = decode(&encode(&index), Parts::Records).unwrap();
+        assert_eq!((records.records, records.names.len()), (index.records, 0));
     }
 
     #[test]
@@ -501,13 +609,13 @@ mod tests {
                 let mut damaged = bytes.clone();
                 damaged[at] ^= bit;
                 assert!(
-                    decode(&damaged).is_err(),
+                    decode(&damaged, Parts::All).is_err(),
                     "byte {at} bit {bit:#x} went unnoticed"
                 );
             }
         }
         for len in 0..bytes.len() {
-            assert!(decode(&bytes[..len]).is_err(), "cut at {len}");
+            assert!(decode(&bytes[..len], Parts::All).is_err(), "cut at {len}");
         }
     }
 
@@ -517,15 +625,15 @@ mod tests {
         // the record, traces not in the table.
         let mut index = sample();
         index.records[0].traces = vec![2, 0, 9];
-        assert!(decode(&encode(&index)).is_err());
+        assert!(decode(&encode(&index), Parts::All).is_err());
         let mut index = sample();
         index.records[0].shape.as_mut().unwrap().spans[2] = (301, 900);
-        assert!(decode(&encode(&index)).is_err());
+        assert!(decode(&encode(&index), Parts::All).is_err());
         let mut index = sample();
         index.names[0].1 = vec![0, 5];
-        assert!(decode(&encode(&index)).is_err());
+        assert!(decode(&encode(&index), Parts::All).is_err());
         let mut index = sample();
         index.bad[0].0 = 3;
-        assert!(decode(&encode(&index)).is_err());
+        assert!(decode(&encode(&index), Parts::All).is_err());
     }
 }

@@ -91,6 +91,11 @@ pub struct Index {
     pub stamp: Stamp,
     /// Each trace's key ([`trace_key`]), by its number in this file.
     pub traces: Vec<u64>,
+    /// Each trace's spans in records a replay can cut (not those decoded whole), by number.
+    pub trace_spans: Vec<u32>,
+    /// The time the input starts at, as a replay merges inputs: the median end of the
+    /// plausible spans of its first record that has one.
+    pub first_time: Option<u64>,
     /// Each span name, with the numbers of the traces it occurs in (ascending).
     pub names: Vec<(String, Vec<u32>)>,
     /// Each `service.name`, with the numbers of the traces it occurs in (ascending).
@@ -173,6 +178,11 @@ impl fmt::Display for Unusable {
 
 /// The index of `input` if there is one and it indexes the file as it is now.
 pub fn load(input: &str, max_record: u64) -> Result<Index, Unusable> {
+    load_parts(input, max_record, codec::Parts::All)
+}
+
+/// [`load`], inflating only the parts asked for (the others are left empty).
+fn load_parts(input: &str, max_record: u64, parts: codec::Parts) -> Result<Index, Unusable> {
     let path = path_for(input);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -185,7 +195,7 @@ pub fn load(input: &str, max_record: u64) -> Result<Index, Unusable> {
     if let Some(why) = changed(&then, &now) {
         return Err(Unusable::Stale(why));
     }
-    from_bytes(&bytes)
+    codec::decode(&bytes, parts).map_err(refused)
 }
 
 /// Why an index file's bytes were refused, as a reason to give.
@@ -235,5 +245,5 @@ pub fn write(input: &str, index: &Index) -> io::Result<u64> {
 /// An index from the bytes of an index file, checked as [`load`] checks it, without
 /// comparing it with its input (for tools and fuzzing).
 pub fn from_bytes(bytes: &[u8]) -> Result<Index, Unusable> {
-    codec::decode(bytes).map_err(refused)
+    codec::decode(bytes, codec::Parts::All).map_err(refused)
 }

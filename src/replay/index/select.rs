@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::{build, trace_key, Entry, Index, Unusable};
 use crate::lang::hir::NameMatch;
-use crate::otlp::layout::{extract_json, extract_protobuf, Layout};
+use crate::otlp::layout::{extract_json, extract_protobuf, Layout, Shape};
 use crate::otlp::{json, protobuf};
 use crate::replay::input::{self, inflate_capped, BadRecord, Limits, Pending, Record, Sink};
 use crate::trace::projected::Projection;
@@ -42,6 +42,8 @@ pub struct IndexUse {
 #[derive(Debug)]
 pub struct Selection {
     built: Option<Arc<Reading>>,
+    /// The time the input starts at, from its index.
+    pub(crate) first_time: Option<u64>,
     max_record: u64,
     /// Per trace number: read it.
     keep: Vec<bool>,
@@ -79,7 +81,7 @@ pub fn plan(
         .iter()
         .map(|(name, path)| {
             if name == path {
-                super::load(path, max)
+                super::load_parts(path, max, super::codec::Parts::Tables)
             } else {
                 Err(Unusable::Missing)
             }
@@ -94,10 +96,8 @@ pub fn plan(
         let index = match loaded {
             Ok(mut index) => {
                 used.inputs += 1;
-                let spans = spans_per_trace(&index);
-                // Read again with its input (below): only what the plan needs is kept.
-                index.records = Vec::new();
-                index.bad = Vec::new();
+                // Its records are read with its input (below).
+                let spans = std::mem::take(&mut index.trace_spans);
                 (index, spans, false)
             }
             Err(why) => {
@@ -113,7 +113,7 @@ pub fn plan(
                 let scratch = Arc::new(AtomicU64::new(0));
                 // Its bad records are reported when it is read.
                 let index = build::build(name, path, limits, pool, scratch, &mut |_| {})?.0;
-                let spans = spans_per_trace(&index);
+                let spans = index.trace_spans.clone();
                 (index, spans, true)
             }
         };
@@ -143,6 +143,7 @@ pub fn plan(
             index.names = Vec::new();
             index.services = Vec::new();
             Arc::new(Selection {
+                first_time: index.first_time,
                 built: built.then(|| {
                     Arc::new(Reading {
                         index,
@@ -155,17 +156,6 @@ pub fn plan(
         })
         .collect();
     Ok(Some(Plan { selections, used }))
-}
-
-/// How many spans of each trace (by number) lie in records that can be cut.
-fn spans_per_trace(index: &Index) -> Vec<u32> {
-    let mut n = vec![0u32; index.traces.len()];
-    for e in index.records.iter().filter(|e| !e.whole) {
-        for &t in &e.traces {
-            n[t as usize] += 1;
-        }
-    }
-    n
 }
 
 /// Reads input `path` (`name` in reports) through its selection, as [`input::read_deferred`]
@@ -185,7 +175,7 @@ pub fn read(
 ) {
     let reading = match &selection.built {
         Some(r) => r.clone(),
-        None => match super::load(path, selection.max_record) {
+        None => match super::load_parts(path, selection.max_record, super::codec::Parts::Records) {
             Ok(index) if index.traces.len() == selection.keep.len() => Arc::new(Reading {
                 index,
                 keep: selection.keep.clone(),
@@ -296,24 +286,37 @@ fn cut_stored(
         Ok(())
     };
     if let (Some(shape), false) = (&entry.shape, keep.is_empty()) {
-        // JSON: only the kept spans' text, their resources' and scopes'. A piece that is
-        // not an object is not where the index says (a damaged index that passed its
-        // digest, or an input changed in place): the record is then read whole.
+        // JSON: only the kept spans' text, their resources' and scopes', read in windows
+        // (pieces less than a page apart are read together). A piece that is not an object
+        // is not where the index says (a damaged index that passed its digest, or an input
+        // changed in place): the record is then read whole.
+        let windows = windows(shape, &keep);
+        let mut bytes = Vec::with_capacity(windows.iter().map(|w| (w.1 - w.0) as usize).sum());
+        let mut starts = Vec::with_capacity(windows.len());
+        for &(start, end) in &windows {
+            starts.push((start, bytes.len()));
+            read_at(
+                stored.offset + u64::from(start),
+                u64::from(end - start),
+                &mut bytes,
+            )?;
+        }
         let mut piece = |r: (u32, u32), out: &mut Vec<u8>| {
-            let at = out.len();
-            read_at(stored.offset + u64::from(r.0), u64::from(r.1 - r.0), out).map_err(Some)?;
-            let text = &out[at..];
-            let object = text.first() == Some(&b'{') && text.last() == Some(&b'}');
-            if object {
+            let w = starts
+                .partition_point(|&(start, _)| start <= r.0)
+                .checked_sub(1);
+            let (start, at) = starts[w.ok_or(())?];
+            let from = at + (r.0 - start) as usize;
+            let text = bytes.get(from..from + (r.1 - r.0) as usize).ok_or(())?;
+            if text.first() == Some(&b'{') && text.last() == Some(&b'}') {
+                out.extend_from_slice(text);
                 Ok(())
             } else {
-                Err(None)
+                Err(())
             }
         };
-        match extract_json(shape, &keep, &mut piece) {
-            Ok(Some(text)) => return Ok(text),
-            Err(Some(read_error)) => return Err(read_error),
-            Ok(None) | Err(None) => {}
+        if let Ok(Some(text)) = extract_json(shape, &keep, &mut piece) {
+            return Ok(text);
         }
     }
     if keep.is_empty() {
@@ -385,6 +388,40 @@ fn inflate_into(
     }
     *out = inflate_capped(packed, max)?;
     Ok(())
+}
+
+/// The ranges of a JSON record a cut reads — its kept spans, and the resources and scopes
+/// they belong to — merged into windows wherever less than a page lies between two.
+fn windows(shape: &Shape, keep: &[bool]) -> Vec<(u32, u32)> {
+    let mut ranges = Vec::new();
+    let mut k = 0;
+    for block in &shape.blocks {
+        let first = ranges.len();
+        for scope in &block.scopes {
+            let n = scope.spans as usize;
+            let kept: Vec<(u32, u32)> = (k..k + n)
+                .filter(|&i| keep[i])
+                .map(|i| shape.spans[i])
+                .collect();
+            k += n;
+            if !kept.is_empty() {
+                ranges.extend(scope.scope);
+                ranges.extend(kept);
+            }
+        }
+        if ranges.len() > first {
+            ranges.extend(block.resource);
+        }
+    }
+    ranges.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match out.last_mut() {
+            Some(last) if start <= last.1.saturating_add(4096) => last.1 = last.1.max(end),
+            _ => out.push((start, end)),
+        }
+    }
+    out
 }
 
 /// The kept spans of a record's body, walked again; the whole body when it does not hold
