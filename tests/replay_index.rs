@@ -162,7 +162,7 @@ fn indexed_replay_equals_plain_replay_in_every_format() {
             let err = same(r, &inputs, &[]);
             assert!(
                 err.contains(&format!(
-                    "indexes: {} inputs read through their index",
+                    "indexes: inputs read through an index {},",
                     inputs.len()
                 )),
                 "{name}: the indexes are used: {err}"
@@ -284,35 +284,53 @@ fn shuffled_replicas_with_indexes_in_every_state_give_the_plain_replay() {
             &["--max-traces", "5", "--max-spans", "60"],
         );
 
-        // Every index in a state it cannot be used in, but one.
+        // Every index in a state it cannot be used in, but the last input's: damaged,
+        // truncated, another file's, its input changed since.
         let all: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
         assert_eq!(index(&all).0, 0);
         let idx = |i: usize| PathBuf::from(format!("{}.betrace-idx", inputs[i].display()));
-        if files > 2 {
-            // Another file's index.
-            std::fs::copy(idx(0), idx(2)).unwrap();
-        }
-        let mut bytes = std::fs::read(idx(0)).unwrap();
-        let at = bytes.len() / 2 + seed as usize;
-        bytes[at] ^= 0x10;
-        std::fs::write(idx(0), &bytes).unwrap();
-        let bytes = std::fs::read(idx(1)).unwrap();
-        std::fs::write(idx(1), &bytes[..bytes.len() - 7]).unwrap();
-        if files > 3 {
-            // The input changed after it was indexed.
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&inputs[3])
-                .unwrap();
-            f.write_all(&parts[0][0]).unwrap();
-            if format == Format::Json {
-                f.write_all(b"\n").unwrap();
+        let fresh = std::fs::read(idx(files - 1)).unwrap();
+        for (i, input) in inputs.iter().enumerate().take(files - 1) {
+            match i {
+                0 => {
+                    let mut bytes = std::fs::read(idx(0)).unwrap();
+                    let at = bytes.len() / 2 + seed as usize;
+                    bytes[at] ^= 0x10;
+                    std::fs::write(idx(0), &bytes).unwrap();
+                }
+                1 => {
+                    let bytes = std::fs::read(idx(1)).unwrap();
+                    std::fs::write(idx(1), &bytes[..bytes.len() - 7]).unwrap();
+                }
+                2 => std::fs::write(idx(2), &fresh).unwrap(),
+                _ => {
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(input)
+                        .unwrap();
+                    f.write_all(&parts[0][0]).unwrap();
+                    if format == Format::Json {
+                        f.write_all(b"\n").unwrap();
+                    }
+                }
             }
         }
         for r in &rules {
             let err = same(r, &inputs, &[]);
             assert!(err.contains("is damaged"), "{err}");
+            assert!(
+                err.contains("indexes: inputs read through an index 1,"),
+                "{err}"
+            );
+            if files > 3 {
+                assert!(err.contains("is stale"), "{err}");
+            }
         }
+        // None usable: read as without an index, the index files named.
+        std::fs::write(idx(files - 1), b"BETRACEi garbage").unwrap();
+        let err = same(&rules[1], &inputs, &[]);
+        assert!(!err.contains("indexes:"), "{err}");
+        assert!(err.contains("ignored"), "{err}");
     }
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -351,6 +369,20 @@ fn bad_records_are_reported_alike_with_and_without_the_index() {
     for r in &rules {
         same(r, std::slice::from_ref(&input), &[]);
     }
+    // Beside it, an input that cannot be read at all (a gzip stream cut after its magic):
+    // reported as a bad input, the rest judged, as without the index.
+    let broken = root.join("broken.gz");
+    std::fs::write(&broken, [0x1f, 0x8b]).unwrap();
+    for r in &rules {
+        let err = same(r, &[input.clone(), broken.clone()], &[]);
+        assert!(err.contains("broken.gz"), "{err}");
+    }
+    let (code, _, err) = index(&[&broken]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        !root.join("broken.gz.betrace-idx").exists(),
+        "no index of a read that failed"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -124,7 +124,7 @@ pub fn run(args: &Args) -> u8 {
         }
         match index::write(file, &ix) {
             Ok(size) => out(&format!(
-                "{}: {} spans in {} traces, {} span names, {} records ({} read whole by replay), {} bad; index {} bytes ({:.2}% of the input) in {:.2}s",
+                "{}: {} spans in {} traces, {} span names, {} records ({} read whole by replay), {} bad; index {} bytes ({}) in {:.2}s",
                 escape(&index::path_for(file).display().to_string()),
                 built.spans,
                 built.traces,
@@ -133,7 +133,10 @@ pub fn run(args: &Args) -> u8 {
                 built.whole,
                 built.bad_records,
                 size,
-                100.0 * size as f64 / ix.stamp.size.max(1) as f64,
+                match ix.stamp.size {
+                    0 => "the input is empty".to_string(),
+                    n => format!("{:.2}% of the input", 100.0 * size as f64 / n as f64),
+                },
                 started.elapsed().as_secs_f64()
             )),
             Err(e) => {

@@ -533,9 +533,8 @@ fn print_summary(s: &Summary, fetched: Option<&Fetched>) {
     ]);
     if let Some(i) = &s.index {
         lines.push(format!(
-            "        indexes: {} input{} read through their index, {} indexed in memory; {} traces some rule can apply to read whole, {} traces ({} spans) never decoded: no rule can apply to them",
+            "        indexes: inputs read through an index {}, indexed in memory {}; {} traces some rule can apply to read whole, {} traces ({} spans) never decoded: no rule can apply to them",
             i.inputs,
-            if i.inputs == 1 { "" } else { "s" },
             i.built,
             i.traces_read,
             i.traces_skipped,

@@ -567,8 +567,28 @@ pub fn layout(bytes: &[u8]) -> Result<Layout<'_>, DecodeError> {
     Ok(out)
 }
 
+/// The trace id of a span's text, when it reads without doubt (as [`layout`] reads it).
+pub fn span_trace_id(text: &[u8]) -> Option<TraceId> {
+    // What the collector writes first, read without a parser.
+    if let Some(rest) = text.strip_prefix(b"{\"traceId\":\"") {
+        let hex = rest.get(..32).and_then(|h| std::str::from_utf8(h).ok());
+        if rest.get(32) == Some(&b'"') {
+            if let Some(t) = hex.and_then(parse_hex::<16>) {
+                return Some(TraceId(t));
+            }
+        }
+    }
+    let raw: &RawValue = serde_json::from_slice(text).ok()?;
+    sure_span(raw, false).map(|(t, _)| t)
+}
+
 /// A span's trace and name when its ids read without doubt and it is not BeTrace's own.
 fn sure_span(raw: &RawValue, own_scope: bool) -> Option<(TraceId, Cow<'_, str>)> {
+    // serde reads a struct from an array too, by position: the decoder's fields are not
+    // these, so a span that is not an object is left to the decoder.
+    if !raw.get().starts_with('{') {
+        return None;
+    }
     let s: IdsAndName = serde_json::from_str(raw.get()).ok()?;
     let tid = parse_hex::<16>(&s.trace_id)?;
     let sid = parse_hex::<8>(&s.span_id)?;

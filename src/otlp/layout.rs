@@ -77,10 +77,26 @@ impl Layout<'_> {
 }
 
 impl Shape {
-    /// Whether every range lies inside a body of `len` bytes and the scopes account for
-    /// every span: what a shape read from an index file must be before it is used.
+    /// Whether every range lies inside a body of `len` bytes, the ranges add up to no more
+    /// than the body (parts of a record do not overlap, so a cut is never larger than its
+    /// record), and the scopes account for every span: what a shape read from an index
+    /// file must be before it is used.
     pub fn fits(&self, len: u64) -> bool {
         let inside = |r: &Range| r.0 <= r.1 && u64::from(r.1) <= len;
+        let size = |r: &Range| u64::from(r.1.saturating_sub(r.0));
+        let total: u64 = self.spans.iter().map(size).sum::<u64>()
+            + self
+                .blocks
+                .iter()
+                .map(|b| {
+                    b.resource.iter().map(size).sum::<u64>()
+                        + b.scopes
+                            .iter()
+                            .flat_map(|s| &s.scope)
+                            .map(size)
+                            .sum::<u64>()
+                })
+                .sum::<u64>();
         let counted: u64 = self
             .blocks
             .iter()
@@ -88,6 +104,7 @@ impl Shape {
             .map(|s| u64::from(s.spans))
             .sum();
         counted == self.spans.len() as u64
+            && total <= len
             && self.spans.iter().all(inside)
             && self.blocks.iter().all(|b| {
                 b.resource.iter().all(inside) && b.scopes.iter().all(|s| s.scope.iter().all(inside))

@@ -418,9 +418,9 @@ fn first_time(ctx: &Ctx<'_>, source: &super::Source) -> Option<u64> {
         time.is_none() && records < 64
     };
     let order = ctx.sources.iter().position(|s| std::ptr::eq(s, source));
-    let selection = order.and_then(|o| Some(ctx.selections.as_ref()?[o].clone()));
-    if let Some(selection) = selection {
-        return selection.first_time;
+    let start = order.and_then(|o| ctx.selections.as_ref()?[o].start());
+    if let Some(start) = start {
+        return start;
     }
     let file = std::fs::File::open(&source.path).ok()?;
     super::input::read_from(

@@ -132,6 +132,18 @@ pub fn build(
         }
     }
     reader.join().expect("the reading thread ends");
+    // A read that failed part way (an I/O error) may not fail again: an index that stops
+    // where it stopped would hide the rest of the input from every replay. Not written.
+    if let Some((_, location, message)) = bad
+        .iter()
+        .find(|(_, l, m)| *l == Location::Whole && m.starts_with("read error"))
+    {
+        return Err(BadRecord {
+            source: name.into(),
+            location: location.clone(),
+            message: message.clone(),
+        });
+    }
     built.records = asm.records.len() as u64;
     built.spans = asm.records.iter().map(|e| u64::from(e.spans)).sum();
     let index = asm.finish(stamp, bad);

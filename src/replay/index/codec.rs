@@ -261,7 +261,12 @@ pub(crate) fn decode(file: &[u8], parts: Parts) -> Result<Index, Refused> {
             bodies.push(Vec::new());
             continue;
         }
-        if raw_len > MAX_BODY.min(packed_len.saturating_mul(1024) + (1 << 20)) {
+        // No part is larger than a few bytes per byte of input (a span is tens of bytes
+        // of input, and its part of an index a few).
+        let bound = MAX_BODY
+            .min(packed_len.saturating_mul(1024) + (1 << 20))
+            .min(stamp.size.saturating_mul(4) + (1 << 20));
+        if raw_len > bound {
             return Err(damaged("it claims an absurd size"));
         }
         let body = zstd::bulk::decompress(part, raw_len as usize)
@@ -292,7 +297,7 @@ pub(crate) fn decode(file: &[u8], parts: Parts) -> Result<Index, Refused> {
         let (mut records, mut bad) = (Vec::new(), Vec::new());
         if parts != Parts::Tables {
             let mut r = Reader { buf: &bodies[2] };
-            (bad, records) = r.records(traces.len())?;
+            (bad, records) = r.records(traces.len(), &stamp)?;
             whole(&r)?;
         }
         Ok(Index {
@@ -307,6 +312,12 @@ pub(crate) fn decode(file: &[u8], parts: Parts) -> Result<Index, Refused> {
         })
     };
     read().map_err(|e| Refused::Damaged(e.0))
+}
+
+/// Room to reserve for `n` items a file says follow: no more than a few thousand ahead
+/// of reading them, so that a count in a crafted file cannot reserve memory by itself.
+fn cap(n: usize) -> usize {
+    n.min(4096)
 }
 
 /// A read that ran into damage.
@@ -359,11 +370,11 @@ impl Reader<'_> {
             return Err(Bad("a part is empty".into()));
         }
         let n = self.count(9)?;
-        let mut traces = Vec::with_capacity(n);
+        let mut traces = Vec::with_capacity(cap(n));
         for _ in 0..n {
             traces.push(u64::from_le_bytes(self.take(8)?.try_into().expect("8")));
         }
-        let mut spans = Vec::with_capacity(n);
+        let mut spans = Vec::with_capacity(cap(n));
         for _ in 0..n {
             spans.push(self.u32()?);
         }
@@ -377,11 +388,11 @@ impl Reader<'_> {
 
     fn table(&mut self, traces: usize) -> Result<Vec<(String, Vec<u32>)>, Bad> {
         let n = self.count(2)?;
-        let mut table = Vec::with_capacity(n);
+        let mut table = Vec::with_capacity(cap(n));
         for _ in 0..n {
             let name = self.string()?;
             let m = self.count(1)?;
-            let mut list = Vec::with_capacity(m);
+            let mut list = Vec::with_capacity(cap(m));
             let mut prev = 0u64;
             for i in 0..m {
                 let d = self.varint()?;
@@ -403,18 +414,29 @@ impl Reader<'_> {
     fn records(
         &mut self,
         traces: usize,
+        stamp: &Stamp,
     ) -> Result<(Vec<(u32, Location, String)>, Vec<Entry>), Bad> {
         let n = self.count(3)?;
-        let mut bad = Vec::with_capacity(n);
+        let mut bad = Vec::with_capacity(cap(n));
         for _ in 0..n {
             let before = self.u32()?;
             let location = self.location()?;
             bad.push((before, location, self.string()?));
         }
         let n = self.count(3)?;
-        let mut records = Vec::with_capacity(n);
+        let mut records: Vec<Entry> = Vec::with_capacity(cap(n));
+        let mut end = 0u64;
         for _ in 0..n {
-            records.push(self.entry(traces)?);
+            let e = self.entry(traces, stamp)?;
+            // Records follow one another in their file: what a replay reads at offsets
+            // adds up to the input at most.
+            if let Some(s) = e.stored {
+                if s.offset < end {
+                    return Err(Bad("records that overlap".into()));
+                }
+                end = s.offset + s.len;
+            }
+            records.push(e);
         }
         if bad.iter().any(|b| b.0 as usize > records.len()) {
             return Err(Bad("a bad record placed after the last record".into()));
@@ -431,24 +453,34 @@ impl Reader<'_> {
         })
     }
 
-    fn entry(&mut self, traces: usize) -> Result<Entry, Bad> {
+    fn entry(&mut self, traces: usize, stamp: &Stamp) -> Result<Entry, Bad> {
         let flags = self.byte()?;
         if flags >> 5 != 0 {
             return Err(Bad("unknown record flags".into()));
         }
         let location = self.location()?;
         let stored = if flags & 4 != 0 {
-            Some(Stored {
+            let s = Stored {
                 offset: self.varint()?,
                 len: self.varint()?,
                 zstd: flags & 8 != 0,
-            })
+            };
+            // A record lies inside its input and is no larger than a record is read: what
+            // a replay reads at an offset is bounded by the input, never by the index.
+            if s.offset
+                .checked_add(s.len)
+                .is_none_or(|end| end > stamp.size)
+                || s.len > stamp.max_record
+            {
+                return Err(Bad("a record that lies outside its input".into()));
+            }
+            Some(s)
         } else {
             None
         };
         let spans = self.u32()?;
         let n = self.count(1)?;
-        let mut list = Vec::with_capacity(n);
+        let mut list = Vec::with_capacity(cap(n));
         let mut prev = 0i64;
         for _ in 0..n {
             prev = prev
@@ -486,11 +518,11 @@ impl Reader<'_> {
 
     fn shape(&mut self) -> Result<Shape, Bad> {
         let n = self.count(2)?;
-        let mut blocks = Vec::with_capacity(n);
+        let mut blocks = Vec::with_capacity(cap(n));
         for _ in 0..n {
             let resource = self.range()?;
             let m = self.count(2)?;
-            let mut scopes = Vec::with_capacity(m);
+            let mut scopes = Vec::with_capacity(cap(m));
             for _ in 0..m {
                 let scope = self.range()?;
                 scopes.push(ScopeShape {
@@ -501,7 +533,7 @@ impl Reader<'_> {
             blocks.push(BlockShape { resource, scopes });
         }
         let n = self.count(2)?;
-        let mut spans = Vec::with_capacity(n);
+        let mut spans = Vec::with_capacity(cap(n));
         let mut prev = 0i64;
         for _ in 0..n {
             let start = prev
@@ -523,8 +555,10 @@ impl Reader<'_> {
             return Ok(None);
         }
         let start = u32::try_from(start - 1).map_err(|_| Bad("a range out of bounds".into()))?;
-        let end = u32::try_from(u64::from(start) + self.varint()?)
-            .map_err(|_| Bad("a range out of bounds".into()))?;
+        let end = u64::from(start)
+            .checked_add(self.varint()?)
+            .and_then(|e| u32::try_from(e).ok())
+            .ok_or_else(|| Bad("a range out of bounds".into()))?;
         Ok(Some((start, end)))
     }
 }
@@ -634,6 +668,10 @@ mod tests {
         assert!(decode(&encode(&index), Parts::All).is_err());
         let mut index = sample();
         index.bad[0].0 = 3;
+        assert!(decode(&encode(&index), Parts::All).is_err());
+        // A record past the end of its input: a replay would read what the index says.
+        let mut index = sample();
+        index.records[1].stored.as_mut().unwrap().len = 900;
         assert!(decode(&encode(&index), Parts::All).is_err());
     }
 }

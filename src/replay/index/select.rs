@@ -42,11 +42,51 @@ pub struct IndexUse {
 #[derive(Debug)]
 pub struct Selection {
     built: Option<Arc<Reading>>,
+    /// Read the input whole: it could not be indexed (it cannot be read, or not all of it).
+    whole: bool,
     /// The time the input starts at, from its index.
-    pub(crate) first_time: Option<u64>,
+    first_time: Option<u64>,
     max_record: u64,
     /// Per trace number: read it.
     keep: Vec<bool>,
+}
+
+/// Where a planned input's index is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// In its file, read again with the input.
+    File,
+    /// In memory: built for the run.
+    Built,
+    /// Nowhere: the input is read whole.
+    Whole,
+}
+
+/// The index of an input that could not be indexed: no trace, nothing to cut.
+fn unread() -> Index {
+    Index {
+        stamp: super::Stamp {
+            size: 0,
+            mtime_ns: 0,
+            ends: 0,
+            max_record: 0,
+        },
+        traces: Vec::new(),
+        trace_spans: Vec::new(),
+        first_time: None,
+        names: Vec::new(),
+        services: Vec::new(),
+        records: Vec::new(),
+        bad: Vec::new(),
+    }
+}
+
+impl Selection {
+    /// The time the input starts at, from its index: `None` when the input is read whole
+    /// (its start is found as without an index).
+    pub(crate) fn start(&self) -> Option<Option<u64>> {
+        (!self.whole).then_some(self.first_time)
+    }
 }
 
 /// An input's index, and which of its traces are read, while the input is read.
@@ -87,7 +127,17 @@ pub fn plan(
             }
         })
         .collect();
-    if loaded.iter().all(|l| matches!(l, Err(Unusable::Missing))) {
+    if !loaded.iter().any(Result::is_ok) {
+        // No index to read through: indexing every input in memory would cost more than it
+        // saves. Say why the index files there are not used.
+        for ((name, _), why) in inputs.iter().zip(&loaded) {
+            if let Some(why) = why.as_ref().err().filter(|w| **w != Unusable::Missing) {
+                on_note(&format!(
+                    "{} {why}: ignored (`betrace index {name}` writes it again)",
+                    super::path_for(name).display()
+                ));
+            }
+        }
         return Ok(None);
     }
     let mut used = IndexUse::default();
@@ -98,7 +148,7 @@ pub fn plan(
                 used.inputs += 1;
                 // Its records are read with its input (below).
                 let spans = std::mem::take(&mut index.trace_spans);
-                (index, spans, false)
+                (index, spans, Held::File)
             }
             Err(why) => {
                 on_note(&format!(
@@ -112,9 +162,15 @@ pub fn plan(
                 used.built += 1;
                 let scratch = Arc::new(AtomicU64::new(0));
                 // Its bad records are reported when it is read.
-                let index = build::build(name, path, limits, pool, scratch, &mut |_| {})?.0;
-                let spans = index.trace_spans.clone();
-                (index, spans, true)
+                match build::build(name, path, limits, pool, scratch, &mut |_| {}) {
+                    Ok((index, _)) => {
+                        let spans = index.trace_spans.clone();
+                        (index, spans, Held::Built)
+                    }
+                    // It cannot be read (or not all of it): read it whole, as without an
+                    // index, so that what cannot be read is reported as it would be.
+                    Err(_) => (unread(), Vec::new(), Held::Whole),
+                }
             }
         };
         indexes.push(index);
@@ -129,7 +185,7 @@ pub fn plan(
     }
     let selections = indexes
         .into_iter()
-        .map(|(mut index, spans, built)| {
+        .map(|(mut index, spans, held)| {
             let keep: Vec<bool> = index.traces.iter().map(|k| wanted.contains(k)).collect();
             let read = keep.iter().filter(|&&k| k).count() as u64;
             used.traces_read += read;
@@ -143,8 +199,9 @@ pub fn plan(
             index.names = Vec::new();
             index.services = Vec::new();
             Arc::new(Selection {
+                whole: held == Held::Whole,
                 first_time: index.first_time,
-                built: built.then(|| {
+                built: (held == Held::Built).then(|| {
                     Arc::new(Reading {
                         index,
                         keep: keep.clone(),
@@ -173,6 +230,9 @@ pub fn read(
     projection: &Arc<Projection>,
     sink: &mut Sink<'_>,
 ) {
+    if selection.whole {
+        return input::read_deferred(name, path, bytes_read, limits, projection, true, sink);
+    }
     let reading = match &selection.built {
         Some(r) => r.clone(),
         None => match super::load_parts(path, selection.max_record, super::codec::Parts::Records) {
@@ -427,6 +487,10 @@ fn windows(shape: &Shape, keep: &[bool]) -> Vec<(u32, u32)> {
 /// The kept spans of a record's body, walked again; the whole body when it does not hold
 /// the spans the index says it does.
 fn cut(selection: &Reading, entry: &Entry, body: &[u8], keep: &[bool]) -> Vec<u8> {
+    // Ranges are 32-bit: a larger record (a --max-record-mib above 4 GiB) is read whole.
+    if body.len() > u32::MAX as usize {
+        return body.to_vec();
+    }
     let layout = if entry.json {
         json::layout(body).ok()
     } else {
