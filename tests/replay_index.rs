@@ -13,7 +13,7 @@ use std::process::Command;
 use betrace::lang::hir::{required_names, NameMatch};
 use betrace::RuleSet;
 use betrace_corpus::{batches, encode, generate, write, Compression, Format};
-use common::{replay, tmp};
+use common::{replay, tmp, write_records, Rng};
 
 /// The library's rules that need some span name (a rule that can apply to any trace
 /// turns the index off), cut out of examples/rules as written, in one file.
@@ -198,38 +198,6 @@ fn indexed_replay_equals_plain_replay_in_every_format() {
         same(r, &gz, &[]);
     }
     let _ = std::fs::remove_dir_all(&root);
-}
-
-/// A small deterministic generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn write_records(path: &Path, records: &[Vec<u8>], format: Format) {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    for r in records {
-        match format {
-            Format::Json => {
-                out.write_all(r).unwrap();
-                out.write_all(b"\n").unwrap();
-            }
-            Format::Proto => {
-                out.write_all(&(r.len() as u32).to_be_bytes()).unwrap();
-                out.write_all(r).unwrap();
-            }
-        }
-    }
 }
 
 #[test]

@@ -5,51 +5,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use betrace_corpus::{batches, encode, generate, Format};
-use common::{replay, tmp};
-
-/// A small deterministic generator (xorshift), so every permutation can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
-    }
-}
-
-/// One record per line, JSON or length-prefixed protobuf.
-fn write_records(path: &Path, records: &[Vec<u8>], format: Format) {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    for r in records {
-        match format {
-            Format::Json => {
-                out.write_all(r).unwrap();
-                out.write_all(b"\n").unwrap();
-            }
-            Format::Proto => {
-                out.write_all(&(r.len() as u32).to_be_bytes()).unwrap();
-                out.write_all(r).unwrap();
-            }
-        }
-    }
-    out.flush().unwrap();
-}
+use common::{replay, tmp, write_records, Rng};
 
 /// The lines of the summary that count what was judged (not timings, not how).
 fn counts(stderr: &str) -> Vec<String> {

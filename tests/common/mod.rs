@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value as Json;
@@ -68,4 +68,44 @@ pub fn expected(corpus: &betrace_corpus::Corpus) -> Vec<(String, String)> {
         .collect();
     v.sort();
     v
+}
+
+/// A small deterministic generator (xorshift), so every permutation can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// One record per line, JSON or length-prefixed protobuf.
+pub fn write_records(path: &Path, records: &[Vec<u8>], format: betrace_corpus::Format) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for r in records {
+        match format {
+            betrace_corpus::Format::Json => {
+                out.write_all(r).unwrap();
+                out.write_all(b"\n").unwrap();
+            }
+            betrace_corpus::Format::Proto => {
+                out.write_all(&(r.len() as u32).to_be_bytes()).unwrap();
+                out.write_all(r).unwrap();
+            }
+        }
+    }
+    out.flush().unwrap();
 }
