@@ -1,7 +1,9 @@
 //! The playbook library's examples must guard its rules: for every rule, weaken the
 //! condition one way at a time — drop an ordering (`A before B` → `A`, or → `B`), drop a
-//! time bound, drop a `.where` filter, drop one conjunct of a filter (a result check),
-//! negate a comparison — and some example of that rule must then fail. A mutant that
+//! time bound, drop a `.where` filter, drop one conjunct of a filter (a result check, a
+//! join on a bound value), negate a comparison; and in the per-occurrence forms drop `own`,
+//! drop a relation filter, turn `after $x` into `before $x` (and back), drop `until`/`since`,
+//! drop a filter's time bound — and some example of that rule must then fail. A mutant that
 //! every example still passes is a rule whose examples do not say what it means.
 
 use betrace::eval::reference;
@@ -55,6 +57,14 @@ fn walk_expr(text: &str, e: &Expr, out: &mut Vec<Mutant>) {
         }
         Expr::Not(inner, _) => walk_expr(text, inner, out),
         Expr::Has(s) => walk_selector(text, s, out),
+        Expr::Own(s, loc) => {
+            out.push(Mutant {
+                text: replace(text, loc, &text[s.loc.clone()]),
+                what: "drop `own`".into(),
+            });
+            walk_selector(text, s, out);
+        }
+        Expr::BoundRel { sel, .. } => walk_selector(text, sel, out),
         Expr::Compare {
             lhs, op, rhs, loc, ..
         } => {
@@ -120,10 +130,61 @@ fn numeric_loc(n: &Numeric) -> Option<ast::Loc> {
         | Numeric::Duration(_, l)
         | Numeric::Agg(_, _, _, l) => Some(l.clone()),
         Numeric::Count(s) | Numeric::Distinct(s, _) => Some(s.loc.clone()),
+        Numeric::Bound(b) => Some(b.loc.clone()),
     }
 }
 
 fn walk_selector(text: &str, s: &Selector, out: &mut Vec<Mutant>) {
+    if let Some(f) = &s.filter {
+        let written = &text[f.loc.clone()];
+        out.push(Mutant {
+            text: replace(
+                text,
+                &(s.name_loc.start..f.loc.end),
+                text[s.name_loc.start..f.loc.start].trim_end(),
+            ),
+            what: format!("drop the relation `{written}`"),
+        });
+        let flipped = match f.op {
+            ast::FilterOp::Before => Some("after"),
+            ast::FilterOp::After => Some("before"),
+            _ => None,
+        };
+        if let Some(to) = flipped {
+            // The scope turns with the relation (`since` ↔ `until`).
+            let mut turned = written.replacen(f.op.as_str(), to, 1);
+            if let Some(l) = &f.limit {
+                let (from, into) = if l.until {
+                    ("until", "since")
+                } else {
+                    ("since", "until")
+                };
+                turned = turned.replacen(from, into, 1);
+            }
+            out.push(Mutant {
+                text: replace(text, &f.loc, &turned),
+                what: format!("turn `{}` into `{to}`", f.op.as_str()),
+            });
+        }
+        if let Some(l) = &f.limit {
+            let scope = l.kw_loc.start..l.sel.loc.end;
+            out.push(Mutant {
+                text: replace(text, &scope, ""),
+                what: format!("drop `{}`", &text[scope.clone()]),
+            });
+            walk_selector(text, &l.sel, out);
+        }
+        if let Some(ast::Bound::Duration(_, at)) = &f.window {
+            // From `within` to the end of the duration.
+            if let Some(kw) = text[f.loc.start..at.start].rfind("within") {
+                let span = f.loc.start + kw..at.end;
+                out.push(Mutant {
+                    text: replace(text, &span, ""),
+                    what: format!("drop `{}`", &text[span.clone()]),
+                });
+            }
+        }
+    }
     for w in &s.wheres {
         let p = w.loc();
         // The filter's text: from `.where(` before the predicate to its `)`.

@@ -934,3 +934,437 @@ fn incomplete_skip_never_fires_on_an_incomplete_trace_and_every_signal_says_comp
         load_error("rules:\n  - id: r\n    name: R\n    incomplete: maybe\n    condition: a\n");
     assert!(err.contains("incomplete"), "{err}");
 }
+
+// ------------------------------------------------------------------ §2.2.2 per occurrence
+
+/// A trace of top-level spans, each `name@ms` with optional attributes (`k=v`).
+fn at(spans: &[&str]) -> String {
+    let mut out = String::new();
+    for s in spans {
+        let (head, attrs) = match s.split_once(' ') {
+            Some((h, a)) => (h, a),
+            None => (*s, ""),
+        };
+        let (name, ms) = head.split_once('@').expect("name@ms");
+        out.push_str(&format!("- name: {name}\n  start: {ms}ms\n"));
+        if !attrs.is_empty() {
+            out.push_str(&format!(
+                "  attributes: {{ {} }}\n",
+                attrs
+                    .split(' ')
+                    .map(|kv| kv.replacen('=', ": ", 1))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// The verdict of a per-occurrence example: `None` for a pass, else the trigger spans as
+/// `name@ms`.
+fn verdict(condition: &str, spans: &[&str]) -> Option<Vec<String>> {
+    let r = rules(condition);
+    let t = trace(&at(spans));
+    let fired = r.judge(&t);
+    let (_, v) = fired.first()?;
+    Some(
+        v.triggers
+            .iter()
+            .map(|&i| {
+                let s = &t.spans[i];
+                let ms = (s.start_unix_nano - t.start_unix_nano()) / 1_000_000;
+                format!("{}@{ms}", s.name)
+            })
+            .collect(),
+    )
+}
+
+fn pass(condition: &str, spans: &[&str]) {
+    assert_eq!(verdict(condition, spans), None, "{condition} on {spans:?}");
+}
+
+fn broke(condition: &str, spans: &[&str], triggers: &[&str]) {
+    let got = verdict(condition, spans);
+    assert_eq!(
+        got.as_deref(),
+        Some(&triggers.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..]),
+        "{condition} on {spans:?}"
+    );
+}
+
+const EACH_MODERATED: &str = "when { llm.generate as $g } always { content.moderate after $g }";
+
+#[test]
+fn each_generation_is_moderated_after_it() {
+    pass(EACH_MODERATED, &["llm.generate@0", "content.moderate@10"]);
+    broke(
+        EACH_MODERATED,
+        &["content.moderate@0", "llm.generate@10"],
+        &["llm.generate@10"],
+    );
+    let second = ["llm.generate@0", "content.moderate@5", "llm.generate@10"];
+    broke(EACH_MODERATED, &second, &["llm.generate@10"]);
+    // The trace-level form passes it: only the earliest generation is compared.
+    pass(
+        "when { llm.generate } always { content.moderate after llm.generate }",
+        &second,
+    );
+}
+
+const OWN_MODERATION: &str = "when { llm.generate as $g } always { own content.moderate after $g }";
+
+#[test]
+fn own_gives_each_binding_a_partner_of_its_own() {
+    pass(
+        OWN_MODERATION,
+        &[
+            "llm.generate@0",
+            "llm.generate@5",
+            "content.moderate@10",
+            "content.moderate@12",
+        ],
+    );
+    // moderate@10 serves generate@0: both windows are open-ended, the earlier start first.
+    broke(
+        OWN_MODERATION,
+        &["llm.generate@0", "llm.generate@5", "content.moderate@10"],
+        &["llm.generate@5"],
+    );
+    // Without `own` both generations are moderated after them.
+    pass(
+        EACH_MODERATED,
+        &["llm.generate@0", "llm.generate@5", "content.moderate@10"],
+    );
+}
+
+const AUDITED: &str = "when { phi.access as $a } always { audit.log.where(resource_id == $a.resource_id) after $a within 5s }";
+
+#[test]
+fn each_access_is_audited_for_its_resource() {
+    pass(
+        AUDITED,
+        &[
+            "phi.access@0 resource_id=r1",
+            "audit.log@100 resource_id=r1",
+        ],
+    );
+    broke(
+        AUDITED,
+        &[
+            "phi.access@0 resource_id=r1",
+            "phi.access@10 resource_id=r2",
+            "audit.log@100 resource_id=r1",
+        ],
+        &["phi.access@10"],
+    );
+    broke(
+        AUDITED,
+        &[
+            "phi.access@0 resource_id=r1",
+            "audit.log@6000 resource_id=r1",
+        ],
+        &["phi.access@0"],
+    );
+    // A bound value that is missing makes the join false.
+    broke(
+        AUDITED,
+        &["phi.access@0", "audit.log@100 resource_id=r1"],
+        &["phi.access@0"],
+    );
+}
+
+const BREAKER: &str =
+    "when { breaker.open as $o } never { http.call after $o until breaker.close }";
+
+#[test]
+fn no_call_after_the_breaker_opened_until_it_closed() {
+    pass(
+        BREAKER,
+        &["breaker.open@0", "breaker.close@10", "http.call@20"],
+    );
+    broke(
+        BREAKER,
+        &["breaker.open@0", "http.call@5", "breaker.close@10"],
+        &["breaker.open@0"],
+    );
+    // `until` is exclusive.
+    pass(
+        BREAKER,
+        &["breaker.open@0", "breaker.close@10", "http.call@10"],
+    );
+    broke(
+        BREAKER,
+        &["breaker.open@0", "http.call@5"],
+        &["breaker.open@0"],
+    );
+    broke(
+        BREAKER,
+        &[
+            "breaker.open@0",
+            "breaker.close@10",
+            "breaker.open@20",
+            "http.call@25",
+        ],
+        &["breaker.open@20"],
+    );
+}
+
+const CACHE_FIRST: &str = "when { db.query as $q } always { cache.check before $q since db.query }";
+
+#[test]
+fn each_query_is_preceded_by_a_cache_check_since_the_previous_query() {
+    pass(
+        CACHE_FIRST,
+        &[
+            "cache.check@0",
+            "db.query@10",
+            "cache.check@20",
+            "db.query@30",
+        ],
+    );
+    broke(
+        CACHE_FIRST,
+        &["cache.check@0", "db.query@10", "db.query@30"],
+        &["db.query@30"],
+    );
+}
+
+const DUAL_APPROVAL: &str =
+    "when { wire.transfer as $t } always { count(approval.granted before $t) >= 2 }";
+
+#[test]
+fn counting_the_spans_in_relation_to_the_bound_one() {
+    pass(
+        DUAL_APPROVAL,
+        &[
+            "approval.granted@0",
+            "approval.granted@5",
+            "wire.transfer@10",
+        ],
+    );
+    broke(
+        DUAL_APPROVAL,
+        &[
+            "approval.granted@0",
+            "wire.transfer@10",
+            "approval.granted@20",
+        ],
+        &["wire.transfer@10"],
+    );
+}
+
+#[test]
+fn own_with_a_join_serves_the_window_that_ends_first() {
+    // reserve@0 serves charge@10, whose window ends first.
+    broke(
+        "when { payment.charge as $c } always { own inventory.reserve.where(order_id == $c.order_id) before $c }",
+        &[
+            "inventory.reserve@0 order_id=o1",
+            "payment.charge@10 order_id=o1",
+            "payment.charge@20 order_id=o1",
+        ],
+        &["payment.charge@20"],
+    );
+}
+
+#[test]
+fn a_bound_value_as_a_numeric_term() {
+    broke(
+        "when { refund as $r } always { sum(payment.charge.where(order_id == $r.order_id), amount) >= $r.amount }",
+        &[
+            "payment.charge@0 order_id=o1 amount=50",
+            "refund@10 order_id=o1 amount=30",
+            "refund@20 order_id=o1 amount=60",
+        ],
+        &["refund@20"],
+    );
+}
+
+#[test]
+fn a_child_of_the_bound_span() {
+    let rule = "when { \"GET /api/*\" as $r } always { auth.verify child_of $r }";
+    assert!(!fires(
+        rule,
+        "- name: GET /api/x\n  children:\n    - name: auth.verify\n"
+    ));
+    assert!(fires(
+        rule,
+        "- name: GET /api/x\n  children:\n    - name: mw\n      children:\n        - name: auth.verify\n"
+    ));
+}
+
+#[test]
+fn the_tree_around_the_bound_span() {
+    let tree = "- name: http\n  children:\n    - name: handler\n      children:\n        - name: db\n        - name: cache\n    - name: db\n";
+    // `within $x`: descendants; `around $x`: ancestors; `$x within S`, `$x child_of S`.
+    assert!(!fires(
+        "when { handler as $h } always { db within $h }",
+        tree
+    ));
+    assert!(fires(
+        "when { handler as $h } always { count(db within $h) == 2 }",
+        tree
+    ));
+    assert!(!fires("when { db as $d } always { $d within http }", tree));
+    assert!(fires(
+        "when { db as $d } always { $d child_of handler }",
+        tree
+    ));
+    assert!(!fires("when { db as $d } always { http around $d }", tree));
+    assert!(fires(
+        "when { db as $d } always { handler around $d }",
+        tree
+    ));
+}
+
+#[test]
+fn a_per_occurrence_signal_reads_the_first_broken_binding() {
+    let r = rules("when { llm.generate as $g } always { content.moderate after $g }");
+    let t = trace(&at(&[
+        "llm.generate@0 model=a",
+        "content.moderate@5",
+        "llm.generate@10 model=b",
+        "llm.generate@20 model=c",
+    ]));
+    let fired = r.judge(&t);
+    assert_eq!(fired.len(), 1, "one signal per rule and trace");
+    let names: Vec<_> = fired[0]
+        .1
+        .triggers
+        .iter()
+        .map(|&i| t.spans[i].start_unix_nano - t.start_unix_nano())
+        .collect();
+    assert_eq!(names, vec![10_000_000, 20_000_000]);
+}
+
+#[test]
+fn misplaced_bindings_and_names_are_located_errors() {
+    for (c, code, says) in [
+        (
+            "when { not (a as $a) } always { b }",
+            "E230",
+            "only at the top level of `when`",
+        ),
+        (
+            "when { a or b as $b } always { c }",
+            "E230",
+            "only at the top level",
+        ),
+        (
+            "when { count(a as $a) > 1 } always { b }",
+            "E230",
+            "only at the top level",
+        ),
+        (
+            "when { a } always { b as $b }",
+            "E230",
+            "only at the top level",
+        ),
+        ("a as $a", "E230", "only at the top level"),
+        (
+            "when { a as $a and b as $b } always { c }",
+            "E231",
+            "at most one span",
+        ),
+        (
+            "when { a as $a } always { b after $x }",
+            "E232",
+            "`$x` is not bound",
+        ),
+        (
+            "when { a } always { b.where(k == $a.k) }",
+            "E232",
+            "`$a` is not bound",
+        ),
+        (
+            "when { a.where(k == $a.k) as $a } always { b }",
+            "E233",
+            "selector that binds it",
+        ),
+        (
+            "when { a as $a } always { b after $a before c }",
+            "E234",
+            "cannot be a side",
+        ),
+        (
+            "when { a as $a } never { own b after $a }",
+            "E235",
+            "top level of `always`",
+        ),
+        (
+            "when { a as $a } always { not own b after $a }",
+            "E235",
+            "top level of `always`",
+        ),
+        (
+            "when { a as $a } always { own b within $a }",
+            "E235",
+            "`before $x` or `after $x`",
+        ),
+        (
+            "when { a as $a } always { own b.where(k > $a.k) after $a }",
+            "E236",
+            "only joined with `==`",
+        ),
+        (
+            "when { a as $a } always { own b.where(k == $a.k or j == 1) after $a }",
+            "E236",
+            "only joined",
+        ),
+        (
+            "when { a as $a } always { b after $a since c }",
+            "E237",
+            "`since` cannot follow `after $x`",
+        ),
+        (
+            "when { a as $a } always { b before $a until c }",
+            "E237",
+            "`until` cannot follow `before $x`",
+        ),
+        (
+            "when { a as $a } always { b within $a within 5s }",
+            "E237",
+            "takes no time bound",
+        ),
+        (
+            "when { a as $a } always { b.where(k matches $a.k) }",
+            "E238",
+            "regex",
+        ),
+        (
+            "when { a as $a } always { b.where(k in [$a.k, 1]) }",
+            "E108",
+            "inside a list",
+        ),
+    ] {
+        let err = load_error(&format!(
+            "rules:\n  - id: r\n    name: R\n    condition: '{c}'\n"
+        ));
+        assert!(
+            err.contains(code) && err.contains(says) && err.contains('^'),
+            "{c}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_after_trap_is_a_warning_with_the_rewrite() {
+    let text = "rules:\n  - id: r\n    name: R\n    condition: 'when { llm.generate } always { content.moderate after llm.generate }'\n";
+    let (_, warnings) = RuleSet::from_text("w.yaml", text).expect("loads");
+    let shown = warnings.render();
+    assert!(shown.contains("W251"), "{shown}");
+    assert!(
+        shown.contains("when { llm.generate as $w } always { content.moderate after $w }"),
+        "{shown}"
+    );
+    // Bound, or not about the `when` selector: no warning.
+    for quiet in [
+        "when { llm.generate as $g } always { content.moderate after $g }",
+        "when { llm.generate } always { content.moderate after tool.call }",
+    ] {
+        let text = format!("rules:\n  - id: r\n    name: R\n    condition: '{quiet}'\n");
+        let (_, warnings) = RuleSet::from_text("w.yaml", &text).expect("loads");
+        assert!(!warnings.render().contains("W251"), "{quiet}");
+    }
+}

@@ -54,10 +54,14 @@ struct Literal {
 /// The policies that keep exactly the traces `form` flags.
 fn rule_policies(id: &str, form: &Form) -> Result<Vec<Yaml>, String> {
     let violation = match form {
+        Form::Invariant { bind: Some(_), .. } => {
+            return Err("judges each occurrence of a span (as $x)".into())
+        }
         Form::Invariant {
             when,
             always,
             never,
+            ..
         } => {
             let mut cases = Vec::new();
             if let Some(a) = always {
@@ -124,6 +128,9 @@ fn dnf(e: &Expr, negated: bool) -> Result<Vec<Vec<Literal>>, String> {
         (Expr::Before(..), _) => return Err("orders spans in time (before/after)".into()),
         (Expr::Within(..), _) => return Err("relates spans in time (within)".into()),
         (Expr::ChildOf(..), _) => return Err("relates spans by parent (child_of)".into()),
+        (Expr::Own(_) | Expr::BoundWithin(_) | Expr::BoundChildOf(_), _) => {
+            return Err("relates spans to a bound span".into())
+        }
     };
     if cases.len() > MAX_CASES {
         return Err(format!("splits into more than {MAX_CASES} cases"));
@@ -192,6 +199,9 @@ fn pred(p: &Pred) -> Result<String, String> {
             Ok(format!("IsMatch({path}, {})", quote(&regex::escape(v))))
         })?,
         Pred::Contains(..) => return Err("looks inside an array attribute (contains)".into()),
+        Pred::CmpBound(..) | Pred::ContainsBound(..) => {
+            return Err("compares with a bound span's value".into())
+        }
         Pred::CmpAttr(a, op, b) => on_attr(a, &|pa| {
             on_attr(b, &|pb| {
                 Ok(format!(

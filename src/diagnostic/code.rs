@@ -64,6 +64,8 @@ codes! {
     ParseFloatRange = "E" 106,
     /// A nonzero number or duration literal reads as zero.
     ParseRoundsToZero = "E" 107,
+    /// A bound value inside a list literal.
+    BoundInList = "E" 108,
 
     /// `when` without `always` or `never`.
     WhenWithoutBlock = "E" 201,
@@ -123,8 +125,30 @@ codes! {
     UnknownIntrinsic = "E" 228,
     /// A time bound of zero, which can never hold.
     ZeroBound = "E" 229,
+    /// `as $name` where a binding may not stand.
+    BindingPlacement = "E" 230,
+    /// A second binding in one rule.
+    TwoBindings = "E" 231,
+    /// A `$name` that no `as` binds.
+    UnboundName = "E" 232,
+    /// A `$name` used in its own binding selector.
+    BoundInOwnBinding = "E" 233,
+    /// A relation filter as a side of a trace-level relation.
+    FilterAsSide = "E" 234,
+    /// `own` where it may not stand, or without `before`/`after $x`.
+    OwnPlacement = "E" 235,
+    /// A bound value compared with other than `==` inside `own`.
+    OwnJoinNotEq = "E" 236,
+    /// `since` with `after`, `until` with `before`, or a scope after a structural filter.
+    ScopeMismatch = "E" 237,
+    /// A bound value where it cannot be used (`matches $a.x`, a type the checker can see).
+    BoundValueMisuse = "E" 238,
+    /// A relation filter inside a `since`/`until` scope or on `$x within S`.
+    FilterPlacement = "E" 239,
     /// A condition that fires on every trace having some spans.
     FiresOnPresence = "W" 250,
+    /// `always { X after W }` without a binding: only the earliest `W` is checked.
+    AfterTrap = "W" 251,
 
     /// An empty rule file.
     EmptyFile = "E" 301,

@@ -6,8 +6,11 @@
 //! the filter, with the attribute values the filter read; `before` shows both earliest
 //! spans; `within`/`child_of` show the first span without the required ancestor or parent.
 
-use crate::eval::reference::{attr, describe, expr, has_ancestor, matches, num};
-use crate::lang::hir::{Attr, Expr, Form, Num, Pred, Selector};
+use crate::eval::reference::{
+    applying_bindings, attr, bindings, describe, evaluate, expr, greedy_leftovers, has_ancestor,
+    matches, num, Env,
+};
+use crate::lang::hir::{Attr, Binding, Expr, Form, Num, Pred, Selector};
 use crate::lang::value::{format_duration, Number};
 use crate::trace::Trace;
 
@@ -28,51 +31,163 @@ pub struct Step {
 
 /// Evaluates each clause and every part of it, for `betrace test` to show why an example
 /// failed.
+///
+/// A per-occurrence rule first says which spans it bound and which of them broke it, then
+/// explains its parts for one binding: the earliest that broke it, else the earliest that
+/// applies, else the earliest bound.
 pub fn explain(form: &Form, trace: &Trace) -> Vec<Step> {
     crate::lang::stack::with_stack(|| {
         let mut steps = Vec::new();
         match form {
             Form::Invariant {
+                bind,
                 when,
                 always,
                 never,
             } => {
-                walk("when", 0, when, trace, &mut steps);
+                let mut cx = Cx {
+                    t: trace,
+                    x: None,
+                    var: "",
+                    applying: Vec::new(),
+                };
+                if let Some(b) = bind {
+                    let verdict = evaluate(form, trace);
+                    cx.applying = applying_bindings(b, when, trace);
+                    cx.var = &b.name;
+                    cx.x = verdict
+                        .triggers
+                        .first()
+                        .or(cx.applying.first())
+                        .copied()
+                        .or_else(|| bindings(b, trace).first().copied());
+                    steps.push(binding_step(b, &cx, &verdict.triggers));
+                }
+                walk("when", 0, when, &cx, &mut steps);
                 if let Some(a) = always {
-                    walk("always", 0, a, trace, &mut steps);
+                    walk("always", 0, a, &cx, &mut steps);
                 }
                 if let Some(n) = never {
-                    walk("never", 0, n, trace, &mut steps);
+                    walk("never", 0, n, &cx, &mut steps);
                 }
             }
-            Form::Violation(e) => walk("condition", 0, e, trace, &mut steps),
+            Form::Violation(e) => walk(
+                "condition",
+                0,
+                e,
+                &Cx {
+                    t: trace,
+                    x: None,
+                    var: "",
+                    applying: Vec::new(),
+                },
+                &mut steps,
+            ),
         }
         steps
     })
 }
 
-fn walk(clause: &'static str, depth: usize, e: &Expr, t: &Trace, steps: &mut Vec<Step>) {
+/// What the parts of a condition are explained against.
+struct Cx<'a> {
+    t: &'a Trace,
+    /// The binding explained, for a per-occurrence rule.
+    x: Env,
+    /// The bound span's name.
+    var: &'a str,
+    /// The bindings that apply, which `own` matches among.
+    applying: Vec<usize>,
+}
+
+/// The first step of a per-occurrence rule's explanation: the spans bound, those that
+/// broke the rule, and the one the steps below are about.
+fn binding_step(b: &Binding, cx: &Cx, broke: &[usize]) -> Step {
+    let t = cx.t;
+    let all = bindings(b, t);
+    let name = |i: usize| {
+        format!(
+            "{} (`{}`) at {}",
+            t.spans[i].span_id,
+            t.spans[i].name,
+            offset(t, i)
+        )
+    };
+    let mut detail = format!(
+        "{} bound, {} appl{}",
+        spans(all.len()),
+        cx.applying.len(),
+        if cx.applying.len() == 1 { "ies" } else { "y" }
+    );
+    if !broke.is_empty() {
+        let shown: Vec<String> = broke.iter().take(5).map(|&i| name(i)).collect();
+        detail.push_str(&format!(
+            "; broke it: {}{}",
+            shown.join(", "),
+            if broke.len() > 5 {
+                format!(" and {} more", broke.len() - 5)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if let Some(x) = cx.x {
+        detail.push_str(&format!("; below, ${} = {}", b.name, name(x)));
+    }
+    Step {
+        clause: "binding",
+        depth: 0,
+        text: format!("{} as ${}", b.selector.text, b.name),
+        value: broke.is_empty(),
+        detail,
+    }
+}
+
+fn walk(clause: &'static str, depth: usize, e: &Expr, cx: &Cx, steps: &mut Vec<Step>) {
+    let t = cx.t;
+    let value = match (e, cx.x) {
+        (Expr::Own(s), Some(x)) => {
+            cx.applying.contains(&x) && !greedy_leftovers(s, &cx.applying, t).contains(&x)
+        }
+        _ => expr(e, t, cx.x),
+    };
     steps.push(Step {
         clause,
         depth,
-        text: describe(e),
-        value: expr(e, t),
-        detail: detail(e, t),
+        text: describe(e, cx.var),
+        value,
+        detail: detail(e, cx),
     });
     match e {
         Expr::And(items) | Expr::Or(items) => {
             for i in items {
-                walk(clause, depth + 1, i, t, steps);
+                walk(clause, depth + 1, i, cx, steps);
             }
         }
-        Expr::Not(inner) => walk(clause, depth + 1, inner, t, steps),
+        Expr::Not(inner) => walk(clause, depth + 1, inner, cx, steps),
         _ => {}
     }
 }
 
-fn detail(e: &Expr, t: &Trace) -> String {
+fn detail(e: &Expr, cx: &Cx) -> String {
+    let (t, x) = (cx.t, cx.x);
+    let matches = |s: &Selector, t: &Trace, i: usize| matches(s, t, i, x);
+    let num = |n: &Num, t: &Trace| num(n, t, x);
+    let has_ancestor = |i: usize, b: &Selector, t: &Trace| has_ancestor(i, b, t, x);
     match e {
-        Expr::Has(s) => selector_detail(s, t),
+        Expr::Own(s) => {
+            let n = (0..t.spans.len()).filter(|&i| matches(s, t, i)).count();
+            format!(
+                "{} for this binding; {} binding{} compete{} for them",
+                match n {
+                    1 => "1 candidate".to_string(),
+                    n => format!("{n} candidates"),
+                },
+                cx.applying.len(),
+                if cx.applying.len() == 1 { "" } else { "s" },
+                if cx.applying.len() == 1 { "s" } else { "" }
+            )
+        }
+        Expr::Has(s) => selector_detail(s, t, x),
         Expr::Compare(a, _, b) => {
             let show = |n: Option<Number>, term: &Num| match (n, term) {
                 (None, _) => "no value".to_string(),
@@ -192,7 +307,8 @@ fn detail(e: &Expr, t: &Trace) -> String {
 
 /// How many spans a selector matched and, when a filter rejected every span of the right
 /// name, the first such span with the values its filter read.
-fn selector_detail(s: &Selector, t: &Trace) -> String {
+fn selector_detail(s: &Selector, t: &Trace, x: Env) -> String {
+    let matches = |s: &Selector, t: &Trace, i: usize| matches(s, t, i, x);
     let named: Vec<usize> = (0..t.spans.len())
         .filter(|&i| s.name.matches(&t.spans[i].name))
         .collect();
@@ -243,6 +359,7 @@ fn attrs_of(p: &Pred, out: &mut Vec<Attr>) {
             out.push(a.clone());
             out.push(b.clone());
         }
+        Pred::CmpBound(a, ..) | Pred::ContainsBound(a, _) => out.push(a.clone()),
     }
 }
 

@@ -7,5 +7,6 @@
 //! * [`explain`] says, for `betrace test` and `betrace explain`, why a rule passed or fired.
 
 pub mod explain;
+mod occurrence;
 pub mod reference;
 pub mod vm;

@@ -9,10 +9,11 @@ use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::eval::occurrence::{match_partners, Claim, Family, JoinKey, Window};
 use crate::lang::bytecode::{
-    AttrId, Code, GlobId, Id, NameCode, NameId, Op, PredOp, Program, SelId, Table,
+    AttrId, BoundCode, Code, GlobId, Id, NameCode, NameId, Op, PredOp, Program, SelId, Table,
 };
-use crate::lang::hir::{Attr, Intrinsic};
+use crate::lang::hir::{Attr, Intrinsic, RelKind};
 use crate::lang::value::{self, Aggregate, Number, ValueRef};
 use crate::trace::projected::{KeyId, Projection, Trace};
 
@@ -86,6 +87,28 @@ pub struct View<'a> {
     applied: bool,
     /// Set by [`Op::Never`] when the program's `never` part holds.
     never_held: bool,
+    /// The bound span the program is running for, in a per-occurrence rule.
+    binding: Option<u32>,
+    /// Per bound selector: its candidates, looked up by start and join value; built on
+    /// first use.
+    bound_index: Table<SelId, Option<BoundIndex<'a>>>,
+    /// Per bound selector: its matches for one binding (the binding, the matches).
+    bound_matched: Table<SelId, Option<(u32, Vec<u32>)>>,
+    /// Per selector: whether each span matches it, built on first use.
+    member: Table<SelId, Option<Vec<bool>>>,
+    /// Per selector: whether each span has an ancestor matching it, built on first use.
+    below: Table<SelId, Option<Vec<bool>>>,
+    /// Children per span, built on first use.
+    children: Option<Vec<Vec<u32>>>,
+}
+
+/// A bound selector's candidates (the matches of its base), in start order (ties: span
+/// id, then index), and grouped by the value of its join attribute when it has one.
+#[derive(Clone)]
+struct BoundIndex<'t> {
+    all: Vec<u32>,
+    family: Family,
+    groups: HashMap<JoinKey<'t>, Vec<u32>, foldhash::fast::RandomState>,
 }
 
 impl<'a> View<'a> {
@@ -112,6 +135,12 @@ impl<'a> View<'a> {
             nums: Vec::with_capacity(4),
             applied: false,
             never_held: false,
+            binding: None,
+            bound_index: code.selectors.beside(None),
+            bound_matched: code.selectors.beside(None),
+            member: code.selectors.beside(None),
+            below: code.selectors.beside(None),
+            children: None,
         }
     }
 
@@ -125,6 +154,9 @@ impl<'a> View<'a> {
                     triggers: Vec::new(),
                 };
             }
+        }
+        if let Some(bind) = prog.bind {
+            return self.run_per_occurrence(prog, bind);
         }
         self.applied = !prog.gated;
         self.never_held = false;
@@ -180,12 +212,42 @@ impl<'a> View<'a> {
         while pc < ops.len() {
             match ops[pc] {
                 Op::Has(s) => {
-                    let v = !self.matches(s).is_empty();
+                    let v = if self.is_bound(s) {
+                        self.bound_scan(s, true) > 0
+                    } else {
+                        !self.matches(s).is_empty()
+                    };
                     self.stack.push(v as i64);
                 }
                 Op::Count(s) => {
-                    let v = self.matches(s).len() as i64;
+                    let v = if self.is_bound(s) {
+                        self.bound_scan(s, false)
+                    } else {
+                        self.matches(s).len()
+                    } as i64;
                     self.nums.push(Some(Number::Int(v)));
+                }
+                Op::Bound(a) => {
+                    let v = self.binding.and_then(|x| {
+                        let facts = &self.facts;
+                        attr_value(self.code, self.lookup, self.trace, facts, x as usize, a)
+                            .and_then(Number::of)
+                    });
+                    self.nums.push(v);
+                }
+                Op::Own(_) => self.stack.push(1),
+                Op::BoundWithin(s) => {
+                    let v = self
+                        .binding
+                        .is_some_and(|x| self.has_ancestor_in(x as usize, s));
+                    self.stack.push(v as i64);
+                }
+                Op::BoundChildOf(s) => {
+                    let v = self.binding.is_some_and(|x| {
+                        let parent = self.parents()[x as usize];
+                        parent.is_some_and(|p| self.is_member(s, p as usize))
+                    });
+                    self.stack.push(v as i64);
                 }
                 Op::Distinct(s, a) => {
                     let v = self.distinct(s, a);
@@ -275,8 +337,22 @@ impl<'a> View<'a> {
             .expect("the compiler emits balanced programs")
     }
 
-    /// The spans matching selector `s`, in span order.
+    /// The spans matching selector `s`, in span order (for a bound selector: for the
+    /// current binding).
     fn matches(&mut self, s: SelId) -> &[u32] {
+        if self.is_bound(s) {
+            let x = self.binding.unwrap_or(u32::MAX);
+            if !matches!(&self.bound_matched[s], Some((b, _)) if *b == x) {
+                let mut hits = Vec::new();
+                self.bound_each(s, &mut |i| {
+                    hits.push(i);
+                    true
+                });
+                hits.sort_unstable();
+                self.bound_matched[s] = Some((x, hits));
+            }
+            return &self.bound_matched[s].as_ref().expect("just filled").1;
+        }
         if self.matched[s].is_none() {
             let sel = &self.code.selectors[s];
             let candidates: Cow<[u32]> = match sel.name {
@@ -310,6 +386,7 @@ impl<'a> View<'a> {
                             self.trace,
                             &self.facts,
                             i as usize,
+                            None,
                             &mut stack,
                         )
                     })
@@ -355,7 +432,7 @@ impl<'a> View<'a> {
         let (code, lookup, trace) = (self.code, self.lookup, self.trace);
         self.matches(s);
         let facts = &self.facts;
-        let spans = self.matched[s].as_deref().expect("just filled");
+        let spans = self.matched_now(s);
         value::aggregate(
             f,
             spans
@@ -369,9 +446,8 @@ impl<'a> View<'a> {
         let (code, lookup, trace) = (self.code, self.lookup, self.trace);
         self.matches(s);
         let facts = &self.facts;
-        let keys: HashSet<_> = self.matched[s]
-            .as_deref()
-            .expect("just filled")
+        let keys: HashSet<_> = self
+            .matched_now(s)
             .iter()
             .filter_map(|&i| attr_value(code, lookup, trace, facts, i as usize, a))
             .map(|v| v.distinct_key())
@@ -427,6 +503,591 @@ impl<'a> View<'a> {
         a_spans.iter().all(|&i| answer(i as usize))
     }
 
+    /// The matches [`View::matches`] last filled for `s`.
+    fn matched_now(&self, s: SelId) -> &[u32] {
+        if self.is_bound(s) {
+            &self.bound_matched[s].as_ref().expect("filled by matches").1
+        } else {
+            self.matched[s].as_deref().expect("filled by matches")
+        }
+    }
+
+    /// Whether selector `s` reads the bound span.
+    fn is_bound(&self, s: SelId) -> bool {
+        self.code.selectors[s].bound.is_some()
+    }
+
+    /// A per-occurrence rule: the program runs once per bound span, in start order; the
+    /// `own` terms are matched over the bindings that apply; the bound spans that broke the
+    /// rule are its trigger spans.
+    fn run_per_occurrence(&mut self, prog: &Program, bind: SelId) -> Verdict {
+        let spans = &self.trace.spans;
+        let mut bound = self.matches(bind).to_vec();
+        bound.sort_by_key(|&i| {
+            (
+                spans[i as usize].start_unix_nano,
+                spans[i as usize].span_id,
+                i,
+            )
+        });
+        let (mut applying, mut broke) = (Vec::new(), Vec::new());
+        for x in bound {
+            self.binding = Some(x);
+            self.applied = false;
+            self.never_held = false;
+            let fired = self.exec(&prog.ops) != 0;
+            if self.applied {
+                applying.push(x);
+                if fired {
+                    broke.push(x);
+                }
+            }
+        }
+        self.binding = None;
+        for &own in &prog.owns {
+            broke.extend(self.own_leftovers(own, &applying));
+        }
+        let spans = &self.trace.spans;
+        broke.sort_by_key(|&i| {
+            (
+                spans[i as usize].start_unix_nano,
+                spans[i as usize].span_id,
+                i,
+            )
+        });
+        broke.dedup();
+        Verdict {
+            fired: !broke.is_empty(),
+            applies: !applying.is_empty(),
+            triggers: broke.into_iter().map(|i| i as usize).collect(),
+        }
+    }
+
+    /// Whether span `i` matches selector `s` (for the current binding, if it is bound).
+    fn is_member(&mut self, s: SelId, i: usize) -> bool {
+        let code: &'a Code = self.code;
+        if let Some(b) = &code.selectors[s].bound {
+            return self.binding.is_some_and(|x| {
+                self.is_member(b.base, i)
+                    && self.joined(b, i as u32, x)
+                    && self.residual(b, i as u32, x)
+                    && b.rel.is_none_or(|r| self.related(r, i as u32, x))
+            });
+        }
+        if self.member[s].is_none() {
+            let mut flags = vec![false; self.trace.spans.len()];
+            for &m in self.matches(s) {
+                flags[m as usize] = true;
+            }
+            self.member[s] = Some(flags);
+        }
+        self.member[s].as_ref().expect("just filled")[i]
+    }
+
+    /// Whether span `i` has an ancestor matching `s`: for a plain selector found once per
+    /// trace for every span (as `within`), for a bound one by walking up.
+    fn has_ancestor_in(&mut self, i: usize, s: SelId) -> bool {
+        if self.is_bound(s) {
+            let n = self.trace.spans.len();
+            let mut cur = i;
+            for _ in 0..n {
+                let parent = self.parents()[cur];
+                match parent {
+                    Some(p) if self.is_member(s, p as usize) => return true,
+                    Some(p) => cur = p as usize,
+                    None => return false,
+                }
+            }
+            return false;
+        }
+        if self.below[s].is_none() {
+            let flags = self.ancestor_flags(s);
+            self.below[s] = Some(flags);
+        }
+        self.below[s].as_ref().expect("just filled")[i]
+    }
+
+    /// For every span, whether it has an ancestor matching `b`: each answer found once
+    /// and shared by every span below it (parent cycles answer false).
+    fn ancestor_flags(&mut self, b: SelId) -> Vec<bool> {
+        let n = self.trace.spans.len();
+        let mut in_b = vec![false; n];
+        for &i in self.matches(b) {
+            in_b[i as usize] = true;
+        }
+        let parents = self.parents();
+        #[derive(Clone, Copy, PartialEq)]
+        enum State {
+            Unknown,
+            Walking,
+            Known(bool),
+        }
+        let mut state = vec![State::Unknown; n];
+        let mut path = Vec::new();
+        for start in 0..n {
+            let mut cur = start;
+            let result = loop {
+                if let State::Known(r) = state[cur] {
+                    break r;
+                }
+                state[cur] = State::Walking;
+                path.push(cur);
+                match parents[cur] {
+                    None => break false,
+                    Some(p) if in_b[p as usize] => break true,
+                    Some(p) if state[p as usize] == State::Walking => break false,
+                    Some(p) => cur = p as usize,
+                }
+            };
+            for i in path.drain(..) {
+                state[i] = State::Known(result);
+            }
+        }
+        state.into_iter().map(|s| s == State::Known(true)).collect()
+    }
+
+    /// The bound span's value of attribute `a`.
+    fn bound_value(&self, a: AttrId, x: u32) -> Option<ValueRef<'a>> {
+        attr_value(
+            self.code,
+            self.lookup,
+            self.trace,
+            &self.facts,
+            x as usize,
+            a,
+        )
+    }
+
+    /// Whether candidate `i` passes the selector's join for binding `x`.
+    fn joined(&self, b: &BoundCode, i: u32, x: u32) -> bool {
+        let Some((k, j)) = b.join else {
+            return true;
+        };
+        let facts = &self.facts;
+        match (
+            attr_value(self.code, self.lookup, self.trace, facts, i as usize, k),
+            self.bound_value(j, x),
+        ) {
+            (Some(v), Some(w)) => value::compare(v, value::CmpOp::Eq, w),
+            _ => false,
+        }
+    }
+
+    /// Whether candidate `i` passes the selector's other filters on the bound span `x`.
+    fn residual(&self, b: &BoundCode, i: u32, x: u32) -> bool {
+        b.residual.is_empty()
+            || run_pred(
+                self.code,
+                self.lookup,
+                &b.residual,
+                self.trace,
+                &self.facts,
+                i as usize,
+                Some(x as usize),
+                &mut Vec::with_capacity(8),
+            )
+    }
+
+    /// Whether span `i` stands in relation `r` to the bound span `x` (used where spans are
+    /// tested one by one; [`View::bound_each`] finds them by time instead).
+    fn related(&mut self, r: crate::lang::bytecode::RelCode, i: u32, x: u32) -> bool {
+        match r.kind {
+            RelKind::Before | RelKind::After => self
+                .window(r, x)
+                .is_some_and(|w| w.holds(self.trace.spans[i as usize].start_unix_nano)),
+            RelKind::ChildOf => self.parents()[i as usize] == Some(x),
+            RelKind::Within => i != x && self.is_ancestor(x, i),
+            RelKind::Around => i != x && self.is_ancestor(i, x),
+        }
+    }
+
+    /// Whether span `a` is a proper ancestor of span `i`.
+    fn is_ancestor(&mut self, a: u32, i: u32) -> bool {
+        let n = self.trace.spans.len();
+        let parents = self.parents();
+        let mut cur = i;
+        for _ in 0..n {
+            match parents[cur as usize] {
+                Some(p) if p == a => return true,
+                Some(p) => cur = p,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// The instants at which a span in time relation `r` to the bound span `x` may start;
+    /// `None` when there are none.
+    fn window(&mut self, r: crate::lang::bytecode::RelCode, x: u32) -> Option<Window> {
+        let at = self.trace.spans[x as usize].start_unix_nano;
+        let w = match r.kind {
+            RelKind::After => {
+                let mut hi = r
+                    .window
+                    .map_or(u64::MAX, |d| at.saturating_add(d.max(0) as u64));
+                if let Some(l) = r.limit {
+                    if let Some(t) = self.limit_start(l, x, true) {
+                        hi = hi.min(t - 1);
+                    }
+                }
+                Window {
+                    lo: at.checked_add(1)?,
+                    hi,
+                }
+            }
+            _ => {
+                let mut lo = r.window.map_or(0, |d| at.saturating_sub(d.max(0) as u64));
+                if let Some(l) = r.limit {
+                    if let Some(t) = self.limit_start(l, x, false) {
+                        lo = lo.max(t.checked_add(1)?);
+                    }
+                }
+                Window {
+                    lo,
+                    hi: at.checked_sub(1)?,
+                }
+            }
+        };
+        (!w.is_empty()).then_some(w)
+    }
+
+    /// For `until T` (`after`): the start of the earliest span of `T` starting after the
+    /// bound span; for `since T`: of the latest starting before it.
+    fn limit_start(&mut self, t: SelId, x: u32, after: bool) -> Option<u64> {
+        let at = self.trace.spans[x as usize].start_unix_nano;
+        let spans = &self.trace.spans;
+        let start = |i: u32| spans[i as usize].start_unix_nano;
+        if !self.is_bound(t) {
+            self.build_index(t);
+            let all = &self.bound_index[t].as_ref().expect("just built").all;
+            return if after {
+                let k = all.partition_point(|&i| start(i) <= at);
+                all.get(k).map(|&i| start(i))
+            } else {
+                let k = all.partition_point(|&i| start(i) < at);
+                k.checked_sub(1).map(|k| start(all[k]))
+            };
+        }
+        // A bound scope (`until close.where(id == $o.id)`): its own candidates, in order.
+        let mut best: Option<u64> = None;
+        self.bound_each(t, &mut |i| {
+            let s = start(i);
+            if after && s > at && best.is_none_or(|b| s < b) {
+                best = Some(s);
+            }
+            if !after && s < at && best.is_none_or(|b| s > b) {
+                best = Some(s);
+            }
+            true
+        });
+        best
+    }
+
+    /// Builds selector `s`'s candidate index: for a bound selector, the matches of its
+    /// base grouped by join value; for a plain one, its matches in start order.
+    fn build_index(&mut self, s: SelId) {
+        if self.bound_index[s].is_some() {
+            return;
+        }
+        let code: &'a Code = self.code;
+        let (base, join) = match &code.selectors[s].bound {
+            Some(b) => (b.base, b.join),
+            None => (s, None),
+        };
+        let trace: &'a Trace = self.trace;
+        let spans = &trace.spans;
+        let mut all = self.matches(base).to_vec();
+        all.sort_by_key(|&i| {
+            (
+                spans[i as usize].start_unix_nano,
+                spans[i as usize].span_id,
+                i,
+            )
+        });
+        let mut family = Family::Empty;
+        let mut groups: HashMap<JoinKey<'a>, Vec<u32>, _> = HashMap::default();
+        if let Some((k, _)) = join {
+            for &i in &all {
+                let Some(v) = attr_value(code, self.lookup, trace, &self.facts, i as usize, k)
+                else {
+                    continue;
+                };
+                family = family.join(Family::of(v));
+                if let Some(key) = JoinKey::of(v) {
+                    groups.entry(key).or_default().push(i);
+                }
+            }
+        }
+        self.bound_index[s] = Some(BoundIndex {
+            all,
+            family,
+            groups,
+        });
+    }
+
+    /// How many spans match bound selector `s` for the current binding — or, with
+    /// `any`, 1 as soon as one does. Counted from the index where nothing else is
+    /// to be checked span by span.
+    fn bound_scan(&mut self, s: SelId, any: bool) -> usize {
+        let mut n = 0;
+        self.bound_each(s, &mut |_| {
+            n += 1;
+            !any
+        });
+        n
+    }
+
+    /// Calls `f` with every span matching bound selector `s` for the current binding (in
+    /// start order when the relation is in time), until `f` returns false.
+    fn bound_each(&mut self, s: SelId, f: &mut dyn FnMut(u32) -> bool) {
+        let Some(x) = self.binding else {
+            return;
+        };
+        let code: &'a Code = self.code;
+        let b: &'a BoundCode = code.selectors[s].bound.as_ref().expect("a bound selector");
+        self.build_index(s);
+        let trace: &'a Trace = self.trace;
+        let spans = &trace.spans;
+        let start = |i: u32| spans[i as usize].start_unix_nano;
+        let structural = b
+            .rel
+            .filter(|r| !matches!(r.kind, RelKind::Before | RelKind::After));
+        match structural {
+            Some(r) => {
+                // Structural: the bound span's tree neighbours, checked one by one.
+                let near: Vec<u32> = match r.kind {
+                    RelKind::ChildOf => self.children()[x as usize].clone(),
+                    RelKind::Within => {
+                        let mut out = Vec::new();
+                        let mut stack = self.children()[x as usize].clone();
+                        let mut seen = vec![false; spans.len()];
+                        seen[x as usize] = true;
+                        while let Some(c) = stack.pop() {
+                            if std::mem::replace(&mut seen[c as usize], true) {
+                                continue;
+                            }
+                            out.push(c);
+                            stack.extend(self.children()[c as usize].iter().copied());
+                        }
+                        out
+                    }
+                    _ => {
+                        let mut out = Vec::new();
+                        let mut cur = x;
+                        for _ in 0..spans.len() {
+                            match self.parents()[cur as usize] {
+                                Some(p) if p != x => {
+                                    out.push(p);
+                                    cur = p;
+                                }
+                                _ => break,
+                            }
+                        }
+                        out
+                    }
+                };
+                for i in near {
+                    if self.is_member(b.base, i as usize)
+                        && self.joined(b, i, x)
+                        && self.residual(b, i, x)
+                        && !f(i)
+                    {
+                        return;
+                    }
+                }
+            }
+            None => {
+                let window = match b.rel {
+                    Some(r) => match self.window(r, x) {
+                        Some(w) => Some(w),
+                        None => return,
+                    },
+                    None => None,
+                };
+                let index = self.bound_index[s].as_ref().expect("just built");
+                // The candidates: the join's group when the bound value's family is the
+                // index's, else every candidate, the join checked one by one.
+                let (list, check_join): (&[u32], bool) = match b.join {
+                    None => (&index.all, false),
+                    Some((_, j)) => {
+                        let Some(v) = self.bound_value(j, x) else {
+                            return;
+                        };
+                        match (index.family, JoinKey::of(v)) {
+                            (Family::Empty, _) => return,
+                            (fam, Some(key)) if fam == Family::of(v) => (
+                                index.groups.get(&key).map_or(&[][..], |g| g.as_slice()),
+                                false,
+                            ),
+                            _ => (&index.all, true),
+                        }
+                    }
+                };
+                let (from, to) = match window {
+                    Some(w) => (
+                        list.partition_point(|&i| start(i) < w.lo),
+                        list.partition_point(|&i| start(i) <= w.hi),
+                    ),
+                    None => (0, list.len()),
+                };
+                // The slice borrows the index, which the checks below do not touch.
+                let list: Vec<u32> = if !check_join && b.residual.is_empty() {
+                    for &i in &list[from..to] {
+                        if !f(i) {
+                            return;
+                        }
+                    }
+                    return;
+                } else {
+                    list[from..to].to_vec()
+                };
+                for i in list {
+                    if (!check_join || self.joined(b, i, x)) && self.residual(b, i, x) && !f(i) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Children per span.
+    fn children(&mut self) -> &[Vec<u32>] {
+        if self.children.is_none() {
+            let n = self.trace.spans.len();
+            let mut children = vec![Vec::new(); n];
+            for (i, p) in self.parents().iter().enumerate() {
+                if let Some(p) = p {
+                    if *p as usize != i {
+                        children[*p as usize].push(i as u32);
+                    }
+                }
+            }
+            self.children = Some(children);
+        }
+        self.children.as_deref().expect("just filled")
+    }
+
+    /// The bindings an `own` term leaves without a partner of their own (docs/language.md,
+    /// "Own partners"): by join group and earliest deadline where each binding's partners
+    /// are a window of one group; by trying every binding for every span otherwise.
+    fn own_leftovers(&mut self, own: SelId, applying: &[u32]) -> Vec<u32> {
+        let code: &'a Code = self.code;
+        let Some(b) = code.selectors[own].bound.as_ref() else {
+            return Vec::new();
+        };
+        let Some(r) = b.rel else {
+            return Vec::new();
+        };
+        self.build_index(own);
+        let spans = &self.trace.spans;
+        let order = |x: u32| {
+            (
+                spans[x as usize].start_unix_nano,
+                spans[x as usize].span_id.0,
+            )
+        };
+        // Each binding's window and join key; those with neither partner nor window lose.
+        let mut left = Vec::new();
+        let mut claims: Vec<(Option<JoinKey<'a>>, Claim)> = Vec::new();
+        let mut exact = b.residual.is_empty();
+        for &x in applying {
+            let Some(window) = self.window(r, x) else {
+                left.push(x);
+                continue;
+            };
+            let key = match b.join {
+                None => None,
+                Some((_, j)) => match self.bound_value(j, x) {
+                    None => {
+                        left.push(x);
+                        continue;
+                    }
+                    Some(v) => {
+                        let family = self.bound_index[own].as_ref().expect("built").family;
+                        if family != Family::Empty && family != Family::of(v) {
+                            exact = false;
+                        }
+                        match JoinKey::of(v) {
+                            Some(k) => Some(k),
+                            None if Family::of(v) == Family::Mixed => {
+                                exact = false;
+                                None
+                            }
+                            // A NaN equals nothing.
+                            None => {
+                                left.push(x);
+                                continue;
+                            }
+                        }
+                    }
+                },
+            };
+            claims.push((
+                key,
+                Claim {
+                    window,
+                    order: order(x),
+                    span: x,
+                },
+            ));
+        }
+        let index = self.bound_index[own].as_ref().expect("built");
+        if exact && (b.join.is_none() || index.family != Family::Mixed) {
+            let starts = |list: &[u32]| -> Vec<u64> {
+                list.iter()
+                    .map(|&i| spans[i as usize].start_unix_nano)
+                    .collect()
+            };
+            if b.join.is_none() {
+                let mut all: Vec<Claim> = claims.into_iter().map(|(_, c)| c).collect();
+                left.extend(match_partners(&starts(&index.all), &mut all));
+            } else {
+                let mut by_key: HashMap<JoinKey<'a>, Vec<Claim>> = HashMap::new();
+                for (k, c) in claims {
+                    by_key.entry(k.expect("keyed")).or_default().push(c);
+                }
+                for (k, mut group) in by_key {
+                    let list = index.groups.get(&k).map_or(&[][..], |g| g.as_slice());
+                    left.extend(match_partners(&starts(list), &mut group));
+                }
+            }
+            return left;
+        }
+        // Mixed value kinds or filters on the bound span beyond one join: every span, in
+        // start order, tries every binding still without a partner.
+        let all = index.all.clone();
+        let mut open: Vec<Claim> = claims.into_iter().map(|(_, c)| c).collect();
+        let mut served = vec![false; open.len()];
+        for i in all {
+            let start = spans[i as usize].start_unix_nano;
+            let mut best: Option<usize> = None;
+            for (k, c) in open.iter().enumerate() {
+                if served[k] || !c.window.holds(start) {
+                    continue;
+                }
+                if !self.joined(b, i, c.span) || !self.residual(b, i, c.span) {
+                    continue;
+                }
+                let key = |c: &Claim| (c.window.hi, c.order, c.span);
+                if best.is_none_or(|m| key(c) < key(&open[m])) {
+                    best = Some(k);
+                }
+            }
+            if let Some(k) = best {
+                served[k] = true;
+            }
+        }
+        open.retain({
+            let mut k = 0;
+            move |_| {
+                k += 1;
+                !served[k - 1]
+            }
+        });
+        left.extend(open.into_iter().map(|c| c.span));
+        left
+    }
+
     fn parents(&mut self) -> &[Option<u32>] {
         if self.parents.is_none() {
             let ids: HashMap<_, u32> = self
@@ -449,6 +1110,8 @@ impl<'a> View<'a> {
     }
 }
 
+/// Runs a predicate program on one span; `bound` is the bound span its bound values read.
+#[allow(clippy::too_many_arguments)]
 fn run_pred(
     code: &Code,
     lookup: &Lookup,
@@ -456,10 +1119,12 @@ fn run_pred(
     trace: &Trace,
     facts: &OnceCell<TraceFacts>,
     span: usize,
+    bound: Option<usize>,
     stack: &mut Vec<bool>,
 ) -> bool {
     stack.clear();
     let get = |a: AttrId| attr_value(code, lookup, trace, facts, span, a);
+    let of_bound = |a: AttrId| bound.and_then(|x| attr_value(code, lookup, trace, facts, x, a));
     let mut pc = 0;
     while pc < ops.len() {
         let v = match ops[pc] {
@@ -471,6 +1136,12 @@ fn run_pred(
             PredOp::Contains(a, k) => get(a).is_some_and(|v| value::contains(v, &code.consts[k])),
             PredOp::CmpAttr(a, op, b) => {
                 matches!((get(a), get(b)), (Some(x), Some(y)) if value::compare(x, op, y))
+            }
+            PredOp::CmpBound(a, op, b) => {
+                matches!((get(a), of_bound(b)), (Some(x), Some(y)) if value::compare(x, op, y))
+            }
+            PredOp::ContainsBound(a, b) => {
+                matches!((get(a), of_bound(b)), (Some(x), Some(y)) if value::contains(x, y))
             }
             PredOp::Exists(a) => get(a).is_some(),
             PredOp::Truthy(a) => get(a).is_some_and(value::is_true),

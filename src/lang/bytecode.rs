@@ -11,7 +11,7 @@ use std::ops::{Index, IndexMut};
 
 use regex::Regex;
 
-use crate::lang::hir::Attr;
+use crate::lang::hir::{Attr, RelKind};
 use crate::lang::value::{Aggregate, CmpOp, Number, Value};
 
 /// An index into one table of the code. Each table has its own id type, so that an index
@@ -222,6 +222,15 @@ pub enum Op {
     /// The end of an invariant's `never` part: note whether it holds (the top, kept), so
     /// that its spans are the trigger spans when the rule fires.
     Never,
+    /// Push the bound span's value of the attribute, as a number (numbers; may be no value).
+    Bound(AttrId),
+    /// `own S …` (the program's `owns[k]`): push true; the partners are matched over all
+    /// the bindings once each has been judged.
+    Own(u32),
+    /// Push 1 if the bound span has an ancestor matching the selector.
+    BoundWithin(SelId),
+    /// Push 1 if the bound span's parent is in the trace and matches the selector.
+    BoundChildOf(SelId),
 }
 
 /// A per-span instruction of a selector's predicate program.
@@ -237,6 +246,10 @@ pub enum PredOp {
     Contains(AttrId, ConstId),
     /// Push `a OP b` for two attributes of the same span.
     CmpAttr(AttrId, CmpOp, AttrId),
+    /// Push `a OP b` for the span's attribute `a` and the bound span's `b`.
+    CmpBound(AttrId, CmpOp, AttrId),
+    /// Push `a contains b` for the span's attribute `a` and the bound span's `b`.
+    ContainsBound(AttrId, AttrId),
     /// Push whether the attribute is present.
     Exists(AttrId),
     /// Push whether the attribute is the boolean `true`.
@@ -269,6 +282,38 @@ pub struct SelectorCode {
     pub pred: Vec<PredOp>,
     /// The selector as first written, for disassembly.
     pub text: String,
+    /// What it reads of the bound span, when it does (a relation filter, a bound value):
+    /// its matches are then found per binding.
+    pub bound: Option<BoundCode>,
+}
+
+/// The part of a selector that depends on the bound span, split so that the rest is
+/// matched once per trace and each binding looks its candidates up (docs/language.md,
+/// "Cost").
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundCode {
+    /// The selector without what reads the bound span: its name and the top-level filters
+    /// that do not. Its matches are the candidates.
+    pub base: SelId,
+    /// `k == $x.j`, a top-level filter: candidates are grouped by `k`'s value and each
+    /// binding looks its `j` up (k, j).
+    pub join: Option<(AttrId, AttrId)>,
+    /// The other filters that read the bound span, run per candidate and binding; `pred`
+    /// of the selector holds the whole predicate.
+    pub residual: Vec<PredOp>,
+    /// The relation to the bound span.
+    pub rel: Option<RelCode>,
+}
+
+/// A relation filter, compiled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RelCode {
+    /// Which relation.
+    pub kind: RelKind,
+    /// `within D`, in nanoseconds.
+    pub window: Option<i64>,
+    /// The `since`/`until` selector.
+    pub limit: Option<SelId>,
 }
 
 /// One rule's program.
@@ -287,6 +332,11 @@ pub struct Program {
     /// An invariant: the rule applies only to traces where its `when` part holds
     /// ([`Op::Applies`]). A violation-form rule applies to every trace it judges.
     pub gated: bool,
+    /// The binding selector of a per-occurrence rule: the program runs once per span it
+    /// matches, and the trigger spans are the bound spans that broke the rule.
+    pub bind: Option<SelId>,
+    /// The selectors of the rule's `own` terms, matched over all its bindings.
+    pub owns: Vec<SelId>,
 }
 
 /// Tables shared by every rule of a rule set.
@@ -324,6 +374,13 @@ impl Code {
             guard.map(|g| format!(", {g}")).unwrap_or_default()
         );
         let sel = |s: &SelId| format!("s{s}");
+        if let Some(b) = prog.bind {
+            let _ = writeln!(
+                out,
+                "  runs once per span of {} (the binding); the bound spans that break it trigger",
+                sel(&b)
+            );
+        }
         for (pc, op) in prog.ops.iter().enumerate() {
             let text = match op {
                 Op::Has(s) => format!("HAS       {}", sel(s)),
@@ -357,6 +414,13 @@ impl Code {
                 Op::JumpIfTrueOrPop(t) => format!("JMPT      {t:04}"),
                 Op::Applies(t) => format!("APPLIES   {t:04}  (else the rule does not apply)"),
                 Op::Never => "NEVER     (the never part held: its spans trigger)".to_string(),
+                Op::Bound(a) => format!("BOUND     $.{}", self.attrs[*a]),
+                Op::Own(k) => format!(
+                    "OWN       {}  (matched over all bindings)",
+                    prog.owns.get(*k as usize).map(sel).unwrap_or_default()
+                ),
+                Op::BoundWithin(s) => format!("$WITHIN   {}", sel(s)),
+                Op::BoundChildOf(s) => format!("$CHILD_OF {}", sel(s)),
             };
             let _ = writeln!(out, "  {pc:04}  {text}");
         }
@@ -364,14 +428,30 @@ impl Code {
             .ops
             .iter()
             .flat_map(|op| match op {
-                Op::Has(s) | Op::Count(s) | Op::Distinct(s, _) | Op::Agg(_, s, _) => vec![*s],
+                Op::Has(s)
+                | Op::Count(s)
+                | Op::Distinct(s, _)
+                | Op::Agg(_, s, _)
+                | Op::BoundWithin(s)
+                | Op::BoundChildOf(s) => vec![*s],
                 Op::Before(a, b)
                 | Op::BeforeWithin(a, b, _)
                 | Op::Within(a, b)
                 | Op::ChildOf(a, b) => vec![*a, *b],
                 _ => vec![],
             })
+            .chain(prog.bind)
+            .chain(prog.owns.iter().copied())
             .collect();
+        // A bound selector's candidates and scope are selectors too.
+        let mut i = 0;
+        while i < used.len() {
+            if let Some(b) = &self.selectors[used[i]].bound {
+                used.push(b.base);
+                used.extend(b.rel.and_then(|r| r.limit));
+            }
+            i += 1;
+        }
         used.sort_unstable();
         used.dedup();
         let _ = writeln!(out, "selectors");
@@ -394,6 +474,34 @@ impl Code {
                 (false, false) => "",
             };
             let _ = writeln!(out, "  s{s}: {}  — {name}{trig}", code.text);
+            if let Some(b) = &code.bound {
+                let mut parts = vec![format!("candidates s{}", b.base)];
+                if let Some((k, j)) = b.join {
+                    parts.push(format!(
+                        "looked up by {} == $.{}",
+                        self.attrs[k], self.attrs[j]
+                    ));
+                }
+                if let Some(r) = b.rel {
+                    let mut text = format!("{:?} $", r.kind).to_lowercase();
+                    if let Some(d) = r.window {
+                        text.push_str(&format!(
+                            " within {}",
+                            crate::lang::value::format_duration(d)
+                        ));
+                    }
+                    if let Some(l) = r.limit {
+                        let word = if r.kind == RelKind::After {
+                            "until"
+                        } else {
+                            "since"
+                        };
+                        text.push_str(&format!(" {word} s{l}"));
+                    }
+                    parts.push(text);
+                }
+                let _ = writeln!(out, "        per binding: {}", parts.join(", "));
+            }
             for (pc, op) in code.pred.iter().enumerate() {
                 let text = match op {
                     PredOp::Cmp(a, c, k) => format!(
@@ -415,6 +523,12 @@ impl Code {
                     }
                     PredOp::CmpAttr(a, c, b) => {
                         format!("CMPATTR   {} {c} {}", self.attrs[*a], self.attrs[*b])
+                    }
+                    PredOp::CmpBound(a, c, b) => {
+                        format!("CMPBOUND  {} {c} $.{}", self.attrs[*a], self.attrs[*b])
+                    }
+                    PredOp::ContainsBound(a, b) => {
+                        format!("CONTAINS  {} $.{}", self.attrs[*a], self.attrs[*b])
                     }
                     PredOp::Exists(a) => format!("EXISTS    {}", self.attrs[*a]),
                     PredOp::Truthy(a) => format!("TRUE      {}", self.attrs[*a]),

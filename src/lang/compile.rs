@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use crate::lang::bytecode::{
-    AttrId, Code, ConstId, GlobId, Id, Jump, NameCode, NameId, NumId, Op, PredOp, Program, SelId,
-    SelectorCode,
+    AttrId, BoundCode, Code, ConstId, GlobId, Id, Jump, NameCode, NameId, NumId, Op, PredOp,
+    Program, RelCode, SelId, SelectorCode,
 };
-use crate::lang::hir::{self, trigger_selectors, Attr, Expr, Form, NameMatch, Num, Pred};
+use crate::lang::hir::{self, trigger_selectors, Attr, Expr, Form, NameMatch, Num, Pred, RelKind};
 use crate::lang::value::{CmpOp, Number, Value, ValueKey};
 
 /// Builds the shared [`Code`] tables while compiling each rule's [`Program`].
@@ -20,6 +20,8 @@ pub struct Compiler {
     attrs: HashMap<Attr, AttrId>,
     consts: HashMap<ValueKey, ConstId>,
     numbers: HashMap<ValueKey, NumId>,
+    /// The `own` terms of the rule being compiled.
+    owns: Vec<SelId>,
 }
 
 impl Compiler {
@@ -31,11 +33,13 @@ impl Compiler {
     /// Compiles one rule's checked condition.
     pub fn compile(&mut self, form: &Form) -> Program {
         let mut ops = Vec::new();
+        self.owns.clear();
         let guard = match form {
             Form::Invariant {
                 when,
                 always,
                 never,
+                ..
             } => {
                 self.expr(when, &mut ops);
                 let end_jump = emit_jump(&mut ops, Op::Applies(Jump::at(0)));
@@ -79,12 +83,18 @@ impl Compiler {
             t
         };
         let (triggers, never_triggers) = (triggers(false), triggers(true));
+        let bind = match form {
+            Form::Invariant { bind: Some(b), .. } => Some(self.selector(&b.selector)),
+            _ => None,
+        };
         Program {
             ops,
             guard,
             triggers,
             never_triggers,
             gated: matches!(form, Form::Invariant { .. }),
+            bind,
+            owns: std::mem::take(&mut self.owns),
         }
     }
 
@@ -141,6 +151,19 @@ impl Compiler {
                 let (a, b) = (self.selector(a), self.selector(b));
                 ops.push(Op::ChildOf(a, b));
             }
+            Expr::Own(s) => {
+                let s = self.selector(s);
+                ops.push(Op::Own(self.owns.len() as u32));
+                self.owns.push(s);
+            }
+            Expr::BoundWithin(s) => {
+                let s = self.selector(s);
+                ops.push(Op::BoundWithin(s));
+            }
+            Expr::BoundChildOf(s) => {
+                let s = self.selector(s);
+                ops.push(Op::BoundChildOf(s));
+            }
         }
     }
 
@@ -167,6 +190,10 @@ impl Compiler {
                 let s = self.selector(s);
                 let key = self.attr(key);
                 ops.push(Op::Distinct(s, key));
+            }
+            Num::Bound(key) => {
+                let key = self.attr(key);
+                ops.push(Op::Bound(key));
             }
         }
     }
@@ -219,13 +246,66 @@ impl Compiler {
         if let Some(p) = &s.pred {
             self.pred(p, &mut pred);
         }
+        let bound = s.is_bound().then(|| self.bound_code(s));
         let id = self.code.selectors.push(SelectorCode {
             name,
             pred,
             text: s.text.clone(),
+            bound,
         });
         self.selectors.insert(key, id);
         id
+    }
+
+    /// Splits a selector that reads the bound span: the filters that do not read it make
+    /// the candidates' selector; a top-level `k == $x.j` becomes the lookup; the rest runs
+    /// per candidate.
+    fn bound_code(&mut self, s: &hir::Selector) -> BoundCode {
+        let mut conjuncts = Vec::new();
+        if let Some(p) = &s.pred {
+            flatten_and(p, &mut conjuncts);
+        }
+        let (bound, plain): (Vec<&Pred>, Vec<&Pred>) =
+            conjuncts.into_iter().partition(|p| p.reads_bound());
+        let base = hir::Selector {
+            name: s.name.clone(),
+            pred: match plain.len() {
+                0 => None,
+                1 => Some(plain[0].clone()),
+                _ => Some(Pred::And(plain.into_iter().cloned().collect())),
+            },
+            text: s.text.clone(),
+            rel: None,
+        };
+        let base = self.selector(&base);
+        let join_at = bound
+            .iter()
+            .position(|p| matches!(p, Pred::CmpBound(_, CmpOp::Eq, _)));
+        let join = join_at.map(|i| match bound[i] {
+            Pred::CmpBound(k, _, j) => (self.attr(k), self.attr(j)),
+            _ => unreachable!("found as a join"),
+        });
+        let rest: Vec<Pred> = bound
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != join_at)
+            .map(|(_, p)| (*p).clone())
+            .collect();
+        let mut residual = Vec::new();
+        if !rest.is_empty() {
+            self.pred(&Pred::And(rest), &mut residual);
+        }
+        let rel = s.rel.as_deref().map(|r| RelCode {
+            kind: r.kind,
+            window: r.window,
+            limit: r.limit.as_ref().map(|l| self.selector(l)),
+        });
+        BoundCode {
+            base,
+            join,
+            residual,
+            rel,
+        }
     }
 
     fn pred(&mut self, p: &Pred, ops: &mut Vec<PredOp>) {
@@ -288,6 +368,14 @@ impl Compiler {
                 let (a, b) = (self.attr(a), self.attr(b));
                 ops.push(PredOp::CmpAttr(a, *op, b));
             }
+            Pred::CmpBound(a, op, b) => {
+                let (a, b) = (self.attr(a), self.attr(b));
+                ops.push(PredOp::CmpBound(a, *op, b));
+            }
+            Pred::ContainsBound(a, b) => {
+                let (a, b) = (self.attr(a), self.attr(b));
+                ops.push(PredOp::ContainsBound(a, b));
+            }
         }
     }
 
@@ -311,12 +399,21 @@ impl Compiler {
     }
 }
 
-/// A checked selector as a hash key: its name pattern and its predicate, regexes by their
-/// pattern and constants as [`ValueKey`]s.
+/// The conjuncts of a predicate, through nested `and`s.
+fn flatten_and<'p>(p: &'p Pred, out: &mut Vec<&'p Pred>) {
+    match p {
+        Pred::And(items) => items.iter().for_each(|i| flatten_and(i, out)),
+        other => out.push(other),
+    }
+}
+
+/// A checked selector as a hash key: its name pattern, its predicate (regexes by their
+/// pattern and constants as [`ValueKey`]s) and its relation filter.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct SelKey {
     name: NameKey,
     pred: Option<PredKey>,
+    rel: Option<(RelKind, Option<i64>, Option<Box<SelKey>>)>,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -338,6 +435,8 @@ enum PredKey {
     Matches(Attr, String),
     Contains(Attr, ValueKey),
     CmpAttr(Attr, CmpOp, Attr),
+    CmpBound(Attr, CmpOp, Attr),
+    ContainsBound(Attr, Attr),
 }
 
 impl SelKey {
@@ -350,6 +449,13 @@ impl SelKey {
         SelKey {
             name,
             pred: s.pred.as_ref().map(PredKey::of),
+            rel: s.rel.as_deref().map(|r| {
+                (
+                    r.kind,
+                    r.window,
+                    r.limit.as_ref().map(|l| Box::new(SelKey::of(l))),
+                )
+            }),
         }
     }
 }
@@ -368,6 +474,8 @@ impl PredKey {
             Pred::Matches(a, re) => PredKey::Matches(a.clone(), re.as_str().to_string()),
             Pred::Contains(a, v) => PredKey::Contains(a.clone(), ValueKey::of(v)),
             Pred::CmpAttr(a, op, b) => PredKey::CmpAttr(a.clone(), *op, b.clone()),
+            Pred::CmpBound(a, op, b) => PredKey::CmpBound(a.clone(), *op, b.clone()),
+            Pred::ContainsBound(a, b) => PredKey::ContainsBound(a.clone(), b.clone()),
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum Form {
     /// `when { when } always { always } never { never }`: fires when `when` holds and
     /// `always` does not, or `never` does.
     Invariant {
+        /// The bound span (`as $name`), when the rule is judged per occurrence: its
+        /// selector also stands, as a `Has`, among `when`'s terms.
+        bind: Option<Binding>,
         /// Where the rule applies.
         when: Expr,
         /// What must hold.
@@ -27,6 +30,15 @@ pub enum Form {
     },
     /// Fires when the expression holds.
     Violation(Expr),
+}
+
+/// `S as $name` in `when`: the rule is judged once per span `S` matches.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// The name, without `$`, for messages.
+    pub name: String,
+    /// The spans bound, one binding each.
+    pub selector: Selector,
 }
 
 /// A checked boolean term.
@@ -50,6 +62,14 @@ pub enum Expr {
     Within(Selector, Selector),
     /// Every span matching the first has a direct parent matching the second.
     ChildOf(Selector, Selector),
+    /// `own S before|after $x …`: the binding gets a span of `S` (in that relation, which
+    /// the selector carries) that no other binding gets. Decided over all the bindings of
+    /// the trace at once; a top-level conjunct of `always` only.
+    Own(Selector),
+    /// `$x within S`: the bound span has an ancestor matching `S`.
+    BoundWithin(Selector),
+    /// `$x child_of S`: the bound span's parent is in the trace and matches `S`.
+    BoundChildOf(Selector),
 }
 
 /// A checked numeric term.
@@ -66,6 +86,8 @@ pub enum Num {
     Const(Number),
     /// A duration, in nanoseconds.
     Duration(i64),
+    /// `$a.key`: the bound span's value, as a number (no value when it has none).
+    Bound(Attr),
 }
 
 pub use crate::lang::value::{Aggregate as AggFn, Number};
@@ -79,6 +101,42 @@ pub struct Selector {
     pub pred: Option<Pred>,
     /// The selector as written, for `explain` and `test` output.
     pub text: String,
+    /// A relation to the bound span, if any (`S after $x within 5s`).
+    pub rel: Option<Box<Relation>>,
+}
+
+impl Selector {
+    /// Whether the spans it matches depend on the bound span: a relation filter, or a
+    /// predicate that reads a bound value.
+    pub fn is_bound(&self) -> bool {
+        self.rel.is_some() || self.pred.as_ref().is_some_and(Pred::reads_bound)
+    }
+}
+
+/// A relation filter: the spans of a selector in this relation to the bound span `x`.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    /// Which relation.
+    pub kind: RelKind,
+    /// `within D` after `before`/`after`, in nanoseconds.
+    pub window: Option<i64>,
+    /// `since T` (with `before`) or `until T` (with `after`).
+    pub limit: Option<Selector>,
+}
+
+/// The relations of a filter to the bound span `x`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelKind {
+    /// `s.start < x.start`.
+    Before,
+    /// `s.start > x.start`.
+    After,
+    /// `s` descends from `x`.
+    Within,
+    /// `s`'s parent is `x`.
+    ChildOf,
+    /// `s` is an ancestor of `x`.
+    Around,
 }
 
 /// How a selector matches span names.
@@ -137,6 +195,22 @@ pub enum Pred {
     Contains(Attr, Value),
     /// `attr OP other_attr`, both of the same span.
     CmpAttr(Attr, CmpOp, Attr),
+    /// `attr OP $x.other`: the span's attribute against the bound span's.
+    CmpBound(Attr, CmpOp, Attr),
+    /// `attr contains $x.other`.
+    ContainsBound(Attr, Attr),
+}
+
+impl Pred {
+    /// Whether it reads a bound value anywhere.
+    pub fn reads_bound(&self) -> bool {
+        match self {
+            Pred::Or(items) | Pred::And(items) => items.iter().any(Pred::reads_bound),
+            Pred::Not(inner) => inner.reads_bound(),
+            Pred::CmpBound(..) | Pred::ContainsBound(..) => true,
+            _ => false,
+        }
+    }
 }
 
 /// A resolved attribute reference.
@@ -247,6 +321,8 @@ impl Intrinsic {
 pub fn trigger_selectors(form: &Form, by_never: bool) -> Vec<&Selector> {
     let mut out = Vec::new();
     match (form, by_never) {
+        // A per-occurrence rule reports the bound spans that broke it (the evaluators).
+        (Form::Invariant { bind: Some(_), .. }, _) => {}
         (Form::Invariant { never: Some(n), .. }, true) => collect_positive(n, false, &mut out),
         (Form::Invariant { when, .. }, _) => collect_positive(when, false, &mut out),
         (Form::Violation(e), _) => collect_positive(e, false, &mut out),
@@ -273,6 +349,8 @@ fn collect_positive<'a>(e: &'a Expr, negated: bool, out: &mut Vec<&'a Selector>)
             out.push(a);
             out.push(b);
         }
+        // Only in per-occurrence rules, which report their bound spans.
+        Expr::Own(_) | Expr::BoundWithin(_) | Expr::BoundChildOf(_) => {}
     }
 }
 
@@ -331,6 +409,11 @@ fn needs(e: &Expr) -> Option<Vec<NameMatch>> {
                 _ => None,
             }
         }
-        Expr::Not(_) | Expr::Within(..) | Expr::ChildOf(..) => None,
+        Expr::Not(_)
+        | Expr::Within(..)
+        | Expr::ChildOf(..)
+        | Expr::Own(_)
+        | Expr::BoundWithin(_)
+        | Expr::BoundChildOf(_) => None,
     }
 }

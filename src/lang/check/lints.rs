@@ -26,3 +26,59 @@ pub(super) fn conjunction_of_has(e: &ast::Expr, text: &str) -> Option<Diagnostic
         )),
     )
 }
+
+/// The `after` trap (docs/language.md, "The `after` trap"): a rule that binds no span and
+/// whose `always` holds `X after W` or `W before X`, `W` a selector of its `when`, compares
+/// only the earliest `W` with the earliest `X`.
+pub(super) fn after_trap(when: &ast::Expr, always: &ast::Expr, text: &str) -> Option<Diagnostic> {
+    let mut whens = Vec::new();
+    top_selectors(when, &mut whens);
+    let mut terms = Vec::new();
+    top_terms(always, &mut terms);
+    terms.into_iter().find_map(|t| {
+        let ast::Expr::Relation {
+            lhs, op, rhs, loc, ..
+        } = t
+        else {
+            return None;
+        };
+        let (x, w) = match op {
+            ast::RelOp::After => (lhs, rhs),
+            ast::RelOp::Before => (rhs, lhs),
+            _ => return None,
+        };
+        let w_text = &text[w.loc.clone()];
+        if !whens.iter().any(|s| text[s.loc.clone()] == *w_text) {
+            return None;
+        }
+        let x_text = &text[x.loc.clone()];
+        Some(
+            Diagnostic::warning(
+                Code::AfterTrap,
+                loc.clone(),
+                format!("this checks only the earliest `{w_text}`, not each one"),
+                "a trace-level order",
+            )
+            .with_help(format!(
+                "a second `{w_text}` with nothing after it passes, and a `{x_text}` before the first breaks it; to say \"each `{w_text}` is followed by a `{x_text}`\", write\n    when {{ {w_text} as $w }} always {{ {x_text} after $w }}"
+            )),
+        )
+    })
+}
+
+/// The selectors standing as terms at the top level of `e` (joined by `and`).
+fn top_selectors<'a>(e: &'a ast::Expr, out: &mut Vec<&'a ast::Selector>) {
+    match e {
+        ast::Expr::And(items, _) => items.iter().for_each(|i| top_selectors(i, out)),
+        ast::Expr::Has(s) => out.push(s),
+        _ => {}
+    }
+}
+
+/// The terms at the top level of `e` (joined by `and`).
+fn top_terms<'a>(e: &'a ast::Expr, out: &mut Vec<&'a ast::Expr>) {
+    match e {
+        ast::Expr::And(items, _) => items.iter().for_each(|i| top_terms(i, out)),
+        other => out.push(other),
+    }
+}

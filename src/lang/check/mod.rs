@@ -8,22 +8,22 @@
 mod lints;
 mod patterns;
 
-use lints::conjunction_of_has;
+use lints::{after_trap, conjunction_of_has};
 use patterns::{bare_pattern, compile_regex, quoted_pattern};
 
 use crate::diagnostic::{Code, Diagnostic};
-use crate::lang::hir::{self, Attr, Form, Intrinsic, IntrinsicType, Num, Pred};
+use crate::lang::hir::{self, Attr, Form, Intrinsic, IntrinsicType, Num, Pred, RelKind};
 use crate::lang::span::{SpanKind, StatusCode};
 use crate::lang::syntax::ast::{
-    self, AttrKind, Literal, Loc, NamePattern, Operand, Predicate, PredicateOp, RelOp,
+    self, AttrKind, FilterOp, Literal, Loc, NamePattern, Operand, Predicate, PredicateOp, RelOp,
 };
 use crate::lang::value::{CmpOp, Number, Value};
 
 /// The reserved words of docs/language.md, "Comparison rules".
-pub const RESERVED: [&str; 24] = [
+pub const RESERVED: [&str; 29] = [
     "and", "or", "not", "in", "matches", "contains", "exists", "when", "always", "never", "count",
     "distinct", "before", "after", "within", "child_of", "true", "false", "trace", "unique", "sum",
-    "min", "max", "avg",
+    "min", "max", "avg", "as", "own", "since", "until", "around",
 ];
 
 /// The checked condition and its warnings.
@@ -46,6 +46,13 @@ pub fn check(cond: &ast::Condition, text: &str) -> Result<Checked, Vec<Diagnosti
     let mut cx = Checker {
         text,
         errors: Vec::new(),
+        clause: Clause::Violation,
+        top: true,
+        bind: None,
+        bound: None,
+        in_binding: false,
+        in_own: false,
+        pred_top: true,
     };
     let form = match cond {
         ast::Condition::Invariant {
@@ -54,6 +61,10 @@ pub fn check(cond: &ast::Condition, text: &str) -> Result<Checked, Vec<Diagnosti
             never,
             loc,
         } => {
+            cx.bind = find_binding(when).map(|s| {
+                let var = s.binding.as_ref().expect("found by its binding");
+                (var.name.clone(), s.loc.clone())
+            });
             if always.is_none() && never.is_none() {
                 cx.errors.push(
                     Diagnostic::error(
@@ -67,40 +78,155 @@ pub fn check(cond: &ast::Condition, text: &str) -> Result<Checked, Vec<Diagnosti
                     ),
                 );
             }
+            let when = cx.clause(Clause::When, when);
+            let always = always.as_ref().map(|e| cx.clause(Clause::Always, e));
+            let never = never.as_ref().map(|e| cx.clause(Clause::Never, e));
+            let bind = match (&cx.bind, cx.bound.take()) {
+                (Some((name, _)), Some(selector)) => Some(hir::Binding {
+                    name: name.clone(),
+                    selector,
+                }),
+                _ => None,
+            };
             Form::Invariant {
-                when: cx.expr(when),
-                always: always.as_ref().map(|e| cx.expr(e)),
-                never: never.as_ref().map(|e| cx.expr(e)),
+                bind,
+                when,
+                always,
+                never,
             }
         }
-        ast::Condition::Violation(e) => Form::Violation(cx.expr(e)),
+        ast::Condition::Violation(e) => Form::Violation(cx.clause(Clause::Violation, e)),
     };
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
     let mut warnings = Vec::new();
-    if let ast::Condition::Violation(e) = cond {
-        if let Some(w) = conjunction_of_has(e, text) {
-            warnings.push(w);
-        }
+    match cond {
+        ast::Condition::Violation(e) => warnings.extend(conjunction_of_has(e, text)),
+        ast::Condition::Invariant {
+            when,
+            always: Some(always),
+            ..
+        } if find_binding(when).is_none() => warnings.extend(after_trap(when, always, text)),
+        _ => {}
     }
     Ok(Checked { form, warnings })
+}
+
+/// The selector that binds a span: the first `S as $x` among the top-level terms of `when`
+/// (those joined by `and`, through parentheses).
+fn find_binding(when: &ast::Expr) -> Option<&ast::Selector> {
+    match when {
+        ast::Expr::And(items, _) => items.iter().find_map(find_binding),
+        ast::Expr::Has(s) if s.binding.is_some() => Some(s),
+        _ => None,
+    }
+}
+
+/// The block a term stands in, for the placement rules of bindings and `own`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clause {
+    When,
+    Always,
+    Never,
+    Violation,
 }
 
 struct Checker<'t> {
     text: &'t str,
     errors: Vec<Diagnostic>,
+    /// The block being checked.
+    clause: Clause,
+    /// Whether the term being checked stands at the top level of its block: joined to the
+    /// rest by `and` only, not under `not` or `or`.
+    top: bool,
+    /// The bound span's name and its binding selector's range, if the rule binds one.
+    bind: Option<(String, Loc)>,
+    /// The binding selector, checked.
+    bound: Option<hir::Selector>,
+    /// Checking the binding selector itself (which may not read `$x`).
+    in_binding: bool,
+    /// Checking the selector of an `own` term (whose joins must be `==`).
+    in_own: bool,
+    /// The predicate being checked is a top-level conjunct of its selector's filters.
+    pred_top: bool,
 }
 
 impl Checker<'_> {
+    fn clause(&mut self, clause: Clause, e: &ast::Expr) -> hir::Expr {
+        self.clause = clause;
+        self.top = true;
+        self.expr(e)
+    }
+
+    /// Checks `e` as not standing at the top level (under `not`/`or`).
+    fn nested(&mut self, e: &ast::Expr) -> hir::Expr {
+        let top = std::mem::replace(&mut self.top, false);
+        let out = self.expr(e);
+        self.top = top;
+        out
+    }
+
     fn expr(&mut self, e: &ast::Expr) -> hir::Expr {
         match e {
-            ast::Expr::Or(items, _) => hir::Expr::Or(items.iter().map(|i| self.expr(i)).collect()),
+            ast::Expr::Or(items, _) => {
+                hir::Expr::Or(items.iter().map(|i| self.nested(i)).collect())
+            }
             ast::Expr::And(items, _) => {
                 hir::Expr::And(items.iter().map(|i| self.expr(i)).collect())
             }
-            ast::Expr::Not(inner, _) => hir::Expr::Not(Box::new(self.expr(inner))),
-            ast::Expr::Has(s) => hir::Expr::Has(self.selector(s)),
+            ast::Expr::Not(inner, _) => hir::Expr::Not(Box::new(self.nested(inner))),
+            ast::Expr::Has(s) => {
+                let is_binding = self.is_the_binding(s);
+                if is_binding {
+                    self.in_binding = true;
+                }
+                let sel = self.selector(s, Site::Term);
+                if is_binding {
+                    self.in_binding = false;
+                    self.bound = Some(sel.clone());
+                }
+                hir::Expr::Has(sel)
+            }
+            ast::Expr::Own(s, loc) => {
+                let filter_ok = s
+                    .filter
+                    .as_ref()
+                    .is_some_and(|f| matches!(f.op, FilterOp::Before | FilterOp::After));
+                if self.clause != Clause::Always || !self.top {
+                    self.errors.push(
+                        Diagnostic::error(
+                            Code::OwnPlacement,
+                            loc.clone(),
+                            "`own` stands only at the top level of `always`",
+                            "not under `not` or `or`, not in `when` or `never`",
+                        )
+                        .with_help("`when { A as $a } always { own B after $a }` gives every `A` a `B` of its own"),
+                    );
+                } else if !filter_ok {
+                    self.errors.push(
+                        Diagnostic::error(
+                            Code::OwnPlacement,
+                            s.loc.clone(),
+                            "`own` needs a `before $x` or `after $x` filter",
+                            "no partner relation",
+                        )
+                        .with_help("write `own B after $a` or `own B before $a`"),
+                    );
+                }
+                self.in_own = true;
+                let sel = self.selector(s, Site::Term);
+                self.in_own = false;
+                hir::Expr::Own(sel)
+            }
+            ast::Expr::BoundRel { var, op, sel, .. } => {
+                self.var(var);
+                let s = self.selector(sel, Site::Plain);
+                match op {
+                    RelOp::Within => hir::Expr::BoundWithin(s),
+                    _ => hir::Expr::BoundChildOf(s),
+                }
+            }
             ast::Expr::Compare {
                 lhs, op, rhs, loc, ..
             } => {
@@ -131,7 +257,10 @@ impl Checker<'_> {
                 bound,
                 ..
             } => {
-                let (a, b) = (self.selector(lhs), self.selector(rhs));
+                let (a, b) = (
+                    self.selector(lhs, Site::Side),
+                    self.selector(rhs, Site::Side),
+                );
                 let bound = self.bound(*op, bound.as_ref());
                 match op {
                     RelOp::Before => hir::Expr::Before(a, b, bound),
@@ -187,21 +316,91 @@ impl Checker<'_> {
         }
     }
 
+    /// Whether `s` is the rule's binding selector.
+    fn is_the_binding(&self, s: &ast::Selector) -> bool {
+        s.binding.is_some() && self.bind.as_ref().is_some_and(|(_, at)| *at == s.loc)
+    }
+
+    /// A use of `$name`: it must be the rule's bound span, outside its own binding selector.
+    fn var(&mut self, v: &ast::Var) {
+        match &self.bind {
+            Some((name, _)) if *name == v.name => {
+                if self.in_binding {
+                    self.errors.push(
+                        Diagnostic::error(
+                            Code::BoundInOwnBinding,
+                            v.loc.clone(),
+                            format!("`${}` is used in the selector that binds it", v.name),
+                            "the span being bound",
+                        )
+                        .with_help("say it in another `when` term, or in `always`/`never`"),
+                    );
+                }
+            }
+            Some((name, _)) => self.errors.push(
+                Diagnostic::error(
+                    Code::UnboundName,
+                    v.loc.clone(),
+                    format!("`${}` is not bound", v.name),
+                    "no `as` binds it",
+                )
+                .with_help(format!("the rule binds `${name}`")),
+            ),
+            None => self.errors.push(
+                Diagnostic::error(
+                    Code::UnboundName,
+                    v.loc.clone(),
+                    format!("`${}` is not bound", v.name),
+                    "no `as` binds it",
+                )
+                .with_help(format!(
+                    "bind a span in `when`: `when {{ S as ${} }} always {{ … }}`",
+                    v.name
+                )),
+            ),
+        }
+    }
+
+    /// A bound value `$a.key`: the key it reads.
+    fn bound_value(&mut self, b: &ast::BoundValue) -> Attr {
+        self.var(&b.var);
+        self.attr(&b.attr)
+    }
+
     /// A numeric term, and whether it is a duration.
     fn numeric(&mut self, n: &ast::Numeric) -> (Num, bool) {
         match n {
+            ast::Numeric::Bound(b) => {
+                let attr = self.bound_value(b);
+                let is_duration = match &attr {
+                    Attr::Intrinsic(i) => match i.ty() {
+                        IntrinsicType::Duration => true,
+                        _ => {
+                            self.errors.push(Diagnostic::error(
+                                Code::NeverNumeric,
+                                b.attr.loc.clone(),
+                                format!("`{}` is never a number", i.name()),
+                                "not numeric",
+                            ));
+                            false
+                        }
+                    },
+                    _ => false,
+                };
+                (Num::Bound(attr), is_duration)
+            }
             ast::Numeric::Int(i, _) => (Num::Const(Number::Int(*i)), false),
             ast::Numeric::Float(f, _) => (Num::Const(Number::Float(*f)), false),
             ast::Numeric::Duration(d, _) => (Num::Duration(*d), true),
             ast::Numeric::Distinct(s, key) => {
-                let sel = self.selector(s);
+                let sel = self.selector(s, Site::Numeric);
                 match self.agg_key("distinct", key) {
                     Some(key) => (Num::Distinct(sel, key), false),
                     None => (Num::Const(Number::Int(0)), false),
                 }
             }
             ast::Numeric::Agg(f, s, key, _) => {
-                let sel = self.selector(s);
+                let sel = self.selector(s, Site::Numeric);
                 let Some(attr) = self.agg_key(f.as_str(), key) else {
                     return (Num::Const(Number::Int(0)), false);
                 };
@@ -249,7 +448,7 @@ impl Checker<'_> {
                         "second `== unique`",
                     ));
                 }
-                let sel = self.selector(&rest);
+                let sel = self.selector(&rest, Site::Numeric);
                 match keys.into_iter().next() {
                     Some((key, _)) => (Num::Distinct(sel, self.attr(&key)), false),
                     None => (Num::Count(sel), false),
@@ -277,7 +476,35 @@ impl Checker<'_> {
         }
     }
 
-    fn selector(&mut self, s: &ast::Selector) -> hir::Selector {
+    fn selector(&mut self, s: &ast::Selector, site: Site) -> hir::Selector {
+        if let Some(var) = &s.binding {
+            let allowed = site == Site::Term && self.clause == Clause::When && self.top;
+            if self.is_the_binding(s) {
+            } else if allowed {
+                self.errors.push(
+                    Diagnostic::error(
+                        Code::TwoBindings,
+                        var.loc.clone(),
+                        "a rule binds at most one span",
+                        "a second binding",
+                    )
+                    .with_help(
+                        "speak of other spans through the bound one: `B.where(k == $a.k) after $a`",
+                    ),
+                );
+            } else {
+                self.errors.push(
+                    Diagnostic::error(
+                        Code::BindingPlacement,
+                        var.loc.clone(),
+                        "`as` binds a span only at the top level of `when`",
+                        "not here",
+                    )
+                    .with_help("write `when { S as $x } always { … }`: not under `not` or `or`, not inside `count(…)`, an aggregate, `always` or `never`"),
+                );
+            }
+        }
+        let rel = s.filter.as_ref().map(|f| self.filter(f, site));
         let name = match &s.name {
             NamePattern::Bare(n) => {
                 let first = n.split('.').next().unwrap_or(n);
@@ -296,7 +523,14 @@ impl Checker<'_> {
             }
             NamePattern::Quoted(raw) => quoted_pattern(raw),
         };
-        let mut preds: Vec<Pred> = s.wheres.iter().map(|w| self.pred(w)).collect();
+        let mut preds: Vec<Pred> = s
+            .wheres
+            .iter()
+            .map(|w| {
+                self.pred_top = true;
+                self.pred(w)
+            })
+            .collect();
         let pred = match preds.len() {
             0 => None,
             1 => preds.pop(),
@@ -306,14 +540,110 @@ impl Checker<'_> {
             name,
             pred,
             text: self.text[s.loc.clone()].to_string(),
+            rel,
         }
+    }
+
+    /// A relation filter (`after $x within 5s until T`), checked for where it stands.
+    fn filter(&mut self, f: &ast::RelFilter, site: Site) -> Box<hir::Relation> {
+        self.var(&f.var);
+        match site {
+            Site::Side => self.errors.push(
+                Diagnostic::error(
+                    Code::FilterAsSide,
+                    f.loc.clone(),
+                    "a relation filter cannot be a side of `before`, `after`, `within` or `child_of`",
+                    "a set of spans per binding",
+                )
+                .with_help("relate each side to the bound span (`A after $x and B after $x`), or count: `count(A after $x) >= 1`"),
+            ),
+            Site::Plain => self.errors.push(
+                Diagnostic::error(
+                    Code::FilterPlacement,
+                    f.loc.clone(),
+                    "a relation filter cannot stand here",
+                    "a plain selector is expected",
+                )
+                .with_help("a relation filter stands alone as a term, or in `count`, `distinct` and the aggregates"),
+            ),
+            Site::Term | Site::Numeric => {}
+        }
+        let kind = match f.op {
+            FilterOp::Before => RelKind::Before,
+            FilterOp::After => RelKind::After,
+            FilterOp::Within => RelKind::Within,
+            FilterOp::ChildOf => RelKind::ChildOf,
+            FilterOp::Around => RelKind::Around,
+        };
+        let timed = matches!(kind, RelKind::Before | RelKind::After);
+        let window = match &f.window {
+            Some(b) if !timed => {
+                let at = match b {
+                    ast::Bound::Duration(_, l) | ast::Bound::Other(l) => l.clone(),
+                };
+                self.errors.push(
+                    Diagnostic::error(
+                        Code::ScopeMismatch,
+                        at,
+                        format!("`{}` takes no time bound", f.op.as_str()),
+                        "a time bound",
+                    )
+                    .with_help("`within D` bounds `before $x` and `after $x` only"),
+                );
+                None
+            }
+            Some(b) => self.bound(RelOp::Before, Some(b)),
+            None => None,
+        };
+        let limit = f.limit.as_ref().map(|l| {
+            let fits = match kind {
+                RelKind::Before => !l.until,
+                RelKind::After => l.until,
+                _ => false,
+            };
+            if !fits {
+                let (word, wants) = if l.until {
+                    ("until", "`until T` goes with `after $x`")
+                } else {
+                    ("since", "`since T` goes with `before $x`")
+                };
+                self.errors.push(
+                    Diagnostic::error(
+                        Code::ScopeMismatch,
+                        l.kw_loc.clone(),
+                        format!("`{word}` cannot follow `{} $x`", f.op.as_str()),
+                        "wrong scope",
+                    )
+                    .with_help(wants),
+                );
+            }
+            let in_own = std::mem::replace(&mut self.in_own, false);
+            let sel = self.selector(&l.sel, Site::Plain);
+            self.in_own = in_own;
+            sel
+        });
+        Box::new(hir::Relation {
+            kind,
+            window,
+            limit,
+        })
+    }
+
+    /// A predicate nested under `or`/`not`: not a top-level conjunct of its filters.
+    fn nested_pred(&mut self, p: &Predicate) -> Pred {
+        let top = std::mem::replace(&mut self.pred_top, false);
+        let out = self.pred(p);
+        self.pred_top = top;
+        out
     }
 
     fn pred(&mut self, p: &Predicate) -> Pred {
         match p {
-            Predicate::Or(items, _) => Pred::Or(items.iter().map(|i| self.pred(i)).collect()),
+            Predicate::Or(items, _) => {
+                Pred::Or(items.iter().map(|i| self.nested_pred(i)).collect())
+            }
             Predicate::And(items, _) => Pred::And(items.iter().map(|i| self.pred(i)).collect()),
-            Predicate::Not(inner, _) => Pred::Not(Box::new(self.pred(inner))),
+            Predicate::Not(inner, _) => Pred::Not(Box::new(self.nested_pred(inner))),
             Predicate::Exists(a, _) => Pred::Exists(self.attr(a)),
             Predicate::Truthy(a) => {
                 let attr = self.attr(a);
@@ -350,6 +680,70 @@ impl Checker<'_> {
             _ => None,
         };
         match (op, rhs) {
+            (_, Operand::Bound(b)) => {
+                let other = self.bound_value(b);
+                if self.in_own && (op != PredicateOp::Cmp(CmpOp::Eq) || !self.pred_top) {
+                    self.errors.push(
+                        Diagnostic::error(
+                            Code::OwnJoinNotEq,
+                            op_loc.clone(),
+                            "inside `own`, a bound value is only joined with `==`",
+                            "not a join",
+                        )
+                        .with_help("write the join as a top-level `k == $x.k` of the filter (not under `or` or `not`)"),
+                    );
+                }
+                if let (Attr::Intrinsic(a), Attr::Intrinsic(o)) = (&attr, &other) {
+                    if a.ty() != o.ty() {
+                        self.errors.push(Diagnostic::error(
+                            Code::DifferentTypes,
+                            b.loc.clone(),
+                            format!("`{}` and `{}` have different types", a.name(), o.name()),
+                            "cannot compare",
+                        ));
+                    }
+                }
+                match op {
+                    PredicateOp::Cmp(cmp) => {
+                        if matches!(ty, Some(IntrinsicType::Status | IntrinsicType::Kind))
+                            && !matches!(cmp, CmpOp::Eq | CmpOp::Ne)
+                        {
+                            self.errors.push(Diagnostic::error(
+                                Code::NoOrder,
+                                op_loc.clone(),
+                                format!("`{attr}` has no order"),
+                                "use == or !=",
+                            ));
+                        }
+                        Pred::CmpBound(attr, cmp, other)
+                    }
+                    PredicateOp::Contains => Pred::ContainsBound(attr, other),
+                    PredicateOp::In => {
+                        self.errors.push(
+                            Diagnostic::error(
+                                Code::InWithoutList,
+                                b.loc.clone(),
+                                "`in` takes a list",
+                                "not a list",
+                            )
+                            .with_help("compare with the bound value directly: `k == $a.k`"),
+                        );
+                        Pred::Exists(attr)
+                    }
+                    PredicateOp::Matches => {
+                        self.errors.push(
+                            Diagnostic::error(
+                                Code::BoundValueMisuse,
+                                b.loc.clone(),
+                                "`matches` takes a regex in double quotes, not a bound value",
+                                "not a regex",
+                            )
+                            .with_help("compare with it (`k == $a.k`) or test a substring (`k contains $a.k`)"),
+                        );
+                        Pred::Exists(attr)
+                    }
+                }
+            }
             (_, Operand::Unique(l)) => {
                 self.errors.push(
                     Diagnostic::error(
@@ -616,6 +1010,7 @@ fn numeric_loc(n: &ast::Numeric) -> Option<Loc> {
         }
         ast::Numeric::Agg(_, _, _, l) => Some(l.clone()),
         ast::Numeric::Count(s) | ast::Numeric::Distinct(s, _) => Some(s.loc.clone()),
+        ast::Numeric::Bound(b) => Some(b.loc.clone()),
     }
 }
 
@@ -632,7 +1027,21 @@ fn operand_loc(o: &Operand) -> Loc {
     match o {
         Operand::Literal(_, l) | Operand::List(_, l) | Operand::Unique(l) => l.clone(),
         Operand::Attr(a) => a.loc.clone(),
+        Operand::Bound(b) => b.loc.clone(),
     }
+}
+
+/// Where a selector stands, for what may follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Site {
+    /// A term of its own (`S`, `trace.has(S)`, `own S …`): a relation filter may follow.
+    Term,
+    /// Inside `count`, `distinct` or an aggregate: a relation filter may follow.
+    Numeric,
+    /// A side of a trace-level relation: no relation filter.
+    Side,
+    /// A `since`/`until` scope, or `S` in `$x within S`: a plain selector.
+    Plain,
 }
 
 /// A literal's value: bare words are strings.

@@ -52,6 +52,20 @@ pub enum Expr {
         /// The operator alone.
         op_loc: Loc,
     },
+    /// `own S after $x …`: every binding gets a partner of its own (the selector carries
+    /// the relation filter).
+    Own(Selector, Loc),
+    /// `$x within S`, `$x child_of S`: the bound span itself in the tree.
+    BoundRel {
+        /// The bound span's name, without `$`, and where it is written.
+        var: Var,
+        /// `within` or `child_of`.
+        op: RelOp,
+        /// `S`.
+        sel: Selector,
+        /// The whole term.
+        loc: Loc,
+    },
     /// `A before B`, `A after B`, `A within B`, `A child_of B`, and `A before B within D`.
     Relation {
         /// Left selector.
@@ -74,7 +88,10 @@ impl Expr {
         match self {
             Expr::Or(_, l) | Expr::And(_, l) | Expr::Not(_, l) => l.clone(),
             Expr::Has(s) => s.loc.clone(),
-            Expr::Compare { loc, .. } | Expr::Relation { loc, .. } => loc.clone(),
+            Expr::Own(_, l) => l.clone(),
+            Expr::Compare { loc, .. } | Expr::Relation { loc, .. } | Expr::BoundRel { loc, .. } => {
+                loc.clone()
+            }
         }
     }
 }
@@ -117,9 +134,85 @@ pub enum Numeric {
     Float(f64, Loc),
     /// A duration literal, in nanoseconds.
     Duration(i64, Loc),
+    /// `$a.amount`: the bound span's value.
+    Bound(BoundValue),
 }
 
 pub use crate::lang::value::Aggregate as AggFn;
+
+/// A bound span's name as written (`$a`): the name without `$`, and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Var {
+    /// The name, without `$`.
+    pub name: String,
+    /// Where `$name` is written.
+    pub loc: Loc,
+}
+
+/// `$a.KEY`: an attribute or intrinsic of the bound span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundValue {
+    /// Which bound span.
+    pub var: Var,
+    /// Which of its values.
+    pub attr: AttrRef,
+    /// The whole reference.
+    pub loc: Loc,
+}
+
+/// The relations a selector can be filtered by, to a bound span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterOp {
+    /// `S before $x`: starts before it.
+    Before,
+    /// `S after $x`: starts after it.
+    After,
+    /// `S within $x`: a descendant of it.
+    Within,
+    /// `S child_of $x`: a child of it.
+    ChildOf,
+    /// `S around $x`: an ancestor of it.
+    Around,
+}
+
+impl FilterOp {
+    /// The keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterOp::Before => "before",
+            FilterOp::After => "after",
+            FilterOp::Within => "within",
+            FilterOp::ChildOf => "child_of",
+            FilterOp::Around => "around",
+        }
+    }
+}
+
+/// `since T` / `until T` after a relation filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopeLimit {
+    /// `true` for `until`, `false` for `since`.
+    pub until: bool,
+    /// `T`.
+    pub sel: Selector,
+    /// The keyword.
+    pub kw_loc: Loc,
+}
+
+/// `before $x within D since T` and the like, after a selector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelFilter {
+    /// The relation.
+    pub op: FilterOp,
+    /// The bound span it relates to.
+    pub var: Var,
+    /// `within D`, as written.
+    pub window: Option<Bound>,
+    /// `since T` / `until T`.
+    pub limit: Option<Box<ScopeLimit>>,
+    /// The whole filter.
+    pub loc: Loc,
+}
 pub use crate::lang::value::CmpOp;
 
 /// The key of an aggregate or of `distinct`: an attribute reference, or a list (an error
@@ -143,6 +236,10 @@ pub struct Selector {
     pub loc: Loc,
     /// The name pattern alone.
     pub name_loc: Loc,
+    /// A relation filter to a bound span (`S after $x`), if any.
+    pub filter: Option<Box<RelFilter>>,
+    /// `as $name`, if the selector binds a span.
+    pub binding: Option<Var>,
 }
 
 /// How a selector picks spans by name, before checking.
@@ -248,6 +345,8 @@ pub enum Operand {
     Attr(AttrRef),
     /// `unique`, only meaningful in `trace.count(S).where(k == unique)`.
     Unique(Loc),
+    /// `$a.key`: the bound span's value.
+    Bound(BoundValue),
 }
 
 /// A literal value as written.

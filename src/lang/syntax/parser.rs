@@ -147,6 +147,30 @@ fn expr(p: Pair<Rule>) -> Result<Expr, Diagnostic> {
         Rule::has_term => Ok(Expr::Has(sel_term(
             p.into_inner().next().expect("has_term wraps a selector"),
         )?)),
+        Rule::own_term => {
+            let l = loc(&p);
+            let sel = p
+                .into_inner()
+                .find(|c| c.as_rule() == Rule::filtered)
+                .expect("own holds a selector");
+            Ok(Expr::Own(filtered(sel)?, l))
+        }
+        Rule::bound_term => {
+            let l = loc(&p);
+            let mut inner = p.into_inner();
+            let var = var(&inner.next().expect("bound_term starts with $x"));
+            let op = match inner.next().expect("op").as_str() {
+                "within" => RelOp::Within,
+                _ => RelOp::ChildOf,
+            };
+            let sel = sel_term(inner.next().expect("bound_term ends with a selector"))?;
+            Ok(Expr::BoundRel {
+                var,
+                op,
+                sel,
+                loc: l,
+            })
+        }
         Rule::comparison => {
             let l = loc(&p);
             let mut inner = p.into_inner();
@@ -173,19 +197,7 @@ fn expr(p: Pair<Rule>) -> Result<Expr, Diagnostic> {
                 _ => RelOp::ChildOf,
             };
             let rhs = sel_term(inner.next().expect("rhs"))?;
-            let bound = match inner.next() {
-                None => None,
-                Some(tb) => {
-                    let value = tb
-                        .into_inner()
-                        .find(|c| c.as_rule() != Rule::kw_within)
-                        .expect("within is followed by something");
-                    Some(match value.as_rule() {
-                        Rule::duration => Bound::Duration(duration(&value)?, loc(&value)),
-                        _ => Bound::Other(loc(&value)),
-                    })
-                }
-            };
+            let bound = inner.next().map(time_bound).transpose()?;
             Ok(Expr::Relation {
                 lhs,
                 op,
@@ -247,24 +259,116 @@ fn negated<T>(
 fn sel_term(p: Pair<Rule>) -> Result<Selector, Diagnostic> {
     match p.as_rule() {
         Rule::selector => selector(p),
+        Rule::filtered => filtered(p),
         Rule::trace_has => {
             let l = loc(&p);
             let mut sel = None;
             let mut extra = Vec::new();
+            let mut binding = None;
             for child in p.into_inner() {
                 match child.as_rule() {
-                    Rule::selector => sel = Some(selector(child)?),
+                    Rule::filtered => sel = Some(filtered(child)?),
                     Rule::where_clause => extra.push(where_clause(child)?),
+                    Rule::binding => binding = Some(binding_var(child)),
                     _ => {}
                 }
             }
             let mut sel = sel.expect("trace.has holds a selector");
             sel.wheres.extend(extra);
+            sel.binding = sel.binding.or(binding);
             sel.loc = l;
             Ok(sel)
         }
         other => unreachable!("not a selector term: {other:?}"),
     }
+}
+
+/// A selector with what may follow it: a relation filter to a bound span, `as $name`.
+fn filtered(p: Pair<Rule>) -> Result<Selector, Diagnostic> {
+    let l = loc(&p);
+    let mut inner = p.into_inner();
+    let mut sel = selector(inner.next().expect("filtered starts with a selector"))?;
+    for child in inner {
+        match child.as_rule() {
+            Rule::rel_filter => sel.filter = Some(Box::new(rel_filter(child)?)),
+            _ => sel.binding = Some(binding_var(child)),
+        }
+    }
+    sel.loc = l;
+    Ok(sel)
+}
+
+fn rel_filter(p: Pair<Rule>) -> Result<RelFilter, Diagnostic> {
+    let l = loc(&p);
+    let mut inner = p.into_inner();
+    let op = match inner.next().expect("rel_kw").as_str() {
+        "before" => FilterOp::Before,
+        "after" => FilterOp::After,
+        "within" => FilterOp::Within,
+        "child_of" => FilterOp::ChildOf,
+        _ => FilterOp::Around,
+    };
+    let var = var(&inner.next().expect("a filter names a bound span"));
+    let (mut window, mut limit) = (None, None);
+    for child in inner {
+        match child.as_rule() {
+            Rule::time_bound => window = Some(time_bound(child)?),
+            _ => {
+                let mut parts = child.into_inner();
+                let kw = parts.next().expect("since or until");
+                let sel = selector(parts.next().expect("a scope names a selector"))?;
+                limit = Some(Box::new(ScopeLimit {
+                    until: kw.as_str() == "until",
+                    sel,
+                    kw_loc: loc(&kw),
+                }));
+            }
+        }
+    }
+    Ok(RelFilter {
+        op,
+        var,
+        window,
+        limit,
+        loc: l,
+    })
+}
+
+/// `as $name`.
+fn binding_var(p: Pair<Rule>) -> Var {
+    var(&p
+        .into_inner()
+        .find(|c| c.as_rule() == Rule::bound_ref)
+        .expect("as names a span"))
+}
+
+/// `$name`, without the `$`.
+fn var(p: &Pair<Rule>) -> Var {
+    Var {
+        name: p.as_str()[1..].to_string(),
+        loc: loc(p),
+    }
+}
+
+/// `$a.key`.
+fn bound_value(p: Pair<Rule>) -> Result<BoundValue, Diagnostic> {
+    let l = loc(&p);
+    let mut inner = p.into_inner();
+    let var = var(&inner.next().expect("a bound value starts with $x"));
+    let attr = attr_from(inner.next().expect("a bound value names a key"))?;
+    Ok(BoundValue { var, attr, loc: l })
+}
+
+/// What follows `within` after `before`/`after`.
+fn time_bound(tb: Pair<Rule>) -> Result<Bound, Diagnostic> {
+    let value = tb
+        .into_inner()
+        .find(|c| c.as_rule() != Rule::kw_within)
+        .expect("within is followed by something");
+    Ok(match value.as_rule() {
+        Rule::duration => Bound::Duration(duration(&value)?, loc(&value)),
+        _ => Bound::Other(loc(&value)),
+    })
 }
 
 fn selector(p: Pair<Rule>) -> Result<Selector, Diagnostic> {
@@ -289,6 +393,8 @@ fn selector(p: Pair<Rule>) -> Result<Selector, Diagnostic> {
         wheres,
         loc: l,
         name_loc,
+        filter: None,
+        binding: None,
     })
 }
 
@@ -305,6 +411,7 @@ fn numeric(p: Pair<Rule>) -> Result<Numeric, Diagnostic> {
         Rule::integer => Ok(Numeric::Int(integer(&p)?, loc(&p))),
         Rule::float => Ok(Numeric::Float(float(&p)?, loc(&p))),
         Rule::duration => Ok(Numeric::Duration(duration(&p)?, loc(&p))),
+        Rule::bound_value => Ok(Numeric::Bound(bound_value(p)?)),
         Rule::agg_term => {
             let l = loc(&p);
             let mut inner = p.into_inner();
@@ -314,7 +421,7 @@ fn numeric(p: Pair<Rule>) -> Result<Numeric, Diagnostic> {
                 "max" => AggFn::Max,
                 _ => AggFn::Avg,
             };
-            let sel = selector(inner.next().expect("aggregate selector"))?;
+            let sel = filtered(inner.next().expect("aggregate selector"))?;
             let key = agg_key(inner.next().expect("aggregate key"))?;
             Ok(Numeric::Agg(f, sel, key, l))
         }
@@ -324,7 +431,7 @@ fn numeric(p: Pair<Rule>) -> Result<Numeric, Diagnostic> {
             let mut extra = Vec::new();
             for child in p.into_inner() {
                 match child.as_rule() {
-                    Rule::selector => sel = Some(selector(child)?),
+                    Rule::filtered => sel = Some(filtered(child)?),
                     Rule::where_clause => extra.push(where_clause(child)?),
                     _ => {}
                 }
@@ -337,7 +444,7 @@ fn numeric(p: Pair<Rule>) -> Result<Numeric, Diagnostic> {
         Rule::distinct_term => {
             let l = loc(&p);
             let mut inner = p.into_inner().filter(|c| c.as_rule() != Rule::kw_distinct);
-            let mut sel = selector(inner.next().expect("distinct selector"))?;
+            let mut sel = filtered(inner.next().expect("distinct selector"))?;
             sel.loc = l;
             let key = agg_key(inner.next().expect("distinct key"))?;
             Ok(Numeric::Distinct(sel, key))
@@ -399,6 +506,7 @@ fn operand(p: Pair<Rule>) -> Result<Operand, Diagnostic> {
             Ok(Operand::List(items, l))
         }
         Rule::unique => Ok(Operand::Unique(l)),
+        Rule::bound_value => Ok(Operand::Bound(bound_value(p)?)),
         Rule::intrinsic | Rule::scoped_attr => Ok(Operand::Attr(attr_from(p)?)),
         _ => Ok(Operand::Literal(literal(&p)?, l)),
     }
@@ -412,6 +520,15 @@ fn literal(p: &Pair<Rule>) -> Result<Literal, Diagnostic> {
         Rule::string => Literal::Str(unescape(inner_text(p.as_str()))),
         Rule::duration => Literal::Duration(duration(p)?),
         Rule::bare_word => Literal::Word(p.as_str().to_string()),
+        Rule::bound_value => {
+            return Err(Diagnostic::error(
+                Code::BoundInList,
+                loc(p),
+                "a bound value may not stand inside a list",
+                "a bound value",
+            )
+            .with_help("compare with it directly: `k == $a.k`, or write the list's literals"))
+        }
         other => unreachable!("not a literal: {other:?}"),
     })
 }
@@ -622,6 +739,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::trace_has | Rule::kw_trace => "`trace.has(...)`",
         Rule::cmp_op => "a comparison operator (== != > >= < <=)",
         Rule::selector
+        | Rule::filtered
         | Rule::name_pattern
         | Rule::bare_name
         | Rule::name_segment
@@ -640,6 +758,14 @@ fn describe(rule: Rule) -> Option<&'static str> {
             "an operator (== != > >= < <= in matches contains)"
         }
         Rule::list => "a list `[...]`",
+        Rule::own_term | Rule::kw_own => "`own`",
+        Rule::rel_filter | Rule::rel_kw | Rule::kw_around => {
+            "`before`, `after`, `within`, `child_of` or `around`"
+        }
+        Rule::scope_limit | Rule::kw_since | Rule::kw_until => "`since` or `until`",
+        Rule::binding | Rule::kw_as => "`as $name`",
+        Rule::bound_term | Rule::bound_ref => "`$name`",
+        Rule::bound_value => "`$name.key`",
         Rule::unique | Rule::kw_unique => "`unique`",
         Rule::boolean
         | Rule::duration
