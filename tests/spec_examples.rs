@@ -1358,10 +1358,20 @@ fn the_after_trap_is_a_warning_with_the_rewrite() {
         shown.contains("when { llm.generate as $w } always { content.moderate after $w }"),
         "{shown}"
     );
-    // Bound, or not about the `when` selector: no warning.
+    // Written with `trace.has` or other spacing, the same trap.
+    for loud in [
+        "when { trace.has(llm.generate) } always { llm.generate before content.moderate }",
+        "when { a.where(k == 1) } always { c after a.where(k==1) }",
+    ] {
+        let text = format!("rules:\n  - id: r\n    name: R\n    condition: '{loud}'\n");
+        let (_, warnings) = RuleSet::from_text("w.yaml", &text).expect("loads");
+        assert!(warnings.render().contains("W251"), "{loud}");
+    }
+    // Bound, bounded in time, or not about the `when` selector: no warning.
     for quiet in [
         "when { llm.generate as $g } always { content.moderate after $g }",
         "when { llm.generate } always { content.moderate after tool.call }",
+        "when { llm.generate } always { content.moderate after llm.generate within 5s }",
     ] {
         let text = format!("rules:\n  - id: r\n    name: R\n    condition: '{quiet}'\n");
         let (_, warnings) = RuleSet::from_text("w.yaml", &text).expect("loads");

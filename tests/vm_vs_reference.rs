@@ -165,8 +165,192 @@ fn expr() -> impl Strategy<Value = String> {
     })
 }
 
+// ------------------------------------------------------------------ language v3
+
+/// A filter that reads the bound span: joins on values present and missing (`j` holds
+/// small integers, `s` and `k` mix strings, numeric strings, floats and integers), order
+/// against its values, `contains`.
+fn bound_pred() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "j == $x.j",
+        "k == $x.k",
+        "s == $x.s",
+        "s == $x.k",
+        "n > $x.n",
+        "k <= $x.n",
+        "j != $x.j",
+        "arr contains $x.j",
+        "s contains $x.s",
+        "span:duration >= $x.span:duration",
+        "span:kind == $x.span:kind",
+        "missing == $x.missing",
+    ])
+    .prop_map(str::to_string)
+}
+
+/// A name that most generated traces have, so that bindings and partners exist.
+fn common_name() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["a", "b", "c", "a.x", "*", "a.*"]).prop_map(str::to_string)
+}
+
+/// A selector whose filters may read the bound span.
+fn bound_selector() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![3 => common_name(), 1 => name_pattern()],
+        prop::collection::vec(prop_oneof![1 => pred_leaf(), 2 => bound_pred()], 0..2),
+    )
+        .prop_map(|(n, wheres)| {
+            let mut s = n;
+            for w in wheres {
+                s.push_str(&format!(".where({w})"));
+            }
+            s
+        })
+}
+
+/// A relation filter to the bound span: every kind, with and without a time bound and a
+/// scope (whose selector may read the bound span too).
+fn rel_filter() -> impl Strategy<Value = String> {
+    let window = prop::option::of(prop::sample::select(vec![
+        "1ns", "250us", "1ms", "1500us", "2ms", "1h",
+    ]));
+    let scope = prop::option::of(prop_oneof![2 => common_name(), 1 => bound_selector()]);
+    prop_oneof![
+        3 => (prop::sample::select(vec!["before", "after"]), window, scope).prop_map(|(r, w, t)| {
+            let mut f = format!("{r} $x");
+            if let Some(w) = w {
+                f.push_str(&format!(" within {w}"));
+            }
+            if let Some(t) = t {
+                f.push_str(&format!(" {} {t}", if r == "before" { "since" } else { "until" }));
+            }
+            f
+        }),
+        2 => prop::sample::select(vec!["within $x", "child_of $x", "around $x"]).prop_map(str::to_string),
+    ]
+}
+
+/// A selector in relation to the bound span, or one whose filters read it.
+fn related() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => (bound_selector(), rel_filter()).prop_map(|(s, f)| format!("{s} {f}")),
+        1 => bound_selector(),
+    ]
+}
+
+/// A boolean term of a per-occurrence rule.
+fn bound_leaf() -> impl Strategy<Value = String> {
+    let op = prop::sample::select(vec!["==", "!=", ">", ">=", "<", "<="]);
+    prop_oneof![
+        4 => related(),
+        2 => (related(), op.clone(), 0i64..3).prop_map(|(s, op, n)| format!("count({s}) {op} {n}")),
+        1 => (prop::sample::select(vec!["sum", "min", "max", "avg"]), related(), prop::sample::select(vec!["n", "k", "s"]), op.clone(), prop::sample::select(vec!["$x.n", "$x.k", "1", "$x.missing"]))
+            .prop_map(|(f, s, k, op, v)| format!("{f}({s}, {k}) {op} {v}")),
+        1 => (related(), prop::sample::select(vec!["k", "s"]), op.clone(), 0i64..3)
+            .prop_map(|(s, k, op, n)| format!("distinct({s}, {k}) {op} {n}")),
+        1 => (prop::sample::select(vec!["$x.n", "$x.k", "$x.s"]), op.clone(), prop::sample::select(vec!["1", "2.5", "0"]))
+            .prop_map(|(a, op, b)| format!("{a} {op} {b}")),
+        1 => (prop::sample::select(vec!["$x.span:duration"]), op, prop::sample::select(vec!["1ms", "2ms"]))
+            .prop_map(|(a, op, b)| format!("{a} {op} {b}")),
+        1 => (prop::sample::select(vec!["$x within", "$x child_of"]), bound_selector())
+            .prop_map(|(t, s)| format!("{t} {s}")),
+        // Trace-level terms whose sides read the bound span.
+        1 => (bound_selector(), prop::sample::select(vec!["before", "after", "within", "child_of"]), selector())
+            .prop_map(|(a, r, b)| format!("{a} {r} {b}")),
+        1 => expr_leaf(),
+    ]
+}
+
+fn bound_expr() -> impl Strategy<Value = String> {
+    bound_leaf().prop_recursive(1, 4, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} and {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    })
+}
+
+/// `own S before|after $x …`: plain filters and joins on `j` (one kind of value, so that
+/// a maximum matching is what the greedy of the spec finds), ties and groups, every scope.
+fn own_term() -> impl Strategy<Value = String> {
+    (
+        common_name(),
+        prop::collection::vec(
+            prop_oneof![1 => pred_leaf(), 2 => Just("j == $x.j".to_string())],
+            0..2,
+        ),
+        prop::sample::select(vec!["before", "after"]),
+        prop::option::of(prop::sample::select(vec!["250us", "1ms", "2ms", "1h"])),
+        prop::option::of(prop_oneof![
+            3 => common_name(),
+            1 => Just("c.where(j == $x.j)".to_string()),
+            1 => Just("a.where(k == $x.k)".to_string()),
+        ]),
+    )
+        .prop_map(|(n, wheres, r, w, t)| {
+            let mut s = format!("own {n}");
+            for w in wheres {
+                s.push_str(&format!(".where({w})"));
+            }
+            s.push_str(&format!(" {r} $x"));
+            if let Some(w) = w {
+                s.push_str(&format!(" within {w}"));
+            }
+            if let Some(t) = t {
+                s.push_str(&format!(
+                    " {} {t}",
+                    if r == "before" { "since" } else { "until" }
+                ));
+            }
+            s
+        })
+}
+
+/// `when` of a per-occurrence rule: the binding, beside terms that may read it.
+fn bound_when() -> impl Strategy<Value = String> {
+    let binding =
+        (common_name(), prop::collection::vec(pred_leaf(), 0..2)).prop_map(|(n, wheres)| {
+            let mut s = n;
+            for w in wheres {
+                s.push_str(&format!(".where({w})"));
+            }
+            s
+        });
+    (binding, prop::option::weighted(0.3, bound_expr())).prop_map(|(b, rest)| match rest {
+        Some(r) => format!("{b} as $x and {r}"),
+        None => format!("{b} as $x"),
+    })
+}
+
+/// `always` of a per-occurrence rule: `own` terms at its top level, and other terms.
+fn bound_always() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(own_term(), 0..3),
+        prop::option::of(bound_expr()),
+    )
+        .prop_map(|(owns, rest)| {
+            let mut parts = owns;
+            parts.extend(rest);
+            if parts.is_empty() {
+                parts.push("*".to_string());
+            }
+            parts.join(" and ")
+        })
+}
+
+/// A per-occurrence rule: a binding, and `always` and/or `never`.
+fn bound_condition() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => (bound_when(), bound_always()).prop_map(|(w, a)| format!("when {{ {w} }} always {{ {a} }}")),
+        1 => (bound_when(), bound_expr()).prop_map(|(w, n)| format!("when {{ {w} }} never {{ {n} }}")),
+        1 => (bound_when(), bound_always(), bound_expr()).prop_map(|(w, a, n)| format!("when {{ {w} }} always {{ {a} }} never {{ {n} }}")),
+    ]
+}
+
 fn condition() -> impl Strategy<Value = String> {
     prop_oneof![
+        3 => bound_condition(),
         2 => expr(),
         1 => (expr(), expr()).prop_map(|(w, a)| format!("when {{ {w} }} always {{ {a} }}")),
         1 => (expr(), expr()).prop_map(|(w, n)| format!("when {{ {w} }} never {{ {n} }}")),
@@ -191,7 +375,7 @@ fn attributes() -> impl Strategy<Value = Vec<(String, Value)>> {
     prop::collection::vec(
         (
             // "other" and "noise": keys no generated rule reads, which projection drops.
-            prop::sample::select(vec!["k", "n", "s", "flag", "arr", "other", "noise"]),
+            prop::sample::select(vec!["k", "n", "s", "flag", "arr", "other", "noise", "j"]),
             attr_value(),
         ),
         0..5,
@@ -199,6 +383,12 @@ fn attributes() -> impl Strategy<Value = Vec<(String, Value)>> {
     .prop_map(|kvs| {
         let mut out: Vec<(String, Value)> = Vec::new();
         for (k, v) in kvs {
+            // `j`, the key `own` joins on, holds small integers only.
+            let v = match (k, &v) {
+                ("j", Value::Int(i)) => Value::Int(i.rem_euclid(3)),
+                ("j", _) => Value::Int(0),
+                _ => v,
+            };
             if !out.iter().any(|(e, _)| e == k) {
                 out.push((k.to_string(), v));
             }
@@ -224,7 +414,9 @@ struct SpanSpec {
 
 fn span_spec() -> impl Strategy<Value = SpanSpec> {
     (
-        prop::sample::select(vec!["a", "b", "c", "a.x", "b.y", "a b", "a.x.y"]),
+        prop::sample::select(vec![
+            "a", "a", "b", "b", "c", "c", "a.x", "b.y", "a b", "a.x.y",
+        ]),
         prop::option::of(0usize..12),
         prop::bool::weighted(0.1),
         (0u64..6, 0u64..3),
@@ -287,8 +479,9 @@ fn trace() -> impl Strategy<Value = Trace> {
                     parent_span_id: if s.dangling {
                         Some(SpanId([0xee; 8]))
                     } else {
-                        // Any span may be a parent, later ones included: cycles are possible.
-                        s.parent.filter(|&p| p < specs.len() && p != i).map(id)
+                        // Any span may be a parent, later ones and itself included: cycles
+                        // are possible.
+                        s.parent.filter(|&p| p < specs.len()).map(id)
                     },
                     name: s.name.to_string(),
                     kind: SpanKind::from_otlp(s.kind as i32),
@@ -368,7 +561,7 @@ proptest! {
         let lookup = Lookup::new(&code, projection.clone());
         // Before a reload: every key and the status message, or none at all.
         let before = match reloaded {
-            1 => Some(Arc::new(Projection::new(["k", "n", "s", "flag", "arr", "other", "noise"], true))),
+            1 => Some(Arc::new(Projection::new(["k", "n", "s", "flag", "arr", "other", "noise", "j"], true))),
             2 => Some(Arc::new(Projection::new(["other"], false))),
             _ => None,
         };
@@ -388,6 +581,14 @@ proptest! {
             for (i, (form, prog)) in forms.iter().zip(&programs).enumerate() {
                 let expected = reference::evaluate(form, t);
                 let got = view.run(prog);
+                // `own` joins here compare values of one kind: the greedy must find a
+                // maximum matching.
+                prop_assert!(
+                    reference::own_greedy_is_maximum(form, t),
+                    "rule {:?}: the greedy leaves more bindings than a maximum matching on {:#?}",
+                    conditions[i],
+                    t
+                );
                 prop_assert_eq!(&got, &expected, "rule {:?} on trace {:#?}", conditions[i], t);
                 // Replay from a store fetches only traces with a span of the names a rule
                 // needs: a trace it applies to (an invariant) or fires on must have one.

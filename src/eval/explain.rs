@@ -136,7 +136,8 @@ fn binding_step(b: &Binding, cx: &Cx, broke: &[usize]) -> Step {
     Step {
         clause: "binding",
         depth: 0,
-        text: format!("{} as ${}", b.selector.text, b.name),
+        // The selector as written holds its `as $name`.
+        text: b.selector.text.clone(),
         value: broke.is_empty(),
         detail,
     }

@@ -113,15 +113,16 @@ impl Window {
 pub(crate) struct Claim {
     /// Where its partner may start.
     pub(crate) window: Window,
-    /// The bound span's start and id, for ties between equal window ends.
-    pub(crate) order: (u64, [u8; 8]),
+    /// The bound span's start and id (its bytes read as a big-endian number, which orders
+    /// as the bytes do), for ties between equal window ends.
+    pub(crate) order: (u64, u64),
     /// The bound span's index, the last tie-break and the result.
     pub(crate) span: u32,
 }
 
 /// A claim's place in the matching's queue: the earliest window end first, then the
 /// earlier bound span, then the lower span id and index.
-type Deadline = Reverse<(u64, (u64, [u8; 8]), u32)>;
+type Deadline = Reverse<(u64, (u64, u64), u32)>;
 
 /// Matches candidates (start instants, in start order with ties already broken) to claims,
 /// all of one join group: each candidate goes to the claim still without a partner, open at
@@ -164,7 +165,7 @@ mod tests {
     fn claim(lo: u64, hi: u64, span: u32) -> Claim {
         Claim {
             window: Window { lo, hi },
-            order: (lo, [span as u8; 8]),
+            order: (lo, span as u64),
             span,
         }
     }

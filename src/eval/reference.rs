@@ -97,18 +97,13 @@ fn per_occurrence(
         own_terms(a, &mut owns);
     }
     for own in owns {
-        let partners: Vec<Vec<usize>> = applying
-            .iter()
-            .map(|&x| {
-                (0..t.spans.len())
-                    .filter(|&s| matches(own, t, s, Some(x)))
-                    .collect()
-            })
-            .collect();
-        if maximum_matching(&partners, t.spans.len()) < applying.len() {
+        // The rule holds when every binding can be given a partner of its own: decided
+        // by a maximum matching; the greedy of the spec says which bindings are left.
+        let (matched, left) = own_matching(own, &applying, t);
+        if matched < applying.len() {
             fired = true;
         }
-        broke.extend(greedy_leftovers(own, &applying, t));
+        broke.extend(left);
     }
     broke.sort_unstable();
     broke.dedup();
@@ -118,6 +113,47 @@ fn per_occurrence(
         applies: !applying.is_empty(),
         triggers: broke,
     }
+}
+
+/// For an `own` term over the bindings that apply: the size of a maximum matching, and the
+/// bindings the spec's greedy leaves without a partner.
+fn own_matching(own: &Selector, applying: &[usize], t: &Trace) -> (usize, Vec<usize>) {
+    let partners: Vec<Vec<usize>> = applying
+        .iter()
+        .map(|&x| {
+            (0..t.spans.len())
+                .filter(|&s| matches(own, t, s, Some(x)))
+                .collect()
+        })
+        .collect();
+    (
+        maximum_matching(&partners, t.spans.len()),
+        greedy_leftovers(own, applying, t),
+    )
+}
+
+/// Whether, for every `own` term of a per-occurrence rule on this trace, the spec's greedy
+/// assignment leaves exactly as many bindings without a partner as a maximum matching
+/// does. It does whenever each join compares values of one kind; a join mixing strings and
+/// numbers is not transitive (`"50" == 50 == "50.0"`, `"50" != "50.0"`), and there the
+/// greedy can fall short (docs/language.md, "Own partners").
+pub fn own_greedy_is_maximum(form: &Form, t: &Trace) -> bool {
+    let Form::Invariant {
+        bind: Some(bind),
+        when,
+        always: Some(always),
+        ..
+    } = form
+    else {
+        return true;
+    };
+    let applying = applying_bindings(bind, when, t);
+    let mut owns = Vec::new();
+    own_terms(always, &mut owns);
+    owns.into_iter().all(|own| {
+        let (matched, left) = own_matching(own, &applying, t);
+        matched + left.len() == applying.len()
+    })
 }
 
 /// The spans a rule binds, in start order (ties: lower span id).

@@ -100,15 +100,60 @@ pub struct View<'a> {
     below: Table<SelId, Option<Vec<bool>>>,
     /// Children per span, built on first use.
     children: Option<Vec<Vec<u32>>>,
+    /// Per plain `since`/`until` selector: where its last search ended. Bindings are
+    /// judged in start order, so the next search starts there.
+    scope_at: Table<SelId, usize>,
+    /// Which spans a walk of the tree has visited: those holding the current stamp.
+    seen: Vec<u32>,
+    stamp: u32,
 }
+
+/// Where a bound selector's candidates for one binding lie in its index.
+enum Source<'t> {
+    /// Nowhere: the join cannot hold (the bound value is missing, or nothing has one).
+    Nothing,
+    /// Every candidate; with `check_join`, the join compared span by span (values of
+    /// several kinds, where `==` is not an exact key).
+    All { check_join: bool },
+    /// The group of the bound value's key.
+    Group(JoinKey<'t>),
+}
+
+/// The empty run, for a join group nothing is in.
+static EMPTY_RUN: Run = Run {
+    spans: Vec::new(),
+    starts: Vec::new(),
+};
 
 /// A bound selector's candidates (the matches of its base), in start order (ties: span
 /// id, then index), and grouped by the value of its join attribute when it has one.
 #[derive(Clone)]
 struct BoundIndex<'t> {
-    all: Vec<u32>,
+    /// The attribute the groups are keyed by.
+    join: Option<AttrId>,
+    all: Run,
     family: Family,
-    groups: HashMap<JoinKey<'t>, Vec<u32>, foldhash::fast::RandomState>,
+    groups: HashMap<JoinKey<'t>, Run, foldhash::fast::RandomState>,
+}
+
+/// Spans in start order, their starts beside them: a window is two binary searches over
+/// contiguous numbers.
+#[derive(Clone, Default)]
+struct Run {
+    spans: Vec<u32>,
+    starts: Vec<u64>,
+}
+
+impl Run {
+    fn push(&mut self, span: u32, start: u64) {
+        self.spans.push(span);
+        self.starts.push(start);
+    }
+
+    /// The positions of the spans starting inside `w`.
+    fn within(&self, w: Window) -> std::ops::Range<usize> {
+        self.starts.partition_point(|&s| s < w.lo)..self.starts.partition_point(|&s| s <= w.hi)
+    }
 }
 
 impl<'a> View<'a> {
@@ -141,6 +186,9 @@ impl<'a> View<'a> {
             member: code.selectors.beside(None),
             below: code.selectors.beside(None),
             children: None,
+            scope_at: code.selectors.beside(0),
+            seen: Vec::new(),
+            stamp: 0,
         }
     }
 
@@ -521,15 +569,15 @@ impl<'a> View<'a> {
     /// `own` terms are matched over the bindings that apply; the bound spans that broke the
     /// rule are its trigger spans.
     fn run_per_occurrence(&mut self, prog: &Program, bind: SelId) -> Verdict {
-        let spans = &self.trace.spans;
-        let mut bound = self.matches(bind).to_vec();
-        bound.sort_by_key(|&i| {
-            (
-                spans[i as usize].start_unix_nano,
-                spans[i as usize].span_id,
-                i,
-            )
-        });
+        // The binding selector's spans in start order, as its index holds them (shared
+        // with a `since`/`until` on the same selector).
+        let slot = self.index_of(bind);
+        let bound = self.bound_index[slot]
+            .as_ref()
+            .expect("just built")
+            .all
+            .spans
+            .clone();
         let (mut applying, mut broke) = (Vec::new(), Vec::new());
         for x in bound {
             self.binding = Some(x);
@@ -758,83 +806,183 @@ impl<'a> View<'a> {
         let spans = &self.trace.spans;
         let start = |i: u32| spans[i as usize].start_unix_nano;
         if !self.is_bound(t) {
-            self.build_index(t);
-            let all = &self.bound_index[t].as_ref().expect("just built").all;
+            let slot = self.index_of(t);
+            let starts = &self.bound_index[slot]
+                .as_ref()
+                .expect("just built")
+                .all
+                .starts;
+            // The first start not before the bound span (after: not at it either).
+            let k = seek(starts, self.scope_at[slot], |s| {
+                if after {
+                    s <= at
+                } else {
+                    s < at
+                }
+            });
+            self.scope_at[slot] = k;
             return if after {
-                let k = all.partition_point(|&i| start(i) <= at);
-                all.get(k).map(|&i| start(i))
+                starts.get(k).copied()
             } else {
-                let k = all.partition_point(|&i| start(i) < at);
-                k.checked_sub(1).map(|k| start(all[k]))
+                k.checked_sub(1).map(|k| starts[k])
             };
         }
-        // A bound scope (`until close.where(id == $o.id)`): its own candidates, in order.
-        let mut best: Option<u64> = None;
-        self.bound_each(t, &mut |i| {
-            let s = start(i);
-            if after && s > at && best.is_none_or(|b| s < b) {
-                best = Some(s);
-            }
-            if !after && s < at && best.is_none_or(|b| s > b) {
-                best = Some(s);
-            }
-            true
-        });
-        best
+        // A bound scope (`until close.where(id == $o.id)`, a plain selector otherwise):
+        // its candidates for this binding, searched from the bound span outward.
+        let code: &'a Code = self.code;
+        let b: &'a BoundCode = code.selectors[t].bound.as_ref().expect("a bound selector");
+        let slot = self.index_of(t);
+        let source = self.source(slot, b, x);
+        let check_join = matches!(source, Source::All { check_join: true });
+        let run = self.run_of(slot, &source);
+        let k = run
+            .starts
+            .partition_point(|&s| if after { s <= at } else { s < at });
+        let passes = |i: u32| (!check_join || self.joined(b, i, x)) && self.residual(b, i, x);
+        if after {
+            run.spans[k..]
+                .iter()
+                .copied()
+                .find(|&i| passes(i))
+                .map(start)
+        } else {
+            run.spans[..k]
+                .iter()
+                .rev()
+                .copied()
+                .find(|&i| passes(i))
+                .map(start)
+        }
     }
 
-    /// Builds selector `s`'s candidate index: for a bound selector, the matches of its
-    /// base grouped by join value; for a plain one, its matches in start order.
-    fn build_index(&mut self, s: SelId) {
-        if self.bound_index[s].is_some() {
-            return;
-        }
+    /// Builds selector `s`'s candidate index, if not yet built, and says which slot of
+    /// the index table holds it: for a bound selector, the matches of its base grouped by
+    /// join value, kept in the base's slot so that selectors sharing base and join share
+    /// it; for a plain one, its matches in start order.
+    fn index_of(&mut self, s: SelId) -> SelId {
         let code: &'a Code = self.code;
         let (base, join) = match &code.selectors[s].bound {
             Some(b) => (b.base, b.join),
             None => (s, None),
         };
+        let join_key = join.map(|(k, _)| k);
+        let slot = match &self.bound_index[base] {
+            None => base,
+            Some(ix) if ix.join == join_key => return base,
+            Some(_) if self.bound_index[s].is_some() => return s,
+            Some(_) => s,
+        };
         let trace: &'a Trace = self.trace;
         let spans = &trace.spans;
-        let mut all = self.matches(base).to_vec();
-        all.sort_by_key(|&i| {
+        let mut sorted = self.matches(base).to_vec();
+        sorted.sort_by_key(|&i| {
             (
                 spans[i as usize].start_unix_nano,
                 spans[i as usize].span_id,
                 i,
             )
         });
+        let mut all = Run {
+            spans: Vec::with_capacity(sorted.len()),
+            starts: Vec::with_capacity(sorted.len()),
+        };
         let mut family = Family::Empty;
-        let mut groups: HashMap<JoinKey<'a>, Vec<u32>, _> = HashMap::default();
-        if let Some((k, _)) = join {
-            for &i in &all {
-                let Some(v) = attr_value(code, self.lookup, trace, &self.facts, i as usize, k)
-                else {
-                    continue;
-                };
-                family = family.join(Family::of(v));
-                if let Some(key) = JoinKey::of(v) {
-                    groups.entry(key).or_default().push(i);
-                }
+        let mut groups: HashMap<JoinKey<'a>, Run, _> = HashMap::default();
+        for &i in &sorted {
+            let start = spans[i as usize].start_unix_nano;
+            all.push(i, start);
+            let Some((k, _)) = join else {
+                continue;
+            };
+            let Some(v) = attr_value(code, self.lookup, trace, &self.facts, i as usize, k) else {
+                continue;
+            };
+            family = family.join(Family::of(v));
+            if let Some(key) = JoinKey::of(v) {
+                groups.entry(key).or_default().push(i, start);
             }
         }
-        self.bound_index[s] = Some(BoundIndex {
+        self.bound_index[slot] = Some(BoundIndex {
+            join: join_key,
             all,
             family,
             groups,
         });
+        slot
     }
 
     /// How many spans match bound selector `s` for the current binding — or, with
     /// `any`, 1 as soon as one does. Counted from the index where nothing else is
     /// to be checked span by span.
     fn bound_scan(&mut self, s: SelId, any: bool) -> usize {
+        if let Some(n) = self.bound_count_from_index(s) {
+            return if any { n.min(1) } else { n };
+        }
         let mut n = 0;
         self.bound_each(s, &mut |_| {
             n += 1;
             !any
         });
         n
+    }
+
+    /// Where bound selector `s`'s candidates for binding `x` lie in its index (slot
+    /// `slot`): none, a join group, or every candidate with the join still to check.
+    fn source(&self, slot: SelId, b: &BoundCode, x: u32) -> Source<'a> {
+        let Some((_, j)) = b.join else {
+            return Source::All { check_join: false };
+        };
+        let Some(v) = self.bound_value(j, x) else {
+            return Source::Nothing;
+        };
+        let index = self.bound_index[slot].as_ref().expect("built before");
+        match (index.family, JoinKey::of(v)) {
+            (Family::Empty, _) => Source::Nothing,
+            // Within one family the key is exact; across families `==` is compared.
+            (family, Some(key)) if family == Family::of(v) => Source::Group(key),
+            (_, None) if Family::of(v) != Family::Mixed => Source::Nothing,
+            _ => Source::All { check_join: true },
+        }
+    }
+
+    /// The run of candidates a [`Source`] names.
+    fn run_of(&self, slot: SelId, source: &Source<'a>) -> &Run {
+        let index = self.bound_index[slot].as_ref().expect("built before");
+        match source {
+            Source::Nothing => &EMPTY_RUN,
+            Source::All { .. } => &index.all,
+            Source::Group(key) => index.groups.get(key).unwrap_or(&EMPTY_RUN),
+        }
+    }
+
+    /// How many spans match bound selector `s` for the current binding, when the index
+    /// alone says it: no structural relation, no filter on the bound span beyond the join,
+    /// values of one kind. Two binary searches, where walking the window would cost its
+    /// length.
+    fn bound_count_from_index(&mut self, s: SelId) -> Option<usize> {
+        let x = self.binding?;
+        let code: &'a Code = self.code;
+        let b: &'a BoundCode = code.selectors[s].bound.as_ref()?;
+        if !b.residual.is_empty()
+            || b.rel
+                .is_some_and(|r| !matches!(r.kind, RelKind::Before | RelKind::After))
+        {
+            return None;
+        }
+        let slot = self.index_of(s);
+        let source = self.source(slot, b, x);
+        if matches!(source, Source::All { check_join: true }) {
+            return None;
+        }
+        let window = match b.rel {
+            Some(r) => match self.window(r, x) {
+                Some(w) => Some(w),
+                None => return Some(0),
+            },
+            None => None,
+        };
+        let run = self.run_of(slot, &source);
+        Some(window.map_or(run.spans.len(), |w| run.within(w).len()))
     }
 
     /// Calls `f` with every span matching bound selector `s` for the current binding (in
@@ -845,109 +993,90 @@ impl<'a> View<'a> {
         };
         let code: &'a Code = self.code;
         let b: &'a BoundCode = code.selectors[s].bound.as_ref().expect("a bound selector");
-        self.build_index(s);
-        let trace: &'a Trace = self.trace;
-        let spans = &trace.spans;
-        let start = |i: u32| spans[i as usize].start_unix_nano;
+        let slot = self.index_of(s);
         let structural = b
             .rel
             .filter(|r| !matches!(r.kind, RelKind::Before | RelKind::After));
-        match structural {
-            Some(r) => {
-                // Structural: the bound span's tree neighbours, checked one by one.
-                let near: Vec<u32> = match r.kind {
-                    RelKind::ChildOf => self.children()[x as usize].clone(),
-                    RelKind::Within => {
-                        let mut out = Vec::new();
-                        let mut stack = self.children()[x as usize].clone();
-                        let mut seen = vec![false; spans.len()];
-                        seen[x as usize] = true;
-                        while let Some(c) = stack.pop() {
-                            if std::mem::replace(&mut seen[c as usize], true) {
-                                continue;
-                            }
-                            out.push(c);
-                            stack.extend(self.children()[c as usize].iter().copied());
-                        }
-                        out
-                    }
-                    _ => {
-                        let mut out = Vec::new();
-                        let mut cur = x;
-                        for _ in 0..spans.len() {
-                            match self.parents()[cur as usize] {
-                                Some(p) if p != x => {
-                                    out.push(p);
-                                    cur = p;
-                                }
-                                _ => break,
-                            }
-                        }
-                        out
-                    }
-                };
-                for i in near {
-                    if self.is_member(b.base, i as usize)
-                        && self.joined(b, i, x)
-                        && self.residual(b, i, x)
-                        && !f(i)
-                    {
-                        return;
-                    }
+        if let Some(r) = structural {
+            // Structural: the bound span's tree neighbours, each once, checked one by one.
+            for i in self.near(r.kind, x) {
+                if self.is_member(b.base, i as usize)
+                    && self.joined(b, i, x)
+                    && self.residual(b, i, x)
+                    && !f(i)
+                {
+                    return;
                 }
             }
-            None => {
-                let window = match b.rel {
-                    Some(r) => match self.window(r, x) {
-                        Some(w) => Some(w),
-                        None => return,
-                    },
-                    None => None,
-                };
-                let index = self.bound_index[s].as_ref().expect("just built");
-                // The candidates: the join's group when the bound value's family is the
-                // index's, else every candidate, the join checked one by one.
-                let (list, check_join): (&[u32], bool) = match b.join {
-                    None => (&index.all, false),
-                    Some((_, j)) => {
-                        let Some(v) = self.bound_value(j, x) else {
-                            return;
-                        };
-                        match (index.family, JoinKey::of(v)) {
-                            (Family::Empty, _) => return,
-                            (fam, Some(key)) if fam == Family::of(v) => (
-                                index.groups.get(&key).map_or(&[][..], |g| g.as_slice()),
-                                false,
-                            ),
-                            _ => (&index.all, true),
-                        }
-                    }
-                };
-                let (from, to) = match window {
-                    Some(w) => (
-                        list.partition_point(|&i| start(i) < w.lo),
-                        list.partition_point(|&i| start(i) <= w.hi),
-                    ),
-                    None => (0, list.len()),
-                };
-                // The slice borrows the index, which the checks below do not touch.
-                let list: Vec<u32> = if !check_join && b.residual.is_empty() {
-                    for &i in &list[from..to] {
-                        if !f(i) {
-                            return;
-                        }
-                    }
+            return;
+        }
+        let window = match b.rel {
+            Some(r) => match self.window(r, x) {
+                Some(w) => Some(w),
+                None => return,
+            },
+            None => None,
+        };
+        let source = self.source(slot, b, x);
+        let check_join = matches!(source, Source::All { check_join: true });
+        let run = self.run_of(slot, &source);
+        let range = match window {
+            Some(w) => run.within(w),
+            None => 0..run.spans.len(),
+        };
+        if !check_join && b.residual.is_empty() {
+            for &i in &run.spans[range] {
+                if !f(i) {
                     return;
-                } else {
-                    list[from..to].to_vec()
-                };
-                for i in list {
-                    if (!check_join || self.joined(b, i, x)) && self.residual(b, i, x) && !f(i) {
-                        return;
+                }
+            }
+            return;
+        }
+        for &i in &run.spans[range] {
+            if (!check_join || self.joined(b, i, x)) && self.residual(b, i, x) && !f(i) {
+                return;
+            }
+        }
+    }
+
+    /// The spans in a structural relation to span `x`, each once: its children (a span
+    /// that is its own parent is its own child), its descendants, or its ancestors (`x`
+    /// itself excluded from both, parent cycles walked once).
+    fn near(&mut self, kind: RelKind, x: u32) -> Vec<u32> {
+        if self.seen.len() != self.trace.spans.len() || self.stamp == u32::MAX {
+            self.seen = vec![0; self.trace.spans.len()];
+            self.stamp = 0;
+        }
+        self.stamp += 1;
+        let stamp = self.stamp;
+        let mut out = Vec::new();
+        match kind {
+            RelKind::ChildOf => out.extend_from_slice(&self.children()[x as usize]),
+            RelKind::Within => {
+                self.seen[x as usize] = stamp;
+                let mut stack = self.children()[x as usize].clone();
+                while let Some(c) = stack.pop() {
+                    if std::mem::replace(&mut self.seen[c as usize], stamp) == stamp {
+                        continue;
                     }
+                    out.push(c);
+                    let below = &self.children.as_ref().expect("built above")[c as usize];
+                    stack.extend(below.iter().copied());
+                }
+            }
+            _ => {
+                self.seen[x as usize] = stamp;
+                let mut cur = x;
+                while let Some(p) = self.parents()[cur as usize] {
+                    if std::mem::replace(&mut self.seen[p as usize], stamp) == stamp {
+                        break;
+                    }
+                    out.push(p);
+                    cur = p;
                 }
             }
         }
+        out
     }
 
     /// Children per span.
@@ -957,9 +1086,7 @@ impl<'a> View<'a> {
             let mut children = vec![Vec::new(); n];
             for (i, p) in self.parents().iter().enumerate() {
                 if let Some(p) = p {
-                    if *p as usize != i {
-                        children[*p as usize].push(i as u32);
-                    }
+                    children[*p as usize].push(i as u32);
                 }
             }
             self.children = Some(children);
@@ -978,13 +1105,11 @@ impl<'a> View<'a> {
         let Some(r) = b.rel else {
             return Vec::new();
         };
-        self.build_index(own);
+        let slot = self.index_of(own);
         let spans = &self.trace.spans;
         let order = |x: u32| {
-            (
-                spans[x as usize].start_unix_nano,
-                spans[x as usize].span_id.0,
-            )
+            let s = &spans[x as usize];
+            (s.start_unix_nano, u64::from_be_bytes(s.span_id.0))
         };
         // Each binding's window and join key; those with neither partner nor window lose.
         let mut left = Vec::new();
@@ -1003,7 +1128,7 @@ impl<'a> View<'a> {
                         continue;
                     }
                     Some(v) => {
-                        let family = self.bound_index[own].as_ref().expect("built").family;
+                        let family = self.bound_index[slot].as_ref().expect("built").family;
                         if family != Family::Empty && family != Family::of(v) {
                             exact = false;
                         }
@@ -1031,31 +1156,27 @@ impl<'a> View<'a> {
                 },
             ));
         }
-        let index = self.bound_index[own].as_ref().expect("built");
+        let index = self.bound_index[slot].as_ref().expect("built");
         if exact && (b.join.is_none() || index.family != Family::Mixed) {
-            let starts = |list: &[u32]| -> Vec<u64> {
-                list.iter()
-                    .map(|&i| spans[i as usize].start_unix_nano)
-                    .collect()
-            };
             if b.join.is_none() {
                 let mut all: Vec<Claim> = claims.into_iter().map(|(_, c)| c).collect();
-                left.extend(match_partners(&starts(&index.all), &mut all));
+                left.extend(match_partners(&index.all.starts, &mut all));
             } else {
-                let mut by_key: HashMap<JoinKey<'a>, Vec<Claim>> = HashMap::new();
+                let mut by_key: HashMap<JoinKey<'a>, Vec<Claim>, foldhash::fast::RandomState> =
+                    HashMap::default();
                 for (k, c) in claims {
                     by_key.entry(k.expect("keyed")).or_default().push(c);
                 }
                 for (k, mut group) in by_key {
-                    let list = index.groups.get(&k).map_or(&[][..], |g| g.as_slice());
-                    left.extend(match_partners(&starts(list), &mut group));
+                    let starts = index.groups.get(&k).map_or(&[][..], |g| &g.starts[..]);
+                    left.extend(match_partners(starts, &mut group));
                 }
             }
             return left;
         }
         // Mixed value kinds or filters on the bound span beyond one join: every span, in
         // start order, tries every binding still without a partner.
-        let all = index.all.clone();
+        let all = index.all.spans.clone();
         let mut open: Vec<Claim> = claims.into_iter().map(|(_, c)| c).collect();
         let mut served = vec![false; open.len()];
         for i in all {
@@ -1108,6 +1229,24 @@ impl<'a> View<'a> {
         }
         self.parents.as_deref().expect("just filled")
     }
+}
+
+/// The partition point of `pred` in `starts` (true for a prefix), searched from `from`:
+/// galloping forward when the point lies beyond it, so that a run of searches for rising
+/// instants costs `O(log gap)` each; a binary search of the prefix when it lies before.
+fn seek(starts: &[u64], from: usize, pred: impl Fn(u64) -> bool) -> usize {
+    let from = from.min(starts.len());
+    if from > 0 && !pred(starts[from - 1]) {
+        return starts[..from].partition_point(|&s| pred(s));
+    }
+    let mut step = 1;
+    let mut lo = from;
+    while lo + step <= starts.len() && pred(starts[lo + step - 1]) {
+        lo += step;
+        step *= 2;
+    }
+    let hi = (lo + step).min(starts.len());
+    lo + starts[lo..hi].partition_point(|&s| pred(s))
 }
 
 /// Runs a predicate program on one span; `bound` is the bound span its bound values read.

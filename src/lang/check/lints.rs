@@ -36,8 +36,13 @@ pub(super) fn after_trap(when: &ast::Expr, always: &ast::Expr, text: &str) -> Op
     let mut terms = Vec::new();
     top_terms(always, &mut terms);
     terms.into_iter().find_map(|t| {
+        // A time bound (`X after W within D`) is checked for every `X`: no trap.
         let ast::Expr::Relation {
-            lhs, op, rhs, loc, ..
+            lhs,
+            op,
+            rhs,
+            loc,
+            bound: None,
         } = t
         else {
             return None;
@@ -48,7 +53,7 @@ pub(super) fn after_trap(when: &ast::Expr, always: &ast::Expr, text: &str) -> Op
             _ => return None,
         };
         let w_text = &text[w.loc.clone()];
-        if !whens.iter().any(|s| text[s.loc.clone()] == *w_text) {
+        if !whens.iter().any(|s| same_selector(&text[s.loc.clone()], w_text)) {
             return None;
         }
         let x_text = &text[x.loc.clone()];
@@ -64,6 +69,24 @@ pub(super) fn after_trap(when: &ast::Expr, always: &ast::Expr, text: &str) -> Op
             )),
         )
     })
+}
+
+/// Whether two selectors are written alike, up to spacing and a `trace.has(…)` around.
+fn same_selector(a: &str, b: &str) -> bool {
+    let bare = |s: &str| -> String {
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        match s.strip_prefix("trace.has(") {
+            // `trace.has(S)` and `trace.has(S).where(p)`: S with its filters.
+            Some(rest) => match rest.find(')') {
+                Some(i) if rest[..i].matches('(').count() == 0 => {
+                    format!("{}{}", &rest[..i], &rest[i + 1..])
+                }
+                _ => s.clone(),
+            },
+            None => s,
+        }
+    };
+    bare(a) == bare(b)
 }
 
 /// The selectors standing as terms at the top level of `e` (joined by `and`).

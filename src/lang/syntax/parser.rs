@@ -275,6 +275,15 @@ fn sel_term(p: Pair<Rule>) -> Result<Selector, Diagnostic> {
             }
             let mut sel = sel.expect("trace.has holds a selector");
             sel.wheres.extend(extra);
+            if let (Some(_), Some(outer)) = (&sel.binding, &binding) {
+                return Err(Diagnostic::error(
+                    Code::TwoBindings,
+                    outer.loc.clone(),
+                    "this span is already bound inside `trace.has(…)`",
+                    "bound twice",
+                )
+                .with_help("bind it once: `trace.has(S) as $x` or `trace.has(S as $x)`"));
+            }
             sel.binding = sel.binding.or(binding);
             sel.loc = l;
             Ok(sel)
