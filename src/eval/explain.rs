@@ -143,14 +143,22 @@ fn binding_step(b: &Binding, cx: &Cx, broke: &[usize]) -> Step {
     }
 }
 
-fn walk(clause: &'static str, depth: usize, e: &Expr, cx: &Cx, steps: &mut Vec<Step>) {
-    let t = cx.t;
-    let value = match (e, cx.x) {
+/// A part's value for the binding explained: `own` is whether the matching gave this
+/// binding a partner, and the parts above it combine that.
+fn value(e: &Expr, cx: &Cx) -> bool {
+    match (e, cx.x) {
         (Expr::Own(s), Some(x)) => {
-            cx.applying.contains(&x) && !greedy_leftovers(s, &cx.applying, t).contains(&x)
+            cx.applying.contains(&x) && !greedy_leftovers(s, &cx.applying, cx.t).contains(&x)
         }
-        _ => expr(e, t, cx.x),
-    };
+        (Expr::And(items), _) => items.iter().all(|i| value(i, cx)),
+        (Expr::Or(items), _) => items.iter().any(|i| value(i, cx)),
+        (Expr::Not(inner), _) => !value(inner, cx),
+        _ => expr(e, cx.t, cx.x),
+    }
+}
+
+fn walk(clause: &'static str, depth: usize, e: &Expr, cx: &Cx, steps: &mut Vec<Step>) {
+    let value = value(e, cx);
     steps.push(Step {
         clause,
         depth,

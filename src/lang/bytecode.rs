@@ -483,7 +483,7 @@ impl Code {
                     ));
                 }
                 if let Some(r) = b.rel {
-                    let mut text = format!("{:?} $", r.kind).to_lowercase();
+                    let mut text = format!("{:?} the bound span", r.kind).to_lowercase();
                     if let Some(d) = r.window {
                         text.push_str(&format!(
                             " within {}",

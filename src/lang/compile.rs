@@ -274,7 +274,7 @@ impl Compiler {
                 1 => Some(plain[0].clone()),
                 _ => Some(Pred::And(plain.into_iter().cloned().collect())),
             },
-            text: s.text.clone(),
+            text: format!("candidates of {}", s.text),
             rel: None,
         };
         let base = self.selector(&base);
