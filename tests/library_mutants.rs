@@ -275,11 +275,6 @@ const EQUIVALENT: &[(&str, &str, &str)] = &[
         "`always` counts only high-risk transactions; the filter in `when` scopes which traces count as applied",
     ),
     (
-        "large-transaction-reported",
-        "drop `.where(amount >= 10000)`",
-        "`always` counts only large transactions; the filter in `when` scopes which traces count as applied",
-    ),
-    (
         "high-value-actions-require-mfa",
         "drop `.where(amount > 10000)`",
         "`always` asks MFA only before a large transfer; the filter in `when` scopes which traces count as applied",
@@ -295,9 +290,9 @@ const EQUIVALENT: &[(&str, &str, &str)] = &[
         "`never` repeats the filter; the one in `when` scopes which traces count as applied",
     ),
     (
-        "queries-use-prepared-statements",
-        "drop `.where(has_user_input == true)`",
-        "`never` repeats the filter; the one in `when` scopes which traces count as applied",
+        "no-traffic-to-unhealthy-upstream",
+        "negate `healthy == false`",
+        "`healthy != false` holds only for `healthy == true` (a string or a number against a bool is false either way), and a healthy check of the upstream before the forward is at or before the `since` bound, which the bound excludes",
     ),
     (
         "sensitive-data-over-tls",
