@@ -290,9 +290,9 @@ const EQUIVALENT: &[(&str, &str, &str)] = &[
         "`never` repeats the filter; the one in `when` scopes which traces count as applied",
     ),
     (
-        "no-traffic-to-unhealthy-upstream",
-        "negate `healthy == false`",
-        "`healthy != false` holds only for `healthy == true` (a string or a number against a bool is false either way), and a healthy check of the upstream before the forward is at or before the `since` bound, which the bound excludes",
+        "llm-failure-falls-back",
+        "drop `.where(span:status != error)`",
+        "the last failed call needs a fallback or a call that did not fail after it, and that answer comes after every earlier failure too: a later failed call never answers a failure that the last one's answer does not; only the trigger spans differ",
     ),
     (
         "sensitive-data-over-tls",
