@@ -270,11 +270,6 @@ const EQUIVALENT: &[(&str, &str, &str)] = &[
         "a sweep that found nothing needs no deletion either way; the filter scopes which traces count as applied",
     ),
     (
-        "suspicious-transaction-flagged",
-        "drop `.where(risk_score >= 80)`",
-        "`always` counts only high-risk transactions; the filter in `when` scopes which traces count as applied",
-    ),
-    (
         "high-value-actions-require-mfa",
         "drop `.where(amount > 10000)`",
         "`always` asks MFA only before a large transfer; the filter in `when` scopes which traces count as applied",
