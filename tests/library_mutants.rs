@@ -270,16 +270,6 @@ const EQUIVALENT: &[(&str, &str, &str)] = &[
         "a sweep that found nothing needs no deletion either way; the filter scopes which traces count as applied",
     ),
     (
-        "suspicious-transaction-flagged",
-        "drop `.where(risk_score >= 80)`",
-        "`always` counts only high-risk transactions; the filter in `when` scopes which traces count as applied",
-    ),
-    (
-        "large-transaction-reported",
-        "drop `.where(amount >= 10000)`",
-        "`always` counts only large transactions; the filter in `when` scopes which traces count as applied",
-    ),
-    (
         "high-value-actions-require-mfa",
         "drop `.where(amount > 10000)`",
         "`always` asks MFA only before a large transfer; the filter in `when` scopes which traces count as applied",
@@ -295,9 +285,9 @@ const EQUIVALENT: &[(&str, &str, &str)] = &[
         "`never` repeats the filter; the one in `when` scopes which traces count as applied",
     ),
     (
-        "queries-use-prepared-statements",
-        "drop `.where(has_user_input == true)`",
-        "`never` repeats the filter; the one in `when` scopes which traces count as applied",
+        "llm-failure-falls-back",
+        "drop `.where(span:status != error)`",
+        "the last failed call needs a fallback or a call that did not fail after it, and that answer comes after every earlier failure too: a later failed call never answers a failure that the last one's answer does not; only the trigger spans differ",
     ),
     (
         "sensitive-data-over-tls",

@@ -128,9 +128,12 @@ class Shop:
             if incident != "phi-without-auth":
                 with self.span("ehr", "auth.user_authenticated", **{"user.id": "dr_3"}):
                     pass
-            with self.span("ehr", "phi.access", data_type="phi", **{"patient.id": f"p_{random.randrange(1000)}"}):
+            patient = f"p_{random.randrange(1000)}"
+            with self.span("ehr", "phi.access", data_type="phi", **{"patient.id": patient}):
                 pass
-            with self.span("audit", "audit.log", action="phi.read"):
+            # The audit record names the access and its patient, as the seeds instrument it
+            # (hipaa-phi-access-audited joins it to the access by patient.id).
+            with self.span("audit", "audit.log", action="phi_access", **{"user.id": "dr_3", "patient.id": patient}):
                 pass
             return root.get_span_context().trace_id
 

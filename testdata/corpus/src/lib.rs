@@ -473,12 +473,18 @@ impl Gen {
             10,
             vec![("data_type", s("phi")), ("patient.id", s(&patient))],
         );
+        // The audit record names the access and its patient, as the seeds instrument it:
+        // hipaa-phi-access-audited joins the record to the access by patient.id.
         self.internal(
             "audit",
             "audit.log",
             root,
             20,
-            vec![("action", s("phi.read"))],
+            vec![
+                ("action", s("phi_access")),
+                ("user.id", s("dr_3")),
+                ("patient.id", s(&patient)),
+            ],
         );
         inject.then_some("hipaa-phi-access-authenticated")
     }
