@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peers import REL, ROOT, SPANS_PER_BATCH, log, rounds, sh  # noqa: E402
+from peers import REL, ROOT, SPANS_PER_BATCH, generator_digest, log, rounds, sh  # noqa: E402
 
 RULE = """rules:
   - id: refund-review-audited
@@ -38,7 +38,7 @@ def generate(out, traces, copies):
     """Ten W1-sized corpora (seeds 1…copies), 1% of traces with a `refund.review` span."""
     root = f"{out}/w10"
     stamp = f"{root}/stamp"
-    want = f"traces={traces} copies={copies} rare=0.01 spans_per_batch={SPANS_PER_BATCH}"
+    want = f"traces={traces} copies={copies} rare=0.01 spans_per_batch={SPANS_PER_BATCH} generator={generator_digest()}"
     if os.path.exists(stamp) and open(stamp).read() == want:
         log(f"ten times W1 already generated ({want})")
         return root

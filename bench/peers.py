@@ -25,6 +25,7 @@ Every stage's result is checked against the violations injected into W1; a stage
 finds anything else fails the run. Results go to target/bench/results.md (and stdout).
 """
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -141,10 +142,21 @@ def build(out):
     sh(["go-shim/ocb.sh", "bench/collector/builder-config.yaml", f"{out}/ocb.log"])
 
 
+def generator_digest():
+    """A digest of the corpus generator's source: a corpus written by another generator (the
+    library's rules changed what it must carry) is written again, not reused."""
+    h = hashlib.sha256()
+    src = f"{ROOT}/testdata/corpus/src"
+    for name in sorted(os.listdir(src)):
+        with open(f"{src}/{name}", "rb") as f:
+            h.update(name.encode() + b"\0" + f.read())
+    return h.hexdigest()[:16]
+
+
 def generate(out, traces, seed):
     w1 = f"{out}/w1"
     stamp = f"{w1}/stamp"
-    want = f"seed={seed} traces={traces} spans_per_batch={SPANS_PER_BATCH}"
+    want = f"seed={seed} traces={traces} spans_per_batch={SPANS_PER_BATCH} generator={generator_digest()}"
     if os.path.exists(stamp) and open(stamp).read() == want:
         log(f"W1 already generated ({want})")
         return w1
