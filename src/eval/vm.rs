@@ -506,49 +506,24 @@ impl<'a> View<'a> {
     /// `within` (any ancestor) or, with `direct`, `child_of` (the parent). Linear in the
     /// trace: each span's answer is found once and shared by every span below it.
     fn within(&mut self, a: SelId, b: SelId, direct: bool) -> bool {
-        let n = self.trace.spans.len();
-        let mut in_b = vec![false; n];
-        for &i in self.matches(b) {
-            in_b[i as usize] = true;
-        }
         let a_spans = self.matches(a).to_vec();
-        let parents = self.parents();
         if direct {
+            let n = self.trace.spans.len();
+            let mut in_b = vec![false; n];
+            for &i in self.matches(b) {
+                in_b[i as usize] = true;
+            }
+            let parents = self.parents();
             return a_spans
                 .iter()
                 .all(|&i| parents[i as usize].is_some_and(|p| in_b[p as usize]));
         }
-        // Whether span i has an ancestor in B: unknown, on the path being walked, or known.
-        #[derive(Clone, Copy, PartialEq)]
-        enum State {
-            Unknown,
-            Walking,
-            Known(bool),
+        if self.is_bound(b) {
+            // Matched anew for each binding: found for every span at once, not kept.
+            let flags = self.ancestor_flags(b);
+            return a_spans.iter().all(|&i| flags[i as usize]);
         }
-        let mut state = vec![State::Unknown; n];
-        let mut path = Vec::new();
-        let mut answer = |start: usize| -> bool {
-            let mut cur = start;
-            let result = loop {
-                if let State::Known(r) = state[cur] {
-                    break r;
-                }
-                state[cur] = State::Walking;
-                path.push(cur);
-                match parents[cur] {
-                    None => break false,
-                    Some(p) if in_b[p as usize] => break true,
-                    // A parent cycle without a B span in it: nobody on it has one above.
-                    Some(p) if state[p as usize] == State::Walking => break false,
-                    Some(p) => cur = p as usize,
-                }
-            };
-            for i in path.drain(..) {
-                state[i] = State::Known(result);
-            }
-            result
-        };
-        a_spans.iter().all(|&i| answer(i as usize))
+        a_spans.iter().all(|&i| self.has_ancestor_in(i as usize, b))
     }
 
     /// The matches [`View::matches`] last filled for `s`.
@@ -683,6 +658,7 @@ impl<'a> View<'a> {
                 match parents[cur] {
                     None => break false,
                     Some(p) if in_b[p as usize] => break true,
+                    // A parent cycle without a B span in it: nobody on it has one above.
                     Some(p) if state[p as usize] == State::Walking => break false,
                     Some(p) => cur = p as usize,
                 }

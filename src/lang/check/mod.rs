@@ -480,6 +480,7 @@ impl Checker<'_> {
         if let Some(var) = &s.binding {
             let allowed = site == Site::Term && self.clause == Clause::When && self.top;
             if self.is_the_binding(s) {
+                // The rule's binding: checked where `when` is.
             } else if allowed {
                 self.errors.push(
                     Diagnostic::error(
@@ -705,16 +706,7 @@ impl Checker<'_> {
                 }
                 match op {
                     PredicateOp::Cmp(cmp) => {
-                        if matches!(ty, Some(IntrinsicType::Status | IntrinsicType::Kind))
-                            && !matches!(cmp, CmpOp::Eq | CmpOp::Ne)
-                        {
-                            self.errors.push(Diagnostic::error(
-                                Code::NoOrder,
-                                op_loc.clone(),
-                                format!("`{attr}` has no order"),
-                                "use == or !=",
-                            ));
-                        }
+                        self.order_allowed(&attr, ty, cmp, op_loc, "use == or !=");
                         Pred::CmpBound(attr, cmp, other)
                     }
                     PredicateOp::Contains => Pred::ContainsBound(attr, other),
@@ -865,19 +857,32 @@ impl Checker<'_> {
                 Pred::CmpAttr(attr, cmp, other_attr)
             }
             (PredicateOp::Cmp(cmp), Operand::Literal(lit, l)) => {
-                if matches!(ty, Some(IntrinsicType::Status | IntrinsicType::Kind))
-                    && !matches!(cmp, CmpOp::Eq | CmpOp::Ne)
-                {
-                    self.errors.push(Diagnostic::error(
-                        Code::NoOrder,
-                        op_loc.clone(),
-                        format!("`{attr}` has no order"),
-                        "use == or !=, or `in`",
-                    ));
-                }
+                self.order_allowed(&attr, ty, cmp, op_loc, "use == or !=, or `in`");
                 let v = self.literal_for(&attr, ty, cmp, lit, l);
                 Pred::Cmp(attr, cmp, v)
             }
+        }
+    }
+
+    /// Refuses an order (`<`, `>=`, …) on an intrinsic that has none (`span:status`,
+    /// `span:kind`).
+    fn order_allowed(
+        &mut self,
+        attr: &Attr,
+        ty: Option<IntrinsicType>,
+        cmp: CmpOp,
+        op_loc: &Loc,
+        help: &str,
+    ) {
+        if matches!(ty, Some(IntrinsicType::Status | IntrinsicType::Kind))
+            && !matches!(cmp, CmpOp::Eq | CmpOp::Ne)
+        {
+            self.errors.push(Diagnostic::error(
+                Code::NoOrder,
+                op_loc.clone(),
+                format!("`{attr}` has no order"),
+                help.to_string(),
+            ));
         }
     }
 
