@@ -15,6 +15,9 @@ kernel, as `make bench` measures its stages), none extrapolated:
   loading      `betrace check` (the load path every reload pays) over 5k … 40k rule files of
                one rule each, and over one rule with 5k … 40k alternatives
                (`k == "v0" or k == "v1" or …`): CPU must grow linearly.
+  per span     a rule judged per occurrence (a binding, `until`, a join, `own`) against two
+               trace-level rules on traces of 10 … 10,000 spans (criterion's `per-occurrence`
+               group of benches/engine.rs): not quadratic, and within 2× is the goal.
 
 Results go to target/bench/growth.md (and stdout).
 """
@@ -98,6 +101,25 @@ def row(axis, point, m, check):
             f"{m.rss_kb / 1024:,.0f} | {f'{held:.0f}' if held else '—'} | {check} |")
 
 
+def per_occurrence():
+    """The criterion group `per-occurrence`: medians in µs per trace size, and the ratios."""
+    sh(["cargo", "bench", "--locked", "--bench", "engine", "--", "per-occurrence",
+        "--warm-up-time", "2", "--measurement-time", "5"], stdout=subprocess.DEVNULL)
+    base = f"{ROOT}/target/criterion/per-occurrence"
+
+    def median_us(rule, n):
+        with open(f"{base}/{rule}/{n}/new/estimates.json") as f:
+            return json.load(f)["median"]["point_estimate"] / 1000
+
+    rows = []
+    for n in (10, 100, 1000, 10000):
+        order, level, span = (median_us(r, n) for r in ("trace-order", "trace-level", "per-span"))
+        print(f"growth: per span {n}: {span:.2f} µs, {span / level:.2f}× trace-level", file=sys.stderr, flush=True)
+        rows.append(f"| per span | {n:,} | {order:,.2f} | {level:,.2f} | {span:,.2f} | {span * 1000 / n:,.0f} "
+                    f"| {span / level:.2f} | {span / order:.2f} |")
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="target/bench", help="where W1 is (or is generated) and results go")
@@ -116,13 +138,15 @@ def main():
     os.makedirs(g, exist_ok=True)
     rows = []
 
+    library = sum(open(f"{ROOT}/examples/rules/{n}").read().count("\n  - id: ")
+                  for n in os.listdir(f"{ROOT}/examples/rules"))
     for copies in (1, 10, 100):
         rules = copied_rules(g, copies)
         m = engine(f"rules x{copies}", rules, proto, bps=bps)
         got = m.json["signals"]
         if got != want * copies:
             sys.exit(f"growth: {copies} copies: {got} signals, expected {want * copies}")
-        rows.append(row("rules", f"{87 * copies:,}", m,
+        rows.append(row("rules", f"{library * copies:,}", m,
                         f"{got:,} signals = {copies} × injected; RSS after loading the rules "
                         f"{m.json['rss_after_rules_kb'] / 1024:,.0f} MB"))
 
@@ -161,6 +185,8 @@ def main():
         for n in LOAD_POINTS:
             load_rows.append(load_row(axis, n, load_inputs(g, n)[pick]))
 
+    occurrence_rows = per_occurrence()
+
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
                      "unknown CPU")
     lines = [
@@ -176,7 +202,11 @@ def main():
         "",
         "| load (`betrace check`) | point | CPU-s | CPU-s of each run | peak RSS (MB) |",
         "| --- | ---: | ---: | --- | ---: |",
-    ] + load_rows
+    ] + load_rows + [
+        "",
+        "| per span (criterion) | spans | trace-order (µs) | trace-level (µs) | per-span (µs) | ns per span | per-span ÷ trace-level | per-span ÷ trace-order |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ] + occurrence_rows
     report = "\n".join(lines) + "\n"
     with open(f"{out}/growth.md", "w") as f:
         f.write(report)
