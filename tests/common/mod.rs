@@ -7,11 +7,37 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value as Json;
 
-pub fn tmp(name: &str) -> PathBuf {
+/// A test's scratch directory, removed when it goes out of scope — also when the test
+/// fails — so that test runs do not fill the machine's temporary directory (a corpus or a
+/// deep chain of tens of MB per test, per run).
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh scratch directory named for the process and `name`.
+pub fn tmp(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("betrace-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 /// Runs `betrace replay` with extra args; returns (exit code, stdout, stderr).
