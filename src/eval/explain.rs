@@ -38,6 +38,12 @@ pub struct Step {
 pub fn explain(form: &Form, trace: &Trace) -> Vec<Step> {
     crate::lang::stack::with_stack(|| {
         let mut steps = Vec::new();
+        let mut cx = Cx {
+            t: trace,
+            x: None,
+            var: "",
+            applying: Vec::new(),
+        };
         match form {
             Form::Invariant {
                 bind,
@@ -45,12 +51,6 @@ pub fn explain(form: &Form, trace: &Trace) -> Vec<Step> {
                 always,
                 never,
             } => {
-                let mut cx = Cx {
-                    t: trace,
-                    x: None,
-                    var: "",
-                    applying: Vec::new(),
-                };
                 if let Some(b) = bind {
                     let verdict = evaluate(form, trace);
                     cx.applying = applying_bindings(b, when, trace);
@@ -71,18 +71,7 @@ pub fn explain(form: &Form, trace: &Trace) -> Vec<Step> {
                     walk("never", 0, n, &cx, &mut steps);
                 }
             }
-            Form::Violation(e) => walk(
-                "condition",
-                0,
-                e,
-                &Cx {
-                    t: trace,
-                    x: None,
-                    var: "",
-                    applying: Vec::new(),
-                },
-                &mut steps,
-            ),
+            Form::Violation(e) => walk("condition", 0, e, &cx, &mut steps),
         }
         steps
     })

@@ -15,7 +15,8 @@ use crate::lang::bytecode::{
 };
 use crate::lang::hir::{Attr, Intrinsic, RelKind};
 use crate::lang::value::{self, Aggregate, Number, ValueRef};
-use crate::trace::projected::{KeyId, Projection, Trace};
+use crate::trace::projected::{KeyId, Projection, Span, Trace};
+use crate::trace::SpanId;
 
 /// Whether a rule fires on a trace, and which spans triggered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +222,7 @@ impl<'a> View<'a> {
                 triggers.extend(self.matches(s).iter().map(|&i| i as usize));
             }
             let spans = &self.trace.spans;
-            triggers.sort_by_key(|&i| (spans[i].start_unix_nano, spans[i].span_id, i));
+            triggers.sort_by_key(|&i| start_order(spans, i));
             triggers.dedup();
         }
         Verdict {
@@ -244,8 +245,7 @@ impl<'a> View<'a> {
         for &s in &prog.triggers {
             for &i in self.matches(s).iter() {
                 let i = i as usize;
-                let key = |j: usize| (spans[j].start_unix_nano, spans[j].span_id, j);
-                if best.is_none_or(|b| key(i) < key(b)) {
+                if best.is_none_or(|b| start_order(spans, i) < start_order(spans, b)) {
                     best = Some(i);
                 }
             }
@@ -276,11 +276,10 @@ impl<'a> View<'a> {
                     self.nums.push(Some(Number::Int(v)));
                 }
                 Op::Bound(a) => {
-                    let v = self.binding.and_then(|x| {
-                        let facts = &self.facts;
-                        attr_value(self.code, self.lookup, self.trace, facts, x as usize, a)
-                            .and_then(Number::of)
-                    });
+                    let v = self
+                        .binding
+                        .and_then(|x| self.bound_value(a, x))
+                        .and_then(Number::of);
                     self.nums.push(v);
                 }
                 Op::Own(_) => self.stack.push(1),
@@ -508,15 +507,10 @@ impl<'a> View<'a> {
     fn within(&mut self, a: SelId, b: SelId, direct: bool) -> bool {
         let a_spans = self.matches(a).to_vec();
         if direct {
-            let n = self.trace.spans.len();
-            let mut in_b = vec![false; n];
-            for &i in self.matches(b) {
-                in_b[i as usize] = true;
-            }
-            let parents = self.parents();
-            return a_spans
-                .iter()
-                .all(|&i| parents[i as usize].is_some_and(|p| in_b[p as usize]));
+            return a_spans.iter().all(|&i| {
+                let parent = self.parents()[i as usize];
+                parent.is_some_and(|p| self.is_member(b, p as usize))
+            });
         }
         if self.is_bound(b) {
             // Matched anew for each binding: found for every span at once, not kept.
@@ -571,13 +565,7 @@ impl<'a> View<'a> {
             broke.extend(self.own_leftovers(own, &applying));
         }
         let spans = &self.trace.spans;
-        broke.sort_by_key(|&i| {
-            (
-                spans[i as usize].start_unix_nano,
-                spans[i as usize].span_id,
-                i,
-            )
-        });
+        broke.sort_by_key(|&i| start_order(spans, i as usize));
         broke.dedup();
         Verdict {
             fired: !broke.is_empty(),
@@ -851,13 +839,7 @@ impl<'a> View<'a> {
         let trace: &'a Trace = self.trace;
         let spans = &trace.spans;
         let mut sorted = self.matches(base).to_vec();
-        sorted.sort_by_key(|&i| {
-            (
-                spans[i as usize].start_unix_nano,
-                spans[i as usize].span_id,
-                i,
-            )
-        });
+        sorted.sort_by_key(|&i| start_order(spans, i as usize));
         let mut all = Run {
             spans: Vec::with_capacity(sorted.len()),
             starts: Vec::with_capacity(sorted.len()),
@@ -1000,14 +982,6 @@ impl<'a> View<'a> {
             Some(w) => run.within(w),
             None => 0..run.spans.len(),
         };
-        if !check_join && b.residual.is_empty() {
-            for &i in &run.spans[range] {
-                if !f(i) {
-                    return;
-                }
-            }
-            return;
-        }
         for &i in &run.spans[range] {
             if (!check_join || self.joined(b, i, x)) && self.residual(b, i, x) && !f(i) {
                 return;
@@ -1091,6 +1065,7 @@ impl<'a> View<'a> {
         let mut left = Vec::new();
         let mut claims: Vec<(Option<JoinKey<'a>>, Claim)> = Vec::new();
         let mut exact = b.residual.is_empty();
+        let family = self.bound_index[slot].as_ref().expect("built").family;
         for &x in applying {
             let Some(window) = self.window(r, x) else {
                 left.push(x);
@@ -1104,7 +1079,6 @@ impl<'a> View<'a> {
                         continue;
                     }
                     Some(v) => {
-                        let family = self.bound_index[slot].as_ref().expect("built").family;
                         if family != Family::Empty && family != Family::of(v) {
                             exact = false;
                         }
@@ -1152,36 +1126,25 @@ impl<'a> View<'a> {
         }
         // Mixed value kinds or filters on the bound span beyond one join: every span, in
         // start order, tries every binding still without a partner.
-        let all = index.all.spans.clone();
-        let mut open: Vec<Claim> = claims.into_iter().map(|(_, c)| c).collect();
+        let open: Vec<Claim> = claims.into_iter().map(|(_, c)| c).collect();
         let mut served = vec![false; open.len()];
-        for i in all {
+        let deadline = |c: &Claim| (c.window.hi, c.order, c.span);
+        for &i in &index.all.spans {
             let start = spans[i as usize].start_unix_nano;
-            let mut best: Option<usize> = None;
-            for (k, c) in open.iter().enumerate() {
-                if served[k] || !c.window.holds(start) {
-                    continue;
-                }
-                if !self.joined(b, i, c.span) || !self.residual(b, i, c.span) {
-                    continue;
-                }
-                let key = |c: &Claim| (c.window.hi, c.order, c.span);
-                if best.is_none_or(|m| key(c) < key(&open[m])) {
-                    best = Some(k);
-                }
-            }
+            let best = (0..open.len())
+                .filter(|&k| !served[k] && open[k].window.holds(start))
+                .filter(|&k| self.joined(b, i, open[k].span) && self.residual(b, i, open[k].span))
+                .min_by_key(|&k| deadline(&open[k]));
             if let Some(k) = best {
                 served[k] = true;
             }
         }
-        open.retain({
-            let mut k = 0;
-            move |_| {
-                k += 1;
-                !served[k - 1]
-            }
-        });
-        left.extend(open.into_iter().map(|c| c.span));
+        left.extend(
+            open.iter()
+                .zip(&served)
+                .filter(|(_, &s)| !s)
+                .map(|(c, _)| c.span),
+        );
         left
     }
 
@@ -1205,6 +1168,12 @@ impl<'a> View<'a> {
         }
         self.parents.as_deref().expect("just filled")
     }
+}
+
+/// Where span `i` stands in start order: earliest start first, ties by span id (as bytes),
+/// then by index — the order of trigger spans and of bindings.
+fn start_order(spans: &[Span], i: usize) -> (u64, SpanId, usize) {
+    (spans[i].start_unix_nano, spans[i].span_id, i)
 }
 
 /// The partition point of `pred` in `starts` (true for a prefix), searched from `from`:

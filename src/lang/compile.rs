@@ -278,13 +278,12 @@ impl Compiler {
             rel: None,
         };
         let base = self.selector(&base);
-        let join_at = bound
-            .iter()
-            .position(|p| matches!(p, Pred::CmpBound(_, CmpOp::Eq, _)));
-        let join = join_at.map(|i| match bound[i] {
-            Pred::CmpBound(k, _, j) => (self.attr(k), self.attr(j)),
-            _ => unreachable!("found as a join"),
+        let found = bound.iter().enumerate().find_map(|(i, p)| match p {
+            Pred::CmpBound(k, CmpOp::Eq, j) => Some((i, k, j)),
+            _ => None,
         });
+        let join_at = found.map(|(i, _, _)| i);
+        let join = found.map(|(_, k, j)| (self.attr(k), self.attr(j)));
         let rest: Vec<Pred> = bound
             .iter()
             .enumerate()

@@ -107,7 +107,7 @@ pub fn check(cond: &ast::Condition, text: &str) -> Result<Checked, Vec<Diagnosti
             when,
             always: Some(always),
             ..
-        } if find_binding(when).is_none() => warnings.extend(after_trap(when, always, text)),
+        } if cx.bind.is_none() => warnings.extend(after_trap(when, always, text)),
         _ => {}
     }
     Ok(Checked { form, warnings })
@@ -337,27 +337,24 @@ impl Checker<'_> {
                     );
                 }
             }
-            Some((name, _)) => self.errors.push(
-                Diagnostic::error(
-                    Code::UnboundName,
-                    v.loc.clone(),
-                    format!("`${}` is not bound", v.name),
-                    "no `as` binds it",
-                )
-                .with_help(format!("the rule binds `${name}`")),
-            ),
-            None => self.errors.push(
-                Diagnostic::error(
-                    Code::UnboundName,
-                    v.loc.clone(),
-                    format!("`${}` is not bound", v.name),
-                    "no `as` binds it",
-                )
-                .with_help(format!(
-                    "bind a span in `when`: `when {{ S as ${} }} always {{ … }}`",
-                    v.name
-                )),
-            ),
+            bound => {
+                let help = match bound {
+                    Some((name, _)) => format!("the rule binds `${name}`"),
+                    None => format!(
+                        "bind a span in `when`: `when {{ S as ${} }} always {{ … }}`",
+                        v.name
+                    ),
+                };
+                self.errors.push(
+                    Diagnostic::error(
+                        Code::UnboundName,
+                        v.loc.clone(),
+                        format!("`${}` is not bound", v.name),
+                        "no `as` binds it",
+                    )
+                    .with_help(help),
+                );
+            }
         }
     }
 
@@ -477,11 +474,10 @@ impl Checker<'_> {
     }
 
     fn selector(&mut self, s: &ast::Selector, site: Site) -> hir::Selector {
-        if let Some(var) = &s.binding {
-            let allowed = site == Site::Term && self.clause == Clause::When && self.top;
-            if self.is_the_binding(s) {
-                // The rule's binding: checked where `when` is.
-            } else if allowed {
+        // The rule's own binding is found before checking (`find_binding`); any other is
+        // a second binding, or one where none may stand.
+        if let Some(var) = s.binding.as_ref().filter(|_| !self.is_the_binding(s)) {
+            if site == Site::Term && self.clause == Clause::When && self.top {
                 self.errors.push(
                     Diagnostic::error(
                         Code::TwoBindings,
@@ -694,16 +690,7 @@ impl Checker<'_> {
                         .with_help("write the join as a top-level `k == $x.k` of the filter (not under `or` or `not`)"),
                     );
                 }
-                if let (Attr::Intrinsic(a), Attr::Intrinsic(o)) = (&attr, &other) {
-                    if a.ty() != o.ty() {
-                        self.errors.push(Diagnostic::error(
-                            Code::DifferentTypes,
-                            b.loc.clone(),
-                            format!("`{}` and `{}` have different types", a.name(), o.name()),
-                            "cannot compare",
-                        ));
-                    }
-                }
+                self.same_type(&attr, &other, &b.loc);
                 match op {
                     PredicateOp::Cmp(cmp) => {
                         self.order_allowed(&attr, ty, cmp, op_loc, "use == or !=");
@@ -844,22 +831,28 @@ impl Checker<'_> {
             }
             (PredicateOp::Cmp(cmp), Operand::Attr(other)) => {
                 let other_attr = self.attr(other);
-                if let (Attr::Intrinsic(a), Attr::Intrinsic(b)) = (&attr, &other_attr) {
-                    if a.ty() != b.ty() {
-                        self.errors.push(Diagnostic::error(
-                            Code::DifferentTypes,
-                            other.loc.clone(),
-                            format!("`{}` and `{}` have different types", a.name(), b.name()),
-                            "cannot compare",
-                        ));
-                    }
-                }
+                self.same_type(&attr, &other_attr, &other.loc);
                 Pred::CmpAttr(attr, cmp, other_attr)
             }
             (PredicateOp::Cmp(cmp), Operand::Literal(lit, l)) => {
                 self.order_allowed(&attr, ty, cmp, op_loc, "use == or !=, or `in`");
                 let v = self.literal_for(&attr, ty, cmp, lit, l);
                 Pred::Cmp(attr, cmp, v)
+            }
+        }
+    }
+
+    /// Refuses comparing two intrinsics of different types (`span:duration` with
+    /// `span:name`), the second written at `at`.
+    fn same_type(&mut self, a: &Attr, b: &Attr, at: &Loc) {
+        if let (Attr::Intrinsic(a), Attr::Intrinsic(b)) = (a, b) {
+            if a.ty() != b.ty() {
+                self.errors.push(Diagnostic::error(
+                    Code::DifferentTypes,
+                    at.clone(),
+                    format!("`{}` and `{}` have different types", a.name(), b.name()),
+                    "cannot compare",
+                ));
             }
         }
     }
