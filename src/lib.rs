@@ -62,6 +62,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod diagnostic;
+pub mod discover;
 pub mod embed;
 pub mod engine;
 pub mod eval;

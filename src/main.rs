@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand};
 /// examples written next to each rule, `betrace replay` judges the trace files a collector
 /// already writes, `betrace explain` shows how a rule compiles, and `betrace schema` prints
 /// the JSON Schema editors use to check rule files as they are written, and `betrace index`
-/// writes beside each trace file an index with which a replay reads only what rules can judge.
+/// writes beside each trace file an index with which a replay reads only what rules can judge,
+/// and `betrace discover` mines stored traces for the invariants nobody wrote down.
 #[derive(Parser)]
 #[command(name = "betrace", version, about, long_about, propagate_version = true)]
 struct Cli {
@@ -29,6 +30,8 @@ enum Command {
     // Boxed: replay has many flags, the others few.
     Replay(Box<cli::replay::Args>),
     Index(cli::index::Args),
+    // Boxed, as replay.
+    Discover(Box<cli::discover::Args>),
     Schema(cli::schema::Args),
 }
 
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => cli::explain::run(&args),
         Command::Replay(args) => cli::replay::run(&args),
         Command::Index(args) => cli::index::run(&args),
+        Command::Discover(args) => cli::discover::run(&args),
         Command::Schema(args) => cli::schema::run(&args),
     };
     ExitCode::from(code)

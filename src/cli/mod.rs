@@ -3,6 +3,7 @@
 //! unreadable input.
 
 pub mod check;
+pub mod discover;
 pub mod explain;
 pub mod index;
 pub mod output;

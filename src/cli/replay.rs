@@ -129,13 +129,13 @@ pub struct Args {
     pub inputs: Vec<String>,
 }
 
-const MILLISECOND: u64 = 1_000_000;
+pub(super) const MILLISECOND: u64 = 1_000_000;
 const HOUR: u64 = 3_600_000_000_000;
-const MONTH: u64 = 30 * 24 * HOUR;
+pub(super) const MONTH: u64 = 30 * 24 * HOUR;
 
 /// A duration flag's value parser: a duration such as `5s` or `250ms` from `MIN` to `MAX`
 /// nanoseconds, both included; anything else is refused with the range.
-fn duration<const MIN: u64, const MAX: u64>(s: &str) -> Result<u64, String> {
+pub(super) fn duration<const MIN: u64, const MAX: u64>(s: &str) -> Result<u64, String> {
     use betrace::lang::value::{format_duration, parse_duration};
     let Some(ns) = parse_duration(s) else {
         return Err("not a duration such as 5s or 250ms (ns us ms s m h d)".into());
@@ -342,6 +342,7 @@ fn from_files(
         evidence: keeps_evidence(args),
         spill_dir: args.spill_dir.clone(),
         no_index: args.no_index,
+        observe: None,
     };
     let total_bytes: u64 = args
         .inputs
@@ -413,7 +414,7 @@ fn exit_code(args: &Args, summary: &Summary, failure: Option<String>) -> u8 {
 }
 
 /// `--to`: a time, or a date meaning the whole of that day.
-fn end_of(s: &str) -> Option<u64> {
+pub(super) fn end_of(s: &str) -> Option<u64> {
     let t = parse_time(s)?;
     Some(if s.trim().len() == 10 {
         t.saturating_add(86_400_000_000_000 - 1)
@@ -428,14 +429,14 @@ fn usage(message: &str) -> u8 {
 }
 
 /// The bytes below `p`, for the progress bar: each file once, whatever the links.
-fn dir_size(p: &std::path::Path) -> u64 {
+pub(super) fn dir_size(p: &std::path::Path) -> u64 {
     let mut total = 0;
     paths::walk(p, &mut |_, m| total += m.len());
     total
 }
 
 /// A progress bar on a terminal, updated from the replay's counters; hidden otherwise.
-fn progress_bar(total_bytes: u64, progress: Arc<Progress>) -> indicatif::ProgressBar {
+pub(super) fn progress_bar(total_bytes: u64, progress: Arc<Progress>) -> indicatif::ProgressBar {
     if !io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }

@@ -63,6 +63,8 @@ pub struct Counted {
     pub rules: Vec<CountedRule>,
     /// The trace was judged early, under `max_traces`/`max_spans`.
     pub judged_early: bool,
+    /// An observer ([`crate::engine::Engine::with_observer`]) has seen it complete.
+    pub observed: bool,
 }
 
 /// One rule that applied to a held trace, or skipped it.

@@ -26,7 +26,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::engine::buffer::{BufferConfig, Counted, CountedRule, TraceBuffer};
 pub use crate::engine::counters::Counters;
 use crate::engine::evidence::{Evidence, Group};
-use crate::engine::judge::{judge_trace, Subject};
+use crate::engine::judge::{judge_trace, Judgement, Subject};
 use crate::engine::signal::{Mode, Signal};
 pub use crate::rules::ruleset::RuleCounts;
 use crate::rules::ruleset::RuleSet;
@@ -73,6 +73,11 @@ impl Stats {
     }
 }
 
+/// Sees each trace the first time it is judged complete (docs/language.md, "Complete
+/// traces"), with the judgements of the rules that applied: `betrace discover` mines
+/// traces through it, and reads which candidates held where.
+pub type Observer = dyn FnMut(&Trace, &[Judgement]) + Send;
+
 /// Rules, buffer and counters, safe to share between threads.
 pub struct Engine {
     rules: RwLock<Arc<RuleSet>>,
@@ -89,6 +94,7 @@ pub struct Engine {
     /// Signals so far: the per-rule `violated` counts summed, kept apart so that
     /// [`Engine::counters`] builds no per-rule map.
     signals: AtomicU64,
+    observer: Option<Mutex<Box<Observer>>>,
 }
 
 impl Engine {
@@ -104,7 +110,15 @@ impl Engine {
             outside_window: AtomicU64::new(0),
             eval_nanos: AtomicU64::new(0),
             signals: AtomicU64::new(0),
+            observer: None,
         }
+    }
+
+    /// The engine, calling `observer` with each trace the first time it is judged
+    /// complete (and not early), before its signals are counted.
+    pub fn with_observer(mut self, observer: Box<Observer>) -> Engine {
+        self.observer = Some(Mutex::new(observer));
+        self
     }
 
     /// The rules in force.
@@ -229,13 +243,35 @@ impl Engine {
         );
         self.eval_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+        if let Some(observer) = &self.observer {
+            if !counted.observed && !counted.judged_early && trace.is_complete() {
+                counted.observed = true;
+                (observer.lock())(trace, &judged);
+            }
+        }
         if judged.is_empty() {
             return;
         }
         let mut evidence = self.evidence.as_ref().map(|e| e.lock());
+        // Judgements come in rule order, and a trace's first judgement pushes them so:
+        // look where the last one was found first (thousands of rules judged on a trace —
+        // `betrace discover`'s candidates — stay linear, not quadratic).
+        let first = counted.rules.is_empty();
+        let mut cursor = 0;
         for j in judged {
             let rule = &rules.rules()[j.rule];
-            let at = match counted.rules.iter().position(|c| c.rule == rule.uid) {
+            let found = if first {
+                None
+            } else if counted
+                .rules
+                .get(cursor)
+                .is_some_and(|c| c.rule == rule.uid)
+            {
+                Some(cursor)
+            } else {
+                counted.rules.iter().position(|c| c.rule == rule.uid)
+            };
+            let at = match found {
                 Some(at) => at,
                 None => {
                     counted.rules.push(CountedRule {
@@ -245,6 +281,7 @@ impl Engine {
                     counted.rules.len() - 1
                 }
             };
+            cursor = at + 1;
             let c = &mut counted.rules[at];
             let mut news = RuleCounts::default();
             if j.skipped {

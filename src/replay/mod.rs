@@ -44,7 +44,7 @@ use crossbeam_channel::Receiver;
 use crate::engine::buffer::BufferConfig;
 use crate::engine::evidence::Evidence;
 use crate::engine::signal::{now_unix_nano, Mode, Signal};
-use crate::engine::{Engine, EngineConfig, Stats};
+use crate::engine::{Engine, EngineConfig, Observer, Stats};
 use crate::lang::hir::{required_names as rule_names, NameMatch};
 use crate::otlp::Batch;
 use crate::rules::ruleset::RuleSet;
@@ -73,6 +73,20 @@ pub struct Options {
     pub spill_dir: Option<PathBuf>,
     /// Read every input whole, even those with an index ([`index`]).
     pub no_index: bool,
+    /// Makes an observer for each engine judging ([`crate::engine::Engine::with_observer`]):
+    /// `betrace discover` sees every complete trace through it.
+    pub observe: Option<Observe>,
+}
+
+/// Makes one [`Observer`] per judging engine (each judging thread has its own, so an
+/// observer needs no lock of its own).
+#[derive(Clone)]
+pub struct Observe(pub Arc<dyn Fn() -> Box<Observer> + Send + Sync>);
+
+impl std::fmt::Debug for Observe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observe(..)")
+    }
 }
 
 /// Progress counters, readable from another thread while a replay runs.
@@ -270,7 +284,7 @@ impl Ctx<'_> {
             (None, None) => None,
             (from, to) => Some((from.unwrap_or(0), to.unwrap_or(u64::MAX))),
         };
-        Engine::new(
+        let engine = Engine::new(
             self.rules.fresh(),
             EngineConfig {
                 buffer: BufferConfig {
@@ -282,7 +296,11 @@ impl Ctx<'_> {
                 window,
                 evidence: self.opts.evidence,
             },
-        )
+        );
+        match &self.opts.observe {
+            Some(make) => engine.with_observer((make.0)()),
+            None => engine,
+        }
     }
 
     /// How many spans and traces one judging thread may hold.

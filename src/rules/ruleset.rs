@@ -165,6 +165,14 @@ impl RuleSet {
         RuleSet::from_sources(vec![SourceFile::new(name, text)])
     }
 
+    /// No rules, but decoding keeps the attributes `keys` (and every span's name, times and
+    /// tree): what `betrace discover` mines, judged by no rule.
+    pub fn reading<I: IntoIterator<Item = String>>(keys: I) -> RuleSet {
+        let (mut set, _) = RuleSet::build(Vec::new()).expect("an empty rule set loads");
+        set.lookup = Lookup::new(&set.code, Arc::new(Projection::new(keys, false)));
+        set
+    }
+
     /// Loads and compiles rule files, all or nothing: any error refuses the whole set.
     pub fn from_sources(files: Vec<SourceFile>) -> Result<(RuleSet, Report), Report> {
         with_stack(|| RuleSet::build(files))

@@ -410,6 +410,13 @@ impl Trace {
         }
     }
 
+    /// The kept attributes of a span, as (key id, value).
+    pub fn attr_ids(&self, span: &Span) -> impl Iterator<Item = (KeyId, ValueRef<'_>)> {
+        self.attrs[span.attrs_at as usize..(span.attrs_at + span.attrs_len) as usize]
+            .iter()
+            .map(|a| (a.key, self.value(&a.value)))
+    }
+
     /// The kept attributes of a span, as (key, value).
     pub fn attrs(&self, span: &Span) -> impl Iterator<Item = (&str, ValueRef<'_>)> {
         self.attrs[span.attrs_at as usize..(span.attrs_at + span.attrs_len) as usize]

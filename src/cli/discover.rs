@@ -1,0 +1,340 @@
+//! `betrace discover`: candidate rules mined from stored traces (docs/discover.md).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use betrace::discover::{self, render, Found, Options, Summary};
+use betrace::engine::buffer::BufferConfig;
+use betrace::engine::signal::{now_unix_nano, parse_time, rfc3339};
+use betrace::replay::{self, Limits, Progress};
+
+use super::replay::{dir_size, duration, end_of, progress_bar, MILLISECOND, MONTH};
+use super::{load_rules, say, OK, USAGE};
+use betrace::diagnostic::terminal::escape;
+
+/// Find the invariants nobody wrote down: mine stored traces for candidate rules in
+/// BeTrace's own language, each with its evidence, ready to paste, test and replay.
+///
+/// INPUT is read as `betrace replay` reads it: collector `file` exporter output (JSON
+/// lines or protobuf, plain or compressed), files and lines in any order, directories, `-`
+/// for standard input. Only complete traces (one root, every span reaching it) are mined.
+///
+/// Templates (docs/discover.md): existence (`when { A } always { B }`), precedence
+/// (`A before B`), response (`B after $a`, `… until A`), time bounds (`… within D`, from
+/// the 99th percentile rounded up), structure (`child_of`, `within`), partners (`own`),
+/// attribute agreement (`B.where(k == $a.k)`), idempotency (`distinct(A, k) == 1`) and
+/// counts (`count(A) <= K`).
+///
+/// Every candidate is then judged by the engine over the same input, as a rule with
+/// `incomplete: skip`: its support (complete traces it applied to), violations and
+/// exceptions are what `betrace replay` of it gives. Candidates are ranked by the Wilson
+/// lower bound of their confidence (near-invariants with much support first), pruned when
+/// below the thresholds, implied by another, already in --rules, or failing the holdout.
+///
+/// Output: a rule file `betrace check` accepts (`enabled: false`, tagged `discovered`, the
+/// scores in the description, examples cut from real traces that `betrace test` passes),
+/// `--format jsonl` or `--format table`. A summary goes to stderr. Exit code: 0, also when
+/// nothing is found; 2 on bad input.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  betrace discover examples/traces\n  betrace discover --format table --top 20 /var/otel/traces/\n  betrace discover --rules rules/ --holdout 0.3 --output candidates.yaml traces/\n  betrace test candidates.yaml && betrace replay --rules candidates.yaml --format summary traces/"
+)]
+pub struct Args {
+    /// Rules already written (files, directories, globs; repeat the flag): candidates they
+    /// state are not reported.
+    #[arg(long, action = clap::ArgAction::Append, value_name = "KNOWN")]
+    pub rules: Vec<String>,
+    /// Least complete traces a candidate must apply to. [default: 1% of the traces mined,
+    /// at least 5]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub min_support: Option<u64>,
+    /// Least confidence (the share of the traces it applied to that held it), from 0.5 to
+    /// 1. [default: 0.95]
+    #[arg(long, value_parser = confidence, value_name = "C")]
+    pub min_confidence: Option<f64>,
+    /// Mine on the earlier part of the traces (by start time) and check every candidate on
+    /// the last FRACTION (0.05 to 0.5): one whose confidence clearly does not hold there is
+    /// dropped.
+    #[arg(long, value_parser = holdout, value_name = "FRACTION")]
+    pub holdout: Option<f64>,
+    /// Most candidates reported, best first (0: all).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub top: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "yaml")]
+    pub format: Format,
+    /// Write the candidates here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<String>,
+    /// Mine only traces whose first span starts at or after this time (RFC 3339 or a date).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// …at or before this time (RFC 3339, or a date meaning the whole of that day).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// A trace is complete this long (in span time) after its last span, as live.
+    #[arg(long, default_value = "5s", value_parser = duration::<MILLISECOND, MONTH>, value_name = "DURATION")]
+    pub trace_idle_timeout: u64,
+    /// …at the latest this long after its first span.
+    #[arg(long, default_value = "60s", value_parser = duration::<MILLISECOND, MONTH>, value_name = "DURATION")]
+    pub max_trace_age: u64,
+    /// Most traces held in memory at once; beyond it, the input is spilled to disk.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000), value_name = "N")]
+    pub max_traces: u64,
+    /// Most spans held in memory at once; beyond it, the input is spilled to disk.
+    #[arg(long, default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000_000), value_name = "N")]
+    pub max_spans: u64,
+    /// Threads decoding and mining (0: one per core).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024), value_name = "N")]
+    pub threads: u16,
+    /// Where to spool standard input and spill input that is not in time order.
+    /// [default: the system's temporary directory]
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<std::path::PathBuf>,
+    /// Read every input whole, even those with an index.
+    #[arg(long)]
+    pub no_index: bool,
+    /// Trace files, directories, or - for standard input.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+}
+
+/// How the candidates are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    /// A rule file (`betrace check` accepts it as it stands).
+    Yaml,
+    /// One JSON object per candidate.
+    Jsonl,
+    /// A table for a terminal.
+    Table,
+}
+
+fn confidence(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(c) if (0.5..=1.0).contains(&c) => Ok(c),
+        _ => Err("a confidence from 0.5 to 1 (such as 0.95)".into()),
+    }
+}
+
+fn holdout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.05..=0.5).contains(&f) => Ok(f),
+        _ => Err("a fraction from 0.05 to 0.5 (such as 0.3)".into()),
+    }
+}
+
+/// Runs discovery and returns the exit code.
+pub fn run(args: &Args) -> u8 {
+    let from = match args
+        .from
+        .as_deref()
+        .map(|s| parse_time(s).ok_or(s))
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(s) => {
+            return usage(&format!(
+                "--from `{}` is not an RFC 3339 time or a date",
+                escape(s)
+            ))
+        }
+    };
+    let to = match args.to.as_deref().map(|s| end_of(s).ok_or(s)).transpose() {
+        Ok(t) => t,
+        Err(s) => {
+            return usage(&format!(
+                "--to `{}` is not an RFC 3339 time or a date",
+                escape(s)
+            ))
+        }
+    };
+    let known = if args.rules.is_empty() {
+        None
+    } else {
+        match load_rules(&args.rules) {
+            Ok((r, _)) => Some(r),
+            Err(_) => return USAGE,
+        }
+    };
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                return usage(&format!(
+                    "cannot write {}: {}",
+                    escape(path),
+                    escape(&e.to_string())
+                ))
+            }
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let opts = Options {
+        read: replay::Options {
+            inputs: args.inputs.clone(),
+            buffer: BufferConfig {
+                trace_idle_timeout: args.trace_idle_timeout,
+                max_trace_age: args.max_trace_age,
+                max_traces: usize::try_from(args.max_traces).unwrap_or(usize::MAX),
+                max_spans: usize::try_from(args.max_spans).unwrap_or(usize::MAX),
+            },
+            from,
+            to,
+            limits: Limits::default(),
+            threads: usize::from(args.threads),
+            spill_dir: args.spill_dir.clone(),
+            no_index: args.no_index,
+            ..replay::Options::default()
+        },
+        known,
+        min_support: args.min_support,
+        min_confidence: args.min_confidence,
+        holdout: args.holdout,
+        top: args.top,
+    };
+    let passes = if args.holdout.is_some() { 4 } else { 2 };
+    let total: u64 = args
+        .inputs
+        .iter()
+        .filter(|i| *i != "-")
+        .map(|i| dir_size(std::path::Path::new(i)))
+        .sum();
+    let progress = Arc::new(Progress::default());
+    let bar = progress_bar(total * passes, progress.clone());
+    let mut bad = 0u64;
+    let on_bad = &mut |b: &replay::BadRecord| {
+        bad += 1;
+        if bad <= 100 {
+            bar.suspend(|| say(&format!("error: {}", escape(&b.to_string()))));
+        } else if bad == 101 {
+            bar.suspend(|| say("error: more bad records; only the first 100 are shown"));
+        }
+    };
+    let on_note = &mut |note: &str| bar.suspend(|| say(&format!("note: {}", escape(note))));
+    let result = discover::run(&opts, &progress, on_bad, on_note);
+    bar.finish_and_clear();
+    let (found, summary) = match result {
+        Ok(r) => r,
+        Err(b) => return usage(&escape(&b.to_string())),
+    };
+    let text = match args.format {
+        Format::Yaml => render::yaml(&found, &header(args, &summary)),
+        Format::Jsonl => render::jsonl(&found),
+        Format::Table => render::table(&found),
+    };
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    say(&summary_text(&found, &summary));
+    if summary.read.had_bad_input() {
+        USAGE
+    } else {
+        OK
+    }
+}
+
+fn usage(message: &str) -> u8 {
+    say(&format!("error: {message}"));
+    USAGE
+}
+
+/// The comment at the top of the YAML output.
+fn header(args: &Args, s: &Summary) -> String {
+    format!(
+        "Candidate rules found by `betrace discover` in {} on {}.\nMined {} complete traces; thresholds: support >= {}, confidence >= {}.\nEvery rule is disabled: read it, run `betrace test` on this file, replay it, then enable\nthe ones that say what your system must do (docs/discover.md).",
+        args.inputs.join(", "),
+        rfc3339(now_unix_nano()),
+        s.traces_mined,
+        s.min_support,
+        s.min_confidence
+    )
+}
+
+/// The summary on stderr.
+fn summary_text(found: &[Found], s: &Summary) -> String {
+    let mut t = format!(
+        "discover: {} spans read, {} complete traces mined{}\n",
+        s.read.spans,
+        s.traces_mined,
+        s.holdout_from
+            .map(|h| format!(
+                " (traces starting before {} mined; the rest held out)",
+                rfc3339(h)
+            ))
+            .unwrap_or_default()
+    );
+    t += &format!(
+        "  thresholds: support >= {}{}, confidence >= {}\n",
+        s.min_support,
+        if s.support_scaled {
+            " (1% of the traces, at least 5; --min-support to set)"
+        } else {
+            ""
+        },
+        s.min_confidence
+    );
+    t += &format!(
+        "  keys mined: {}\n",
+        if s.keys.is_empty() {
+            "none".into()
+        } else {
+            s.keys.join(", ")
+        }
+    );
+    t += &format!("  {}\n", discover::candidate::BOUND_RULE);
+    t += &format!(
+        "  candidates: {} generated, {} below the thresholds once judged, {} agreements on a key one value per trace anyway, {} implied by another, {} already in --rules, {} failed the holdout, {} beyond --top{}\n",
+        s.generated,
+        s.below_thresholds,
+        s.one_per_trace,
+        s.implied,
+        s.known,
+        s.failed_holdout,
+        s.beyond_top,
+        if s.not_judged > 0 {
+            format!(", {} not judged (most judged: {})", s.not_judged, discover::MAX_JUDGED)
+        } else {
+            String::new()
+        }
+    );
+    if s.capped.0 > 0 || s.capped.1 > 0 {
+        t += &format!(
+            "  bounds: {} traces had more than {} names (pairs mined among the first), {} pairs or agreements not tracked (at most {})\n",
+            s.capped.0,
+            discover::mine::MAX_NAMES_PER_TRACE,
+            s.capped.1,
+            discover::mine::MAX_PAIRS
+        );
+    }
+    if found.is_empty() {
+        t += "  nothing found: no template held in enough traces (try --min-support or --min-confidence)\n";
+    } else {
+        let fams: Vec<String> = discover::by_family(found)
+            .into_iter()
+            .map(|(f, n)| format!("{n} {f}"))
+            .collect();
+        let near = found.iter().filter(|f| f.is_near()).count();
+        t += &format!(
+            "  found {} ({}); {} near-invariants (broken in a few traces: ranked first)\n",
+            found.len(),
+            fams.join(", "),
+            near
+        );
+    }
+    if let Some(sp) = &s.read.spilled {
+        t += &format!(
+            "  input not in time order: spilled {} spans ({})\n",
+            sp.spans, sp.reason
+        );
+    }
+    let steps: Vec<String> = s
+        .steps
+        .iter()
+        .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
+        .collect();
+    t += &format!(
+        "  took {:.1} s ({})",
+        s.elapsed.as_secs_f64(),
+        steps.join(", ")
+    );
+    t
+}

@@ -1,0 +1,147 @@
+//! Which attribute keys to mine: read off a sample of the input before mining, since the
+//! engine keeps only the keys it is told to (`crate::trace::projected`).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hasher;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+use crate::replay::input::{self, Limits, Record};
+use crate::trace::projected::Projection;
+
+/// Most keys mined: the ones on the most sampled spans.
+pub const MAX_KEYS: usize = 64;
+/// Records sampled from each input at most…
+const PER_INPUT: usize = 64;
+/// …and spans in all.
+const MAX_SPANS: usize = 50_000;
+/// Distinct values counted per key in the sample.
+const DISTINCT_CAP: usize = 4_096;
+
+/// What the sample saw of one key.
+#[derive(Default)]
+struct Seen {
+    spans: u64,
+    values: HashSet<u64>,
+}
+
+impl Seen {
+    fn add(&mut self, value: &[u8]) {
+        self.spans += 1;
+        if self.values.len() < DISTINCT_CAP {
+            let mut h = fnv::FnvHasher::default();
+            h.write(value);
+            self.values.insert(h.finish());
+        }
+    }
+
+    /// Whether agreeing on it can say anything: it is neither one value everywhere (a
+    /// deployment constant) nor a new value on every span (a span's own id), once seen
+    /// often enough to tell.
+    fn useful(&self) -> bool {
+        let distinct = self.values.len() as u64;
+        self.spans < 100 || (distinct > 1 && distinct < self.spans)
+    }
+}
+
+/// The keys on the most spans of a sample of `sources` (records from the start of each
+/// input), most frequent first, at most [`MAX_KEYS`] — leaving out those with one value
+/// throughout the sample or a new value on every span; and how many spans were sampled.
+/// Records that do not decode are left to the mining pass to report.
+pub fn sample(sources: &[String], limits: Limits) -> (Vec<String>, usize) {
+    let mut counts: HashMap<String, Seen> = HashMap::new();
+    let mut spans = 0usize;
+    let none = Arc::new(Projection::new(Vec::<String>::new(), false));
+    for source in sources {
+        if spans >= MAX_SPANS {
+            break;
+        }
+        let mut records = 0usize;
+        input::read_deferred(
+            source,
+            source,
+            Arc::new(AtomicU64::new(0)),
+            limits,
+            &none,
+            true,
+            &mut |r: Record| {
+                if let Record::Pending(p) = r {
+                    let (body, json, _, _) = p.into_parts();
+                    if let Ok(body) = body {
+                        spans += if json {
+                            json_keys(&body, &mut counts)
+                        } else {
+                            protobuf_keys(&body, &mut counts)
+                        };
+                    }
+                    records += 1;
+                }
+                records < PER_INPUT && spans < MAX_SPANS
+            },
+        );
+    }
+    let mut keys: Vec<(String, u64)> = counts
+        .into_iter()
+        .filter(|(_, s)| s.useful())
+        .map(|(k, s)| (k, s.spans))
+        .collect();
+    keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    keys.truncate(MAX_KEYS);
+    (keys.into_iter().map(|k| k.0).collect(), spans)
+}
+
+/// Counts the span attribute keys of an OTLP protobuf request; returns its spans.
+fn protobuf_keys(body: &[u8], counts: &mut HashMap<String, Seen>) -> usize {
+    let Ok(req) = ExportTraceServiceRequest::decode(body) else {
+        return 0;
+    };
+    let mut n = 0;
+    for rs in &req.resource_spans {
+        for ss in &rs.scope_spans {
+            for s in &ss.spans {
+                n += 1;
+                for kv in &s.attributes {
+                    let v = kv
+                        .value
+                        .as_ref()
+                        .map(|v| format!("{:?}", v.value))
+                        .unwrap_or_default();
+                    counts.entry(kv.key.clone()).or_default().add(v.as_bytes());
+                }
+            }
+        }
+    }
+    n
+}
+
+/// Counts the span attribute keys of an OTLP JSON request; returns its spans.
+fn json_keys(body: &[u8], counts: &mut HashMap<String, Seen>) -> usize {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return 0;
+    };
+    let field = |v: &'_ serde_json::Value, camel: &str, snake: &str| -> Vec<serde_json::Value> {
+        v.get(camel)
+            .or_else(|| v.get(snake))
+            .and_then(|x| x.as_array())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut n = 0;
+    for rs in field(&v, "resourceSpans", "resource_spans") {
+        for ss in field(&rs, "scopeSpans", "scope_spans") {
+            for s in field(&ss, "spans", "spans") {
+                n += 1;
+                for kv in field(&s, "attributes", "attributes") {
+                    if let Some(k) = kv.get("key").and_then(|k| k.as_str()) {
+                        let v = kv.get("value").map(|v| v.to_string()).unwrap_or_default();
+                        counts.entry(k.to_string()).or_default().add(v.as_bytes());
+                    }
+                }
+            }
+        }
+    }
+    n
+}

@@ -1,0 +1,790 @@
+//! `betrace discover`: candidate rules mined from stored traces, in BeTrace's own language,
+//! each with the evidence a replay of it gives (docs/discover.md).
+//!
+//! # How
+//!
+//! 1. **Keys** ([`keys`]): the attribute keys on the most spans of a sample of the input.
+//! 2. **Mine** ([`mine`]): the input is read as replay reads it — files in any order,
+//!    assembled into whole traces, spilled when out of order — and every complete trace is
+//!    counted into per-name, per-pair and per-key counters by an observer of the engine;
+//!    no trace is kept.
+//! 3. **Generate** ([`candidate`]): every template instance whose mined support and
+//!    confidence reach the thresholds becomes a candidate rule.
+//! 4. **Judge**: the candidates, as rules with `incomplete: skip`, are replayed over the
+//!    same input by the same engine: their support, violations and exceptions are what
+//!    `betrace replay` gives; an observer keeps, per candidate, the smallest trace that
+//!    held it and the smallest that broke it, cut down ([`cut`]) into its examples.
+//! 5. **Prune and rank**: below the thresholds once judged; implied by another candidate
+//!    (or by a chain of two exact ones); already stated in `--rules KNOWN`; not holding up
+//!    on the holdout. The rest are ranked by the Wilson lower bound of their confidence.
+
+pub mod candidate;
+pub mod cut;
+pub mod keys;
+pub mod mine;
+pub mod render;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::engine::judge::Judgement;
+use crate::engine::signal::Signal;
+use crate::replay::{self, BadRecord, Location, Observe, Progress};
+use crate::rules::ruleset::RuleSet;
+use crate::trace::projected::{KeyId, Trace};
+use crate::trace::TraceId;
+
+use candidate::{Candidate, Claim};
+use mine::Miner;
+use stats::wilson_lower;
+
+/// How to discover.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// What to read and how: replay's options (inputs, buffer, limits, threads, spill
+    /// directory, index). Its window, evidence and observer are discovery's own.
+    pub read: replay::Options,
+    /// Rules already written: candidates they state are pruned.
+    pub known: Option<RuleSet>,
+    /// Least complete traces a candidate applies to (default: 1% of the traces mined,
+    /// at least 5).
+    pub min_support: Option<u64>,
+    /// Least confidence (default 0.95).
+    pub min_confidence: Option<f64>,
+    /// Mine on the earlier `1 - F` of the traces by start; check on the rest.
+    pub holdout: Option<f64>,
+    /// Most candidates reported (0: all).
+    pub top: usize,
+}
+
+/// A candidate judged: its evidence and scores.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The candidate.
+    pub candidate: Candidate,
+    /// Complete traces it applied to (a replay's "applied").
+    pub support: u64,
+    /// Traces that broke it (a replay's "violated").
+    pub violations: u64,
+    /// Held ÷ support.
+    pub confidence: f64,
+    /// The Wilson (95%) lower bound of the confidence.
+    pub confidence_lower: f64,
+    /// Confidence over the chance its consequent holds anyway.
+    pub lift: f64,
+    /// Ids of the traces that broke it, in replay's signal order (the first
+    /// [`EXCEPTIONS`]).
+    pub exceptions: Vec<TraceId>,
+    /// On the holdout: (applied, violated).
+    pub holdout: Option<(u64, u64)>,
+    /// Examples, as YAML list items: one trace that held it, one that broke it.
+    pub examples: Vec<Example>,
+}
+
+impl Found {
+    /// A near-invariant: broken, but in only a few of many traces (at most 5, or 1% of
+    /// its support) — the traces to look at. Ranked first.
+    pub fn is_near(&self) -> bool {
+        self.violations > 0 && self.violations <= (self.support / 100).max(5)
+    }
+}
+
+/// An example of a candidate: a trace that held it or broke it, cut down.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// Whether the trace broke the candidate.
+    pub violation: bool,
+    /// The trace's id.
+    pub trace_id: TraceId,
+    /// Spans kept.
+    pub spans: usize,
+    /// The whole trace's spans and id: the smallest is the example.
+    pub size: (usize, TraceId),
+    /// The compact trace, YAML list items indented by 10 spaces.
+    pub yaml: String,
+}
+
+/// Least lift of an agreement: below it, the key agrees by chance or is one value
+/// throughout most traces (an order id on every span), and agreeing on it says nothing.
+pub const MIN_AGREEMENT_LIFT: f64 = 1.5;
+
+/// Exceptions kept per candidate.
+pub const EXCEPTIONS: usize = 20;
+/// Most candidates judged; beyond it, the best by mined confidence (the rest counted).
+pub const MAX_JUDGED: usize = 5_000;
+
+/// What a discovery did, for the summary on stderr.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// The mining pass's reading: spans, bad records, spills.
+    pub read: replay::Summary,
+    /// Complete traces mined.
+    pub traces_mined: u64,
+    /// Traces checked on the holdout (complete, judged by some candidate or not).
+    pub holdout_from: Option<u64>,
+    /// The thresholds used, and whether they were scaled to the corpus.
+    pub min_support: u64,
+    /// …
+    pub min_confidence: f64,
+    /// Whether `min_support` was scaled to the corpus (not given).
+    pub support_scaled: bool,
+    /// The keys mined.
+    pub keys: Vec<String>,
+    /// Candidates generated from the counters.
+    pub generated: usize,
+    /// …not judged (beyond [`MAX_JUDGED`]).
+    pub not_judged: usize,
+    /// …below the thresholds once judged (vacuous or not confident).
+    pub below_thresholds: usize,
+    /// …implied by another.
+    pub implied: usize,
+    /// …agreements on a key that has one value per trace anyway.
+    pub one_per_trace: usize,
+    /// …already in `--rules KNOWN`.
+    pub known: usize,
+    /// …failed the holdout.
+    pub failed_holdout: usize,
+    /// …beyond `--top`.
+    pub beyond_top: usize,
+    /// Traces with more names than were paired, pairs not tracked (memory bounds).
+    pub capped: (u64, u64),
+    /// Time taken.
+    pub elapsed: Duration,
+    /// …by each step: sampling keys, splitting for the holdout, mining, judging.
+    pub steps: Vec<(&'static str, Duration)>,
+}
+
+/// Mines `opts.read.inputs`. Bad records go to `on_bad` (once, from the first reading),
+/// notes to `on_note`. Fails when an input does not exist or cannot be spooled.
+pub fn run(
+    opts: &Options,
+    progress: &Progress,
+    on_bad: &mut dyn FnMut(&BadRecord),
+    on_note: &mut dyn FnMut(&str),
+) -> Result<(Vec<Found>, Summary), BadRecord> {
+    let started = Instant::now();
+    let spool = Spool::new(opts.read.spill_dir.as_deref())?;
+    let inputs = spool.rereadable(&replay::input::expand(&opts.read.inputs)?)?;
+    let mut read = replay::Options {
+        inputs,
+        evidence: false,
+        observe: None,
+        ..opts.read.clone()
+    };
+    let mut steps = Vec::new();
+    let mut step = Instant::now();
+    let mut lap = |name: &'static str, steps: &mut Vec<(&'static str, Duration)>| {
+        steps.push((name, step.elapsed()));
+        step = Instant::now();
+    };
+    let (keys, _) = keys::sample(&read.inputs, read.limits);
+    lap("keys", &mut steps);
+    let split = match opts.holdout {
+        Some(f) => split_at(&read, 1.0 - f, on_note)?,
+        None => None,
+    };
+    if split.is_some() {
+        lap("holdout split", &mut steps);
+    }
+    // Mine.
+    let miners: Arc<Mutex<Vec<Arc<Mutex<Miner>>>>> = Arc::default();
+    let made = miners.clone();
+    read.observe = Some(Observe(Arc::new(move || {
+        let m = Arc::new(Mutex::new(Miner::default()));
+        made.lock().push(m.clone());
+        Box::new(move |t: &Trace, _: &[Judgement]| m.lock().observe(t))
+    })));
+    read.to = combine_to(opts.read.to, split);
+    let mining_rules = RuleSet::reading(keys.clone());
+    let projection = mining_rules.projection().clone();
+    let read_summary = replay::run(mining_rules, &read, progress, &mut |_| {}, on_bad, on_note)?;
+    let mut miner = Miner::default();
+    for m in miners.lock().drain(..) {
+        let m = std::mem::take(&mut *m.lock());
+        miner.merge(m);
+    }
+    lap("mining", &mut steps);
+    let (min_support, support_scaled) = match opts.min_support {
+        Some(s) => (s.max(1), false),
+        None => (((miner.traces as f64) * 0.01).ceil().max(5.0) as u64, true),
+    };
+    let min_confidence = opts.min_confidence.unwrap_or(0.95);
+    let mut summary = Summary {
+        traces_mined: miner.traces,
+        holdout_from: split.map(|s| s + 1),
+        min_support,
+        min_confidence,
+        support_scaled,
+        keys,
+        capped: (miner.capped, miner.pairs_dropped),
+        ..Summary::default()
+    };
+    // Generate.
+    let mut cands = candidate::generate(&miner, &projection, min_support, min_confidence);
+    summary.generated = cands.len();
+    if cands.len() > MAX_JUDGED {
+        cands.sort_by(|a, b| {
+            wilson_lower(b.mined.1, b.mined.0)
+                .total_cmp(&wilson_lower(a.mined.1, a.mined.0))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        summary.not_judged = cands.len() - MAX_JUDGED;
+        cands.truncate(MAX_JUDGED);
+    }
+    drop(miner);
+    let (cands, implied_early) = prune_mined(cands);
+    summary.implied += implied_early;
+    // Judge.
+    let cands = loadable(cands, on_note);
+    let judged = judge(&cands, &read, opts.read.to, split, progress)?;
+    lap("judging", &mut steps);
+    // Prune and rank.
+    let mut found = Vec::new();
+    for (c, j) in cands.into_iter().zip(judged) {
+        let support = j.applied.0 + j.applied.1;
+        let violations = j.violated.0 + j.violated.1;
+        // The thresholds hold on what was mined (with a holdout, the earlier part; the
+        // holdout is checked below); the counts stated are the whole input's.
+        let (s, v) = match split {
+            Some(_) => (j.applied.0, j.violated.0),
+            None => (support, violations),
+        };
+        if s < min_support || ((s - v) as f64) < min_confidence * s as f64 {
+            summary.below_thresholds += 1;
+            continue;
+        }
+        let confidence = (support - violations) as f64 / support as f64;
+        let lift = confidence / c.chance.max(1e-9);
+        if c.family == candidate::Family::Agreement && lift < MIN_AGREEMENT_LIFT {
+            summary.one_per_trace += 1;
+            continue;
+        }
+        found.push(Found {
+            lift,
+            confidence,
+            confidence_lower: wilson_lower(support - violations, support),
+            support,
+            violations,
+            exceptions: j.exceptions,
+            holdout: split.map(|_| (j.applied.1, j.violated.1)),
+            examples: j.examples,
+            candidate: c,
+        });
+    }
+    if split.is_some() {
+        let before = found.len();
+        found.retain(|f| holds_up(f, min_confidence));
+        summary.failed_holdout = before - found.len();
+    }
+    let before = found.len();
+    prune_implied(&mut found);
+    summary.implied += before - found.len();
+    if let Some(known) = &opts.known {
+        let before = found.len();
+        prune_known(&mut found, known);
+        summary.known = before - found.len();
+    }
+    found.sort_by(|a, b| {
+        b.is_near()
+            .cmp(&a.is_near())
+            .then(b.confidence_lower.total_cmp(&a.confidence_lower))
+            .then(b.support.cmp(&a.support))
+            .then(b.lift.total_cmp(&a.lift))
+            .then_with(|| a.candidate.id.cmp(&b.candidate.id))
+    });
+    if opts.top > 0 && found.len() > opts.top {
+        summary.beyond_top = found.len() - opts.top;
+        found.truncate(opts.top);
+    }
+    summary.read = read_summary;
+    summary.elapsed = started.elapsed();
+    summary.steps = steps;
+    Ok((found, summary))
+}
+
+/// `--to` and the holdout's split together: the earlier of the two.
+fn combine_to(to: Option<u64>, split: Option<u64>) -> Option<u64> {
+    match (to, split) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether a candidate's confidence holds on the holdout: it is dropped when the upper
+/// Wilson bound there falls below the threshold (a clear shortfall, not noise).
+fn holds_up(f: &Found, min_confidence: f64) -> bool {
+    let Some((applied, violated)) = f.holdout else {
+        return true;
+    };
+    if applied == 0 {
+        return true;
+    }
+    let upper = 1.0 - wilson_lower(violated, applied);
+    upper >= min_confidence
+}
+
+/// A relation between two names that chains: `a` then `b` and `b` then `c` give `a` then
+/// `c`. Read child first for `Within`; an agreement chains on one key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Edge {
+    Response(String, String),
+    Before(String, String),
+    Within(String, String),
+    Agree(String, String, String),
+}
+
+impl Edge {
+    /// The edges a claim asserts (directly or by what it implies).
+    fn of(c: &Claim) -> Vec<Edge> {
+        let mut all = c.closure();
+        all.insert(c.clone());
+        all.into_iter()
+            .filter_map(|c| match c {
+                Claim::Response(a, b) => Some(Edge::Response(a, b)),
+                Claim::Before(a, b) => Some(Edge::Before(a, b)),
+                Claim::Within(z, a) => Some(Edge::Within(z, a)),
+                Claim::Agree(a, b, k) => Some(Edge::Agree(a, b, k)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The edge a claim is about, when a chain can imply it.
+    fn about(c: &Claim) -> Option<Edge> {
+        Some(match c {
+            Claim::Response(a, b) | Claim::AfterWithin(a, b, _) => {
+                Edge::Response(a.clone(), b.clone())
+            }
+            Claim::Before(a, b) | Claim::BeforeWithin(a, b, _) => {
+                Edge::Before(a.clone(), b.clone())
+            }
+            Claim::Within(z, a) => Edge::Within(z.clone(), a.clone()),
+            Claim::Agree(a, b, k) | Claim::AgreeAfter(a, b, k) => {
+                Edge::Agree(a.clone(), b.clone(), k.clone())
+            }
+            _ => return None,
+        })
+    }
+
+    /// The same relation between other names.
+    fn with(&self, a: &str, b: &str) -> Edge {
+        match self {
+            Edge::Response(..) => Edge::Response(a.into(), b.into()),
+            Edge::Before(..) => Edge::Before(a.into(), b.into()),
+            Edge::Within(..) => Edge::Within(a.into(), b.into()),
+            Edge::Agree(_, _, k) => Edge::Agree(a.into(), b.into(), k.clone()),
+        }
+    }
+
+    fn ends(&self) -> (&str, &str) {
+        match self {
+            Edge::Response(a, b)
+            | Edge::Before(a, b)
+            | Edge::Within(a, b)
+            | Edge::Agree(a, b, _) => (a, b),
+        }
+    }
+}
+
+/// A candidate as pruning sees it.
+struct Item<'a> {
+    claim: &'a Claim,
+    names: &'a [String],
+    violations: u64,
+    /// Whether it may imply others: a candidate judged, or one whose mined counts are
+    /// exactly what judging it gives.
+    sure: bool,
+}
+
+/// Which items are implied by others: by one's closure (a sure one's), then by a chain of
+/// two with no more violations between them than the item has — an order, response,
+/// agreement or containment of a fixed sequence is reported for its steps, not for every
+/// pair of them (a time bound goes with its response).
+fn implied(items: &[Item<'_>]) -> Vec<bool> {
+    let mut by_closure: HashSet<Claim> = HashSet::new();
+    for i in items.iter().filter(|i| i.sure) {
+        by_closure.extend(i.claim.closure());
+    }
+    let mut out: Vec<bool> = items.iter().map(|i| by_closure.contains(i.claim)).collect();
+    // Each edge asserted, with the fewest violations of a candidate asserting it.
+    let mut edges: HashMap<Edge, u64> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        if item.sure && !out[i] {
+            for e in Edge::of(item.claim) {
+                let v = edges.entry(e).or_insert(u64::MAX);
+                *v = (*v).min(item.violations);
+            }
+        }
+    }
+    let names: HashSet<&str> = items
+        .iter()
+        .flat_map(|i| i.names.iter().map(String::as_str))
+        .collect();
+    for (i, item) in items.iter().enumerate() {
+        if out[i] {
+            continue;
+        }
+        let Some(edge) = Edge::about(item.claim) else {
+            continue;
+        };
+        let (a, c) = edge.ends();
+        // The violations of a chain through `b` are at most the sum of its two steps'.
+        out[i] = names.iter().any(|&b| {
+            b != a
+                && b != c
+                && match (edges.get(&edge.with(a, b)), edges.get(&edge.with(b, c))) {
+                    (Some(x), Some(y)) => x.saturating_add(*y) <= item.violations,
+                    _ => false,
+                }
+        });
+    }
+    out
+}
+
+/// Drops the found candidates implied by others ([`implied`]).
+fn prune_implied(found: &mut Vec<Found>) {
+    let drop = implied(
+        &found
+            .iter()
+            .map(|f| Item {
+                claim: &f.candidate.claim,
+                names: &f.candidate.names,
+                violations: f.violations,
+                sure: true,
+            })
+            .collect::<Vec<_>>(),
+    );
+    let mut at = 0;
+    found.retain(|_| {
+        at += 1;
+        !drop[at - 1]
+    });
+}
+
+/// Drops, before judging, the candidates that the sure ones imply: those whose mined
+/// counts are exactly what judging gives (orders, responses, partners, structure,
+/// existence), so that judging pays only for what can be reported.
+fn prune_mined(cands: Vec<Candidate>) -> (Vec<Candidate>, usize) {
+    let sure = |c: &Claim| {
+        matches!(
+            c,
+            Claim::Exists(..)
+                | Claim::Before(..)
+                | Claim::Response(..)
+                | Claim::ResponseUntil(..)
+                | Claim::OwnAfter(..)
+                | Claim::OwnBefore(..)
+                | Claim::ChildOf(..)
+                | Claim::Within(..)
+        )
+    };
+    let drop = implied(
+        &cands
+            .iter()
+            .map(|c| Item {
+                claim: &c.claim,
+                names: &c.names,
+                violations: c.mined.0 - c.mined.1,
+                sure: sure(&c.claim),
+            })
+            .collect::<Vec<_>>(),
+    );
+    let n = drop.iter().filter(|d| **d).count();
+    let kept = cands
+        .into_iter()
+        .zip(drop)
+        .filter_map(|(c, d)| (!d).then_some(c))
+        .collect();
+    (kept, n)
+}
+
+/// Drops candidates that a known rule states: its condition is the candidate's (spacing
+/// aside), or one the candidate's claim is implied by.
+fn prune_known(found: &mut Vec<Found>, known: &RuleSet) {
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let stated: HashSet<String> = known
+        .rules()
+        .iter()
+        .map(|r| norm(&r.def.condition))
+        .collect();
+    let by_text: HashMap<String, Claim> = found
+        .iter()
+        .map(|f| (norm(&f.candidate.condition), f.candidate.claim.clone()))
+        .collect();
+    let mut implied: HashSet<Claim> = HashSet::new();
+    for s in &stated {
+        if let Some(c) = by_text.get(s) {
+            implied.insert(c.clone());
+            implied.extend(c.closure());
+        }
+    }
+    found.retain(|f| !implied.contains(&f.candidate.claim));
+}
+
+/// Candidates that load as rules on their own (a name or key the generator could not
+/// write is noted and dropped, never allowed to refuse the whole set).
+fn loadable(cands: Vec<Candidate>, on_note: &mut dyn FnMut(&str)) -> Vec<Candidate> {
+    cands
+        .into_iter()
+        .filter(|c| {
+            let text = render::rule_file(&[render::Rule::bare(c)]);
+            match RuleSet::from_text("candidate", &text) {
+                Ok(_) => true,
+                Err(report) => {
+                    on_note(&format!(
+                        "candidate {} does not load and is left out: {}",
+                        c.id,
+                        report.render().lines().next().unwrap_or_default()
+                    ));
+                    false
+                }
+            }
+        })
+        .collect()
+}
+
+/// What judging one candidate gave: (mining part, holdout part).
+#[derive(Debug, Default)]
+struct Judged {
+    applied: (u64, u64),
+    violated: (u64, u64),
+    exceptions: Vec<TraceId>,
+    examples: Vec<Example>,
+}
+
+/// The smallest examples seen so far per candidate: [held, broke].
+type Best = Vec<[Option<Example>; 2]>;
+
+/// Replays the candidates as rules over the input (in two windows with a holdout).
+fn judge(
+    cands: &[Candidate],
+    read: &replay::Options,
+    to: Option<u64>,
+    split: Option<u64>,
+    progress: &Progress,
+) -> Result<Vec<Judged>, BadRecord> {
+    let mut out: Vec<Judged> = cands.iter().map(|_| Judged::default()).collect();
+    if cands.is_empty() {
+        return Ok(out);
+    }
+    let text = render::rule_file(&cands.iter().map(render::Rule::judged).collect::<Vec<_>>());
+    let (rules, _) = RuleSet::from_text("candidates", &text).map_err(|r| BadRecord {
+        source: "discover".into(),
+        location: Location::Whole,
+        message: format!("the candidates do not load: {}", r.render()),
+    })?;
+    let index: HashMap<String, usize> = cands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.clone(), i))
+        .collect();
+    let best: Arc<Mutex<Best>> = Arc::new(Mutex::new(cands.iter().map(|_| [None, None]).collect()));
+    let wanted: Arc<Vec<(Vec<String>, Vec<KeyId>)>> = Arc::new(
+        cands
+            .iter()
+            .map(|c| {
+                let keys = candidate::key_ids(rules.projection(), &c.keys);
+                (c.names.clone(), keys)
+            })
+            .collect(),
+    );
+    let windows: Vec<(Option<u64>, Option<u64>)> = match split {
+        Some(s) => vec![(read.from, Some(s)), (Some(s.saturating_add(1)), to)],
+        None => vec![(read.from, to)],
+    };
+    for (part, (from, to)) in windows.into_iter().enumerate() {
+        if let (Some(f), Some(t)) = (from, to) {
+            if f > t {
+                continue;
+            }
+        }
+        let (b, w) = (best.clone(), wanted.clone());
+        let opts = replay::Options {
+            from,
+            to,
+            observe: Some(Observe(Arc::new(move || {
+                let (b, w) = (b.clone(), w.clone());
+                Box::new(move |t: &Trace, js: &[Judgement]| keep_examples(t, js, &b, &w))
+            }))),
+            ..read.clone()
+        };
+        let mut on_signal = |s: Signal| {
+            if let Some(&i) = index.get(&s.rule_id) {
+                if out[i].exceptions.len() < EXCEPTIONS {
+                    out[i].exceptions.push(s.trace_id);
+                }
+            }
+        };
+        let summary = replay::run(
+            rules.clone(),
+            &opts,
+            progress,
+            &mut on_signal,
+            &mut |_| {},
+            &mut |_| {},
+        )?;
+        for (id, counts) in &summary.stats.rules {
+            if let Some(&i) = index.get(id) {
+                let j = &mut out[i];
+                if part == 0 {
+                    (j.applied.0, j.violated.0) = (counts.applied, counts.violated);
+                } else {
+                    (j.applied.1, j.violated.1) = (counts.applied, counts.violated);
+                }
+            }
+        }
+    }
+    let best = std::mem::take(&mut *best.lock());
+    for (j, [held, broke]) in out.iter_mut().zip(best) {
+        j.examples = held.into_iter().chain(broke).collect();
+    }
+    Ok(out)
+}
+
+/// Keeps, for each candidate judged on `t`, the trace if it is smaller than the one kept
+/// for that outcome (ties: the lower trace id), cut down: the smallest trace that held
+/// (broke) it, whatever the order traces are judged in.
+fn keep_examples(
+    t: &Trace,
+    js: &[Judgement],
+    best: &Mutex<Best>,
+    wanted: &[(Vec<String>, Vec<KeyId>)],
+) {
+    let mut tree = None;
+    let mut b = best.lock();
+    let size = (t.spans.len(), t.trace_id);
+    for j in js.iter().filter(|j| !j.skipped) {
+        let broke = j.signal.is_some();
+        let slot = &mut b[j.rule][usize::from(broke)];
+        if slot.as_ref().is_some_and(|e| e.size <= size) {
+            continue;
+        }
+        let tree = tree.get_or_insert_with(|| cut::Tree::new(t));
+        let (names, keys) = &wanted[j.rule];
+        *slot = Some(Example {
+            violation: broke,
+            trace_id: t.trace_id,
+            size,
+            spans: tree.kept(names),
+            yaml: tree.cut(names, keys, 10),
+        });
+    }
+}
+
+/// The start time before which a fraction `q` of the complete traces start: a first
+/// reading that keeps a bounded sample of trace starts.
+fn split_at(
+    read: &replay::Options,
+    q: f64,
+    on_note: &mut dyn FnMut(&str),
+) -> Result<Option<u64>, BadRecord> {
+    const SAMPLE: usize = 100_000;
+    let starts: Arc<Mutex<(Vec<u64>, u64)>> = Arc::default();
+    let s = starts.clone();
+    let opts = replay::Options {
+        observe: Some(Observe(Arc::new(move || {
+            let s = s.clone();
+            Box::new(move |t: &Trace, _: &[Judgement]| {
+                let mut g = s.lock();
+                g.1 += 1;
+                let seen = g.1;
+                let start = t.start_unix_nano();
+                if g.0.len() < SAMPLE {
+                    g.0.push(start);
+                } else {
+                    // Reservoir sampling, with a cheap deterministic stream of indexes.
+                    let at = (seen.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % seen;
+                    if (at as usize) < SAMPLE {
+                        g.0[at as usize] = start;
+                    }
+                }
+            })
+        }))),
+        ..read.clone()
+    };
+    replay::run(
+        RuleSet::reading(Vec::new()),
+        &opts,
+        &Progress::default(),
+        &mut |_| {},
+        &mut |_| {},
+        &mut |_| {},
+    )?;
+    let mut g = starts.lock();
+    if g.0.is_empty() {
+        on_note("no complete trace to split for the holdout");
+        return Ok(None);
+    }
+    g.0.sort_unstable();
+    let at = ((g.0.len() as f64 * q.clamp(0.0, 1.0)) as usize).min(g.0.len() - 1);
+    Ok(Some(g.0[at]))
+}
+
+/// Where non-rereadable inputs (standard input, pipes) are copied so that they can be
+/// read more than once; removed when dropped.
+struct Spool {
+    dir: PathBuf,
+    made: Mutex<bool>,
+}
+
+impl Spool {
+    fn new(base: Option<&Path>) -> Result<Spool, BadRecord> {
+        let base = base.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        Ok(Spool {
+            dir: base.join(format!("betrace-discover-{}", std::process::id())),
+            made: Mutex::new(false),
+        })
+    }
+
+    /// The inputs, each one that cannot be read twice replaced by a spooled copy.
+    fn rereadable(&self, inputs: &[String]) -> Result<Vec<String>, BadRecord> {
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                if replay::input::rereadable(name) {
+                    return Ok(name.clone());
+                }
+                let fail = |e: io::Error| BadRecord {
+                    source: name.clone(),
+                    location: Location::Whole,
+                    message: format!("cannot spool it to {}: {e}", self.dir.display()),
+                };
+                std::fs::create_dir_all(&self.dir).map_err(fail)?;
+                *self.made.lock() = true;
+                let path = self.dir.join(format!("input-{i}"));
+                let mut to = std::fs::File::create(&path).map_err(fail)?;
+                if name == "-" {
+                    io::copy(&mut io::stdin().lock(), &mut to).map_err(fail)?;
+                } else {
+                    io::copy(&mut std::fs::File::open(name).map_err(fail)?, &mut to)
+                        .map_err(fail)?;
+                }
+                Ok(path.to_string_lossy().into_owned())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if *self.made.lock() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Per family, how many were found: for the summary.
+pub fn by_family(found: &[Found]) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for f in found {
+        *m.entry(f.candidate.family.word()).or_default() += 1;
+    }
+    m
+}
