@@ -10,8 +10,12 @@
 #   make lint    rustfmt and clippy, warnings as errors
 #   make ffi-test  the C test program against the cdylib, under valgrind
 #   make go-test   the Go module in go-shim/ (cgo against the staticlib)
-#   make e2e     a real collector built with ocb, the demo app, checked output, hot reload,
-#                the pipeline misbehaving around it, Jaeger
+#   make e2e     a real collector built with ocb, the demo app, checked output, the
+#                violations in a real VictoriaLogs queried back with LogsQL, the alerting
+#                rules and Alertmanager routes of examples/alerts (alerts-test, on the
+#                telemetry just scraped), hot reload, the pipeline misbehaving around it, Jaeger
+#   make alerts-test  examples/alerts alone: metric names against documentation.md,
+#                promtool test rules, amtool check-config and routes test
 #   make e2e-scale  two tiers: a loadbalancing collector routing by trace id to three
 #                betrace collectors, checked against a single one; then a backend stopped
 #                mid-run (SIGTERM, then SIGKILL) and restarted, measured (docs/deploy.md)
@@ -28,7 +32,7 @@
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test schema-test generate lint ffi-test go-test e2e e2e-scale soak soak-short fuzz demo bench bench-growth bench-smoke bench-index bench-micro clean
+.PHONY: build test schema-test generate lint ffi-test go-test e2e alerts-test e2e-scale soak soak-short fuzz demo bench bench-growth bench-smoke bench-index bench-micro clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -73,6 +77,9 @@ lint:
 
 e2e: build
 	tests/e2e/run.sh
+
+alerts-test: build
+	tests/alerts/check.sh
 
 SCALE_TRACES ?= 20000
 e2e-scale: build

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # End to end, with real parts: builds a collector with ocb (otlp receiver, betrace
-# connector and processor, debug/file/otlp exporters), starts it on loopback with
-# examples/collector.yaml (the connector) and the playbook rules, runs the demo shop (the
-# OpenTelemetry Python SDK over OTLP/HTTP) with every incident switched on, stops the
-# collector (which judges and delivers everything held), and checks the file exporters'
-# output: exactly the expected violation records, and every span the app sent passed
-# through unchanged. Then the same with the processor (tests/e2e/processor.yaml): the
+# connector and processor, debug/file/otlp/otlphttp exporters), starts it on loopback with
+# examples/collector.yaml (the connector) and the playbook rules, plus
+# examples/victorialogs.yaml (its logs also to a real VictoriaLogs, built from its module,
+# over OTLP/HTTP), runs the demo shop (the OpenTelemetry Python SDK over OTLP/HTTP) with
+# every incident switched on, stops the collector (which judges and delivers everything
+# held), and checks the file exporters' output: exactly the expected violation records,
+# and every span the app sent passed through unchanged; then queries VictoriaLogs with
+# LogsQL (tests/e2e/victorialogs.py) and checks the alerting rules and Alertmanager
+# routes of examples/alerts against the telemetry just scraped (tests/alerts/check.sh).
+# Then the same with the processor (tests/e2e/processor.yaml): the
 # expected violations as spans in their traces. Then hot reload (a log line per change, not
 # per reload). Then the pipeline around it misbehaving (tests/e2e/pipeline.py: a dead
 # backend, its own spans sent back, empty ids, a trace past max_spans, bad configs). Then
@@ -37,12 +41,16 @@ wait_for_collector() {
   echo "e2e: the collector did not listen on 4318 within 20 s"; tail -30 "$1"; exit 1
 }
 
-# Starts the collector with config $1, its log in $2; it listens when this returns.
+# Starts the collector with config $1 (and any further configs merged over it, $3…), its
+# log in $2; it listens when this returns.
 start_collector() {
-  BETRACE_OUT="$OUT" target/otelcol-betrace/otelcol-betrace --config "$1" > "$2" 2>&1 &
+  local log=$2 configs=(--config "$1")
+  shift 2
+  for c in "$@"; do configs+=(--config "$c"); done
+  BETRACE_OUT="$OUT" target/otelcol-betrace/otelcol-betrace "${configs[@]}" > "$log" 2>&1 &
   COLLECTOR=$!
-  trap 'kill $COLLECTOR 2>/dev/null || true' EXIT
-  wait_for_collector "$2"
+  trap 'kill $COLLECTOR ${VL_PID:-} 2>/dev/null || true' EXIT
+  wait_for_collector "$log"
 }
 
 # Stops the collector: shutdown judges and delivers everything held.
@@ -59,16 +67,31 @@ run_shop() {
     --record "$1"
 }
 
+echo "e2e: VictoriaLogs (built from its module), a real logs backend"
+VICTORIALOGS=$(tests/e2e/victorialogs.sh)
+VL_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export VICTORIALOGS_URL=http://127.0.0.1:$VL_PORT
+"$VICTORIALOGS" -storageDataPath "$OUT/victorialogs" -httpListenAddr "127.0.0.1:$VL_PORT" \
+  -retentionPeriod 1d > "$OUT/victorialogs.log" 2>&1 &
+VL_PID=$!
+trap 'kill $VL_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('$VICTORIALOGS_URL/health', timeout=0.5)" 2>/dev/null; then break; fi
+  if ! kill -0 $VL_PID 2>/dev/null; then tail -30 "$OUT/victorialogs.log"; exit 1; fi
+  sleep 0.2
+done
+
 echo "e2e: starting the collector"
-start_collector examples/collector.yaml "$OUT/collector.log"
+start_collector examples/collector.yaml "$OUT/collector.log" examples/victorialogs.yaml
 run_shop "$OUT/sent.json"
 
 # Let the idle timeout pass for some traces, then stop: shutdown judges the rest.
 sleep 3
 # The components' own telemetry, the collector way (its Prometheus endpoint).
-python3 - <<'PY'
+python3 - "$OUT/metrics.txt" <<'PY'
 import re, sys, urllib.request
 text = urllib.request.urlopen("http://127.0.0.1:8888/metrics", timeout=5).read().decode()
+open(sys.argv[1], "w").write(text)  # the alerting rules' metric names are checked against it
 # Every instrument the connector's generated documentation.md lists (from metadata.yaml).
 names = re.findall(r"^### (otelcol_connector_betrace_\w+)", open("go-shim/connector/betraceconnector/documentation.md").read(), re.M)
 if len(names) < 20:
@@ -82,6 +105,18 @@ stop_collector
 grep -q '"rules loaded"\|rules loaded' "$OUT/collector.log" || { echo "e2e: the engine's log events are not in the collector's log"; exit 1; }
 
 python3 tests/e2e/check.py "$OUT/sent.json" "$OUT/traces.jsonl" "$OUT/violations.jsonl"
+
+echo "e2e: the violations in VictoriaLogs, queried with LogsQL"
+# What each record should hold: the same engine, offline, over the traces that went through.
+target/release/betrace replay --rules examples/rules "$OUT/traces.jsonl" --output "$OUT/replay.jsonl" 2> "$OUT/replay.log" \
+  || { cat "$OUT/replay.log"; exit 1; }
+python3 tests/e2e/victorialogs.py "$VICTORIALOGS_URL" "$OUT/sent.json" "$OUT/replay.jsonl"
+kill $VL_PID && wait $VL_PID || true
+VL_PID=
+trap - EXIT
+
+echo "e2e: alerting rules and Alertmanager routes (examples/alerts)"
+tests/alerts/check.sh "$OUT/metrics.txt"
 
 echo "e2e: the processor, violations as spans"
 start_collector tests/e2e/processor.yaml "$OUT/processor.log"

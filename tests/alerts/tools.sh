@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds promtool (Prometheus, Apache-2.0) and amtool (Alertmanager, Apache-2.0) from their
+# Go modules and prints their paths, one a line. Cached in target/: a second call prints the
+# paths at once (the Go build cache makes a rebuild in a fresh clone a link).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PROMETHEUS=v0.316.0    # Prometheus 3.x's module version: the newest the Go module proxy serves
+ALERTMANAGER=v0.35.0
+build() {  # PACKAGE VERSION BINARY
+  local bin=$PWD/target/$3-$2/$3
+  if [ ! -x "$bin" ]; then
+    mkdir -p "$(dirname "$bin")"
+    # Built outside the repository, so go-shim's go.mod plays no part.
+    (cd /tmp && GOBIN="$(dirname "$bin")" go install "$1@$2") >&2
+  fi
+  echo "$bin"
+}
+build github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS" promtool
+build github.com/prometheus/alertmanager/cmd/amtool "$ALERTMANAGER" amtool
