@@ -30,6 +30,11 @@ if [ ! -x target/demo-venv/bin/python ]; then
 fi
 target/demo-venv/bin/pip install -q -r examples/demo-app/requirements.txt
 
+# Whatever this script started and has not stopped yet is stopped when it exits, failed or
+# not: the collector, VictoriaLogs, Jaeger (each variable is emptied once it has stopped).
+COLLECTOR= VL_PID= JAEGER_PID=
+trap 'kill $COLLECTOR $VL_PID $JAEGER_PID 2>/dev/null || true' EXIT
+
 # Waits until the collector started as $COLLECTOR listens on 4318; shows its log ($1) if it
 # died instead.
 wait_for_collector() {
@@ -49,7 +54,6 @@ start_collector() {
   for c in "$@"; do configs+=(--config "$c"); done
   BETRACE_OUT="$OUT" target/otelcol-betrace/otelcol-betrace "${configs[@]}" > "$log" 2>&1 &
   COLLECTOR=$!
-  trap 'kill $COLLECTOR ${VL_PID:-} 2>/dev/null || true' EXIT
   wait_for_collector "$log"
 }
 
@@ -57,7 +61,7 @@ start_collector() {
 stop_collector() {
   kill -TERM $COLLECTOR
   wait $COLLECTOR || true
-  trap - EXIT
+  COLLECTOR=
 }
 
 # The demo shop with every incident switched on; what it sent is recorded in $1.
@@ -74,7 +78,6 @@ export VICTORIALOGS_URL=http://127.0.0.1:$VL_PORT
 "$VICTORIALOGS" -storageDataPath "$OUT/victorialogs" -httpListenAddr "127.0.0.1:$VL_PORT" \
   -retentionPeriod 1d > "$OUT/victorialogs.log" 2>&1 &
 VL_PID=$!
-trap 'kill $VL_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
   if python3 -c "import urllib.request; urllib.request.urlopen('$VICTORIALOGS_URL/health', timeout=0.5)" 2>/dev/null; then break; fi
   if ! kill -0 $VL_PID 2>/dev/null; then tail -30 "$OUT/victorialogs.log"; exit 1; fi
@@ -113,7 +116,6 @@ target/release/betrace replay --rules examples/rules "$OUT/traces.jsonl" --outpu
 python3 tests/e2e/victorialogs.py "$VICTORIALOGS_URL" "$OUT/sent.json" "$OUT/replay.jsonl"
 kill $VL_PID && wait $VL_PID || true
 VL_PID=
-trap - EXIT
 
 echo "e2e: alerting rules and Alertmanager routes (examples/alerts)"
 tests/alerts/check.sh "$OUT/metrics.txt"
@@ -139,11 +141,10 @@ socks = [socket.socket() for _ in range(4)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
 export JAEGER_QUERY_PORT=$JQ JAEGER_QUERY_GRPC_PORT=$JQG JAEGER_OTLP_GRPC_PORT=$JOG JAEGER_OTLP_HTTP_PORT=$JOH
-# Jaeger traces itself to localhost:4317 by default, where a BeTrace collector listens:
-# its own spans would reach the rules as a ninth service.
-OTEL_TRACES_EXPORTER=none "$JAEGER" --config tests/e2e/jaeger.yaml > "$OUT/jaeger.log" 2>&1 &
+# Jaeger's query extension would trace itself to localhost:4317, where a BeTrace collector
+# listens (a ninth service, "jaeger"): tests/e2e/jaeger.yaml sets enable_tracing: false.
+"$JAEGER" --config tests/e2e/jaeger.yaml > "$OUT/jaeger.log" 2>&1 &
 JAEGER_PID=$!
-trap 'kill $JAEGER_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
   if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$JQ/api/v3/services', timeout=0.5)" 2>/dev/null; then break; fi
   if ! kill -0 $JAEGER_PID 2>/dev/null; then tail -30 "$OUT/jaeger.log"; exit 1; fi
@@ -152,7 +153,6 @@ done
 STORE=http://127.0.0.1:$JQ
 FROM=$(date -u -d '-2 min' +%Y-%m-%dT%H:%M:%SZ)
 start_collector tests/e2e/jaeger-collector.yaml "$OUT/jaeger-collector.log"
-trap 'kill $COLLECTOR $JAEGER_PID 2>/dev/null || true' EXIT
 run_shop "$OUT/jaeger-sent.json"
 # Past the idle timeout every trace is judged: the live counts are final.
 sleep 4
@@ -214,4 +214,4 @@ N=$(wc -l < "$OUT/corpus-files.sorted"); WANT=$(wc -l < "$OUT/corpus-expected.js
 head -3 "$OUT/corpus-jaeger.log" | sed 's/^/e2e: /'
 echo "e2e ok: 20,000 traces from Jaeger: the same $N signals as from their files"
 kill $JAEGER_PID 2>/dev/null || true
-trap - EXIT
+JAEGER_PID=
