@@ -27,12 +27,13 @@
 #   make bench   BeTrace against its peers on workload W1 (bench/peers.py; < 20 min):
 #                decode floor, engine, C ABI, three real collectors, replay vs Python
 #   make bench-smoke  the same harness on a small W1, as CI runs it
+#   make bench-discover  betrace discover on W1 (one core, every core) and as names and keys grow
 #   make bench-micro  criterion benchmarks of the engine and the C ABI, and the replay harness
 
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test schema-test generate lint ffi-test go-test e2e alerts-test e2e-scale soak soak-short fuzz demo bench bench-growth bench-smoke bench-index bench-micro clean
+.PHONY: build test schema-test generate lint ffi-test go-test e2e alerts-test e2e-scale soak soak-short fuzz demo bench bench-growth bench-discover bench-smoke bench-index bench-micro clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -118,6 +119,11 @@ bench-growth: build
 
 bench-smoke: build
 	python3 bench/peers.py --traces 1000 --runs 1 --collector-runs 1 --out target/bench-smoke
+
+# betrace discover: throughput on W1 (one core, every core) and growth with span names
+# and keys (BENCHMARKS.md, "discover"); a few minutes.
+bench-discover: build
+	python3 bench/discover.py
 
 # The index alone (also the end of `make bench`): ten times W1, indexed against plain replay.
 bench-index: build

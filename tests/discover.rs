@@ -632,3 +632,25 @@ proptest::proptest! {
         proptest::prop_assert!(broken.is_subset(&named), "{:?} not all named in {:?}", broken, named);
     }
 }
+
+#[test]
+fn an_index_beside_the_inputs_changes_nothing() {
+    let p = planted(19);
+    let scratch = common::tmp("discover-index");
+    write_corpus(&scratch, &p.corpus, 200);
+    let (plain, _) = discover(&[&scratch], 20, 0.95);
+    let out = Command::new(env!("CARGO_BIN_EXE_betrace"))
+        .arg("index")
+        .arg(&*scratch)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let indexed: Vec<_> = std::fs::read_dir(&*scratch)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().to_string_lossy().ends_with(".betrace-idx"))
+        .collect();
+    assert!(!indexed.is_empty());
+    let (with_index, summary) = discover(&[&scratch], 20, 0.95);
+    assert_eq!(summary.traces_mined, 2_000);
+    assert_eq!(render::jsonl(&plain), render::jsonl(&with_index));
+}

@@ -171,10 +171,12 @@ pub fn run(
     let started = Instant::now();
     let spool = Spool::new(opts.read.spill_dir.as_deref())?;
     let inputs = spool.rereadable(&replay::input::expand(&opts.read.inputs)?)?;
+    // Mining reads every trace: an index only helps judging, which knows its span names.
     let mut read = replay::Options {
         inputs,
         evidence: false,
         observe: None,
+        no_index: true,
         ..opts.read.clone()
     };
     let mut steps = Vec::new();
@@ -242,7 +244,7 @@ pub fn run(
     summary.implied += implied_early;
     // Judge.
     let cands = loadable(cands, on_note);
-    let judged = judge(&cands, &read, opts.read.to, split, progress)?;
+    let judged = judge(&cands, &read, opts.read.to, split, opts.read.no_index, progress)?;
     lap("judging", &mut steps);
     // Prune and rank.
     let mut found = Vec::new();
@@ -567,6 +569,7 @@ fn judge(
     read: &replay::Options,
     to: Option<u64>,
     split: Option<u64>,
+    no_index: bool,
     progress: &Progress,
 ) -> Result<Vec<Judged>, BadRecord> {
     let mut out: Vec<Judged> = cands.iter().map(|_| Judged::default()).collect();
@@ -608,6 +611,7 @@ fn judge(
         let opts = replay::Options {
             from,
             to,
+            no_index,
             observe: Some(Observe(Arc::new(move || {
                 let (b, w) = (b.clone(), w.clone());
                 Box::new(move |t: &Trace, js: &[Judgement]| keep_examples(t, js, &b, &w))
