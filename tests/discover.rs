@@ -644,13 +644,95 @@ fn an_index_beside_the_inputs_changes_nothing() {
         .arg(&*scratch)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let indexed: Vec<_> = std::fs::read_dir(&*scratch)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().to_string_lossy().ends_with(".betrace-idx"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with(".betrace-idx")
+        })
         .collect();
     assert!(!indexed.is_empty());
     let (with_index, summary) = discover(&[&scratch], 20, 0.95);
     assert_eq!(summary.traces_mined, 2_000);
     assert_eq!(render::jsonl(&plain), render::jsonl(&with_index));
+}
+
+#[test]
+fn the_report_as_a_browser_shows_it() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/traces");
+    let scratch = common::tmp("discover-report");
+    let report = scratch.join("candidates.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_betrace"))
+        .args(["discover", "--format", "jsonl", "--report"])
+        .arg(&report)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    let html = std::fs::read_to_string(&report).unwrap();
+    for outside in ["src=", "href=\"http", "@import", "url(", "<script", "<link"] {
+        assert!(!html.contains(outside), "the page refers to {outside}");
+    }
+    let browser = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(browser) = browser else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install Debian's chromium (.ci/run does)"
+        );
+        eprintln!("skipped: no chromium to render the report");
+        return;
+    };
+    let dom = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            scratch.join("profile").display()
+        ))
+        .args(["--dump-dom", &format!("file://{}", report.display())])
+        .output()
+        .expect("run chromium");
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let rendered = String::from_utf8_lossy(&dom.stdout);
+    let text = rendered
+        .replace("&gt;", ">")
+        .replace("&lt;", "<")
+        .replace("&quot;", "\"");
+    // The first candidate, its condition, and the trace that broke it, as the page shows them.
+    assert!(text.contains("Candidate invariants"));
+    assert!(
+        text.contains(first["condition"].as_str().unwrap()),
+        "{}",
+        first["condition"]
+    );
+    let exception = first["exceptions"][0]
+        .as_str()
+        .expect("the first candidate is a near-invariant");
+    assert!(text.contains(exception));
+    assert!(rendered.contains(&format!("id=\"c-{}\"", first["id"].as_str().unwrap())));
 }

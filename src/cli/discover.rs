@@ -66,6 +66,10 @@ pub struct Args {
     /// Write the candidates here instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<String>,
+    /// Also write the candidates, their exceptions and examples as one self-contained HTML
+    /// page here, for a team to review together.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<String>,
     /// Mine only traces whose first span starts at or after this time (RFC 3339 or a date).
     #[arg(long, value_name = "TIME")]
     pub from: Option<String>,
@@ -225,6 +229,23 @@ pub fn run(args: &Args) -> u8 {
     };
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     say(&summary_text(&found, &summary));
+    if let Some(path) = &args.report {
+        let page = super::candidates::render(
+            &found,
+            &summary,
+            &super::candidates::Run {
+                source: &args.inputs.join(", "),
+                generated: &rfc3339(now_unix_nano()),
+            },
+        );
+        if let Err(e) = std::fs::write(path, page) {
+            return usage(&format!(
+                "writing the report {}: {}",
+                escape(path),
+                escape(&e.to_string())
+            ));
+        }
+    }
     if summary.read.had_bad_input() {
         USAGE
     } else {

@@ -2,6 +2,7 @@
 //! 0 success, 1 invalid rules or failed examples or (on request) violations, 2 usage or
 //! unreadable input.
 
+pub mod candidates;
 pub mod check;
 pub mod discover;
 pub mod explain;

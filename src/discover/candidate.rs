@@ -201,7 +201,7 @@ pub fn generate(
                 Family::Existence,
                 Claim::Exists(a.clone(), b.clone()),
                 format!("when {{ {sa} }} always {{ {sb} }}"),
-                format!("a trace with {a} has a {b}"),
+                format!("a trace with {a} has {}", an(&b)),
                 pb,
                 None,
                 (na.traces, p.co),
@@ -229,8 +229,9 @@ pub fn generate(
                         format_duration(d as i64)
                     ),
                     format!(
-                        "each {b} comes at most {} after an {a}",
-                        format_duration(d as i64)
+                        "each {b} comes at most {} after {}",
+                        format_duration(d as i64),
+                        an(&a)
                     ),
                     pa,
                     Some(format!(
@@ -248,7 +249,7 @@ pub fn generate(
                 Family::Response,
                 Claim::Response(a.clone(), b.clone()),
                 format!("when {{ {sa} as $a }} always {{ {sb} after $a }}"),
-                format!("each {a} is followed by a {b}"),
+                format!("each {a} is followed by {}", an(&b)),
                 pb,
                 None,
                 (na.traces, p.response),
@@ -259,7 +260,7 @@ pub fn generate(
                     Family::Response,
                     Claim::ResponseUntil(a.clone(), b.clone()),
                     format!("when {{ {sa} as $a }} always {{ {sb} after $a until {sa} }}"),
-                    format!("each {a} is followed by a {b} before the next {a}"),
+                    format!("each {a} is followed by {} before the next {a}", an(&b)),
                     pb,
                     None,
                     (na.traces, p.response_until),
@@ -271,7 +272,7 @@ pub fn generate(
                     Family::Partner,
                     Claim::OwnAfter(a.clone(), b.clone()),
                     format!("when {{ {sa} as $a }} always {{ own {sb} after $a }}"),
-                    format!("each {a} is followed by a {b} of its own"),
+                    format!("each {a} is followed by {} of its own", an(&b)),
                     pb,
                     None,
                     (na.traces, p.own_after),
@@ -288,7 +289,8 @@ pub fn generate(
                         format_duration(d as i64)
                     ),
                     format!(
-                        "each {a} is followed by a {b} within {}",
+                        "each {a} is followed by {} within {}",
+                        an(&b),
                         format_duration(d as i64)
                     ),
                     pb,
@@ -307,7 +309,7 @@ pub fn generate(
                 Family::Partner,
                 Claim::OwnBefore(a.clone(), b.clone()),
                 format!("when {{ {sa} as $a }} always {{ own {sb} before $a }}"),
-                format!("each {a} has a {b} of its own before it"),
+                format!("each {a} has {} of its own before it", an(&b)),
                 pb,
                 None,
                 (na.traces, p.own_before),
@@ -319,7 +321,7 @@ pub fn generate(
                 Family::Structure,
                 Claim::ChildOf(b.clone(), a.clone()),
                 format!("when {{ {sb} }} always {{ {sb} child_of {sa} }}"),
-                format!("every {b} is a child of a {a}"),
+                format!("every {b} is a child of {}", an(&a)),
                 pa,
                 None,
                 (nb.traces, p.child_of),
@@ -333,7 +335,7 @@ pub fn generate(
                 Family::Structure,
                 Claim::Within(b.clone(), a.clone()),
                 format!("when {{ {sb} }} always {{ {sb} within {sa} }}"),
-                format!("every {b} runs inside a {a}"),
+                format!("every {b} runs inside {}", an(&a)),
                 pa,
                 None,
                 (nb.traces, p.within),
@@ -368,7 +370,7 @@ pub fn generate(
             family: Family::Agreement,
             claim: Claim::Agree(a.clone(), b.clone(), key.clone()),
             condition: format!("when {{ {sa} as $a }} always {{ {sb}.where({sk} == $a.{sk}) }}"),
-            name: format!("each {a} has a {b} with the same {key}"),
+            name: format!("each {a} has {} with the same {key}", an(&b)),
             names: vec![a.clone(), b.clone()],
             keys: vec![key.clone()],
             chance,
@@ -387,7 +389,7 @@ pub fn generate(
                 condition: format!(
                     "when {{ {sa} as $a }} always {{ {sb}.where({sk} == $a.{sk}) after $a }}"
                 ),
-                name: format!("each {a} is followed by a {b} with the same {key}"),
+                name: format!("each {a} is followed by {} with the same {key}", an(&b)),
                 names: vec![a, b],
                 keys: vec![key],
                 chance,
@@ -447,6 +449,15 @@ pub fn generate(
     }
     name_ids(&mut out);
     out
+}
+
+/// A name with its article, for a candidate's human name ("an audit.log").
+fn an(name: &str) -> String {
+    let vowel = name
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouAEIOU".contains(c));
+    format!("{} {name}", if vowel { "an" } else { "a" })
 }
 
 /// Gives each candidate a rule id: its template and names, made unique.

@@ -244,7 +244,14 @@ pub fn run(
     summary.implied += implied_early;
     // Judge.
     let cands = loadable(cands, on_note);
-    let judged = judge(&cands, &read, opts.read.to, split, opts.read.no_index, progress)?;
+    let judged = judge(
+        &cands,
+        &read,
+        opts.read.to,
+        split,
+        opts.read.no_index,
+        progress,
+    )?;
     lap("judging", &mut steps);
     // Prune and rank.
     let mut found = Vec::new();
