@@ -343,6 +343,7 @@ fn from_files(
         spill_dir: args.spill_dir.clone(),
         no_index: args.no_index,
         observe: None,
+        signals_per_rule: None,
     };
     let total_bytes: u64 = args
         .inputs

@@ -619,6 +619,7 @@ fn judge(
             from,
             to,
             no_index,
+            signals_per_rule: Some(EXCEPTIONS),
             observe: Some(Observe(Arc::new(move || {
                 let (b, w) = (b.clone(), w.clone());
                 Box::new(move |t: &Trace, js: &[Judgement]| keep_examples(t, js, &b, &w))

@@ -76,6 +76,65 @@ pub struct Options {
     /// Makes an observer for each engine judging ([`crate::engine::Engine::with_observer`]):
     /// `betrace discover` sees every complete trace through it.
     pub observe: Option<Observe>,
+    /// Keep only each rule's first N signals (in the order they are reported): what
+    /// `betrace discover` names as exceptions, in memory bounded whatever the input. The
+    /// counts still count every one.
+    pub signals_per_rule: Option<usize>,
+}
+
+/// Signals a judging thread holds until the end, bounded by
+/// [`Options::signals_per_rule`] when it is set.
+pub(crate) struct Held {
+    list: Vec<Signal>,
+    per_rule: Option<usize>,
+    prune_at: usize,
+}
+
+/// Signals held before the first pruning (then twice what the last one kept).
+const PRUNE_AT: usize = 1 << 16;
+
+impl Held {
+    /// Nothing held yet.
+    pub(crate) fn new(per_rule: Option<usize>) -> Held {
+        Held {
+            list: Vec::new(),
+            per_rule,
+            prune_at: PRUNE_AT,
+        }
+    }
+
+    /// Holds more signals; prunes to each rule's first N when they grow past the bound.
+    pub(crate) fn extend(&mut self, signals: Vec<Signal>) {
+        self.list.extend(signals);
+        let Some(n) = self.per_rule else {
+            return;
+        };
+        if self.list.len() < self.prune_at {
+            return;
+        }
+        self.list.sort_by(|a, b| {
+            (&a.rule_id, a.time_unix_nano, a.trace_id).cmp(&(
+                &b.rule_id,
+                b.time_unix_nano,
+                b.trace_id,
+            ))
+        });
+        let (mut rule, mut kept): (Option<String>, usize) = (None, 0);
+        self.list.retain(|s| {
+            if rule.as_deref() != Some(s.rule_id.as_str()) {
+                rule = Some(s.rule_id.clone());
+                kept = 0;
+            }
+            kept += 1;
+            kept <= n
+        });
+        self.prune_at = PRUNE_AT.max(2 * self.list.len());
+    }
+
+    /// What is held.
+    pub(crate) fn into_vec(self) -> Vec<Signal> {
+        self.list
+    }
 }
 
 /// Makes one [`Observer`] per judging engine (each judging thread has its own, so an
@@ -421,6 +480,14 @@ pub fn run(
     signals.sort_by(|a, b| {
         (a.time_unix_nano, a.trace_id, &a.rule_id).cmp(&(b.time_unix_nano, b.trace_id, &b.rule_id))
     });
+    if let Some(n) = opts.signals_per_rule {
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        signals.retain(|s| {
+            let k = seen.entry(s.rule_id.clone()).or_default();
+            *k += 1;
+            *k <= n
+        });
+    }
     for s in signals {
         progress.signals.fetch_add(1, Relaxed);
         on_signal(s);

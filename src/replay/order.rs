@@ -18,7 +18,8 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use super::{
-    next_message, spawn_reader, Counts, Ctx, Judged, Location, Message, Stamp, MAX_OPEN_INPUTS,
+    next_message, spawn_reader, Counts, Ctx, Held, Judged, Location, Message, Stamp,
+    MAX_OPEN_INPUTS,
 };
 use crate::otlp::Batch;
 use crate::trace::projected::Trace;
@@ -189,7 +190,7 @@ fn judge_thread(ctx: &Ctx<'_>, rx: Receiver<Dealt>, stop: &Stop) -> Judged {
     let engine = ctx.engine();
     let (max_spans, max_traces) = ctx.share();
     let mut window = Window::default();
-    let mut signals = Vec::new();
+    let mut signals = Held::new(ctx.opts.signals_per_rule);
     let mut judged = Judged::default();
     for dealt in rx {
         if stop.stopped.load(Relaxed) {
@@ -241,7 +242,7 @@ fn judge_thread(ctx: &Ctx<'_>, rx: Receiver<Dealt>, stop: &Stop) -> Judged {
     }
     signals.extend(engine.ingest_each(window.drain()));
     signals.extend(engine.shutdown());
-    judged.add(&engine, signals);
+    judged.add(&engine, signals.into_vec());
     judged
 }
 

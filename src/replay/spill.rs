@@ -21,7 +21,7 @@ use prost::Message as _;
 use super::input::Counting;
 use super::order::Key;
 use super::{
-    next_message, spawn_reader, BadRecord, Counts, Ctx, Judged, Location, Message, Spilled,
+    next_message, spawn_reader, BadRecord, Counts, Ctx, Held, Judged, Location, Message, Spilled,
 };
 use crate::trace::projected::Trace;
 use crate::trace::TraceId;
@@ -373,7 +373,7 @@ fn judge_partition(ctx: &Ctx<'_>, frags: Vec<Trace>, judged: &mut Judged) {
         .collect();
     keyed.sort_by_key(|k| k.0);
     let engine = ctx.engine();
-    let mut signals = Vec::new();
+    let mut signals = Held::new(ctx.opts.signals_per_rule);
     let mut it = keyed.into_iter().peekable();
     while it.peek().is_some() {
         let chunk: Vec<(Trace, u64)> = it.by_ref().take(4096).map(|(k, f)| (f, k.time)).collect();
@@ -383,5 +383,5 @@ fn judge_partition(ctx: &Ctx<'_>, frags: Vec<Trace>, judged: &mut Judged) {
         signals.extend(engine.tick(clock.saturating_sub(1)));
     }
     signals.extend(engine.shutdown());
-    judged.add(&engine, signals);
+    judged.add(&engine, signals.into_vec());
 }
