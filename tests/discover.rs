@@ -16,6 +16,7 @@ use betrace::RuleSet;
 use betrace_corpus::{Compression, Corpus, Format, GenTrace, BASE_TIME};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
+use serde_json::json;
 
 use common::Rng;
 
@@ -735,4 +736,218 @@ fn the_report_as_a_browser_shows_it() {
         .expect("the first candidate is a near-invariant");
     assert!(text.contains(exception));
     assert!(rendered.contains(&format!("id=\"c-{}\"", first["id"].as_str().unwrap())));
+}
+
+// ------------------------------------------------------------------ hostile input
+
+/// One OTLP/JSON line: spans (trace, span, parent, name, start ns, attributes) under a
+/// resource with these attributes.
+fn json_line(
+    resource: &[(&str, serde_json::Value)],
+    spans: &[(
+        u64,
+        u64,
+        Option<u64>,
+        &str,
+        u64,
+        Vec<(&str, serde_json::Value)>,
+    )],
+) -> String {
+    let attrs = |kv: &[(&str, serde_json::Value)]| -> Vec<serde_json::Value> {
+        kv.iter()
+            .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+            .collect()
+    };
+    let spans: Vec<serde_json::Value> = spans
+        .iter()
+        .map(|(t, s, p, name, start, kv)| {
+            let mut o = serde_json::json!({
+                "traceId": format!("{:032x}", t + 1),
+                "spanId": format!("{:016x}", s + 1),
+                "name": name,
+                "startTimeUnixNano": start.to_string(),
+                "endTimeUnixNano": (start + 1_000).to_string(),
+                "attributes": attrs(kv),
+            });
+            if let Some(p) = p {
+                o["parentSpanId"] = serde_json::json!(format!("{:016x}", p + 1));
+            }
+            o
+        })
+        .collect();
+    serde_json::json!({"resourceSpans": [{"resource": {"attributes": attrs(resource)}, "scopeSpans": [{"spans": spans}]}]}).to_string()
+}
+
+/// Runs the binary; (exit code, stdout, stderr).
+fn betrace(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_betrace"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn deep_traces_give_a_rule_file_that_loads_and_passes() {
+    // Chains 20,000 deep alternating two names: the examples must neither overflow the
+    // stack nor nest deeper than a rule file can.
+    let scratch = common::tmp("discover-deep");
+    let mut lines = Vec::new();
+    const B: u64 = 1_700_000_000_000_000_000;
+    for t in 0..3u64 {
+        let b = B + t * 10_000_000_000;
+        let mut spans = vec![(t, 0, None, "R", b, vec![])];
+        for i in 1..20_000u64 {
+            spans.push((
+                t,
+                i,
+                Some(i - 1),
+                if i % 2 == 1 { "A" } else { "B" },
+                b + i * 100,
+                vec![],
+            ));
+        }
+        lines.push(json_line(&[], &spans));
+    }
+    // …and 30 shallow traces with the same names.
+    for t in 3..33u64 {
+        let b = B + t * 10_000_000_000;
+        lines.push(json_line(
+            &[],
+            &[
+                (t, 0, None, "R", b, vec![]),
+                (t, 1, Some(0), "A", b + 100, vec![]),
+                (t, 2, Some(1), "B", b + 200, vec![]),
+            ],
+        ));
+    }
+    std::fs::write(scratch.join("deep.json"), lines.join("\n") + "\n").unwrap();
+    let (code, out, err) = betrace(
+        &[
+            "discover",
+            "--min-support",
+            "3",
+            "-o",
+            "found.yaml",
+            "deep.json",
+        ],
+        &scratch,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty());
+    let (code, _, err) = betrace(&["test", "found.yaml"], &scratch);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn examples_read_values_as_the_condition_does_or_are_left_out() {
+    // A key read from the resource when the span lacks it, and values a compact trace
+    // cannot hold (an array, NaN): the examples still pass, or there is none.
+    let scratch = common::tmp("discover-values");
+    const B: u64 = 1_700_000_000_000_000_000;
+    let s = |v: &str| serde_json::json!({"stringValue": v});
+    let mut lines = Vec::new();
+    for t in 0..40u64 {
+        let b = B + t * 10_000_000_000;
+        let id = s(&format!("id{t}"));
+        lines.push(json_line(
+            &[],
+            &[
+                (t, 0, None, "root", b, vec![]),
+                (t, 1, Some(0), "pay", b + 10, vec![("k", id.clone())]),
+                (t, 2, Some(0), "pay", b + 20, vec![("k", id)]),
+                (t, 3, Some(0), "filler", b + 30, vec![]),
+            ],
+        ));
+    }
+    let b = B + 50 * 10_000_000_000;
+    lines.push(
+        json!({"resourceSpans": [
+            serde_json::from_str::<serde_json::Value>(&json_line(&[], &[(50, 0, None, "root", b, vec![]), (50, 1, Some(0), "pay", b + 10, vec![("k", s("x"))])])).unwrap()["resourceSpans"][0].clone(),
+            serde_json::from_str::<serde_json::Value>(&json_line(&[("k", s("y"))], &[(50, 2, Some(0), "pay", b + 20, vec![])])).unwrap()["resourceSpans"][0].clone(),
+        ]})
+        .to_string(),
+    );
+    for (t, v) in [
+        (
+            51u64,
+            serde_json::json!({"arrayValue": {"values": [{"intValue": "1"}]}}),
+        ),
+        (52, serde_json::json!({"doubleValue": "NaN"})),
+    ] {
+        let b = B + t * 10_000_000_000;
+        lines.push(json_line(
+            &[],
+            &[
+                (t, 0, None, "root", b, vec![]),
+                (t, 1, Some(0), "pay", b + 10, vec![("k", v.clone())]),
+                (t, 2, Some(0), "pay", b + 20, vec![("k", v)]),
+            ],
+        ));
+    }
+    std::fs::write(scratch.join("values.json"), lines.join("\n") + "\n").unwrap();
+    let (code, _, err) = betrace(
+        &[
+            "discover",
+            "--min-support",
+            "5",
+            "--top",
+            "0",
+            "-o",
+            "found.yaml",
+            "values.json",
+        ],
+        &scratch,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = betrace(&["test", "found.yaml"], &scratch);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(std::fs::read_to_string(scratch.join("found.yaml"))
+        .unwrap()
+        .contains("distinct(pay, k) == 1"));
+}
+
+#[test]
+fn outputs_never_overwrite_inputs_and_write_errors_are_reported() {
+    let scratch = common::tmp("discover-outputs");
+    let p = planted(23);
+    let files = write_corpus(&scratch, &p.corpus, 200);
+    let first = files[0].to_string_lossy().into_owned();
+    let before = std::fs::read(&files[0]).unwrap();
+    let (code, _, err) = betrace(&["discover", "-o", &first, &first], &scratch);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--output"), "{err}");
+    assert_eq!(
+        std::fs::read(&files[0]).unwrap(),
+        before,
+        "the input was overwritten"
+    );
+    if Path::new("/dev/full").exists() {
+        let (code, _, err) = betrace(&["discover", "-o", "/dev/full", &first], &scratch);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("/dev/full"), "{err}");
+    }
+    // A bad record on standard input is named `-`, not a temporary copy.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_betrace"))
+        .args(["discover", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&before).unwrap();
+        stdin.write_all(b"{\"resourceSpans\": [trunc\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("error: -:"), "{err}");
 }

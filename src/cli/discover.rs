@@ -9,7 +9,7 @@ use betrace::engine::signal::{now_unix_nano, parse_time, rfc3339};
 use betrace::replay::{self, Limits, Progress};
 
 use super::replay::{dir_size, duration, end_of, progress_bar, MILLISECOND, MONTH};
-use super::{load_rules, say, OK, USAGE};
+use super::{load_rules, paths, say, OK, USAGE};
 use betrace::diagnostic::terminal::escape;
 
 /// Find the invariants nobody wrote down: mine stored traces for candidate rules in
@@ -161,12 +161,23 @@ pub fn run(args: &Args) -> u8 {
             Err(_) => return USAGE,
         }
     };
+    // No output may name a file the run reads (fail now, not after a long run).
+    let outputs: Vec<(&str, &str)> = (args.output.iter().map(|p| ("--output", p.as_str())))
+        .chain(args.report.iter().map(|p| ("--report", p.as_str())))
+        .collect();
+    let rule_files: Vec<&str> = known
+        .iter()
+        .flat_map(|k| k.files().iter().map(|f| f.name.as_str()))
+        .collect();
+    if let Err(message) = paths::check_outputs(&outputs, &args.inputs, &rule_files) {
+        return usage(&message);
+    }
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Box::new(std::io::BufWriter::new(f)),
             Err(e) => {
                 return usage(&format!(
-                    "cannot write {}: {}",
+                    "--output {}: {}",
                     escape(path),
                     escape(&e.to_string())
                 ))
@@ -227,8 +238,16 @@ pub fn run(args: &Args) -> u8 {
         Format::Jsonl => render::jsonl(&found),
         Format::Table => render::table(&found),
     };
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     say(&summary_text(&found, &summary));
+    // A closed standard output (`| head`) is no error; a file that cannot be written is.
+    if let (Some(path), Err(e)) = (&args.output, written) {
+        return usage(&format!(
+            "writing {}: {}",
+            escape(path),
+            escape(&e.to_string())
+        ));
+    }
     if let Some(path) = &args.report {
         let page = super::candidates::render(
             &found,
@@ -298,7 +317,7 @@ fn summary_text(found: &[Found], s: &Summary) -> String {
         if s.keys.is_empty() {
             "none".into()
         } else {
-            s.keys.join(", ")
+            escape(&s.keys.join(", ")).into_owned()
         }
     );
     t += &format!("  {}\n", discover::candidate::BOUND_RULE);

@@ -158,7 +158,9 @@ pub fn generate(
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
     let traces = m.traces.max(1) as f64;
-    let frequent = |n: NameId| m.name_stats(n).traces >= min_support;
+    // A name the language cannot write (a line break: quoted strings hold none) is never
+    // in a candidate.
+    let frequent = |n: NameId| m.name_stats(n).traces >= min_support && writable(m.name(n));
     // The entry point of (nearly) every trace: everything happens in a trace with it and
     // after it, which the span tree alone says.
     let everywhere = |n: NameId| m.name_stats(n).root as f64 >= 0.99 * traces;
@@ -353,7 +355,11 @@ pub fn generate(
         let (Some(ka), Some(kb)) = (m.key_stats(ai, k), m.key_stats(bi, k)) else {
             continue;
         };
-        if !frequent(ai) || !ka.values.varies() || !ok(na.traces, held) {
+        if !frequent(ai)
+            || !ka.values.varies()
+            || !ok(na.traces, held)
+            || !writable(projection.key_name(k))
+        {
             continue;
         }
         let (a, b, key) = (
@@ -402,7 +408,12 @@ pub fn generate(
     keys.sort_by(|x, y| (m.name(x.0 .0), x.0 .1).cmp(&(m.name(y.0 .0), y.0 .1)));
     for (&(ai, k), ks) in keys {
         let na = m.name_stats(ai);
-        if na.multi < min_support || !ks.values.varies() || !ok(na.multi, ks.same) {
+        if na.multi < min_support
+            || !ks.values.varies()
+            || !ok(na.multi, ks.same)
+            || !writable(m.name(ai))
+            || !writable(projection.key_name(k))
+        {
             continue;
         }
         let (a, key) = (m.name(ai).to_string(), projection.key_name(k).to_string());
@@ -449,6 +460,11 @@ pub fn generate(
     }
     name_ids(&mut out);
     out
+}
+
+/// Whether a name or key can be written in a condition.
+fn writable(s: &str) -> bool {
+    !s.contains('\n')
 }
 
 /// A name with its article, for a candidate's human name ("an audit.log").

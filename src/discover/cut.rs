@@ -2,22 +2,40 @@
 //! compact trace (docs/language.md, "Compact traces") that `betrace test` judges as the
 //! engine judged the trace.
 //!
-//! Kept: the spans the candidate names, the root, and the direct parent of each named span
-//! (so that `child_of` reads the same); each kept span hangs from its nearest kept
-//! ancestor, so `within` reads the same; starts are exact offsets; the attributes kept are
-//! the candidate's keys; span ids are written when two named spans start together (the
-//! language breaks such ties by span id).
+//! Kept: the spans the candidate names and the root. A candidate about the tree (`child_of`,
+//! `within`) also keeps the direct parent of each named span, and each kept span hangs
+//! from its nearest kept ancestor, so that both read the same; any other candidate reads no
+//! parent, and its spans hang from the root. Starts are exact offsets; the attributes kept
+//! are the candidate's keys, read as the condition reads them (the span's, else its
+//! resource's); span ids are written when two named spans start together (the language
+//! breaks such ties by span id).
+//!
+//! A trace whose cut cannot be written exactly gives no example: a value a compact trace
+//! cannot hold (an array, bytes, NaN), an offset beyond 292 years, more than
+//! [`MAX_SPANS`] spans, or (for the tree) kept spans nested deeper than [`MAX_DEPTH`].
 
 use std::fmt::Write;
 
 use crate::lang::value::ValueRef;
 use crate::trace::projected::{KeyId, Trace};
 
+/// Most spans an example keeps.
+pub const MAX_SPANS: usize = 200;
+/// Most levels an example nests (a rule file nests at most 64 YAML levels; each span is
+/// two).
+pub const MAX_DEPTH: usize = 20;
+
 /// A trace's tree, read once for all the candidates judged on it.
 pub struct Tree<'t> {
     t: &'t Trace,
     parent: Vec<Option<usize>>,
     root: Option<usize>,
+}
+
+/// What a cut keeps.
+struct Kept {
+    keep: Vec<bool>,
+    named: Vec<bool>,
 }
 
 impl<'t> Tree<'t> {
@@ -48,8 +66,8 @@ impl<'t> Tree<'t> {
         }
     }
 
-    /// Which spans a cut for span names `names` keeps, and which it names.
-    fn keep(&self, names: &[String]) -> (Vec<bool>, Vec<bool>) {
+    /// Which spans a cut for span names `names` keeps (with their parents when `tree`).
+    fn keep(&self, names: &[String], tree: bool) -> Kept {
         let t = self.t;
         let named: Vec<bool> = t
             .spans
@@ -63,48 +81,57 @@ impl<'t> Tree<'t> {
         if let Some(r) = self.root {
             keep[r] = true;
         }
-        for (i, n) in named.iter().enumerate() {
-            if let (true, Some(p)) = (n, self.parent[i]) {
-                keep[p] = true;
+        if tree {
+            for (i, n) in named.iter().enumerate() {
+                if let (true, Some(p)) = (n, self.parent[i]) {
+                    keep[p] = true;
+                }
             }
         }
-        (keep, named)
+        Kept { keep, named }
     }
 
     /// How many spans a cut for `names` keeps.
-    pub fn kept(&self, names: &[String]) -> usize {
-        self.keep(names).0.iter().filter(|k| **k).count()
+    pub fn kept(&self, names: &[String], tree: bool) -> usize {
+        self.keep(names, tree).keep.iter().filter(|k| **k).count()
     }
 
-    /// The cut for span names `names` and attributes `keys`, as YAML list items indented
-    /// by `indent` spaces.
-    pub fn cut(&self, names: &[String], keys: &[KeyId], indent: usize) -> String {
+    /// The cut for span names `names` and attributes `keys` (with the tree between them
+    /// when `tree`), as YAML list items indented by `indent` spaces; `None` when it cannot
+    /// be written exactly.
+    pub fn cut(
+        &self,
+        names: &[String],
+        keys: &[KeyId],
+        tree: bool,
+        indent: usize,
+    ) -> Option<String> {
         let t = self.t;
         let n = t.spans.len();
-        let (keep, named) = self.keep(names);
-        // Nearest kept ancestor of each kept span.
-        let up = |i: usize| -> Option<usize> {
-            let mut at = self.parent[i];
-            let mut steps = 0;
-            while let Some(p) = at {
-                if keep[p] || steps > n {
-                    return keep[p].then_some(p);
-                }
-                at = self.parent[p];
-                steps += 1;
-            }
-            None
+        let Kept { keep, named } = self.keep(names, tree);
+        if keep.iter().filter(|k| **k).count() > MAX_SPANS {
+            return None;
+        }
+        let up = if tree {
+            self.nearest_kept(&keep)
+        } else {
+            (0..n)
+                .map(|i| self.root.filter(|&r| r != i && keep[i]))
+                .collect()
         };
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut roots = Vec::new();
         for i in (0..n).filter(|&i| keep[i]) {
-            match up(i) {
+            match up[i] {
                 Some(p) => children[p].push(i),
                 None => roots.push(i),
             }
         }
         let start = |i: usize| t.spans[i].start_unix_nano;
         let t0 = (0..n).filter(|&i| keep[i]).map(start).min().unwrap_or(0);
+        if (0..n).any(|i| keep[i] && start(i) - t0 > i64::MAX as u64) {
+            return None;
+        }
         let mut starts: Vec<u64> = (0..n).filter(|&i| named[i]).map(start).collect();
         starts.sort_unstable();
         let ties = starts.windows(2).any(|w| w[0] == w[1]);
@@ -113,7 +140,6 @@ impl<'t> Tree<'t> {
             order(c);
         }
         order(&mut roots);
-        let mut out = String::new();
         let w = Writer {
             t,
             keys,
@@ -121,10 +147,48 @@ impl<'t> Tree<'t> {
             ties,
             children: &children,
         };
-        for r in roots {
-            w.span(&mut out, r, indent);
+        let mut out = String::new();
+        // Depth first, without recursion: (span, its depth).
+        let mut stack: Vec<(usize, usize)> = roots.iter().rev().map(|&r| (r, 0)).collect();
+        while let Some((i, depth)) = stack.pop() {
+            if depth >= MAX_DEPTH {
+                return None;
+            }
+            w.span(&mut out, i, indent + 4 * depth)?;
+            stack.extend(children[i].iter().rev().map(|&c| (c, depth + 1)));
         }
-        out
+        Some(out)
+    }
+
+    /// Per span, its nearest kept ancestor: each chain walked once.
+    fn nearest_kept(&self, keep: &[bool]) -> Vec<Option<usize>> {
+        let n = keep.len();
+        let mut memo: Vec<Option<Option<usize>>> = vec![None; n];
+        for i in 0..n {
+            let mut path = Vec::new();
+            let mut at = self.parent[i];
+            let answer = loop {
+                match at {
+                    None => break None,
+                    Some(p) if keep[p] => break Some(p),
+                    Some(p) => {
+                        if let Some(known) = memo[p] {
+                            break known;
+                        }
+                        if path.len() > n {
+                            break None;
+                        }
+                        path.push(p);
+                        at = self.parent[p];
+                    }
+                }
+            };
+            for p in path {
+                memo[p] = Some(answer);
+            }
+            memo[i] = Some(answer);
+        }
+        memo.into_iter().map(Option::flatten).collect()
     }
 }
 
@@ -137,7 +201,8 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn span(&self, out: &mut String, i: usize, indent: usize) {
+    /// Writes one span's lines (not its children); `None` when a value cannot be written.
+    fn span(&self, out: &mut String, i: usize, indent: usize) -> Option<()> {
         let s = &self.t.spans[i];
         let pad = " ".repeat(indent);
         let _ = writeln!(out, "{pad}- name: {}", json(self.t.name(s)));
@@ -145,23 +210,24 @@ impl Writer<'_> {
         if self.ties {
             let _ = writeln!(out, "{pad}  span_id: \"{}\"", s.span_id);
         }
-        let attrs: Vec<String> = self
-            .keys
-            .iter()
-            .filter_map(|&k| {
-                let v = value(self.t.attr(s, k)?)?;
-                Some(format!("{}: {v}", json(self.t.projection().key_name(k))))
-            })
-            .collect();
+        let mut attrs = Vec::new();
+        for &k in self.keys {
+            let key = self.t.projection().key_name(k);
+            // As a bare key reads it: the span's attribute, else its resource's.
+            let Some(v) = self.t.attr(s, k).or_else(|| {
+                crate::trace::lookup(&self.t.resource_of(s).attributes, key).map(Into::into)
+            }) else {
+                continue;
+            };
+            attrs.push(format!("{}: {}", json(key), value(v)?));
+        }
         if !attrs.is_empty() {
             let _ = writeln!(out, "{pad}  attributes: {{ {} }}", attrs.join(", "));
         }
         if !self.children[i].is_empty() {
             let _ = writeln!(out, "{pad}  children:");
-            for &c in &self.children[i] {
-                self.span(out, c, indent + 4);
-            }
         }
+        Some(())
     }
 }
 

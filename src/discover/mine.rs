@@ -17,8 +17,9 @@ use super::stats::{Histogram, Sketch};
 /// foldhash: several lookups per pair of names of every trace mined.
 type HashMap<K, V> = StdMap<K, V, foldhash::fast::RandomState>;
 
-/// Most distinct span names of one trace whose pairs are mined (the rest of the trace's
-/// names still count on their own); a trace with more is counted in [`Miner::capped`].
+/// Most distinct span names of one trace whose pairs are mined (the first in text order;
+/// the rest of the trace's names still count on their own); a trace with more is counted
+/// in [`Miner::capped`].
 pub const MAX_NAMES_PER_TRACE: usize = 256;
 /// Most pairs of names tracked; pairs first met beyond it are counted in
 /// [`Miner::pairs_dropped`], not tracked.
@@ -202,14 +203,16 @@ impl Miner {
             self.per_name[a.groups[a.group_of[r]].0 as usize].root += 1;
         }
         let (parents, ancestors) = tree(t, &a);
-        let paired = if a.groups.len() > MAX_NAMES_PER_TRACE {
+        // The groups paired: all, or the first names in text order (whatever the order
+        // of the spans or of the miner's ids).
+        let mut paired: Vec<usize> = (0..a.groups.len()).collect();
+        if paired.len() > MAX_NAMES_PER_TRACE {
             self.capped += 1;
-            MAX_NAMES_PER_TRACE
-        } else {
-            a.groups.len()
-        };
-        for ga in 0..paired {
-            for gb in 0..paired {
+            paired.sort_by(|&x, &y| self.name(a.groups[x].0).cmp(self.name(a.groups[y].0)));
+            paired.truncate(MAX_NAMES_PER_TRACE);
+        }
+        for &ga in &paired {
+            for &gb in &paired {
                 if ga != gb {
                     self.pair(&a, ga, gb, &parents, &ancestors);
                 }

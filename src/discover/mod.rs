@@ -170,7 +170,15 @@ pub fn run(
 ) -> Result<(Vec<Found>, Summary), BadRecord> {
     let started = Instant::now();
     let spool = Spool::new(opts.read.spill_dir.as_deref())?;
-    let inputs = spool.rereadable(&replay::input::expand(&opts.read.inputs)?)?;
+    let (inputs, spooled) = spool.rereadable(&replay::input::expand(&opts.read.inputs)?)?;
+    // A spooled copy's bad records are reported under the name the user gave.
+    let on_bad = &mut |b: &BadRecord| match spooled.get(&b.source) {
+        Some(name) => on_bad(&BadRecord {
+            source: name.clone(),
+            ..b.clone()
+        }),
+        None => on_bad(b),
+    };
     // Mining reads every trace: an index only helps judging, which knows its span names.
     let mut read = replay::Options {
         inputs,
@@ -194,23 +202,24 @@ pub fn run(
     if split.is_some() {
         lap("holdout split", &mut steps);
     }
-    // Mine.
-    let miners: Arc<Mutex<Vec<Arc<Mutex<Miner>>>>> = Arc::default();
-    let made = miners.clone();
+    // Mine: one miner per judging engine, merged into `mined` when the engine is done
+    // with it (a spilled input makes an engine per partition: memory stays that of one).
+    let mined: Arc<Mutex<Miner>> = Arc::default();
+    let into = mined.clone();
     read.observe = Some(Observe(Arc::new(move || {
-        let m = Arc::new(Mutex::new(Miner::default()));
-        made.lock().push(m.clone());
-        Box::new(move |t: &Trace, _: &[Judgement]| m.lock().observe(t))
+        let mut m = Merging {
+            miner: Miner::default(),
+            into: into.clone(),
+        };
+        Box::new(move |t: &Trace, _: &[Judgement]| m.miner.observe(t))
     })));
     read.to = combine_to(opts.read.to, split);
     let mining_rules = RuleSet::reading(keys.clone());
     let projection = mining_rules.projection().clone();
     let read_summary = replay::run(mining_rules, &read, progress, &mut |_| {}, on_bad, on_note)?;
-    let mut miner = Miner::default();
-    for m in miners.lock().drain(..) {
-        let m = std::mem::take(&mut *m.lock());
-        miner.merge(m);
-    }
+    // Every engine (and its observer) is dropped by now.
+    read.observe = None;
+    let miner = std::mem::take(&mut *mined.lock());
     lap("mining", &mut steps);
     let (min_support, support_scaled) = match opts.min_support {
         Some(s) => (s.max(1), false),
@@ -231,13 +240,8 @@ pub fn run(
     let mut cands = candidate::generate(&miner, &projection, min_support, min_confidence);
     summary.generated = cands.len();
     if cands.len() > MAX_JUDGED {
-        cands.sort_by(|a, b| {
-            wilson_lower(b.mined.1, b.mined.0)
-                .total_cmp(&wilson_lower(a.mined.1, a.mined.0))
-                .then_with(|| a.id.cmp(&b.id))
-        });
         summary.not_judged = cands.len() - MAX_JUDGED;
-        cands.truncate(MAX_JUDGED);
+        cands = best_of_each_family(cands, MAX_JUDGED);
     }
     drop(miner);
     let (cands, implied_early) = prune_mined(cands);
@@ -315,6 +319,53 @@ pub fn run(
     summary.elapsed = started.elapsed();
     summary.steps = steps;
     Ok((found, summary))
+}
+
+/// The `n` candidates judged when there are more: each family's best by mined confidence
+/// (its Wilson lower bound), taken in turn from every family, so that no family crowds the
+/// others out.
+fn best_of_each_family(cands: Vec<Candidate>, n: usize) -> Vec<Candidate> {
+    let mut by_family: BTreeMap<candidate::Family, Vec<Candidate>> = BTreeMap::new();
+    for c in cands {
+        by_family.entry(c.family).or_default().push(c);
+    }
+    let mut queues: Vec<std::vec::IntoIter<Candidate>> = by_family
+        .into_values()
+        .map(|mut v| {
+            v.sort_by(|a, b| {
+                wilson_lower(b.mined.1, b.mined.0)
+                    .total_cmp(&wilson_lower(a.mined.1, a.mined.0))
+                    .then_with(|| a.id.cmp(&b.id))
+            });
+            v.into_iter()
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let before = out.len();
+        for q in &mut queues {
+            if out.len() < n {
+                out.extend(q.next());
+            }
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    out
+}
+
+/// A judging engine's miner, merged into the run's when the engine drops it.
+struct Merging {
+    miner: Miner,
+    into: Arc<Mutex<Miner>>,
+}
+
+impl Drop for Merging {
+    fn drop(&mut self) {
+        let m = std::mem::take(&mut self.miner);
+        self.into.lock().merge(m);
+    }
 }
 
 /// `--to` and the holdout's split together: the earlier of the two.
@@ -595,12 +646,16 @@ fn judge(
         .map(|(i, c)| (c.id.clone(), i))
         .collect();
     let best: Arc<Mutex<Best>> = Arc::new(Mutex::new(cands.iter().map(|_| [None, None]).collect()));
-    let wanted: Arc<Vec<(Vec<String>, Vec<KeyId>)>> = Arc::new(
+    let wanted: Arc<Vec<(Vec<String>, Vec<KeyId>, bool)>> = Arc::new(
         cands
             .iter()
             .map(|c| {
                 let keys = candidate::key_ids(rules.projection(), &c.keys);
-                (c.names.clone(), keys)
+                (
+                    c.names.clone(),
+                    keys,
+                    c.family == candidate::Family::Structure,
+                )
             })
             .collect(),
     );
@@ -666,7 +721,7 @@ fn keep_examples(
     t: &Trace,
     js: &[Judgement],
     best: &Mutex<Best>,
-    wanted: &[(Vec<String>, Vec<KeyId>)],
+    wanted: &[(Vec<String>, Vec<KeyId>, bool)],
 ) {
     let mut tree = None;
     let mut b = best.lock();
@@ -678,13 +733,16 @@ fn keep_examples(
             continue;
         }
         let tree = tree.get_or_insert_with(|| cut::Tree::new(t));
-        let (names, keys) = &wanted[j.rule];
+        let (names, keys, structural) = &wanted[j.rule];
+        let Some(yaml) = tree.cut(names, keys, *structural, 10) else {
+            continue;
+        };
         *slot = Some(Example {
             violation: broke,
             trace_id: t.trace_id,
             size,
-            spans: tree.kept(names),
-            yaml: tree.cut(names, keys, 10),
+            spans: tree.kept(names, *structural),
+            yaml,
         });
     }
 }
@@ -754,9 +812,14 @@ impl Spool {
         })
     }
 
-    /// The inputs, each one that cannot be read twice replaced by a spooled copy.
-    fn rereadable(&self, inputs: &[String]) -> Result<Vec<String>, BadRecord> {
-        inputs
+    /// The inputs, each one that cannot be read twice replaced by a spooled copy; and the
+    /// names of the copies' originals.
+    fn rereadable(
+        &self,
+        inputs: &[String],
+    ) -> Result<(Vec<String>, HashMap<String, String>), BadRecord> {
+        let mut spooled = HashMap::new();
+        let paths = inputs
             .iter()
             .enumerate()
             .map(|(i, name)| {
@@ -778,9 +841,12 @@ impl Spool {
                     io::copy(&mut std::fs::File::open(name).map_err(fail)?, &mut to)
                         .map_err(fail)?;
                 }
-                Ok(path.to_string_lossy().into_owned())
+                let path = path.to_string_lossy().into_owned();
+                spooled.insert(path.clone(), name.clone());
+                Ok(path)
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((paths, spooled))
     }
 }
 

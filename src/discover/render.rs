@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use super::candidate::Candidate;
 use super::{Found, EXCEPTIONS};
+use crate::diagnostic::terminal::escape;
 
 /// A candidate as a rule of a file: for loading alone, for judging, or as found.
 pub struct Rule<'a> {
@@ -178,7 +179,7 @@ pub fn table(found: &[Found]) -> String {
             f.confidence_lower,
             f.lift,
             f.candidate.family.word(),
-            f.candidate.condition
+            escape(&f.candidate.condition)
         );
         if let Some(first) = f.exceptions.first() {
             let _ = writeln!(

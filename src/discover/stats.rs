@@ -160,8 +160,11 @@ impl Sketch {
             return 1.0;
         }
         let t = self.total as f64;
-        self.counts
-            .values()
+        // Summed in one order whatever the map's: the same input gives the same lift.
+        let mut counts: Vec<u64> = self.counts.values().copied().collect();
+        counts.sort_unstable();
+        counts
+            .iter()
             .map(|&n| (n as f64 / t).powi(2))
             .sum::<f64>()
             .max(1.0 / t)
