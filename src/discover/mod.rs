@@ -618,6 +618,10 @@ struct Judged {
     examples: Vec<Example>,
 }
 
+/// What a candidate's examples keep: its span names, its keys, whether the tree between
+/// them.
+type Wanted = (Vec<String>, Vec<KeyId>, bool);
+
 /// The smallest examples seen so far per candidate: [held, broke].
 type Best = Vec<[Option<Example>; 2]>;
 
@@ -646,7 +650,7 @@ fn judge(
         .map(|(i, c)| (c.id.clone(), i))
         .collect();
     let best: Arc<Mutex<Best>> = Arc::new(Mutex::new(cands.iter().map(|_| [None, None]).collect()));
-    let wanted: Arc<Vec<(Vec<String>, Vec<KeyId>, bool)>> = Arc::new(
+    let wanted: Arc<Vec<Wanted>> = Arc::new(
         cands
             .iter()
             .map(|c| {
@@ -717,12 +721,7 @@ fn judge(
 /// Keeps, for each candidate judged on `t`, the trace if it is smaller than the one kept
 /// for that outcome (ties: the lower trace id), cut down: the smallest trace that held
 /// (broke) it, whatever the order traces are judged in.
-fn keep_examples(
-    t: &Trace,
-    js: &[Judgement],
-    best: &Mutex<Best>,
-    wanted: &[(Vec<String>, Vec<KeyId>, bool)],
-) {
+fn keep_examples(t: &Trace, js: &[Judgement], best: &Mutex<Best>, wanted: &[Wanted]) {
     let mut tree = None;
     let mut b = best.lock();
     let size = (t.spans.len(), t.trace_id);
