@@ -740,19 +740,18 @@ fn the_report_as_a_browser_shows_it() {
 
 // ------------------------------------------------------------------ hostile input
 
-/// One OTLP/JSON line: spans (trace, span, parent, name, start ns, attributes) under a
-/// resource with these attributes.
-fn json_line(
-    resource: &[(&str, serde_json::Value)],
-    spans: &[(
-        u64,
-        u64,
-        Option<u64>,
-        &str,
-        u64,
-        Vec<(&str, serde_json::Value)>,
-    )],
-) -> String {
+/// A span for [`json_line`]: trace, span, parent, name, start (ns), attributes.
+type JsonSpan<'a> = (
+    u64,
+    u64,
+    Option<u64>,
+    &'a str,
+    u64,
+    Vec<(&'a str, serde_json::Value)>,
+);
+
+/// One OTLP/JSON line: spans under a resource with these attributes.
+fn json_line(resource: &[(&str, serde_json::Value)], spans: &[JsonSpan<'_>]) -> String {
     let attrs = |kv: &[(&str, serde_json::Value)]| -> Vec<serde_json::Value> {
         kv.iter()
             .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
