@@ -262,7 +262,8 @@ int32_t betrace_engine_counters(const struct betrace_engine *engine, struct betr
 //
 // all integers little-endian, no padding. A rule applies to a trace when its `when` part
 // holds (every trace judged, for a rule without `when`); each trace counts once, however
-// often it is judged. Rules that applied to nothing yet are absent.
+// often it is judged. Rules that applied to nothing yet are absent, and so are rules a
+// reload removed (their counts are kept, and come back with the rule).
 //
 // # Safety
 // `engine` is a live handle; `records_out` is writable; `error_out` is NULL or writable.

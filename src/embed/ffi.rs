@@ -505,7 +505,8 @@ pub unsafe extern "C" fn betrace_engine_counters(
 ///
 /// all integers little-endian, no padding. A rule applies to a trace when its `when` part
 /// holds (every trace judged, for a rule without `when`); each trace counts once, however
-/// often it is judged. Rules that applied to nothing yet are absent.
+/// often it is judged. Rules that applied to nothing yet are absent, and so are rules a
+/// reload removed (their counts are kept, and come back with the rule).
 ///
 /// # Safety
 /// `engine` is a live handle; `records_out` is writable; `error_out` is NULL or writable.
@@ -516,9 +517,9 @@ pub unsafe extern "C" fn betrace_engine_rule_counts(
     error_out: *mut betrace_buf,
 ) -> i32 {
     guard(error_out, || {
-        let s = self::engine(engine)?.live.stats();
+        let rules = self::engine(engine)?.live.loaded_rule_counts();
         let mut out = Vec::new();
-        for (id, c) in &s.rules {
+        for (id, c) in &rules {
             let len = u32::try_from(id.len()).map_err(|_| invalid("a rule id is too long"))?;
             out.extend_from_slice(&len.to_le_bytes());
             out.extend_from_slice(id.as_bytes());

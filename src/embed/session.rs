@@ -2,6 +2,7 @@
 //! signals out as OTLP bytes. Everything the C ABI does, in safe code; `ffi.rs` only
 //! translates pointers and codes.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use prost::Message;
@@ -12,7 +13,7 @@ use crate::diagnostic::{Report, SourceFile};
 use crate::engine::buffer::BufferConfig;
 use crate::engine::ratelimit::LogLimit;
 use crate::engine::signal::{Mode, Signal};
-use crate::engine::{Counters, Engine, EngineConfig, Stats};
+use crate::engine::{Counters, Engine, EngineConfig, RuleCounts, Stats};
 use crate::otlp;
 use crate::otlp::encode::{self, Detected};
 use crate::rules::ruleset::RuleSet;
@@ -279,6 +280,16 @@ impl Live {
             counters: self.with_own_counters(stats.counters),
             rules: stats.rules,
         }
+    }
+
+    /// Per-rule counts of the rules loaded now: a rule removed by a reload is left out
+    /// (what it counted is kept, and comes back with the rule if it is loaded again), so a
+    /// host's per-rule series end with the rule.
+    pub fn loaded_rule_counts(&self) -> BTreeMap<String, RuleCounts> {
+        let loaded = self.engine.rules();
+        let mut counts = self.engine.stats().rules;
+        counts.retain(|id, _| loaded.rules().iter().any(|r| r.def.id == *id));
+        counts
     }
 
     /// The engine's counters with the session's own fields filled in.
@@ -562,6 +573,24 @@ mod tests {
         );
         assert!(live.set_rules(one("rules: [")).is_err());
         assert_eq!(live.stats().counters.rules_digest, digest);
+    }
+
+    #[test]
+    fn counts_of_a_rule_a_reload_removed_are_left_out_until_it_comes_back() {
+        let two = format!(
+            "{RULES}  - id: audit\n    name: Audited\n    condition: when {{ admin.action }} always {{ audit.log }}\n"
+        );
+        let live = Live::new(one(&two), BufferConfig::default(), Outputs::default()).unwrap();
+        live.ingest(&batch(1, &["payment.charge", "admin.action"]), 0, 0)
+            .unwrap();
+        live.tick(10 * S);
+        let ids = |live: &Live| live.loaded_rule_counts().into_keys().collect::<Vec<_>>();
+        assert_eq!(ids(&live), ["audit", "pay"]);
+        live.set_rules(one(RULES)).unwrap();
+        assert_eq!(ids(&live), ["pay"], "audit was removed: its series end");
+        assert_eq!(live.stats().rules["audit"].violated, 1, "its count is kept");
+        live.set_rules(one(&two)).unwrap();
+        assert_eq!(live.loaded_rule_counts()["audit"].violated, 1, "back, with its count");
     }
 
     #[test]

@@ -26,6 +26,8 @@ CASES = [
     # a critical rule's compliance rate pages no one: it goes to chat
     ({"alertname": "BetraceComplianceBelowTarget", "betrace_rule_id": "refunds-within-charged-amount"}, "chat-incidents"),
     ({"alertname": "BetraceSignalsLost", "instance": "collector-0:8888"}, "pager,chat-incidents"),
+    # waiting is not lost yet: chat, not the pager
+    ({"alertname": "BetraceSignalsWaiting"}, "chat-incidents"),
     ({"alertname": "BetraceInvalidSpans"}, "chat-incidents"),
     ({"alertname": "BetraceRuleReloadFailed"}, "chat-incidents"),
     ({"alertname": "BetraceTracesJudgedEarly"}, "chat-incidents"),

@@ -31,6 +31,7 @@ func (c *tracesToLogs) Start(ctx context.Context, host component.Host) error {
 		return err
 	}
 	r, err := engine.Start(ctx, c.cfg.Config, engine.Settings{
+		ID:          c.set.ID,
 		Telemetry:   c.set.TelemetrySettings,
 		Instruments: tel,
 		Report:      func(ev *componentstatus.Event) { componentstatus.ReportStatus(host, ev) },

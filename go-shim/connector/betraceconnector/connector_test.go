@@ -211,10 +211,13 @@ func TestTelemetryIsTheGeneratedOne(t *testing.T) {
 	if err := c.ConsumeTraces(ctx, testtraces.Span(2, 1, 0, "shop", "checkout")); err != nil {
 		t.Fatal(err)
 	}
-	// Three spans of two traces, held (the idle timeout is 5 s): counted as they come in.
-	metadatatest.AssertEqualConnectorBetraceSpansReceived(t, tt, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
-	metadatatest.AssertEqualConnectorBetraceHeldSpans(t, tt, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
-	metadatatest.AssertEqualConnectorBetraceHeldTraces(t, tt, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
+	// Three spans of two traces, held (the idle timeout is 5 s): counted as they come in,
+	// under the instance's component id.
+	id := attribute.NewSet(attribute.String(engine.ComponentIDAttribute, "betrace"))
+	metadatatest.AssertEqualConnectorBetraceSpansReceived(t, tt, []metricdata.DataPoint[int64]{{Value: 3, Attributes: id}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualConnectorBetraceHeldSpans(t, tt, []metricdata.DataPoint[int64]{{Value: 3, Attributes: id}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualConnectorBetraceHeldTraces(t, tt, []metricdata.DataPoint[int64]{{Value: 2, Attributes: id}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualConnectorBetraceSignalsWaiting(t, tt, []metricdata.DataPoint[int64]{{Value: 0, Attributes: id}}, metricdatatest.IgnoreTimestamp())
 	if err := c.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -244,9 +247,81 @@ func TestSignalsAreCountedByRuleID(t *testing.T) {
 		t.Fatal(err)
 	}
 	testtraces.Advance(t, clock, 60*time.Millisecond, engine.TickInterval(cfg.TraceIdleTimeout)) // judged and counted
-	rule := attribute.NewSet(attribute.String("betrace.rule.id", "payment-requires-inventory"))
+	rule := attribute.NewSet(attribute.String(engine.ComponentIDAttribute, "betrace"), attribute.String("betrace.rule.id", "payment-requires-inventory"))
 	metadatatest.AssertEqualConnectorBetraceSignals(t, tt, []metricdata.DataPoint[int64]{{Value: 1, Attributes: rule}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualConnectorBetraceTracesApplied(t, tt, []metricdata.DataPoint[int64]{{Value: 1, Attributes: rule}}, metricdatatest.IgnoreTimestamp())
 	digest := fmt.Sprintf("%016x", c.(*tracesToLogs).runner.Counters().RulesDigest)
-	metadatatest.AssertEqualConnectorBetraceRules(t, tt, []metricdata.DataPoint[int64]{{Value: 1, Attributes: attribute.NewSet(attribute.String("betrace.rules.digest", digest))}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualConnectorBetraceRules(t, tt, []metricdata.DataPoint[int64]{{Value: 1, Attributes: attribute.NewSet(attribute.String(engine.ComponentIDAttribute, "betrace"), attribute.String("betrace.rules.digest", digest))}}, metricdatatest.IgnoreTimestamp())
+}
+
+// Two instances of the connector in one collector (betrace and betrace/b) share the
+// collector's meter: each series carries its instance's component id, so the two report
+// apart instead of one overwriting the other's gauges and per-rule counts.
+func TestTwoInstancesReportApart(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer func() { _ = tt.Shutdown(context.Background()) }()
+	sinks := map[string]*consumertest.LogsSink{}
+	start := func(name string) (connectorTraces, func(time.Duration)) {
+		cfg := NewFactory().CreateDefaultConfig().(*Config)
+		cfg.RulesInline = testtraces.Rules
+		cfg.TraceIdleTimeout = 50 * time.Millisecond
+		set := metadatatest.NewSettings(tt)
+		set.ID = component.NewIDWithName(metadata.Type, name)
+		sinks[name] = new(consumertest.LogsSink)
+		c, err := NewFactory().CreateTracesToLogs(context.Background(), set, cfg, sinks[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock, ctx := testtraces.FakeClock()
+		if err := c.Start(ctx, componenttest.NewNopHost()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Shutdown(context.Background()) })
+		testtraces.WaitForTheLoop(t, clock)
+		return c, func(d time.Duration) { testtraces.Advance(t, clock, d, engine.TickInterval(cfg.TraceIdleTimeout)) }
+	}
+	a, advanceA := start("")
+	b, advanceB := start("b")
+	ctx := context.Background()
+	consume := func(c connectorTraces, td ptrace.Traces) {
+		t.Helper()
+		if err := c.ConsumeTraces(ctx, td); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a: one trace that violates the rule; b: two traces, one that holds it and one it
+	// does not apply to.
+	consume(a, testtraces.Span(1, 1, 0, "shop", "payment.charge"))
+	consume(b, testtraces.Span(2, 1, 0, "shop", "payment.charge"))
+	consume(b, testtraces.Span(2, 2, 1, "shop", "inventory.reserve"))
+	consume(b, testtraces.Span(3, 1, 0, "shop", "checkout"))
+	idA := attribute.String(engine.ComponentIDAttribute, "betrace")
+	idB := attribute.String(engine.ComponentIDAttribute, "betrace/b")
+	points := func(na, nb int64) []metricdata.DataPoint[int64] {
+		return []metricdata.DataPoint[int64]{{Value: na, Attributes: attribute.NewSet(idA)}, {Value: nb, Attributes: attribute.NewSet(idB)}}
+	}
+	opts := []metricdatatest.Option{metricdatatest.IgnoreTimestamp()}
+	metadatatest.AssertEqualConnectorBetraceHeldTraces(t, tt, points(1, 2), opts...)
+	metadatatest.AssertEqualConnectorBetraceHeldSpans(t, tt, points(1, 3), opts...)
+	metadatatest.AssertEqualConnectorBetraceSpansReceived(t, tt, points(1, 3), opts...)
+	advanceA(60 * time.Millisecond)
+	advanceB(60 * time.Millisecond)
+	metadatatest.AssertEqualConnectorBetraceTracesJudged(t, tt, points(1, 2), opts...)
+	// a's violation is delivered by its own goroutine: once it is, nothing waits.
+	deadline := time.Now().Add(10 * time.Second)
+	for (sinks[""].LogRecordCount() < 1 || a.(*tracesToLogs).runner.Waiting() != 0) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	metadatatest.AssertEqualConnectorBetraceSignalsWaiting(t, tt, points(0, 0), opts...)
+	rule := attribute.String("betrace.rule.id", "payment-requires-inventory")
+	byRule := func(na, nb int64) []metricdata.DataPoint[int64] {
+		return []metricdata.DataPoint[int64]{{Value: na, Attributes: attribute.NewSet(idA, rule)}, {Value: nb, Attributes: attribute.NewSet(idB, rule)}}
+	}
+	metadatatest.AssertEqualConnectorBetraceSignals(t, tt, byRule(1, 0), opts...)
+	metadatatest.AssertEqualConnectorBetraceTracesApplied(t, tt, byRule(1, 1), opts...)
+}
+
+type connectorTraces interface {
+	component.Component
+	consumer.Traces
 }

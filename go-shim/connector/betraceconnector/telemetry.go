@@ -35,6 +35,7 @@ func telemetry(set component.TelemetrySettings) (engine.Telemetry, error) {
 		Rules:                 tb.RegisterConnectorBetraceRulesCallback,
 		HeldTraces:            tb.RegisterConnectorBetraceHeldTracesCallback,
 		HeldSpans:             tb.RegisterConnectorBetraceHeldSpansCallback,
+		SignalsWaiting:        tb.RegisterConnectorBetraceSignalsWaitingCallback,
 		EvaluationTime:        tb.RegisterConnectorBetraceEvaluationTimeCallback,
 		Shutdown:              tb.Shutdown,
 	}, nil

@@ -37,6 +37,9 @@ type Deliver func(ctx context.Context, o Outgoing) error
 
 // Settings are what Start needs besides the configuration.
 type Settings struct {
+	// ID is the component's id (betrace, betrace/b): every series of its telemetry carries
+	// it (ComponentIDAttribute).
+	ID component.ID
 	// Telemetry is the component's: its logger receives the engine's log events.
 	Telemetry component.TelemetrySettings
 	// Instruments are the component's generated instruments (a zero value registers
@@ -74,6 +77,7 @@ var ShutdownGrace = 5 * time.Second
 
 // Runner is a started engine with its clock, and the outbox between judging and delivery.
 type Runner struct {
+	id        component.ID
 	cfg       Config
 	logger    *zap.Logger
 	report    func(*componentstatus.Event)
@@ -97,6 +101,10 @@ type Runner struct {
 	dropped        atomic.Uint64 // signals dropped: outbox full, or shutdown out of time
 	deliveryFailed atomic.Uint64 // signals the next consumer refused
 	reloadFailures atomic.Uint64 // reloads that failed, each distinct content once
+	// waiting is how many signals are in the outbox or being handed to the next consumer:
+	// added as a batch enters the outbox, taken off once its delivery returned (delivered
+	// or refused) or it was dropped.
+	waiting atomic.Int64
 
 	// What was last reported, so that a repeated failure is logged and reported once.
 	statusMu      sync.Mutex
@@ -129,7 +137,7 @@ func Start(ctx context.Context, cfg Config, set Settings) (*Runner, error) {
 		return nil, fmt.Errorf("betrace: %d feeds, at most %d share an engine", set.Feeds, MaxFeeds)
 	}
 	r := &Runner{
-		cfg: cfg, logger: set.Telemetry.Logger, report: set.Report, clock: clockwork.FromContext(ctx),
+		id: set.ID, cfg: cfg, logger: set.Telemetry.Logger, report: set.Report, clock: clockwork.FromContext(ctx),
 		outputs: set.Outputs, feeds: max(set.Feeds, 1), eng: eng, deliver: set.Deliver,
 		stop: make(chan struct{}), ticked: make(chan struct{}),
 		out: make(chan Outgoing, outboxSize), delivered: make(chan struct{}),
@@ -200,12 +208,16 @@ func (r *Runner) unregister() {
 // counters are the engine's counters and the runner's own.
 type counters struct {
 	betrace.Counters
-	deliveryFailed, reloadFailures uint64
+	deliveryFailed, reloadFailures, waiting uint64
 }
 
 func (r *Runner) counters() counters {
-	return counters{Counters: r.Counters(), deliveryFailed: r.deliveryFailed.Load(), reloadFailures: r.reloadFailures.Load()}
+	return counters{Counters: r.Counters(), deliveryFailed: r.deliveryFailed.Load(), reloadFailures: r.reloadFailures.Load(),
+		waiting: uint64(max(r.waiting.Load(), 0))}
 }
+
+// Waiting is how many signals wait in the outbox or are being handed to the next consumer.
+func (r *Runner) Waiting() int64 { return r.waiting.Load() }
 
 type ruleCounts = betrace.RuleCounts
 
@@ -301,9 +313,12 @@ func (r *Runner) taken() []Outgoing {
 // batch that finds it full is dropped and counted.
 func (r *Runner) take() {
 	for _, o := range r.taken() {
+		// Counted before it is in the outbox: the delivery goroutine may take it off at once.
+		r.waiting.Add(int64(o.N))
 		select {
 		case r.out <- o:
 		default:
+			r.waiting.Add(-int64(o.N))
 			total := r.dropped.Add(uint64(o.N))
 			r.logger.Warn("betrace: signals dropped: the outbox is full because the next consumer is not keeping up",
 				zap.Int("dropped", o.N), zap.Uint64("total", total), zap.Int("outbox_batches", cap(r.out)))
@@ -317,9 +332,11 @@ func (r *Runner) deliverLoop() {
 	for o := range r.out {
 		if r.deliveryCtx.Err() != nil {
 			r.dropped.Add(uint64(o.N))
+			r.waiting.Add(-int64(o.N))
 			continue
 		}
 		err := r.deliver(r.deliveryCtx, o)
+		r.waiting.Add(-int64(o.N))
 		r.statusMu.Lock()
 		if err != nil {
 			r.deliveryFailed.Add(uint64(o.N))
@@ -358,6 +375,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	last := r.taken()
 	go func() {
 		for _, o := range last {
+			r.waiting.Add(int64(o.N))
 			r.out <- o
 		}
 		close(r.out)

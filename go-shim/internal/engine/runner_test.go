@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -150,6 +151,92 @@ func TestAFullOutboxDropsAndCounts(t *testing.T) {
 	defer cancel()
 	r.clock.Advance(time.Second)
 	_ = r.Shutdown(ctx)
+}
+
+// During an outage of the next consumer, the signals judged wait in the outbox: they are
+// a gauge (…_signals_waiting), not dropped, and it falls back to 0 once they are delivered.
+func TestSignalsWaitingDuringAnOutageAreAGauge(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 8)
+	r := start(t, Config{}, func(ctx context.Context, _ Outgoing) error {
+		entered <- struct{}{}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	defer func() { _ = r.Shutdown(context.Background()) }()
+	for n := byte(1); n <= 3; n++ { // a batch each: one being handed over, two in the outbox
+		violate(t, r.Runner, n)
+		r.advance(t, idle)
+		if n == 1 {
+			<-entered
+		}
+	}
+	if got, dropped := r.Waiting(), r.Counters().SignalsDropped; got != 3 || dropped != 0 {
+		t.Errorf("backend down: %d signals waiting, %d dropped; want 3 and 0", got, dropped)
+	}
+	close(release)
+	for range 2 {
+		<-entered
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Waiting() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := r.Waiting(); got != 0 {
+		t.Errorf("delivered, %d still waiting", got)
+	}
+}
+
+// A rule removed by a reload is no longer reported per rule (its series end); put back, it
+// is reported again with what it had counted.
+func TestARuleRemovedByAReloadIsNoLongerReported(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "rules.yaml")
+	write := func(text string) {
+		t.Helper()
+		tmp := filepath.Join(dir, "next")
+		if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	two := testtraces.Rules + `  - id: refund-needs-charge
+    name: A refund needs a charge
+    condition: when { payment.refund } always { payment.charge }
+`
+	write(two)
+	r := start(t, Config{Rules: []string{file}, ReloadInterval: time.Millisecond}, func(context.Context, Outgoing) error { return nil })
+	defer func() { _ = r.Shutdown(context.Background()) }()
+	if err := r.Ingest(0, testtraces.Span(1, 1, 0, "shop", "payment.refund")); err != nil {
+		t.Fatal(err)
+	}
+	r.advance(t, idle)
+	ids := func() []string {
+		counts, err := r.ruleCounts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Sorted(maps.Keys(counts))
+	}
+	if got := ids(); !slices.Equal(got, []string{"refund-needs-charge"}) {
+		t.Fatalf("before the reload: %v", got)
+	}
+	write(testtraces.Rules)
+	r.advance(t, 30*time.Millisecond)
+	if got := ids(); len(got) != 0 {
+		t.Errorf("refund-needs-charge was removed, still reported: %v", got)
+	}
+	write(two)
+	r.advance(t, 30*time.Millisecond)
+	if counts, _ := r.ruleCounts(); counts["refund-needs-charge"].Violated != 1 {
+		t.Errorf("put back, it reports what it had counted: %+v", counts)
+	}
 }
 
 func TestDeliveryFailuresAreCountedAndReportedOnce(t *testing.T) {

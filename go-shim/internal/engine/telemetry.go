@@ -19,14 +19,21 @@ type Telemetry struct {
 	OwnSpans, Signals, TracesApplied, TracesSkipped                  func(metric.Int64Callback) error
 	SignalsDropped, SignalsDeliveryFailed, DecodeErrors, RuleReloads func(metric.Int64Callback) error
 	RuleReloadFailures, Rules, HeldTraces, HeldSpans                 func(metric.Int64Callback) error
+	SignalsWaiting                                                   func(metric.Int64Callback) error
 	EvaluationTime                                                   func(metric.Float64Callback) error
 	Shutdown                                                         func()
 }
 
-// ruleAttribute and digestAttribute are the attributes of metadata.yaml.
+// ruleAttribute, digestAttribute and ComponentIDAttribute are the attributes of
+// metadata.yaml. Every series carries ComponentIDAttribute, the instance's component id
+// (betrace, betrace/b), under the key the collector's own telemetry names a component by
+// (otelcol.component.id: go.opentelemetry.io/collector/internal/telemetry.ComponentIDKey,
+// which the service sets on each component's telemetry): without it, two instances of one
+// kind would observe the same series and the last one would win.
 const (
-	ruleAttribute   = "betrace.rule.id"
-	digestAttribute = "betrace.rules.digest"
+	ruleAttribute        = "betrace.rule.id"
+	digestAttribute      = "betrace.rules.digest"
+	ComponentIDAttribute = "otelcol.component.id"
 )
 
 // register hands every observation to the component's telemetry. A zero Telemetry (tests,
@@ -35,15 +42,18 @@ func (r *Runner) register(t Telemetry) error {
 	if t.SpansReceived == nil {
 		return nil
 	}
+	id := attribute.String(ComponentIDAttribute, r.id.String())
+	only := metric.WithAttributeSet(attribute.NewSet(id))
 	count := func(read func(c *counters) uint64) metric.Int64Callback {
 		return func(_ context.Context, o metric.Int64Observer) error {
 			c := r.counters()
-			o.Observe(int64(read(&c)))
+			o.Observe(int64(read(&c)), only)
 			return nil
 		}
 	}
-	// Every rule that applied to a trace has a value in each by-rule instrument, zeros too,
-	// so that a dashboard's series exist before the first violation.
+	// Every rule loaded that applied to a trace has a value in each by-rule instrument, zeros
+	// too, so that a dashboard's series exist before the first violation; a rule removed by
+	// a reload is no longer observed, so its series end.
 	byRule := func(read func(n ruleCounts) uint64) metric.Int64Callback {
 		return func(_ context.Context, o metric.Int64Observer) error {
 			counts, err := r.ruleCounts()
@@ -51,7 +61,7 @@ func (r *Runner) register(t Telemetry) error {
 				return err
 			}
 			for rule, n := range counts {
-				o.Observe(int64(read(n)), metric.WithAttributes(attribute.String(ruleAttribute, rule)))
+				o.Observe(int64(read(n)), metric.WithAttributes(id, attribute.String(ruleAttribute, rule)))
 			}
 			return nil
 		}
@@ -76,9 +86,10 @@ func (r *Runner) register(t Telemetry) error {
 		{t.RuleReloadFailures, count(func(c *counters) uint64 { return c.reloadFailures })},
 		{t.HeldTraces, count(func(c *counters) uint64 { return c.HeldTraces })},
 		{t.HeldSpans, count(func(c *counters) uint64 { return c.HeldSpans })},
+		{t.SignalsWaiting, count(func(c *counters) uint64 { return c.waiting })},
 		{t.Rules, func(_ context.Context, o metric.Int64Observer) error {
 			c := r.counters()
-			o.Observe(int64(c.Rules), metric.WithAttributes(attribute.String(digestAttribute, fmt.Sprintf("%016x", c.RulesDigest))))
+			o.Observe(int64(c.Rules), metric.WithAttributes(id, attribute.String(digestAttribute, fmt.Sprintf("%016x", c.RulesDigest))))
 			return nil
 		}},
 		{t.Signals, byRule(func(n ruleCounts) uint64 { return n.Violated })},
@@ -92,7 +103,7 @@ func (r *Runner) register(t Telemetry) error {
 	}
 	return t.EvaluationTime(func(_ context.Context, o metric.Float64Observer) error {
 		c := r.counters()
-		o.Observe(float64(c.EvalNanos) / 1e9)
+		o.Observe(float64(c.EvalNanos)/1e9, metric.WithAttributeSet(attribute.NewSet(id)))
 		return nil
 	})
 }

@@ -16,9 +16,11 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
+	"github.com/betracehq/betrace/go-shim/internal/engine"
 	"github.com/betracehq/betrace/go-shim/internal/testtraces"
 	"github.com/betracehq/betrace/go-shim/processor/betraceprocessor/internal/metadata"
 	"github.com/betracehq/betrace/go-shim/processor/betraceprocessor/internal/metadatatest"
@@ -121,7 +123,8 @@ func TestWithoutEmitOnlyTheOriginalTracesGoOn(t *testing.T) {
 	if err := p.ConsumeTraces(context.Background(), testtraces.Span(5, 1, 0, "payments", "checkout")); err != nil {
 		t.Fatal(err)
 	}
-	metadatatest.AssertEqualProcessorBetraceHeldTraces(t, tt, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
+	id := attribute.NewSet(attribute.String(engine.ComponentIDAttribute, "betrace"))
+	metadatatest.AssertEqualProcessorBetraceHeldTraces(t, tt, []metricdata.DataPoint[int64]{{Value: 2, Attributes: id}}, metricdatatest.IgnoreTimestamp())
 	if err := p.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

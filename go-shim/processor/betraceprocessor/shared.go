@@ -84,6 +84,7 @@ func (s *sharedEngine) start(ctx context.Context, p *betraceProcessor, host comp
 		return err
 	}
 	r, err := engine.Start(ctx, s.cfg.Config, engine.Settings{
+		ID:          p.set.ID,
 		Telemetry:   p.set.TelemetrySettings,
 		Instruments: tel,
 		Report:      s.report,

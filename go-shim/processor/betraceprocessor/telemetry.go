@@ -35,6 +35,7 @@ func telemetry(set component.TelemetrySettings) (engine.Telemetry, error) {
 		Rules:                 tb.RegisterProcessorBetraceRulesCallback,
 		HeldTraces:            tb.RegisterProcessorBetraceHeldTracesCallback,
 		HeldSpans:             tb.RegisterProcessorBetraceHeldSpansCallback,
+		SignalsWaiting:        tb.RegisterProcessorBetraceSignalsWaitingCallback,
 		EvaluationTime:        tb.RegisterProcessorBetraceEvaluationTimeCallback,
 		Shutdown:              tb.Shutdown,
 	}, nil

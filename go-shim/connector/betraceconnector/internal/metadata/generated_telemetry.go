@@ -43,6 +43,7 @@ type TelemetryBuilder struct {
 	ConnectorBetraceSignals               metric.Int64ObservableCounter
 	ConnectorBetraceSignalsDeliveryFailed metric.Int64ObservableCounter
 	ConnectorBetraceSignalsDropped        metric.Int64ObservableCounter
+	ConnectorBetraceSignalsWaiting        metric.Int64ObservableGauge
 	ConnectorBetraceSpansReceived         metric.Int64ObservableCounter
 	ConnectorBetraceTracesApplied         metric.Int64ObservableCounter
 	ConnectorBetraceTracesJudged          metric.Int64ObservableCounter
@@ -287,6 +288,21 @@ func (builder *TelemetryBuilder) RegisterConnectorBetraceSignalsDroppedCallback(
 	return nil
 }
 
+// RegisterConnectorBetraceSignalsWaitingCallback sets callback for observable ConnectorBetraceSignalsWaiting metric.
+func (builder *TelemetryBuilder) RegisterConnectorBetraceSignalsWaitingCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ConnectorBetraceSignalsWaiting, obs: o})
+		return nil
+	}, builder.ConnectorBetraceSignalsWaiting)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
 // RegisterConnectorBetraceSpansReceivedCallback sets callback for observable ConnectorBetraceSpansReceived metric.
 func (builder *TelemetryBuilder) RegisterConnectorBetraceSpansReceivedCallback(cb metric.Int64Callback) error {
 	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -502,6 +518,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.ConnectorBetraceSignalsDropped, err = builder.meter.Int64ObservableCounter(
 		"otelcol_connector_betrace_signals_dropped",
 		metric.WithDescription("Violations dropped: not taken in time, the outbox full, or shutdown out of time. [Alpha]"),
+		metric.WithUnit("{signal}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ConnectorBetraceSignalsWaiting, err = builder.meter.Int64ObservableGauge(
+		"otelcol_connector_betrace_signals_waiting",
+		metric.WithDescription("Violations judged and waiting in the outbox for the next consumer, the batch being handed over included: during a backend outage they pile up here (until the outbox is full; then they are dropped and counted in signals_dropped). [Alpha]"),
 		metric.WithUnit("{signal}"),
 	)
 	errs = errors.Join(errs, err)

@@ -43,6 +43,7 @@ type TelemetryBuilder struct {
 	ProcessorBetraceSignals               metric.Int64ObservableCounter
 	ProcessorBetraceSignalsDeliveryFailed metric.Int64ObservableCounter
 	ProcessorBetraceSignalsDropped        metric.Int64ObservableCounter
+	ProcessorBetraceSignalsWaiting        metric.Int64ObservableGauge
 	ProcessorBetraceSpansReceived         metric.Int64ObservableCounter
 	ProcessorBetraceTracesApplied         metric.Int64ObservableCounter
 	ProcessorBetraceTracesJudged          metric.Int64ObservableCounter
@@ -287,6 +288,21 @@ func (builder *TelemetryBuilder) RegisterProcessorBetraceSignalsDroppedCallback(
 	return nil
 }
 
+// RegisterProcessorBetraceSignalsWaitingCallback sets callback for observable ProcessorBetraceSignalsWaiting metric.
+func (builder *TelemetryBuilder) RegisterProcessorBetraceSignalsWaitingCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorBetraceSignalsWaiting, obs: o})
+		return nil
+	}, builder.ProcessorBetraceSignalsWaiting)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
 // RegisterProcessorBetraceSpansReceivedCallback sets callback for observable ProcessorBetraceSpansReceived metric.
 func (builder *TelemetryBuilder) RegisterProcessorBetraceSpansReceivedCallback(cb metric.Int64Callback) error {
 	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -502,6 +518,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.ProcessorBetraceSignalsDropped, err = builder.meter.Int64ObservableCounter(
 		"otelcol_processor_betrace_signals_dropped",
 		metric.WithDescription("Violations dropped: not taken in time, the outbox full, or shutdown out of time. [Alpha]"),
+		metric.WithUnit("{signal}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorBetraceSignalsWaiting, err = builder.meter.Int64ObservableGauge(
+		"otelcol_processor_betrace_signals_waiting",
+		metric.WithDescription("Violations judged and waiting in the outbox for the next consumer, the batch being handed over included: during a backend outage they pile up here (until the outbox is full; then they are dropped and counted in signals_dropped). [Alpha]"),
 		metric.WithUnit("{signal}"),
 	)
 	errs = errors.Join(errs, err)

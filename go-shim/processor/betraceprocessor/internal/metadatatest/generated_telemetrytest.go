@@ -255,6 +255,20 @@ func AssertEqualProcessorBetraceSignalsDropped(t *testing.T, tt *componenttest.T
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualProcessorBetraceSignalsWaiting(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_processor_betrace_signals_waiting",
+		Description: "Violations judged and waiting in the outbox for the next consumer, the batch being handed over included: during a backend outage they pile up here (until the outbox is full; then they are dropped and counted in signals_dropped). [Alpha]",
+		Unit:        "{signal}",
+		Data: metricdata.Gauge[int64]{
+			DataPoints: dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_processor_betrace_signals_waiting")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualProcessorBetraceSpansReceived(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_processor_betrace_spans_received",
