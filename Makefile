@@ -10,10 +10,14 @@
 #   make lint    rustfmt and clippy, warnings as errors
 #   make ffi-test  the C test program against the cdylib, under valgrind
 #   make go-test   the Go module in go-shim/ (cgo against the staticlib)
-#   make e2e     a real collector built with ocb, the demo app, checked output, the
+#   make e2e     a real collector built with ocb, every documented configuration started on
+#                it (configs-test), the demo app, checked output, the
 #                violations in a real VictoriaLogs queried back with LogsQL, the alerting
 #                rules and Alertmanager routes of examples/alerts (alerts-test, on the
 #                telemetry just scraped), hot reload, the pipeline misbehaving around it, Jaeger
+#   make configs-test  every collector configuration in README.md, docs/, the components'
+#                READMEs and examples/ (Helm values too) started on the ocb build: each must
+#                start without a warning (part of make e2e)
 #   make alerts-test  examples/alerts alone: metric names against documentation.md,
 #                promtool test rules, amtool check-config and routes test
 #   make e2e-scale  two tiers: a loadbalancing collector routing by trace id to three
@@ -33,7 +37,7 @@
 CARGO ?= cargo
 BETRACE := target/release/betrace
 
-.PHONY: build test schema-test generate lint ffi-test go-test e2e alerts-test e2e-scale soak soak-short fuzz demo bench bench-growth bench-discover bench-smoke bench-index bench-micro clean
+.PHONY: build test schema-test generate lint ffi-test go-test e2e configs-test alerts-test e2e-scale soak soak-short fuzz demo bench bench-growth bench-discover bench-smoke bench-index bench-micro clean
 
 build:
 	$(CARGO) build --release --locked --workspace
@@ -78,6 +82,10 @@ lint:
 
 e2e: build
 	tests/e2e/run.sh
+
+configs-test: build
+	go-shim/ocb.sh go-shim/builder-config.yaml target/configs-ocb.log
+	python3 tests/configs/check.py target/otelcol-betrace/otelcol-betrace
 
 alerts-test: build
 	tests/alerts/check.sh

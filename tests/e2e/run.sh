@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # End to end, with real parts: builds a collector with ocb (otlp receiver, betrace
-# connector and processor, debug/file/otlp/otlphttp exporters), starts it on loopback with
+# connector and processor, debug/file/otlp_grpc/otlp_http exporters), starts every collector
+# configuration the documents show (tests/configs/check.py: each must start without a
+# warning), starts it on loopback with
 # examples/collector.yaml (the connector) and the playbook rules, plus
 # examples/victorialogs.yaml (its logs also to a real VictoriaLogs, built from its module,
 # over OTLP/HTTP), runs the demo shop (the OpenTelemetry Python SDK over OTLP/HTTP) with
@@ -24,6 +26,9 @@ OUT=target/e2e
 rm -rf "$OUT" && mkdir -p "$OUT"
 
 go-shim/ocb.sh go-shim/builder-config.yaml "$OUT/ocb.log"
+
+echo "e2e: every collector configuration of the documents starts on this build without a warning"
+python3 tests/configs/check.py target/otelcol-betrace/otelcol-betrace
 
 if [ ! -x target/demo-venv/bin/python ]; then
   python3 -m venv target/demo-venv

@@ -53,14 +53,14 @@ def tier2(name, receiver, metrics_port, out):
 # collector, the reference.
 REFERENCE = """
 exporters:
-  otlp/reference:
+  otlp_grpc/reference:
     endpoint: 127.0.0.1:${env:BETRACE_REFERENCE}
     tls:
       insecure: true
 service:
   pipelines:
     traces:
-      exporters: [loadbalancing, otlp/reference]
+      exporters: [load_balancing, otlp_grpc/reference]
 """
 
 
