@@ -590,7 +590,11 @@ mod tests {
         assert_eq!(ids(&live), ["pay"], "audit was removed: its series end");
         assert_eq!(live.stats().rules["audit"].violated, 1, "its count is kept");
         live.set_rules(one(&two)).unwrap();
-        assert_eq!(live.loaded_rule_counts()["audit"].violated, 1, "back, with its count");
+        assert_eq!(
+            live.loaded_rule_counts()["audit"].violated,
+            1,
+            "back, with its count"
+        );
     }
 
     #[test]
