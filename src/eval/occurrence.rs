@@ -13,6 +13,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::hash::{Hash, Hasher};
 
 use crate::lang::value::ValueRef;
 
@@ -54,7 +55,7 @@ impl Family {
 
 /// A value as an exact hash key for `==` within its [`Family`]: equal keys are equal
 /// values and equal values have equal keys, for values of one family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JoinKey<'a> {
     /// A string.
     Str(&'a str),
@@ -83,6 +84,19 @@ impl<'a> JoinKey<'a> {
             ValueRef::Float(f) => Some(JoinKey::Float(f.to_bits())),
             ValueRef::Bool(b) => Some(JoinKey::Bool(b)),
             _ => None,
+        }
+    }
+}
+
+impl Hash for JoinKey<'_> {
+    /// The payload alone, one word for a number: keys of different kinds that hash alike
+    /// are still told apart by `==`, and a join's keys are almost always of one kind.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match *self {
+            JoinKey::Str(s) => s.hash(state),
+            JoinKey::Int(i) => state.write_u64(i as u64),
+            JoinKey::Float(bits) => state.write_u64(bits),
+            JoinKey::Bool(b) => state.write_u8(b as u8),
         }
     }
 }
@@ -127,12 +141,13 @@ type Deadline = Reverse<(u64, (u64, u64), u32)>;
 /// Matches candidates (start instants, in start order with ties already broken) to claims,
 /// all of one join group: each candidate goes to the claim still without a partner, open at
 /// its start, whose window ends first (ties: the earlier bound span, then the lower span id).
-/// Returns the claims left without a partner. `O((n + m) log m)`.
-pub(crate) fn match_partners(candidates: &[u64], claims: &mut [Claim]) -> Vec<u32> {
-    claims.sort_by_key(|c| (c.window.lo, c.span));
+/// Appends the claims left without a partner to `left`. `O((n + m) log m)`.
+pub(crate) fn match_partners(candidates: &[u64], claims: &mut [Claim], left: &mut Vec<u32>) {
+    if !claims.is_sorted_by_key(|c| (c.window.lo, c.span)) {
+        claims.sort_by_key(|c| (c.window.lo, c.span));
+    }
     let key = |c: &Claim| -> Deadline { Reverse((c.window.hi, c.order, c.span)) };
     let mut open: BinaryHeap<(Deadline, usize)> = BinaryHeap::new();
-    let mut left = Vec::new();
     let mut next = 0;
     for &start in candidates {
         while next < claims.len() && claims[next].window.lo <= start {
@@ -155,7 +170,29 @@ pub(crate) fn match_partners(candidates: &[u64], claims: &mut [Claim]) -> Vec<u3
     }
     left.extend(open.into_iter().map(|(_, i)| claims[i].span));
     left.extend(claims[next..].iter().map(|c| c.span));
-    left
+}
+
+/// Items grouped by their group number (a counting sort, stable): the items group after
+/// group, and where each group begins, then where the last one ends. Every number must be
+/// below `groups`.
+pub(crate) fn bucket<T: Copy>(items: &[(u32, T)], groups: usize) -> (Vec<T>, Vec<u32>) {
+    let mut bounds = vec![0u32; groups + 1];
+    for &(g, _) in items {
+        bounds[g as usize + 1] += 1;
+    }
+    for g in 0..groups {
+        bounds[g + 1] += bounds[g];
+    }
+    let Some(&(_, filler)) = items.first() else {
+        return (Vec::new(), bounds);
+    };
+    let mut next = bounds.clone();
+    let mut out = vec![filler; items.len()];
+    for &(g, item) in items {
+        out[next[g as usize] as usize] = item;
+        next[g as usize] += 1;
+    }
+    (out, bounds)
 }
 
 #[cfg(test)]
@@ -174,18 +211,32 @@ mod tests {
     fn earliest_deadline_first_serves_both() {
         // A wide window and a narrow one, one candidate each in reach.
         let mut claims = vec![claim(0, 100, 0), claim(0, 10, 1)];
-        assert!(match_partners(&[5, 50], &mut claims).is_empty());
+        let mut left = Vec::new();
+        match_partners(&[5, 50], &mut claims, &mut left);
+        assert!(left.is_empty());
         // One candidate: the narrow window takes it.
         let mut claims = vec![claim(0, 100, 0), claim(0, 10, 1)];
-        assert_eq!(match_partners(&[5], &mut claims), vec![0]);
+        match_partners(&[5], &mut claims, &mut left);
+        assert_eq!(left, vec![0]);
     }
 
     #[test]
     fn closed_and_unopened_windows_are_left_over() {
         let mut claims = vec![claim(0, 3, 0), claim(20, 30, 1), claim(5, 4, 2)];
-        let mut left = match_partners(&[10], &mut claims);
+        let mut left = Vec::new();
+        match_partners(&[10], &mut claims, &mut left);
         left.sort_unstable();
         assert_eq!(left, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn bucket_groups_stably() {
+        let items = [(2, 'a'), (0, 'b'), (2, 'c'), (0, 'd')];
+        assert_eq!(
+            bucket(&items, 3),
+            (vec!['b', 'd', 'a', 'c'], vec![0, 2, 2, 4])
+        );
+        assert_eq!(bucket::<char>(&[], 2), (vec![], vec![0, 0, 0]));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::eval::occurrence::{match_partners, Claim, Family, JoinKey, Window};
+use crate::eval::occurrence::{bucket, match_partners, Claim, Family, JoinKey, Window};
 use crate::lang::bytecode::{
     AttrId, BoundCode, Code, GlobId, Id, NameCode, NameId, Op, PredOp, Program, SelId, Table,
 };
@@ -93,6 +93,11 @@ pub struct View<'a> {
     /// Per bound selector: its candidates, looked up by start and join value; built on
     /// first use.
     bound_index: Table<SelId, Option<BoundIndex<'a>>>,
+    /// Per index slot and bound attribute of a join: each binding's [`Source`], found on
+    /// first use and read again by every term and `own` of the rule that joins alike.
+    sources: Vec<Sources>,
+    /// Per bound selector with a join: its entry in `sources`, found on first use.
+    sources_of: Table<SelId, Option<usize>>,
     /// Per bound selector: its matches for one binding (the binding, the matches).
     bound_matched: Table<SelId, Option<(u32, Vec<u32>)>>,
     /// Per selector: whether each span matches it, built on first use.
@@ -104,27 +109,34 @@ pub struct View<'a> {
     /// Per plain `since`/`until` selector: where its last search ended. Bindings are
     /// judged in start order, so the next search starts there.
     scope_at: Table<SelId, usize>,
+    /// Per bound selector with a time relation, per join group (then one for every
+    /// candidate): where its last window began and ended. Bindings are judged in start
+    /// order, so the next window is searched from there.
+    window_at: Table<SelId, Vec<[u32; 2]>>,
     /// Which spans a walk of the tree has visited: those holding the current stamp.
     seen: Vec<u32>,
     stamp: u32,
 }
 
 /// Where a bound selector's candidates for one binding lie in its index.
-enum Source<'t> {
-    /// Nowhere: the join cannot hold (the bound value is missing, or nothing has one).
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// Nowhere: the join cannot hold (the bound value is missing or has no group, or
+    /// nothing has one).
     Nothing,
     /// Every candidate; with `check_join`, the join compared span by span (values of
     /// several kinds, where `==` is not an exact key).
     All { check_join: bool },
-    /// The group of the bound value's key.
-    Group(JoinKey<'t>),
+    /// The join group of the bound value's key, by its number.
+    Group(u32),
 }
 
-/// The empty run, for a join group nothing is in.
-static EMPTY_RUN: Run = Run {
-    spans: Vec::new(),
-    starts: Vec::new(),
-};
+/// Each binding's [`Source`] in one index slot for one bound attribute, by span index.
+struct Sources {
+    slot: SelId,
+    attr: AttrId,
+    of: Vec<Option<Source>>,
+}
 
 /// A bound selector's candidates (the matches of its base), in start order (ties: span
 /// id, then index), and grouped by the value of its join attribute when it has one.
@@ -134,7 +146,163 @@ struct BoundIndex<'t> {
     join: Option<AttrId>,
     all: Run,
     family: Family,
-    groups: HashMap<JoinKey<'t>, Run, foldhash::fast::RandomState>,
+    /// Each join key's group number.
+    keys: KeyMap<'t>,
+    /// The candidates with a key, group after group, each group in start order.
+    grouped: Run,
+    /// Where each group begins in `grouped`, then where the last one ends.
+    bounds: Vec<u32>,
+}
+
+impl<'t> BoundIndex<'t> {
+    /// The index of candidates `all` (in start order), grouped by the key of `value`.
+    fn new(
+        join: Option<AttrId>,
+        all: Run,
+        value: impl Fn(u32) -> Option<ValueRef<'t>>,
+    ) -> BoundIndex<'t> {
+        let mut family = Family::Empty;
+        let mut keyed = Vec::with_capacity(if join.is_some() { all.spans.len() } else { 0 });
+        if join.is_some() {
+            for (&i, &start) in all.spans.iter().zip(&all.starts) {
+                let Some(v) = value(i) else {
+                    continue;
+                };
+                family = family.join(Family::of(v));
+                if let Some(key) = JoinKey::of(v) {
+                    keyed.push((key, (i, start)));
+                }
+            }
+        }
+        let (keys, numbered) = KeyMap::number(keyed);
+        let (members, bounds) = bucket(&numbered, keys.len());
+        let grouped = Run {
+            spans: members.iter().map(|&(i, _)| i).collect(),
+            starts: members.iter().map(|&(_, start)| start).collect(),
+        };
+        BoundIndex {
+            join,
+            all,
+            family,
+            keys,
+            grouped,
+            bounds,
+        }
+    }
+
+    /// How many join groups there are.
+    fn groups(&self) -> usize {
+        self.bounds.len() - 1
+    }
+
+    /// The candidates of join group `g`.
+    fn group(&self, g: u32) -> Part<'_> {
+        let g = g as usize;
+        self.grouped
+            .part(self.bounds[g] as usize..self.bounds[g + 1] as usize)
+    }
+
+    /// The candidates a [`Source`] names.
+    fn part(&self, source: Source) -> Part<'_> {
+        match source {
+            Source::Nothing => Part::EMPTY,
+            Source::All { .. } => self.all.part(0..self.all.spans.len()),
+            Source::Group(g) => self.group(g),
+        }
+    }
+}
+
+/// Join keys to their group numbers: a table for integers of a narrow range (no hashing),
+/// a hash map otherwise.
+#[derive(Clone)]
+enum KeyMap<'t> {
+    /// Integer keys `min..min + groups.len()`: each one's group, or `NO_GROUP`.
+    Dense {
+        min: i64,
+        groups: Vec<u32>,
+        len: u32,
+    },
+    /// Any keys.
+    Hashed(HashMap<JoinKey<'t>, u32, foldhash::fast::RandomState>),
+}
+
+/// A [`KeyMap::Dense`] entry no key has.
+const NO_GROUP: u32 = u32::MAX;
+
+impl<'t> KeyMap<'t> {
+    /// Numbers the keys of `items` by first appearance: the map, and each item with its
+    /// key's number.
+    fn number<T: Copy>(items: Vec<(JoinKey<'t>, T)>) -> (KeyMap<'t>, Vec<(u32, T)>) {
+        let mut map = match KeyMap::int_range(&items) {
+            Some((min, width)) => KeyMap::Dense {
+                min,
+                groups: vec![NO_GROUP; width],
+                len: 0,
+            },
+            None => KeyMap::Hashed(HashMap::default()),
+        };
+        let numbered = items
+            .into_iter()
+            .map(|(key, item)| (map.insert(key), item))
+            .collect();
+        (map, numbered)
+    }
+
+    /// The least key and the width of the range when every key is an integer and the
+    /// range is at most a few times the number of keys (so the table stays small).
+    fn int_range<T>(items: &[(JoinKey<'t>, T)]) -> Option<(i64, usize)> {
+        let (mut min, mut max) = (i64::MAX, i64::MIN);
+        for (key, _) in items {
+            let JoinKey::Int(i) = *key else {
+                return None;
+            };
+            (min, max) = (min.min(i), max.max(i));
+        }
+        let width = (max as i128 - min as i128 + 1).max(0);
+        (width <= 4 * items.len() as i128 + 64).then_some((min, width as usize))
+    }
+
+    /// The number of `key`, numbering it next when it is new.
+    fn insert(&mut self, key: JoinKey<'t>) -> u32 {
+        match self {
+            KeyMap::Dense { min, groups, len } => {
+                let JoinKey::Int(i) = key else {
+                    unreachable!("a dense map holds integers only");
+                };
+                let g = &mut groups[(i - *min) as usize];
+                if *g == NO_GROUP {
+                    (*g, *len) = (*len, *len + 1);
+                }
+                *g
+            }
+            KeyMap::Hashed(map) => {
+                let next = map.len() as u32;
+                *map.entry(key).or_insert(next)
+            }
+        }
+    }
+
+    /// The number of `key`, if it has one.
+    fn get(&self, key: JoinKey<'_>) -> Option<u32> {
+        match self {
+            KeyMap::Dense { min, groups, .. } => {
+                let JoinKey::Int(i) = key else {
+                    return None;
+                };
+                let at = usize::try_from(i.checked_sub(*min)?).ok()?;
+                groups.get(at).copied().filter(|&g| g != NO_GROUP)
+            }
+            KeyMap::Hashed(map) => map.get(&key).copied(),
+        }
+    }
+
+    /// How many keys have a number.
+    fn len(&self) -> usize {
+        match self {
+            KeyMap::Dense { len, .. } => *len as usize,
+            KeyMap::Hashed(map) => map.len(),
+        }
+    }
 }
 
 /// Spans in start order, their starts beside them: a window is two binary searches over
@@ -146,15 +314,44 @@ struct Run {
 }
 
 impl Run {
-    fn push(&mut self, span: u32, start: u64) {
-        self.spans.push(span);
-        self.starts.push(start);
+    /// Spans `of` (indexes into `spans`) in start order, as [`start_order`] has it.
+    fn in_start_order(spans: &[Span], mut of: Vec<u32>) -> Run {
+        let starts_of = |of: &[u32]| -> Vec<u64> {
+            of.iter()
+                .map(|&i| spans[i as usize].start_unix_nano)
+                .collect()
+        };
+        let mut starts = starts_of(&of);
+        // Strictly rising starts need no tie-break: one pass in the common case.
+        if !starts.is_sorted_by(|a, b| a < b) {
+            of.sort_by_key(|&i| start_order(spans, i as usize));
+            starts = starts_of(&of);
+        }
+        Run { spans: of, starts }
     }
 
-    /// The positions of the spans starting inside `w`.
-    fn within(&self, w: Window) -> std::ops::Range<usize> {
-        self.starts.partition_point(|&s| s < w.lo)..self.starts.partition_point(|&s| s <= w.hi)
+    /// Spans `r`.
+    fn part(&self, r: std::ops::Range<usize>) -> Part<'_> {
+        Part {
+            spans: &self.spans[r.clone()],
+            starts: &self.starts[r],
+        }
     }
+}
+
+/// A stretch of a [`Run`].
+#[derive(Clone, Copy)]
+struct Part<'r> {
+    spans: &'r [u32],
+    starts: &'r [u64],
+}
+
+impl Part<'_> {
+    /// No spans.
+    const EMPTY: Part<'static> = Part {
+        spans: &[],
+        starts: &[],
+    };
 }
 
 impl<'a> View<'a> {
@@ -183,11 +380,14 @@ impl<'a> View<'a> {
             never_held: false,
             binding: None,
             bound_index: code.selectors.beside(None),
+            sources: Vec::new(),
+            sources_of: code.selectors.beside(None),
             bound_matched: code.selectors.beside(None),
             member: code.selectors.beside(None),
             below: code.selectors.beside(None),
             children: None,
             scope_at: code.selectors.beside(0),
+            window_at: code.selectors.beside(Vec::new()),
             seen: Vec::new(),
             stamp: 0,
         }
@@ -547,30 +747,35 @@ impl<'a> View<'a> {
             .all
             .spans
             .clone();
-        let (mut applying, mut broke) = (Vec::new(), Vec::new());
-        for x in bound {
+        // Which spans broke the rule, by index: the triggers are then the bound spans
+        // marked, already in start order.
+        let mut broke = vec![false; self.trace.spans.len()];
+        let mut applying = Vec::new();
+        for &x in &bound {
             self.binding = Some(x);
             self.applied = false;
             self.never_held = false;
             let fired = self.exec(&prog.ops) != 0;
             if self.applied {
                 applying.push(x);
-                if fired {
-                    broke.push(x);
-                }
+                broke[x as usize] |= fired;
             }
         }
         self.binding = None;
         for &own in &prog.owns {
-            broke.extend(self.own_leftovers(own, &applying));
+            for x in self.own_leftovers(own, &applying) {
+                broke[x as usize] = true;
+            }
         }
-        let spans = &self.trace.spans;
-        broke.sort_by_key(|&i| start_order(spans, i as usize));
-        broke.dedup();
+        let triggers: Vec<usize> = bound
+            .iter()
+            .map(|&x| x as usize)
+            .filter(|&x| broke[x])
+            .collect();
         Verdict {
-            fired: !broke.is_empty(),
+            fired: !triggers.is_empty(),
             applies: !applying.is_empty(),
-            triggers: broke.into_iter().map(|i| i as usize).collect(),
+            triggers,
         }
     }
 
@@ -796,9 +1001,9 @@ impl<'a> View<'a> {
         let code: &'a Code = self.code;
         let b: &'a BoundCode = code.selectors[t].bound.as_ref().expect("a bound selector");
         let slot = self.index_of(t);
-        let source = self.source(slot, b, x);
+        let source = self.source(t, slot, b, x);
         let check_join = matches!(source, Source::All { check_join: true });
-        let run = self.run_of(slot, &source);
+        let run = self.part_of(slot, source);
         let k = run
             .starts
             .partition_point(|&s| if after { s <= at } else { s < at });
@@ -836,36 +1041,13 @@ impl<'a> View<'a> {
             Some(_) if self.bound_index[s].is_some() => return s,
             Some(_) => s,
         };
-        let trace: &'a Trace = self.trace;
-        let spans = &trace.spans;
-        let mut sorted = self.matches(base).to_vec();
-        sorted.sort_by_key(|&i| start_order(spans, i as usize));
-        let mut all = Run {
-            spans: Vec::with_capacity(sorted.len()),
-            starts: Vec::with_capacity(sorted.len()),
-        };
-        let mut family = Family::Empty;
-        let mut groups: HashMap<JoinKey<'a>, Run, _> = HashMap::default();
-        for &i in &sorted {
-            let start = spans[i as usize].start_unix_nano;
-            all.push(i, start);
-            let Some((k, _)) = join else {
-                continue;
-            };
-            let Some(v) = attr_value(code, self.lookup, trace, &self.facts, i as usize, k) else {
-                continue;
-            };
-            family = family.join(Family::of(v));
-            if let Some(key) = JoinKey::of(v) {
-                groups.entry(key).or_default().push(i, start);
-            }
-        }
-        self.bound_index[slot] = Some(BoundIndex {
-            join: join_key,
-            all,
-            family,
-            groups,
+        let (lookup, trace): (&'a Lookup, &'a Trace) = (self.lookup, self.trace);
+        let all = Run::in_start_order(&trace.spans, self.matches(base).to_vec());
+        let facts = &self.facts;
+        let index = BoundIndex::new(join_key, all, |i| {
+            join_key.and_then(|k| attr_value(code, lookup, trace, facts, i as usize, k))
         });
+        self.bound_index[slot] = Some(index);
         slot
     }
 
@@ -885,11 +1067,49 @@ impl<'a> View<'a> {
     }
 
     /// Where bound selector `s`'s candidates for binding `x` lie in its index (slot
-    /// `slot`): none, a join group, or every candidate with the join still to check.
-    fn source(&self, slot: SelId, b: &BoundCode, x: u32) -> Source<'a> {
+    /// `slot`): none, a join group, or every candidate with the join still to check. Found
+    /// once per binding for every selector joining alike.
+    fn source(&mut self, s: SelId, slot: SelId, b: &BoundCode, x: u32) -> Source {
         let Some((_, j)) = b.join else {
             return Source::All { check_join: false };
         };
+        let at = self.sources_at(s, slot, j);
+        if let Some(source) = self.sources[at].of[x as usize] {
+            return source;
+        }
+        let source = self.look_up(slot, j, x);
+        self.sources[at].of[x as usize] = Some(source);
+        source
+    }
+
+    /// Where bound selector `s` keeps its bindings' sources: shared by every selector of
+    /// the same index slot and bound attribute.
+    fn sources_at(&mut self, s: SelId, slot: SelId, attr: AttrId) -> usize {
+        if let Some(at) = self.sources_of[s] {
+            return at;
+        }
+        let at = match self
+            .sources
+            .iter()
+            .position(|m| m.slot == slot && m.attr == attr)
+        {
+            Some(at) => at,
+            None => {
+                self.sources.push(Sources {
+                    slot,
+                    attr,
+                    of: vec![None; self.trace.spans.len()],
+                });
+                self.sources.len() - 1
+            }
+        };
+        self.sources_of[s] = Some(at);
+        at
+    }
+
+    /// Where the candidates in slot `slot` whose join attribute equals the bound span's
+    /// `j` lie.
+    fn look_up(&self, slot: SelId, j: AttrId, x: u32) -> Source {
         let Some(v) = self.bound_value(j, x) else {
             return Source::Nothing;
         };
@@ -897,20 +1117,48 @@ impl<'a> View<'a> {
         match (index.family, JoinKey::of(v)) {
             (Family::Empty, _) => Source::Nothing,
             // Within one family the key is exact; across families `==` is compared.
-            (family, Some(key)) if family == Family::of(v) => Source::Group(key),
+            (family, Some(key)) if family == Family::of(v) => {
+                index.keys.get(key).map_or(Source::Nothing, Source::Group)
+            }
             (_, None) if Family::of(v) != Family::Mixed => Source::Nothing,
             _ => Source::All { check_join: true },
         }
     }
 
-    /// The run of candidates a [`Source`] names.
-    fn run_of(&self, slot: SelId, source: &Source<'a>) -> &Run {
+    /// The positions, among the candidates `source` names in slot `slot`, of those starting
+    /// inside `w`, for bound selector `s`: searched from where its last window in the same
+    /// group lay.
+    fn window_in(
+        &mut self,
+        s: SelId,
+        slot: SelId,
+        source: Source,
+        w: Window,
+    ) -> std::ops::Range<usize> {
         let index = self.bound_index[slot].as_ref().expect("built before");
-        match source {
-            Source::Nothing => &EMPTY_RUN,
-            Source::All { .. } => &index.all,
-            Source::Group(key) => index.groups.get(key).unwrap_or(&EMPTY_RUN),
+        let cell = match source {
+            Source::Nothing => return 0..0,
+            Source::All { .. } => index.groups(),
+            Source::Group(g) => g as usize,
+        };
+        let at = &mut self.window_at[s];
+        if at.len() <= index.groups() {
+            at.resize(index.groups() + 1, [0, 0]);
         }
+        let starts = index.part(source).starts;
+        let [lo, hi] = at[cell].map(|k| k as usize);
+        let lo = seek(starts, lo, |t| t < w.lo);
+        let hi = seek(starts, hi.max(lo), |t| t <= w.hi);
+        at[cell] = [lo as u32, hi as u32];
+        lo..hi
+    }
+
+    /// The candidates a [`Source`] names in slot `slot`.
+    fn part_of(&self, slot: SelId, source: Source) -> Part<'_> {
+        self.bound_index[slot]
+            .as_ref()
+            .expect("built before")
+            .part(source)
     }
 
     /// How many spans match bound selector `s` for the current binding, when the index
@@ -928,7 +1176,7 @@ impl<'a> View<'a> {
             return None;
         }
         let slot = self.index_of(s);
-        let source = self.source(slot, b, x);
+        let source = self.source(s, slot, b, x);
         if matches!(source, Source::All { check_join: true }) {
             return None;
         }
@@ -939,8 +1187,10 @@ impl<'a> View<'a> {
             },
             None => None,
         };
-        let run = self.run_of(slot, &source);
-        Some(window.map_or(run.spans.len(), |w| run.within(w).len()))
+        Some(match window {
+            Some(w) => self.window_in(s, slot, source, w).len(),
+            None => self.part_of(slot, source).spans.len(),
+        })
     }
 
     /// Calls `f` with every span matching bound selector `s` for the current binding (in
@@ -975,14 +1225,13 @@ impl<'a> View<'a> {
             },
             None => None,
         };
-        let source = self.source(slot, b, x);
+        let source = self.source(s, slot, b, x);
         let check_join = matches!(source, Source::All { check_join: true });
-        let run = self.run_of(slot, &source);
         let range = match window {
-            Some(w) => run.within(w),
-            None => 0..run.spans.len(),
+            Some(w) => self.window_in(s, slot, source, w),
+            None => 0..self.part_of(slot, source).spans.len(),
         };
-        for &i in &run.spans[range] {
+        for &i in &self.part_of(slot, source).spans[range] {
             if (!check_join || self.joined(b, i, x)) && self.residual(b, i, x) && !f(i) {
                 return;
             }
@@ -1056,77 +1305,61 @@ impl<'a> View<'a> {
             return Vec::new();
         };
         let slot = self.index_of(own);
-        let spans = &self.trace.spans;
-        let order = |x: u32| {
-            let s = &spans[x as usize];
-            (s.start_unix_nano, u64::from_be_bytes(s.span_id.0))
-        };
-        // Each binding's window and join key; those with neither partner nor window lose.
+        // Each binding's window and join group; those with neither partner nor window lose.
         let mut left = Vec::new();
-        let mut claims: Vec<(Option<JoinKey<'a>>, Claim)> = Vec::new();
+        let mut claims: Vec<(u32, Claim)> = Vec::with_capacity(applying.len());
         let mut exact = b.residual.is_empty();
-        let family = self.bound_index[slot].as_ref().expect("built").family;
         for &x in applying {
             let Some(window) = self.window(r, x) else {
                 left.push(x);
                 continue;
             };
-            let key = match b.join {
-                None => None,
-                Some((_, j)) => match self.bound_value(j, x) {
-                    None => {
-                        left.push(x);
-                        continue;
-                    }
-                    Some(v) => {
-                        if family != Family::Empty && family != Family::of(v) {
-                            exact = false;
-                        }
-                        match JoinKey::of(v) {
-                            Some(k) => Some(k),
-                            None if Family::of(v) == Family::Mixed => {
-                                exact = false;
-                                None
-                            }
-                            // A NaN equals nothing.
-                            None => {
-                                left.push(x);
-                                continue;
-                            }
-                        }
-                    }
-                },
+            let group = match self.source(own, slot, b, x) {
+                Source::Nothing => {
+                    left.push(x);
+                    continue;
+                }
+                Source::All { check_join } => {
+                    exact &= !check_join;
+                    0
+                }
+                Source::Group(g) => g,
             };
-            claims.push((
-                key,
-                Claim {
-                    window,
-                    order: order(x),
-                    span: x,
-                },
-            ));
+            claims.push((group, self.claim(x, window)));
         }
         let index = self.bound_index[slot].as_ref().expect("built");
-        if exact && (b.join.is_none() || index.family != Family::Mixed) {
-            if b.join.is_none() {
-                let mut all: Vec<Claim> = claims.into_iter().map(|(_, c)| c).collect();
-                left.extend(match_partners(&index.all.starts, &mut all));
-            } else {
-                let mut by_key: HashMap<JoinKey<'a>, Vec<Claim>, foldhash::fast::RandomState> =
-                    HashMap::default();
-                for (k, c) in claims {
-                    by_key.entry(k.expect("keyed")).or_default().push(c);
-                }
-                for (k, mut group) in by_key {
-                    let starts = index.groups.get(&k).map_or(&[][..], |g| &g.starts[..]);
-                    left.extend(match_partners(starts, &mut group));
-                }
+        if !exact || (b.join.is_some() && index.family == Family::Mixed) {
+            let open = claims.into_iter().map(|(_, c)| c).collect();
+            left.extend(self.own_one_by_one(b, slot, open));
+        } else if b.join.is_none() {
+            let mut all: Vec<Claim> = claims.into_iter().map(|(_, c)| c).collect();
+            match_partners(&index.all.starts, &mut all, &mut left);
+        } else {
+            let (mut grouped, bounds) = bucket(&claims, index.groups());
+            for (g, at) in bounds.windows(2).enumerate() {
+                let claims = &mut grouped[at[0] as usize..at[1] as usize];
+                match_partners(index.group(g as u32).starts, claims, &mut left);
             }
-            return left;
         }
-        // Mixed value kinds or filters on the bound span beyond one join: every span, in
-        // start order, tries every binding still without a partner.
-        let open: Vec<Claim> = claims.into_iter().map(|(_, c)| c).collect();
+        left
+    }
+
+    /// Binding `x`'s claim on a partner starting inside `window`.
+    fn claim(&self, x: u32, window: Window) -> Claim {
+        let s = &self.trace.spans[x as usize];
+        Claim {
+            window,
+            order: (s.start_unix_nano, u64::from_be_bytes(s.span_id.0)),
+            span: x,
+        }
+    }
+
+    /// `own`'s matching where join groups are not exact (mixed value kinds) or filters
+    /// read the bound span beyond one join: every candidate, in start order, tries every
+    /// binding still without a partner. The bindings left without one.
+    fn own_one_by_one(&self, b: &BoundCode, slot: SelId, open: Vec<Claim>) -> Vec<u32> {
+        let index = self.bound_index[slot].as_ref().expect("built");
+        let spans = &self.trace.spans;
         let mut served = vec![false; open.len()];
         let deadline = |c: &Claim| (c.window.hi, c.order, c.span);
         for &i in &index.all.spans {
@@ -1139,13 +1372,11 @@ impl<'a> View<'a> {
                 served[k] = true;
             }
         }
-        left.extend(
-            open.iter()
-                .zip(&served)
-                .filter(|(_, &s)| !s)
-                .map(|(c, _)| c.span),
-        );
-        left
+        open.iter()
+            .zip(&served)
+            .filter(|(_, &s)| !s)
+            .map(|(c, _)| c.span)
+            .collect()
     }
 
     fn parents(&mut self) -> &[Option<u32>] {
@@ -1309,5 +1540,54 @@ fn attr_value<'t>(
             ),
             Intrinsic::TraceDuration => ValueRef::Duration(trace_facts().duration),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbers(keys: &[JoinKey<'static>]) -> (KeyMap<'static>, Vec<u32>) {
+        let (map, numbered) = KeyMap::number(keys.iter().map(|&k| (k, ())).collect());
+        (map, numbered.into_iter().map(|(g, ())| g).collect())
+    }
+
+    #[test]
+    fn narrow_integer_keys_are_numbered_by_a_table() {
+        let (map, numbered) = numbers(&[JoinKey::Int(-3), JoinKey::Int(7), JoinKey::Int(-3)]);
+        assert!(matches!(map, KeyMap::Dense { .. }));
+        assert_eq!(numbered, vec![0, 1, 0]);
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.get(JoinKey::Int(7)), Some(1));
+        assert_eq!(map.get(JoinKey::Int(0)), None);
+        assert_eq!(map.get(JoinKey::Int(i64::MIN)), None);
+        assert_eq!(map.get(JoinKey::Int(i64::MAX)), None);
+        assert_eq!(map.get(JoinKey::Float(2.5f64.to_bits())), None);
+    }
+
+    #[test]
+    fn wide_or_other_keys_are_hashed() {
+        let (map, numbered) = numbers(&[JoinKey::Int(i64::MIN), JoinKey::Int(i64::MAX)]);
+        assert!(matches!(map, KeyMap::Hashed(_)));
+        assert_eq!(numbered, vec![0, 1]);
+        assert_eq!(map.get(JoinKey::Int(i64::MAX)), Some(1));
+        let (map, numbered) = numbers(&[JoinKey::Str("a"), JoinKey::Int(1), JoinKey::Str("a")]);
+        assert!(matches!(map, KeyMap::Hashed(_)));
+        assert_eq!(numbered, vec![0, 1, 0]);
+        assert_eq!(map.get(JoinKey::Str("a")), Some(0));
+        let (map, numbered) = numbers(&[]);
+        assert_eq!((map.len(), numbered), (0, vec![]));
+        assert_eq!(map.get(JoinKey::Int(0)), None);
+    }
+
+    #[test]
+    fn seek_finds_the_partition_point_from_anywhere() {
+        let starts = [1, 3, 3, 5, 8, 13];
+        for from in 0..=starts.len() + 1 {
+            for at in 0..15 {
+                let want = starts.partition_point(|&s| s < at);
+                assert_eq!(seek(&starts, from, |s| s < at), want, "from {from} at {at}");
+            }
+        }
     }
 }
