@@ -96,7 +96,8 @@ pub struct View<'a> {
     /// Per index slot and bound attribute of a join: each binding's [`Source`], found on
     /// first use and read again by every term and `own` of the rule that joins alike.
     sources: Vec<Sources>,
-    /// Per bound selector with a join: its entry in `sources`, found on first use.
+    /// Per bound selector with a join: its entry in `sources`, found on first use (the
+    /// table is empty until a rule needs it, so that trace-level rules never pay for it).
     sources_of: Table<SelId, Option<usize>>,
     /// Per bound selector: its matches for one binding (the binding, the matches).
     bound_matched: Table<SelId, Option<(u32, Vec<u32>)>>,
@@ -111,7 +112,7 @@ pub struct View<'a> {
     scope_at: Table<SelId, usize>,
     /// Per bound selector with a time relation, per join group (then one for every
     /// candidate): where its last window began and ended. Bindings are judged in start
-    /// order, so the next window is searched from there.
+    /// order, so the next window is searched from there. Empty until a rule needs it.
     window_at: Table<SelId, Vec<[u32; 2]>>,
     /// Which spans a walk of the tree has visited: those holding the current stamp.
     seen: Vec<u32>,
@@ -381,13 +382,13 @@ impl<'a> View<'a> {
             binding: None,
             bound_index: code.selectors.beside(None),
             sources: Vec::new(),
-            sources_of: code.selectors.beside(None),
+            sources_of: Table::new(),
             bound_matched: code.selectors.beside(None),
             member: code.selectors.beside(None),
             below: code.selectors.beside(None),
             children: None,
             scope_at: code.selectors.beside(0),
-            window_at: code.selectors.beside(Vec::new()),
+            window_at: Table::new(),
             seen: Vec::new(),
             stamp: 0,
         }
@@ -1085,6 +1086,9 @@ impl<'a> View<'a> {
     /// Where bound selector `s` keeps its bindings' sources: shared by every selector of
     /// the same index slot and bound attribute.
     fn sources_at(&mut self, s: SelId, slot: SelId, attr: AttrId) -> usize {
+        if self.sources_of.is_empty() {
+            self.sources_of = self.code.selectors.beside(None);
+        }
         if let Some(at) = self.sources_of[s] {
             return at;
         }
@@ -1135,6 +1139,9 @@ impl<'a> View<'a> {
         source: Source,
         w: Window,
     ) -> std::ops::Range<usize> {
+        if self.window_at.is_empty() {
+            self.window_at = self.code.selectors.beside(Vec::new());
+        }
         let index = self.bound_index[slot].as_ref().expect("built before");
         let cell = match source {
             Source::Nothing => return 0..0,
