@@ -28,15 +28,16 @@
 //! the floors below it, never from one above: a span falls floor by floor from [`embed`] to
 //! [`lang`] with no stair back up. `tests/layers.rs` reads this list and holds `src/` to it.
 //!
-//! 1. [`embed`], [`replay`]: the drivers, the C ABI's live session and replay over stored
+//! 1. [`discover`]: candidate rules mined from stored traces, judged by replay;
+//! 2. [`embed`], [`replay`]: the drivers, the C ABI's live session and replay over stored
 //!    traces;
-//! 2. [`otlp`]: OTLP in (decoding into trace fragments) and out (signals as logs or spans);
-//! 3. [`engine`]: traces assembled, judged, and acted on;
-//! 4. [`rules`]: rule files read into a rule set, which returns verdicts;
-//! 5. [`eval`]: the VM and the reference evaluator;
-//! 6. [`trace`]: traces, plain and projected;
-//! 7. [`lang`]: the rule language, its values and words;
-//! 8. [`diagnostic`]: what went wrong, located and rendered.
+//! 3. [`otlp`]: OTLP in (decoding into trace fragments) and out (signals as logs or spans);
+//! 4. [`engine`]: traces assembled, judged, and acted on;
+//! 5. [`rules`]: rule files read into a rule set, which returns verdicts;
+//! 6. [`eval`]: the VM and the reference evaluator;
+//! 7. [`trace`]: traces, plain and projected;
+//! 8. [`lang`]: the rule language, its values and words;
+//! 9. [`diagnostic`]: what went wrong, located and rendered.
 //!
 //! # Names
 //!
