@@ -102,8 +102,8 @@ def main():
     lines += ["", "| corpus (10,000 traces × 20 spans) | CPU-s | peak RSS MB | found |", "| --- | ---: | ---: | ---: |"]
     for names, keys in ((10, 8), (100, 8), (1000, 8), (100, 0), (100, 64)):
         d = synthetic(out, names, keys)
-        m = measure(f"discover {names} names, {keys} keys", [betrace, "discover", "--format", "jsonl", "--top", "0", d], args.runs)
-        found = run_measured("count", [betrace, "discover", "--format", "jsonl", "--top", "0", d]).out.count("\n")
+        m = measure(f"discover {names} names, {keys} keys", [betrace, "discover", "--format", "jsonl", "--top", "0", f"{d}/traces.json"], args.runs)
+        found = run_measured("count", [betrace, "discover", "--format", "jsonl", "--top", "0", f"{d}/traces.json"]).out.count("\n")
         lines.append(f"| {names} names, {keys} keys | {m.cpu:.2f} | {m.rss_kb / 1024:.0f} | {found} |")
     text = "\n".join(lines) + "\n"
     with open(f"{out}/discover.md", "w") as f:

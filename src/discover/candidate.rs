@@ -146,7 +146,15 @@ pub struct Candidate {
 }
 
 /// What a mined percentile becomes: the summary says so.
-pub const BOUND_RULE: &str = "time and count bounds: the 99th percentile of what was seen (read at the upper edge of its histogram bucket, at most 19% above), rounded up to 1, 2 or 5 times a power of ten";
+pub const BOUND_RULE: &str = "time and count bounds: the 99th percentile of what was seen (read at the upper edge of its histogram bucket, at most 19% above) with a margin of half again, rounded up (times to 1, 2 or 5 times a power of ten)";
+
+/// A time bound from delays seen: the 99th percentile and half again, rounded up; none
+/// beyond what a duration holds (292 years).
+fn time_bound(h: &super::stats::Histogram) -> Option<u64> {
+    let p99 = h.quantile(0.99);
+    let d = round_up(p99.saturating_add(p99 / 2)).max(1);
+    (d <= i64::MAX as u64).then_some(d)
+}
 
 /// The candidates worth judging: every template instance whose mined support and
 /// confidence reach the thresholds.
@@ -221,8 +229,7 @@ pub fn generate(
                 (nb.traces, p.before),
                 vec![],
             );
-            if let Some(h) = &p.before_delay {
-                let d = round_up(h.quantile(0.99)).max(1);
+            if let Some((h, d)) = p.before_delay.as_ref().and_then(|h| Some((h, time_bound(h)?))) {
                 push(
                     Family::TimeBound,
                     Claim::BeforeWithin(a.clone(), b.clone(), d),
@@ -281,8 +288,7 @@ pub fn generate(
                     vec![],
                 );
             }
-            if let Some(h) = &p.after_delay {
-                let d = round_up(h.quantile(0.99)).max(1);
+            if let Some((h, d)) = p.after_delay.as_ref().and_then(|h| Some((h, time_bound(h)?))) {
                 push(
                     Family::TimeBound,
                     Claim::AfterWithin(a.clone(), b.clone(), d),
@@ -436,10 +442,12 @@ pub fn generate(
     let mut names: Vec<_> = m.names().filter(|(n, _)| frequent(*n)).collect();
     names.sort_by(|x, y| m.name(x.0).cmp(m.name(y.0)));
     for (ai, na) in names {
-        let k = na.counts.quantile(0.99);
-        if k > 10 || (k < 2 && na.counts.max() <= k) {
+        // A name at most once a trace says nothing; a count in the dozens is no limit.
+        let p99 = na.counts.quantile(0.99);
+        if p99 > 10 || na.counts.max() <= 1 {
             continue;
         }
+        let k = (3 * p99).div_ceil(2).max(p99 + 1);
         let a = m.name(ai).to_string();
         let sa = sel(&a);
         out.push(Candidate {
@@ -452,7 +460,7 @@ pub fn generate(
             keys: vec![],
             chance: 1.0,
             note: Some(format!(
-                "99th percentile of the count per trace {k}, largest seen {}",
+                "99th percentile of the count per trace {p99}, largest seen {}",
                 na.counts.max()
             )),
             mined: (na.traces, na.traces),
