@@ -229,7 +229,11 @@ pub fn generate(
                 (nb.traces, p.before),
                 vec![],
             );
-            if let Some((h, d)) = p.before_delay.as_ref().and_then(|h| Some((h, time_bound(h)?))) {
+            if let Some((h, d)) = p
+                .before_delay
+                .as_ref()
+                .and_then(|h| Some((h, time_bound(h)?)))
+            {
                 push(
                     Family::TimeBound,
                     Claim::BeforeWithin(a.clone(), b.clone(), d),
@@ -288,7 +292,11 @@ pub fn generate(
                     vec![],
                 );
             }
-            if let Some((h, d)) = p.after_delay.as_ref().and_then(|h| Some((h, time_bound(h)?))) {
+            if let Some((h, d)) = p
+                .after_delay
+                .as_ref()
+                .and_then(|h| Some((h, time_bound(h)?)))
+            {
                 push(
                     Family::TimeBound,
                     Claim::AfterWithin(a.clone(), b.clone(), d),
