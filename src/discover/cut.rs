@@ -32,6 +32,27 @@ pub struct Tree<'t> {
     root: Option<usize>,
 }
 
+/// Per span, the index of its parent in the trace (none for a root or a parent not in it).
+pub fn parents(t: &Trace) -> Vec<Option<usize>> {
+    let mut by_id: Vec<(crate::trace::SpanId, usize)> = t
+        .spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span_id, i))
+        .collect();
+    by_id.sort_unstable();
+    t.spans
+        .iter()
+        .map(|s| {
+            let p = s.parent_span_id?;
+            by_id
+                .binary_search_by_key(&p, |e| e.0)
+                .ok()
+                .map(|at| by_id[at].1)
+        })
+        .collect()
+}
+
 /// What a cut keeps.
 struct Kept {
     keep: Vec<bool>,
@@ -41,24 +62,7 @@ struct Kept {
 impl<'t> Tree<'t> {
     /// The tree of `t`.
     pub fn new(t: &'t Trace) -> Tree<'t> {
-        let mut by_id: Vec<(crate::trace::SpanId, usize)> = t
-            .spans
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.span_id, i))
-            .collect();
-        by_id.sort_unstable();
-        let parent = t
-            .spans
-            .iter()
-            .map(|s| {
-                let p = s.parent_span_id?;
-                by_id
-                    .binary_search_by_key(&p, |e| e.0)
-                    .ok()
-                    .map(|at| by_id[at].1)
-            })
-            .collect();
+        let parent = parents(t);
         Tree {
             t,
             parent,

@@ -458,21 +458,7 @@ fn own_before(sa: &[u64], sb: &[u64]) -> bool {
 /// descends from (by a walk from the root keeping the groups on the path).
 fn tree(t: &Trace, a: &Arranged) -> (Vec<Parents>, Vec<Option<Vec<usize>>>) {
     let n = t.spans.len();
-    let mut by_id: Vec<(crate::trace::SpanId, usize)> = t
-        .spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.span_id, i))
-        .collect();
-    by_id.sort_unstable();
-    let parent_of = |i: usize| -> Option<usize> {
-        let p = t.spans[i].parent_span_id?;
-        by_id
-            .binary_search_by_key(&p, |e| e.0)
-            .ok()
-            .map(|at| by_id[at].1)
-    };
-    let parent: Vec<Option<usize>> = (0..n).map(parent_of).collect();
+    let parent = super::cut::parents(t);
     // Children, as ranges of one array.
     let mut first = vec![0usize; n + 1];
     for p in parent.iter().flatten() {
