@@ -20,20 +20,22 @@ use betrace::diagnostic::terminal::escape;
 /// for standard input. Only complete traces (one root, every span reaching it) are mined.
 ///
 /// Templates (docs/discover.md): existence (`when { A } always { B }`), precedence
-/// (`A before B`), response (`B after $a`, `… until A`), time bounds (`… within D`, from
-/// the 99th percentile rounded up), structure (`child_of`, `within`), partners (`own`),
+/// (`A before B`), response (`B after $a`, `… until A`), time bounds (`… within D`: the
+/// 99th percentile and half again, rounded up), structure (`child_of`, `within`), partners (`own`),
 /// attribute agreement (`B.where(k == $a.k)`), idempotency (`distinct(A, k) == 1`) and
 /// counts (`count(A) <= K`).
 ///
 /// Every candidate is then judged by the engine over the same input, as a rule with
 /// `incomplete: skip`: its support (complete traces it applied to), violations and
-/// exceptions are what `betrace replay` of it gives. Candidates are ranked by the Wilson
-/// lower bound of their confidence (near-invariants with much support first), pruned when
-/// below the thresholds, implied by another, already in --rules, or failing the holdout.
+/// exceptions are what `betrace replay` of it gives. Near-invariants come first (broken in
+/// only a few traces, which they name: the traces to look at), then the rest, each by the
+/// Wilson lower bound of its confidence; candidates are pruned when below the thresholds,
+/// implied by another, already in --rules, or failing the holdout.
 ///
 /// Output: a rule file `betrace check` accepts (`enabled: false`, tagged `discovered`, the
 /// scores in the description, examples cut from real traces that `betrace test` passes),
-/// `--format jsonl` or `--format table`. A summary goes to stderr. Exit code: 0, also when
+/// `--format jsonl` or `--format table`; `--report FILE.html` for a team to review. A
+/// summary goes to stderr. Exit code: 0, also when
 /// nothing is found; 2 on bad input.
 #[derive(clap::Args)]
 #[command(
