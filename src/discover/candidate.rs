@@ -397,10 +397,7 @@ pub fn generate(
             note: None,
             mined: (na.traces, held),
         });
-        let response = m
-            .pairs()
-            .find(|(p, _)| **p == (ai, bi))
-            .map_or(0, |(_, p)| p.response);
+        let response = m.pair_stats(ai, bi).map_or(0, |p| p.response);
         if ok(na.traces, response) {
             out.push(Candidate {
                 id: String::new(),

@@ -95,25 +95,21 @@ impl<'t> Tree<'t> {
         Kept { keep, named }
     }
 
-    /// How many spans a cut for `names` keeps.
-    pub fn kept(&self, names: &[String], tree: bool) -> usize {
-        self.keep(names, tree).keep.iter().filter(|k| **k).count()
-    }
-
     /// The cut for span names `names` and attributes `keys` (with the tree between them
-    /// when `tree`), as YAML list items indented by `indent` spaces; `None` when it cannot
-    /// be written exactly.
+    /// when `tree`): how many spans it keeps, and them as YAML list items indented by
+    /// `indent` spaces; `None` when it cannot be written exactly.
     pub fn cut(
         &self,
         names: &[String],
         keys: &[KeyId],
         tree: bool,
         indent: usize,
-    ) -> Option<String> {
+    ) -> Option<(usize, String)> {
         let t = self.t;
         let n = t.spans.len();
         let Kept { keep, named } = self.keep(names, tree);
-        if keep.iter().filter(|k| **k).count() > MAX_SPANS {
+        let kept = keep.iter().filter(|k| **k).count();
+        if kept > MAX_SPANS {
             return None;
         }
         let up = if tree {
@@ -161,7 +157,7 @@ impl<'t> Tree<'t> {
             w.span(&mut out, i, indent + 4 * depth)?;
             stack.extend(children[i].iter().rev().map(|&c| (c, depth + 1)));
         }
-        Some(out)
+        Some((kept, out))
     }
 
     /// Per span, its nearest kept ancestor: each chain walked once.

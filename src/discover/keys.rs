@@ -122,19 +122,19 @@ fn json_keys(body: &[u8], counts: &mut HashMap<String, Seen>) -> usize {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return 0;
     };
-    let field = |v: &'_ serde_json::Value, camel: &str, snake: &str| -> Vec<serde_json::Value> {
+    // A field's array, in the exporter's camelCase or in snake_case; empty when absent.
+    fn field<'v>(v: &'v serde_json::Value, camel: &str, snake: &str) -> &'v [serde_json::Value] {
         v.get(camel)
             .or_else(|| v.get(snake))
             .and_then(|x| x.as_array())
-            .cloned()
-            .unwrap_or_default()
-    };
+            .map_or(&[], Vec::as_slice)
+    }
     let mut n = 0;
     for rs in field(&v, "resourceSpans", "resource_spans") {
-        for ss in field(&rs, "scopeSpans", "scope_spans") {
-            for s in field(&ss, "spans", "spans") {
+        for ss in field(rs, "scopeSpans", "scope_spans") {
+            for s in field(ss, "spans", "spans") {
                 n += 1;
-                for kv in field(&s, "attributes", "attributes") {
+                for kv in field(s, "attributes", "attributes") {
                     if let Some(k) = kv.get("key").and_then(|k| k.as_str()) {
                         let v = kv.get("value").map(|v| v.to_string()).unwrap_or_default();
                         counts.entry(k.to_string()).or_default().add(v.as_bytes());

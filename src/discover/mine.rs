@@ -150,6 +150,11 @@ impl Miner {
         self.pairs.iter()
     }
 
+    /// The counts of the pair `(a, b)`, if they ever occurred together.
+    pub fn pair_stats(&self, a: NameId, b: NameId) -> Option<&PairStats> {
+        self.pairs.get(&(a, b))
+    }
+
     /// Every (name, key) with its counts.
     pub fn keys(&self) -> impl Iterator<Item = (&(NameId, KeyId), &KeyStats)> {
         self.keys.iter()

@@ -26,8 +26,6 @@ pub mod render;
 pub mod stats;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -169,8 +167,22 @@ pub fn run(
     on_note: &mut dyn FnMut(&str),
 ) -> Result<(Vec<Found>, Summary), BadRecord> {
     let started = Instant::now();
-    let spool = Spool::new(opts.read.spill_dir.as_deref())?;
-    let (inputs, spooled) = spool.rereadable(&replay::input::expand(&opts.read.inputs)?)?;
+    // Standard input and pipes are read more than once: spooled as replay spools them,
+    // into a directory removed when `spill` is dropped at the end of the run.
+    let spill = replay::spill::Dir::new(opts.read.spill_dir.clone());
+    let mut spooled: HashMap<String, String> = HashMap::new();
+    let inputs = replay::input::expand(&opts.read.inputs)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if replay::input::rereadable(&name) {
+                return Ok(name);
+            }
+            let path = spill.spool(&name, i, &progress.bytes_read)?;
+            spooled.insert(path.clone(), name);
+            Ok(path)
+        })
+        .collect::<Result<Vec<_>, BadRecord>>()?;
     // A spooled copy's bad records are reported under the name the user gave.
     let on_bad = &mut |b: &BadRecord| match spooled.get(&b.source) {
         Some(name) => on_bad(&BadRecord {
@@ -638,7 +650,7 @@ fn judge(
     if cands.is_empty() {
         return Ok(out);
     }
-    let text = render::rule_file(&cands.iter().map(render::Rule::judged).collect::<Vec<_>>());
+    let text = render::rule_file(&cands.iter().map(render::Rule::bare).collect::<Vec<_>>());
     let (rules, _) = RuleSet::from_text("candidates", &text).map_err(|r| BadRecord {
         source: "discover".into(),
         location: Location::Whole,
@@ -733,14 +745,14 @@ fn keep_examples(t: &Trace, js: &[Judgement], best: &Mutex<Best>, wanted: &[Want
         }
         let tree = tree.get_or_insert_with(|| cut::Tree::new(t));
         let (names, keys, structural) = &wanted[j.rule];
-        let Some(yaml) = tree.cut(names, keys, *structural, 10) else {
+        let Some((spans, yaml)) = tree.cut(names, keys, *structural, 10) else {
             continue;
         };
         *slot = Some(Example {
             violation: broke,
             trace_id: t.trace_id,
             size,
-            spans: tree.kept(names, *structural),
+            spans,
             yaml,
         });
     }
@@ -793,68 +805,6 @@ fn split_at(
     g.0.sort_unstable();
     let at = ((g.0.len() as f64 * q.clamp(0.0, 1.0)) as usize).min(g.0.len() - 1);
     Ok(Some(g.0[at]))
-}
-
-/// Where non-rereadable inputs (standard input, pipes) are copied so that they can be
-/// read more than once; removed when dropped.
-struct Spool {
-    dir: PathBuf,
-    made: Mutex<bool>,
-}
-
-impl Spool {
-    fn new(base: Option<&Path>) -> Result<Spool, BadRecord> {
-        let base = base.map_or_else(std::env::temp_dir, Path::to_path_buf);
-        Ok(Spool {
-            dir: base.join(format!("betrace-discover-{}", std::process::id())),
-            made: Mutex::new(false),
-        })
-    }
-
-    /// The inputs, each one that cannot be read twice replaced by a spooled copy; and the
-    /// names of the copies' originals.
-    fn rereadable(
-        &self,
-        inputs: &[String],
-    ) -> Result<(Vec<String>, HashMap<String, String>), BadRecord> {
-        let mut spooled = HashMap::new();
-        let paths = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                if replay::input::rereadable(name) {
-                    return Ok(name.clone());
-                }
-                let fail = |e: io::Error| BadRecord {
-                    source: name.clone(),
-                    location: Location::Whole,
-                    message: format!("cannot spool it to {}: {e}", self.dir.display()),
-                };
-                std::fs::create_dir_all(&self.dir).map_err(fail)?;
-                *self.made.lock() = true;
-                let path = self.dir.join(format!("input-{i}"));
-                let mut to = std::fs::File::create(&path).map_err(fail)?;
-                if name == "-" {
-                    io::copy(&mut io::stdin().lock(), &mut to).map_err(fail)?;
-                } else {
-                    io::copy(&mut std::fs::File::open(name).map_err(fail)?, &mut to)
-                        .map_err(fail)?;
-                }
-                let path = path.to_string_lossy().into_owned();
-                spooled.insert(path.clone(), name.clone());
-                Ok(path)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((paths, spooled))
-    }
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        if *self.made.lock() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 }
 
 /// Per family, how many were found: for the summary.

@@ -15,18 +15,14 @@ pub struct Rule<'a> {
 }
 
 impl<'a> Rule<'a> {
-    /// The candidate alone, to see that it loads.
+    /// The candidate as it is judged (enabled, skipping incomplete traces), or alone to
+    /// see that it loads.
     pub fn bare(c: &'a Candidate) -> Rule<'a> {
         Rule {
             c,
             found: None,
             enabled: true,
         }
-    }
-
-    /// The candidate as it is judged: enabled, skipping incomplete traces.
-    pub fn judged(c: &'a Candidate) -> Rule<'a> {
-        Rule::bare(c)
     }
 
     /// A candidate found: disabled, with its scores and examples.
