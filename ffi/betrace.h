@@ -203,6 +203,64 @@ int32_t betrace_engine_ingest(const struct betrace_engine *engine,
                               uint64_t now_unix_nano,
                               struct betrace_buf *error_out);
 
+// As `betrace_engine_ingest`, for a host that keeps what the engine holds in storage
+// (the collector's `storage` setting): the host has written the batch to storage under
+// `seq` — a number rising from one stored record to the next, shared with the judged ids
+// it stores from `betrace_engine_take_journal` — and the engine keeps track of which
+// traces the batch carried, so that `betrace_engine_take_journal` says when the stored
+// batch may be deleted. A batch that does not decode may be deleted at once.
+//
+// # Safety
+// As `betrace_engine_ingest`.
+int32_t betrace_engine_ingest_stored(const struct betrace_engine *engine,
+                                     uint32_t feed,
+                                     const uint8_t *data,
+                                     size_t len,
+                                     uint64_t now_unix_nano,
+                                     uint64_t seq,
+                                     struct betrace_buf *error_out);
+
+// Brings back a batch stored before a restart (what `betrace_engine_ingest_stored` was
+// given, with the time it arrived then and its `seq`), judging nothing. Hand back the
+// stored batches and judged ids (`betrace_engine_restore_judged`) in their sequence order
+// before ingesting anything new: the engine then holds what it held before, and the next
+// tick judges what fell due meanwhile, each trace at its own deadline.
+//
+// # Safety
+// As `betrace_engine_ingest`.
+int32_t betrace_engine_restore(const struct betrace_engine *engine,
+                               uint32_t feed,
+                               const uint8_t *data,
+                               size_t len,
+                               uint64_t now_unix_nano,
+                               uint64_t seq,
+                               struct betrace_buf *error_out);
+
+// Brings back trace ids judged before a restart (`len` bytes, 16 per id, as
+// `betrace_engine_take_journal` gave them): those traces are dropped without being judged
+// again, and their later spans count as late. A length that is not a multiple of 16 is an
+// invalid argument.
+//
+// # Safety
+// `engine` is a live handle; `ids` points to `len` readable bytes; `error_out` is NULL or
+// writable.
+int32_t betrace_engine_restore_judged(const struct betrace_engine *engine,
+                                      const uint8_t *ids,
+                                      size_t len,
+                                      struct betrace_buf *error_out);
+
+// Takes the journal of a host with storage into `*out`: the ids of the traces judged
+// since the last call, then the `seq` of every stored batch no longer needed, as
+// `u32 n` (little-endian), `n` 16-byte trace ids, `u32 m`, `m` little-endian `u64`s.
+// Store the ids and delete the batches in one write, together with the signals taken in
+// the same pause; exact when no `betrace_engine_ingest_stored` runs meanwhile.
+//
+// # Safety
+// `engine` is a live handle; `out` is writable; `error_out` is NULL or writable.
+int32_t betrace_engine_take_journal(const struct betrace_engine *engine,
+                                    struct betrace_buf *out,
+                                    struct betrace_buf *error_out);
+
 // Judges the traces whose idle or age timeout has passed at `now_unix_nano`.
 //
 // # Safety

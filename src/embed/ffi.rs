@@ -384,6 +384,129 @@ pub unsafe extern "C" fn betrace_engine_ingest(
     })
 }
 
+/// As `betrace_engine_ingest`, for a host that keeps what the engine holds in storage
+/// (the collector's `storage` setting): the host has written the batch to storage under
+/// `seq` — a number rising from one stored record to the next, shared with the judged ids
+/// it stores from `betrace_engine_take_journal` — and the engine keeps track of which
+/// traces the batch carried, so that `betrace_engine_take_journal` says when the stored
+/// batch may be deleted. A batch that does not decode may be deleted at once.
+///
+/// # Safety
+/// As `betrace_engine_ingest`.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_ingest_stored(
+    engine: *const betrace_engine,
+    feed: u32,
+    data: *const u8,
+    len: usize,
+    now_unix_nano: u64,
+    seq: u64,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let e = self::engine(engine)?;
+        let _log = e.log.enter();
+        e.live
+            .ingest_stored(bytes(data, len, "data")?, feed, now_unix_nano, seq)
+            .map_err(live_error)
+    })
+}
+
+/// Brings back a batch stored before a restart (what `betrace_engine_ingest_stored` was
+/// given, with the time it arrived then and its `seq`), judging nothing. Hand back the
+/// stored batches and judged ids (`betrace_engine_restore_judged`) in their sequence order
+/// before ingesting anything new: the engine then holds what it held before, and the next
+/// tick judges what fell due meanwhile, each trace at its own deadline.
+///
+/// # Safety
+/// As `betrace_engine_ingest`.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_restore(
+    engine: *const betrace_engine,
+    feed: u32,
+    data: *const u8,
+    len: usize,
+    now_unix_nano: u64,
+    seq: u64,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let e = self::engine(engine)?;
+        let _log = e.log.enter();
+        e.live
+            .restore(bytes(data, len, "data")?, feed, now_unix_nano, seq)
+            .map_err(live_error)
+    })
+}
+
+/// Brings back trace ids judged before a restart (`len` bytes, 16 per id, as
+/// `betrace_engine_take_journal` gave them): those traces are dropped without being judged
+/// again, and their later spans count as late. A length that is not a multiple of 16 is an
+/// invalid argument.
+///
+/// # Safety
+/// `engine` is a live handle; `ids` points to `len` readable bytes; `error_out` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_restore_judged(
+    engine: *const betrace_engine,
+    ids: *const u8,
+    len: usize,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let e = self::engine(engine)?;
+        let _log = e.log.enter();
+        let raw = bytes(ids, len, "ids")?;
+        if raw.len() % 16 != 0 {
+            return Err(invalid(&format!(
+                "ids: {} bytes is not a whole number of 16-byte trace ids",
+                raw.len()
+            )));
+        }
+        let ids: Vec<crate::trace::TraceId> = raw
+            .chunks_exact(16)
+            .map(|c| crate::trace::TraceId(c.try_into().expect("16 bytes")))
+            .collect();
+        e.live.restore_judged(&ids);
+        Ok(())
+    })
+}
+
+/// Takes the journal of a host with storage into `*out`: the ids of the traces judged
+/// since the last call, then the `seq` of every stored batch no longer needed, as
+/// `u32 n` (little-endian), `n` 16-byte trace ids, `u32 m`, `m` little-endian `u64`s.
+/// Store the ids and delete the batches in one write, together with the signals taken in
+/// the same pause; exact when no `betrace_engine_ingest_stored` runs meanwhile.
+///
+/// # Safety
+/// `engine` is a live handle; `out` is writable; `error_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_take_journal(
+    engine: *const betrace_engine,
+    out: *mut betrace_buf,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let e = self::engine(engine)?;
+        let _log = e.log.enter();
+        if out.is_null() {
+            return Err(invalid("output buffer is NULL"));
+        }
+        let (judged, freed) = e.live.take_journal();
+        let mut bytes = Vec::with_capacity(8 + judged.len() * 16 + freed.len() * 8);
+        bytes.extend_from_slice(&(judged.len() as u32).to_le_bytes());
+        for id in &judged {
+            bytes.extend_from_slice(&id.0);
+        }
+        bytes.extend_from_slice(&(freed.len() as u32).to_le_bytes());
+        for seq in &freed {
+            bytes.extend_from_slice(&seq.to_le_bytes());
+        }
+        write(out, to_buf(bytes), "output buffer")
+    })
+}
+
 /// Judges the traces whose idle or age timeout has passed at `now_unix_nano`.
 ///
 /// # Safety

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use prost::Message;
 
+use super::journal::Journal;
 use super::outbox::Outbox;
 
 use crate::diagnostic::{Report, SourceFile};
@@ -17,6 +18,8 @@ use crate::engine::{Counters, Engine, EngineConfig, RuleCounts, Stats};
 use crate::otlp;
 use crate::otlp::encode::{self, Detected};
 use crate::rules::ruleset::RuleSet;
+use crate::trace::projected::Trace;
+use crate::trace::TraceId;
 
 /// What a live engine sends out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +91,8 @@ pub struct Live {
     sources: parking_lot::Mutex<u64>,
     rule_changes: AtomicU64,
     shut_down: AtomicBool,
+    /// Which stored batches are still needed (a host with storage).
+    journal: parking_lot::Mutex<Journal>,
 }
 
 /// Loads rule files (name and text each), or returns every error rendered.
@@ -141,6 +146,7 @@ impl Live {
             sources: parking_lot::Mutex::new(sources),
             rule_changes: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
+            journal: parking_lot::Mutex::new(Journal::default()),
         })
     }
 
@@ -179,6 +185,80 @@ impl Live {
     /// [`MAX_FEEDS`]; 0 for a host with one input): the violation spans of a trace are
     /// taken by every feed that carried spans of it ([`Live::take_spans`]).
     pub fn ingest(&self, bytes: &[u8], feed: u32, now: u64) -> Result<(), LiveError> {
+        let fragments = self.fragments(bytes, feed, now)?;
+        let signals = self.engine.ingest(fragments, now);
+        self.queue(signals, now);
+        Ok(())
+    }
+
+    /// Ingests a batch the host has written to storage under sequence number `seq` (rising
+    /// from one batch to the next; judged trace ids taken with [`Live::take_journal`] come
+    /// in the same sequence): as [`Live::ingest`], and the journal learns which traces the
+    /// batch carried, so that [`Live::take_journal`] says when it may be deleted. A batch
+    /// that does not decode is free at once.
+    pub fn ingest_stored(
+        &self,
+        bytes: &[u8],
+        feed: u32,
+        now: u64,
+        seq: u64,
+    ) -> Result<(), LiveError> {
+        self.engine.keep_judged();
+        let fragments = self.fragments(bytes, feed, now).inspect_err(|_| {
+            self.journal.lock().add(seq, []);
+        })?;
+        self.journal
+            .lock()
+            .add(seq, fragments.iter().map(|f| f.trace_id));
+        let signals = self.engine.ingest(fragments, now);
+        self.queue(signals, now);
+        Ok(())
+    }
+
+    /// Brings back a batch kept in storage across a restart (what [`Live::ingest_stored`]
+    /// was given, with the time it arrived), judging nothing: stored batches and judged
+    /// ids ([`Live::restore_judged`]) handed back in their sequence order leave the engine
+    /// holding what it held before, and the next tick judges what fell due meanwhile.
+    pub fn restore(&self, bytes: &[u8], feed: u32, now: u64, seq: u64) -> Result<(), LiveError> {
+        self.engine.keep_judged();
+        let fragments = self.fragments(bytes, feed, now).inspect_err(|_| {
+            self.journal.lock().add(seq, []);
+        })?;
+        self.journal
+            .lock()
+            .add(seq, fragments.iter().map(|f| f.trace_id));
+        self.engine.restore(fragments, now);
+        Ok(())
+    }
+
+    /// Brings back the ids of traces judged before a restart: they are dropped without
+    /// being judged again, and their later spans count as late.
+    pub fn restore_judged(&self, ids: &[TraceId]) {
+        self.engine.keep_judged();
+        let mut journal = self.journal.lock();
+        for id in ids {
+            self.engine.forget(*id);
+            journal.judged(id);
+        }
+    }
+
+    /// The ids of the traces judged since the last call (to store, in sequence with the
+    /// batches), and the sequence numbers of the stored batches no longer needed (to
+    /// delete in the same write). Exact when no ingest runs meanwhile: the host takes the
+    /// journal with ingest held off, together with the signals those judgements produced.
+    pub fn take_journal(&self) -> (Vec<TraceId>, Vec<u64>) {
+        let judged = self.engine.take_judged();
+        let mut journal = self.journal.lock();
+        for id in &judged {
+            journal.judged(id);
+        }
+        journal.settle(|id| self.engine.is_waiting(id));
+        (judged, journal.take_freed())
+    }
+
+    /// Decodes a batch into fragments of the traces it carries, each marked with `feed`,
+    /// counting and logging what cannot be read.
+    fn fragments(&self, bytes: &[u8], feed: u32, now: u64) -> Result<Vec<Trace>, LiveError> {
         if feed >= MAX_FEEDS {
             return Err(LiveError::Feed(feed));
         }
@@ -208,9 +288,7 @@ impl Live {
         }
         let mut fragments = batch.fragments;
         fragments.iter_mut().for_each(|f| f.feeds = 1 << feed);
-        let signals = self.engine.ingest(fragments, now);
-        self.queue(signals, now);
-        Ok(())
+        Ok(fragments)
     }
 
     /// Judges traces whose time has come.

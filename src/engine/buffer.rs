@@ -508,7 +508,15 @@ impl TraceBuffer {
         }
         self.held_traces.fetch_sub(1, Relaxed);
         self.held_spans.fetch_sub(entry.spans, Relaxed);
-        shard.released.insert(id);
+        self.remember_released(shard, id);
+        Some(entry)
+    }
+
+    /// Remembers a trace as released: its later spans are late.
+    fn remember_released(&self, shard: &mut Shard, id: TraceId) {
+        if !shard.released.insert(id) {
+            return;
+        }
         shard.released_order.push_back(id);
         // Remember released traces exactly up to as many as the buffer may hold, then
         // approximately (bounded memory): a span of a forgotten trace is late, not new.
@@ -519,7 +527,6 @@ impl TraceBuffer {
                 shard.forgotten.insert(&old);
             }
         }
-        Some(entry)
     }
 
     /// Judges every trace whose idle or age deadline is at or before `now`, in deadline
@@ -580,6 +587,39 @@ impl TraceBuffer {
             held.lock().judge(judge);
             self.traces_judged.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Adds a fragment kept in storage across a restart, as it arrived at `now`, judging
+    /// nothing: the buffer is being brought back to where it stood before the restart, and
+    /// what fell due meanwhile is judged by the next tick or arrival, at its own deadline
+    /// (`crate::embed::journal`). The limits are not applied here: the buffer held these
+    /// spans within them before.
+    pub fn restore(&self, mut frag: Trace, now: u64) {
+        if frag.spans.is_empty() {
+            return;
+        }
+        self.spans_in.fetch_add(frag.spans.len() as u64, Relaxed);
+        let dups = dedup_fragment(&mut frag);
+        self.duplicate_spans.fetch_add(dups as u64, Relaxed);
+        let i = self.shard_of(&frag.trace_id);
+        let mut shard = self.shards[i].lock();
+        self.add(&mut shard, frag, now);
+    }
+
+    /// Drops a trace judged before a restart without judging it again, and remembers it
+    /// as released (whether it was held or not), so that its later spans count as late.
+    pub fn forget(&self, id: TraceId) {
+        let i = self.shard_of(&id);
+        let mut shard = self.shards[i].lock();
+        if self.release(&mut shard, id).is_none() {
+            self.remember_released(&mut shard, id);
+        }
+    }
+
+    /// Whether a trace is held and not judged yet.
+    pub fn is_waiting(&self, id: &TraceId) -> bool {
+        let shard = self.shards[self.shard_of(id)].lock();
+        shard.entries.get(id).is_some_and(|e| e.judged_at.is_none())
     }
 }
 

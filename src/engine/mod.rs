@@ -17,7 +17,7 @@ pub(crate) mod ratelimit;
 pub mod signal;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +31,7 @@ use crate::engine::signal::{Mode, Signal};
 pub use crate::rules::ruleset::RuleCounts;
 use crate::rules::ruleset::RuleSet;
 use crate::trace::projected::Trace;
+use crate::trace::TraceId;
 
 /// The engine's version, as reported in signals' instrumentation scope.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -95,6 +96,9 @@ pub struct Engine {
     /// [`Engine::counters`] builds no per-rule map.
     signals: AtomicU64,
     observer: Option<Mutex<Box<Observer>>>,
+    /// Whether judged trace ids are written down for [`Engine::take_judged`].
+    journaling: AtomicBool,
+    judged: Mutex<Vec<TraceId>>,
 }
 
 impl Engine {
@@ -111,6 +115,8 @@ impl Engine {
             eval_nanos: AtomicU64::new(0),
             signals: AtomicU64::new(0),
             observer: None,
+            journaling: AtomicBool::new(false),
+            judged: Mutex::new(Vec::new()),
         }
     }
 
@@ -225,7 +231,42 @@ impl Engine {
         self.evidence.as_ref().map(|e| e.lock().clone())
     }
 
+    /// From now on writes down the id of every trace judged, for [`Engine::take_judged`]:
+    /// a host keeping what the engine holds in storage learns which traces it no longer
+    /// needs to keep (`crate::embed::journal`).
+    pub fn keep_judged(&self) {
+        self.journaling.store(true, Relaxed);
+    }
+
+    /// The ids of the traces judged since the last call (with [`Engine::keep_judged`]), in
+    /// the order they were judged; a trace judged again after a late span appears again.
+    pub fn take_judged(&self) -> Vec<TraceId> {
+        std::mem::take(&mut *self.judged.lock())
+    }
+
+    /// Adds fragments kept in storage across a restart, as they arrived at `now`, judging
+    /// nothing ([`TraceBuffer::restore`]).
+    pub fn restore(&self, fragments: Vec<Trace>, now: u64) {
+        for frag in fragments {
+            self.buffer.restore(frag, now);
+        }
+    }
+
+    /// Drops a trace judged before a restart without judging it again
+    /// ([`TraceBuffer::forget`]).
+    pub fn forget(&self, id: TraceId) {
+        self.buffer.forget(id);
+    }
+
+    /// Whether a trace is held and not judged yet.
+    pub fn is_waiting(&self, id: &TraceId) -> bool {
+        self.buffer.is_waiting(id)
+    }
+
     fn judge(&self, rules: &RuleSet, trace: &Trace, counted: &mut Counted, out: &mut Vec<Signal>) {
+        if self.journaling.load(Relaxed) {
+            self.judged.lock().push(trace.trace_id);
+        }
         if let Some((from, to)) = self.config.window {
             let start = trace.start_unix_nano();
             if start < from || start > to {

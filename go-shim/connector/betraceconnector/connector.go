@@ -37,6 +37,8 @@ func (c *tracesToLogs) Start(ctx context.Context, host component.Host) error {
 		Report:      func(ev *componentstatus.Event) { componentstatus.ReportStatus(host, ev) },
 		Outputs:     betrace.Options{Logs: true},
 		Deliver:     c.deliver,
+		Host:        host,
+		Kind:        component.KindConnector,
 	})
 	if err != nil {
 		return err

@@ -189,6 +189,86 @@ func (e *Engine) Ingest(feed uint32, otlp []byte, now time.Time) error {
 	return check(code, &errBuf)
 }
 
+// IngestStored is Ingest for a host that keeps what the engine holds in storage: the
+// batch was written to storage under seq (rising, shared with the judged ids stored from
+// TakeJournal), and the engine tracks which traces it carried, so that TakeJournal says
+// when the stored batch may be deleted.
+func (e *Engine) IngestStored(feed uint32, otlp []byte, now time.Time, seq uint64) error {
+	p, n := bytesPtr(otlp)
+	var errBuf C.betrace_buf
+	code := C.betrace_engine_ingest_stored(e.h, C.uint32_t(feed), p, n, nanos(now), C.uint64_t(seq), &errBuf)
+	runtime.KeepAlive(otlp)
+	return check(code, &errBuf)
+}
+
+// Restore brings back a batch stored before a restart (as IngestStored was given it, with
+// the time it arrived then), judging nothing. Batches and judged ids (RestoreJudged) go
+// back in their sequence order, before anything new is ingested.
+func (e *Engine) Restore(feed uint32, otlp []byte, arrived time.Time, seq uint64) error {
+	p, n := bytesPtr(otlp)
+	var errBuf C.betrace_buf
+	code := C.betrace_engine_restore(e.h, C.uint32_t(feed), p, n, nanos(arrived), C.uint64_t(seq), &errBuf)
+	runtime.KeepAlive(otlp)
+	return check(code, &errBuf)
+}
+
+// RestoreJudged brings back trace ids judged before a restart (16 bytes each, as
+// TakeJournal gave them): those traces are not judged again.
+func (e *Engine) RestoreJudged(ids []byte) error {
+	p, n := bytesPtr(ids)
+	var errBuf C.betrace_buf
+	code := C.betrace_engine_restore_judged(e.h, p, n, &errBuf)
+	runtime.KeepAlive(ids)
+	return check(code, &errBuf)
+}
+
+// Journal is what TakeJournal returns: the ids of the traces judged since the last call
+// (16 bytes each, concatenated) and the sequence numbers of stored batches no longer
+// needed.
+type Journal struct {
+	Judged []byte
+	Freed  []uint64
+}
+
+// TakeJournal takes the trace ids judged since the last call and the stored batches no
+// longer needed: store the one and delete the other in one write, with the signals taken
+// in the same pause. Exact when no IngestStored runs meanwhile.
+func (e *Engine) TakeJournal() (Journal, error) {
+	var out, errBuf C.betrace_buf
+	if err := check(C.betrace_engine_take_journal(e.h, &out, &errBuf), &errBuf); err != nil {
+		return Journal{}, err
+	}
+	return parseJournal(take(&out))
+}
+
+// parseJournal reads betrace_engine_take_journal's layout: u32 n, n 16-byte ids, u32 m,
+// m u64 sequence numbers, little-endian.
+func parseJournal(b []byte) (Journal, error) {
+	var j Journal
+	if len(b) == 0 {
+		return j, nil
+	}
+	if len(b) < 4 {
+		return j, fmt.Errorf("betrace: journal cut at %d bytes", len(b))
+	}
+	n := int(binary.LittleEndian.Uint32(b))
+	if len(b) < 4+16*n+4 {
+		return j, fmt.Errorf("betrace: journal of %d ids in %d bytes", n, len(b))
+	}
+	j.Judged = b[4 : 4+16*n]
+	rest := b[4+16*n:]
+	m := int(binary.LittleEndian.Uint32(rest))
+	rest = rest[4:]
+	if len(rest) != 8*m {
+		return j, fmt.Errorf("betrace: journal of %d freed batches in %d bytes", m, len(rest))
+	}
+	j.Freed = make([]uint64, m)
+	for i := range j.Freed {
+		j.Freed[i] = binary.LittleEndian.Uint64(rest[8*i:])
+	}
+	return j, nil
+}
+
 // Tick judges the traces whose timeouts have passed at now.
 func (e *Engine) Tick(now time.Time) error {
 	var errBuf C.betrace_buf

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/collector/component"
+
 	"github.com/betracehq/betrace/go-shim/internal/betrace"
 )
 
@@ -29,6 +31,15 @@ type Config struct {
 	// ReloadInterval, when positive, re-reads the rule files this often; a bad file keeps
 	// the old rules.
 	ReloadInterval time.Duration `mapstructure:"reload_interval"`
+	// Storage names a storage extension (file_storage): held spans and undelivered signals
+	// survive a crash or a restart (docs/deploy.md, "Nothing lost when a collector dies").
+	Storage *component.ID `mapstructure:"storage"`
+}
+
+// storageLimit bounds the bytes of stored batches: past it batches are judged but not
+// stored (counted, warned). Twice the spans a full buffer holds at 1 KiB each.
+func (c *Config) storageLimit() int64 {
+	return int64(c.MaxSpans) * 2 << 10
 }
 
 // DefaultConfig has the defaults of docs/language.md, "When a trace is judged".

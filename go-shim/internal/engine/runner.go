@@ -30,6 +30,8 @@ type Outgoing struct {
 	Feed int
 	// N is how many signals the batch carries.
 	N int
+	// seq numbers the batch in storage (0: not stored).
+	seq uint64
 }
 
 // Deliver sends an outgoing batch to the next consumer.
@@ -55,6 +57,10 @@ type Settings struct {
 	Feeds int
 	// Deliver hands outgoing batches to the next consumer.
 	Deliver Deliver
+	// Host and Kind find the storage extension of the `storage` setting and name the
+	// component to it.
+	Host component.Host
+	Kind component.Kind
 }
 
 // OutboxSize is how many batches of signals may wait for delivery. Judging never waits on
@@ -90,6 +96,9 @@ type Runner struct {
 	ticked    chan struct{} // closed when the clock loop has returned
 	telemetry Telemetry
 	marshaler ptrace.ProtoMarshaler
+	// store keeps what the engine holds across restarts (the `storage` setting); nil
+	// without it.
+	store *store
 
 	// The outbox: filled by the clock loop, emptied by one delivery goroutine.
 	out            chan Outgoing
@@ -101,6 +110,7 @@ type Runner struct {
 	dropped        atomic.Uint64 // signals dropped: outbox full, or shutdown out of time
 	deliveryFailed atomic.Uint64 // signals the next consumer refused
 	reloadFailures atomic.Uint64 // reloads that failed, each distinct content once
+	kept           atomic.Uint64 // stored signals left for the next start at shutdown
 	// waiting is how many signals are in the outbox or being handed to the next consumer:
 	// added as a batch enters the outbox, taken off once its delivery returned (delivered
 	// or refused) or it was dropped.
@@ -147,14 +157,33 @@ func Start(ctx context.Context, cfg Config, set Settings) (*Runner, error) {
 	}
 	r.deliveryCtx, r.cancelDelivery = context.WithCancel(context.Background())
 	eng.SetLogLevel(logLevel(r.logger))
+	if cfg.Storage != nil {
+		st, err := openStore(ctx, set, *cfg.Storage, cfg.storageLimit())
+		if err != nil {
+			eng.Close()
+			return nil, err
+		}
+		r.store = st
+	}
 	r.telemetry = set.Instruments
 	if err := r.register(set.Instruments); err != nil {
 		r.unregister()
+		r.closeStore(ctx)
 		eng.Close()
 		return nil, err
 	}
-	r.forwardLogEvents()
 	go r.deliverLoop()
+	if r.store != nil {
+		if err := r.restore(ctx); err != nil {
+			close(r.out)
+			<-r.delivered
+			r.unregister()
+			r.closeStore(ctx)
+			eng.Close()
+			return nil, err
+		}
+	}
+	r.forwardLogEvents()
 	go r.loop(TickInterval(cfg.TraceIdleTimeout))
 	return r, nil
 }
@@ -182,7 +211,41 @@ func (r *Runner) Ingest(feed int, td ptrace.Traces) error {
 	if r.closed {
 		return errShutDown
 	}
+	if r.store != nil {
+		return r.store.ingest(context.Background(), r.eng, feed, b, r.clock.Now())
+	}
 	return r.eng.Ingest(uint32(feed), b, r.clock.Now())
+}
+
+// restore brings back what the storage kept from an earlier run: the engine holds again
+// the traces it had not judged, and the signals not yet handed on wait in the outbox.
+func (r *Runner) restore(ctx context.Context) error {
+	got, err := r.store.restore(ctx, r.eng, func(o Outgoing) {
+		r.waiting.Add(int64(o.N))
+		r.out <- o // the delivery goroutine runs: this waits for room, it never drops
+	})
+	if err != nil {
+		return err
+	}
+	if got != (Restored{}) {
+		c := r.eng.Counters()
+		r.logger.Info("betrace: restored from storage what the last run held",
+			zap.Int("batches", got.Batches), zap.Uint64("traces", c.HeldTraces), zap.Uint64("spans", c.HeldSpans),
+			zap.Int("judged_traces", got.Judged), zap.Int("signals", got.Signals), zap.Int("unreadable_records", got.Corrupt))
+	}
+	// The batches that restored judged ids freed are deleted now.
+	r.take()
+	return nil
+}
+
+// closeStore releases the storage client, if any.
+func (r *Runner) closeStore(ctx context.Context) {
+	if r.store == nil {
+		return
+	}
+	if err := r.store.close(ctx); err != nil {
+		r.logger.Warn("betrace: storage: closing failed", zap.Error(err))
+	}
 }
 
 // Counters reads the engine's counters (after Shutdown, the last ones it had), with the
@@ -310,19 +373,37 @@ func (r *Runner) taken() []Outgoing {
 }
 
 // take moves what the engine has produced into the outbox, never waiting for room: a
-// batch that finds it full is dropped and counted.
+// batch that finds it full is dropped and counted. With storage, the signals and what
+// was judged are stored first.
 func (r *Runner) take() {
-	for _, o := range r.taken() {
+	outs := r.takenStored()
+	for _, o := range outs {
 		// Counted before it is in the outbox: the delivery goroutine may take it off at once.
 		r.waiting.Add(int64(o.N))
 		select {
 		case r.out <- o:
 		default:
 			r.waiting.Add(-int64(o.N))
+			r.handedOn(o)
 			total := r.dropped.Add(uint64(o.N))
 			r.logger.Warn("betrace: signals dropped: the outbox is full because the next consumer is not keeping up",
 				zap.Int("dropped", o.N), zap.Uint64("total", total), zap.Int("outbox_batches", cap(r.out)))
 		}
+	}
+}
+
+// takenStored is taken, through the storage when there is one.
+func (r *Runner) takenStored() []Outgoing {
+	if r.store == nil {
+		return r.taken()
+	}
+	return r.store.take(context.Background(), r.eng, r.taken)
+}
+
+// handedOn forgets a stored signal batch once the next consumer had it.
+func (r *Runner) handedOn(o Outgoing) {
+	if r.store != nil {
+		r.store.handedOn(context.Background(), o.seq)
 	}
 }
 
@@ -331,12 +412,22 @@ func (r *Runner) deliverLoop() {
 	defer close(r.delivered)
 	for o := range r.out {
 		if r.deliveryCtx.Err() != nil {
-			r.dropped.Add(uint64(o.N))
 			r.waiting.Add(-int64(o.N))
+			if o.seq != 0 {
+				r.kept.Add(uint64(o.N)) // stored: handed on at the next start
+				continue
+			}
+			r.dropped.Add(uint64(o.N))
 			continue
 		}
 		err := r.deliver(r.deliveryCtx, o)
 		r.waiting.Add(-int64(o.N))
+		if err != nil && o.seq != 0 && r.deliveryCtx.Err() != nil {
+			// Cut off by shutdown: stored, so handed on at the next start.
+			r.kept.Add(uint64(o.N))
+			continue
+		}
+		r.handedOn(o)
 		r.statusMu.Lock()
 		if err != nil {
 			r.deliveryFailed.Add(uint64(o.N))
@@ -369,10 +460,20 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		defer cancel()
 		graced = true
 	}
-	err := r.eng.Shutdown(r.clock.Now())
+	// Without storage, everything held is judged now; with it, what is held stays stored
+	// for the next start, judged then as if nothing had stopped (no false alarms from
+	// traces cut off by a rollout).
+	var err error
+	if r.store == nil {
+		err = r.eng.Shutdown(r.clock.Now())
+	} else {
+		c := r.eng.Counters()
+		r.logger.Info("betrace: stopping; held traces stay in storage for the next start",
+			zap.Uint64("traces", c.HeldTraces), zap.Uint64("spans", c.HeldSpans))
+	}
 	// The engine is asked here, before it can be freed below; only the hand-over to the
 	// outbox may wait for room (bounded by ctx through the delivery's cancellation).
-	last := r.taken()
+	last := r.takenStored()
 	go func() {
 		for _, o := range last {
 			r.waiting.Add(int64(o.N))
@@ -390,7 +491,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		case <-r.delivered:
 		case <-r.clock.After(time.Second):
 		}
-		r.logger.Error("betrace: shutdown ran out of time delivering signals; the undelivered ones were dropped",
+		r.logger.Error("betrace: shutdown ran out of time delivering signals; the undelivered ones were dropped (with storage: kept for the next start)",
 			zap.Uint64("dropped_in_all", r.dropped.Load()), zap.Uint64("delivery_failed_in_all", r.deliveryFailed.Load()),
 			zap.Bool("grace_elapsed", graced))
 		if !graced {
@@ -400,6 +501,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	r.cancelDelivery()
 	r.forwardLogEvents()
 	r.unregister()
+	r.closeStore(context.Background())
 	r.closedMu.Lock()
 	r.final = r.eng.Counters()
 	r.closed = true

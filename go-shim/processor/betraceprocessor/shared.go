@@ -2,6 +2,7 @@ package betraceprocessor
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -92,6 +93,8 @@ func (s *sharedEngine) start(ctx context.Context, p *betraceProcessor, host comp
 		Outputs: betrace.Options{Spans: s.cfg.EmitViolationSpans},
 		Feeds:   len(s.instances),
 		Deliver: s.deliver,
+		Host:    host,
+		Kind:    component.KindProcessor,
 	})
 	if err != nil {
 		return err
@@ -113,6 +116,11 @@ func (s *sharedEngine) report(ev *componentstatus.Event) {
 // deliver sends violation spans down the pipeline of the feed whose traces they are.
 func (s *sharedEngine) deliver(ctx context.Context, o engine.Outgoing) error {
 	s.mu.Lock()
+	if o.Feed < 0 || o.Feed >= len(s.instances) {
+		s.mu.Unlock()
+		// Restored from storage written by a collector with more pipelines than this one.
+		return fmt.Errorf("betrace: violation spans of feed %d, but %d pipelines feed the processor now", o.Feed, len(s.instances))
+	}
 	p := s.instances[o.Feed]
 	s.mu.Unlock()
 	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(o.Spans)

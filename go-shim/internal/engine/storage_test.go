@@ -1,0 +1,311 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/extension/extensiontest"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/betracehq/betrace/go-shim/internal/betrace"
+	"github.com/betracehq/betrace/go-shim/internal/testtraces"
+)
+
+// The tests below run the runner on contrib's file_storage extension, as a collector
+// would, in a directory of the test's; a "crash" stops the runner without judging or
+// delivering anything and closes the storage the way a killed process leaves it.
+
+var storageID = component.MustNewID("file_storage")
+
+// extHost is a host with one storage extension.
+type extHost struct {
+	component.Host
+	ext extension.Extension
+}
+
+func (h extHost) GetExtensions() map[component.ID]component.Component {
+	return map[component.ID]component.Component{storageID: h.ext}
+}
+
+// collected records every signal delivered, by message.
+type collected struct {
+	mu   sync.Mutex
+	msgs []string
+	fail bool // refuse every batch (a backend down), without blocking
+}
+
+func (c *collected) deliver(_ context.Context, o Outgoing) error {
+	ld, err := (&plog.ProtoUnmarshaler{}).UnmarshalLogs(o.Logs)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail {
+		return context.DeadlineExceeded
+	}
+	rls := ld.ResourceLogs()
+	for i := range rls.Len() {
+		sls := rls.At(i).ScopeLogs()
+		for j := range sls.Len() {
+			lrs := sls.At(j).LogRecords()
+			for k := range lrs.Len() {
+				c.msgs = append(c.msgs, lrs.At(k).Body().AsString())
+			}
+		}
+	}
+	return nil
+}
+
+func (c *collected) got() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.msgs...)
+}
+
+// stored is one run of a runner on a storage directory.
+type stored struct {
+	*Runner
+	clock *clockwork.FakeClock
+	ext   extension.Extension
+	logs  *observer.ObservedLogs
+}
+
+// startStored starts a runner with storage in dir, its fake clock at `at`.
+func startStored(t *testing.T, dir string, at time.Time, c *collected, cfg Config) *stored {
+	t.Helper()
+	f := filestorage.NewFactory()
+	fcfg := f.CreateDefaultConfig().(*filestorage.Config)
+	fcfg.Directory = dir
+	ext, err := f.Create(context.Background(), extensiontest.NewNopSettings(f.Type()), fcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ext.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	set := componenttest.NewNopTelemetrySettings()
+	set.Logger = zap.New(core)
+	cfg.RulesInline = testtraces.Rules
+	cfg.TraceIdleTimeout, cfg.MaxTraceAge, cfg.MaxTraces, cfg.MaxSpans = 50*time.Millisecond, time.Minute, 1000, 100_000
+	id := storageID
+	cfg.Storage = &id
+	clock := clockwork.NewFakeClockAt(at)
+	ctx := clockwork.AddToContext(context.Background(), clock)
+	r, err := Start(ctx, cfg, Settings{
+		ID: component.MustNewID("betrace"), Kind: component.KindConnector, Telemetry: set,
+		Outputs: betrace.Options{Logs: true}, Deliver: c.deliver, Host: extHost{componenttest.NewNopHost(), ext},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testtraces.WaitForTheLoop(t, clock)
+	return &stored{Runner: r, clock: clock, ext: ext, logs: logs}
+}
+
+func (s *stored) advance(t *testing.T, d time.Duration) {
+	t.Helper()
+	testtraces.Advance(t, s.clock, d, TickInterval(s.cfg.TraceIdleTimeout))
+}
+
+// waitDelivered waits until n signals were delivered in all.
+func waitDelivered(t *testing.T, c *collected, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(c.got()) < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := len(c.got()); got != n {
+		t.Fatalf("%d signals delivered, want %d: %v", got, n, c.got())
+	}
+}
+
+// crash stops the runner as a SIGKILL would: nothing more is judged, taken or handed on,
+// and the storage is left as the last write left it.
+func (s *stored) crash(t *testing.T) {
+	t.Helper()
+	// The storage goes first: nothing the runner does from here on reaches it.
+	_ = s.store.client.Close(context.Background())
+	close(s.stop)
+	<-s.ticked
+	s.cancelDelivery()
+	close(s.out)
+	<-s.delivered
+	s.unregister()
+	s.closedMu.Lock()
+	s.closed = true
+	s.eng.Close()
+	s.closedMu.Unlock()
+	if err := s.ext.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *stored) finish(t *testing.T) {
+	t.Helper()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ext.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestACrashLosesNoTraceAndRepeatsNoSignal(t *testing.T) {
+	dir, c := t.TempDir(), &collected{}
+	s := startStored(t, dir, time.Unix(1_700_000_000, 0), c, Config{})
+	violate(t, s.Runner, 1)
+	s.advance(t, idle)
+	waitDelivered(t, c, 1) // trace 1 judged and handed on before the crash
+	violate(t, s.Runner, 2)
+	if err := s.Ingest(0, testtraces.Span(3, 1, 0, "shop", "inventory.reserve")); err != nil {
+		t.Fatal(err)
+	}
+	at := s.clock.Now()
+	s.crash(t) // traces 2 and 3 held, not judged
+
+	// Back within the idle timeout: trace 2 is still open for its next span.
+	s = startStored(t, dir, at.Add(10*time.Millisecond), c, Config{})
+	if held := s.Counters().HeldTraces; held != 2 {
+		t.Errorf("the restart holds the two traces not judged: %d", held)
+	}
+	// Trace 2's spans arrive on after the restart: judged whole, with them.
+	if err := s.Ingest(0, testtraces.Span(2, 2, 1, "shop", "inventory.reserve")); err != nil {
+		t.Fatal(err)
+	}
+	violate(t, s.Runner, 4)
+	s.advance(t, idle)
+	waitDelivered(t, c, 2) // trace 4 only: 1 is not repeated, 2 holds, 3 has no charge
+	s.finish(t)
+
+	s = startStored(t, dir, s.clock.Now().Add(time.Second), c, Config{})
+	s.advance(t, idle)
+	if got := len(c.got()); got != 2 {
+		t.Errorf("a clean stop leaves nothing to deliver twice: %v", c.got())
+	}
+	if held := s.Counters().HeldTraces; held != 0 {
+		t.Errorf("nothing is held after the stop: %d", held)
+	}
+	s.finish(t)
+}
+
+func TestSignalsNotHandedOnSurviveACrash(t *testing.T) {
+	dir, c := t.TempDir(), &collected{fail: false}
+	block := make(chan struct{})
+	var once sync.Once
+	stuck := func(ctx context.Context, o Outgoing) error {
+		once.Do(func() { close(block) })
+		<-ctx.Done() // the backend never answers
+		return ctx.Err()
+	}
+	s := startStored(t, dir, time.Unix(1_700_000_000, 0), c, Config{})
+	s.deliver = stuck
+	violate(t, s.Runner, 1)
+	s.advance(t, idle)
+	<-block // judged, stored, and stuck in delivery
+	at := s.clock.Now()
+	s.crash(t)
+
+	s = startStored(t, dir, at.Add(time.Second), c, Config{})
+	waitDelivered(t, c, 1)
+	s.finish(t)
+}
+
+func TestAStopWithStorageKeepsHeldTracesForTheNextStart(t *testing.T) {
+	dir, c := t.TempDir(), &collected{}
+	s := startStored(t, dir, time.Unix(1_700_000_000, 0), c, Config{})
+	violate(t, s.Runner, 1)
+	at := s.clock.Now()
+	s.finish(t)
+	if got := len(c.got()); got != 0 {
+		t.Fatalf("a stop with storage judges nothing early (a rollout cuts traces off): %v", c.got())
+	}
+	s = startStored(t, dir, at.Add(10*time.Millisecond), c, Config{})
+	s.advance(t, idle)
+	waitDelivered(t, c, 1)
+	s.finish(t)
+}
+
+func TestUnreadableRecordsAreCountedAndSkipped(t *testing.T) {
+	dir, c := t.TempDir(), &collected{}
+	s := startStored(t, dir, time.Unix(1_700_000_000, 0), c, Config{})
+	violate(t, s.Runner, 1)
+	violate(t, s.Runner, 2)
+	ctx := context.Background()
+	// Damage the first stored batch (sequence number 1) and cut the second short.
+	first, _ := s.store.client.Get(ctx, key(kindBatch, 1))
+	second, _ := s.store.client.Get(ctx, key(kindBatch, 2))
+	if first == nil || second == nil {
+		t.Fatal("the two batches are stored under 1 and 2")
+	}
+	first[len(first)/2] ^= 0xff
+	_ = s.store.client.Set(ctx, key(kindBatch, 1), first)
+	_ = s.store.client.Set(ctx, key(kindBatch, 2), second[:len(second)-3])
+	at := s.clock.Now()
+	s.crash(t)
+
+	s = startStored(t, dir, at.Add(time.Second), c, Config{})
+	if got := s.store.corrupt.Load(); got != 2 {
+		t.Errorf("two unreadable records counted: %d", got)
+	}
+	if held := s.Counters().HeldTraces; held != 0 {
+		t.Errorf("nothing unreadable is restored: %d traces held", held)
+	}
+	violate(t, s.Runner, 3)
+	s.advance(t, idle)
+	waitDelivered(t, c, 1)
+	s.finish(t)
+}
+
+func TestPastTheBoundBatchesAreJudgedNotStored(t *testing.T) {
+	dir, c := t.TempDir(), &collected{}
+	s := startStored(t, dir, time.Unix(1_700_000_000, 0), c, Config{})
+	s.store.limit = 1 // nothing fits
+	violate(t, s.Runner, 1)
+	if got := s.store.unstored.Load(); got != 1 {
+		t.Errorf("the batch is counted as not stored: %d", got)
+	}
+	s.advance(t, idle)
+	waitDelivered(t, c, 1)
+	s.finish(t)
+}
+
+func TestTracesJudgedBeforeACrashAreNotJudgedAgainFromASharedBatch(t *testing.T) {
+	dir, c := t.TempDir(), &collected{}
+	s := startStored(t, dir, time.Unix(1_700_000_000, 0), c, Config{})
+	// One batch carries traces 1 and 2; trace 2 goes on, so the batch stays stored after
+	// trace 1 is judged.
+	td := testtraces.Span(1, 1, 0, "shop", "payment.charge")
+	testtraces.Span(2, 1, 0, "shop", "payment.charge").ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
+	if err := s.Ingest(0, td); err != nil {
+		t.Fatal(err)
+	}
+	s.advance(t, 40*time.Millisecond)
+	if err := s.Ingest(0, testtraces.Span(2, 2, 1, "shop", "inventory.reserve")); err != nil {
+		t.Fatal(err)
+	}
+	s.advance(t, 30*time.Millisecond)
+	waitDelivered(t, c, 1) // trace 1
+	at := s.clock.Now()
+	s.crash(t)
+
+	s = startStored(t, dir, at.Add(10*time.Millisecond), c, Config{})
+	if held := s.Counters().HeldTraces; held != 1 {
+		t.Errorf("only trace 2 is held again: %d", held)
+	}
+	s.advance(t, idle)
+	if got := len(c.got()); got != 1 {
+		t.Errorf("trace 1 is not judged twice, trace 2 holds: %v", c.got())
+	}
+	s.finish(t)
+}
