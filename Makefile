@@ -22,7 +22,8 @@
 #                promtool test rules, amtool check-config and routes test
 #   make e2e-scale  two tiers: a loadbalancing collector routing by trace id to three
 #                betrace collectors, checked against a single one; then a backend stopped
-#                mid-run (SIGTERM, then SIGKILL) and restarted, measured (docs/deploy.md)
+#                mid-run (SIGTERM, then SIGKILL) and restarted with storage: nothing lost
+#                (without storage: `scale.py … --restart [--kill]`, the figures of docs/deploy.md)
 #   make soak    the collector with the connector under load for 30 minutes, rules reloaded,
 #                every expected signal exactly once, memory flat (SOAK_RATE spans/s offered)
 #   make soak-short  the same for 2 minutes, as CI runs it
@@ -96,8 +97,8 @@ e2e-scale: build
 	test -x target/demo-venv/bin/python || python3 -m venv target/demo-venv
 	target/demo-venv/bin/pip install -q -r examples/demo-app/requirements.txt
 	python3 tests/e2e/scale.py target/otelcol-betrace/otelcol-betrace target --traces $(SCALE_TRACES)
-	python3 tests/e2e/scale.py target/otelcol-betrace/otelcol-betrace target --traces $(SCALE_TRACES) --restart
-	python3 tests/e2e/scale.py target/otelcol-betrace/otelcol-betrace target --traces $(SCALE_TRACES) --restart --kill
+	python3 tests/e2e/scale.py target/otelcol-betrace/otelcol-betrace target --traces $(SCALE_TRACES) --restart --storage
+	python3 tests/e2e/scale.py target/otelcol-betrace/otelcol-betrace target --traces $(SCALE_TRACES) --restart --kill --storage
 
 SOAK_RATE ?= 10000
 soak: build

@@ -14,9 +14,12 @@ backends' signals equal the single collector's, field by field (detection time a
 With --restart, the failure a user will meet instead: one backend is stopped mid-run
 (SIGTERM, or SIGKILL with --kill) and started again; the run measures what happened to the
 traces it held and to spans routed to it while it was down, and prints the figures
-docs/deploy.md quotes. It checks only what must hold even then (no signal twice).
+docs/deploy.md quotes. Without storage it checks only what must hold even then (no signal
+twice). With --storage the backends run examples/deploy/tier2-storage.yaml too (the
+file_storage extension), and the restart must lose nothing: exactly the single collector's
+signals, none missing, none extra, none twice.
 
-usage: scale.py COLLECTOR OUT [--traces N] [--restart [--kill]]"""
+usage: scale.py COLLECTOR OUT [--traces N] [--restart [--kill]] [--storage]"""
 
 import argparse
 import json
@@ -44,9 +47,11 @@ def free_ports(n):
 
 
 def tier2(name, receiver, metrics_port, out):
-    """examples/deploy/tier2.yaml's environment for a backend called `name`."""
+    """examples/deploy/tier2.yaml's environment for a backend called `name` (and
+    tier2-storage.yaml's: a storage directory of its own)."""
     return {"BETRACE_RULES": f"{ROOT}/examples/rules", "BETRACE_OTLP_GRPC": str(receiver), "BETRACE_OUT": out,
-            "BETRACE_NAME": name, "BETRACE_METRICS_PORT": str(metrics_port)}
+            "BETRACE_NAME": name, "BETRACE_METRICS_PORT": str(metrics_port),
+            "BETRACE_STORAGE": os.path.join(out, f"storage-{name}")}
 
 
 # The test's addition to examples/deploy/tier1.yaml: the same traffic also to one single
@@ -215,8 +220,10 @@ def main():
     ap.add_argument("--traces", type=int, default=6000)
     ap.add_argument("--restart", action="store_true")
     ap.add_argument("--kill", action="store_true")
+    ap.add_argument("--storage", action="store_true")
     args = ap.parse_args()
-    out = os.path.abspath(os.path.join(args.out, "scale-restart" if args.restart else "scale"))
+    name = "scale-restart" if args.restart else "scale"
+    out = os.path.abspath(os.path.join(args.out, name + ("-storage" if args.storage else "")))
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
 
@@ -232,7 +239,8 @@ def main():
     grpc, mports = ports[:BACKENDS], ports[BACKENDS:2 * BACKENDS]
     ref_grpc, ref_metrics, http, t1_metrics = ports[2 * BACKENDS:]
     deploy = f"{ROOT}/examples/deploy"
-    backends = [Collector(args.collector, out, f"backend{i + 1}", [f"{deploy}/tier2.yaml"],
+    backend_configs = [f"{deploy}/tier2.yaml"] + ([f"{deploy}/tier2-storage.yaml"] if args.storage else [])
+    backends = [Collector(args.collector, out, f"backend{i + 1}", backend_configs,
                           tier2(f"backend{i + 1}", grpc[i], mports[i], out), grpc[i])
                 for i in range(BACKENDS)]
     reference = Collector(args.collector, out, "single", [f"{deploy}/tier2.yaml"], tier2("single", ref_grpc, ref_metrics, out), ref_grpc)
@@ -304,7 +312,8 @@ def main():
                          if logs_b[k][0]["attributes"].get("betrace.trace.complete") == json.dumps({"boolValue": False}))
         twice = sum(1 for v in logs_b.values() if len(v) > 1)
         restart.update({
-            "signal": "SIGKILL" if args.kill else "SIGTERM", "traces": args.traces, "injected": len(expected),
+            "signal": "SIGKILL" if args.kill else "SIGTERM", "storage": args.storage, "traces": args.traces,
+            "injected": len(expected),
             "missing_injected": len(missing), "missing_vs_single": len(set(logs_r) - set(logs_b)),
             "extra_vs_single": len(extra), "extra_marked_incomplete": incomplete, "twice": twice,
         })
@@ -313,6 +322,10 @@ def main():
             json.dump(restart, f)
         if twice:
             problems.append(f"restart: {twice} signals arrived twice")
+        if args.storage and (missing or restart["missing_vs_single"] or extra):
+            problems.append(f"restart with storage: {len(missing)} injected violations missing, "
+                            f"{restart['missing_vs_single']} of the single collector's signals missing, {len(extra)} extra, "
+                            f"e.g. missing {sorted(set(logs_r) - set(logs_b))[:2]} extra {sorted(extra)[:2]}")
     else:
         n = compare("log records", logs_b, logs_r, expected, problems)
         compare("violation spans", spans_b, spans_r, expected, problems)

@@ -99,6 +99,9 @@ type Runner struct {
 	// store keeps what the engine holds across restarts (the `storage` setting); nil
 	// without it.
 	store *store
+	// started is when the runner started: with storage and no input after a restart, the
+	// held traces resume at max_trace_age after it.
+	started time.Time
 
 	// The outbox: filled by the clock loop, emptied by one delivery goroutine.
 	out            chan Outgoing
@@ -220,7 +223,8 @@ func (r *Runner) Ingest(feed int, td ptrace.Traces) error {
 // restore brings back what the storage kept from an earlier run: the engine holds again
 // the traces it had not judged, and the signals not yet handed on wait in the outbox.
 func (r *Runner) restore(ctx context.Context) error {
-	got, err := r.store.restore(ctx, r.eng, func(o Outgoing) {
+	r.started = r.clock.Now()
+	got, err := r.store.restore(ctx, func(o Outgoing) {
 		r.waiting.Add(int64(o.N))
 		r.out <- o // the delivery goroutine runs: this waits for room, it never drops
 	})
@@ -228,13 +232,10 @@ func (r *Runner) restore(ctx context.Context) error {
 		return err
 	}
 	if got != (Restored{}) {
-		c := r.eng.Counters()
-		r.logger.Info("betrace: restored from storage what the last run held",
-			zap.Int("batches", got.Batches), zap.Uint64("traces", c.HeldTraces), zap.Uint64("spans", c.HeldSpans),
-			zap.Int("judged_traces", got.Judged), zap.Int("signals", got.Signals), zap.Int("unreadable_records", got.Corrupt))
+		r.logger.Info("betrace: storage holds what the last run left: signals handed on now, held traces back in the engine at the first batch that comes in",
+			zap.Int("batches", got.Batches), zap.Int("judged_traces", got.Judged), zap.Int("signals", got.Signals),
+			zap.Int("unreadable_records", got.Corrupt))
 	}
-	// The batches that restored judged ids freed are deleted now.
-	r.take()
 	return nil
 }
 
@@ -307,6 +308,9 @@ func (r *Runner) loop(every time.Duration) {
 			timer.Stop()
 			return
 		case now := <-timer.Chan():
+			if r.store != nil && now.Sub(r.started) >= r.cfg.MaxTraceAge {
+				r.store.resume(context.Background(), now, r.eng)
+			}
 			if err := r.eng.Tick(now); err != nil {
 				r.logger.Warn("betrace: tick failed", zap.Error(err))
 			}

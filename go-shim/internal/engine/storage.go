@@ -110,6 +110,12 @@ type store struct {
 	bytes    int64               // the size of the stored batches
 	retry    []*storage.Operation
 
+	// pending are the batches and judged ids read at the start, until resume hands them to
+	// the engine; last is the latest arrival among the batches.
+	pending    []record
+	last       uint64
+	hasPending atomic.Bool
+
 	unstored, corrupt, failures atomic.Uint64
 	unstoredLogged              atomic.Int64 // unix seconds of the last warning
 }
@@ -156,10 +162,10 @@ type Restored struct {
 	Batches, Judged, Signals, Corrupt int
 }
 
-// restore reads what an earlier run left, in sequence order: batches and judged ids go
-// back to the engine, signal batches to enqueue. Unreadable records are counted, logged
+// restore reads what an earlier run left, in sequence order: signal batches go to enqueue
+// at once, batches and judged ids back to the engine at resume. Unreadable records are counted, logged
 // and deleted; an unreadable "meta" starts a new epoch (the old records are never read).
-func (s *store) restore(ctx context.Context, eng *betrace.Engine, enqueue func(Outgoing)) (Restored, error) {
+func (s *store) restore(ctx context.Context, enqueue func(Outgoing)) (Restored, error) {
 	var got Restored
 	raw, err := s.client.Get(ctx, metaKey)
 	if err != nil {
@@ -184,6 +190,8 @@ func (s *store) restore(ctx context.Context, eng *betrace.Engine, enqueue func(O
 		s.logger.Error("betrace: storage: its index record gives an absurd range; starting afresh", zap.Uint64("lo", lo), zap.Uint64("hi", hi))
 		s.epoch, lo, hi = newEpoch(), 1, 1
 	}
+	var recs []record
+	var last uint64
 	for from := lo; from < hi; from += getChunk {
 		to := min(from+getChunk, hi)
 		ops := make([]*storage.Operation, 0, 3*(to-from))
@@ -193,22 +201,45 @@ func (s *store) restore(ctx context.Context, eng *betrace.Engine, enqueue func(O
 		if err := s.client.Batch(ctx, ops...); err != nil {
 			return got, fmt.Errorf("betrace: storage: reading records %d to %d: %w", from, to, err)
 		}
-		var drop []*storage.Operation
 		for i, op := range ops {
 			if op.Value == nil {
 				continue
 			}
-			seq := from + uint64(i/3)
-			if err := s.restoreOne(op.Key[0], seq, op.Value, eng, enqueue, &got); err != nil {
-				got.Corrupt++
-				drop = append(drop, storage.DeleteOperation(op.Key))
-				s.logger.Warn("betrace: storage: a record is unreadable; skipped and deleted", zap.String("key", op.Key), zap.Error(err))
+			r := record{kind: op.Key[0], seq: from + uint64(i/3), size: len(op.Value)}
+			p, err := unframe(r.kind, s.epoch, op.Value)
+			if err == nil && !wellFormed(r.kind, p) {
+				err = errCorrupt
 			}
-		}
-		if len(drop) > 0 {
-			_ = s.client.Batch(ctx, drop...)
+			if err != nil {
+				s.unreadable(ctx, op.Key, err, &got)
+				continue
+			}
+			r.payload = p
+			if r.kind == kindBatch {
+				last = max(last, binary.LittleEndian.Uint64(p[4:]))
+			}
+			recs = append(recs, r)
 		}
 	}
+	// Signals go to the outbox now; batches and judged ids wait for the engine's clock to
+	// resume (resume), and are kept in storage meanwhile.
+	for _, r := range recs {
+		switch r.kind {
+		case kindSignal:
+			s.restoreSignal(r, enqueue, &got)
+		case kindBatch:
+			s.batches[r.seq] = int64(r.size)
+			s.bytes += int64(r.size)
+			s.pending = append(s.pending, r)
+			got.Batches++
+		case kindJudged:
+			s.judged = append(s.judged, r.seq)
+			s.pending = append(s.pending, r)
+			got.Judged += len(r.payload) / 16
+		}
+	}
+	s.last = last
+	s.hasPending.Store(len(s.pending) > 0)
 	s.corrupt.Add(uint64(got.Corrupt))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -216,47 +247,99 @@ func (s *store) restore(ctx context.Context, eng *betrace.Engine, enqueue func(O
 	return got, s.client.Batch(ctx, s.reserve()...)
 }
 
-func (s *store) restoreOne(kind byte, seq uint64, raw []byte, eng *betrace.Engine, enqueue func(Outgoing), got *Restored) error {
-	p, err := unframe(kind, s.epoch, raw)
-	if err != nil {
-		return err
-	}
+// wellFormed says whether a payload has the layout of its kind.
+func wellFormed(kind byte, p []byte) bool {
 	switch kind {
 	case kindBatch:
-		if len(p) < 12 {
-			return errCorrupt
-		}
-		feed, at := binary.LittleEndian.Uint32(p), binary.LittleEndian.Uint64(p[4:])
-		if err := eng.Restore(feed, p[12:], time.Unix(0, int64(at)), seq); err != nil {
-			return err
-		}
-		s.batches[seq] = int64(len(raw))
-		s.bytes += int64(len(raw))
-		got.Batches++
+		return len(p) >= 12
 	case kindJudged:
-		if len(p)%16 != 0 {
-			return errCorrupt
-		}
-		if err := eng.RestoreJudged(p); err != nil {
-			return err
-		}
-		s.judged = append(s.judged, seq)
-		got.Judged += len(p) / 16
+		return len(p)%16 == 0
 	case kindSignal:
-		if len(p) < 9 {
-			return errCorrupt
-		}
-		o := Outgoing{Feed: int(binary.LittleEndian.Uint32(p[1:])), N: int(binary.LittleEndian.Uint32(p[5:])), seq: seq}
-		if p[0] == 1 {
-			o.Spans = p[9:]
-		} else {
-			o.Logs = p[9:]
-		}
-		s.signals[seq] = struct{}{}
-		got.Signals += o.N
-		enqueue(o)
+		return len(p) >= 9
 	}
-	return nil
+	return false
+}
+
+// record is one record read back at a restart.
+type record struct {
+	kind    byte
+	seq     uint64
+	size    int
+	payload []byte
+}
+
+// unreadable counts, logs and deletes a record that cannot be read.
+func (s *store) unreadable(ctx context.Context, k string, err error, got *Restored) {
+	got.Corrupt++
+	s.logger.Warn("betrace: storage: a record is unreadable; skipped and deleted", zap.String("key", k), zap.Error(err))
+	_ = s.client.Delete(ctx, k)
+}
+
+// restoreSignal hands a stored signal batch to enqueue.
+func (s *store) restoreSignal(r record, enqueue func(Outgoing), got *Restored) {
+	p := r.payload
+	o := Outgoing{Feed: int(binary.LittleEndian.Uint32(p[1:])), N: int(binary.LittleEndian.Uint32(p[5:])), seq: r.seq}
+	if p[0] == 1 {
+		o.Spans = p[9:]
+	} else {
+		o.Logs = p[9:]
+	}
+	s.signals[r.seq] = struct{}{}
+	got.Signals += o.N
+	enqueue(o)
+}
+
+// resume hands the batches and judged ids read at the start back to the engine, once:
+// at the first batch that comes in after the restart (or, with none, when the loop says
+// so). The engine's clock stood still from the last batch stored to the first one after
+// the restart: each trace held has the time to run that it had at the stop, so spans its
+// sender queued meanwhile still join it, and a trace cut off by the stop is not judged
+// before they come.
+func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) {
+	if !s.hasPending.Load() {
+		return
+	}
+	s.pause.Lock()
+	defer s.pause.Unlock()
+	if !s.hasPending.Load() {
+		return
+	}
+	shift := int64(0)
+	if n := uint64(now.UnixNano()); s.last > 0 && n > s.last {
+		shift = int64(n - s.last)
+	}
+	var got Restored
+	for _, r := range s.pending {
+		var err error
+		switch r.kind {
+		case kindBatch:
+			feed, at := binary.LittleEndian.Uint32(r.payload), binary.LittleEndian.Uint64(r.payload[4:])
+			if err = eng.Restore(feed, r.payload[12:], time.Unix(0, int64(at)+shift), r.seq); err == nil {
+				got.Batches++
+			}
+		case kindJudged:
+			if err = eng.RestoreJudged(r.payload); err == nil {
+				got.Judged += len(r.payload) / 16
+			}
+		}
+		if err != nil {
+			s.unreadable(ctx, key(r.kind, r.seq), err, &got)
+			s.mu.Lock()
+			if n, ok := s.batches[r.seq]; ok && r.kind == kindBatch {
+				delete(s.batches, r.seq)
+				s.bytes -= n
+			}
+			s.mu.Unlock()
+		}
+	}
+	s.pending = nil
+	s.hasPending.Store(false)
+	s.corrupt.Add(uint64(got.Corrupt))
+	c := eng.Counters()
+	s.logger.Info("betrace: the traces held before the restart are back in the engine, their clock resumed",
+		zap.Int("batches", got.Batches), zap.Uint64("traces", c.HeldTraces), zap.Uint64("spans", c.HeldSpans),
+		zap.Int("judged_traces", got.Judged), zap.Int("unreadable_records", got.Corrupt),
+		zap.Duration("clock_stood_still", time.Duration(shift)))
 }
 
 func newEpoch() uint64 {
@@ -269,6 +352,7 @@ func newEpoch() uint64 {
 // bound, or that the storage refuses, is judged all the same but not stored: counted,
 // and warned about at most once a minute.
 func (s *store) ingest(ctx context.Context, eng *betrace.Engine, feed int, b []byte, now time.Time) error {
+	s.resume(ctx, now, eng)
 	s.pause.RLock()
 	defer s.pause.RUnlock()
 	rec := frame(kindBatch, s.epochNow(), binary.LittleEndian.AppendUint32(nil, uint32(feed)),

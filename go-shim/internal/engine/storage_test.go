@@ -97,7 +97,11 @@ func startStored(t *testing.T, dir string, at time.Time, c *collected, cfg Confi
 	set := componenttest.NewNopTelemetrySettings()
 	set.Logger = zap.New(core)
 	cfg.RulesInline = testtraces.Rules
+	age := cfg.MaxTraceAge
 	cfg.TraceIdleTimeout, cfg.MaxTraceAge, cfg.MaxTraces, cfg.MaxSpans = 50*time.Millisecond, time.Minute, 1000, 100_000
+	if age > 0 {
+		cfg.MaxTraceAge = age
+	}
 	id := storageID
 	cfg.Storage = &id
 	clock := clockwork.NewFakeClockAt(at)
@@ -174,14 +178,19 @@ func TestACrashLosesNoTraceAndRepeatsNoSignal(t *testing.T) {
 	at := s.clock.Now()
 	s.crash(t) // traces 2 and 3 held, not judged
 
-	// Back within the idle timeout: trace 2 is still open for its next span.
-	s = startStored(t, dir, at.Add(10*time.Millisecond), c, Config{})
-	if held := s.Counters().HeldTraces; held != 2 {
-		t.Errorf("the restart holds the two traces not judged: %d", held)
+	// Back a second later, past the idle timeout: the engine's clock stood still while it
+	// was down, so trace 2 is still open for its next span (queued by its sender).
+	s = startStored(t, dir, at.Add(time.Second), c, Config{})
+	if held := s.Counters().HeldTraces; held != 0 {
+		t.Errorf("held traces wait in storage for input to resume: %d in the engine", held)
 	}
+	s.advance(t, idle) // nothing comes in yet: nothing is judged
 	// Trace 2's spans arrive on after the restart: judged whole, with them.
 	if err := s.Ingest(0, testtraces.Span(2, 2, 1, "shop", "inventory.reserve")); err != nil {
 		t.Fatal(err)
+	}
+	if held := s.Counters().HeldTraces; held != 2 {
+		t.Errorf("the restart holds the two traces not judged: %d", held)
 	}
 	violate(t, s.Runner, 4)
 	s.advance(t, idle)
@@ -230,8 +239,13 @@ func TestAStopWithStorageKeepsHeldTracesForTheNextStart(t *testing.T) {
 	if got := len(c.got()); got != 0 {
 		t.Fatalf("a stop with storage judges nothing early (a rollout cuts traces off): %v", c.got())
 	}
-	s = startStored(t, dir, at.Add(10*time.Millisecond), c, Config{})
-	s.advance(t, idle)
+	// No input after the restart: the held trace resumes max_trace_age after the start.
+	s = startStored(t, dir, at.Add(10*time.Millisecond), c, Config{MaxTraceAge: 200 * time.Millisecond})
+	s.advance(t, 150*time.Millisecond)
+	if got := len(c.got()); got != 0 {
+		t.Fatalf("before max_trace_age the held trace waits for input: %v", c.got())
+	}
+	s.advance(t, 50*time.Millisecond+idle)
 	waitDelivered(t, c, 1)
 	s.finish(t)
 }
@@ -258,10 +272,10 @@ func TestUnreadableRecordsAreCountedAndSkipped(t *testing.T) {
 	if got := s.store.corrupt.Load(); got != 2 {
 		t.Errorf("two unreadable records counted: %d", got)
 	}
-	if held := s.Counters().HeldTraces; held != 0 {
-		t.Errorf("nothing unreadable is restored: %d traces held", held)
-	}
 	violate(t, s.Runner, 3)
+	if held := s.Counters().HeldTraces; held != 1 {
+		t.Errorf("nothing unreadable is restored: %d traces held beside the new one", held-1)
+	}
 	s.advance(t, idle)
 	waitDelivered(t, c, 1)
 	s.finish(t)
@@ -300,8 +314,11 @@ func TestTracesJudgedBeforeACrashAreNotJudgedAgainFromASharedBatch(t *testing.T)
 	s.crash(t)
 
 	s = startStored(t, dir, at.Add(10*time.Millisecond), c, Config{})
-	if held := s.Counters().HeldTraces; held != 1 {
-		t.Errorf("only trace 2 is held again: %d", held)
+	if err := s.Ingest(0, testtraces.Span(9, 1, 0, "shop", "inventory.reserve")); err != nil {
+		t.Fatal(err)
+	}
+	if held := s.Counters().HeldTraces; held != 2 {
+		t.Errorf("only trace 2 is held again, with the new trace 9: %d", held)
 	}
 	s.advance(t, idle)
 	if got := len(c.got()); got != 1 {
