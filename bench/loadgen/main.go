@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ func main() {
 	endpoint := flag.String("endpoint", "http://127.0.0.1:4318/v1/traces", "OTLP/HTTP traces URL")
 	rate := flag.Float64("rate", 50, "batches per second")
 	inFlight := flag.Int("in-flight", 4, "most requests in flight at once")
+	retry := flag.Duration("retry", 0, "retry a request that fails (no connection, 429, 502, 503, 504) for up to this long, backing off from 100ms to 1s, as an OTLP exporter does; 0: no retry")
 	loops := flag.Int("loops", 1, "send the batches this many times; loop k > 0 XORs k into the first 4 bytes of every trace id, so each loop is new traces")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: loadgen [flags] FILE_OR_DIR...\n")
@@ -51,7 +53,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
-	s, err := send(*endpoint, loop(batches, *loops), *rate, *inFlight)
+	s, err := send(*endpoint, loop(batches, *loops), *rate, *inFlight, *retry)
 	out, _ := json.Marshal(s)
 	fmt.Println(string(out))
 	if err != nil {
@@ -66,22 +68,29 @@ type summary struct {
 	Bytes       int64   `json:"bytes"`
 	Seconds     float64 `json:"seconds"`
 	Failed      int64   `json:"failed"`
+	Retried     int64   `json:"retried"`
 	BehindAtEnd float64 `json:"behind_at_end_seconds"`
 }
 
-func send(endpoint string, batches source, rate float64, inFlight int) (summary, error) {
+func send(endpoint string, batches source, rate float64, inFlight int, retry time.Duration) (summary, error) {
 	client := &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: inFlight, MaxConnsPerHost: inFlight},
 	}
 	work := make(chan []byte)
-	var failed atomic.Int64
+	var failed, retried atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	for range inFlight {
 		wg.Go(func() {
 			for body := range work {
-				if err := post(client, endpoint, body); err != nil {
+				err := post(client, endpoint, body)
+				for wait, until := 100*time.Millisecond, time.Now().Add(retry); err != nil && retryable(err) && time.Now().Before(until); wait = min(2*wait, time.Second) {
+					time.Sleep(wait)
+					retried.Add(1)
+					err = post(client, endpoint, body)
+				}
+				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)
 				}
@@ -108,12 +117,36 @@ func send(endpoint string, batches source, rate float64, inFlight int) (summary,
 		Bytes:       total,
 		Seconds:     time.Since(start).Seconds(),
 		Failed:      failed.Load(),
+		Retried:     retried.Load(),
 		BehindAtEnd: behind.Seconds(),
 	}
 	if err, ok := firstErr.Load().(error); ok {
 		return s, fmt.Errorf("%d of %d requests failed, first: %w", s.Failed, s.Batches, err)
 	}
 	return s, nil
+}
+
+// statusError is a response that was not a success.
+type statusError struct {
+	endpoint string
+	code     int
+	status   string
+}
+
+func (e *statusError) Error() string { return e.endpoint + ": " + e.status }
+
+// retryable says whether an OTLP exporter would send the request again: no response at
+// all (the collector is down or restarting), or a status OTLP/HTTP marks as retryable.
+func retryable(err error) bool {
+	var se *statusError
+	if errors.As(err, &se) {
+		switch se.code {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	return true
 }
 
 func post(client *http.Client, endpoint string, body []byte) error {
@@ -124,7 +157,7 @@ func post(client *http.Client, endpoint string, body []byte) error {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s: %s", endpoint, resp.Status)
+		return &statusError{endpoint, resp.StatusCode, resp.Status}
 	}
 	return nil
 }

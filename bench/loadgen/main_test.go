@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 )
 
 func frame(msgs ...string) []byte {
@@ -47,16 +48,43 @@ func TestSendPostsEveryBatchInOrderAndReportsFailures(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	s, err := send(srv.URL, loop([][]byte{[]byte("a"), []byte("b"), []byte("c")}, 1), 1000, 1)
+	s, err := send(srv.URL, loop([][]byte{[]byte("a"), []byte("b"), []byte("c")}, 1), 1000, 1, 0)
 	if err != nil || s.Batches != 3 || s.Failed != 0 || s.Bytes != 3 {
 		t.Fatalf("send = %+v, %v", s, err)
 	}
 	if len(got) != 3 || got[0] != "a" || got[2] != "c" {
 		t.Fatalf("server saw %q", got)
 	}
-	s, err = send(srv.URL, loop([][]byte{[]byte("ok"), []byte("bad")}, 1), 1000, 2)
+	s, err = send(srv.URL, loop([][]byte{[]byte("ok"), []byte("bad")}, 1), 1000, 2, 0)
 	if err == nil || s.Failed != 1 {
 		t.Fatalf("a 503 was not reported: %+v, %v", s, err)
+	}
+}
+
+func TestSendRetriesWhatAnExporterWouldRetry(t *testing.T) {
+	var mu sync.Mutex
+	refused := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case string(b) == "busy" && refused["busy"] < 2: // refused twice, then taken
+			refused["busy"]++
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case string(b) == "malformed":
+			refused["malformed"]++
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	defer srv.Close()
+	s, err := send(srv.URL, loop([][]byte{[]byte("busy")}, 1), 1000, 1, 5*time.Second)
+	if err != nil || s.Failed != 0 || s.Retried != 2 {
+		t.Fatalf("a 503 is retried until taken: %+v, %v", s, err)
+	}
+	s, err = send(srv.URL, loop([][]byte{[]byte("malformed")}, 1), 1000, 1, 5*time.Second)
+	if err == nil || s.Failed != 1 || refused["malformed"] != 1 {
+		t.Fatalf("a 400 is not retried: %+v, %v, sent %d times", s, err, refused["malformed"])
 	}
 }
 
