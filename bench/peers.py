@@ -17,7 +17,7 @@ just before the load starts until its output has settled):
   c-abi          the same through ffi/betrace.h, from a C host
   collector/*    a real ocb-built collector, OTLP/HTTP in over loopback from a bounded
                  generator at a fixed rate, to the nop exporter; without checks, with the
-                 betrace connector, and with tail_sampling + OTTL
+                 betrace connector (also with `storage`), and with tail_sampling + OTTL
   replay/*       `betrace replay` over W1's JSON lines, with all rules and with five
   python         bench/baseline.py: the same five rules, by hand, over the same JSON lines
 
@@ -361,6 +361,8 @@ def main():
          lambda m: f"{m.load['batches']:,} batches accepted"),
         ("collector/betrace", [f"{cfg}/betrace.yaml"],
          lambda m: verdict(m.name, log_record_pairs(f"{m.run_dir}/violations.jsonl"), want_all)),
+        ("collector/betrace+storage", [f"{cfg}/betrace.yaml", f"{cfg}/storage.yaml"],
+         lambda m: verdict(m.name, log_record_pairs(f"{m.run_dir}/violations.jsonl"), want_all)),
         ("collector/tail_sampling", [f"{cfg}/tail-sampling.yaml", policies],
          lambda m: verdict(m.name, sampled_traces(f"{m.run_dir}/sampled.jsonl"), want_ts)
          + f" traces ({len(expressed)} of {len(expressed) + len(ts['unexpressed'])} rules)"),
@@ -448,6 +450,8 @@ def render(rows, checks, spans, batches, args, ts, want_all, elapsed):
         ("engine ÷ decode floor with the engine's allocator (CPU per span)", by["engine"].cpu / by["decode/mimalloc"].cpu),
         ("engine ÷ wire-walk (CPU per span)", by["engine"].cpu / by["wire-walk"].cpu),
         ("collector: betrace ÷ nop (CPU per span)", by["collector/betrace"].cpu / by["collector/nop"].cpu),
+        ("collector: betrace with storage ÷ without (CPU per span; goal ≤ 1.25)",
+         by["collector/betrace+storage"].cpu / by["collector/betrace"].cpu),
         ("C ABI ÷ engine in process (CPU per span)", by["c-abi"].cpu / by["engine"].cpu),
         ("collector: betrace ÷ tail_sampling (CPU per span, whole collector)", bt.cpu / tsr.cpu),
         ("collector: betrace ÷ tail_sampling (CPU per span above the nop collector)",

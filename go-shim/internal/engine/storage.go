@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.uber.org/zap"
@@ -22,7 +23,9 @@ import (
 // restart loses nothing it had accepted (docs/deploy.md, "Nothing lost when a collector
 // dies"). Three kinds of record, numbered in one sequence:
 //
-//   - b/SEQ: a batch of spans as it arrived (feed, arrival time, OTLP bytes), written
+//   - b/SEQ and p/SEQ: a batch of spans as it arrived — its feed, arrival time, length and
+//     checksum, and apart, its OTLP bytes compressed with S2 (a third of their size on
+//     OTLP traces: the storage's write, which costs by the byte, costs a third) — written
 //     before the engine sees it and deleted once every trace it carried is judged
 //     (betrace.Engine.TakeJournal says when);
 //   - j/SEQ: the ids of traces judged, written with the signals they produced, and kept
@@ -45,6 +48,7 @@ const (
 // Record kinds, the first byte of each record.
 const (
 	kindBatch  byte = 'b'
+	kindSpans  byte = 'p' // a batch's OTLP bytes, as they came (the 'b' record checks them)
 	kindJudged byte = 'j'
 	kindSignal byte = 's'
 	kindMeta   byte = 'm'
@@ -192,26 +196,39 @@ func (s *store) restore(ctx context.Context, enqueue func(Outgoing)) (Restored, 
 	}
 	var recs []record
 	var last uint64
+	kinds := []byte{kindBatch, kindSpans, kindJudged, kindSignal}
 	for from := lo; from < hi; from += getChunk {
 		to := min(from+getChunk, hi)
-		ops := make([]*storage.Operation, 0, 3*(to-from))
+		ops := make([]*storage.Operation, 0, len(kinds)*int(to-from))
 		for seq := from; seq < to; seq++ {
-			ops = append(ops, storage.GetOperation(key(kindBatch, seq)), storage.GetOperation(key(kindJudged, seq)), storage.GetOperation(key(kindSignal, seq)))
+			for _, k := range kinds {
+				ops = append(ops, storage.GetOperation(key(k, seq)))
+			}
 		}
 		if err := s.client.Batch(ctx, ops...); err != nil {
 			return got, fmt.Errorf("betrace: storage: reading records %d to %d: %w", from, to, err)
 		}
 		for i, op := range ops {
-			if op.Value == nil {
-				continue
+			kind, seq := op.Key[0], from+uint64(i/len(kinds))
+			if op.Value == nil || kind == kindSpans {
+				continue // spans are read with their batch record
 			}
-			r := record{kind: op.Key[0], seq: from + uint64(i/3), size: len(op.Value)}
+			r := record{kind: kind, seq: seq, size: len(op.Value)}
 			p, err := unframe(r.kind, s.epoch, op.Value)
 			if err == nil && !wellFormed(r.kind, p) {
 				err = errCorrupt
 			}
+			if err == nil && kind == kindBatch {
+				z := ops[i+1].Value
+				r.size += len(z)
+				if uint64(len(z)) != binary.LittleEndian.Uint64(p[12:]) || crc32.Checksum(z, castagnoli) != binary.LittleEndian.Uint32(p[20:]) {
+					err = fmt.Errorf("%w: its spans are missing, cut short or altered", errCorrupt)
+				} else if r.spans, err = s2.Decode(nil, z); err != nil {
+					err = fmt.Errorf("%w: its spans do not decompress: %w", errCorrupt, err)
+				}
+			}
 			if err != nil {
-				s.unreadable(ctx, op.Key, err, &got)
+				s.unreadable(ctx, r.kind, r.seq, err, &got)
 				continue
 			}
 			r.payload = p
@@ -219,6 +236,12 @@ func (s *store) restore(ctx context.Context, enqueue func(Outgoing)) (Restored, 
 				last = max(last, binary.LittleEndian.Uint64(p[4:]))
 			}
 			recs = append(recs, r)
+		}
+		// Spans whose batch record is gone (or unreadable) are of no use.
+		for i := 1; i < len(ops); i += len(kinds) {
+			if ops[i].Value != nil && ops[i-1].Value == nil {
+				s.unreadable(ctx, kindBatch, from+uint64(i/len(kinds)), errCorrupt, &got)
+			}
 		}
 	}
 	// Signals go to the outbox now; batches and judged ids wait for the engine's clock to
@@ -251,7 +274,7 @@ func (s *store) restore(ctx context.Context, enqueue func(Outgoing)) (Restored, 
 func wellFormed(kind byte, p []byte) bool {
 	switch kind {
 	case kindBatch:
-		return len(p) >= 12
+		return len(p) == 24
 	case kindJudged:
 		return len(p)%16 == 0
 	case kindSignal:
@@ -266,13 +289,19 @@ type record struct {
 	seq     uint64
 	size    int
 	payload []byte
+	spans   []byte // a batch's OTLP bytes
 }
 
-// unreadable counts, logs and deletes a record that cannot be read.
-func (s *store) unreadable(ctx context.Context, k string, err error, got *Restored) {
+// unreadable counts, logs and deletes a record that cannot be read (a batch with its
+// spans).
+func (s *store) unreadable(ctx context.Context, kind byte, seq uint64, err error, got *Restored) {
 	got.Corrupt++
-	s.logger.Warn("betrace: storage: a record is unreadable; skipped and deleted", zap.String("key", k), zap.Error(err))
-	_ = s.client.Delete(ctx, k)
+	s.logger.Warn("betrace: storage: a record is unreadable; skipped and deleted", zap.String("key", key(kind, seq)), zap.Error(err))
+	ops := []*storage.Operation{storage.DeleteOperation(key(kind, seq))}
+	if kind == kindBatch {
+		ops = append(ops, storage.DeleteOperation(key(kindSpans, seq)))
+	}
+	_ = s.client.Batch(ctx, ops...)
 }
 
 // restoreSignal hands a stored signal batch to enqueue.
@@ -314,7 +343,7 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 		switch r.kind {
 		case kindBatch:
 			feed, at := binary.LittleEndian.Uint32(r.payload), binary.LittleEndian.Uint64(r.payload[4:])
-			if err = eng.Restore(feed, r.payload[12:], time.Unix(0, int64(at)+shift), r.seq); err == nil {
+			if err = eng.Restore(feed, r.spans, time.Unix(0, int64(at)+shift), r.seq); err == nil {
 				got.Batches++
 			}
 		case kindJudged:
@@ -323,7 +352,7 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 			}
 		}
 		if err != nil {
-			s.unreadable(ctx, key(r.kind, r.seq), err, &got)
+			s.unreadable(ctx, r.kind, r.seq, err, &got)
 			s.mu.Lock()
 			if n, ok := s.batches[r.seq]; ok && r.kind == kindBatch {
 				delete(s.batches, r.seq)
@@ -355,10 +384,19 @@ func (s *store) ingest(ctx context.Context, eng *betrace.Engine, feed int, b []b
 	s.resume(ctx, now, eng)
 	s.pause.RLock()
 	defer s.pause.RUnlock()
-	rec := frame(kindBatch, s.epochNow(), binary.LittleEndian.AppendUint32(nil, uint32(feed)),
-		binary.LittleEndian.AppendUint64(nil, uint64(now.UnixNano())), b)
+	buf := compressed.Get().(*[]byte)
+	defer compressed.Put(buf)
+	z := s2.Encode((*buf)[:cap(*buf)], b)
+	*buf = z
+	var head [24]byte
+	binary.LittleEndian.PutUint32(head[:], uint32(feed))
+	binary.LittleEndian.PutUint64(head[4:], uint64(now.UnixNano()))
+	binary.LittleEndian.PutUint64(head[12:], uint64(len(z)))
+	binary.LittleEndian.PutUint32(head[20:], crc32.Checksum(z, castagnoli))
+	rec := frame(kindBatch, s.epochNow(), head[:])
+	size := int64(len(rec) + len(z))
 	s.mu.Lock()
-	if s.bytes+int64(len(rec)) > s.limit {
+	if s.bytes+size > s.limit {
 		s.mu.Unlock()
 		s.notStored(now, "the storage bound is reached", nil)
 		return eng.Ingest(uint32(feed), b, now)
@@ -366,14 +404,14 @@ func (s *store) ingest(ctx context.Context, eng *betrace.Engine, feed int, b []b
 	seq := s.next
 	s.next++
 	// The range is moved on before the record lands in it, in the same write.
-	ops := append(s.reserve(), storage.SetOperation(key(kindBatch, seq), rec))
-	s.batches[seq] = int64(len(rec))
-	s.bytes += int64(len(rec))
+	ops := append(s.reserve(), storage.SetOperation(key(kindBatch, seq), rec), storage.SetOperation(key(kindSpans, seq), z))
+	s.batches[seq] = size
+	s.bytes += size
 	s.mu.Unlock()
 	if err := s.client.Batch(ctx, ops...); err != nil {
 		s.mu.Lock()
 		delete(s.batches, seq)
-		s.bytes -= int64(len(rec))
+		s.bytes -= size
 		s.mu.Unlock()
 		s.failures.Add(1)
 		s.notStored(now, "the storage failed", err)
@@ -381,6 +419,10 @@ func (s *store) ingest(ctx context.Context, eng *betrace.Engine, feed int, b []b
 	}
 	return eng.IngestStored(uint32(feed), b, now, seq)
 }
+
+// compressed holds buffers for compressed batches: the storage copies a value before its
+// write returns, so one buffer serves batch after batch.
+var compressed = sync.Pool{New: func() any { return new([]byte) }}
 
 func (s *store) epochNow() uint64 {
 	s.mu.Lock()
@@ -445,7 +487,7 @@ func (s *store) take(ctx context.Context, eng *betrace.Engine, taken func() []Ou
 		if n, ok := s.batches[seq]; ok {
 			delete(s.batches, seq)
 			s.bytes -= n
-			ops = append(ops, storage.DeleteOperation(key(kindBatch, seq)))
+			ops = append(ops, storage.DeleteOperation(key(kindBatch, seq)), storage.DeleteOperation(key(kindSpans, seq)))
 		}
 	}
 	// Judged ids are needed while an older batch is stored: a restart reads that batch,

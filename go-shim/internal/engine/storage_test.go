@@ -256,14 +256,15 @@ func TestUnreadableRecordsAreCountedAndSkipped(t *testing.T) {
 	violate(t, s.Runner, 1)
 	violate(t, s.Runner, 2)
 	ctx := context.Background()
-	// Damage the first stored batch (sequence number 1) and cut the second short.
-	first, _ := s.store.client.Get(ctx, key(kindBatch, 1))
+	// Damage the spans of the first stored batch (sequence number 1) and cut the second's
+	// record short.
+	first, _ := s.store.client.Get(ctx, key(kindSpans, 1))
 	second, _ := s.store.client.Get(ctx, key(kindBatch, 2))
 	if first == nil || second == nil {
 		t.Fatal("the two batches are stored under 1 and 2")
 	}
 	first[len(first)/2] ^= 0xff
-	_ = s.store.client.Set(ctx, key(kindBatch, 1), first)
+	_ = s.store.client.Set(ctx, key(kindSpans, 1), first)
 	_ = s.store.client.Set(ctx, key(kindBatch, 2), second[:len(second)-3])
 	at := s.clock.Now()
 	s.crash(t)
