@@ -36,7 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 COMPONENT_KEYS = {"receivers", "processors", "exporters", "connectors", "extensions"}
 TOP_KEYS = COMPONENT_KEYS | {"service"}
 # A file of examples/ that is meant to be merged over another (a second --config).
-OVERLAYS = {"examples/victorialogs.yaml": ["examples/collector.yaml"]}
+OVERLAYS = {"examples/victorialogs.yaml": ["examples/collector.yaml"],
+            "examples/deploy/tier2-storage.yaml": ["examples/deploy/tier2.yaml"]}
 # What the documents' paths and variables stand for here.
 PATHS = {"/etc/betrace/rules": os.path.join(ROOT, "examples/rules")}
 ENV = {
@@ -49,6 +50,7 @@ ENV = {
     "BETRACE_BACKEND3": "127.0.0.1:34317",
     "BETRACE_METRICS_PORT": "18888",
     "BETRACE_NAME": "configs-test",
+    "BETRACE_STORAGE": os.path.join(tempfile.gettempdir(), "betrace-configs-test-storage"),
 }
 # The collector's console log: time, level, caller, message.
 BAD_LINE = re.compile(r"^\S+\t(warn|error|dpanic|panic|fatal)\t", re.M)
