@@ -695,4 +695,153 @@ mod tests {
         assert_eq!(stats.counters.traces_judged, 1, "judged once");
         assert_eq!(live.take_logs().1, 0);
     }
+
+    /// What a host with storage keeps, in memory: batches by sequence number, and judged
+    /// ids written in the same sequence.
+    #[derive(Default, Clone)]
+    struct Stored {
+        batches: BTreeMap<u64, (Vec<u8>, u64)>,
+        judged: BTreeMap<u64, Vec<TraceId>>,
+        next: u64,
+    }
+
+    /// The trace ids (first byte) of the violations in a logs request.
+    fn violated(bytes: &[u8]) -> Vec<u8> {
+        if bytes.is_empty() {
+            return Vec::new();
+        }
+        let req = ExportLogsServiceRequest::decode(bytes).unwrap();
+        req.resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+            .map(|l| l.trace_id[0])
+            .collect()
+    }
+
+    /// A batch carrying spans of several traces.
+    fn batch_of(parts: &[(u8, &[&str])]) -> Vec<u8> {
+        let mut all = TracesData::default();
+        for (trace, names) in parts {
+            let one = TracesData::decode(batch(*trace, names).as_slice()).unwrap();
+            all.resource_spans.extend(one.resource_spans);
+        }
+        all.encode_to_vec()
+    }
+
+    /// A host's pause: judge what is due, take the signals, store the judged ids and
+    /// delete the batches no longer needed.
+    fn pause(live: &Live, store: &mut Stored, now: u64, out: &mut Vec<u8>) {
+        live.tick(now);
+        out.extend(violated(&live.take_logs().0));
+        let (judged, freed) = live.take_journal();
+        if !judged.is_empty() {
+            store.judged.insert(store.next, judged);
+            store.next += 1;
+        }
+        for seq in freed {
+            assert!(
+                store.batches.remove(&seq).is_some(),
+                "batch {seq} freed once"
+            );
+        }
+        // Judged ids are kept while an older batch is stored, and the latest of them as
+        // many as the buffer remembers exactly (late spans of those stay late).
+        let oldest = store.batches.keys().next().copied().unwrap_or(store.next);
+        let mut newer = 0;
+        let keep: Vec<u64> = store
+            .judged
+            .iter()
+            .rev()
+            .filter(|(&seq, ids)| {
+                newer += ids.len();
+                seq >= oldest || newer <= 1000
+            })
+            .map(|(&seq, _)| seq)
+            .collect();
+        store.judged.retain(|seq, _| keep.contains(seq));
+    }
+
+    /// The engine stopped at any point and brought back from what a host stored judges
+    /// every trace as the engine that never stopped does: each violation once, none lost,
+    /// none added; and what is stored goes back to nothing once every trace is judged.
+    #[test]
+    fn a_crash_at_any_point_then_a_restore_gives_the_signals_of_no_crash() {
+        let config = BufferConfig {
+            trace_idle_timeout: S,
+            ..BufferConfig::default()
+        };
+        // 24 traces, a batch every 0.3 s: trace t's charge comes with the reservation of
+        // trace t-1 when t-1 is a multiple of 3 (the batch is shared, and stays stored
+        // after trace t-1... is judged, while t waits); every fourth trace gets a second
+        // charge 0.9 s later, in a batch of its own.
+        let mut arrivals: Vec<(u64, Vec<u8>)> = Vec::new();
+        for t in 1..=24u8 {
+            let at = u64::from(t) * 3 * S / 10;
+            let charge: &[&str] = &["payment.charge"];
+            let reserve: &[&str] = &["inventory.reserve"];
+            let mut parts = vec![(t, charge)];
+            if (t - 1) % 3 == 0 && t > 1 {
+                parts.push((t - 1, reserve));
+            }
+            arrivals.push((at, batch_of(&parts)));
+            if t % 4 == 0 {
+                arrivals.push((at + 9 * S / 10, batch(t, &["payment.charge"])));
+            }
+        }
+        // Trace 1's batch sent again long after it was judged: late, kept by no trace.
+        arrivals.push((10 * S, arrivals[0].1.clone()));
+        arrivals.sort_by_key(|a| a.0);
+        let steps: Vec<u64> = (0..60).map(|i| i * S / 4).collect();
+        let run = |crash_at: Option<u64>| -> (Vec<u8>, Stored) {
+            let mut live = Live::new(one(RULES), config, Outputs::default()).unwrap();
+            let mut store = Stored::default();
+            let mut out = Vec::new();
+            let mut next = 0;
+            for &now in &steps {
+                while next < arrivals.len() && arrivals[next].0 <= now {
+                    let (at, bytes) = &arrivals[next];
+                    let seq = store.next;
+                    store.next += 1;
+                    store.batches.insert(seq, (bytes.clone(), *at));
+                    live.ingest_stored(bytes, 0, *at, seq).unwrap();
+                    next += 1;
+                }
+                pause(&live, &mut store, now, &mut out);
+                if crash_at == Some(now) {
+                    // Everything in memory is lost; the store is read back in order.
+                    live = Live::new(one(RULES), config, Outputs::default()).unwrap();
+                    let mut seqs: Vec<u64> = store
+                        .batches
+                        .keys()
+                        .chain(store.judged.keys())
+                        .copied()
+                        .collect();
+                    seqs.sort();
+                    for seq in seqs {
+                        if let Some((bytes, at)) = store.batches.get(&seq) {
+                            live.restore(bytes, 0, *at, seq).unwrap();
+                        }
+                        if let Some(ids) = store.judged.get(&seq) {
+                            live.restore_judged(ids);
+                        }
+                    }
+                }
+            }
+            out.sort();
+            (out, store)
+        };
+        let (want, left) = run(None);
+        assert_eq!(want.len(), 17, "the traces without a reservation violate");
+        assert!(left.batches.is_empty(), "no batch left stored");
+        for &crash in &steps {
+            let (got, left) = run(Some(crash));
+            assert_eq!(got, want, "crash at {} ms", crash / 1_000_000);
+            assert!(
+                left.batches.is_empty(),
+                "crash at {} ms: batches left",
+                crash / 1_000_000
+            );
+        }
+    }
 }

@@ -29,6 +29,7 @@ import (
 //     before the engine sees it and deleted once every trace it carried is judged
 //     (betrace.Engine.TakeJournal says when);
 //   - j/SEQ: the ids of traces judged, written with the signals they produced, and kept
+//     as long as the engine would remember them exactly (the latest max_traces ids) and
 //     while an older batch is still stored (a restart must not judge those traces again);
 //   - s/SEQ: a batch of signals, written when taken from the engine and deleted once
 //     handed to the next consumer.
@@ -109,7 +110,9 @@ type store struct {
 	reserved uint64              // sequence numbers below this are in "meta"'s range
 	lo       uint64              // the lowest sequence number that may be stored
 	batches  map[uint64]int64    // stored batches still needed, and their sizes
-	judged   []uint64            // stored judged-id records, oldest first
+	judged   []judgedRecord      // stored judged-id records, oldest first
+	ids      int                 // the trace ids in them
+	keepIDs  int                 // judged ids kept at least (max_traces)
 	signals  map[uint64]struct{} // stored signal batches not yet handed on
 	bytes    int64               // the size of the stored batches
 	retry    []*storage.Operation
@@ -125,7 +128,7 @@ type store struct {
 }
 
 // openStore gets the storage client of the extension `id` for the component.
-func openStore(ctx context.Context, set Settings, id component.ID, limit int64) (*store, error) {
+func openStore(ctx context.Context, set Settings, id component.ID, limit int64, keepIDs int) (*store, error) {
 	if set.Host == nil {
 		return nil, fmt.Errorf("betrace: storage %v: the component has no host to find it in", id)
 	}
@@ -141,7 +144,7 @@ func openStore(ctx context.Context, set Settings, id component.ID, limit int64) 
 	if err != nil {
 		return nil, fmt.Errorf("betrace: storage %v: %w", id, err)
 	}
-	return &store{client: client, logger: set.Telemetry.Logger, limit: limit,
+	return &store{client: client, logger: set.Telemetry.Logger, limit: limit, keepIDs: keepIDs,
 		batches: map[uint64]int64{}, signals: map[uint64]struct{}{}}, nil
 }
 
@@ -256,7 +259,8 @@ func (s *store) restore(ctx context.Context, enqueue func(Outgoing)) (Restored, 
 			s.pending = append(s.pending, r)
 			got.Batches++
 		case kindJudged:
-			s.judged = append(s.judged, r.seq)
+			s.judged = append(s.judged, judgedRecord{r.seq, len(r.payload) / 16})
+			s.ids += len(r.payload) / 16
 			s.pending = append(s.pending, r)
 			got.Judged += len(r.payload) / 16
 		}
@@ -281,6 +285,12 @@ func wellFormed(kind byte, p []byte) bool {
 		return len(p) >= 9
 	}
 	return false
+}
+
+// judgedRecord is a stored record of judged ids: its sequence number and how many.
+type judgedRecord struct {
+	seq uint64
+	n   int
 }
 
 // record is one record read back at a restart.
@@ -463,7 +473,8 @@ func (s *store) take(ctx context.Context, eng *betrace.Engine, taken func() []Ou
 	if len(j.Judged) > 0 {
 		ops = append(ops, s.reserve()...)
 		ops = append(ops, storage.SetOperation(key(kindJudged, s.next), frame(kindJudged, s.epoch, j.Judged)))
-		s.judged = append(s.judged, s.next)
+		s.judged = append(s.judged, judgedRecord{s.next, len(j.Judged) / 16})
+		s.ids += len(j.Judged) / 16
 		s.next++
 	}
 	for i := range outs {
@@ -490,19 +501,21 @@ func (s *store) take(ctx context.Context, eng *betrace.Engine, taken func() []Ou
 			ops = append(ops, storage.DeleteOperation(key(kindBatch, seq)), storage.DeleteOperation(key(kindSpans, seq)))
 		}
 	}
-	// Judged ids are needed while an older batch is stored: a restart reads that batch,
-	// and must know its traces were judged.
+	// Judged ids are kept while an older batch is stored (a restart reads that batch, and
+	// must know its traces were judged), and as many as the engine remembers exactly, so
+	// that a span sent again after a restart is late, as it would have been without one.
 	oldest := s.next
 	for seq := range s.batches {
 		oldest = min(oldest, seq)
 	}
-	for len(s.judged) > 0 && s.judged[0] < oldest {
-		ops = append(ops, storage.DeleteOperation(key(kindJudged, s.judged[0])))
+	for len(s.judged) > 0 && s.judged[0].seq < oldest && s.ids-s.judged[0].n >= s.keepIDs {
+		ops = append(ops, storage.DeleteOperation(key(kindJudged, s.judged[0].seq)))
+		s.ids -= s.judged[0].n
 		s.judged = s.judged[1:]
 	}
 	lo := oldest
 	if len(s.judged) > 0 {
-		lo = min(lo, s.judged[0])
+		lo = min(lo, s.judged[0].seq)
 	}
 	for seq := range s.signals {
 		lo = min(lo, seq)

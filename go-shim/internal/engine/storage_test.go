@@ -327,3 +327,24 @@ func TestTracesJudgedBeforeACrashAreNotJudgedAgainFromASharedBatch(t *testing.T)
 	}
 	s.finish(t)
 }
+
+func TestASpanSentAgainAfterARestartIsLateNotANewTrace(t *testing.T) {
+	dir, c := t.TempDir(), &collected{}
+	s := startStored(t, dir, time.Unix(1_700_000_000, 0), c, Config{})
+	violate(t, s.Runner, 1)
+	s.advance(t, 3*idle) // judged, delivered, and released
+	waitDelivered(t, c, 1)
+	at := s.clock.Now()
+	s.crash(t)
+
+	s = startStored(t, dir, at.Add(time.Second), c, Config{})
+	violate(t, s.Runner, 1) // the sender retries a batch it had sent before
+	s.advance(t, 3*idle)
+	if got := len(c.got()); got != 1 {
+		t.Errorf("trace 1 is not judged again on the span sent twice: %v", c.got())
+	}
+	if late := s.Counters().LateSpans; late != 1 {
+		t.Errorf("the span is counted as late: %d", late)
+	}
+	s.finish(t)
+}
