@@ -239,7 +239,7 @@ int32_t betrace_engine_restore(const struct betrace_engine *engine,
 // Brings back trace ids judged before a restart (`len` bytes, 16 per id, as
 // `betrace_engine_take_journal` gave them): those traces are dropped without being judged
 // again, and their later spans count as late. A length that is not a multiple of 16 is an
-// invalid argument.
+// invalid argument; after `betrace_engine_shutdown`, `BETRACE_ERR_SHUT_DOWN`.
 //
 // # Safety
 // `engine` is a live handle; `ids` points to `len` readable bytes; `error_out` is NULL or

@@ -442,7 +442,7 @@ pub unsafe extern "C" fn betrace_engine_restore(
 /// Brings back trace ids judged before a restart (`len` bytes, 16 per id, as
 /// `betrace_engine_take_journal` gave them): those traces are dropped without being judged
 /// again, and their later spans count as late. A length that is not a multiple of 16 is an
-/// invalid argument.
+/// invalid argument; after `betrace_engine_shutdown`, `BETRACE_ERR_SHUT_DOWN`.
 ///
 /// # Safety
 /// `engine` is a live handle; `ids` points to `len` readable bytes; `error_out` is NULL or
@@ -468,8 +468,7 @@ pub unsafe extern "C" fn betrace_engine_restore_judged(
             .chunks_exact(16)
             .map(|c| crate::trace::TraceId(c.try_into().expect("16 bytes")))
             .collect();
-        e.live.restore_judged(&ids);
-        Ok(())
+        e.live.restore_judged(&ids).map_err(live_error)
     })
 }
 

@@ -204,12 +204,7 @@ impl Live {
         seq: u64,
     ) -> Result<(), LiveError> {
         self.engine.keep_judged();
-        let fragments = self.fragments(bytes, feed, now).inspect_err(|_| {
-            self.journal.lock().add(seq, []);
-        })?;
-        self.journal
-            .lock()
-            .add(seq, fragments.iter().map(|f| f.trace_id));
+        let fragments = self.stored_fragments(bytes, feed, now, seq)?;
         let signals = self.engine.ingest(fragments, now);
         self.queue(signals, now);
         Ok(())
@@ -221,25 +216,44 @@ impl Live {
     /// holding what it held before, and the next tick judges what fell due meanwhile.
     pub fn restore(&self, bytes: &[u8], feed: u32, now: u64, seq: u64) -> Result<(), LiveError> {
         self.engine.keep_judged();
-        let fragments = self.fragments(bytes, feed, now).inspect_err(|_| {
-            self.journal.lock().add(seq, []);
-        })?;
-        self.journal
-            .lock()
-            .add(seq, fragments.iter().map(|f| f.trace_id));
+        let fragments = self.stored_fragments(bytes, feed, now, seq)?;
         self.engine.restore(fragments, now);
         Ok(())
     }
 
     /// Brings back the ids of traces judged before a restart: they are dropped without
     /// being judged again, and their later spans count as late.
-    pub fn restore_judged(&self, ids: &[TraceId]) {
+    pub fn restore_judged(&self, ids: &[TraceId]) -> Result<(), LiveError> {
+        if self.shut_down.load(Relaxed) {
+            return Err(LiveError::ShutDown);
+        }
         self.engine.keep_judged();
         let mut journal = self.journal.lock();
         for id in ids {
             self.engine.forget(*id);
             journal.judged(id);
         }
+        Ok(())
+    }
+
+    /// The fragments of a stored batch, the journal told which traces it carried; a batch
+    /// that does not decode is free at once. Each `seq` is given once.
+    fn stored_fragments(
+        &self,
+        bytes: &[u8],
+        feed: u32,
+        now: u64,
+        seq: u64,
+    ) -> Result<Vec<Trace>, LiveError> {
+        let fragments = self.fragments(bytes, feed, now).inspect_err(|e| {
+            if matches!(e, LiveError::Decode(_)) {
+                self.journal.lock().add(seq, []);
+            }
+        })?;
+        self.journal
+            .lock()
+            .add(seq, fragments.iter().map(|f| f.trace_id));
+        Ok(fragments)
     }
 
     /// The ids of the traces judged since the last call (to store, in sequence with the
@@ -247,7 +261,11 @@ impl Live {
     /// delete in the same write). Exact when no ingest runs meanwhile: the host takes the
     /// journal with ingest held off, together with the signals those judgements produced.
     pub fn take_journal(&self) -> (Vec<TraceId>, Vec<u64>) {
-        let judged = self.engine.take_judged();
+        let mut judged = self.engine.take_judged();
+        // A trace judged and waiting again (a late span came after its deadline) is still
+        // held: its batches stay, and it is not written down as judged — after a crash it
+        // is judged again whole (its signals may come twice; none is lost).
+        judged.retain(|id| !self.engine.is_waiting(id));
         let mut journal = self.journal.lock();
         for id in &judged {
             journal.judged(id);
@@ -823,7 +841,7 @@ mod tests {
                             live.restore(bytes, 0, *at, seq).unwrap();
                         }
                         if let Some(ids) = store.judged.get(&seq) {
-                            live.restore_judged(ids);
+                            live.restore_judged(ids).unwrap();
                         }
                     }
                 }

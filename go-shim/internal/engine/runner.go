@@ -455,6 +455,9 @@ func (r *Runner) deliverLoop() {
 // cancelled and what is still undelivered is dropped, counted and logged; the error is
 // ctx's when ctx ended, none when only the grace did.
 func (r *Runner) Shutdown(ctx context.Context) error {
+	if r.store != nil {
+		r.store.closing.Store(true) // a batch that comes in now is refused, not half-stored
+	}
 	close(r.stop)
 	<-r.ticked
 	graced := false

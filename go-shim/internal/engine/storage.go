@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,15 +38,20 @@ import (
 //     handed to the next consumer.
 //
 // The record "meta" holds the range of sequence numbers in use (reserved a block at a
-// time) and the epoch: every record carries the epoch it was written in, so that records
-// of an earlier, unreadable store are never mistaken for current ones. A restart reads the
-// records in sequence order and hands them back: batches and judged ids to the engine
-// (betrace.Engine.Restore, RestoreJudged), signals to the outbox.
+// time, and written before a number of the block is used) and the epoch: every record
+// carries the epoch it was written in, so that records of an earlier, unreadable store are
+// never mistaken for current ones. A restart reads the records (with the storage's Walk
+// where it has one, else by number across the range) in sequence order and hands them
+// back: batches and judged ids to the engine (betrace.Engine.Restore, RestoreJudged),
+// signals to the outbox.
 
 const (
 	metaKey  = "meta"
 	seqBlock = 4096 // sequence numbers reserved in "meta" at a time
 	getChunk = 256  // sequence numbers read in one Batch at restart
+	// maxRange bounds the range a restart reads number by number (a storage without
+	// Walk): wider, "meta" is taken as damaged.
+	maxRange = 1 << 22
 )
 
 // Record kinds, the first byte of each record.
@@ -95,9 +103,10 @@ func unframe(kind byte, epoch uint64, b []byte) ([]byte, error) {
 
 // store keeps what one engine holds in a storage extension's client.
 type store struct {
-	client storage.Client
-	logger *zap.Logger
-	limit  int64 // bytes of stored batches, beyond which batches are judged but not stored
+	client  storage.Client
+	logger  *zap.Logger
+	limit   int64 // bytes of stored batches, beyond which batches are judged but not stored
+	keepIDs int   // judged ids kept at least (max_traces)
 
 	// pause is held for reading by every stored ingest and for writing while the journal
 	// and the signals are taken from the engine and written: no batch is half-way between
@@ -107,21 +116,25 @@ type store struct {
 	mu       sync.Mutex
 	epoch    uint64
 	next     uint64              // the next sequence number
-	reserved uint64              // sequence numbers below this are in "meta"'s range
-	lo       uint64              // the lowest sequence number that may be stored
+	reserved uint64              // numbers below this are in the stored "meta"'s range
+	lo       uint64              // the stored "meta"'s lowest number
 	batches  map[uint64]int64    // stored batches still needed, and their sizes
 	judged   []judgedRecord      // stored judged-id records, oldest first
 	ids      int                 // the trace ids in them
-	keepIDs  int                 // judged ids kept at least (max_traces)
 	signals  map[uint64]struct{} // stored signal batches not yet handed on
 	bytes    int64               // the size of the stored batches
-	retry    []*storage.Operation
+	// What a failed write left undone, done with the next one: judged ids to store (at
+	// most keepIDs), and keys to delete.
+	unwrittenJudged  []byte
+	unwrittenDeletes map[string]struct{}
 
 	// pending are the batches and judged ids read at the start, until resume hands them to
 	// the engine; last is the latest arrival among the batches.
 	pending    []record
-	last       uint64
+	last       int64
 	hasPending atomic.Bool
+	// closing: the component is shutting down; stored ingest is refused from now on.
+	closing atomic.Bool
 
 	unstored, corrupt, failures atomic.Uint64
 	unstoredLogged              atomic.Int64 // unix seconds of the last warning
@@ -142,26 +155,32 @@ func openStore(ctx context.Context, set Settings, id component.ID, limit int64, 
 	}
 	client, err := se.GetClient(ctx, set.Kind, set.ID, "")
 	if err != nil {
-		return nil, fmt.Errorf("betrace: storage %v: %w", id, err)
+		return nil, fmt.Errorf("betrace: storage %v: %w (a damaged file_storage file: move it aside and start again)", id, err)
 	}
 	return &store{client: client, logger: set.Telemetry.Logger, limit: limit, keepIDs: keepIDs,
-		batches: map[uint64]int64{}, signals: map[uint64]struct{}{}}, nil
+		batches: map[uint64]int64{}, signals: map[uint64]struct{}{}, unwrittenDeletes: map[string]struct{}{}}, nil
 }
 
-func (s *store) meta() []byte {
+func (s *store) meta(lo, reserved uint64) []byte {
 	var p [16]byte
-	binary.LittleEndian.PutUint64(p[:], s.lo)
-	binary.LittleEndian.PutUint64(p[8:], s.reserved)
+	binary.LittleEndian.PutUint64(p[:], lo)
+	binary.LittleEndian.PutUint64(p[8:], reserved)
 	return frame(kindMeta, s.epoch, p[:])
 }
 
-// reserve moves "meta"'s range on when the next number would fall outside it (s.mu held).
-func (s *store) reserve() []*storage.Operation {
-	if s.next < s.reserved {
+// reserveLocked makes sure the next n numbers are within the stored "meta"'s range,
+// writing "meta" first when they are not: a record is never written under a number that
+// a restart would not read (s.mu held).
+func (s *store) reserveLocked(ctx context.Context, n uint64) error {
+	if s.next+n <= s.reserved {
 		return nil
 	}
-	s.reserved = s.next + seqBlock
-	return []*storage.Operation{storage.SetOperation(metaKey, s.meta())}
+	want := s.next + max(n, seqBlock)
+	if err := s.client.Set(ctx, metaKey, s.meta(s.lo, want)); err != nil {
+		return err
+	}
+	s.reserved = want
+	return nil
 }
 
 // Restored is what a restart brought back.
@@ -170,8 +189,9 @@ type Restored struct {
 }
 
 // restore reads what an earlier run left, in sequence order: signal batches go to enqueue
-// at once, batches and judged ids back to the engine at resume. Unreadable records are counted, logged
-// and deleted; an unreadable "meta" starts a new epoch (the old records are never read).
+// at once, batches and judged ids back to the engine at resume. Unreadable records are
+// counted, logged and deleted; an unreadable "meta" starts a new epoch (the old records are
+// never read).
 func (s *store) restore(ctx context.Context, enqueue func(Outgoing)) (Restored, error) {
 	var got Restored
 	raw, err := s.client.Get(ctx, metaKey)
@@ -188,90 +208,138 @@ func (s *store) restore(ctx context.Context, enqueue func(Outgoing)) (Restored, 
 			s.logger.Error("betrace: storage: its index record is unreadable; starting afresh (what it held is not restored)")
 		}
 	}
+	walker, walks := s.client.(storage.Walker)
+	if s.epoch != 0 && (hi < lo || lo == 0 || hi > 1<<62 || !walks && hi-lo > maxRange) {
+		got.Corrupt++
+		s.logger.Error("betrace: storage: its index record gives an absurd range; starting afresh", zap.Uint64("lo", lo), zap.Uint64("hi", hi))
+		s.epoch = 0
+	}
 	if s.epoch == 0 {
 		s.epoch = newEpoch()
 		lo, hi = 1, 1
 	}
-	if hi < lo || hi-lo > 1<<32 {
-		got.Corrupt++
-		s.logger.Error("betrace: storage: its index record gives an absurd range; starting afresh", zap.Uint64("lo", lo), zap.Uint64("hi", hi))
-		s.epoch, lo, hi = newEpoch(), 1, 1
+	groups := map[uint64]*[4][]byte{} // per number: its b, p, j and s records
+	if walks && hi > lo {
+		err = walker.Walk(ctx, func(k string, v []byte) ([]*storage.Operation, error) {
+			if seq, i, ok := parseKey(k); ok && seq >= lo && seq < hi {
+				g := groups[seq]
+				if g == nil {
+					g = new([4][]byte)
+					groups[seq] = g
+				}
+				g[i] = append([]byte(nil), v...) // v is valid during the call only
+			}
+			return nil, nil
+		})
+	} else {
+		err = s.probe(ctx, lo, hi, groups)
 	}
-	var recs []record
-	var last uint64
-	kinds := []byte{kindBatch, kindSpans, kindJudged, kindSignal}
-	for from := lo; from < hi; from += getChunk {
-		to := min(from+getChunk, hi)
-		ops := make([]*storage.Operation, 0, len(kinds)*int(to-from))
+	if err != nil {
+		return got, fmt.Errorf("betrace: storage: reading the records: %w", err)
+	}
+	seqs := make([]uint64, 0, len(groups))
+	for seq := range groups {
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	last := int64(math.MinInt64)
+	for _, seq := range seqs {
+		g := groups[seq]
+		if g[1] != nil && g[0] == nil {
+			s.unreadable(ctx, kindBatch, seq, fmt.Errorf("%w: spans without their batch record", errCorrupt), &got)
+		}
+		for i, kind := range recordKinds {
+			if g[i] == nil || kind == kindSpans {
+				continue
+			}
+			r := record{kind: kind, seq: seq, size: len(g[i])}
+			p, err := unframe(kind, s.epoch, g[i])
+			if err == nil && !wellFormed(kind, p) {
+				err = errCorrupt
+			}
+			if err == nil && kind == kindBatch {
+				r.spans = g[1]
+				r.size += len(r.spans)
+				if uint64(len(r.spans)) != binary.LittleEndian.Uint64(p[12:]) || crc32.Checksum(r.spans, castagnoli) != binary.LittleEndian.Uint32(p[20:]) {
+					err = fmt.Errorf("%w: its spans are missing, cut short or altered", errCorrupt)
+				}
+			}
+			if err != nil {
+				s.unreadable(ctx, kind, seq, err, &got)
+				continue
+			}
+			r.payload = p
+			switch kind {
+			case kindSignal:
+				s.restoreSignal(r, enqueue, &got)
+			case kindBatch:
+				last = max(last, int64(binary.LittleEndian.Uint64(p[4:])))
+				s.batches[seq] = int64(r.size)
+				s.bytes += int64(r.size)
+				s.pending = append(s.pending, r)
+				got.Batches++
+			case kindJudged:
+				n := len(p) / 16
+				s.judged = append(s.judged, judgedRecord{seq, n})
+				s.ids += n
+				s.pending = append(s.pending, r)
+				got.Judged += n
+			}
+		}
+	}
+	s.corrupt.Add(uint64(got.Corrupt))
+	s.last = last
+	s.hasPending.Store(len(s.pending) > 0)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lo, s.next, s.reserved = lo, hi, hi
+	return got, s.reserveLocked(ctx, 1)
+}
+
+// recordKinds are the kinds of record under one number, in the order a restart reads them.
+var recordKinds = [4]byte{kindBatch, kindSpans, kindJudged, kindSignal}
+
+// parseKey reads a record's key: its number, and the index of its kind in recordKinds.
+func parseKey(k string) (seq uint64, i int, ok bool) {
+	if len(k) != 18 || k[1] != '/' {
+		return 0, 0, false
+	}
+	i = slices.Index(recordKinds[:], k[0])
+	if i < 0 {
+		return 0, 0, false
+	}
+	seq, err := strconv.ParseUint(k[2:], 16, 64)
+	return seq, i, err == nil
+}
+
+// probe reads the records numbered lo to hi, a chunk of numbers at a time, into groups.
+func (s *store) probe(ctx context.Context, lo, hi uint64, groups map[uint64]*[4][]byte) error {
+	for from := lo; from < hi; {
+		to := from + min(getChunk, hi-from)
+		ops := make([]*storage.Operation, 0, len(recordKinds)*int(to-from))
 		for seq := from; seq < to; seq++ {
-			for _, k := range kinds {
+			for _, k := range recordKinds {
 				ops = append(ops, storage.GetOperation(key(k, seq)))
 			}
 		}
 		if err := s.client.Batch(ctx, ops...); err != nil {
-			return got, fmt.Errorf("betrace: storage: reading records %d to %d: %w", from, to, err)
+			return err
 		}
 		for i, op := range ops {
-			kind, seq := op.Key[0], from+uint64(i/len(kinds))
-			if op.Value == nil || kind == kindSpans {
-				continue // spans are read with their batch record
-			}
-			r := record{kind: kind, seq: seq, size: len(op.Value)}
-			p, err := unframe(r.kind, s.epoch, op.Value)
-			if err == nil && !wellFormed(r.kind, p) {
-				err = errCorrupt
-			}
-			if err == nil && kind == kindBatch {
-				z := ops[i+1].Value
-				r.size += len(z)
-				if uint64(len(z)) != binary.LittleEndian.Uint64(p[12:]) || crc32.Checksum(z, castagnoli) != binary.LittleEndian.Uint32(p[20:]) {
-					err = fmt.Errorf("%w: its spans are missing, cut short or altered", errCorrupt)
-				} else if r.spans, err = s2.Decode(nil, z); err != nil {
-					err = fmt.Errorf("%w: its spans do not decompress: %w", errCorrupt, err)
-				}
-			}
-			if err != nil {
-				s.unreadable(ctx, r.kind, r.seq, err, &got)
+			if op.Value == nil {
 				continue
 			}
-			r.payload = p
-			if r.kind == kindBatch {
-				last = max(last, binary.LittleEndian.Uint64(p[4:]))
+			seq := from + uint64(i/len(recordKinds))
+			g := groups[seq]
+			if g == nil {
+				g = new([4][]byte)
+				groups[seq] = g
 			}
-			recs = append(recs, r)
+			g[i%len(recordKinds)] = op.Value
 		}
-		// Spans whose batch record is gone (or unreadable) are of no use.
-		for i := 1; i < len(ops); i += len(kinds) {
-			if ops[i].Value != nil && ops[i-1].Value == nil {
-				s.unreadable(ctx, kindBatch, from+uint64(i/len(kinds)), errCorrupt, &got)
-			}
-		}
+		from = to
 	}
-	// Signals go to the outbox now; batches and judged ids wait for the engine's clock to
-	// resume (resume), and are kept in storage meanwhile.
-	for _, r := range recs {
-		switch r.kind {
-		case kindSignal:
-			s.restoreSignal(r, enqueue, &got)
-		case kindBatch:
-			s.batches[r.seq] = int64(r.size)
-			s.bytes += int64(r.size)
-			s.pending = append(s.pending, r)
-			got.Batches++
-		case kindJudged:
-			s.judged = append(s.judged, judgedRecord{r.seq, len(r.payload) / 16})
-			s.ids += len(r.payload) / 16
-			s.pending = append(s.pending, r)
-			got.Judged += len(r.payload) / 16
-		}
-	}
-	s.last = last
-	s.hasPending.Store(len(s.pending) > 0)
-	s.corrupt.Add(uint64(got.Corrupt))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lo, s.next, s.reserved = lo, hi, hi
-	return got, s.client.Batch(ctx, s.reserve()...)
+	return nil
 }
 
 // wellFormed says whether a payload has the layout of its kind.
@@ -299,7 +367,7 @@ type record struct {
 	seq     uint64
 	size    int
 	payload []byte
-	spans   []byte // a batch's OTLP bytes
+	spans   []byte // a batch's OTLP bytes, compressed
 }
 
 // unreadable counts, logs and deletes a record that cannot be read (a batch with its
@@ -333,7 +401,9 @@ func (s *store) restoreSignal(r record, enqueue func(Outgoing), got *Restored) {
 // so). The engine's clock stood still from the last batch stored to the first one after
 // the restart: each trace held has the time to run that it had at the stop, so spans its
 // sender queued meanwhile still join it, and a trace cut off by the stop is not judged
-// before they come.
+// before they come. The batches' records are rewritten with their arrivals so moved, so
+// that a second restart moves them from there (a clock behind the old one moves them
+// back).
 func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) {
 	if !s.hasPending.Load() {
 		return
@@ -344,17 +414,25 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 		return
 	}
 	shift := int64(0)
-	if n := uint64(now.UnixNano()); s.last > 0 && n > s.last {
-		shift = int64(n - s.last)
+	if s.last != math.MinInt64 {
+		shift = now.UnixNano() - s.last
 	}
 	var got Restored
+	var moved []*storage.Operation
 	for _, r := range s.pending {
 		var err error
 		switch r.kind {
 		case kindBatch:
-			feed, at := binary.LittleEndian.Uint32(r.payload), binary.LittleEndian.Uint64(r.payload[4:])
-			if err = eng.Restore(feed, r.spans, time.Unix(0, int64(at)+shift), r.seq); err == nil {
+			feed, at := binary.LittleEndian.Uint32(r.payload), int64(binary.LittleEndian.Uint64(r.payload[4:]))
+			at = max(at+shift, 0)
+			var spans []byte
+			if spans, err = s2.Decode(nil, r.spans); err != nil {
+				err = fmt.Errorf("%w: its spans do not decompress: %w", errCorrupt, err)
+			} else if err = eng.Restore(feed, spans, time.Unix(0, at), r.seq); err == nil {
 				got.Batches++
+				head := append([]byte(nil), r.payload...)
+				binary.LittleEndian.PutUint64(head[4:], uint64(at))
+				moved = append(moved, storage.SetOperation(key(kindBatch, r.seq), frame(kindBatch, s.epoch, head)))
 			}
 		case kindJudged:
 			if err = eng.RestoreJudged(r.payload); err == nil {
@@ -374,6 +452,12 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 	s.pending = nil
 	s.hasPending.Store(false)
 	s.corrupt.Add(uint64(got.Corrupt))
+	if len(moved) > 0 {
+		if err := s.client.Batch(ctx, moved...); err != nil {
+			s.failures.Add(1)
+			s.logger.Warn("betrace: storage: the restored batches' times were not written back; a second restart may judge them early", zap.Error(err))
+		}
+	}
 	c := eng.Counters()
 	s.logger.Info("betrace: the traces held before the restart are back in the engine, their clock resumed",
 		zap.Int("batches", got.Batches), zap.Uint64("traces", c.HeldTraces), zap.Uint64("spans", c.HeldSpans),
@@ -391,6 +475,9 @@ func newEpoch() uint64 {
 // bound, or that the storage refuses, is judged all the same but not stored: counted,
 // and warned about at most once a minute.
 func (s *store) ingest(ctx context.Context, eng *betrace.Engine, feed int, b []byte, now time.Time) error {
+	if s.closing.Load() {
+		return errShutDown
+	}
 	s.resume(ctx, now, eng)
 	s.pause.RLock()
 	defer s.pause.RUnlock()
@@ -403,22 +490,26 @@ func (s *store) ingest(ctx context.Context, eng *betrace.Engine, feed int, b []b
 	binary.LittleEndian.PutUint64(head[4:], uint64(now.UnixNano()))
 	binary.LittleEndian.PutUint64(head[12:], uint64(len(z)))
 	binary.LittleEndian.PutUint32(head[20:], crc32.Checksum(z, castagnoli))
-	rec := frame(kindBatch, s.epochNow(), head[:])
-	size := int64(len(rec) + len(z))
 	s.mu.Lock()
+	rec := frame(kindBatch, s.epoch, head[:])
+	size := int64(len(rec) + len(z))
 	if s.bytes+size > s.limit {
 		s.mu.Unlock()
 		s.notStored(now, "the storage bound is reached", nil)
 		return eng.Ingest(uint32(feed), b, now)
 	}
+	if err := s.reserveLocked(ctx, 1); err != nil {
+		s.mu.Unlock()
+		s.failures.Add(1)
+		s.notStored(now, "the storage failed", err)
+		return eng.Ingest(uint32(feed), b, now)
+	}
 	seq := s.next
 	s.next++
-	// The range is moved on before the record lands in it, in the same write.
-	ops := append(s.reserve(), storage.SetOperation(key(kindBatch, seq), rec), storage.SetOperation(key(kindSpans, seq), z))
 	s.batches[seq] = size
 	s.bytes += size
 	s.mu.Unlock()
-	if err := s.client.Batch(ctx, ops...); err != nil {
+	if err := s.client.Batch(ctx, storage.SetOperation(key(kindBatch, seq), rec), storage.SetOperation(key(kindSpans, seq), z)); err != nil {
 		s.mu.Lock()
 		delete(s.batches, seq)
 		s.bytes -= size
@@ -433,12 +524,6 @@ func (s *store) ingest(ctx context.Context, eng *betrace.Engine, feed int, b []b
 // compressed holds buffers for compressed batches: the storage copies a value before its
 // write returns, so one buffer serves batch after batch.
 var compressed = sync.Pool{New: func() any { return new([]byte) }}
-
-func (s *store) epochNow() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.epoch
-}
 
 func (s *store) notStored(now time.Time, why string, err error) {
 	n := s.unstored.Add(1)
@@ -458,7 +543,9 @@ func (s *store) storedBytes() int64 {
 
 // take pauses stored ingest, takes the signals (taken) and the journal from the engine,
 // and writes them in one write: the signals and the ids of the traces that produced them
-// stored, the batches no longer needed deleted. The outgoing batches come back numbered.
+// stored, the batches no longer needed deleted. The outgoing batches come back numbered
+// when they were stored. A write that fails leaves its signals unstored (delivered all
+// the same) and its judged ids and deletions to the next write.
 func (s *store) take(ctx context.Context, eng *betrace.Engine, taken func() []Outgoing) []Outgoing {
 	s.pause.Lock()
 	defer s.pause.Unlock()
@@ -468,77 +555,111 @@ func (s *store) take(ctx context.Context, eng *betrace.Engine, taken func() []Ou
 		s.logger.Warn("betrace: storage: taking the journal failed", zap.Error(err))
 	}
 	s.mu.Lock()
-	ops := s.retry
-	s.retry = nil
-	if len(j.Judged) > 0 {
-		ops = append(ops, s.reserve()...)
-		ops = append(ops, storage.SetOperation(key(kindJudged, s.next), frame(kindJudged, s.epoch, j.Judged)))
-		s.judged = append(s.judged, judgedRecord{s.next, len(j.Judged) / 16})
-		s.ids += len(j.Judged) / 16
-		s.next++
-	}
-	for i := range outs {
-		o := &outs[i]
-		kind := byte(0)
-		body := o.Logs
-		if o.Spans != nil {
-			kind, body = 1, o.Spans
-		}
-		var head [9]byte
-		head[0] = kind
-		binary.LittleEndian.PutUint32(head[1:], uint32(o.Feed))
-		binary.LittleEndian.PutUint32(head[5:], uint32(o.N))
-		ops = append(ops, s.reserve()...)
-		o.seq = s.next
-		ops = append(ops, storage.SetOperation(key(kindSignal, s.next), frame(kindSignal, s.epoch, head[:], body)))
-		s.signals[s.next] = struct{}{}
-		s.next++
-	}
+	defer s.mu.Unlock()
+	judged := append(s.unwrittenJudged, j.Judged...)
+	s.unwrittenJudged = nil
+	deletes := s.unwrittenDeletes
+	s.unwrittenDeletes = map[string]struct{}{}
 	for _, seq := range j.Freed {
 		if n, ok := s.batches[seq]; ok {
 			delete(s.batches, seq)
 			s.bytes -= n
-			ops = append(ops, storage.DeleteOperation(key(kindBatch, seq)), storage.DeleteOperation(key(kindSpans, seq)))
+			deletes[key(kindBatch, seq)] = struct{}{}
+			deletes[key(kindSpans, seq)] = struct{}{}
 		}
 	}
-	// Judged ids are kept while an older batch is stored (a restart reads that batch, and
-	// must know its traces were judged), and as many as the engine remembers exactly, so
-	// that a span sent again after a restart is late, as it would have been without one.
-	oldest := s.next
-	for seq := range s.batches {
-		oldest = min(oldest, seq)
+	need := uint64(len(outs))
+	if len(judged) > 0 {
+		need++
 	}
-	for len(s.judged) > 0 && s.judged[0].seq < oldest && s.ids-s.judged[0].n >= s.keepIDs {
-		ops = append(ops, storage.DeleteOperation(key(kindJudged, s.judged[0].seq)))
-		s.ids -= s.judged[0].n
-		s.judged = s.judged[1:]
-	}
-	lo := oldest
-	if len(s.judged) > 0 {
-		lo = min(lo, s.judged[0].seq)
-	}
-	for seq := range s.signals {
-		lo = min(lo, seq)
-	}
-	if lo != s.lo {
-		s.lo = lo
-		ops = append(ops, storage.SetOperation(metaKey, s.meta()))
-	}
-	s.mu.Unlock()
-	if len(ops) > 0 {
-		if err := s.client.Batch(ctx, ops...); err != nil {
-			s.failures.Add(1)
-			s.logger.Warn("betrace: storage: writing what was judged failed; retried at the next tick", zap.Error(err))
-			s.mu.Lock()
-			s.retry = append(s.retry, ops...)
-			s.mu.Unlock()
+	var ops []*storage.Operation
+	var jrec judgedRecord
+	err = s.reserveLocked(ctx, need)
+	if err == nil {
+		if len(judged) > 0 {
+			jrec = judgedRecord{s.next, len(judged) / 16}
+			ops = append(ops, storage.SetOperation(key(kindJudged, s.next), frame(kindJudged, s.epoch, judged)))
+			s.next++
 		}
+		for i := range outs {
+			o := &outs[i]
+			kind, body := byte(0), o.Logs
+			if o.Spans != nil {
+				kind, body = 1, o.Spans
+			}
+			var head [9]byte
+			head[0] = kind
+			binary.LittleEndian.PutUint32(head[1:], uint32(o.Feed))
+			binary.LittleEndian.PutUint32(head[5:], uint32(o.N))
+			o.seq = s.next
+			ops = append(ops, storage.SetOperation(key(kindSignal, s.next), frame(kindSignal, s.epoch, head[:], body)))
+			s.next++
+		}
+		// Judged ids are kept while an older batch is stored (a restart reads that batch,
+		// and must know its traces were judged), and as many as the engine remembers
+		// exactly, so that a span sent again after a restart is late, as it would have
+		// been without one.
+		oldest := s.next
+		for seq := range s.batches {
+			oldest = min(oldest, seq)
+		}
+		ids, drop := s.ids+jrec.n, 0
+		for drop < len(s.judged) && s.judged[drop].seq < oldest && ids-s.judged[drop].n >= s.keepIDs {
+			deletes[key(kindJudged, s.judged[drop].seq)] = struct{}{}
+			ids -= s.judged[drop].n
+			drop++
+		}
+		lo := oldest
+		if drop < len(s.judged) {
+			lo = min(lo, s.judged[drop].seq)
+		} else if jrec.n > 0 {
+			lo = min(lo, jrec.seq)
+		}
+		for _, o := range outs {
+			lo = min(lo, o.seq)
+		}
+		for seq := range s.signals {
+			lo = min(lo, seq)
+		}
+		for k := range deletes {
+			ops = append(ops, storage.DeleteOperation(k))
+		}
+		if lo != s.lo {
+			ops = append(ops, storage.SetOperation(metaKey, s.meta(lo, s.reserved)))
+		}
+		if len(ops) > 0 {
+			err = s.client.Batch(ctx, ops...)
+		}
+		if err == nil {
+			if jrec.n > 0 {
+				s.judged = append(s.judged, jrec)
+			}
+			s.judged = s.judged[drop:]
+			s.ids = ids
+			s.lo = lo
+			for _, o := range outs {
+				s.signals[o.seq] = struct{}{}
+			}
+			return outs
+		}
+	}
+	s.failures.Add(1)
+	s.logger.Warn("betrace: storage: writing what was judged failed; signals are handed on unstored, the rest is written with the next write", zap.Error(err))
+	for i := range outs {
+		outs[i].seq = 0
+	}
+	if most := 16 * s.keepIDs; len(judged) > most {
+		judged = judged[len(judged)-most:]
+	}
+	s.unwrittenJudged = judged
+	for k := range deletes {
+		s.unwrittenDeletes[k] = struct{}{}
 	}
 	return outs
 }
 
 // handedOn deletes a signal batch once the next consumer was given it (or it was
-// dropped).
+// dropped); a delete that fails is done with the next write.
 func (s *store) handedOn(ctx context.Context, seq uint64) {
 	if seq == 0 {
 		return
@@ -549,16 +670,18 @@ func (s *store) handedOn(ctx context.Context, seq uint64) {
 	if err := s.client.Delete(ctx, key(kindSignal, seq)); err != nil {
 		s.failures.Add(1)
 		s.mu.Lock()
-		s.retry = append(s.retry, storage.DeleteOperation(key(kindSignal, seq)))
+		s.unwrittenDeletes[key(kindSignal, seq)] = struct{}{}
 		s.mu.Unlock()
 	}
 }
 
-// close writes what is left to retry and releases the client.
+// close writes what is left to delete and releases the client.
 func (s *store) close(ctx context.Context) error {
 	s.mu.Lock()
-	ops := s.retry
-	s.retry = nil
+	ops := make([]*storage.Operation, 0, len(s.unwrittenDeletes))
+	for k := range s.unwrittenDeletes {
+		ops = append(ops, storage.DeleteOperation(k))
+	}
 	s.mu.Unlock()
 	var err error
 	if len(ops) > 0 {
