@@ -351,7 +351,8 @@ def main():
     rows.append(held)
     checks["engine/held"] = (f"{got['signals']:,} signals = injected; {got['held_spans']:,} spans held in "
                              f"{(got['peak_rss_kb_before_shutdown'] - got['rss_after_rules_kb']) / 1024:,.0f} MB: "
-                             f"**{got['bytes_per_held_span']:.0f} B per held span**")
+                             f"**{got['bytes_per_held_span']:.0f} B per held span**; the engine's estimate "
+                             f"(`held_bytes`, what memory_limit_mib bounds) is {got['held_bytes_of_rss_growth']:.2f} of it")
     memory = {"engine": got["bytes_per_held_span"]}
 
     cfg = "bench/collector"

@@ -79,6 +79,11 @@ typedef struct betrace_options {
   // `BETRACE_OUTPUT_LOGS` and/or `BETRACE_OUTPUT_SPANS`, or `BETRACE_OUTPUT_NONE` (default:
   // logs).
   uint32_t outputs;
+  // Most bytes the held traces may take, as the engine estimates them from its
+  // allocations (default 512 MiB; the counters' `held_bytes`): beyond it the oldest are
+  // judged early, as beyond `max_traces` and `max_spans`. Appended: a host built with an
+  // older header passes a shorter struct, so hosts and library must come from one build.
+  uint64_t memory_limit_bytes;
 } betrace_options;
 
 // Bytes owned by the library: free with `betrace_buf_free`. `ptr` is NULL when empty;
@@ -103,7 +108,8 @@ typedef struct betrace_counters {
   // Times a trace was judged; a trace judged again after a late span counts twice
   // (buffer).
   uint64_t traces_judged;
-  // Traces judged early to stay within `max_traces` / `max_spans` (buffer).
+  // Traces judged early to stay within `max_traces` / `max_spans` / `max_bytes`
+  // (buffer).
   uint64_t traces_judged_early;
   // Spans that arrived for a trace already judged (buffer).
   uint64_t late_spans;
@@ -148,6 +154,12 @@ typedef struct betrace_counters {
   // Traces not judged because they start outside replay's `--from`/`--to` window
   // (engine; always 0 live).
   uint64_t traces_outside_window;
+  // Bytes the held traces take now, as the buffer estimates them from its allocations'
+  // sizes: what `max_bytes` (`memory_limit_mib`) bounds (buffer).
+  uint64_t held_bytes;
+  // Of `traces_judged_early`, those judged early because `max_bytes` would have been
+  // exceeded (oversized ones included) (buffer).
+  uint64_t traces_judged_early_memory;
 } betrace_counters;
 
 #ifdef __cplusplus

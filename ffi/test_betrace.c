@@ -413,6 +413,30 @@ static void test_bad_span_and_absurd_clock(void) {
   betrace_engine_free(e);
 }
 
+/* memory_limit_bytes bounds the bytes held: past it the oldest traces are judged early,
+ * counted apart, and the held bytes never exceed it. */
+static void test_memory_limit(void) {
+  betrace_source rules = source("rules.yaml", RULES);
+  betrace_options opts = {0};
+  opts.memory_limit_bytes = 16 * 1024;
+  betrace_engine *e = NULL;
+  CHECK(betrace_engine_new(&rules, 1, &opts, &e, NULL) == BETRACE_OK && e, "engine with a memory limit");
+  if (!e) return;
+  betrace_counters c = {0};
+  for (int t = 0; t < 200; t++) {
+    uint8_t trace[16] = {0x3e, (uint8_t)t, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, (uint8_t)t};
+    CHECK(ingest(e, one_span(trace, 1, 0, "shop", "payment.charge", SEC, "k", "v"), SEC + (uint64_t)t) == BETRACE_OK,
+          "ingest");
+    CHECK(betrace_engine_counters(e, &c) == BETRACE_OK && c.held_bytes <= opts.memory_limit_bytes,
+          "held bytes %llu within the limit", (unsigned long long)c.held_bytes);
+  }
+  CHECK(c.traces_judged_early_memory > 0 && c.traces_judged_early_memory == c.traces_judged_early,
+        "judged early because of memory, counted apart (%llu of %llu)",
+        (unsigned long long)c.traces_judged_early_memory, (unsigned long long)c.traces_judged_early);
+  CHECK(c.held_traces > 5, "the limit is bytes, not a handful of traces (%llu held)", (unsigned long long)c.held_traces);
+  betrace_engine_free(e);
+}
+
 static void test_outputs(void) {
   betrace_source rules = source("rules.yaml", RULES);
   betrace_options opts = {0};
@@ -448,6 +472,7 @@ int main(void) {
   test_bad_span_and_absurd_clock();
   test_threads(e);
   test_outputs();
+  test_memory_limit();
 
   betrace_buf events = {0};
   CHECK(betrace_engine_take_log_events(e, &events, NULL) == BETRACE_OK, "log events");

@@ -189,6 +189,7 @@ fn engine(
             max_trace_age: HOURS_100,
             max_traces: usize::MAX,
             max_spans: usize::MAX,
+            max_bytes: usize::MAX,
         }
     } else {
         BufferConfig::default()
@@ -206,7 +207,10 @@ fn engine(
         batches += 1;
         Ok(())
     })?;
-    let held_spans = live.stats().counters.held_spans;
+    let (held_spans, held_bytes) = {
+        let c = live.counters();
+        (c.held_spans, c.held_bytes)
+    };
     let peak_kb = status_kb("VmHWM:");
     live.shutdown(now);
     signals += live.take_logs().1;
@@ -223,8 +227,11 @@ fn engine(
     });
     if hold && held_spans > 0 {
         // Only when everything was held does the peak measure what a held span costs.
-        report["bytes_per_held_span"] =
-            ((peak_kb.saturating_sub(rss_after_rules_kb) * 1024) as f64 / held_spans as f64).into();
+        let grown = (peak_kb.saturating_sub(rss_after_rules_kb) * 1024) as f64;
+        report["bytes_per_held_span"] = (grown / held_spans as f64).into();
+        // The engine's own estimate (what memory_limit_mib bounds) against the growth.
+        report["held_bytes"] = held_bytes.into();
+        report["held_bytes_of_rss_growth"] = (held_bytes as f64 / grown).into();
     }
     println!("{report}");
     Ok(())

@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
                 max_trace_age: 5_000,
                 max_traces: 8,
                 max_spans: 64,
+                max_bytes: 64 << 10,
             },
             ..EngineConfig::default()
         },

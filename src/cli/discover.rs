@@ -4,7 +4,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use betrace::discover::{self, render, Found, Options, Summary};
-use betrace::engine::buffer::BufferConfig;
+use betrace::engine::buffer::{BufferConfig, DEFAULT_MAX_SPANS, DEFAULT_MAX_TRACES};
 use betrace::engine::signal::{now_unix_nano, parse_time, rfc3339};
 use betrace::replay::{self, Limits, Progress};
 
@@ -85,10 +85,10 @@ pub struct Args {
     #[arg(long, default_value = "60s", value_parser = duration::<MILLISECOND, MONTH>, value_name = "DURATION")]
     pub max_trace_age: u64,
     /// Most traces held in memory at once; beyond it, the input is spilled to disk.
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000), value_name = "N")]
+    #[arg(long, default_value_t = DEFAULT_MAX_TRACES as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000), value_name = "N")]
     pub max_traces: u64,
     /// Most spans held in memory at once; beyond it, the input is spilled to disk.
-    #[arg(long, default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000_000), value_name = "N")]
+    #[arg(long, default_value_t = DEFAULT_MAX_SPANS as u64, value_parser = clap::value_parser!(u64).range(1..=10_000_000_000), value_name = "N")]
     pub max_spans: u64,
     /// Threads decoding and mining (0: one per core).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024), value_name = "N")]
@@ -195,6 +195,7 @@ pub fn run(args: &Args) -> u8 {
                 max_trace_age: args.max_trace_age,
                 max_traces: usize::try_from(args.max_traces).unwrap_or(usize::MAX),
                 max_spans: usize::try_from(args.max_spans).unwrap_or(usize::MAX),
+                max_bytes: usize::MAX,
             },
             from,
             to,

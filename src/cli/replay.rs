@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::cli::output::{Format, Output};
 use crate::cli::paths;
 use crate::cli::report;
-use betrace::engine::buffer::BufferConfig;
+use betrace::engine::buffer::{BufferConfig, DEFAULT_MAX_SPANS, DEFAULT_MAX_TRACES};
 use betrace::engine::signal::{parse_time, Signal};
 use betrace::replay::jaeger::{self, Fetched, JaegerOptions};
 use betrace::replay::{self, Limits, Options, Progress, Summary};
@@ -81,11 +81,11 @@ pub struct Args {
     pub max_trace_age: u64,
     /// Most traces held in memory at once (1 to 1,000,000,000); beyond it, replay spills
     /// to disk (it never judges a trace early).
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000), value_name = "N")]
+    #[arg(long, default_value_t = DEFAULT_MAX_TRACES as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000), value_name = "N")]
     pub max_traces: u64,
     /// Most spans held in memory at once (1 to 10,000,000,000); beyond it, replay spills
     /// to disk.
-    #[arg(long, default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000_000), value_name = "N")]
+    #[arg(long, default_value_t = DEFAULT_MAX_SPANS as u64, value_parser = clap::value_parser!(u64).range(1..=10_000_000_000), value_name = "N")]
     pub max_spans: u64,
     /// The largest record read (a JSON line or object, or a message, after decompression),
     /// in MiB; larger ones are skipped and reported.
@@ -282,6 +282,8 @@ fn buffer_config(args: &Args) -> BufferConfig {
         max_trace_age: args.max_trace_age,
         max_traces: usize::try_from(args.max_traces).unwrap_or(usize::MAX),
         max_spans: usize::try_from(args.max_spans).unwrap_or(usize::MAX),
+        // Replay bounds what it holds by spilling; it never judges a trace early.
+        max_bytes: usize::MAX,
     }
 }
 

@@ -69,6 +69,11 @@ pub struct betrace_options {
     /// `BETRACE_OUTPUT_LOGS` and/or `BETRACE_OUTPUT_SPANS`, or `BETRACE_OUTPUT_NONE` (default:
     /// logs).
     pub outputs: u32,
+    /// Most bytes the held traces may take, as the engine estimates them from its
+    /// allocations (default 512 MiB; the counters' `held_bytes`): beyond it the oldest are
+    /// judged early, as beyond `max_traces` and `max_spans`. Appended: a host built with an
+    /// older header passes a shorter struct, so hosts and library must come from one build.
+    pub memory_limit_bytes: u64,
 }
 
 /// A rule file handed to the engine: its name (shown in error messages) and its YAML text;
@@ -303,6 +308,11 @@ pub unsafe extern "C" fn betrace_engine_new(
                     max_trace_age: nonzero(o.max_trace_age_ns, defaults.max_trace_age),
                     max_traces: nonzero(o.max_traces, defaults.max_traces as u64) as usize,
                     max_spans: nonzero(o.max_spans, defaults.max_spans as u64) as usize,
+                    max_bytes: usize::try_from(nonzero(
+                        o.memory_limit_bytes,
+                        defaults.max_bytes as u64,
+                    ))
+                    .unwrap_or(usize::MAX),
                 },
                 outputs(o.outputs)?,
             ),

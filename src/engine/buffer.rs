@@ -3,8 +3,9 @@
 //! enough.
 //!
 //! A trace is judged `trace_idle_timeout` after its last span arrived, or `max_trace_age`
-//! after its first, or early — oldest first, and counted — when `max_traces` or
-//! `max_spans` would be exceeded, or at [`TraceBuffer::drain`]. After judging, its spans
+//! after its first, or early — oldest first, and counted — when `max_traces`, `max_spans`
+//! or `max_bytes` would be exceeded, or at
+//! [`TraceBuffer::drain`]. After judging, its spans
 //! are kept for one more idle timeout so that a late span can have the trace judged again;
 //! the buffer remembers which rules already signalled, so a (rule, trace) pair signals at
 //! most once.
@@ -20,6 +21,7 @@ use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -41,15 +43,27 @@ pub struct BufferConfig {
     pub max_traces: usize,
     /// Most spans held at once (default 5,000,000).
     pub max_spans: usize,
+    /// Most bytes the held traces may take (default 512 MiB): their spans, attributes,
+    /// text and share of resources as allocated, and what holding each costs besides
+    /// ([`TraceBuffer::counters`]' `held_bytes`, an estimate from the allocations' sizes).
+    pub max_bytes: usize,
 }
+
+/// The default of [`BufferConfig::max_traces`] (and of replay's `--max-traces`).
+pub const DEFAULT_MAX_TRACES: usize = 100_000;
+/// The default of [`BufferConfig::max_spans`] (and of replay's `--max-spans`).
+pub const DEFAULT_MAX_SPANS: usize = 5_000_000;
+/// The default of [`BufferConfig::max_bytes`]: 512 MiB (the components' `memory_limit_mib`).
+pub const DEFAULT_MAX_BYTES: usize = 512 << 20;
 
 impl Default for BufferConfig {
     fn default() -> Self {
         BufferConfig {
             trace_idle_timeout: 5_000_000_000,
             max_trace_age: 60_000_000_000,
-            max_traces: 100_000,
-            max_spans: 5_000_000,
+            max_traces: DEFAULT_MAX_TRACES,
+            max_spans: DEFAULT_MAX_SPANS,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -61,7 +75,7 @@ impl Default for BufferConfig {
 pub struct Counted {
     /// Per rule that applied to the trace or skipped it.
     pub rules: Vec<CountedRule>,
-    /// The trace was judged early, under `max_traces`/`max_spans`.
+    /// The trace was judged early, under `max_traces`/`max_spans`/`max_bytes`.
     pub judged_early: bool,
     /// An observer ([`crate::engine::Engine::with_observer`]) has seen it complete.
     pub observed: bool,
@@ -102,19 +116,54 @@ struct Entry {
     version: u64,
     /// Spans held (the trace's, without locking it).
     spans: usize,
+    /// Bytes counted in `held_bytes` for this trace, but for what judging it added
+    /// (`Held::counted_bytes`).
+    bytes: usize,
+    /// Of `bytes`, the trace's own blocks ([`Trace::heap_bytes`]) and its span-id index:
+    /// what is counted again as the trace grows.
+    own: usize,
 }
 
 /// A held trace and the rules that already signalled for it.
 struct Held {
     trace: Trace,
     counted: Counted,
+    /// Bytes of `counted` counted in `held_bytes` (judging adds a record per rule).
+    counted_bytes: usize,
+    /// Released from the buffer: what judging adds is no longer held.
+    released: bool,
 }
 
 impl Held {
-    fn judge(&mut self, judge: &mut Judge<'_>) {
+    /// Judges the trace; what judging added to it is counted in `held_bytes` while the
+    /// trace is held.
+    fn judge(&mut self, judge: &mut Judge<'_>, held_bytes: &AtomicUsize) {
         judge(&self.trace, &mut self.counted);
+        let bytes = self.counted.rules.capacity() * size_of::<CountedRule>();
+        if !self.released && bytes > self.counted_bytes {
+            held_bytes.fetch_add(bytes - self.counted_bytes, Relaxed);
+            self.counted_bytes = bytes;
+        }
     }
 }
+
+/// What holding a trace costs beside its own blocks: its slot in its shard's map (at the
+/// map's two-thirds load on average), its `Held` behind an `Arc<Mutex<…>>`, and its key in
+/// `waiting` or `kept` (B-tree nodes about half full).
+const TRACE_OVERHEAD: usize = (size_of::<(TraceId, Entry)>() + 1) * 3 / 2
+    + 2 * size_of::<usize>()
+    + size_of::<Mutex<Held>>()
+    + 2 * size_of::<(u64, TraceId)>();
+
+/// One entry of a shard's deadlines, pushed per fragment added (and at judging); it stays
+/// until its deadline passes, which for a trace shorter than its idle timeout is while the
+/// trace is held.
+const DEADLINE_BYTES: usize = size_of::<Reverse<(u64, TraceId, u64)>>();
+
+/// The limits that can make the buffer judge traces early, as bits.
+const LIMIT_TRACES: u32 = 1;
+const LIMIT_SPANS: u32 = 2;
+const LIMIT_BYTES: u32 = 4;
 
 #[derive(Default)]
 struct Shard {
@@ -136,8 +185,12 @@ struct Shard {
 
 /// What becomes of a fragment's trace.
 enum Status {
-    /// Held, with `held` spans: `new_spans` of the fragment are not held yet.
-    Held { new_spans: usize, held: usize },
+    /// Held, with `held` spans in `bytes`: `new_spans` of the fragment are not held yet.
+    Held {
+        new_spans: usize,
+        held: usize,
+        bytes: usize,
+    },
     /// Already judged and released: the fragment is late and cannot be judged.
     Released,
     /// A trace not seen before.
@@ -160,6 +213,8 @@ pub struct TraceBuffer {
     late_spans_unjudged: AtomicU64,
     traces_oversized: AtomicU64,
     oversized_logged: LogLimit,
+    held_bytes: AtomicUsize,
+    traces_judged_early_memory: AtomicU64,
 }
 
 const SHARDS: usize = 16;
@@ -194,6 +249,8 @@ impl TraceBuffer {
             late_spans_unjudged: AtomicU64::new(0),
             traces_oversized: AtomicU64::new(0),
             oversized_logged: LogLimit::default(),
+            held_bytes: AtomicUsize::new(0),
+            traces_judged_early_memory: AtomicU64::new(0),
         }
     }
 
@@ -211,6 +268,8 @@ impl TraceBuffer {
             held_traces: self.held_traces.load(Relaxed) as u64,
             held_spans: self.held_spans.load(Relaxed) as u64,
             traces_oversized: self.traces_oversized.load(Relaxed),
+            held_bytes: self.held_bytes.load(Relaxed) as u64,
+            traces_judged_early_memory: self.traces_judged_early_memory.load(Relaxed),
             ..Counters::default()
         }
     }
@@ -223,9 +282,9 @@ impl TraceBuffer {
     /// Adds spans. Each fragment holds spans of one trace (its `trace_id` set). A span
     /// already held (same span id) counts once. Traces that must be judged early to stay
     /// within the limits are judged before this returns — only when the limits would
-    /// really be exceeded. A trace that alone would hold more than `max_spans` is judged
-    /// at once on what it has (`TraceBuffer::oversized`) instead of pushing every other
-    /// trace out.
+    /// really be exceeded. A trace that alone would hold more than `max_spans` or
+    /// `max_bytes` is judged at once on what it has (`TraceBuffer::oversized`) instead of
+    /// pushing every other trace out.
     pub fn ingest(&self, fragments: Vec<Trace>, now: u64, judge: &mut Judge<'_>) {
         for frag in fragments {
             self.ingest_one(frag, now, judge);
@@ -252,23 +311,41 @@ impl TraceBuffer {
             (shard.status(&frag), due)
         };
         if let Some(held) = due {
-            held.lock().judge(judge);
+            held.lock().judge(judge, &self.held_bytes);
             self.traces_judged.fetch_add(1, Relaxed);
         }
-        let (spans, traces, held) = match status {
-            Status::Held { new_spans, held } => (new_spans, 0, held),
-            Status::Released => (0, 0, 0),
-            Status::New => (frag.spans.len(), 1, 0),
+        let (spans, traces, held, bytes) = match status {
+            Status::Held {
+                new_spans,
+                held,
+                bytes,
+            } => (new_spans, 0, held, bytes),
+            Status::Released => (0, 0, 0, 0),
+            Status::New => (frag.spans.len(), 1, 0, TRACE_OVERHEAD),
         };
+        // What the fragment adds: its blocks (a held trace's grow by about as much) and
+        // the deadline it pushes.
+        let extra_bytes = frag.heap_bytes() + DEADLINE_BYTES;
         if spans > 0 && held.saturating_add(spans) > self.config.max_spans {
-            self.oversized(i, frag, now, judge);
+            self.oversized(i, frag, now, "max_spans", judge);
+            return;
+        }
+        if spans > 0 && bytes.saturating_add(extra_bytes) > self.config.max_bytes {
+            self.oversized(i, frag, now, "memory_limit_mib", judge);
             return;
         }
         if spans > 0 {
-            self.relieve(spans, traces, judge);
+            self.relieve(spans, traces, extra_bytes, judge);
         }
-        let mut shard = self.shards[i].lock();
-        self.add(&mut shard, frag, now);
+        {
+            let mut shard = self.shards[i].lock();
+            self.add(&mut shard, frag, now);
+        }
+        // The estimate of what the fragment adds is close, not exact (a vector doubling):
+        // the bound holds after every fragment all the same.
+        if self.held_bytes.load(Relaxed) > self.config.max_bytes {
+            self.relieve(0, 0, 0, judge);
+        }
     }
 
     /// Brings one held trace up to `now` before a fragment of it is added: a waiting
@@ -318,6 +395,8 @@ impl TraceBuffer {
         let (first, held) = (entry.first, entry.held.clone());
         entry.judged_at = Some(at);
         entry.version = version;
+        entry.bytes += DEADLINE_BYTES;
+        self.held_bytes.fetch_add(DEADLINE_BYTES, Relaxed);
         shard.waiting.remove(&(first, id));
         shard.kept.insert((at, id));
         let idle = self.config.trace_idle_timeout;
@@ -327,11 +406,19 @@ impl TraceBuffer {
         (held, at)
     }
 
-    /// A trace that alone holds more than `max_spans` with this fragment: it is added,
-    /// released and judged early on everything it has, counted, and logged (at most once
-    /// per [`crate::engine::ratelimit::LOG_INTERVAL`]); its later spans are late. Memory
-    /// exceeds `max_spans` by at most this one fragment, for the time of the judging.
-    fn oversized(&self, i: usize, frag: Trace, now: u64, judge: &mut Judge<'_>) {
+    /// A trace that alone holds more than `max_spans` (or `max_bytes`: `limit` names the
+    /// one) with this fragment: it is added, released and judged early on everything it
+    /// has, counted, and logged (at most once per
+    /// [`crate::engine::ratelimit::LOG_INTERVAL`]); its later spans are late. Memory
+    /// exceeds the limit by at most this one fragment, for the time of the judging.
+    fn oversized(
+        &self,
+        i: usize,
+        frag: Trace,
+        now: u64,
+        limit: &'static str,
+        judge: &mut Judge<'_>,
+    ) {
         let id = frag.trace_id;
         let entry = {
             let mut shard = self.shards[i].lock();
@@ -340,14 +427,20 @@ impl TraceBuffer {
         };
         let Some(entry) = entry else { return };
         let total = self.traces_oversized.fetch_add(1, Relaxed) + 1;
+        if limit == "memory_limit_mib" {
+            self.traces_judged_early_memory.fetch_add(1, Relaxed);
+        }
         if self.oversized_logged.due(now) {
             tracing::warn!(
                 target: "betrace",
                 trace_id = %id,
                 spans = entry.spans,
+                bytes = entry.bytes,
+                limit,
                 max_spans = self.config.max_spans,
+                max_bytes = self.config.max_bytes,
                 total,
-                "a trace larger than max_spans was judged early on the spans it had; its later spans are counted as late and not judged"
+                "a trace larger than {limit} alone was judged early on the spans it had; its later spans are counted as late and not judged"
             );
         }
         self.judge_early(&entry, judge);
@@ -357,7 +450,7 @@ impl TraceBuffer {
     fn judge_early(&self, entry: &Entry, judge: &mut Judge<'_>) {
         let mut held = entry.held.lock();
         held.counted.judged_early = true;
-        held.judge(judge);
+        held.judge(judge, &self.held_bytes);
         drop(held);
         self.traces_judged.fetch_add(1, Relaxed);
         self.traces_judged_early.fetch_add(1, Relaxed);
@@ -392,9 +485,16 @@ impl TraceBuffer {
                     return;
                 }
                 let n = frag.spans.len();
+                let resources = held.trace.resource_count();
                 held.trace.append(frag);
                 entry.seen.update(&held.trace);
+                let own = held.trace.heap_bytes() + entry.seen.heap_bytes();
+                let added = own + held.trace.resource_share_bytes(resources) + DEADLINE_BYTES;
                 drop(held);
+                entry.bytes = entry.bytes + added - entry.own;
+                self.held_bytes.fetch_add(added, Relaxed);
+                self.held_bytes.fetch_sub(entry.own, Relaxed);
+                entry.own = own;
                 entry.spans += n;
                 entry.last = now;
                 entry.version = version;
@@ -418,12 +518,17 @@ impl TraceBuffer {
                 self.held_spans.fetch_add(n, Relaxed);
                 let mut seen = SeenSpans::default();
                 seen.update(&frag);
+                let own = frag.heap_bytes() + seen.heap_bytes();
+                let bytes = TRACE_OVERHEAD + own + frag.resource_share_bytes(0) + DEADLINE_BYTES;
+                self.held_bytes.fetch_add(bytes, Relaxed);
                 shard.entries.insert(
                     id,
                     Entry {
                         held: Arc::new(Mutex::new(Held {
                             trace: frag,
                             counted: Counted::default(),
+                            counted_bytes: 0,
+                            released: false,
                         })),
                         seen,
                         first: now,
@@ -431,6 +536,8 @@ impl TraceBuffer {
                         judged_at: None,
                         version,
                         spans: n,
+                        bytes,
+                        own,
                     },
                 );
                 shard.waiting.insert((now, id));
@@ -441,14 +548,17 @@ impl TraceBuffer {
     }
 
     /// Releases kept traces, then judges waiting ones early, oldest first, until `extra_spans`
-    /// more spans and `extra_traces` more traces fit. Each shard is locked once to find a
-    /// batch of the oldest candidates, and once per trace released; rules run with no shard
-    /// locked.
-    fn relieve(&self, extra_spans: usize, extra_traces: usize, judge: &mut Judge<'_>) {
-        let over = |b: &TraceBuffer| {
-            b.held_spans.load(Relaxed).saturating_add(extra_spans) > b.config.max_spans
-                || b.held_traces.load(Relaxed).saturating_add(extra_traces) > b.config.max_traces
-        };
+    /// more spans, `extra_traces` more traces and `extra_bytes` more bytes fit. Each shard is
+    /// locked once to find a batch of the oldest candidates, and once per trace released;
+    /// rules run with no shard locked.
+    fn relieve(
+        &self,
+        extra_spans: usize,
+        extra_traces: usize,
+        extra_bytes: usize,
+        judge: &mut Judge<'_>,
+    ) {
+        let over = |b: &TraceBuffer| b.over(extra_spans, extra_traces, extra_bytes) != 0;
         while over(self) {
             let (kept, batch) = match self.oldest(|s| &s.kept) {
                 batch if !batch.is_empty() => (true, batch),
@@ -471,10 +581,48 @@ impl TraceBuffer {
                     self.release(&mut shard, key.1)
                 };
                 if let (false, Some(entry)) = (kept, released) {
+                    // The limits still exceeded without it made it go.
+                    let limits = self.over(
+                        extra_spans + entry.spans,
+                        extra_traces + 1,
+                        extra_bytes + entry.bytes,
+                    );
+                    if limits & LIMIT_BYTES != 0 {
+                        self.traces_judged_early_memory.fetch_add(1, Relaxed);
+                    }
                     self.judge_early(&entry, judge);
                 }
             }
         }
+    }
+
+    /// The limits (`LIMIT_*` bits) that `extra_spans`, `extra_traces` and `extra_bytes` more
+    /// would exceed.
+    fn over(&self, extra_spans: usize, extra_traces: usize, extra_bytes: usize) -> u32 {
+        let exceeds = |held: usize, extra: usize, max: usize| held.saturating_add(extra) > max;
+        let mut limits = 0;
+        if exceeds(
+            self.held_traces.load(Relaxed),
+            extra_traces,
+            self.config.max_traces,
+        ) {
+            limits |= LIMIT_TRACES;
+        }
+        if exceeds(
+            self.held_spans.load(Relaxed),
+            extra_spans,
+            self.config.max_spans,
+        ) {
+            limits |= LIMIT_SPANS;
+        }
+        if exceeds(
+            self.held_bytes.load(Relaxed),
+            extra_bytes,
+            self.config.max_bytes,
+        ) {
+            limits |= LIMIT_BYTES;
+        }
+        limits
     }
 
     /// The oldest keys of one set across all shards, oldest first: from each shard its
@@ -508,6 +656,12 @@ impl TraceBuffer {
         }
         self.held_traces.fetch_sub(1, Relaxed);
         self.held_spans.fetch_sub(entry.spans, Relaxed);
+        {
+            let mut held = entry.held.lock();
+            held.released = true;
+            self.held_bytes
+                .fetch_sub(entry.bytes + held.counted_bytes, Relaxed);
+        }
         self.remember_released(shard, id);
         Some(entry)
     }
@@ -562,7 +716,7 @@ impl TraceBuffer {
             judging.push(self.mark_judged(&mut shard, id, deadline).0);
         }
         for held in judging {
-            held.lock().judge(judge);
+            held.lock().judge(judge, &self.held_bytes);
             self.traces_judged.fetch_add(1, Relaxed);
         }
     }
@@ -584,7 +738,7 @@ impl TraceBuffer {
         }
         waiting.sort_unstable_by_key(|&(first, id, _)| (first, id));
         for (_, _, held) in waiting {
-            held.lock().judge(judge);
+            held.lock().judge(judge, &self.held_bytes);
             self.traces_judged.fetch_add(1, Relaxed);
         }
     }
@@ -644,6 +798,7 @@ impl Shard {
             Status::Held {
                 new_spans,
                 held: entry.spans,
+                bytes: entry.bytes,
             }
         } else if self.released.contains(&frag.trace_id) || self.forgotten.contains(&frag.trace_id)
         {
@@ -672,6 +827,14 @@ impl SeenSpans {
             Some(set) => set.contains(id),
             None => trace.spans.iter().any(|s| s.span_id == *id),
         }
+    }
+
+    /// The bytes the index takes (none for a small trace): its table, a span id and a
+    /// control byte a slot.
+    fn heap_bytes(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |set| set.capacity() * (size_of::<SpanId>() + 1))
     }
 
     /// Catches up with the trace's spans after they grew.
@@ -852,6 +1015,7 @@ mod tests {
             max_trace_age: 60 * S,
             max_traces: 100,
             max_spans: 1000,
+            max_bytes: usize::MAX,
         }
     }
 
@@ -980,6 +1144,133 @@ mod tests {
             "trace 1 was already judged: releasing it costs no early judgement"
         );
         assert_eq!(b.counters().traces_judged_early, 0);
+    }
+
+    /// `held_bytes` recounted from the entries: what each was counted for, and what judging
+    /// added to it.
+    fn recount(b: &TraceBuffer) -> usize {
+        b.shards
+            .iter()
+            .map(|shard| {
+                let shard = shard.lock();
+                shard
+                    .entries
+                    .values()
+                    .map(|e| e.bytes + e.held.lock().counted_bytes)
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn held_bytes_follow_every_trace_in_and_out() {
+        let b = TraceBuffer::new(config());
+        let mut log = Log::default();
+        let check = |b: &TraceBuffer, what: &str| {
+            assert_eq!(b.counters().held_bytes as usize, recount(b), "{what}");
+        };
+        b.ingest(
+            vec![frag(1, &["a", "bad"]), frag(2, &["a"])],
+            0,
+            &mut log.judge(),
+        );
+        check(&b, "two new traces");
+        let two = b.counters().held_bytes;
+        assert!(two as usize >= 2 * TRACE_OVERHEAD, "{two}");
+        b.ingest(vec![frag_from(1, 2, &["b"; 40])], S, &mut log.judge());
+        check(&b, "a trace grown");
+        let grown = b.counters().held_bytes;
+        // 64 bytes a span (the vector had room for two more), the text, a deadline.
+        assert!(
+            grown > two + 38 * 64,
+            "40 spans more count: {two} then {grown}"
+        );
+        // Past SeenSpans::INDEXED_FROM: the span-id index counts too.
+        b.ingest(vec![frag_from(1, 42, &["c"; 10])], S, &mut log.judge());
+        check(&b, "an indexed trace");
+        let f = frag(2, &["a"]);
+        b.ingest(vec![f.clone(), f], 2 * S, &mut log.judge());
+        check(&b, "duplicates");
+        b.expire(7 * S, &mut log.judge());
+        check(&b, "judged and kept: the rule's record counts");
+        b.ingest(vec![frag_from(1, 60, &["late"])], 8 * S, &mut log.judge());
+        check(&b, "a late span");
+        b.expire(100 * S, &mut log.judge());
+        check(&b, "judged again");
+        b.expire(101 * S, &mut log.judge());
+        check(&b, "released");
+        assert_eq!(b.counters().held_traces, 0);
+        assert_eq!(
+            b.counters().held_bytes,
+            0,
+            "released traces leave nothing counted"
+        );
+        b.ingest(
+            vec![frag(3, &["a"]), frag(4, &["bad"])],
+            200 * S,
+            &mut log.judge(),
+        );
+        b.drain(&mut log.judge());
+        assert_eq!(b.counters().held_bytes, 0, "drained");
+    }
+
+    #[test]
+    fn memory_stays_within_max_bytes_judging_the_oldest_early() {
+        const MAX: usize = 64 << 10;
+        let b = TraceBuffer::new(BufferConfig {
+            max_bytes: MAX,
+            max_traces: 100_000,
+            max_spans: 100_000,
+            ..config()
+        });
+        let mut judged = Vec::new();
+        let mut judge = |t: &Trace, c: &mut Counted| {
+            judged.push((
+                u32::from_be_bytes(t.trace_id.0[1..5].try_into().unwrap()),
+                c.judged_early,
+            ))
+        };
+        for i in 0..2_000u32 {
+            let mut f = frag((i % 251) as u8, &["a", "b", "c"]);
+            f.trace_id.0[1..5].copy_from_slice(&i.to_be_bytes());
+            b.ingest(vec![f], u64::from(i), &mut judge);
+            let held = b.counters().held_bytes as usize;
+            assert!(held <= MAX, "held {held} bytes after trace {i}");
+        }
+        let c = b.counters();
+        assert!(
+            c.held_traces > 20,
+            "the bound is bytes, not a handful of traces: {c:?}"
+        );
+        assert_eq!(c.traces_judged_early_memory, c.traces_judged_early, "{c:?}");
+        assert_eq!(c.traces_judged_early, 2_000 - c.held_traces, "{c:?}");
+        let order: Vec<u32> = judged.iter().map(|&(i, _)| i).collect();
+        assert_eq!(
+            order,
+            (0..order.len() as u32).collect::<Vec<_>>(),
+            "oldest first"
+        );
+        assert!(judged.iter().all(|&(_, early)| early), "marked early");
+        assert_eq!(c.held_bytes as usize, recount(&b));
+    }
+
+    #[test]
+    fn a_trace_larger_than_max_bytes_is_judged_on_its_own() {
+        let b = TraceBuffer::new(BufferConfig {
+            max_bytes: 8 << 10,
+            ..config()
+        });
+        let mut log = Log::default();
+        for t in 1..=5 {
+            b.ingest(vec![frag(t, &["x"; 5])], 0, &mut log.judge());
+        }
+        b.ingest(vec![frag_from(200, 0, &["y"; 255])], 1, &mut log.judge());
+        assert_eq!(log.0, vec![(200, 255)], "judged alone, whole");
+        let c = b.counters();
+        assert_eq!((c.traces_oversized, c.traces_judged_early), (1, 1));
+        assert_eq!(c.traces_judged_early_memory, 1);
+        assert_eq!(c.held_traces, 5, "the small traces stay");
+        assert_eq!(c.held_bytes as usize, recount(&b));
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub struct Counters {
     /// Times a trace was judged; a trace judged again after a late span counts twice
     /// (buffer).
     pub traces_judged: u64,
-    /// Traces judged early to stay within `max_traces` / `max_spans` (buffer).
+    /// Traces judged early to stay within `max_traces` / `max_spans` / `max_bytes`
+    /// (buffer).
     pub traces_judged_early: u64,
     /// Spans that arrived for a trace already judged (buffer).
     pub late_spans: u64,
@@ -63,6 +64,12 @@ pub struct Counters {
     /// Traces not judged because they start outside replay's `--from`/`--to` window
     /// (engine; always 0 live).
     pub traces_outside_window: u64,
+    /// Bytes the held traces take now, as the buffer estimates them from its allocations'
+    /// sizes: what `max_bytes` (`memory_limit_mib`) bounds (buffer).
+    pub held_bytes: u64,
+    /// Of `traces_judged_early`, those judged early because `max_bytes` would have been
+    /// exceeded (oversized ones included) (buffer).
+    pub traces_judged_early_memory: u64,
 }
 
 impl Counters {
@@ -92,6 +99,8 @@ impl Counters {
             rule_changes,
             spans_accepted,
             traces_outside_window,
+            held_bytes,
+            traces_judged_early_memory,
         } = o;
         self.spans_in += spans_in;
         self.traces_in += traces_in;
@@ -114,5 +123,7 @@ impl Counters {
         self.rule_changes += rule_changes;
         self.spans_accepted += spans_accepted;
         self.traces_outside_window += traces_outside_window;
+        self.held_bytes += held_bytes;
+        self.traces_judged_early_memory += traces_judged_early_memory;
     }
 }

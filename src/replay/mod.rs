@@ -349,6 +349,7 @@ impl Ctx<'_> {
                 buffer: BufferConfig {
                     max_traces: usize::MAX,
                     max_spans: usize::MAX,
+                    max_bytes: usize::MAX,
                     ..self.opts.buffer
                 },
                 mode: Mode::Replay,

@@ -182,6 +182,9 @@ pub struct Trace {
     text: String,
     /// Strings that did not fit the arena's 32-bit offsets (a hostile 4 GiB of text).
     overflow: Vec<Box<str>>,
+    /// Bytes allocated beside the arenas, one block each: strings in `overflow` and
+    /// `Val::Other` values ([`Trace::heap_bytes`] counts them without a walk).
+    boxed: usize,
     projection: Arc<Projection>,
 }
 
@@ -244,6 +247,7 @@ impl Trace {
             resources: Vec::new(),
             text: String::new(),
             overflow: Vec::new(),
+            boxed: 0,
             projection,
         }
     }
@@ -328,7 +332,11 @@ impl Trace {
             ValueRef::Int(i) => Val::Int(i),
             ValueRef::Float(f) => Val::Float(f),
             ValueRef::Bool(b) => Val::Bool(b),
-            other => Val::Other(Box::new(other.to_value())),
+            other => {
+                let value = other.to_value();
+                self.boxed += std::mem::size_of::<Value>() + value_heap_bytes(&value);
+                Val::Other(Box::new(value))
+            }
         }
     }
 
@@ -342,6 +350,7 @@ impl Trace {
             Text { at, len }
         } else {
             self.overflow.push(s.into());
+            self.boxed += s.len();
             Text {
                 at: (self.overflow.len() - 1) as u32,
                 len: u32::MAX,
@@ -526,6 +535,7 @@ impl Trace {
             }
             return;
         }
+        self.boxed += frag.boxed;
         let (attrs_base, text_base) = (self.attrs.len() as u32, self.text.len() as u32);
         let rebase = |t: Text| match t.len {
             0 => t,
@@ -563,6 +573,58 @@ impl Trace {
             Some(i) => (from + i) as u32,
             None => self.add_resource(r.clone()),
         }
+    }
+
+    /// The bytes this trace's own blocks take: its vectors and arenas by capacity (what was
+    /// allocated, not what is used), and the values and strings kept beside them. Without
+    /// the resources it points at, which are shared ([`Trace::resource_share_bytes`]).
+    /// Constant time: the trace buffer counts it on every fragment it adds.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.spans.capacity() * size_of::<Span>()
+            + self.attrs.capacity() * size_of::<Attr>()
+            + self.text.capacity()
+            + self.resources.capacity() * size_of::<Arc<Resource>>()
+            + self.overflow.capacity() * size_of::<Box<str>>()
+            + self.boxed
+    }
+
+    /// This trace's share of the resources from its `from`-th on: each resource's bytes
+    /// divided by how many hold it now. A batch's resource is one block shared by every
+    /// trace fragment of the batch, so counting it whole in each would count it many times
+    /// over; divided among its holders as they are added, the shares sum to about its size.
+    pub fn resource_share_bytes(&self, from: usize) -> usize {
+        self.resources
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| resource_bytes(r) / Arc::strong_count(r).max(1))
+            .sum()
+    }
+}
+
+/// The bytes one resource takes in its `Arc`, attributes and all.
+fn resource_bytes(r: &Resource) -> usize {
+    use std::mem::size_of;
+    2 * size_of::<usize>()
+        + size_of::<Resource>()
+        + r.attributes.capacity() * size_of::<(String, Value)>()
+        + r.attributes
+            .iter()
+            .map(|(k, v)| k.capacity() + value_heap_bytes(v))
+            .sum::<usize>()
+}
+
+/// The bytes a value owns outside itself (a string's text, an array's elements).
+fn value_heap_bytes(v: &Value) -> usize {
+    match v {
+        // An Arc<str>: two counts and the text.
+        Value::Str(s) => 2 * std::mem::size_of::<usize>() + s.len(),
+        Value::Array(items) => {
+            items.capacity() * std::mem::size_of::<Value>()
+                + items.iter().map(value_heap_bytes).sum::<usize>()
+        }
+        _ => 0,
     }
 }
 

@@ -47,6 +47,9 @@ type Options struct {
 	MaxTraceAge      time.Duration
 	MaxTraces        int
 	MaxSpans         int
+	// MemoryLimit bounds the bytes the held traces take, as the engine estimates them
+	// (Counters().HeldBytes); beyond it the oldest are judged early.
+	MemoryLimit int64
 	// Logs and Spans choose the outputs: signals as log records, as violation spans.
 	// Neither: signals are only counted (Counters().Signals, RuleCounts).
 	Logs  bool
@@ -66,6 +69,9 @@ type Counters struct {
 	// replicas running the same rules); RuleChanges how often a reload changed them.
 	Rules, RulesDigest, RuleChanges    uint64
 	SpansAccepted, TracesOutsideWindow uint64
+	// HeldBytes is what the held traces take now (what MemoryLimit bounds);
+	// TracesJudgedEarlyMemory the traces judged early because of it.
+	HeldBytes, TracesJudgedEarlyMemory uint64
 }
 
 // Engine is one BeTrace engine; its methods are safe for concurrent use, Close last.
@@ -158,6 +164,7 @@ func New(rules []Source, o Options) (*Engine, error) {
 		max_traces:            C.uint64_t(o.MaxTraces),
 		max_spans:             C.uint64_t(o.MaxSpans),
 		outputs:               outputs,
+		memory_limit_bytes:    C.uint64_t(max(o.MemoryLimit, 0)),
 	}
 	src, n, free := cSources(rules)
 	defer free()

@@ -290,9 +290,28 @@ func TestCountersLandInTheirFields(t *testing.T) {
 	want := Counters{
 		SpansIn: 3, TracesIn: 2, TracesJudged: 2, HeldTraces: c.HeldTraces, HeldSpans: c.HeldSpans,
 		Signals: 1, DecodeErrors: 1, EvalNanos: c.EvalNanos, DuplicateSpans: 1, Rules: 1,
-		RulesDigest: c.RulesDigest, SpansAccepted: 2,
+		RulesDigest: c.RulesDigest, SpansAccepted: 2, HeldBytes: c.HeldBytes,
 	}
-	if c != want || c.RulesDigest == 0 {
+	if c != want || c.RulesDigest == 0 || c.HeldBytes == 0 {
 		t.Errorf("counters\n got %+v\nwant %+v", c, want)
+	}
+}
+
+// MemoryLimit reaches the engine: the bytes held stay within it, and the traces judged
+// early to keep them there are counted apart.
+func TestTheMemoryLimitBoundsTheBytesHeld(t *testing.T) {
+	const limit = 16 << 10
+	e := newEngine(t, Options{Logs: true, MemoryLimit: limit})
+	var c Counters
+	for n := range 200 {
+		if err := e.Ingest(0, batch(t, byte(n), 1, "checkout"), t0); err != nil {
+			t.Fatal(err)
+		}
+		if c = e.Counters(); c.HeldBytes > limit {
+			t.Fatalf("%d bytes held after %d traces, the limit is %d", c.HeldBytes, n+1, limit)
+		}
+	}
+	if c.TracesJudgedEarlyMemory == 0 || c.TracesJudgedEarlyMemory != c.TracesJudgedEarly || c.HeldTraces < 5 {
+		t.Errorf("judged early because of memory: %+v", c)
 	}
 }
