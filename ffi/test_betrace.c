@@ -434,6 +434,11 @@ static void test_memory_limit(void) {
         "judged early because of memory, counted apart (%llu of %llu)",
         (unsigned long long)c.traces_judged_early_memory, (unsigned long long)c.traces_judged_early);
   CHECK(c.held_traces > 5, "the limit is bytes, not a handful of traces (%llu held)", (unsigned long long)c.held_traces);
+  betrace_buf events = {0};
+  CHECK(betrace_engine_take_log_events(e, &events, NULL) == BETRACE_OK && events.ptr &&
+            strstr((const char *)events.ptr, "judged early") && strstr((const char *)events.ptr, "memory_limit_mib"),
+        "judging early is logged, naming the limit");
+  betrace_buf_free(&events);
   betrace_engine_free(e);
 }
 

@@ -632,6 +632,60 @@ mod tests {
         );
     }
 
+    /// Traces judged early under pressure are logged at most every ten seconds, naming the
+    /// limit that made it, how many since the last line, and what to raise: a rule with
+    /// `incomplete: skip` skipping all of them cannot go unnoticed.
+    #[test]
+    fn judging_early_is_logged_naming_the_limit_at_most_every_ten_seconds() {
+        let early = |buffer: BufferConfig, traces: &[(u8, u64)]| {
+            let live = Live::new(one(RULES), buffer, Outputs::default()).unwrap();
+            let logged = events_during(|| {
+                for &(t, at) in traces {
+                    live.ingest(&batch(t, &["payment.charge"]), 0, at).unwrap();
+                }
+            });
+            let lines: Vec<String> = logged
+                .into_iter()
+                .filter(|l| l.contains("judged early"))
+                .collect();
+            (lines, live.stats().counters)
+        };
+        let few = BufferConfig {
+            max_traces: 2,
+            ..BufferConfig::default()
+        };
+        let at = [(1, S), (2, S), (3, S), (4, 2 * S), (5, 9 * S), (6, 12 * S)];
+        let (lines, c) = early(few, &at);
+        assert_eq!(c.traces_judged_early, 4);
+        assert_eq!(lines.len(), 2, "once, then once ten seconds on: {lines:?}");
+        for line in &lines {
+            assert!(line.starts_with("WARN "), "{line}");
+            assert!(line.contains("limit=max_traces "), "{line}");
+            assert!(line.contains("raise max_traces"), "{line}");
+            assert!(line.contains("incomplete: skip"), "{line}");
+        }
+        assert!(lines[0].contains("traces=1 "), "the first one: {lines:?}");
+        assert!(
+            lines[1].contains("traces=3 ") && lines[1].contains("total=4 "),
+            "the ones since: {lines:?}"
+        );
+        assert_eq!(c.traces_judged_early_memory, 0);
+
+        let small = BufferConfig {
+            max_bytes: 3_000,
+            ..BufferConfig::default()
+        };
+        let (lines, c) = early(small, &at);
+        assert!(c.traces_judged_early > 0, "{c:?}");
+        assert_eq!(c.traces_judged_early_memory, c.traces_judged_early);
+        assert!(c.held_bytes <= 3_000, "{c:?}");
+        assert!(
+            lines[0].contains("limit=memory_limit_mib ")
+                && lines[0].contains("raise memory_limit_mib"),
+            "{lines:?}"
+        );
+    }
+
     #[test]
     fn a_reload_of_the_same_rules_says_nothing_and_a_change_says_what_changed() {
         let live = Live::new(one(RULES), BufferConfig::default(), Outputs::default()).unwrap();

@@ -3,8 +3,8 @@
 //! enough.
 //!
 //! A trace is judged `trace_idle_timeout` after its last span arrived, or `max_trace_age`
-//! after its first, or early — oldest first, and counted — when `max_traces`, `max_spans`
-//! or `max_bytes` would be exceeded, or at
+//! after its first, or early — oldest first, counted, and logged (at most every ten
+//! seconds) — when `max_traces`, `max_spans` or `max_bytes` would be exceeded, or at
 //! [`TraceBuffer::drain`]. After judging, its spans
 //! are kept for one more idle timeout so that a late span can have the trace judged again;
 //! the buffer remembers which rules already signalled, so a (rule, trace) pair signals at
@@ -22,7 +22,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::mem::size_of;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -160,7 +160,7 @@ const TRACE_OVERHEAD: usize = (size_of::<(TraceId, Entry)>() + 1) * 3 / 2
 /// trace is held.
 const DEADLINE_BYTES: usize = size_of::<Reverse<(u64, TraceId, u64)>>();
 
-/// The limits that can make the buffer judge traces early, as bits.
+/// The limits that can make the buffer judge traces early, as bits of `early_limits`.
 const LIMIT_TRACES: u32 = 1;
 const LIMIT_SPANS: u32 = 2;
 const LIMIT_BYTES: u32 = 4;
@@ -215,6 +215,11 @@ pub struct TraceBuffer {
     oversized_logged: LogLimit,
     held_bytes: AtomicUsize,
     traces_judged_early_memory: AtomicU64,
+    /// Traces judged early under pressure since the last log line, and the limits that
+    /// made it (`LIMIT_*` bits): logged at most once per interval.
+    early_logged: LogLimit,
+    early_unlogged: AtomicU64,
+    early_limits: AtomicU32,
 }
 
 const SHARDS: usize = 16;
@@ -251,6 +256,9 @@ impl TraceBuffer {
             oversized_logged: LogLimit::default(),
             held_bytes: AtomicUsize::new(0),
             traces_judged_early_memory: AtomicU64::new(0),
+            early_logged: LogLimit::default(),
+            early_unlogged: AtomicU64::new(0),
+            early_limits: AtomicU32::new(0),
         }
     }
 
@@ -335,7 +343,7 @@ impl TraceBuffer {
             return;
         }
         if spans > 0 {
-            self.relieve(spans, traces, extra_bytes, judge);
+            self.relieve(spans, traces, extra_bytes, now, judge);
         }
         {
             let mut shard = self.shards[i].lock();
@@ -344,7 +352,7 @@ impl TraceBuffer {
         // The estimate of what the fragment adds is close, not exact (a vector doubling):
         // the bound holds after every fragment all the same.
         if self.held_bytes.load(Relaxed) > self.config.max_bytes {
-            self.relieve(0, 0, 0, judge);
+            self.relieve(0, 0, 0, now, judge);
         }
     }
 
@@ -550,12 +558,13 @@ impl TraceBuffer {
     /// Releases kept traces, then judges waiting ones early, oldest first, until `extra_spans`
     /// more spans, `extra_traces` more traces and `extra_bytes` more bytes fit. Each shard is
     /// locked once to find a batch of the oldest candidates, and once per trace released;
-    /// rules run with no shard locked.
+    /// rules run with no shard locked. Traces judged early are logged (`warn_early`).
     fn relieve(
         &self,
         extra_spans: usize,
         extra_traces: usize,
         extra_bytes: usize,
+        now: u64,
         judge: &mut Judge<'_>,
     ) {
         let over = |b: &TraceBuffer| b.over(extra_spans, extra_traces, extra_bytes) != 0;
@@ -590,10 +599,13 @@ impl TraceBuffer {
                     if limits & LIMIT_BYTES != 0 {
                         self.traces_judged_early_memory.fetch_add(1, Relaxed);
                     }
+                    self.early_unlogged.fetch_add(1, Relaxed);
+                    self.early_limits.fetch_or(limits, Relaxed);
                     self.judge_early(&entry, judge);
                 }
             }
         }
+        self.warn_early(now);
     }
 
     /// The limits (`LIMIT_*` bits) that `extra_spans`, `extra_traces` and `extra_bytes` more
@@ -623,6 +635,40 @@ impl TraceBuffer {
             limits |= LIMIT_BYTES;
         }
         limits
+    }
+
+    /// Logs the traces judged early since the last line, at most once per
+    /// [`crate::engine::ratelimit::LOG_INTERVAL`]: how many, which limits made it, and what
+    /// to raise — so that rules with `incomplete: skip` skipping those traces are noticed.
+    fn warn_early(&self, now: u64) {
+        if self.early_unlogged.load(Relaxed) == 0 || !self.early_logged.due(now) {
+            return;
+        }
+        let traces = self.early_unlogged.swap(0, Relaxed);
+        let bits = self.early_limits.swap(0, Relaxed);
+        let names: Vec<&str> = [
+            (LIMIT_TRACES, "max_traces"),
+            (LIMIT_SPANS, "max_spans"),
+            (LIMIT_BYTES, "memory_limit_mib"),
+        ]
+        .iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|&(_, name)| name)
+        .collect();
+        let limit = names.join(", ");
+        tracing::warn!(
+            target: "betrace",
+            limit = %limit,
+            traces,
+            total = self.traces_judged_early.load(Relaxed),
+            held_traces = self.held_traces.load(Relaxed),
+            held_spans = self.held_spans.load(Relaxed),
+            held_bytes = self.held_bytes.load(Relaxed),
+            max_traces = self.config.max_traces,
+            max_spans = self.config.max_spans,
+            max_bytes = self.config.max_bytes,
+            "{traces} traces judged early to stay within {limit}: they were judged before they were complete, so their signals say complete: false and rules with `incomplete: skip` skipped them; raise {limit} (with the pod's memory limit), or add collectors (docs/deploy.md, \"Sizing\")"
+        );
     }
 
     /// The oldest keys of one set across all shards, oldest first: from each shard its
