@@ -45,12 +45,21 @@ func TestConfig(t *testing.T) {
 	if err != nil || cfg.Validate() != nil {
 		t.Fatalf("full config: %v %v", err, cfg.Validate())
 	}
-	if cfg.TraceIdleTimeout != 2*time.Second || cfg.MaxTraceAge != 30*time.Second || cfg.MaxTraces != 1000 || cfg.MaxSpans != 50000 || cfg.ReloadInterval != time.Minute {
+	if cfg.TraceIdleTimeout != 2*time.Second || cfg.MaxTraceAge != 30*time.Second || cfg.MaxTraces != 1000 || cfg.MaxSpans != 50000 ||
+		cfg.MemoryLimitMiB != 256 || cfg.ReloadInterval != time.Minute {
 		t.Errorf("not read as written: %+v", cfg)
 	}
 	def, _ := loadConfig(t, "")
-	if def.TraceIdleTimeout != 5*time.Second || def.MaxTraceAge != 60*time.Second || def.MaxTraces != 100_000 || def.MaxSpans != 5_000_000 {
+	if def.TraceIdleTimeout != 5*time.Second || def.MaxTraceAge != 60*time.Second || def.MaxTraces != 100_000 || def.MaxSpans != 5_000_000 ||
+		def.MemoryLimitMiB != 512 {
 		t.Errorf("defaults: %+v", def)
+	}
+	nomemory, err := loadConfig(t, "nomemory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nomemory.Validate(); err == nil || !strings.Contains(err.Error(), "memory_limit_mib must be a positive number of MiB") {
+		t.Errorf("memory_limit_mib: 0 is refused: %v", err)
 	}
 	norules, err := loadConfig(t, "norules")
 	if err != nil {
@@ -218,6 +227,14 @@ func TestTelemetryIsTheGeneratedOne(t *testing.T) {
 	metadatatest.AssertEqualConnectorBetraceHeldSpans(t, tt, []metricdata.DataPoint[int64]{{Value: 3, Attributes: id}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualConnectorBetraceHeldTraces(t, tt, []metricdata.DataPoint[int64]{{Value: 2, Attributes: id}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualConnectorBetraceSignalsWaiting(t, tt, []metricdata.DataPoint[int64]{{Value: 0, Attributes: id}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualConnectorBetraceTracesJudgedEarlyMemory(t, tt, []metricdata.DataPoint[int64]{{Value: 0, Attributes: id}}, metricdatatest.IgnoreTimestamp())
+	held, err := tt.GetMetric("otelcol_connector_betrace_held_bytes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pts := held.Data.(metricdata.Gauge[int64]).DataPoints; len(pts) != 1 || pts[0].Value < 3*64 || pts[0].Value > 1<<20 {
+		t.Errorf("held bytes of three spans: %+v", pts)
+	}
 	if err := c.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,10 @@ type Config struct {
 	// MaxTraces and MaxSpans bound memory: beyond them, the oldest traces are judged early.
 	MaxTraces int `mapstructure:"max_traces"`
 	MaxSpans  int `mapstructure:"max_spans"`
+	// MemoryLimitMiB bounds the bytes the held traces take, in MiB (the engine's estimate
+	// of its allocations, in the Rust heap the Go runtime does not see): beyond it, the
+	// oldest traces are judged early, as beyond MaxTraces and MaxSpans.
+	MemoryLimitMiB int `mapstructure:"memory_limit_mib"`
 	// ReloadInterval, when positive, re-reads the rule files this often; a bad file keeps
 	// the old rules.
 	ReloadInterval time.Duration `mapstructure:"reload_interval"`
@@ -44,7 +48,7 @@ func (c *Config) storageLimit() int64 {
 
 // DefaultConfig has the defaults of docs/language.md, "When a trace is judged".
 func DefaultConfig() Config {
-	return Config{TraceIdleTimeout: 5 * time.Second, MaxTraceAge: 60 * time.Second, MaxTraces: 100_000, MaxSpans: 5_000_000}
+	return Config{TraceIdleTimeout: 5 * time.Second, MaxTraceAge: 60 * time.Second, MaxTraces: 100_000, MaxSpans: 5_000_000, MemoryLimitMiB: 512}
 }
 
 // Validate checks what can be checked without reading files.
@@ -64,6 +68,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSpans <= 0 {
 		errs = append(errs, fmt.Errorf("max_spans must be positive, got %d", c.MaxSpans))
+	}
+	if c.MemoryLimitMiB <= 0 {
+		errs = append(errs, fmt.Errorf("memory_limit_mib must be a positive number of MiB (the bytes of held traces the engine may hold, outside the Go heap; default 512), got %d", c.MemoryLimitMiB))
 	}
 	if len(c.Rules) > 0 && strings.TrimSpace(c.RulesInline) != "" {
 		errs = append(errs, errors.New("both `rules` and `rules_inline` are set: set one of them (put inline rules in a file, or name every file in `rules`)"))

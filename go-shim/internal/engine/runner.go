@@ -141,6 +141,7 @@ var errShutDown = &betrace.Error{Code: betrace.ErrShutDown, Message: "betrace: t
 func Start(ctx context.Context, cfg Config, set Settings) (*Runner, error) {
 	opts := set.Outputs
 	opts.TraceIdleTimeout, opts.MaxTraceAge, opts.MaxTraces, opts.MaxSpans = cfg.TraceIdleTimeout, cfg.MaxTraceAge, cfg.MaxTraces, cfg.MaxSpans
+	opts.MemoryLimit = int64(cfg.MemoryLimitMiB) << 20
 	eng, err := betrace.New(cfg.Sources(), opts)
 	if err != nil {
 		return nil, fmt.Errorf("betrace: the rules do not load:\n%w", err)

@@ -14,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -507,5 +508,45 @@ func TestTheEngineLogsAtTheHostLoggersLevel(t *testing.T) {
 	}
 	if logs.Len() != 0 {
 		t.Errorf("logged: %v", logs.All())
+	}
+}
+
+// manyTraces is one batch of n one-span traces named name, each of its own trace id.
+func manyTraces(n int, name string) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "shop")
+	spans := rs.ScopeSpans().AppendEmpty().Spans()
+	for i := range n {
+		sp := spans.AppendEmpty()
+		sp.SetTraceID(pcommon.TraceID{byte(i >> 8), byte(i), 0xfe, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, byte(i)})
+		sp.SetSpanID(testtraces.SpanID(1))
+		sp.SetName(name)
+	}
+	return td
+}
+
+// Traces judged early under memory_limit_mib reach the collector's log, naming the limit,
+// and are counted apart; the bytes held stay within the limit.
+func TestJudgingEarlyUnderTheMemoryLimitIsLoggedAndCounted(t *testing.T) {
+	r := start(t, Config{MemoryLimitMiB: 1}, func(context.Context, Outgoing) error { return nil })
+	defer func() { _ = r.Shutdown(context.Background()) }()
+	// Spans of 2 KB (their names): the megabyte is reached before the fixture's 1,000 traces.
+	if err := r.Ingest(0, manyTraces(900, strings.Repeat("checkout.", 230))); err != nil {
+		t.Fatal(err)
+	}
+	r.advance(t, 10*time.Millisecond) // the clock loop forwards the engine's log events
+	c := r.Counters()
+	if c.TracesJudgedEarlyMemory == 0 || c.HeldBytes > 1<<20 {
+		t.Errorf("the limit bites and holds: %+v", c)
+	}
+	lines := r.logs.FilterMessageSnippet("judged early").All()
+	if len(lines) != 1 {
+		t.Fatalf("one warning: %v", r.logs.All())
+	}
+	line := lines[0]
+	if line.Level != zap.WarnLevel || line.ContextMap()["limit"] != "memory_limit_mib" ||
+		!strings.Contains(line.Message, "raise memory_limit_mib") {
+		t.Errorf("the warning names the limit and what to raise: %s %v", line.Message, line.ContextMap())
 	}
 }

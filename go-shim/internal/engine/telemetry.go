@@ -19,7 +19,7 @@ type Telemetry struct {
 	OwnSpans, Signals, TracesApplied, TracesSkipped                  func(metric.Int64Callback) error
 	SignalsDropped, SignalsDeliveryFailed, DecodeErrors, RuleReloads func(metric.Int64Callback) error
 	RuleReloadFailures, Rules, HeldTraces, HeldSpans                 func(metric.Int64Callback) error
-	SignalsWaiting                                                   func(metric.Int64Callback) error
+	SignalsWaiting, HeldBytes, TracesJudgedEarlyMemory               func(metric.Int64Callback) error
 	EvaluationTime                                                   func(metric.Float64Callback) error
 	Shutdown                                                         func()
 }
@@ -87,6 +87,8 @@ func (r *Runner) register(t Telemetry) error {
 		{t.HeldTraces, count(func(c *counters) uint64 { return c.HeldTraces })},
 		{t.HeldSpans, count(func(c *counters) uint64 { return c.HeldSpans })},
 		{t.SignalsWaiting, count(func(c *counters) uint64 { return c.waiting })},
+		{t.HeldBytes, count(func(c *counters) uint64 { return c.HeldBytes })},
+		{t.TracesJudgedEarlyMemory, count(func(c *counters) uint64 { return c.TracesJudgedEarlyMemory })},
 		{t.Rules, func(_ context.Context, o metric.Int64Observer) error {
 			c := r.counters()
 			o.Observe(int64(c.Rules), metric.WithAttributes(id, attribute.String(digestAttribute, fmt.Sprintf("%016x", c.RulesDigest))))

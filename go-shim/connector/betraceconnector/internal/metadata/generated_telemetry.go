@@ -25,31 +25,33 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                                 metric.Meter
-	mu                                    sync.Mutex
-	registrations                         []metric.Registration
-	ConnectorBetraceDecodeErrors          metric.Int64ObservableCounter
-	ConnectorBetraceDuplicateSpans        metric.Int64ObservableCounter
-	ConnectorBetraceEvaluationTime        metric.Float64ObservableCounter
-	ConnectorBetraceHeldSpans             metric.Int64ObservableGauge
-	ConnectorBetraceHeldTraces            metric.Int64ObservableGauge
-	ConnectorBetraceInvalidSpans          metric.Int64ObservableCounter
-	ConnectorBetraceLateSpans             metric.Int64ObservableCounter
-	ConnectorBetraceLateSpansUnjudged     metric.Int64ObservableCounter
-	ConnectorBetraceOwnSpans              metric.Int64ObservableCounter
-	ConnectorBetraceRuleReloadFailures    metric.Int64ObservableCounter
-	ConnectorBetraceRuleReloads           metric.Int64ObservableCounter
-	ConnectorBetraceRules                 metric.Int64ObservableGauge
-	ConnectorBetraceSignals               metric.Int64ObservableCounter
-	ConnectorBetraceSignalsDeliveryFailed metric.Int64ObservableCounter
-	ConnectorBetraceSignalsDropped        metric.Int64ObservableCounter
-	ConnectorBetraceSignalsWaiting        metric.Int64ObservableGauge
-	ConnectorBetraceSpansReceived         metric.Int64ObservableCounter
-	ConnectorBetraceTracesApplied         metric.Int64ObservableCounter
-	ConnectorBetraceTracesJudged          metric.Int64ObservableCounter
-	ConnectorBetraceTracesJudgedEarly     metric.Int64ObservableCounter
-	ConnectorBetraceTracesOversized       metric.Int64ObservableCounter
-	ConnectorBetraceTracesSkipped         metric.Int64ObservableCounter
+	meter                                   metric.Meter
+	mu                                      sync.Mutex
+	registrations                           []metric.Registration
+	ConnectorBetraceDecodeErrors            metric.Int64ObservableCounter
+	ConnectorBetraceDuplicateSpans          metric.Int64ObservableCounter
+	ConnectorBetraceEvaluationTime          metric.Float64ObservableCounter
+	ConnectorBetraceHeldBytes               metric.Int64ObservableGauge
+	ConnectorBetraceHeldSpans               metric.Int64ObservableGauge
+	ConnectorBetraceHeldTraces              metric.Int64ObservableGauge
+	ConnectorBetraceInvalidSpans            metric.Int64ObservableCounter
+	ConnectorBetraceLateSpans               metric.Int64ObservableCounter
+	ConnectorBetraceLateSpansUnjudged       metric.Int64ObservableCounter
+	ConnectorBetraceOwnSpans                metric.Int64ObservableCounter
+	ConnectorBetraceRuleReloadFailures      metric.Int64ObservableCounter
+	ConnectorBetraceRuleReloads             metric.Int64ObservableCounter
+	ConnectorBetraceRules                   metric.Int64ObservableGauge
+	ConnectorBetraceSignals                 metric.Int64ObservableCounter
+	ConnectorBetraceSignalsDeliveryFailed   metric.Int64ObservableCounter
+	ConnectorBetraceSignalsDropped          metric.Int64ObservableCounter
+	ConnectorBetraceSignalsWaiting          metric.Int64ObservableGauge
+	ConnectorBetraceSpansReceived           metric.Int64ObservableCounter
+	ConnectorBetraceTracesApplied           metric.Int64ObservableCounter
+	ConnectorBetraceTracesJudged            metric.Int64ObservableCounter
+	ConnectorBetraceTracesJudgedEarly       metric.Int64ObservableCounter
+	ConnectorBetraceTracesJudgedEarlyMemory metric.Int64ObservableCounter
+	ConnectorBetraceTracesOversized         metric.Int64ObservableCounter
+	ConnectorBetraceTracesSkipped           metric.Int64ObservableCounter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -99,6 +101,21 @@ func (builder *TelemetryBuilder) RegisterConnectorBetraceEvaluationTimeCallback(
 		cb(ctx, &observerFloat64{inst: builder.ConnectorBetraceEvaluationTime, obs: o})
 		return nil
 	}, builder.ConnectorBetraceEvaluationTime)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterConnectorBetraceHeldBytesCallback sets callback for observable ConnectorBetraceHeldBytes metric.
+func (builder *TelemetryBuilder) RegisterConnectorBetraceHeldBytesCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ConnectorBetraceHeldBytes, obs: o})
+		return nil
+	}, builder.ConnectorBetraceHeldBytes)
 	if err != nil {
 		return err
 	}
@@ -363,6 +380,21 @@ func (builder *TelemetryBuilder) RegisterConnectorBetraceTracesJudgedEarlyCallba
 	return nil
 }
 
+// RegisterConnectorBetraceTracesJudgedEarlyMemoryCallback sets callback for observable ConnectorBetraceTracesJudgedEarlyMemory metric.
+func (builder *TelemetryBuilder) RegisterConnectorBetraceTracesJudgedEarlyMemoryCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ConnectorBetraceTracesJudgedEarlyMemory, obs: o})
+		return nil
+	}, builder.ConnectorBetraceTracesJudgedEarlyMemory)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
 // RegisterConnectorBetraceTracesOversizedCallback sets callback for observable ConnectorBetraceTracesOversized metric.
 func (builder *TelemetryBuilder) RegisterConnectorBetraceTracesOversizedCallback(cb metric.Int64Callback) error {
 	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -447,6 +479,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_connector_betrace_evaluation_time",
 		metric.WithDescription("Time spent judging traces. [Alpha]"),
 		metric.WithUnit("s"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ConnectorBetraceHeldBytes, err = builder.meter.Int64ObservableGauge(
+		"otelcol_connector_betrace_held_bytes",
+		metric.WithDescription("Bytes the held traces take, as the engine estimates them from its allocations (in the Rust heap, outside the Go heap memory_limiter and GOMEMLIMIT watch): what memory_limit_mib bounds. [Alpha]"),
+		metric.WithUnit("By"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ConnectorBetraceHeldSpans, err = builder.meter.Int64ObservableGauge(
@@ -547,13 +585,19 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ConnectorBetraceTracesJudgedEarly, err = builder.meter.Int64ObservableCounter(
 		"otelcol_connector_betrace_traces_judged_early",
-		metric.WithDescription("Traces judged early to stay within max_traces / max_spans. [Alpha]"),
+		metric.WithDescription("Traces judged early to stay within max_traces / max_spans / memory_limit_mib (each logged, at most every 10 s, naming the limit). [Alpha]"),
+		metric.WithUnit("{trace}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ConnectorBetraceTracesJudgedEarlyMemory, err = builder.meter.Int64ObservableCounter(
+		"otelcol_connector_betrace_traces_judged_early_memory",
+		metric.WithDescription("Of traces_judged_early, those judged early because the held traces would have taken more than memory_limit_mib (a trace alone larger than it included). [Alpha]"),
 		metric.WithUnit("{trace}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ConnectorBetraceTracesOversized, err = builder.meter.Int64ObservableCounter(
 		"otelcol_connector_betrace_traces_oversized",
-		metric.WithDescription("Traces that alone outgrew max_spans: judged early on the spans they had; their later spans are late and not judged. [Alpha]"),
+		metric.WithDescription("Traces that alone outgrew max_spans or memory_limit_mib: judged early on the spans they had; their later spans are late and not judged. [Alpha]"),
 		metric.WithUnit("{trace}"),
 	)
 	errs = errors.Join(errs, err)

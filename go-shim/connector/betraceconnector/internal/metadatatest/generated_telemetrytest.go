@@ -69,6 +69,20 @@ func AssertEqualConnectorBetraceEvaluationTime(t *testing.T, tt *componenttest.T
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualConnectorBetraceHeldBytes(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_connector_betrace_held_bytes",
+		Description: "Bytes the held traces take, as the engine estimates them from its allocations (in the Rust heap, outside the Go heap memory_limiter and GOMEMLIMIT watch): what memory_limit_mib bounds. [Alpha]",
+		Unit:        "By",
+		Data: metricdata.Gauge[int64]{
+			DataPoints: dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_connector_betrace_held_bytes")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualConnectorBetraceHeldSpans(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_connector_betrace_held_spans",
@@ -320,7 +334,7 @@ func AssertEqualConnectorBetraceTracesJudged(t *testing.T, tt *componenttest.Tel
 func AssertEqualConnectorBetraceTracesJudgedEarly(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_connector_betrace_traces_judged_early",
-		Description: "Traces judged early to stay within max_traces / max_spans. [Alpha]",
+		Description: "Traces judged early to stay within max_traces / max_spans / memory_limit_mib (each logged, at most every 10 s, naming the limit). [Alpha]",
 		Unit:        "{trace}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -333,10 +347,26 @@ func AssertEqualConnectorBetraceTracesJudgedEarly(t *testing.T, tt *componenttes
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualConnectorBetraceTracesJudgedEarlyMemory(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_connector_betrace_traces_judged_early_memory",
+		Description: "Of traces_judged_early, those judged early because the held traces would have taken more than memory_limit_mib (a trace alone larger than it included). [Alpha]",
+		Unit:        "{trace}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_connector_betrace_traces_judged_early_memory")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualConnectorBetraceTracesOversized(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_connector_betrace_traces_oversized",
-		Description: "Traces that alone outgrew max_spans: judged early on the spans they had; their later spans are late and not judged. [Alpha]",
+		Description: "Traces that alone outgrew max_spans or memory_limit_mib: judged early on the spans they had; their later spans are late and not judged. [Alpha]",
 		Unit:        "{trace}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,

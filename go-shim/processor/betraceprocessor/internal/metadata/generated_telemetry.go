@@ -25,31 +25,33 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                                 metric.Meter
-	mu                                    sync.Mutex
-	registrations                         []metric.Registration
-	ProcessorBetraceDecodeErrors          metric.Int64ObservableCounter
-	ProcessorBetraceDuplicateSpans        metric.Int64ObservableCounter
-	ProcessorBetraceEvaluationTime        metric.Float64ObservableCounter
-	ProcessorBetraceHeldSpans             metric.Int64ObservableGauge
-	ProcessorBetraceHeldTraces            metric.Int64ObservableGauge
-	ProcessorBetraceInvalidSpans          metric.Int64ObservableCounter
-	ProcessorBetraceLateSpans             metric.Int64ObservableCounter
-	ProcessorBetraceLateSpansUnjudged     metric.Int64ObservableCounter
-	ProcessorBetraceOwnSpans              metric.Int64ObservableCounter
-	ProcessorBetraceRuleReloadFailures    metric.Int64ObservableCounter
-	ProcessorBetraceRuleReloads           metric.Int64ObservableCounter
-	ProcessorBetraceRules                 metric.Int64ObservableGauge
-	ProcessorBetraceSignals               metric.Int64ObservableCounter
-	ProcessorBetraceSignalsDeliveryFailed metric.Int64ObservableCounter
-	ProcessorBetraceSignalsDropped        metric.Int64ObservableCounter
-	ProcessorBetraceSignalsWaiting        metric.Int64ObservableGauge
-	ProcessorBetraceSpansReceived         metric.Int64ObservableCounter
-	ProcessorBetraceTracesApplied         metric.Int64ObservableCounter
-	ProcessorBetraceTracesJudged          metric.Int64ObservableCounter
-	ProcessorBetraceTracesJudgedEarly     metric.Int64ObservableCounter
-	ProcessorBetraceTracesOversized       metric.Int64ObservableCounter
-	ProcessorBetraceTracesSkipped         metric.Int64ObservableCounter
+	meter                                   metric.Meter
+	mu                                      sync.Mutex
+	registrations                           []metric.Registration
+	ProcessorBetraceDecodeErrors            metric.Int64ObservableCounter
+	ProcessorBetraceDuplicateSpans          metric.Int64ObservableCounter
+	ProcessorBetraceEvaluationTime          metric.Float64ObservableCounter
+	ProcessorBetraceHeldBytes               metric.Int64ObservableGauge
+	ProcessorBetraceHeldSpans               metric.Int64ObservableGauge
+	ProcessorBetraceHeldTraces              metric.Int64ObservableGauge
+	ProcessorBetraceInvalidSpans            metric.Int64ObservableCounter
+	ProcessorBetraceLateSpans               metric.Int64ObservableCounter
+	ProcessorBetraceLateSpansUnjudged       metric.Int64ObservableCounter
+	ProcessorBetraceOwnSpans                metric.Int64ObservableCounter
+	ProcessorBetraceRuleReloadFailures      metric.Int64ObservableCounter
+	ProcessorBetraceRuleReloads             metric.Int64ObservableCounter
+	ProcessorBetraceRules                   metric.Int64ObservableGauge
+	ProcessorBetraceSignals                 metric.Int64ObservableCounter
+	ProcessorBetraceSignalsDeliveryFailed   metric.Int64ObservableCounter
+	ProcessorBetraceSignalsDropped          metric.Int64ObservableCounter
+	ProcessorBetraceSignalsWaiting          metric.Int64ObservableGauge
+	ProcessorBetraceSpansReceived           metric.Int64ObservableCounter
+	ProcessorBetraceTracesApplied           metric.Int64ObservableCounter
+	ProcessorBetraceTracesJudged            metric.Int64ObservableCounter
+	ProcessorBetraceTracesJudgedEarly       metric.Int64ObservableCounter
+	ProcessorBetraceTracesJudgedEarlyMemory metric.Int64ObservableCounter
+	ProcessorBetraceTracesOversized         metric.Int64ObservableCounter
+	ProcessorBetraceTracesSkipped           metric.Int64ObservableCounter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -99,6 +101,21 @@ func (builder *TelemetryBuilder) RegisterProcessorBetraceEvaluationTimeCallback(
 		cb(ctx, &observerFloat64{inst: builder.ProcessorBetraceEvaluationTime, obs: o})
 		return nil
 	}, builder.ProcessorBetraceEvaluationTime)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterProcessorBetraceHeldBytesCallback sets callback for observable ProcessorBetraceHeldBytes metric.
+func (builder *TelemetryBuilder) RegisterProcessorBetraceHeldBytesCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorBetraceHeldBytes, obs: o})
+		return nil
+	}, builder.ProcessorBetraceHeldBytes)
 	if err != nil {
 		return err
 	}
@@ -363,6 +380,21 @@ func (builder *TelemetryBuilder) RegisterProcessorBetraceTracesJudgedEarlyCallba
 	return nil
 }
 
+// RegisterProcessorBetraceTracesJudgedEarlyMemoryCallback sets callback for observable ProcessorBetraceTracesJudgedEarlyMemory metric.
+func (builder *TelemetryBuilder) RegisterProcessorBetraceTracesJudgedEarlyMemoryCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorBetraceTracesJudgedEarlyMemory, obs: o})
+		return nil
+	}, builder.ProcessorBetraceTracesJudgedEarlyMemory)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
 // RegisterProcessorBetraceTracesOversizedCallback sets callback for observable ProcessorBetraceTracesOversized metric.
 func (builder *TelemetryBuilder) RegisterProcessorBetraceTracesOversizedCallback(cb metric.Int64Callback) error {
 	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -447,6 +479,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_processor_betrace_evaluation_time",
 		metric.WithDescription("Time spent judging traces. [Alpha]"),
 		metric.WithUnit("s"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorBetraceHeldBytes, err = builder.meter.Int64ObservableGauge(
+		"otelcol_processor_betrace_held_bytes",
+		metric.WithDescription("Bytes the held traces take, as the engine estimates them from its allocations (in the Rust heap, outside the Go heap memory_limiter and GOMEMLIMIT watch): what memory_limit_mib bounds. [Alpha]"),
+		metric.WithUnit("By"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ProcessorBetraceHeldSpans, err = builder.meter.Int64ObservableGauge(
@@ -547,13 +585,19 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ProcessorBetraceTracesJudgedEarly, err = builder.meter.Int64ObservableCounter(
 		"otelcol_processor_betrace_traces_judged_early",
-		metric.WithDescription("Traces judged early to stay within max_traces / max_spans. [Alpha]"),
+		metric.WithDescription("Traces judged early to stay within max_traces / max_spans / memory_limit_mib (each logged, at most every 10 s, naming the limit). [Alpha]"),
+		metric.WithUnit("{trace}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorBetraceTracesJudgedEarlyMemory, err = builder.meter.Int64ObservableCounter(
+		"otelcol_processor_betrace_traces_judged_early_memory",
+		metric.WithDescription("Of traces_judged_early, those judged early because the held traces would have taken more than memory_limit_mib (a trace alone larger than it included). [Alpha]"),
 		metric.WithUnit("{trace}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ProcessorBetraceTracesOversized, err = builder.meter.Int64ObservableCounter(
 		"otelcol_processor_betrace_traces_oversized",
-		metric.WithDescription("Traces that alone outgrew max_spans: judged early on the spans they had; their later spans are late and not judged. [Alpha]"),
+		metric.WithDescription("Traces that alone outgrew max_spans or memory_limit_mib: judged early on the spans they had; their later spans are late and not judged. [Alpha]"),
 		metric.WithUnit("{trace}"),
 	)
 	errs = errors.Join(errs, err)
