@@ -2,6 +2,7 @@ package betraceconnector
 
 import (
 	"context"
+	"errors"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
@@ -69,9 +70,15 @@ func (c *tracesToLogs) Capabilities() consumer.Capabilities {
 
 // ConsumeTraces hands the batch to the engine; it is marshalled before this returns.
 func (c *tracesToLogs) ConsumeTraces(_ context.Context, td ptrace.Traces) error {
-	// A batch the engine cannot take is logged and counted, not failed: the traces
-	// pipeline must not retry or drop spans because of BeTrace.
-	if err := c.runner.Ingest(0, td); err != nil {
+	// While the connector pushes back, the batch is refused with a retryable error, as
+	// memory_limiter refuses: the receiver answers "retry later". Any other batch the
+	// engine cannot take is logged and counted, not failed: the traces pipeline must not
+	// retry or drop spans because of BeTrace.
+	err := c.runner.Ingest(0, td)
+	if errors.Is(err, engine.ErrDataRefused) {
+		return err
+	}
+	if err != nil {
 		c.set.Logger.Warn("betrace: batch not judged", zap.Error(err))
 	}
 	return nil

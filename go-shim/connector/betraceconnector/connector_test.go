@@ -2,6 +2,7 @@ package betraceconnector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 	"go.opentelemetry.io/collector/connector/connectortest"
 	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -227,6 +229,7 @@ func TestTelemetryIsTheGeneratedOne(t *testing.T) {
 	metadatatest.AssertEqualConnectorBetraceHeldSpans(t, tt, []metricdata.DataPoint[int64]{{Value: 3, Attributes: id}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualConnectorBetraceHeldTraces(t, tt, []metricdata.DataPoint[int64]{{Value: 2, Attributes: id}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualConnectorBetraceSignalsWaiting(t, tt, []metricdata.DataPoint[int64]{{Value: 0, Attributes: id}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualConnectorBetraceSpansRefused(t, tt, []metricdata.DataPoint[int64]{{Value: 0, Attributes: id}}, metricdatatest.IgnoreTimestamp())
 	metadatatest.AssertEqualConnectorBetraceTracesJudgedEarlyMemory(t, tt, []metricdata.DataPoint[int64]{{Value: 0, Attributes: id}}, metricdatatest.IgnoreTimestamp())
 	held, err := tt.GetMetric("otelcol_connector_betrace_held_bytes")
 	if err != nil {
@@ -341,4 +344,54 @@ func TestTwoInstancesReportApart(t *testing.T) {
 type connectorTraces interface {
 	component.Component
 	consumer.Traces
+}
+
+// blockingSink holds every delivery until released: a logs backend down behind an
+// exporter that blocks.
+type blockingSink struct {
+	consumertest.LogsSink
+	release chan struct{}
+}
+
+func (s *blockingSink) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	select {
+	case <-s.release:
+		return s.LogsSink.ConsumeLogs(ctx, ld)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// While violations pile up for a stalled logs pipeline, the connector refuses traces with
+// a retryable error (its receivers answer "retry later"), and takes them again once the
+// violations are delivered.
+func TestAStalledLogsPipelinePushesBackOnTheTraces(t *testing.T) {
+	sink := &blockingSink{release: make(chan struct{})}
+	c, advance, err := newConnector(t, 50*time.Millisecond, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused error
+	n := 0
+	for ; n < 250 && refused == nil; n++ { // a trace a batch: three quarters of 256 batches
+		refused = c.ConsumeTraces(context.Background(), testtraces.Span(byte(n), 1, 0, "shop", "payment.charge"))
+		advance(60 * time.Millisecond)
+	}
+	if !errors.Is(refused, engine.ErrDataRefused) || consumererror.IsPermanent(refused) {
+		t.Fatalf("after %d traces: %v", n, refused)
+	}
+	close(sink.release)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.runner.Waiting() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := c.ConsumeTraces(context.Background(), testtraces.Span(255, 1, 0, "shop", "checkout")); err != nil {
+		t.Errorf("taken again once delivered: %v", err)
+	}
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.LogRecordCount(); got != n-1 {
+		t.Errorf("every violation judged is delivered: %d of %d", got, n-1)
+	}
 }

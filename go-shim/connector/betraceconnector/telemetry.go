@@ -38,6 +38,7 @@ func telemetry(set component.TelemetrySettings) (engine.Telemetry, error) {
 		SignalsWaiting:          tb.RegisterConnectorBetraceSignalsWaitingCallback,
 		HeldBytes:               tb.RegisterConnectorBetraceHeldBytesCallback,
 		TracesJudgedEarlyMemory: tb.RegisterConnectorBetraceTracesJudgedEarlyMemoryCallback,
+		SpansRefused:            tb.RegisterConnectorBetraceSpansRefusedCallback,
 		EvaluationTime:          tb.RegisterConnectorBetraceEvaluationTimeCallback,
 		Shutdown:                tb.Shutdown,
 	}, nil

@@ -118,6 +118,8 @@ type Runner struct {
 	// added as a batch enters the outbox, taken off once its delivery returned (delivered
 	// or refused) or it was dropped.
 	waiting atomic.Int64
+	// pressure is whether the component refuses data (pushback.go).
+	pressure pushback
 
 	// What was last reported, so that a repeated failure is logged and reported once.
 	statusMu      sync.Mutex
@@ -201,10 +203,14 @@ func TickInterval(idle time.Duration) time.Duration {
 // Ingest hands a batch that came in through feed (0 ≤ feed < Settings.Feeds) to the
 // engine: a trace's spans from every feed are judged together, and its violation span is
 // delivered to every feed that carried part of it. The batch is marshalled before Ingest
-// returns, so the caller may reuse it.
+// returns, so the caller may reuse it. While the component pushes back (pushback.go) the
+// batch is refused with ErrDataRefused, which the component returns to its caller.
 func (r *Runner) Ingest(feed int, td ptrace.Traces) error {
 	if feed < 0 || feed >= r.feeds {
 		return fmt.Errorf("betrace: feed %d is out of range: the engine has %d", feed, r.feeds)
+	}
+	if err := r.admit(td.SpanCount()); err != nil {
+		return err
 	}
 	b, err := r.marshaler.MarshalTraces(td)
 	if err != nil {
@@ -273,12 +279,12 @@ func (r *Runner) unregister() {
 // counters are the engine's counters and the runner's own.
 type counters struct {
 	betrace.Counters
-	deliveryFailed, reloadFailures, waiting uint64
+	deliveryFailed, reloadFailures, waiting, refused uint64
 }
 
 func (r *Runner) counters() counters {
 	return counters{Counters: r.Counters(), deliveryFailed: r.deliveryFailed.Load(), reloadFailures: r.reloadFailures.Load(),
-		waiting: uint64(max(r.waiting.Load(), 0))}
+		waiting: uint64(max(r.waiting.Load(), 0)), refused: r.pressure.refused.Load()}
 }
 
 // Waiting is how many signals wait in the outbox or are being handed to the next consumer.

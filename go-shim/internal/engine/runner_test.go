@@ -14,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
@@ -117,7 +118,7 @@ func TestJudgingDoesNotWaitOnAStalledConsumer(t *testing.T) {
 }
 
 func TestAFullOutboxDropsAndCounts(t *testing.T) {
-	outboxSize = 2
+	outboxSize = 4
 	defer func() { outboxSize = OutboxSize }()
 	block := make(chan struct{})
 	defer close(block)
@@ -133,15 +134,18 @@ func TestAFullOutboxDropsAndCounts(t *testing.T) {
 		}
 		return nil
 	})
-	// One batch being delivered, two waiting: the fourth and later are dropped. Each
-	// trace is judged on a tick of its own, so each is a batch of its own.
-	for n := byte(1); n <= 6; n++ {
+	// Eight traces a tick apart, taken before the outbox is three quarters full (no push
+	// back yet), each judged on a tick of its own, so each a batch of its own: one being
+	// delivered, four waiting, the last three dropped.
+	tick := TickInterval(50 * time.Millisecond)
+	for n := byte(1); n <= 8; n++ {
 		violate(t, r.Runner, n)
-		r.advance(t, idle)
-		if n == 1 {
+		r.advance(t, tick)
+		if n == 5 { // trace 1 is judged
 			<-entered
 		}
 	}
+	r.advance(t, idle)
 	if got := r.Counters().SignalsDropped; got != 3 {
 		t.Errorf("dropped %d, want 3", got)
 	}
@@ -548,5 +552,62 @@ func TestJudgingEarlyUnderTheMemoryLimitIsLoggedAndCounted(t *testing.T) {
 	if line.Level != zap.WarnLevel || line.ContextMap()["limit"] != "memory_limit_mib" ||
 		!strings.Contains(line.Message, "raise memory_limit_mib") {
 		t.Errorf("the warning names the limit and what to raise: %s %v", line.Message, line.ContextMap())
+	}
+}
+
+// While violations wait for delivery beyond three quarters of the outbox, batches are
+// refused with ErrDataRefused — retryable, not permanent — counted and reported once; once
+// the next consumer takes them, batches are accepted again.
+func TestAStalledOutboxPushesBack(t *testing.T) {
+	outboxSize = 4
+	defer func() { outboxSize = OutboxSize }()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 16)
+	r := start(t, Config{}, func(ctx context.Context, _ Outgoing) error {
+		entered <- struct{}{}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	defer func() { _ = r.Shutdown(context.Background()) }()
+	// One batch being delivered, then three waiting: three quarters of four.
+	for n := byte(1); n <= 4; n++ {
+		violate(t, r.Runner, n)
+		r.advance(t, idle)
+		if n == 1 {
+			<-entered
+		}
+	}
+	err := r.Ingest(0, testtraces.Span(9, 1, 0, "shop", "payment.charge"))
+	if !errors.Is(err, ErrDataRefused) || consumererror.IsPermanent(err) {
+		t.Fatalf("refused, retryably: %v", err)
+	}
+	_ = r.Ingest(0, testtraces.Span(9, 2, 0, "shop", "checkout"))
+	if got := r.counters().refused; got != 2 {
+		t.Errorf("spans refused: %d, want 2", got)
+	}
+	if c := r.Counters(); c.SpansIn != 4 || c.SignalsDropped != 0 {
+		t.Errorf("refused spans are not ingested, and nothing was dropped: %+v", c)
+	}
+	if n := r.logs.FilterMessageSnippet("refusing data").Len(); n != 1 {
+		t.Errorf("refusing is logged once: %d", n)
+	}
+	close(release)
+	for range 3 {
+		<-entered
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Waiting() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := r.Ingest(0, testtraces.Span(9, 1, 0, "shop", "payment.charge")); err != nil {
+		t.Errorf("accepted again once delivered: %v", err)
+	}
+	want := []componentstatus.Status{componentstatus.StatusRecoverableError, componentstatus.StatusOK}
+	if got := r.host.Seen(); !slices.Equal(got, want) {
+		t.Errorf("reported once each way: %v", got)
 	}
 }

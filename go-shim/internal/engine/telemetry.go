@@ -19,7 +19,7 @@ type Telemetry struct {
 	OwnSpans, Signals, TracesApplied, TracesSkipped                  func(metric.Int64Callback) error
 	SignalsDropped, SignalsDeliveryFailed, DecodeErrors, RuleReloads func(metric.Int64Callback) error
 	RuleReloadFailures, Rules, HeldTraces, HeldSpans                 func(metric.Int64Callback) error
-	SignalsWaiting, HeldBytes, TracesJudgedEarlyMemory               func(metric.Int64Callback) error
+	SignalsWaiting, HeldBytes, TracesJudgedEarlyMemory, SpansRefused func(metric.Int64Callback) error
 	EvaluationTime                                                   func(metric.Float64Callback) error
 	Shutdown                                                         func()
 }
@@ -89,6 +89,7 @@ func (r *Runner) register(t Telemetry) error {
 		{t.SignalsWaiting, count(func(c *counters) uint64 { return c.waiting })},
 		{t.HeldBytes, count(func(c *counters) uint64 { return c.HeldBytes })},
 		{t.TracesJudgedEarlyMemory, count(func(c *counters) uint64 { return c.TracesJudgedEarlyMemory })},
+		{t.SpansRefused, count(func(c *counters) uint64 { return c.refused })},
 		{t.Rules, func(_ context.Context, o metric.Int64Observer) error {
 			c := r.counters()
 			o.Observe(int64(c.Rules), metric.WithAttributes(id, attribute.String(digestAttribute, fmt.Sprintf("%016x", c.RulesDigest))))

@@ -2,12 +2,15 @@ package betraceprocessor
 
 import (
 	"context"
+	"errors"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
 	"go.uber.org/zap"
+
+	"github.com/betracehq/betrace/go-shim/internal/engine"
 )
 
 // betraceProcessor is the instance on one pipeline: a feed of its configuration's shared
@@ -31,14 +34,19 @@ func (p *betraceProcessor) shutdown(ctx context.Context) error {
 }
 
 // processTraces hands the batch to the engine (marshalled before it goes on) and passes it
-// on unchanged.
+// on unchanged; while the processor pushes back, it refuses the batch with a retryable
+// error instead, as memory_limiter does, and it goes no further.
 func (p *betraceProcessor) processTraces(_ context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	r := p.shared.runner.Load()
 	if r == nil {
 		p.set.Logger.Warn("betrace: batch not judged: the processor is not started")
 		return td, nil
 	}
-	if err := r.Ingest(p.feed, td); err != nil {
+	err := r.Ingest(p.feed, td)
+	if errors.Is(err, engine.ErrDataRefused) {
+		return td, err
+	}
+	if err != nil {
 		p.set.Logger.Warn("betrace: batch not judged", zap.Error(err))
 	}
 	return td, nil

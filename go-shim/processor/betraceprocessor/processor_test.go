@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
+	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
@@ -248,5 +249,60 @@ func TestASharedEnginesStatusReachesEveryInstance(t *testing.T) {
 	want := []componentstatus.Status{componentstatus.StatusRecoverableError}
 	if !slices.Equal(hostA.Seen(), want) || !slices.Equal(hostB.Seen(), want) {
 		t.Errorf("statuses: A %v, B %v, want %v each", hostA.Seen(), hostB.Seen(), want)
+	}
+}
+
+// stallingSink takes the traces passing through, and holds violation spans until released:
+// the pipeline's exporter stalls on what BeTrace adds.
+type stallingSink struct {
+	consumertest.TracesSink
+	release chan struct{}
+}
+
+func (s *stallingSink) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	if td.ResourceSpans().Len() > 0 && td.ResourceSpans().At(0).ScopeSpans().At(0).Scope().Name() == "betrace" {
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.TracesSink.ConsumeTraces(ctx, td)
+}
+
+// While violation spans pile up undelivered, the processor refuses batches with a
+// retryable error, as memory_limiter does — the refused batch goes no further — and takes
+// them again once the violation spans are delivered.
+func TestStalledViolationSpansPushBack(t *testing.T) {
+	cfg := holdingConfig(true)
+	cfg.TraceIdleTimeout, cfg.MaxTraceAge = 50*time.Millisecond, time.Minute
+	sink := &stallingSink{release: make(chan struct{})}
+	p, err := NewFactory().CreateTraces(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock, ctx := testtraces.FakeClock()
+	if err := p.Start(ctx, componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	testtraces.WaitForTheLoop(t, clock)
+	var refused error
+	n := 0
+	for ; n < 250 && refused == nil; n++ {
+		refused = p.ConsumeTraces(context.Background(), testtraces.Span(byte(n), 1, 0, "shop", "payment.charge"))
+		testtraces.Advance(t, clock, 60*time.Millisecond, engine.TickInterval(cfg.TraceIdleTimeout))
+	}
+	if !errors.Is(refused, engine.ErrDataRefused) || consumererror.IsPermanent(refused) {
+		t.Fatalf("after %d batches: %v", n, refused)
+	}
+	if got := sink.SpanCount(); got != n-1 {
+		t.Errorf("the refused batch goes no further: %d spans passed for %d taken", got, n-1)
+	}
+	close(sink.release)
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(violationTraces(&sink.TracesSink)); got != n-1 {
+		t.Errorf("every violation span of a batch taken is delivered: %d of %d", got, n-1)
 	}
 }

@@ -38,6 +38,7 @@ func telemetry(set component.TelemetrySettings) (engine.Telemetry, error) {
 		SignalsWaiting:          tb.RegisterProcessorBetraceSignalsWaitingCallback,
 		HeldBytes:               tb.RegisterProcessorBetraceHeldBytesCallback,
 		TracesJudgedEarlyMemory: tb.RegisterProcessorBetraceTracesJudgedEarlyMemoryCallback,
+		SpansRefused:            tb.RegisterProcessorBetraceSpansRefusedCallback,
 		EvaluationTime:          tb.RegisterProcessorBetraceEvaluationTimeCallback,
 		Shutdown:                tb.Shutdown,
 	}, nil

@@ -46,6 +46,7 @@ type TelemetryBuilder struct {
 	ConnectorBetraceSignalsDropped          metric.Int64ObservableCounter
 	ConnectorBetraceSignalsWaiting          metric.Int64ObservableGauge
 	ConnectorBetraceSpansReceived           metric.Int64ObservableCounter
+	ConnectorBetraceSpansRefused            metric.Int64ObservableCounter
 	ConnectorBetraceTracesApplied           metric.Int64ObservableCounter
 	ConnectorBetraceTracesJudged            metric.Int64ObservableCounter
 	ConnectorBetraceTracesJudgedEarly       metric.Int64ObservableCounter
@@ -335,6 +336,21 @@ func (builder *TelemetryBuilder) RegisterConnectorBetraceSpansReceivedCallback(c
 	return nil
 }
 
+// RegisterConnectorBetraceSpansRefusedCallback sets callback for observable ConnectorBetraceSpansRefused metric.
+func (builder *TelemetryBuilder) RegisterConnectorBetraceSpansRefusedCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ConnectorBetraceSpansRefused, obs: o})
+		return nil
+	}, builder.ConnectorBetraceSpansRefused)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
 // RegisterConnectorBetraceTracesAppliedCallback sets callback for observable ConnectorBetraceTracesApplied metric.
 func (builder *TelemetryBuilder) RegisterConnectorBetraceTracesAppliedCallback(cb metric.Int64Callback) error {
 	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -568,6 +584,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.ConnectorBetraceSpansReceived, err = builder.meter.Int64ObservableCounter(
 		"otelcol_connector_betrace_spans_received",
 		metric.WithDescription("Spans received by the BeTrace engine. [Alpha]"),
+		metric.WithUnit("{span}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ConnectorBetraceSpansRefused, err = builder.meter.Int64ObservableCounter(
+		"otelcol_connector_betrace_spans_refused",
+		metric.WithDescription("Spans refused with a retryable error (receivers answer 'retry later') while violations waited for delivery beyond three quarters of the outbox. [Alpha]"),
 		metric.WithUnit("{span}"),
 	)
 	errs = errors.Join(errs, err)

@@ -46,6 +46,7 @@ type TelemetryBuilder struct {
 	ProcessorBetraceSignalsDropped          metric.Int64ObservableCounter
 	ProcessorBetraceSignalsWaiting          metric.Int64ObservableGauge
 	ProcessorBetraceSpansReceived           metric.Int64ObservableCounter
+	ProcessorBetraceSpansRefused            metric.Int64ObservableCounter
 	ProcessorBetraceTracesApplied           metric.Int64ObservableCounter
 	ProcessorBetraceTracesJudged            metric.Int64ObservableCounter
 	ProcessorBetraceTracesJudgedEarly       metric.Int64ObservableCounter
@@ -335,6 +336,21 @@ func (builder *TelemetryBuilder) RegisterProcessorBetraceSpansReceivedCallback(c
 	return nil
 }
 
+// RegisterProcessorBetraceSpansRefusedCallback sets callback for observable ProcessorBetraceSpansRefused metric.
+func (builder *TelemetryBuilder) RegisterProcessorBetraceSpansRefusedCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorBetraceSpansRefused, obs: o})
+		return nil
+	}, builder.ProcessorBetraceSpansRefused)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
 // RegisterProcessorBetraceTracesAppliedCallback sets callback for observable ProcessorBetraceTracesApplied metric.
 func (builder *TelemetryBuilder) RegisterProcessorBetraceTracesAppliedCallback(cb metric.Int64Callback) error {
 	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -568,6 +584,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.ProcessorBetraceSpansReceived, err = builder.meter.Int64ObservableCounter(
 		"otelcol_processor_betrace_spans_received",
 		metric.WithDescription("Spans received by the BeTrace engine. [Alpha]"),
+		metric.WithUnit("{span}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorBetraceSpansRefused, err = builder.meter.Int64ObservableCounter(
+		"otelcol_processor_betrace_spans_refused",
+		metric.WithDescription("Spans refused with a retryable error (receivers answer 'retry later') while violations waited for delivery beyond three quarters of the outbox. [Alpha]"),
 		metric.WithUnit("{span}"),
 	)
 	errs = errors.Join(errs, err)
