@@ -72,7 +72,7 @@ typedef struct betrace_options {
   uint64_t trace_idle_timeout_ns;
   // Judge a trace at the latest this long after its first span (default 60 s).
   uint64_t max_trace_age_ns;
-  // Most traces held (default 100,000).
+  // Most traces held (default 1,000,000).
   uint64_t max_traces;
   // Most spans held (default 5,000,000).
   uint64_t max_spans;

@@ -62,7 +62,7 @@ pub struct betrace_options {
     pub trace_idle_timeout_ns: u64,
     /// Judge a trace at the latest this long after its first span (default 60 s).
     pub max_trace_age_ns: u64,
-    /// Most traces held (default 100,000).
+    /// Most traces held (default 1,000,000).
     pub max_traces: u64,
     /// Most spans held (default 5,000,000).
     pub max_spans: u64,

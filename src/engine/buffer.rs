@@ -39,7 +39,7 @@ pub struct BufferConfig {
     pub trace_idle_timeout: u64,
     /// Judge a trace this long after its first span arrived (ns; default 60s).
     pub max_trace_age: u64,
-    /// Most traces held at once (default 100,000).
+    /// Most traces held at once (default 1,000,000).
     pub max_traces: usize,
     /// Most spans held at once (default 5,000,000).
     pub max_spans: usize,
@@ -49,11 +49,14 @@ pub struct BufferConfig {
     pub max_bytes: usize,
 }
 
-/// The default of [`BufferConfig::max_traces`] (and of replay's `--max-traces`).
-pub const DEFAULT_MAX_TRACES: usize = 100_000;
+/// The default of [`BufferConfig::max_traces`] (and of replay's `--max-traces`): room for
+/// twice the traces of 26,600 a second held for the default idle timeout and kept as long
+/// again for late spans (docs/deploy.md, "Sizing").
+pub const DEFAULT_MAX_TRACES: usize = 1_000_000;
 /// The default of [`BufferConfig::max_spans`] (and of replay's `--max-spans`).
 pub const DEFAULT_MAX_SPANS: usize = 5_000_000;
-/// The default of [`BufferConfig::max_bytes`]: 512 MiB (the components' `memory_limit_mib`).
+/// The default of [`BufferConfig::max_bytes`]: 512 MiB (the components' `memory_limit_mib`),
+/// reached before the two counts by traces of about three spans or more.
 pub const DEFAULT_MAX_BYTES: usize = 512 << 20;
 
 impl Default for BufferConfig {

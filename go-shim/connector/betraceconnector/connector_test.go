@@ -52,7 +52,7 @@ func TestConfig(t *testing.T) {
 		t.Errorf("not read as written: %+v", cfg)
 	}
 	def, _ := loadConfig(t, "")
-	if def.TraceIdleTimeout != 5*time.Second || def.MaxTraceAge != 60*time.Second || def.MaxTraces != 100_000 || def.MaxSpans != 5_000_000 ||
+	if def.TraceIdleTimeout != 5*time.Second || def.MaxTraceAge != 60*time.Second || def.MaxTraces != 1_000_000 || def.MaxSpans != 5_000_000 ||
 		def.MemoryLimitMiB != 512 {
 		t.Errorf("defaults: %+v", def)
 	}

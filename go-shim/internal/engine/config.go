@@ -48,7 +48,7 @@ func (c *Config) storageLimit() int64 {
 
 // DefaultConfig has the defaults of docs/language.md, "When a trace is judged".
 func DefaultConfig() Config {
-	return Config{TraceIdleTimeout: 5 * time.Second, MaxTraceAge: 60 * time.Second, MaxTraces: 100_000, MaxSpans: 5_000_000, MemoryLimitMiB: 512}
+	return Config{TraceIdleTimeout: 5 * time.Second, MaxTraceAge: 60 * time.Second, MaxTraces: 1_000_000, MaxSpans: 5_000_000, MemoryLimitMiB: 512}
 }
 
 // Validate checks what can be checked without reading files.
