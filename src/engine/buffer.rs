@@ -659,18 +659,19 @@ impl TraceBuffer {
         .map(|&(_, name)| name)
         .collect();
         let limit = names.join(", ");
+        let total = self.traces_judged_early.load(Relaxed);
         tracing::warn!(
             target: "betrace",
             limit = %limit,
             traces,
-            total = self.traces_judged_early.load(Relaxed),
+            total,
             held_traces = self.held_traces.load(Relaxed),
             held_spans = self.held_spans.load(Relaxed),
             held_bytes = self.held_bytes.load(Relaxed),
             max_traces = self.config.max_traces,
             max_spans = self.config.max_spans,
             max_bytes = self.config.max_bytes,
-            "{traces} traces judged early to stay within {limit}: they were judged before they were complete, so their signals say complete: false and rules with `incomplete: skip` skipped them; raise {limit} (with the pod's memory limit), or add collectors (docs/deploy.md, \"Sizing\")"
+            "traces judged early to stay within {limit} ({traces} since the last such line, {total} in all): judged before they were complete, their signals say complete: false and rules with `incomplete: skip` skipped them; raise {limit} (with the pod's memory limit), or add collectors (docs/deploy.md, \"Sizing\")"
         );
     }
 

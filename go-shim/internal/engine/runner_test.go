@@ -562,6 +562,8 @@ func TestAStalledOutboxPushesBack(t *testing.T) {
 	outboxSize = 4
 	defer func() { outboxSize = OutboxSize }()
 	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
 	entered := make(chan struct{}, 16)
 	r := start(t, Config{}, func(ctx context.Context, _ Outgoing) error {
 		entered <- struct{}{}
@@ -573,6 +575,7 @@ func TestAStalledOutboxPushesBack(t *testing.T) {
 		}
 	})
 	defer func() { _ = r.Shutdown(context.Background()) }()
+	defer unblock() // before the shutdown: a failing test must not hang on it
 	// One batch being delivered, then three waiting: three quarters of four.
 	for n := byte(1); n <= 4; n++ {
 		violate(t, r.Runner, n)
@@ -595,7 +598,7 @@ func TestAStalledOutboxPushesBack(t *testing.T) {
 	if n := r.logs.FilterMessageSnippet("refusing data").Len(); n != 1 {
 		t.Errorf("refusing is logged once: %d", n)
 	}
-	close(release)
+	unblock()
 	for range 3 {
 		<-entered
 	}
