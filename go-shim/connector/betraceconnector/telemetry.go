@@ -39,6 +39,10 @@ func telemetry(set component.TelemetrySettings) (engine.Telemetry, error) {
 		HeldBytes:               tb.RegisterConnectorBetraceHeldBytesCallback,
 		TracesJudgedEarlyMemory: tb.RegisterConnectorBetraceTracesJudgedEarlyMemoryCallback,
 		SpansRefused:            tb.RegisterConnectorBetraceSpansRefusedCallback,
+		StorageBytes:            tb.RegisterConnectorBetraceStorageBytesCallback,
+		StorageNotStored:        tb.RegisterConnectorBetraceStorageBatchesNotStoredCallback,
+		StorageUnreadable:       tb.RegisterConnectorBetraceStorageRecordsUnreadableCallback,
+		StorageFailures:         tb.RegisterConnectorBetraceStorageFailuresCallback,
 		EvaluationTime:          tb.RegisterConnectorBetraceEvaluationTimeCallback,
 		Shutdown:                tb.Shutdown,
 	}, nil

@@ -40,10 +40,11 @@ type Config struct {
 	Storage *component.ID `mapstructure:"storage"`
 }
 
-// storageLimit bounds the bytes of stored batches: past it batches are judged but not
-// stored (counted, warned). Twice the spans a full buffer holds at 1 KiB each.
+// storageLimit bounds the bytes of stored batches (compressed): past it batches are judged
+// but not stored (counted, warned). Twice memory_limit_mib: a stored batch takes about a
+// third of what its spans take held, and a batch stays while any of its traces waits.
 func (c *Config) storageLimit() int64 {
-	return int64(c.MaxSpans) * 2 << 10
+	return int64(c.MemoryLimitMiB) << 21
 }
 
 // DefaultConfig has the defaults of docs/language.md, "When a trace is judged".

@@ -280,11 +280,13 @@ func (r *Runner) unregister() {
 type counters struct {
 	betrace.Counters
 	deliveryFailed, reloadFailures, waiting, refused uint64
+	storage                                          storageCounters
 }
 
 func (r *Runner) counters() counters {
 	return counters{Counters: r.Counters(), deliveryFailed: r.deliveryFailed.Load(), reloadFailures: r.reloadFailures.Load(),
-		waiting: uint64(max(r.waiting.Load(), 0)), refused: r.pressure.refused.Load()}
+		waiting: uint64(max(r.waiting.Load(), 0)), refused: r.pressure.refused.Load(),
+		storage: r.store.counters()}
 }
 
 // Waiting is how many signals wait in the outbox or are being handed to the next consumer.

@@ -535,6 +535,20 @@ func (s *store) notStored(now time.Time, why string, err error) {
 	}
 }
 
+// storageCounters are the storage's counts, for the telemetry.
+type storageCounters struct {
+	bytes, notStored, unreadable, failures uint64
+}
+
+// counters reads the storage's counts (zero without storage).
+func (s *store) counters() storageCounters {
+	if s == nil {
+		return storageCounters{}
+	}
+	return storageCounters{bytes: uint64(max(s.storedBytes(), 0)), notStored: s.unstored.Load(),
+		unreadable: s.corrupt.Load(), failures: s.failures.Load()}
+}
+
 func (s *store) storedBytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()

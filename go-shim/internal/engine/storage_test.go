@@ -105,6 +105,7 @@ func startStored(t *testing.T, dir string, at time.Time, c *collected, cfg Confi
 	if age > 0 {
 		cfg.MaxTraceAge = age
 	}
+	cfg.MemoryLimitMiB = 512
 	id := storageID
 	cfg.Storage = &id
 	clock := clockwork.NewFakeClockAt(at)
@@ -205,6 +206,9 @@ func TestACrashLosesNoTraceAndRepeatsNoSignal(t *testing.T) {
 	if held := s.Counters().HeldTraces; held != 0 {
 		t.Errorf("nothing is held after the stop: %d", held)
 	}
+	if c := s.counters().storage; c.bytes != 0 || c.unreadable != 0 || c.failures != 0 {
+		t.Errorf("every trace judged, nothing stays stored: %+v", c)
+	}
 	s.finish(t)
 	if got := len(c.got()); got != 2 {
 		t.Errorf("a clean stop leaves nothing to deliver twice: %v", c.got())
@@ -290,7 +294,7 @@ func TestPastTheBoundBatchesAreJudgedNotStored(t *testing.T) {
 	s := startStored(t, dir, time.Unix(1_700_000_000, 0), c, Config{})
 	s.store.limit = 1 // nothing fits
 	violate(t, s.Runner, 1)
-	if got := s.store.unstored.Load(); got != 1 {
+	if got := s.counters().storage.notStored; got != 1 {
 		t.Errorf("the batch is counted as not stored: %d", got)
 	}
 	s.advance(t, idle)

@@ -20,8 +20,10 @@ type Telemetry struct {
 	SignalsDropped, SignalsDeliveryFailed, DecodeErrors, RuleReloads func(metric.Int64Callback) error
 	RuleReloadFailures, Rules, HeldTraces, HeldSpans                 func(metric.Int64Callback) error
 	SignalsWaiting, HeldBytes, TracesJudgedEarlyMemory, SpansRefused func(metric.Int64Callback) error
-	EvaluationTime                                                   func(metric.Float64Callback) error
-	Shutdown                                                         func()
+	// The storage's (zero without `storage`).
+	StorageBytes, StorageNotStored, StorageUnreadable, StorageFailures func(metric.Int64Callback) error
+	EvaluationTime                                                     func(metric.Float64Callback) error
+	Shutdown                                                           func()
 }
 
 // ruleAttribute, digestAttribute and ComponentIDAttribute are the attributes of
@@ -90,6 +92,10 @@ func (r *Runner) register(t Telemetry) error {
 		{t.HeldBytes, count(func(c *counters) uint64 { return c.HeldBytes })},
 		{t.TracesJudgedEarlyMemory, count(func(c *counters) uint64 { return c.TracesJudgedEarlyMemory })},
 		{t.SpansRefused, count(func(c *counters) uint64 { return c.refused })},
+		{t.StorageBytes, count(func(c *counters) uint64 { return c.storage.bytes })},
+		{t.StorageNotStored, count(func(c *counters) uint64 { return c.storage.notStored })},
+		{t.StorageUnreadable, count(func(c *counters) uint64 { return c.storage.unreadable })},
+		{t.StorageFailures, count(func(c *counters) uint64 { return c.storage.failures })},
 		{t.Rules, func(_ context.Context, o metric.Int64Observer) error {
 			c := r.counters()
 			o.Observe(int64(c.Rules), metric.WithAttributes(id, attribute.String(digestAttribute, fmt.Sprintf("%016x", c.RulesDigest))))
@@ -100,6 +106,9 @@ func (r *Runner) register(t Telemetry) error {
 		{t.TracesSkipped, byRule(func(n ruleCounts) uint64 { return n.Skipped })},
 	}
 	for _, reg := range regs {
+		if reg.register == nil {
+			continue
+		}
 		if err := reg.register(reg.cb); err != nil {
 			return err
 		}

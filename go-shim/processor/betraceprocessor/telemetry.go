@@ -39,6 +39,10 @@ func telemetry(set component.TelemetrySettings) (engine.Telemetry, error) {
 		HeldBytes:               tb.RegisterProcessorBetraceHeldBytesCallback,
 		TracesJudgedEarlyMemory: tb.RegisterProcessorBetraceTracesJudgedEarlyMemoryCallback,
 		SpansRefused:            tb.RegisterProcessorBetraceSpansRefusedCallback,
+		StorageBytes:            tb.RegisterProcessorBetraceStorageBytesCallback,
+		StorageNotStored:        tb.RegisterProcessorBetraceStorageBatchesNotStoredCallback,
+		StorageUnreadable:       tb.RegisterProcessorBetraceStorageRecordsUnreadableCallback,
+		StorageFailures:         tb.RegisterProcessorBetraceStorageFailuresCallback,
 		EvaluationTime:          tb.RegisterProcessorBetraceEvaluationTimeCallback,
 		Shutdown:                tb.Shutdown,
 	}, nil

@@ -25,34 +25,38 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                                   metric.Meter
-	mu                                      sync.Mutex
-	registrations                           []metric.Registration
-	ConnectorBetraceDecodeErrors            metric.Int64ObservableCounter
-	ConnectorBetraceDuplicateSpans          metric.Int64ObservableCounter
-	ConnectorBetraceEvaluationTime          metric.Float64ObservableCounter
-	ConnectorBetraceHeldBytes               metric.Int64ObservableGauge
-	ConnectorBetraceHeldSpans               metric.Int64ObservableGauge
-	ConnectorBetraceHeldTraces              metric.Int64ObservableGauge
-	ConnectorBetraceInvalidSpans            metric.Int64ObservableCounter
-	ConnectorBetraceLateSpans               metric.Int64ObservableCounter
-	ConnectorBetraceLateSpansUnjudged       metric.Int64ObservableCounter
-	ConnectorBetraceOwnSpans                metric.Int64ObservableCounter
-	ConnectorBetraceRuleReloadFailures      metric.Int64ObservableCounter
-	ConnectorBetraceRuleReloads             metric.Int64ObservableCounter
-	ConnectorBetraceRules                   metric.Int64ObservableGauge
-	ConnectorBetraceSignals                 metric.Int64ObservableCounter
-	ConnectorBetraceSignalsDeliveryFailed   metric.Int64ObservableCounter
-	ConnectorBetraceSignalsDropped          metric.Int64ObservableCounter
-	ConnectorBetraceSignalsWaiting          metric.Int64ObservableGauge
-	ConnectorBetraceSpansReceived           metric.Int64ObservableCounter
-	ConnectorBetraceSpansRefused            metric.Int64ObservableCounter
-	ConnectorBetraceTracesApplied           metric.Int64ObservableCounter
-	ConnectorBetraceTracesJudged            metric.Int64ObservableCounter
-	ConnectorBetraceTracesJudgedEarly       metric.Int64ObservableCounter
-	ConnectorBetraceTracesJudgedEarlyMemory metric.Int64ObservableCounter
-	ConnectorBetraceTracesOversized         metric.Int64ObservableCounter
-	ConnectorBetraceTracesSkipped           metric.Int64ObservableCounter
+	meter                                    metric.Meter
+	mu                                       sync.Mutex
+	registrations                            []metric.Registration
+	ConnectorBetraceDecodeErrors             metric.Int64ObservableCounter
+	ConnectorBetraceDuplicateSpans           metric.Int64ObservableCounter
+	ConnectorBetraceEvaluationTime           metric.Float64ObservableCounter
+	ConnectorBetraceHeldBytes                metric.Int64ObservableGauge
+	ConnectorBetraceHeldSpans                metric.Int64ObservableGauge
+	ConnectorBetraceHeldTraces               metric.Int64ObservableGauge
+	ConnectorBetraceInvalidSpans             metric.Int64ObservableCounter
+	ConnectorBetraceLateSpans                metric.Int64ObservableCounter
+	ConnectorBetraceLateSpansUnjudged        metric.Int64ObservableCounter
+	ConnectorBetraceOwnSpans                 metric.Int64ObservableCounter
+	ConnectorBetraceRuleReloadFailures       metric.Int64ObservableCounter
+	ConnectorBetraceRuleReloads              metric.Int64ObservableCounter
+	ConnectorBetraceRules                    metric.Int64ObservableGauge
+	ConnectorBetraceSignals                  metric.Int64ObservableCounter
+	ConnectorBetraceSignalsDeliveryFailed    metric.Int64ObservableCounter
+	ConnectorBetraceSignalsDropped           metric.Int64ObservableCounter
+	ConnectorBetraceSignalsWaiting           metric.Int64ObservableGauge
+	ConnectorBetraceSpansReceived            metric.Int64ObservableCounter
+	ConnectorBetraceSpansRefused             metric.Int64ObservableCounter
+	ConnectorBetraceStorageBatchesNotStored  metric.Int64ObservableCounter
+	ConnectorBetraceStorageBytes             metric.Int64ObservableGauge
+	ConnectorBetraceStorageFailures          metric.Int64ObservableCounter
+	ConnectorBetraceStorageRecordsUnreadable metric.Int64ObservableCounter
+	ConnectorBetraceTracesApplied            metric.Int64ObservableCounter
+	ConnectorBetraceTracesJudged             metric.Int64ObservableCounter
+	ConnectorBetraceTracesJudgedEarly        metric.Int64ObservableCounter
+	ConnectorBetraceTracesJudgedEarlyMemory  metric.Int64ObservableCounter
+	ConnectorBetraceTracesOversized          metric.Int64ObservableCounter
+	ConnectorBetraceTracesSkipped            metric.Int64ObservableCounter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -351,6 +355,66 @@ func (builder *TelemetryBuilder) RegisterConnectorBetraceSpansRefusedCallback(cb
 	return nil
 }
 
+// RegisterConnectorBetraceStorageBatchesNotStoredCallback sets callback for observable ConnectorBetraceStorageBatchesNotStored metric.
+func (builder *TelemetryBuilder) RegisterConnectorBetraceStorageBatchesNotStoredCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ConnectorBetraceStorageBatchesNotStored, obs: o})
+		return nil
+	}, builder.ConnectorBetraceStorageBatchesNotStored)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterConnectorBetraceStorageBytesCallback sets callback for observable ConnectorBetraceStorageBytes metric.
+func (builder *TelemetryBuilder) RegisterConnectorBetraceStorageBytesCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ConnectorBetraceStorageBytes, obs: o})
+		return nil
+	}, builder.ConnectorBetraceStorageBytes)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterConnectorBetraceStorageFailuresCallback sets callback for observable ConnectorBetraceStorageFailures metric.
+func (builder *TelemetryBuilder) RegisterConnectorBetraceStorageFailuresCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ConnectorBetraceStorageFailures, obs: o})
+		return nil
+	}, builder.ConnectorBetraceStorageFailures)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterConnectorBetraceStorageRecordsUnreadableCallback sets callback for observable ConnectorBetraceStorageRecordsUnreadable metric.
+func (builder *TelemetryBuilder) RegisterConnectorBetraceStorageRecordsUnreadableCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ConnectorBetraceStorageRecordsUnreadable, obs: o})
+		return nil
+	}, builder.ConnectorBetraceStorageRecordsUnreadable)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
 // RegisterConnectorBetraceTracesAppliedCallback sets callback for observable ConnectorBetraceTracesApplied metric.
 func (builder *TelemetryBuilder) RegisterConnectorBetraceTracesAppliedCallback(cb metric.Int64Callback) error {
 	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -591,6 +655,30 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_connector_betrace_spans_refused",
 		metric.WithDescription("Spans refused with a retryable error (receivers answer 'retry later') while violations waited for delivery beyond three quarters of the outbox. [Alpha]"),
 		metric.WithUnit("{span}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ConnectorBetraceStorageBatchesNotStored, err = builder.meter.Int64ObservableCounter(
+		"otelcol_connector_betrace_storage_batches_not_stored",
+		metric.WithDescription("With `storage`: batches judged but not stored (the storage bound reached, or the storage failed): a crash loses their traces. [Alpha]"),
+		metric.WithUnit("{batch}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ConnectorBetraceStorageBytes, err = builder.meter.Int64ObservableGauge(
+		"otelcol_connector_betrace_storage_bytes",
+		metric.WithDescription("With `storage`: bytes of stored batches (compressed) kept for traces not judged yet; bounded by twice memory_limit_mib. [Alpha]"),
+		metric.WithUnit("By"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ConnectorBetraceStorageFailures, err = builder.meter.Int64ObservableCounter(
+		"otelcol_connector_betrace_storage_failures",
+		metric.WithDescription("With `storage`: writes and deletes the storage failed (retried with the next write, or the batch judged unstored). [Alpha]"),
+		metric.WithUnit("{failure}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ConnectorBetraceStorageRecordsUnreadable, err = builder.meter.Int64ObservableCounter(
+		"otelcol_connector_betrace_storage_records_unreadable",
+		metric.WithDescription("With `storage`: stored records found unreadable at a start (damaged, cut short, of an earlier store), skipped and deleted. [Alpha]"),
+		metric.WithUnit("{record}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ConnectorBetraceTracesApplied, err = builder.meter.Int64ObservableCounter(

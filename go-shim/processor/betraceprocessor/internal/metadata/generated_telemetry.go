@@ -25,34 +25,38 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                                   metric.Meter
-	mu                                      sync.Mutex
-	registrations                           []metric.Registration
-	ProcessorBetraceDecodeErrors            metric.Int64ObservableCounter
-	ProcessorBetraceDuplicateSpans          metric.Int64ObservableCounter
-	ProcessorBetraceEvaluationTime          metric.Float64ObservableCounter
-	ProcessorBetraceHeldBytes               metric.Int64ObservableGauge
-	ProcessorBetraceHeldSpans               metric.Int64ObservableGauge
-	ProcessorBetraceHeldTraces              metric.Int64ObservableGauge
-	ProcessorBetraceInvalidSpans            metric.Int64ObservableCounter
-	ProcessorBetraceLateSpans               metric.Int64ObservableCounter
-	ProcessorBetraceLateSpansUnjudged       metric.Int64ObservableCounter
-	ProcessorBetraceOwnSpans                metric.Int64ObservableCounter
-	ProcessorBetraceRuleReloadFailures      metric.Int64ObservableCounter
-	ProcessorBetraceRuleReloads             metric.Int64ObservableCounter
-	ProcessorBetraceRules                   metric.Int64ObservableGauge
-	ProcessorBetraceSignals                 metric.Int64ObservableCounter
-	ProcessorBetraceSignalsDeliveryFailed   metric.Int64ObservableCounter
-	ProcessorBetraceSignalsDropped          metric.Int64ObservableCounter
-	ProcessorBetraceSignalsWaiting          metric.Int64ObservableGauge
-	ProcessorBetraceSpansReceived           metric.Int64ObservableCounter
-	ProcessorBetraceSpansRefused            metric.Int64ObservableCounter
-	ProcessorBetraceTracesApplied           metric.Int64ObservableCounter
-	ProcessorBetraceTracesJudged            metric.Int64ObservableCounter
-	ProcessorBetraceTracesJudgedEarly       metric.Int64ObservableCounter
-	ProcessorBetraceTracesJudgedEarlyMemory metric.Int64ObservableCounter
-	ProcessorBetraceTracesOversized         metric.Int64ObservableCounter
-	ProcessorBetraceTracesSkipped           metric.Int64ObservableCounter
+	meter                                    metric.Meter
+	mu                                       sync.Mutex
+	registrations                            []metric.Registration
+	ProcessorBetraceDecodeErrors             metric.Int64ObservableCounter
+	ProcessorBetraceDuplicateSpans           metric.Int64ObservableCounter
+	ProcessorBetraceEvaluationTime           metric.Float64ObservableCounter
+	ProcessorBetraceHeldBytes                metric.Int64ObservableGauge
+	ProcessorBetraceHeldSpans                metric.Int64ObservableGauge
+	ProcessorBetraceHeldTraces               metric.Int64ObservableGauge
+	ProcessorBetraceInvalidSpans             metric.Int64ObservableCounter
+	ProcessorBetraceLateSpans                metric.Int64ObservableCounter
+	ProcessorBetraceLateSpansUnjudged        metric.Int64ObservableCounter
+	ProcessorBetraceOwnSpans                 metric.Int64ObservableCounter
+	ProcessorBetraceRuleReloadFailures       metric.Int64ObservableCounter
+	ProcessorBetraceRuleReloads              metric.Int64ObservableCounter
+	ProcessorBetraceRules                    metric.Int64ObservableGauge
+	ProcessorBetraceSignals                  metric.Int64ObservableCounter
+	ProcessorBetraceSignalsDeliveryFailed    metric.Int64ObservableCounter
+	ProcessorBetraceSignalsDropped           metric.Int64ObservableCounter
+	ProcessorBetraceSignalsWaiting           metric.Int64ObservableGauge
+	ProcessorBetraceSpansReceived            metric.Int64ObservableCounter
+	ProcessorBetraceSpansRefused             metric.Int64ObservableCounter
+	ProcessorBetraceStorageBatchesNotStored  metric.Int64ObservableCounter
+	ProcessorBetraceStorageBytes             metric.Int64ObservableGauge
+	ProcessorBetraceStorageFailures          metric.Int64ObservableCounter
+	ProcessorBetraceStorageRecordsUnreadable metric.Int64ObservableCounter
+	ProcessorBetraceTracesApplied            metric.Int64ObservableCounter
+	ProcessorBetraceTracesJudged             metric.Int64ObservableCounter
+	ProcessorBetraceTracesJudgedEarly        metric.Int64ObservableCounter
+	ProcessorBetraceTracesJudgedEarlyMemory  metric.Int64ObservableCounter
+	ProcessorBetraceTracesOversized          metric.Int64ObservableCounter
+	ProcessorBetraceTracesSkipped            metric.Int64ObservableCounter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -351,6 +355,66 @@ func (builder *TelemetryBuilder) RegisterProcessorBetraceSpansRefusedCallback(cb
 	return nil
 }
 
+// RegisterProcessorBetraceStorageBatchesNotStoredCallback sets callback for observable ProcessorBetraceStorageBatchesNotStored metric.
+func (builder *TelemetryBuilder) RegisterProcessorBetraceStorageBatchesNotStoredCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorBetraceStorageBatchesNotStored, obs: o})
+		return nil
+	}, builder.ProcessorBetraceStorageBatchesNotStored)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterProcessorBetraceStorageBytesCallback sets callback for observable ProcessorBetraceStorageBytes metric.
+func (builder *TelemetryBuilder) RegisterProcessorBetraceStorageBytesCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorBetraceStorageBytes, obs: o})
+		return nil
+	}, builder.ProcessorBetraceStorageBytes)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterProcessorBetraceStorageFailuresCallback sets callback for observable ProcessorBetraceStorageFailures metric.
+func (builder *TelemetryBuilder) RegisterProcessorBetraceStorageFailuresCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorBetraceStorageFailures, obs: o})
+		return nil
+	}, builder.ProcessorBetraceStorageFailures)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterProcessorBetraceStorageRecordsUnreadableCallback sets callback for observable ProcessorBetraceStorageRecordsUnreadable metric.
+func (builder *TelemetryBuilder) RegisterProcessorBetraceStorageRecordsUnreadableCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorBetraceStorageRecordsUnreadable, obs: o})
+		return nil
+	}, builder.ProcessorBetraceStorageRecordsUnreadable)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
 // RegisterProcessorBetraceTracesAppliedCallback sets callback for observable ProcessorBetraceTracesApplied metric.
 func (builder *TelemetryBuilder) RegisterProcessorBetraceTracesAppliedCallback(cb metric.Int64Callback) error {
 	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -591,6 +655,30 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_processor_betrace_spans_refused",
 		metric.WithDescription("Spans refused with a retryable error (receivers answer 'retry later') while violations waited for delivery beyond three quarters of the outbox. [Alpha]"),
 		metric.WithUnit("{span}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorBetraceStorageBatchesNotStored, err = builder.meter.Int64ObservableCounter(
+		"otelcol_processor_betrace_storage_batches_not_stored",
+		metric.WithDescription("With `storage`: batches judged but not stored (the storage bound reached, or the storage failed): a crash loses their traces. [Alpha]"),
+		metric.WithUnit("{batch}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorBetraceStorageBytes, err = builder.meter.Int64ObservableGauge(
+		"otelcol_processor_betrace_storage_bytes",
+		metric.WithDescription("With `storage`: bytes of stored batches (compressed) kept for traces not judged yet; bounded by twice memory_limit_mib. [Alpha]"),
+		metric.WithUnit("By"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorBetraceStorageFailures, err = builder.meter.Int64ObservableCounter(
+		"otelcol_processor_betrace_storage_failures",
+		metric.WithDescription("With `storage`: writes and deletes the storage failed (retried with the next write, or the batch judged unstored). [Alpha]"),
+		metric.WithUnit("{failure}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorBetraceStorageRecordsUnreadable, err = builder.meter.Int64ObservableCounter(
+		"otelcol_processor_betrace_storage_records_unreadable",
+		metric.WithDescription("With `storage`: stored records found unreadable at a start (damaged, cut short, of an earlier store), skipped and deleted. [Alpha]"),
+		metric.WithUnit("{record}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ProcessorBetraceTracesApplied, err = builder.meter.Int64ObservableCounter(
