@@ -385,12 +385,23 @@ pub unsafe extern "C" fn betrace_engine_ingest(
     now_unix_nano: u64,
     error_out: *mut betrace_buf,
 ) -> i32 {
+    with_batch(engine, data, len, error_out, |live, batch| {
+        live.ingest(batch, feed, now_unix_nano)
+    })
+}
+
+/// Hands one batch of caller memory to the engine.
+fn with_batch(
+    engine: *const betrace_engine,
+    data: *const u8,
+    len: usize,
+    error_out: *mut betrace_buf,
+    f: impl FnOnce(&Live, &[u8]) -> Result<(), LiveError>,
+) -> i32 {
     guard(error_out, || {
         let e = self::engine(engine)?;
         let _log = e.log.enter();
-        e.live
-            .ingest(bytes(data, len, "data")?, feed, now_unix_nano)
-            .map_err(live_error)
+        f(&e.live, bytes(data, len, "data")?).map_err(live_error)
     })
 }
 
@@ -413,12 +424,8 @@ pub unsafe extern "C" fn betrace_engine_ingest_stored(
     seq: u64,
     error_out: *mut betrace_buf,
 ) -> i32 {
-    guard(error_out, || {
-        let e = self::engine(engine)?;
-        let _log = e.log.enter();
-        e.live
-            .ingest_stored(bytes(data, len, "data")?, feed, now_unix_nano, seq)
-            .map_err(live_error)
+    with_batch(engine, data, len, error_out, |live, batch| {
+        live.ingest_stored(batch, feed, now_unix_nano, seq)
     })
 }
 
@@ -440,12 +447,8 @@ pub unsafe extern "C" fn betrace_engine_restore(
     seq: u64,
     error_out: *mut betrace_buf,
 ) -> i32 {
-    guard(error_out, || {
-        let e = self::engine(engine)?;
-        let _log = e.log.enter();
-        e.live
-            .restore(bytes(data, len, "data")?, feed, now_unix_nano, seq)
-            .map_err(live_error)
+    with_batch(engine, data, len, error_out, |live, batch| {
+        live.restore(batch, feed, now_unix_nano, seq)
     })
 }
 
