@@ -552,9 +552,11 @@ impl Reader<'_, '_> {
                 offset += 4 + n as u64;
                 continue;
             }
-            // Read what is there, growing as it comes: a prefix claiming 60 MiB in front of
-            // 8 bytes allocates 8 bytes.
+            // Read what is there, growing as it comes past the first MiB: a prefix claiming
+            // 60 MiB in front of 8 bytes allocates at most one MiB. (Sized up front, an
+            // ordinary message is read without reallocating as it grows.)
             msg.clear();
+            msg.reserve_exact(n.min(1 << 20));
             let got = (&mut reader).take(n as u64).read_to_end(&mut msg)?;
             if got < n {
                 self.bad(
