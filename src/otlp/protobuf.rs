@@ -328,11 +328,8 @@ fn attribute<'a>(
             _ => {}
         }
     }
-    // A key that is not UTF-8 is no key a rule can name.
-    let Some(id) = std::str::from_utf8(key)
-        .ok()
-        .and_then(|k| projection.key(k))
-    else {
+    // A key that is not UTF-8 is no key a rule can name (and matches none).
+    let Some(id) = projection.key_bytes(key) else {
         return Ok(());
     };
     let Some(value) = value else {

@@ -35,7 +35,9 @@ pub struct KeyId(pub u32);
 pub struct Projection {
     keys: Vec<Box<str>>,
     /// foldhash: a lookup per attribute of every span decoded; seeded per process.
-    index: HashMap<Box<str>, KeyId, foldhash::fast::RandomState>,
+    /// By the key's bytes, so that a decoder looks a key up without checking it is UTF-8
+    /// first (one that is not matches no key).
+    index: HashMap<Box<[u8]>, KeyId, foldhash::fast::RandomState>,
     status_message: bool,
     generation: u64,
 }
@@ -58,10 +60,10 @@ impl Projection {
         };
         for k in keys {
             let k = k.as_ref();
-            if !p.index.contains_key(k) {
+            if !p.index.contains_key(k.as_bytes()) {
                 let id = KeyId(p.keys.len() as u32);
                 p.keys.push(k.into());
-                p.index.insert(k.into(), id);
+                p.index.insert(k.as_bytes().into(), id);
             }
         }
         p
@@ -70,6 +72,16 @@ impl Projection {
     /// The id of a key, if rules read it.
     #[inline]
     pub fn key(&self, key: &str) -> Option<KeyId> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        self.key_bytes(key.as_bytes())
+    }
+
+    /// The id of a key given as bytes, if rules read it (bytes that are not UTF-8 match
+    /// none).
+    #[inline]
+    pub fn key_bytes(&self, key: &[u8]) -> Option<KeyId> {
         if self.keys.is_empty() {
             return None;
         }
