@@ -6,9 +6,7 @@ use std::hash::Hasher;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
-
+use crate::otlp::wire::{fields, utf8, WireError};
 use crate::replay::input::{self, Limits, Record};
 use crate::trace::projected::Projection;
 
@@ -93,28 +91,57 @@ pub fn sample(sources: &[String], limits: Limits) -> (Vec<String>, usize) {
     (keys.into_iter().map(|k| k.0).collect(), spans)
 }
 
-/// Counts the span attribute keys of an OTLP protobuf request; returns its spans.
+/// Counts the span attribute keys of an OTLP protobuf request, read in place (a value
+/// told apart by its encoded bytes); returns its spans. A request that is not valid
+/// protobuf, or has a key that is not UTF-8, counts nothing.
 fn protobuf_keys(body: &[u8], counts: &mut HashMap<String, Seen>) -> usize {
-    let Ok(req) = ExportTraceServiceRequest::decode(body) else {
-        return 0;
-    };
+    let mut seen: Vec<(&str, &[u8])> = Vec::new();
+    match request_keys(body, &mut seen) {
+        Ok(n) => {
+            for (k, v) in seen {
+                match counts.get_mut(k) {
+                    Some(s) => s.add(v),
+                    None => counts.entry(k.to_string()).or_default().add(v),
+                }
+            }
+            n
+        }
+        Err(_) => 0,
+    }
+}
+
+/// The spans of an `ExportTraceServiceRequest` and each span attribute as (key, encoded
+/// value).
+fn request_keys<'a>(
+    body: &'a [u8],
+    seen: &mut Vec<(&'a str, &'a [u8])>,
+) -> Result<usize, WireError> {
+    // The messages' fields: request 1 resource_spans; ResourceSpans 2 scope_spans;
+    // ScopeSpans 2 spans; Span 9 attributes; KeyValue 1 key, 2 value.
     let mut n = 0;
-    for rs in &req.resource_spans {
-        for ss in &rs.scope_spans {
-            for s in &ss.spans {
+    for f in fields(body) {
+        let (1, rs) = f? else { continue };
+        for f in fields(rs.bytes("resource_spans")?) {
+            let (2, ss) = f? else { continue };
+            for f in fields(ss.bytes("scope_spans")?) {
+                let (2, span) = f? else { continue };
                 n += 1;
-                for kv in &s.attributes {
-                    let v = kv
-                        .value
-                        .as_ref()
-                        .map(|v| format!("{:?}", v.value))
-                        .unwrap_or_default();
-                    counts.entry(kv.key.clone()).or_default().add(v.as_bytes());
+                for f in fields(span.bytes("span")?) {
+                    let (9, kv) = f? else { continue };
+                    let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+                    for f in fields(kv.bytes("attribute")?) {
+                        match f? {
+                            (1, k) => key = k.bytes("key")?,
+                            (2, v) => value = v.bytes("value")?,
+                            _ => {}
+                        }
+                    }
+                    seen.push((utf8(key, "key")?, value));
                 }
             }
         }
     }
-    n
+    Ok(n)
 }
 
 /// Counts the span attribute keys of an OTLP JSON request; returns its spans.
