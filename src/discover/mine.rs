@@ -7,7 +7,7 @@
 //! reports come from judging it with the engine ([`super::verify`]).
 
 use std::collections::HashMap as StdMap;
-use std::hash::Hasher;
+use std::hash::{BuildHasher, Hasher};
 
 use crate::lang::value::ValueRef;
 use crate::trace::projected::{KeyId, Trace};
@@ -91,19 +91,50 @@ pub struct Miner {
     /// Pairs (and agreements) not tracked: beyond [`MAX_PAIRS`] or [`MAX_AGREEMENTS`].
     pub pairs_dropped: u64,
     per_name: Vec<NameStats>,
-    pairs: HashMap<(NameId, NameId), PairStats>,
-    keys: HashMap<(NameId, KeyId), KeyStats>,
+    /// Each pair's place in `pair_list`.
+    pair_at: HashMap<(NameId, NameId), u32>,
+    pair_list: Vec<((NameId, NameId), PairStats)>,
+    /// Per name, per key id, the place of its counts in `key_list` ([`NONE`] when none).
+    key_at: Vec<Vec<u32>>,
+    key_list: Vec<((NameId, KeyId), KeyStats)>,
     agree: HashMap<(NameId, NameId, KeyId), u64>,
-    /// Per key: traces where spans of two names or more carry it, and of those, the ones
-    /// where it has one value throughout (an id of the whole trace: agreeing on it says
-    /// nothing about two names).
-    shared: HashMap<KeyId, (u64, u64)>,
+    /// Per key id: traces where spans of two names or more carry it, and of those, the
+    /// ones where it has one value throughout (an id of the whole trace: agreeing on it
+    /// says nothing about two names).
+    shared: Vec<(u64, u64)>,
+    /// Working space for one trace, kept so that mining a trace allocates little.
+    scratch: Scratch,
 }
 
-/// One attribute value of a trace: its key, the group of its span, its hash.
-type Value = (KeyId, usize, u64);
+/// No place yet.
+const NONE: u32 = u32::MAX;
+
+/// What mining one trace works in; its buffers are reused from trace to trace.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// Per span, its name's id.
+    ids: Vec<NameId>,
+    arranged: Arranged,
+    /// Each attribute value: its key id, its span's group, its hash (spans in group order).
+    raw: Vec<(u32, u32, u64)>,
+    /// Per key id, where its values start in `vals` (one more entry: the end).
+    starts: Vec<u32>,
+    /// Where the next value of each key goes, while `vals` is filled.
+    fill: Vec<u32>,
+    /// The values, by key, then group, then hash: (group, hash).
+    vals: Vec<(u32, u64)>,
+    /// One key's groups that carry it: (group, its values in `vals`, whether every span
+    /// of the group has one).
+    carriers: Vec<(u32, std::ops::Range<usize>, bool)>,
+    /// Each carrier's distinct values: (hash, carrier), sorted.
+    index: Vec<(u64, u32)>,
+    /// Per carrier, the run of `index` holding its first value (empty when no other
+    /// carrier holds it).
+    runs: Vec<(usize, usize)>,
+}
 
 /// One trace, arranged for mining: its spans grouped by name, each group in start order.
+#[derive(Debug, Default)]
 struct Arranged {
     /// Per group: its name, and where its spans lie in `order`.
     groups: Vec<(NameId, std::ops::Range<usize>)>,
@@ -147,28 +178,31 @@ impl Miner {
 
     /// Every pair with its counts.
     pub fn pairs(&self) -> impl Iterator<Item = (&(NameId, NameId), &PairStats)> {
-        self.pairs.iter()
+        self.pair_list.iter().map(|(k, p)| (k, p))
     }
 
     /// The counts of the pair `(a, b)`, if they ever occurred together.
     pub fn pair_stats(&self, a: NameId, b: NameId) -> Option<&PairStats> {
-        self.pairs.get(&(a, b))
+        self.pair_at
+            .get(&(a, b))
+            .map(|&at| &self.pair_list[at as usize].1)
     }
 
     /// Every (name, key) with its counts.
     pub fn keys(&self) -> impl Iterator<Item = (&(NameId, KeyId), &KeyStats)> {
-        self.keys.iter()
+        self.key_list.iter().map(|(k, s)| (k, s))
     }
 
     /// The counts of a (name, key), if it was ever seen.
     pub fn key_stats(&self, name: NameId, key: KeyId) -> Option<&KeyStats> {
-        self.keys.get(&(name, key))
+        let at = *self.key_at.get(name as usize)?.get(key.0 as usize)?;
+        (at != NONE).then(|| &self.key_list[at as usize].1)
     }
 
     /// How often `key` has one value throughout a trace where two names or more carry it
     /// (0 when it never was carried so).
     pub fn one_per_trace(&self, key: KeyId) -> f64 {
-        match self.shared.get(&key) {
+        match self.shared.get(key.0 as usize) {
             Some(&(n, one)) if n > 0 => one as f64 / n as f64,
             _ => 0.0,
         }
@@ -191,23 +225,67 @@ impl Miner {
         id
     }
 
+    /// The counts of a pair, made when first met; `None` (counted) beyond [`MAX_PAIRS`].
+    fn pair_entry(&mut self, key: (NameId, NameId)) -> Option<&mut PairStats> {
+        let at = match self.pair_at.get(&key) {
+            Some(&at) => at,
+            None if self.pair_list.len() >= MAX_PAIRS => {
+                self.pairs_dropped += 1;
+                return None;
+            }
+            None => {
+                let at = self.pair_list.len() as u32;
+                self.pair_at.insert(key, at);
+                self.pair_list.push((key, PairStats::default()));
+                at
+            }
+        };
+        Some(&mut self.pair_list[at as usize].1)
+    }
+
+    /// The counts of a (name, key), made when first met.
+    fn key_entry(&mut self, name: NameId, key: KeyId) -> &mut KeyStats {
+        if self.key_at.len() <= name as usize {
+            self.key_at.resize(name as usize + 1, Vec::new());
+        }
+        let row = &mut self.key_at[name as usize];
+        if row.len() <= key.0 as usize {
+            row.resize(key.0 as usize + 1, NONE);
+        }
+        if row[key.0 as usize] == NONE {
+            row[key.0 as usize] = self.key_list.len() as u32;
+            self.key_list.push(((name, key), KeyStats::default()));
+        }
+        &mut self.key_list[row[key.0 as usize] as usize].1
+    }
+
+    /// The traces where `key` is carried by two names or more, and where it is one value.
+    fn shared_entry(&mut self, key: KeyId) -> &mut (u64, u64) {
+        if self.shared.len() <= key.0 as usize {
+            self.shared.resize(key.0 as usize + 1, (0, 0));
+        }
+        &mut self.shared[key.0 as usize]
+    }
+
     /// Mines one complete trace.
     pub fn observe(&mut self, t: &Trace) {
         if t.spans.is_empty() {
             return;
         }
         self.traces += 1;
-        let a = self.arrange(t);
+        let mut s = std::mem::take(&mut self.scratch);
+        self.arrange(t, &mut s);
+        let a = &s.arranged;
         for (name, range) in &a.groups {
-            let s = &mut self.per_name[*name as usize];
-            s.traces += 1;
-            s.multi += u64::from(range.len() > 1);
-            s.counts.add(range.len() as u64);
+            let n = &mut self.per_name[*name as usize];
+            n.traces += 1;
+            n.multi += u64::from(range.len() > 1);
+            n.counts.add(range.len() as u64);
         }
         if let Some(r) = t.root() {
             self.per_name[a.groups[a.group_of[r]].0 as usize].root += 1;
         }
-        let (parents, ancestors) = tree(t, &a);
+        let (parents, ancestors) = tree(t, a);
         // The groups paired: all, or the first names in text order (whatever the order
         // of the spans or of the miner's ids).
         let mut paired: Vec<usize> = (0..a.groups.len()).collect();
@@ -219,32 +297,39 @@ impl Miner {
         for &ga in &paired {
             for &gb in &paired {
                 if ga != gb {
-                    self.pair(&a, ga, gb, &parents, &ancestors);
+                    self.pair(a, ga, gb, &parents, &ancestors);
                 }
             }
         }
-        self.values(t, &a);
+        self.values(t, &mut s);
+        self.scratch = s;
     }
 
-    fn arrange(&mut self, t: &Trace) -> Arranged {
-        let ids: Vec<NameId> = t.spans.iter().map(|s| self.intern(t.name(s))).collect();
-        let mut order: Vec<usize> = (0..t.spans.len()).collect();
-        order.sort_unstable_by_key(|&i| (ids[i], t.spans[i].start_unix_nano, t.spans[i].span_id));
-        let starts = order.iter().map(|&i| t.spans[i].start_unix_nano).collect();
-        let mut groups: Vec<(NameId, std::ops::Range<usize>)> = Vec::new();
-        let mut group_of = vec![0; t.spans.len()];
-        for (k, &i) in order.iter().enumerate() {
-            match groups.last_mut() {
-                Some((name, range)) if *name == ids[i] => range.end = k + 1,
-                _ => groups.push((ids[i], k..k + 1)),
-            }
-            group_of[i] = groups.len() - 1;
+    /// Groups the spans of `t` by name, each group in start order, into `s.arranged`.
+    fn arrange(&mut self, t: &Trace, s: &mut Scratch) {
+        s.ids.clear();
+        for span in &t.spans {
+            let id = self.intern(t.name(span));
+            s.ids.push(id);
         }
-        Arranged {
-            groups,
-            order,
-            starts,
-            group_of,
+        let ids = &s.ids;
+        let a = &mut s.arranged;
+        a.order.clear();
+        a.order.extend(0..t.spans.len());
+        a.order
+            .sort_unstable_by_key(|&i| (ids[i], t.spans[i].start_unix_nano, t.spans[i].span_id));
+        a.starts.clear();
+        a.starts
+            .extend(a.order.iter().map(|&i| t.spans[i].start_unix_nano));
+        a.groups.clear();
+        a.group_of.clear();
+        a.group_of.resize(t.spans.len(), 0);
+        for (k, &i) in a.order.iter().enumerate() {
+            match a.groups.last_mut() {
+                Some((name, range)) if *name == ids[i] => range.end = k + 1,
+                _ => a.groups.push((ids[i], k..k + 1)),
+            }
+            a.group_of[i] = a.groups.len() - 1;
         }
     }
 
@@ -256,15 +341,30 @@ impl Miner {
         parents: &[Parents],
         ancestors: &[Option<Vec<usize>>],
     ) {
-        let key = (a.groups[ga].0, a.groups[gb].0);
-        if !self.pairs.contains_key(&key) && self.pairs.len() >= MAX_PAIRS {
-            self.pairs_dropped += 1;
+        let Some(p) = self.pair_entry((a.groups[ga].0, a.groups[gb].0)) else {
             return;
-        }
+        };
         let sa = &a.starts[a.groups[ga].1.clone()];
         let sb = &a.starts[a.groups[gb].1.clone()];
-        let p = self.pairs.entry(key).or_default();
         p.co += 1;
+        p.child_of += u64::from(matches!(parents[gb], Parents::One(g) if g == ga));
+        p.within += u64::from(ancestors[gb].as_ref().is_some_and(|s| s.contains(&ga)));
+        let after = p.after_delay.get_or_insert_with(Box::default);
+        let before = p.before_delay.get_or_insert_with(Box::default);
+        if let (&[x], &[y]) = (sa, sb) {
+            // One of each (most pairs): what the general case below gives for them.
+            if x < y {
+                p.before += 1;
+                p.response += 1;
+                p.response_until += 1;
+                p.own_after += 1;
+                after.add(y - x);
+                before.add(y - x);
+            } else if x > y {
+                p.own_before += 1;
+            }
+            return;
+        }
         p.before += u64::from(sa[0] < sb[0]);
         let response = sb[sb.len() - 1] > sa[sa.len() - 1];
         if response {
@@ -273,16 +373,12 @@ impl Miner {
             p.own_after += u64::from(own_after(sa, sb));
         }
         p.own_before += u64::from(sa[0] > sb[0] && own_before(sa, sb));
-        p.child_of += u64::from(matches!(parents[gb], Parents::One(g) if g == ga));
-        p.within += u64::from(ancestors[gb].as_ref().is_some_and(|s| s.contains(&ga)));
-        let after = p.after_delay.get_or_insert_with(Box::default);
         for &x in sa {
             let at = sb.partition_point(|&y| y <= x);
             if let Some(&y) = sb.get(at) {
                 after.add(y - x);
             }
         }
-        let before = p.before_delay.get_or_insert_with(Box::default);
         for &y in sb {
             let at = sa.partition_point(|&x| x < y);
             if at > 0 {
@@ -292,52 +388,102 @@ impl Miner {
     }
 
     /// Attribute values: presence, sameness within a name, agreement across names.
-    fn values(&mut self, t: &Trace, a: &Arranged) {
-        // Sorted, so that each key's groups lie together.
-        let mut vals: Vec<Value> = Vec::new();
-        for &i in &a.order {
+    fn values(&mut self, t: &Trace, s: &mut Scratch) {
+        // Each value, spans in group order; counted per key.
+        s.raw.clear();
+        s.starts.clear();
+        for &i in &s.arranged.order {
+            let g = s.arranged.group_of[i] as u32;
             for (key, v) in t.attr_ids(&t.spans[i]) {
                 if let Some(h) = hash_value(v) {
-                    vals.push((key, a.group_of[i], h));
+                    let k = key.0 as usize;
+                    if s.starts.len() <= k + 1 {
+                        s.starts.resize(k + 2, 0);
+                    }
+                    s.starts[k + 1] += 1;
+                    s.raw.push((key.0, g, h));
                 }
             }
         }
-        vals.sort_unstable();
-        let mut at = 0;
-        while at < vals.len() {
-            let key = vals[at].0;
-            let end = at + vals[at..].partition_point(|v| v.0 == key);
-            self.key_values(a, key, &vals[at..end]);
-            at = end;
+        if s.raw.is_empty() {
+            return;
+        }
+        // By key (a counting sort keeps the group order within each key), then by hash
+        // within each group.
+        let keys = s.starts.len() - 1;
+        for k in 0..keys {
+            s.starts[k + 1] += s.starts[k];
+        }
+        s.fill.clear();
+        s.fill.extend_from_slice(&s.starts[..keys]);
+        s.vals.clear();
+        s.vals.resize(s.raw.len(), (0, 0));
+        for &(k, g, h) in &s.raw {
+            let at = &mut s.fill[k as usize];
+            s.vals[*at as usize] = (g, h);
+            *at += 1;
+        }
+        for k in 0..keys {
+            let range = s.starts[k] as usize..s.starts[k + 1] as usize;
+            if range.is_empty() {
+                continue;
+            }
+            let vals = &mut s.vals[range.clone()];
+            let mut at = 0;
+            while at < vals.len() {
+                let end = at + run(&vals[at..]);
+                if end - at > 1 {
+                    vals[at..end].sort_unstable_by_key(|v| v.1);
+                }
+                at = end;
+            }
+            self.key_values(
+                &s.arranged,
+                KeyId(k as u32),
+                &s.vals[range],
+                &mut s.carriers,
+                &mut s.index,
+                &mut s.runs,
+            );
         }
     }
 
-    /// One key's values in one trace, sorted by group then hash.
-    fn key_values(&mut self, a: &Arranged, key: KeyId, vals: &[Value]) {
+    /// One key's values in one trace, by group then hash: (group, hash).
+    fn key_values(
+        &mut self,
+        a: &Arranged,
+        key: KeyId,
+        vals: &[(u32, u64)],
+        carriers: &mut Vec<(u32, std::ops::Range<usize>, bool)>,
+        index: &mut Vec<(u64, u32)>,
+        runs: &mut Vec<(usize, usize)>,
+    ) {
         // Per group carrying the key: its values (sorted) and whether every span has one.
-        let mut carriers: Vec<(usize, &[Value], bool)> = Vec::new();
+        carriers.clear();
         let mut at = 0;
         while at < vals.len() {
-            let g = vals[at].1;
-            let end = at + vals[at..].partition_point(|v| v.1 == g);
-            let all = end - at == a.groups[g].1.len();
-            carriers.push((g, &vals[at..end], all));
+            let g = vals[at].0;
+            let end = at + run(&vals[at..]);
+            let all = end - at == a.groups[g as usize].1.len();
+            carriers.push((g, at..end, all));
             at = end;
         }
-        for &(g, vs, all) in &carriers {
-            let name = a.groups[g].0;
-            let s = self.keys.entry((name, key)).or_default();
-            s.present += u64::from(all);
+        for (g, range, all) in carriers.iter() {
+            let vs = &vals[range.clone()];
+            let group = &a.groups[*g as usize];
+            let s = self.key_entry(group.0, key);
+            s.present += u64::from(*all);
             for v in vs {
-                s.values.add(v.2);
+                s.values.add(v.1);
             }
-            if a.groups[g].1.len() > 1 && vs.iter().all(|v| v.2 == vs[0].2) {
+            // Sorted: one value when the first is the last.
+            if group.1.len() > 1 && vs[0].1 == vs[vs.len() - 1].1 {
                 s.same += 1;
             }
         }
         if carriers.len() > 1 {
-            let one = vals.iter().all(|v| v.2 == vals[0].2);
-            let e = self.shared.entry(key).or_default();
+            let one = vals.iter().all(|v| v.1 == vals[0].1);
+            let e = self.shared_entry(key);
             e.0 += 1;
             e.1 += u64::from(one);
             // A key that is one value throughout nearly every trace (an order id on
@@ -347,19 +493,59 @@ impl Miner {
                 return;
             }
         }
-        for &(ga, va, all) in &carriers {
+        if carriers.len() < 2 {
+            return;
+        }
+        // Each group's distinct values, with the groups holding them: the groups that
+        // may agree with a group are those holding its first value.
+        index.clear();
+        for (c, (_, range, _)) in carriers.iter().enumerate() {
+            let vs = &vals[range.clone()];
+            for (j, v) in vs.iter().enumerate() {
+                if j == 0 || vs[j - 1].1 != v.1 {
+                    index.push((v.1, c as u32));
+                }
+            }
+        }
+        index.sort_unstable();
+        // Per group, the run of `index` holding its first value, when another group holds
+        // it too.
+        runs.clear();
+        runs.resize(carriers.len(), (0, 0));
+        let mut shared = false;
+        let mut at = 0;
+        while at < index.len() {
+            let h = index[at].0;
+            let end = at
+                + index[at..]
+                    .iter()
+                    .position(|e| e.0 != h)
+                    .unwrap_or(index.len() - at);
+            if end - at > 1 {
+                shared = true;
+                for &(_, c) in &index[at..end] {
+                    if vals[carriers[c as usize].1.start].1 == h {
+                        runs[c as usize] = (at, end);
+                    }
+                }
+            }
+            at = end;
+        }
+        if !shared {
+            return;
+        }
+        for (ca, (ga, ra, all)) in carriers.iter().enumerate() {
             if !all {
                 continue;
             }
-            for &(gb, vb, _) in &carriers {
-                if ga == gb
-                    || !va
-                        .iter()
-                        .all(|x| vb.binary_search_by_key(&x.2, |y| y.2).is_ok())
-                {
+            let va = &vals[ra.clone()];
+            let (from, to) = runs[ca];
+            for &(_, cb) in &index[from..to] {
+                let (gb, rb, _) = &carriers[cb as usize];
+                if cb as usize == ca || (va.len() > 1 && !within(va, &vals[rb.clone()])) {
                     continue;
                 }
-                let k = (a.groups[ga].0, a.groups[gb].0, key);
+                let k = (a.groups[*ga as usize].0, a.groups[*gb as usize].0, key);
                 let full = self.agree.len() >= MAX_AGREEMENTS;
                 match self.agree.get_mut(&k) {
                     Some(n) => *n += 1,
@@ -385,13 +571,10 @@ impl Miner {
             mine.root += s.root;
             mine.counts.merge(&s.counts);
         }
-        for ((x, y), p) in other.pairs {
-            let key = (map[x as usize], map[y as usize]);
-            if !self.pairs.contains_key(&key) && self.pairs.len() >= MAX_PAIRS {
-                self.pairs_dropped += 1;
+        for ((x, y), p) in other.pair_list {
+            let Some(m) = self.pair_entry((map[x as usize], map[y as usize])) else {
                 continue;
-            }
-            let m = self.pairs.entry(key).or_default();
+            };
             m.co += p.co;
             m.before += p.before;
             m.response += p.response;
@@ -403,14 +586,14 @@ impl Miner {
             merge_histogram(&mut m.after_delay, p.after_delay);
             merge_histogram(&mut m.before_delay, p.before_delay);
         }
-        for ((n, k), s) in other.keys {
-            let m = self.keys.entry((map[n as usize], k)).or_default();
+        for ((n, k), s) in other.key_list {
+            let m = self.key_entry(map[n as usize], k);
             m.present += s.present;
             m.same += s.same;
             m.values.merge(&s.values);
         }
-        for (k, (n, one)) in other.shared {
-            let e = self.shared.entry(k).or_default();
+        for (k, (n, one)) in other.shared.into_iter().enumerate() {
+            let e = self.shared_entry(KeyId(k as u32));
             e.0 += n;
             e.1 += one;
         }
@@ -421,6 +604,23 @@ impl Miner {
                 .or_default() += n;
         }
     }
+}
+
+/// How many values from the first are of its group.
+fn run(vals: &[(u32, u64)]) -> usize {
+    let g = vals[0].0;
+    vals.iter().position(|v| v.0 != g).unwrap_or(vals.len())
+}
+
+/// Whether every value of `va` is one of `vb` (both sorted by hash).
+fn within(va: &[(u32, u64)], vb: &[(u32, u64)]) -> bool {
+    let mut j = 0;
+    va.iter().all(|x| {
+        while j < vb.len() && vb[j].1 < x.1 {
+            j += 1;
+        }
+        j < vb.len() && vb[j].1 == x.1
+    })
 }
 
 fn merge_histogram(into: &mut Option<Box<Histogram>>, from: Option<Box<Histogram>>) {
@@ -550,9 +750,10 @@ fn enter(
 }
 
 /// A value's hash for telling values apart; integral floats hash as integers (`5 == 5.0`).
-/// Arrays and opaque values are not mined.
+/// Arrays and opaque values are not mined. foldhash with a fixed seed: a hash of every
+/// value mined, the same in every miner.
 fn hash_value(v: ValueRef<'_>) -> Option<u64> {
-    let mut h = fnv::FnvHasher::default();
+    let mut h = foldhash::fast::FixedState::with_seed(0).build_hasher();
     match v {
         ValueRef::Str(s) => {
             h.write_u8(0);
