@@ -34,23 +34,28 @@ pub struct Tree<'t> {
 
 /// Per span, the index of its parent in the trace (none for a root or a parent not in it).
 pub fn parents(t: &Trace) -> Vec<Option<usize>> {
-    let mut by_id: Vec<(crate::trace::SpanId, usize)> = t
-        .spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.span_id, i))
-        .collect();
+    let mut out = Vec::new();
+    parents_into(t, &mut Vec::new(), &mut out);
+    out
+}
+
+/// [`parents`], into `out`, with `by_id` to work in (both buffers reused by the caller).
+pub fn parents_into(
+    t: &Trace,
+    by_id: &mut Vec<(crate::trace::SpanId, usize)>,
+    out: &mut Vec<Option<usize>>,
+) {
+    by_id.clear();
+    by_id.extend(t.spans.iter().enumerate().map(|(i, s)| (s.span_id, i)));
     by_id.sort_unstable();
-    t.spans
-        .iter()
-        .map(|s| {
-            let p = s.parent_span_id?;
-            by_id
-                .binary_search_by_key(&p, |e| e.0)
-                .ok()
-                .map(|at| by_id[at].1)
-        })
-        .collect()
+    out.clear();
+    out.extend(t.spans.iter().map(|s| {
+        let p = s.parent_span_id?;
+        by_id
+            .binary_search_by_key(&p, |e| e.0)
+            .ok()
+            .map(|at| by_id[at].1)
+    }));
 }
 
 /// What a cut keeps.

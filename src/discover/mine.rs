@@ -115,6 +115,7 @@ struct Scratch {
     /// Per span, its name's id.
     ids: Vec<NameId>,
     arranged: Arranged,
+    tree: Tree,
     /// Each attribute value: its key id, its span's group, its hash (spans in group order).
     raw: Vec<(u32, u32, u64)>,
     /// Per key id, where its values start in `vals` (one more entry: the end).
@@ -285,7 +286,8 @@ impl Miner {
         if let Some(r) = t.root() {
             self.per_name[a.groups[a.group_of[r]].0 as usize].root += 1;
         }
-        let (parents, ancestors) = tree(t, a);
+        let mut tree = std::mem::take(&mut s.tree);
+        tree.walk(t, a);
         // The groups paired: all, or the first names in text order (whatever the order
         // of the spans or of the miner's ids).
         let mut paired: Vec<usize> = (0..a.groups.len()).collect();
@@ -297,10 +299,11 @@ impl Miner {
         for &ga in &paired {
             for &gb in &paired {
                 if ga != gb {
-                    self.pair(a, ga, gb, &parents, &ancestors);
+                    self.pair(a, ga, gb, &tree);
                 }
             }
         }
+        s.tree = tree;
         self.values(t, &mut s);
         self.scratch = s;
     }
@@ -333,22 +336,15 @@ impl Miner {
         }
     }
 
-    fn pair(
-        &mut self,
-        a: &Arranged,
-        ga: usize,
-        gb: usize,
-        parents: &[Parents],
-        ancestors: &[Option<Vec<usize>>],
-    ) {
+    fn pair(&mut self, a: &Arranged, ga: usize, gb: usize, tree: &Tree) {
         let Some(p) = self.pair_entry((a.groups[ga].0, a.groups[gb].0)) else {
             return;
         };
         let sa = &a.starts[a.groups[ga].1.clone()];
         let sb = &a.starts[a.groups[gb].1.clone()];
         p.co += 1;
-        p.child_of += u64::from(matches!(parents[gb], Parents::One(g) if g == ga));
-        p.within += u64::from(ancestors[gb].as_ref().is_some_and(|s| s.contains(&ga)));
+        p.child_of += u64::from(matches!(tree.parents[gb], Parents::One(g) if g == ga));
+        p.within += u64::from(tree.within(gb, ga));
         let after = p.after_delay.get_or_insert_with(Box::default);
         let before = p.before_delay.get_or_insert_with(Box::default);
         if let (&[x], &[y]) = (sa, sb) {
@@ -659,93 +655,115 @@ fn own_before(sa: &[u64], sb: &[u64]) -> bool {
     })
 }
 
-/// Per group: the group of its spans' parents, and the groups every one of its spans
-/// descends from (by a walk from the root keeping the groups on the path).
-fn tree(t: &Trace, a: &Arranged) -> (Vec<Parents>, Vec<Option<Vec<usize>>>) {
-    let n = t.spans.len();
-    let parent = super::cut::parents(t);
-    // Children, as ranges of one array.
-    let mut first = vec![0usize; n + 1];
-    for p in parent.iter().flatten() {
-        first[*p + 1] += 1;
-    }
-    for i in 0..n {
-        first[i + 1] += first[i];
-    }
-    let mut fill = first.clone();
-    let mut children = vec![0usize; first[n]];
-    for (i, p) in parent.iter().enumerate() {
-        if let Some(p) = p {
-            children[fill[*p]] = i;
-            fill[*p] += 1;
-        }
-    }
-    let groups = a.groups.len();
-    let mut parents = vec![Parents::Unseen; groups];
-    let mut ancestors: Vec<Option<Vec<usize>>> = vec![None; groups];
-    let mut on_path = vec![0u32; groups];
-    let mut path: Vec<usize> = Vec::new();
-    let Some(root) = t.root() else {
-        return (parents, ancestors);
-    };
-    // (span, next child to visit)
-    let mut stack: Vec<(usize, usize)> = vec![(root, first[root])];
-    enter(root, None, a, &mut parents, &mut ancestors, &on_path, &path);
-    on_path[a.group_of[root]] += 1;
-    path.push(a.group_of[root]);
-    let mut visited = 1usize;
-    while let Some((s, next)) = stack.last_mut() {
-        if *next < first[*s + 1] && visited <= n {
-            let c = children[*next];
-            *next += 1;
-            let pg = a.group_of[*s];
-            enter(
-                c,
-                Some(pg),
-                a,
-                &mut parents,
-                &mut ancestors,
-                &on_path,
-                &path,
-            );
-            on_path[a.group_of[c]] += 1;
-            path.push(a.group_of[c]);
-            stack.push((c, first[c]));
-            visited += 1;
-        } else {
-            on_path[a.group_of[*s]] -= 1;
-            path.pop();
-            stack.pop();
-        }
-    }
-    (parents, ancestors)
+/// A trace's tree as mining reads it, per group: the group of its spans' parents, and the
+/// groups every one of its spans descends from (by a walk from the root keeping the
+/// groups on the path). Its buffers are reused from trace to trace.
+#[derive(Debug, Default)]
+struct Tree {
+    /// Per group, how its spans hang.
+    parents: Vec<Parents>,
+    /// Per group, the groups all its spans descend from (sorted), once `met`.
+    ancestors: Vec<Vec<usize>>,
+    /// Per group, whether a span of it was met in the walk.
+    met: Vec<bool>,
+    /// Per span, its parent (an index).
+    parent: Vec<Option<usize>>,
+    /// Span ids with their indexes, sorted: for finding parents.
+    by_id: Vec<(crate::trace::SpanId, usize)>,
+    /// Children, as ranges of one array: span `i`'s are `children[first[i]..first[i + 1]]`.
+    first: Vec<usize>,
+    fill: Vec<usize>,
+    children: Vec<usize>,
+    /// Per group, its spans on the path being walked.
+    on_path: Vec<u32>,
+    /// The groups on that path.
+    path: Vec<usize>,
+    /// (span, next child to visit).
+    stack: Vec<(usize, usize)>,
 }
 
-/// Meets span `s` (its parent's group `pg`) with the groups on the path to it counted in
-/// `on_path` and listed in `path`.
-fn enter(
-    s: usize,
-    pg: Option<usize>,
-    a: &Arranged,
-    parents: &mut [Parents],
-    ancestors: &mut [Option<Vec<usize>>],
-    on_path: &[u32],
-    path: &[usize],
-) {
-    let g = a.group_of[s];
-    parents[g] = match (&parents[g], pg) {
-        (Parents::Unseen, Some(p)) => Parents::One(p),
-        (Parents::One(q), Some(p)) if *q == p => Parents::One(p),
-        _ => Parents::Mixed,
-    };
-    match &mut ancestors[g] {
-        Some(set) => set.retain(|&x| on_path[x] > 0),
-        None => {
-            let mut set: Vec<usize> = path.iter().copied().filter(|&x| x != g).collect();
+impl Tree {
+    /// Walks `t` (arranged as `a`).
+    fn walk(&mut self, t: &Trace, a: &Arranged) {
+        let n = t.spans.len();
+        super::cut::parents_into(t, &mut self.by_id, &mut self.parent);
+        self.first.clear();
+        self.first.resize(n + 1, 0);
+        for p in self.parent.iter().flatten() {
+            self.first[*p + 1] += 1;
+        }
+        for i in 0..n {
+            self.first[i + 1] += self.first[i];
+        }
+        self.fill.clear();
+        self.fill.extend_from_slice(&self.first);
+        self.children.clear();
+        self.children.resize(self.first[n], 0);
+        for (i, p) in self.parent.iter().enumerate() {
+            if let Some(p) = p {
+                self.children[self.fill[*p]] = i;
+                self.fill[*p] += 1;
+            }
+        }
+        let groups = a.groups.len();
+        self.parents.clear();
+        self.parents.resize(groups, Parents::Unseen);
+        if self.ancestors.len() < groups {
+            self.ancestors.resize(groups, Vec::new());
+        }
+        self.met.clear();
+        self.met.resize(groups, false);
+        self.on_path.clear();
+        self.on_path.resize(groups, 0);
+        self.path.clear();
+        self.stack.clear();
+        let Some(root) = t.root() else {
+            return;
+        };
+        self.stack.push((root, self.first[root]));
+        self.enter(root, None, a);
+        let mut visited = 1usize;
+        while let Some(&(s, next)) = self.stack.last() {
+            if next < self.first[s + 1] && visited <= n {
+                let c = self.children[next];
+                self.stack.last_mut().expect("not empty").1 += 1;
+                self.enter(c, Some(a.group_of[s]), a);
+                self.stack.push((c, self.first[c]));
+                visited += 1;
+            } else {
+                self.on_path[a.group_of[s]] -= 1;
+                self.path.pop();
+                self.stack.pop();
+            }
+        }
+    }
+
+    /// Meets span `s` (its parent's group `pg`) and puts it on the path.
+    fn enter(&mut self, s: usize, pg: Option<usize>, a: &Arranged) {
+        let g = a.group_of[s];
+        self.parents[g] = match (&self.parents[g], pg) {
+            (Parents::Unseen, Some(p)) => Parents::One(p),
+            (Parents::One(q), Some(p)) if *q == p => Parents::One(p),
+            _ => Parents::Mixed,
+        };
+        let set = &mut self.ancestors[g];
+        if self.met[g] {
+            let on_path = &self.on_path;
+            set.retain(|&x| on_path[x] > 0);
+        } else {
+            self.met[g] = true;
+            set.clear();
+            set.extend(self.path.iter().copied().filter(|&x| x != g));
             set.sort_unstable();
             set.dedup();
-            ancestors[g] = Some(set);
         }
+        self.on_path[g] += 1;
+        self.path.push(g);
+    }
+
+    /// Whether every span of group `g` descends from a span of group `of`.
+    fn within(&self, g: usize, of: usize) -> bool {
+        self.met[g] && self.ancestors[g].contains(&of)
     }
 }
 
