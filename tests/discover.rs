@@ -391,9 +391,49 @@ fn the_order_of_files_and_batches_changes_nothing() {
     let files = write_corpus(&b, &shuffled, 37);
     let mut inputs: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
     Rng(9).shuffle(&mut inputs);
-    let (x, _) = discover(&[&a], 20, 0.95);
+    let (x, sx) = discover(&[&a], 20, 0.95);
     let (y, _) = discover(&inputs, 20, 0.95);
     assert_eq!(render::jsonl(&x), render::jsonl(&y));
+    // Held to 50 traces, the stream stops and the input spills: what the stream had mined
+    // before it stopped is not counted again with the partitions (nor split for the
+    // holdout twice): the same traces mined, the same candidates.
+    let run = |holdout: Option<f64>, max_traces: usize| {
+        let opts = Options {
+            read: replay::Options {
+                inputs: vec![a.to_string_lossy().into_owned()],
+                buffer: betrace::engine::buffer::BufferConfig {
+                    max_traces,
+                    ..Default::default()
+                },
+                ..replay::Options::default()
+            },
+            min_support: Some(20),
+            min_confidence: Some(0.95),
+            holdout,
+            top: 0,
+            ..Options::default()
+        };
+        discover::run(
+            &opts,
+            &Progress::default(),
+            &mut |b| panic!("{b}"),
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+    for holdout in [None, Some(0.3)] {
+        let (whole, sw) = run(holdout, 100_000);
+        let (spilled, ss) = run(holdout, 50);
+        assert!(ss.read.spilled.is_some() && sw.read.spilled.is_none());
+        assert_eq!(ss.traces_mined, sw.traces_mined, "{holdout:?}");
+        assert_eq!(ss.holdout_from, sw.holdout_from, "{holdout:?}");
+        assert_eq!(
+            render::jsonl(&spilled),
+            render::jsonl(&whole),
+            "{holdout:?}"
+        );
+    }
+    assert_eq!(sx.traces_mined, p.corpus.traces.len() as u64);
 }
 
 #[test]

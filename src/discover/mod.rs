@@ -217,14 +217,18 @@ pub fn run(
     // Mine: one miner per judging engine, merged into `mined` when the engine is done
     // with it (a spilled input makes an engine per partition: memory stays that of one).
     let mined: Arc<Mutex<Miner>> = Arc::default();
-    let into = mined.clone();
-    read.observe = Some(Observe(Arc::new(move || {
-        let mut m = Merging {
-            miner: Miner::default(),
-            into: into.clone(),
-        };
-        Box::new(move |t: &Trace, _: &[Judgement]| m.miner.observe(t))
-    })));
+    let (into, forget) = (mined.clone(), mined.clone());
+    read.observe = Some(Observe {
+        make: Arc::new(move || {
+            let mut m = Merging {
+                miner: Miner::default(),
+                into: into.clone(),
+            };
+            Box::new(move |t: &Trace, _: &[Judgement]| m.miner.observe(t))
+        }),
+        // A spill judges every trace again: what the stream had mined is counted anew.
+        restart: Arc::new(move || *forget.lock() = Miner::default()),
+    });
     read.to = combine_to(opts.read.to, split);
     let mining_rules = RuleSet::reading(keys.clone());
     let projection = mining_rules.projection().clone();
@@ -691,10 +695,14 @@ fn judge(
             to,
             no_index,
             signals_per_rule: Some(EXCEPTIONS),
-            observe: Some(Observe(Arc::new(move || {
-                let (b, w) = (b.clone(), w.clone());
-                Box::new(move |t: &Trace, js: &[Judgement]| keep_examples(t, js, &b, &w))
-            }))),
+            observe: Some(Observe {
+                make: Arc::new(move || {
+                    let (b, w) = (b.clone(), w.clone());
+                    Box::new(move |t: &Trace, js: &[Judgement]| keep_examples(t, js, &b, &w))
+                }),
+                // The smallest examples are the same when some traces are seen twice.
+                restart: Arc::new(|| {}),
+            }),
             ..read.clone()
         };
         let mut on_signal = |s: Signal| {
@@ -767,26 +775,29 @@ fn split_at(
 ) -> Result<Option<u64>, BadRecord> {
     const SAMPLE: usize = 100_000;
     let starts: Arc<Mutex<(Vec<u64>, u64)>> = Arc::default();
-    let s = starts.clone();
+    let (s, forget) = (starts.clone(), starts.clone());
     let opts = replay::Options {
-        observe: Some(Observe(Arc::new(move || {
-            let s = s.clone();
-            Box::new(move |t: &Trace, _: &[Judgement]| {
-                let mut g = s.lock();
-                g.1 += 1;
-                let seen = g.1;
-                let start = t.start_unix_nano();
-                if g.0.len() < SAMPLE {
-                    g.0.push(start);
-                } else {
-                    // Reservoir sampling, with a cheap deterministic stream of indexes.
-                    let at = (seen.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % seen;
-                    if (at as usize) < SAMPLE {
-                        g.0[at as usize] = start;
+        observe: Some(Observe {
+            restart: Arc::new(move || *forget.lock() = Default::default()),
+            make: Arc::new(move || {
+                let s = s.clone();
+                Box::new(move |t: &Trace, _: &[Judgement]| {
+                    let mut g = s.lock();
+                    g.1 += 1;
+                    let seen = g.1;
+                    let start = t.start_unix_nano();
+                    if g.0.len() < SAMPLE {
+                        g.0.push(start);
+                    } else {
+                        // Reservoir sampling, with a cheap deterministic stream of indexes.
+                        let at = (seen.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % seen;
+                        if (at as usize) < SAMPLE {
+                            g.0[at as usize] = start;
+                        }
                     }
-                }
-            })
-        }))),
+                })
+            }),
+        }),
         ..read.clone()
     };
     replay::run(

@@ -140,7 +140,14 @@ impl Held {
 /// Makes one [`Observer`] per judging engine (each judging thread has its own, so an
 /// observer needs no lock of its own).
 #[derive(Clone)]
-pub struct Observe(pub Arc<dyn Fn() -> Box<Observer> + Send + Sync>);
+pub struct Observe {
+    /// Makes one observer.
+    pub make: Arc<dyn Fn() -> Box<Observer> + Send + Sync>,
+    /// Called when a stream stops to spill (its engines, and their observers, dropped by
+    /// then): every trace is judged, and observed, again from the partitions, so what was
+    /// observed of the stream is to be forgotten.
+    pub restart: Arc<dyn Fn() + Send + Sync>,
+}
 
 impl std::fmt::Debug for Observe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -358,7 +365,7 @@ impl Ctx<'_> {
             },
         );
         match &self.opts.observe {
-            Some(make) => engine.with_observer((make.0)()),
+            Some(observe) => engine.with_observer((observe.make)()),
             None => engine,
         }
     }
@@ -464,6 +471,9 @@ pub fn run(
             judged
         }
         Err(reason) => {
+            if let Some(observe) = &opts.observe {
+                (observe.restart)();
+            }
             progress.spans.store(0, Relaxed);
             progress.bytes_read.store(0, Relaxed);
             progress.inputs_done.store(0, Relaxed);
