@@ -1,4 +1,5 @@
-//! Replay from a Jaeger v2 trace store, over its api_v3 HTTP/JSON query API.
+//! Replay from a Jaeger v2 trace store, over its api_v3 HTTP/JSON query API; and every
+//! trace of a window fetched once, for `betrace discover` ([`spool`]).
 //!
 //! # What is fetched
 //!
@@ -7,7 +8,8 @@
 //! only the (service, operation) pairs whose operation one of those names matches (exact
 //! names and globs, matched here) are queried. When some rule can apply without any
 //! particular span (`not`, `within`, a `*` selector), every service is queried whole.
-//! Every returned trace is judged whole, once.
+//! Every returned trace is judged whole, once. [`spool`] has no rules to push down: it
+//! queries every service whole and writes each trace down once.
 //!
 //! # Enumerating completely
 //!
@@ -93,9 +95,9 @@ pub struct JaegerOptions {
     pub max_response_bytes: u64,
     /// How far past `to` a matching span may start (the live `max_trace_age`).
     pub lookahead: u64,
-    /// The engine's buffer: only its limits matter, traces arrive whole.
+    /// The engine's buffer: only its limits matter, traces arrive whole ([`run`] only).
     pub buffer: BufferConfig,
-    /// Keep compliance evidence.
+    /// Keep compliance evidence ([`run`] only).
     pub evidence: bool,
 }
 
@@ -199,6 +201,8 @@ pub enum ErrorKind {
     Unreachable,
     /// The answer is not what api_v3 sends.
     Malformed,
+    /// The traces fetched could not be written down ([`spool`]: the spill directory).
+    NotWritten,
 }
 
 impl fmt::Display for StoreError {
@@ -230,36 +234,110 @@ pub fn run(
             evidence: opts.evidence,
         },
     );
-    let projection = engine.rules().projection().clone();
-    let mut run = Run {
-        store: Store::new(opts, projection, progress.bytes_read.clone()),
-        pages: PageSize::new(opts.limit.max(1)),
+    let mut judge = Judge {
+        projection: engine.rules().projection().clone(),
         engine,
         seen: HashSet::new(),
+        summary: Summary::default(),
+        progress,
+        on_signal,
+    };
+    let (fetched, error) = fetch(opts, names, &mut judge, progress, on_note);
+    judge.summary.close(&judge.engine, progress, started);
+    (judge.summary, fetched, error)
+}
+
+/// Writes every trace of the store with a span starting in `[from, to + lookahead]` (of
+/// `opts.services`, or all) to `out`, each once, as OTLP/JSON lines — what the collector's
+/// `file` exporter writes, and replay reads — for `betrace discover` to mine: nothing is
+/// pushed down, since every trace counts. On a store error (or one writing `out`), what
+/// was written before it stays written.
+pub fn spool(
+    opts: &JaegerOptions,
+    out: &mut dyn std::io::Write,
+    progress: &Progress,
+    on_note: &mut dyn FnMut(&str),
+) -> (Fetched, Option<StoreError>) {
+    let mut spool = Spool {
+        out,
+        seen: HashSet::new(),
+        progress,
+    };
+    let why = "discover mines every trace".to_string();
+    let (fetched, error) = fetch(opts, (None, why), &mut spool, progress, on_note);
+    let error = error.or_else(|| {
+        spool.out.flush().err().map(|e| StoreError {
+            request: opts.url.clone(),
+            kind: ErrorKind::NotWritten,
+            message: format!("writing the traces fetched down: {e}"),
+        })
+    });
+    (fetched, error)
+}
+
+/// Queries the store for every trace that spans of `names` (all when `None`) are in, and
+/// hands each response to `take`.
+fn fetch(
+    opts: &JaegerOptions,
+    names: (Option<Vec<NameMatch>>, String),
+    take: &mut dyn Take,
+    progress: &Progress,
+    on_note: &mut dyn FnMut(&str),
+) -> (Fetched, Option<StoreError>) {
+    let mut run = Run {
+        store: Store::new(opts, progress.bytes_read.clone()),
+        pages: PageSize::new(opts.limit.max(1)),
+        take,
         fetched: Fetched {
             url: opts.url.clone(),
             limit: opts.limit.max(1),
             ..Fetched::default()
         },
-        summary: Summary::default(),
         progress,
-        on_signal,
         on_note,
     };
     let error = run.all(opts, names).err();
-    run.summary.close(&run.engine, progress, started);
-    (run.summary, run.fetched, error)
+    (run.fetched, error)
+}
+
+/// What is done with the traces of each response.
+trait Take {
+    /// Takes the traces of one response to `url` (`result`: its OTLP/JSON `TracesData`)
+    /// that were not taken before, counting them in `fetched`; returns how many distinct
+    /// traces the response held.
+    fn take(
+        &mut self,
+        url: &str,
+        result: &[u8],
+        fetched: &mut Fetched,
+    ) -> Result<usize, StoreError>;
+}
+
+/// Replay's: each trace judged by the engine as it arrives.
+struct Judge<'a> {
+    engine: Engine,
+    /// The rules' projection: what the decoder keeps of a span.
+    projection: Arc<Projection>,
+    seen: HashSet<TraceId>,
+    summary: Summary,
+    progress: &'a Progress,
+    on_signal: &'a mut dyn FnMut(Signal),
+}
+
+/// Discover's: each trace written down, once.
+struct Spool<'a> {
+    out: &'a mut dyn std::io::Write,
+    /// The trace ids written (as the store spells them).
+    seen: HashSet<String>,
+    progress: &'a Progress,
 }
 
 struct Run<'a> {
     store: Store,
     pages: PageSize,
-    engine: Engine,
-    seen: HashSet<TraceId>,
+    take: &'a mut dyn Take,
     fetched: Fetched,
-    summary: Summary,
     progress: &'a Progress,
-    on_signal: &'a mut dyn FnMut(Signal),
     on_note: &'a mut dyn FnMut(&str),
 }
 
@@ -365,7 +443,6 @@ impl Run<'_> {
                 }
             };
             let full = found.full || found.traces >= limit;
-            self.judge(found.batch);
             if !full {
                 continue;
             }
@@ -397,7 +474,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// One find-traces query (its transient failures retried by [`Store::get`]).
+    /// One find-traces query (its transient failures retried by [`Store::get`]), its
+    /// traces taken.
     fn query(
         &mut self,
         service: &str,
@@ -408,14 +486,43 @@ impl Run<'_> {
     ) -> Result<Found, StoreError> {
         self.fetched.queries += 1;
         self.progress.inputs_done.fetch_add(1, Relaxed);
-        let found = self.store.traces(service, operation, a, b, limit);
+        let url = self.store.find_url(service, operation, a, b, limit);
+        let body = self.store.traces(&url);
         self.fetched.retries = self.store.retries.get();
-        found
+        let Some(body) = body? else {
+            return Ok(Found::default());
+        };
+        let wrapper: Wrapper = serde_json::from_slice(&body).map_err(|e| malformed(&url, &e))?;
+        let Some(result) = wrapper.result else {
+            return Err(StoreError {
+                request: url,
+                kind: ErrorKind::Malformed,
+                message: "the response has no \"result\"".into(),
+            });
+        };
+        let traces = self
+            .take
+            .take(&url, result.get().as_bytes(), &mut self.fetched)?;
+        Ok(Found {
+            traces,
+            full: false,
+        })
     }
+}
 
+impl Take for Judge<'_> {
     /// Judges the traces of one response not judged before.
-    fn judge(&mut self, batch: Option<otlp::Batch>) {
-        let Some(batch) = batch else { return };
+    fn take(
+        &mut self,
+        url: &str,
+        result: &[u8],
+        fetched: &mut Fetched,
+    ) -> Result<usize, StoreError> {
+        let batch = otlp::json::decode(result, &self.projection).map_err(|e| StoreError {
+            request: url.to_string(),
+            kind: ErrorKind::Malformed,
+            message: format!("the traces in the response cannot be read: {e}"),
+        })?;
         self.summary.invalid_spans += batch.invalid_spans;
         // One fragment per trace of the response (the decoder groups a batch by trace).
         let total = batch.fragments.len();
@@ -424,8 +531,8 @@ impl Run<'_> {
             .into_iter()
             .filter(|f| self.seen.insert(f.trace_id))
             .collect();
-        self.fetched.repeats += (total - fresh.len()) as u64;
-        self.fetched.traces += fresh.len() as u64;
+        fetched.repeats += (total - fresh.len()) as u64;
+        fetched.traces += fresh.len() as u64;
         let spans: u64 = fresh.iter().map(|f| f.spans.len() as u64).sum();
         self.summary.spans += spans;
         self.progress.spans.fetch_add(spans, Relaxed);
@@ -441,13 +548,91 @@ impl Run<'_> {
             self.progress.signals.fetch_add(1, Relaxed);
             (self.on_signal)(s);
         }
+        Ok(total)
     }
+}
+
+impl Take for Spool<'_> {
+    /// Writes the traces of one response not written before as one line: the response
+    /// with the spans of the others left out.
+    fn take(
+        &mut self,
+        url: &str,
+        result: &[u8],
+        fetched: &mut Fetched,
+    ) -> Result<usize, StoreError> {
+        let mut data: serde_json::Value =
+            serde_json::from_slice(result).map_err(|e| malformed(url, &e))?;
+        let mut all: HashSet<String> = HashSet::new();
+        for_each_spans(&mut data, &mut |spans| {
+            all.extend(spans.iter().map(trace_id_of));
+        });
+        let fresh: HashSet<String> = all
+            .iter()
+            .filter(|t| !self.seen.contains(*t))
+            .cloned()
+            .collect();
+        let mut kept = 0u64;
+        for_each_spans(&mut data, &mut |spans| {
+            spans.retain(|s| fresh.contains(&trace_id_of(s)));
+            kept += spans.len() as u64;
+        });
+        fetched.repeats += (all.len() - fresh.len()) as u64;
+        fetched.traces += fresh.len() as u64;
+        self.progress.spans.fetch_add(kept, Relaxed);
+        if kept > 0 {
+            let written = serde_json::to_writer(&mut *self.out, &data)
+                .map_err(std::io::Error::from)
+                .and_then(|()| self.out.write_all(b"\n"));
+            if let Err(e) = written {
+                return Err(StoreError {
+                    request: url.to_string(),
+                    kind: ErrorKind::NotWritten,
+                    message: format!("writing the traces fetched down: {e}"),
+                });
+            }
+        }
+        self.seen.extend(fresh);
+        Ok(all.len())
+    }
+}
+
+/// Calls `f` with each list of spans of an OTLP/JSON `TracesData` (camelCase, as api_v3
+/// and the file exporter write it, or snake_case).
+fn for_each_spans(data: &mut serde_json::Value, f: &mut dyn FnMut(&mut Vec<serde_json::Value>)) {
+    fn field<'v>(
+        v: &'v mut serde_json::Value,
+        camel: &str,
+        snake: &str,
+    ) -> Option<&'v mut Vec<serde_json::Value>> {
+        let o = v.as_object_mut()?;
+        let key = if o.contains_key(camel) { camel } else { snake };
+        o.get_mut(key)?.as_array_mut()
+    }
+    for rs in field(data, "resourceSpans", "resource_spans")
+        .into_iter()
+        .flatten()
+    {
+        for ss in field(rs, "scopeSpans", "scope_spans").into_iter().flatten() {
+            if let Some(spans) = field(ss, "spans", "spans") {
+                f(spans);
+            }
+        }
+    }
+}
+
+/// A span's trace id as the store spells it (empty when it has none).
+fn trace_id_of(span: &serde_json::Value) -> String {
+    span.get("traceId")
+        .or_else(|| span.get("trace_id"))
+        .and_then(|t| t.as_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// One find-traces answer.
 #[derive(Default)]
 struct Found {
-    batch: Option<otlp::Batch>,
     /// Distinct traces in it.
     traces: usize,
     /// Treat the slice as full (its response was too large to read).
@@ -466,8 +651,6 @@ struct Store {
     agent: ureq::Agent,
     base: String,
     max_response_bytes: u64,
-    /// The rules' projection: what the decoder keeps of a span.
-    projection: Arc<Projection>,
     bytes: Arc<std::sync::atomic::AtomicU64>,
     /// Requests asked again after a transient failure.
     retries: std::cell::Cell<u64>,
@@ -498,11 +681,7 @@ struct Wrapper<'a> {
 }
 
 impl Store {
-    fn new(
-        opts: &JaegerOptions,
-        projection: Arc<Projection>,
-        bytes: Arc<std::sync::atomic::AtomicU64>,
-    ) -> Store {
+    fn new(opts: &JaegerOptions, bytes: Arc<std::sync::atomic::AtomicU64>) -> Store {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(opts.timeout))
             .http_status_as_error(false)
@@ -514,7 +693,6 @@ impl Store {
             agent: ureq::Agent::new_with_config(config),
             base: opts.url.trim_end_matches('/').to_string(),
             max_response_bytes: opts.max_response_bytes,
-            projection,
             bytes,
             retries: std::cell::Cell::new(0),
         }
@@ -556,42 +734,13 @@ impl Store {
         url
     }
 
-    fn traces(
-        &self,
-        service: &str,
-        operation: &str,
-        a: u64,
-        b: u64,
-        limit: usize,
-    ) -> Result<Found, StoreError> {
-        let url = self.find_url(service, operation, a, b, limit);
-        let body = match self.get(&url) {
-            Ok(body) => body,
-            // Jaeger answers "no traces" with 404.
-            Err(e) if e.kind == ErrorKind::NotFound => return Ok(Found::default()),
-            Err(e) => return Err(e),
-        };
-        let wrapper: Wrapper = serde_json::from_slice(&body).map_err(|e| malformed(&url, &e))?;
-        let Some(result) = wrapper.result else {
-            return Err(StoreError {
-                request: url,
-                kind: ErrorKind::Malformed,
-                message: "the response has no \"result\"".into(),
-            });
-        };
-        let batch = otlp::json::decode(result.get().as_bytes(), &self.projection).map_err(|e| {
-            StoreError {
-                request: url.clone(),
-                kind: ErrorKind::Malformed,
-                message: format!("the traces in the response cannot be read: {e}"),
-            }
-        })?;
-        let traces = batch.fragments.len();
-        Ok(Found {
-            batch: Some(batch),
-            traces,
-            full: false,
-        })
+    /// The body of one find-traces query (none: Jaeger's 404 for "no traces").
+    fn traces(&self, url: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.get(url) {
+            Ok(body) => Ok(Some(body)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// GETs a URL and reads its body. A transient failure is asked again, [`TRIES`]
