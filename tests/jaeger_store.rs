@@ -1,4 +1,5 @@
-//! Replay from a Jaeger store when the store is capped, refuses, breaks or hangs.
+//! Replay from a Jaeger store when the store is capped, refuses, breaks or hangs; and
+//! discover from one (every trace fetched once, or a clear error).
 //!
 //! The store here is a small HTTP server speaking api_v3's shapes, so that each failure
 //! can be produced on demand; the real Jaeger (built from its module) is exercised by
@@ -105,18 +106,25 @@ fn param(target: &str, key: &str) -> Option<String> {
     })
 }
 
-/// A stored trace: a charge at `start`, a reservation before it unless `violates`.
+/// A stored trace: a charge at `start`, a reservation before it unless `violates`; with
+/// `root`, both under a checkout span that starts first (a complete trace).
 #[derive(Clone)]
 struct Stored {
     id: u8,
     start: u64,
     violates: bool,
+    root: bool,
 }
 
 impl Stored {
     fn span(&self, n: u8, name: &str, start: u64, service: &str) -> String {
+        let parent = if self.root && n != 0 {
+            format!(r#","parentSpanId":"{:02x}00000000000000""#, self.id)
+        } else {
+            String::new()
+        };
         format!(
-            r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{:02x}000000000000000000000000000000","spanId":"{:02x}{n:02x}000000000000","name":"{name}","startTimeUnixNano":"{start}","endTimeUnixNano":"{}"}}]}}]}}"#,
+            r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{:02x}000000000000000000000000000000","spanId":"{:02x}{n:02x}000000000000"{parent},"name":"{name}","startTimeUnixNano":"{start}","endTimeUnixNano":"{}"}}]}}]}}"#,
             self.id,
             self.id,
             start + MS
@@ -124,9 +132,12 @@ impl Stored {
     }
 
     /// Its resource spans: the reservation (in another service, a millisecond before the
-    /// charge, so it can straddle a slice boundary) and the charge.
+    /// charge, so it can straddle a slice boundary) and the charge (and their root).
     fn json(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.root {
+            out.push(self.span(0, "POST /checkout", self.start - 2 * MS, "shop"));
+        }
         if !self.violates {
             out.push(self.span(1, "inventory.reserve", self.start - MS, "inventory"));
         }
@@ -188,7 +199,15 @@ fn rules_file() -> String {
     let dir = std::env::temp_dir().join(format!("betrace-jaeger-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("rules.yaml");
-    std::fs::write(&path, RULES).unwrap();
+    // Tests run at once: each writes its own copy and renames it into place, so that none
+    // reads the file half written.
+    static COPIES: AtomicUsize = AtomicUsize::new(0);
+    let copy = dir.join(format!(
+        "rules-{}.yaml",
+        COPIES.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&copy, RULES).unwrap();
+    std::fs::rename(&copy, &path).unwrap();
     path.display().to_string()
 }
 
@@ -224,6 +243,7 @@ fn stored(n: u8) -> Vec<Stored> {
             // Several traces share a millisecond: slices must split below it.
             start: T0 + (i as u64 / 3) * MS,
             violates: i % 4 == 0,
+            root: false,
         })
         .collect()
 }
@@ -291,6 +311,7 @@ fn the_first_span_decides_the_window_even_when_the_matching_span_is_later() {
         id: 1,
         start: day_end + MS / 2,
         violates: false,
+        root: false,
     };
     let traces = vec![late];
     let url = serve(move |target| listing(target).unwrap_or_else(|| find(&traces, target, 100)));
@@ -559,4 +580,201 @@ fn the_page_grows_back_to_the_stores_own_limit() {
     );
     let refusals = err.matches("asking for").count();
     assert!(refusals <= 12, "{refusals} refusals: {err}");
+}
+
+/// `betrace discover --jaeger URL` over 2024-11-25 with `extra` flags: exit code, stdout,
+/// stderr.
+fn discover(url: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "discover",
+        "--jaeger",
+        url,
+        "--from",
+        "2024-11-25",
+        "--to",
+        "2024-11-25",
+    ];
+    args.extend_from_slice(extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_betrace"))
+        .args(&args)
+        .output()
+        .expect("run betrace");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The candidates of `--format jsonl` output, by condition: (support, violations, the
+/// exceptions sorted).
+fn by_condition(jsonl: &str) -> std::collections::BTreeMap<String, (u64, u64, Vec<String>)> {
+    jsonl
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let mut ex: Vec<String> = v["exceptions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.as_str().unwrap().to_string())
+                .collect();
+            ex.sort();
+            (
+                v["condition"].as_str().unwrap().to_string(),
+                (
+                    v["support"].as_u64().unwrap(),
+                    v["violations"].as_u64().unwrap(),
+                    ex,
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn discover_mines_every_trace_of_a_capped_store_once_as_from_its_files() {
+    let traces: Vec<Stored> = stored(40)
+        .into_iter()
+        .map(|t| Stored { root: true, ..t })
+        .collect();
+    let (t, queried) = (traces.clone(), Arc::new(AtomicUsize::new(0)));
+    let q = queried.clone();
+    let url = serve(move |target| {
+        listing(target).unwrap_or_else(|| {
+            q.fetch_add(1, Ordering::Relaxed);
+            // Every trace is asked for, whatever service or operation holds it.
+            assert_eq!(param(target, "query.operation_name"), None, "{target}");
+            find(&t, target, 8)
+        })
+    });
+    let flags = [
+        "--format",
+        "jsonl",
+        "--top",
+        "0",
+        "--min-support",
+        "5",
+        "--min-confidence",
+        "0.7",
+    ];
+    let mut args = flags.to_vec();
+    args.extend(["--jaeger-limit", "3"]);
+    let (code, out, err) = discover(&url, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("40 traces fetched") && err.contains("40 complete traces mined"),
+        "{err}"
+    );
+    assert!(
+        queried.load(Ordering::Relaxed) > 10,
+        "the slices were split: {err}"
+    );
+    // The same traces as a file: the same candidates, counts and exceptions.
+    let dir = std::env::temp_dir().join(format!("betrace-jaeger-discover-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("traces.json");
+    let lines: Vec<String> = traces
+        .iter()
+        .map(|t| format!(r#"{{"resourceSpans":[{}]}}"#, t.json().join(",")))
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out_files = Command::new(env!("CARGO_BIN_EXE_betrace"))
+        .arg("discover")
+        .args(flags)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out_files.status.success());
+    let from_files = by_condition(&String::from_utf8_lossy(&out_files.stdout));
+    let from_store = by_condition(&out);
+    assert_eq!(from_store, from_files);
+    // Among them the rule the traces were made by, broken by the ten without a reservation
+    // (the exceptions are those ten).
+    let mut want: Vec<String> = traces
+        .iter()
+        .filter(|t| t.violates)
+        .map(|t| format!("{:02x}000000000000000000000000000000", t.id))
+        .collect();
+    want.sort();
+    assert!(
+        from_store.values().any(|c| *c == (40, 10, want.clone())),
+        "{out}"
+    );
+}
+
+#[test]
+fn discover_from_a_failing_store_is_a_clear_error_and_mines_nothing() {
+    let traces = stored(5);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let url = serve(move |target| {
+        listing(target).unwrap_or_else(|| {
+            // The first query answers (full: it is split); every later one fails.
+            if c.fetch_add(1, Ordering::Relaxed) == 0 {
+                find(&traces, target, 100)
+            } else {
+                Reply::Status(502, "bad gateway".into())
+            }
+        })
+    });
+    let (code, out, err) = discover(&url, &["--jaeger-limit", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("error: the trace store failed: ")
+            && err.contains(&format!("{url}/api/v3/traces?"))
+            && err.contains("HTTP 502: bad gateway"),
+        "{err}"
+    );
+    assert!(
+        out.is_empty(),
+        "nothing is mined from part of a window: {out}"
+    );
+
+    let (code, out, err) = discover(&unused_port_url(), &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot reach the store"), "{err}");
+    assert!(out.is_empty(), "{out}");
+}
+
+#[test]
+fn discover_store_flags_are_checked_before_anything_runs() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_betrace"))
+            .arg("discover")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--jaeger", "http://127.0.0.1:9", "--from", "2024-11-25"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--jaeger needs --from and --to"), "{err}");
+    let (code, err) = run(&["--jaeger-limit", "5", "examples/traces"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("go with --jaeger"), "{err}");
+    let (code, err) = run(&[
+        "--jaeger",
+        "jaeger:16686",
+        "--from",
+        "2024-11-25",
+        "--to",
+        "2024-11-25",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is not an http:// or https:// URL"), "{err}");
+    let (code, err) = run(&[
+        "--jaeger",
+        "http://127.0.0.1:9",
+        "--from",
+        "2024-11-25",
+        "--to",
+        "2024-11-25",
+        "examples/traces",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot be used with"), "{err}");
 }

@@ -2,13 +2,17 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use betrace::discover::{self, render, Found, Options, Summary};
 use betrace::engine::buffer::{BufferConfig, DEFAULT_MAX_SPANS, DEFAULT_MAX_TRACES};
 use betrace::engine::signal::{now_unix_nano, parse_time, rfc3339};
+use betrace::replay::jaeger::JaegerOptions;
 use betrace::replay::{self, Limits, Progress};
 
-use super::replay::{dir_size, duration, end_of, progress_bar, MILLISECOND, MONTH};
+use super::replay::{
+    dir_size, duration, end_of, jaeger_url, progress_bar, store_progress, HOUR, MILLISECOND, MONTH,
+};
 use super::{load_rules, paths, say, OK, USAGE};
 use betrace::diagnostic::terminal::escape;
 
@@ -17,7 +21,11 @@ use betrace::diagnostic::terminal::escape;
 ///
 /// INPUT is read as `betrace replay` reads it: collector `file` exporter output (JSON
 /// lines or protobuf, plain or compressed), files and lines in any order, directories, `-`
-/// for standard input. Only complete traces (one root, every span reaching it) are mined.
+/// for standard input. With --jaeger instead of INPUT, the traces come from a Jaeger v2
+/// store (its api_v3 query API over HTTP): every trace whose first span starts between
+/// --from and --to is fetched once into the spill directory, then mined as a file is; a
+/// store that fails stops the run (exit code 2). Only complete traces (one root, every span
+/// reaching it) are mined.
 ///
 /// Templates (docs/discover.md): existence (`when { A } always { B }`), precedence
 /// (`A before B`), response (`B after $a`, `… until A`), time bounds (`… within D`: the
@@ -39,7 +47,7 @@ use betrace::diagnostic::terminal::escape;
 /// nothing is found; 2 on bad input.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  betrace discover examples/traces\n  betrace discover --format table --top 20 /var/otel/traces/\n  betrace discover --rules rules/ --holdout 0.3 --output candidates.yaml traces/\n  betrace test candidates.yaml && betrace replay --rules candidates.yaml --format summary traces/"
+    after_help = "Examples:\n  betrace discover examples/traces\n  betrace discover --format table --top 20 /var/otel/traces/\n  betrace discover --rules rules/ --holdout 0.3 --output candidates.yaml traces/\n  betrace discover --jaeger http://jaeger-query:16686 --from 2024-11-01 --to 2024-11-25 --format table\n  betrace test candidates.yaml && betrace replay --rules candidates.yaml --format summary traces/"
 )]
 pub struct Args {
     /// Rules already written (files, directories, globs; repeat the flag): candidates they
@@ -100,8 +108,23 @@ pub struct Args {
     /// Read every input whole, even those with an index.
     #[arg(long)]
     pub no_index: bool,
+    /// Mine the traces of this Jaeger v2 query service (api_v3 over HTTP) instead of files;
+    /// needs --from and --to.
+    #[arg(long, value_name = "URL", value_parser = jaeger_url, conflicts_with = "inputs")]
+    pub jaeger: Option<String>,
+    /// With --jaeger: only this service (repeat the flag for several; default: all).
+    #[arg(long, value_name = "SERVICE", action = clap::ArgAction::Append)]
+    pub service: Vec<String>,
+    /// With --jaeger: traces asked for per query (`query.num_traces`). A slice of time
+    /// that returns this many is split and asked again, so any value lists everything;
+    /// larger means fewer queries. Halved when the store refuses it. [default: 1000]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub jaeger_limit: Option<u32>,
+    /// With --jaeger: longest one request may take (1ms to 1h). [default: 60s]
+    #[arg(long, value_parser = duration::<MILLISECOND, HOUR>, value_name = "DURATION")]
+    pub jaeger_timeout: Option<u64>,
     /// Trace files, directories, or - for standard input.
-    #[arg(required = true, value_name = "INPUT")]
+    #[arg(required_unless_present = "jaeger", value_name = "INPUT")]
     pub inputs: Vec<String>,
 }
 
@@ -155,6 +178,23 @@ pub fn run(args: &Args) -> u8 {
             ))
         }
     };
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return usage("--from is after --to: no trace can be in that window");
+        }
+    }
+    if args.jaeger.is_none()
+        && (!args.service.is_empty()
+            || args.jaeger_limit.is_some()
+            || args.jaeger_timeout.is_some())
+    {
+        return usage(
+            "--service, --jaeger-limit and --jaeger-timeout go with --jaeger: files are read whole",
+        );
+    }
+    if args.jaeger.is_some() && (from.is_none() || to.is_none()) {
+        return usage("--jaeger needs --from and --to: a trace store is queried by time (e.g. --from 2024-11-01 --to 2024-11-25)");
+    }
     let known = if args.rules.is_empty() {
         None
     } else {
@@ -187,16 +227,29 @@ pub fn run(args: &Args) -> u8 {
         },
         None => Box::new(std::io::stdout().lock()),
     };
+    let buffer = BufferConfig {
+        trace_idle_timeout: args.trace_idle_timeout,
+        max_trace_age: args.max_trace_age,
+        max_traces: usize::try_from(args.max_traces).unwrap_or(usize::MAX),
+        max_spans: usize::try_from(args.max_spans).unwrap_or(usize::MAX),
+        max_bytes: usize::MAX,
+    };
+    let jaeger = args.jaeger.as_ref().map(|url| JaegerOptions {
+        url: url.clone(),
+        from: from.unwrap_or(0),
+        to: to.unwrap_or(u64::MAX),
+        services: args.service.clone(),
+        limit: args.jaeger_limit.unwrap_or(1000) as usize,
+        timeout: Duration::from_nanos(args.jaeger_timeout.unwrap_or(60_000_000_000)),
+        max_response_bytes: Limits::default().max_record_bytes as u64,
+        lookahead: args.max_trace_age,
+        buffer,
+        evidence: false,
+    });
     let opts = Options {
         read: replay::Options {
             inputs: args.inputs.clone(),
-            buffer: BufferConfig {
-                trace_idle_timeout: args.trace_idle_timeout,
-                max_trace_age: args.max_trace_age,
-                max_traces: usize::try_from(args.max_traces).unwrap_or(usize::MAX),
-                max_spans: usize::try_from(args.max_spans).unwrap_or(usize::MAX),
-                max_bytes: usize::MAX,
-            },
+            buffer,
             from,
             to,
             limits: Limits::default(),
@@ -210,6 +263,7 @@ pub fn run(args: &Args) -> u8 {
         min_confidence: args.min_confidence,
         holdout: args.holdout,
         top: args.top,
+        jaeger,
     };
     let passes = if args.holdout.is_some() { 4 } else { 2 };
     let total: u64 = args
@@ -219,7 +273,10 @@ pub fn run(args: &Args) -> u8 {
         .map(|i| dir_size(std::path::Path::new(i)))
         .sum();
     let progress = Arc::new(Progress::default());
-    let bar = progress_bar(total * passes, progress.clone());
+    let bar = match &args.jaeger {
+        Some(url) => store_progress(url, progress.clone()),
+        None => progress_bar(total * passes, progress.clone()),
+    };
     let mut bad = 0u64;
     let on_bad = &mut |b: &replay::BadRecord| {
         bad += 1;
@@ -237,7 +294,7 @@ pub fn run(args: &Args) -> u8 {
         Err(b) => return usage(&escape(&b.to_string())),
     };
     let text = match args.format {
-        Format::Yaml => render::yaml(&found, &header(args, &summary)),
+        Format::Yaml => render::yaml(&found, &header(&summary, &source(args))),
         Format::Jsonl => render::jsonl(&found),
         Format::Table => render::table(&found),
     };
@@ -256,7 +313,7 @@ pub fn run(args: &Args) -> u8 {
             &found,
             &summary,
             &super::candidates::Run {
-                source: &args.inputs.join(", "),
+                source: &source(args),
                 generated: &rfc3339(now_unix_nano()),
             },
         );
@@ -280,11 +337,23 @@ fn usage(message: &str) -> u8 {
     USAGE
 }
 
+/// What was mined, in words: the inputs, or the store and its window.
+fn source(args: &Args) -> String {
+    match &args.jaeger {
+        Some(url) => format!(
+            "Jaeger at {url} ({} to {})",
+            args.from.as_deref().unwrap_or_default(),
+            args.to.as_deref().unwrap_or_default()
+        ),
+        None => args.inputs.join(", "),
+    }
+}
+
 /// The comment at the top of the YAML output.
-fn header(args: &Args, s: &Summary) -> String {
+fn header(s: &Summary, source: &str) -> String {
     format!(
         "Candidate rules found by `betrace discover` in {} on {}.\nMined {} complete traces; thresholds: support >= {}, confidence >= {}.\nEvery rule is disabled: read it, run `betrace test` on this file, replay it, then enable\nthe ones that say what your system must do (docs/discover.md).",
-        args.inputs.join(", "),
+        source,
         rfc3339(now_unix_nano()),
         s.traces_mined,
         s.min_support,
@@ -294,7 +363,19 @@ fn header(args: &Args, s: &Summary) -> String {
 
 /// The summary on stderr.
 fn summary_text(found: &[Found], s: &Summary) -> String {
-    let mut t = format!(
+    let mut t = String::new();
+    if let Some(f) = &s.fetched {
+        t += &format!(
+            "discover: Jaeger at {}: {} traces fetched in {} queries ({} time slices split because they came back full, {} traces a query), {} returned again by another query and kept once\n",
+            escape(&f.url),
+            f.traces,
+            f.queries,
+            f.splits,
+            f.limit,
+            f.repeats
+        );
+    }
+    t += &format!(
         "discover: {} spans read, {} complete traces mined{}\n",
         s.read.spans,
         s.traces_mined,

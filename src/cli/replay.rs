@@ -130,7 +130,7 @@ pub struct Args {
 }
 
 pub(super) const MILLISECOND: u64 = 1_000_000;
-const HOUR: u64 = 3_600_000_000_000;
+pub(super) const HOUR: u64 = 3_600_000_000_000;
 pub(super) const MONTH: u64 = 30 * 24 * HOUR;
 
 /// A duration flag's value parser: a duration such as `5s` or `250ms` from `MIN` to `MAX`
@@ -151,7 +151,7 @@ pub(super) fn duration<const MIN: u64, const MAX: u64>(s: &str) -> Result<u64, S
 }
 
 /// `--jaeger`'s value parser: an http:// or https:// URL, refused by clap otherwise.
-fn jaeger_url(s: &str) -> Result<String, String> {
+pub(super) fn jaeger_url(s: &str) -> Result<String, String> {
     if s.starts_with("http://") || s.starts_with("https://") {
         Ok(s.to_string())
     } else {
@@ -466,7 +466,7 @@ pub(super) fn progress_bar(total_bytes: u64, progress: Arc<Progress>) -> indicat
 }
 
 /// A spinner on a terminal while a store is queried; hidden otherwise.
-fn store_progress(url: &str, progress: Arc<Progress>) -> indicatif::ProgressBar {
+pub(super) fn store_progress(url: &str, progress: Arc<Progress>) -> indicatif::ProgressBar {
     if !io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }

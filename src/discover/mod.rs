@@ -3,6 +3,9 @@
 //!
 //! # How
 //!
+//! 0. **From a store** (`--jaeger`): every trace of the window is fetched once
+//!    ([`crate::replay::jaeger::spool`]) into a file in the spill directory, which is then
+//!    the input, read as any other.
 //! 1. **Keys** ([`keys`]): the attribute keys on the most spans of a sample of the input.
 //! 2. **Mine** ([`mine`]): the input is read as replay reads it — files in any order,
 //!    assembled into whole traces, spilled when out of order — and every complete trace is
@@ -33,6 +36,8 @@ use parking_lot::Mutex;
 
 use crate::engine::judge::Judgement;
 use crate::engine::signal::Signal;
+#[cfg(feature = "jaeger")]
+use crate::replay::jaeger::{self, Fetched, JaegerOptions, StoreError};
 use crate::replay::{self, BadRecord, Location, Observe, Progress};
 use crate::rules::ruleset::RuleSet;
 use crate::trace::projected::{KeyId, Trace};
@@ -59,6 +64,29 @@ pub struct Options {
     pub holdout: Option<f64>,
     /// Most candidates reported (0: all).
     pub top: usize,
+    /// Mine the traces of this Jaeger store instead of `read.inputs` (its window is
+    /// `read.from`/`read.to`'s too: traces are chosen by their first span's start).
+    #[cfg(feature = "jaeger")]
+    pub jaeger: Option<JaegerOptions>,
+}
+
+/// Why a discovery could not run.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// An input does not exist or cannot be spooled, or the spill directory cannot be
+    /// written.
+    #[error("{0}")]
+    Input(BadRecord),
+    /// The trace store failed (`--jaeger`): nothing is mined from part of a window.
+    #[cfg(feature = "jaeger")]
+    #[error("the trace store failed: {0}")]
+    Store(StoreError),
+}
+
+impl From<BadRecord> for Error {
+    fn from(b: BadRecord) -> Error {
+        Error::Input(b)
+    }
 }
 
 /// A candidate judged: its evidence and scores.
@@ -152,37 +180,60 @@ pub struct Summary {
     pub beyond_top: usize,
     /// Traces with more names than were paired, pairs not tracked (memory bounds).
     pub capped: (u64, u64),
+    /// With `--jaeger`: what was fetched from the store.
+    #[cfg(feature = "jaeger")]
+    pub fetched: Option<Fetched>,
     /// Time taken.
     pub elapsed: Duration,
-    /// …by each step: sampling keys, splitting for the holdout, mining, judging.
+    /// …by each step: fetching from the store, sampling keys, splitting for the holdout,
+    /// mining, judging.
     pub steps: Vec<(&'static str, Duration)>,
 }
 
-/// Mines `opts.read.inputs`. Bad records go to `on_bad` (once, from the first reading),
-/// notes to `on_note`. Fails when an input does not exist or cannot be spooled.
+/// Mines `opts.read.inputs` (or the store `opts.jaeger`). Bad records go to `on_bad` (once,
+/// from the first reading), notes to `on_note`. Fails when an input does not exist or
+/// cannot be spooled, or the store fails.
 pub fn run(
     opts: &Options,
     progress: &Progress,
     on_bad: &mut dyn FnMut(&BadRecord),
     on_note: &mut dyn FnMut(&str),
-) -> Result<(Vec<Found>, Summary), BadRecord> {
+) -> Result<(Vec<Found>, Summary), Error> {
     let started = Instant::now();
     // Standard input and pipes are read more than once: spooled as replay spools them,
-    // into a directory removed when `spill` is dropped at the end of the run.
+    // into a directory removed when `spill` is dropped at the end of the run; so is what
+    // a store holds.
     let spill = replay::spill::Dir::new(opts.read.spill_dir.clone());
     let mut spooled: HashMap<String, String> = HashMap::new();
-    let inputs = replay::input::expand(&opts.read.inputs)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, name)| {
-            if replay::input::rereadable(&name) {
-                return Ok(name);
-            }
-            let path = spill.spool(&name, i, &progress.bytes_read)?;
-            spooled.insert(path.clone(), name);
-            Ok(path)
-        })
-        .collect::<Result<Vec<_>, BadRecord>>()?;
+    let mut steps = Vec::new();
+    #[cfg(feature = "jaeger")]
+    let mut fetched = None;
+    #[cfg(feature = "jaeger")]
+    let store = opts.jaeger.as_ref();
+    #[cfg(not(feature = "jaeger"))]
+    let store: Option<()> = None;
+    let inputs = match store {
+        #[cfg(feature = "jaeger")]
+        Some(store) => {
+            let (path, f) = from_store(store, &spill, progress, on_note)?;
+            steps.push(("fetching", started.elapsed()));
+            spooled.insert(path.clone(), format!("Jaeger at {}", store.url));
+            fetched = Some(f);
+            vec![path]
+        }
+        _ => replay::input::expand(&opts.read.inputs)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                if replay::input::rereadable(&name) {
+                    return Ok(name);
+                }
+                let path = spill.spool(&name, i, &progress.bytes_read)?;
+                spooled.insert(path.clone(), name);
+                Ok(path)
+            })
+            .collect::<Result<Vec<_>, BadRecord>>()?,
+    };
     // A spooled copy's bad records are reported under the name the user gave.
     let on_bad = &mut |b: &BadRecord| match spooled.get(&b.source) {
         Some(name) => on_bad(&BadRecord {
@@ -199,7 +250,6 @@ pub fn run(
         no_index: true,
         ..opts.read.clone()
     };
-    let mut steps = Vec::new();
     let mut step = Instant::now();
     let mut lap = |name: &'static str, steps: &mut Vec<(&'static str, Duration)>| {
         steps.push((name, step.elapsed()));
@@ -232,7 +282,14 @@ pub fn run(
     read.to = combine_to(opts.read.to, split);
     let mining_rules = RuleSet::reading(keys.clone());
     let projection = mining_rules.projection().clone();
-    let read_summary = replay::run(mining_rules, &read, progress, &mut |_| {}, on_bad, on_note)?;
+    let mut read_summary =
+        replay::run(mining_rules, &read, progress, &mut |_| {}, on_bad, on_note)?;
+    // Why the input spilled names a spooled copy as the user knows it.
+    if let Some(spilled) = &mut read_summary.spilled {
+        for (path, name) in &spooled {
+            spilled.reason = spilled.reason.replace(path.as_str(), name);
+        }
+    }
     // Every engine (and its observer) is dropped by now.
     read.observe = None;
     let miner = std::mem::take(&mut *mined.lock());
@@ -250,6 +307,8 @@ pub fn run(
         support_scaled,
         keys,
         capped: (miner.capped, miner.pairs_dropped),
+        #[cfg(feature = "jaeger")]
+        fetched,
         ..Summary::default()
     };
     // Generate.
@@ -763,6 +822,24 @@ fn keep_examples(t: &Trace, js: &[Judgement], best: &Mutex<Best>, wanted: &[Want
             spans,
             yaml,
         });
+    }
+}
+
+/// Every trace of the store's window, fetched once into a file of the spill directory:
+/// its path, and what was fetched.
+#[cfg(feature = "jaeger")]
+fn from_store(
+    store: &JaegerOptions,
+    spill: &replay::spill::Dir,
+    progress: &Progress,
+    on_note: &mut dyn FnMut(&str),
+) -> Result<(String, Fetched), Error> {
+    let (file, path) = spill.create("store.jsonl")?;
+    let mut out = std::io::BufWriter::new(file);
+    let (fetched, failure) = jaeger::spool(store, &mut out, progress, on_note);
+    match failure {
+        Some(e) => Err(Error::Store(e)),
+        None => Ok((path, fetched)),
     }
 }
 

@@ -69,6 +69,18 @@ impl Dir {
         })
     }
 
+    /// A new file `name` in the directory, and its path.
+    #[cfg(feature = "jaeger")]
+    pub(crate) fn create(&self, name: &str) -> Result<(File, String), BadRecord> {
+        let path = self.path()?.join(name);
+        let file = File::create(&path).map_err(|e| BadRecord {
+            source: "--spill-dir".into(),
+            location: Location::Whole,
+            message: format!("cannot write {}: {e}", path.display()),
+        })?;
+        Ok((file, path.display().to_string()))
+    }
+
     /// Copies an input that cannot be read twice (standard input, a pipe) into the
     /// directory; returns the copy's path.
     pub(crate) fn spool(
