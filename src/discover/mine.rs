@@ -93,6 +93,10 @@ pub struct Miner {
     per_name: Vec<NameStats>,
     /// Each pair's place in `pair_list`.
     pair_at: HashMap<(NameId, NameId), u32>,
+    /// The same for names numbered below `cache_dim`, as a table (`a * cache_dim + b`;
+    /// [`NONE`] when not known yet): a lookup per pair of names of every trace mined.
+    pair_cache: Vec<u32>,
+    cache_dim: usize,
     pair_list: Vec<((NameId, NameId), PairStats)>,
     /// Per name, per key id, the place of its counts in `key_list` ([`NONE`] when none).
     key_at: Vec<Vec<u32>>,
@@ -108,6 +112,10 @@ pub struct Miner {
 
 /// No place yet.
 const NONE: u32 = u32::MAX;
+
+/// Most names whose pairs' places are kept in a table (its 4 MiB) rather than only looked
+/// up in a map.
+const CACHED_NAMES: usize = 1024;
 
 /// What mining one trace works in; its buffers are reused from trace to trace.
 #[derive(Debug, Default)]
@@ -228,6 +236,12 @@ impl Miner {
 
     /// The counts of a pair, made when first met; `None` (counted) beyond [`MAX_PAIRS`].
     fn pair_entry(&mut self, key: (NameId, NameId)) -> Option<&mut PairStats> {
+        let cell = self.pair_cell(key);
+        if let Some(&at) = cell.and_then(|c| self.pair_cache.get(c)) {
+            if at != NONE {
+                return Some(&mut self.pair_list[at as usize].1);
+            }
+        }
         let at = match self.pair_at.get(&key) {
             Some(&at) => at,
             None if self.pair_list.len() >= MAX_PAIRS => {
@@ -241,7 +255,28 @@ impl Miner {
                 at
             }
         };
+        if let Some(c) = cell {
+            self.pair_cache[c] = at;
+        }
         Some(&mut self.pair_list[at as usize].1)
+    }
+
+    /// Where a pair's place is cached in `pair_cache` (none when a name is beyond it),
+    /// the cache grown to hold every name so far up to [`CACHED_NAMES`].
+    fn pair_cell(&mut self, (a, b): (NameId, NameId)) -> Option<usize> {
+        let names = self.names.len();
+        if names > self.cache_dim && self.cache_dim < CACHED_NAMES {
+            let dim = names.next_power_of_two().clamp(64, CACHED_NAMES);
+            self.pair_cache = vec![NONE; dim * dim];
+            self.cache_dim = dim;
+            for (at, &((x, y), _)) in self.pair_list.iter().enumerate() {
+                if (x as usize) < dim && (y as usize) < dim {
+                    self.pair_cache[x as usize * dim + y as usize] = at as u32;
+                }
+            }
+        }
+        let (a, b, dim) = (a as usize, b as usize, self.cache_dim);
+        (a < dim && b < dim).then_some(a * dim + b)
     }
 
     /// The counts of a (name, key), made when first met.
@@ -502,6 +537,16 @@ impl Miner {
                     index.push((v.1, c as u32));
                 }
             }
+        }
+        // Few values (most keys of most traces): when no two groups share one, nothing
+        // agrees, and the index need not be sorted.
+        if index.len() <= 32
+            && index
+                .iter()
+                .enumerate()
+                .all(|(i, x)| index[i + 1..].iter().all(|y| y.0 != x.0))
+        {
+            return;
         }
         index.sort_unstable();
         // Per group, the run of `index` holding its first value, when another group holds
