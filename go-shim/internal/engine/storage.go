@@ -398,12 +398,11 @@ func (s *store) restoreSignal(r record, enqueue func(Outgoing), got *Restored) {
 
 // resume hands the batches and judged ids read at the start back to the engine, once:
 // at the first batch that comes in after the restart (or, with none, when the loop says
-// so). The engine's clock stood still from the last batch stored to the first one after
-// the restart: each trace held has the time to run that it had at the stop, so spans its
-// sender queued meanwhile still join it, and a trace cut off by the stop is not judged
-// before they come. The batches' records are rewritten with their arrivals so moved, so
-// that a second restart moves them from there (a clock behind the old one moves them
-// back).
+// so). The restored batches arrive at that moment: each trace held gets a whole
+// trace_idle_timeout from it, so spans its sender queued during the outage — retried in
+// no particular order, some after a backoff — still join it, and a trace cut off by the
+// stop is not judged before they come. The batches' records are rewritten with that
+// arrival, so that a second restart starts from there.
 func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) {
 	if !s.hasPending.Load() {
 		return
@@ -413,9 +412,10 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 	if !s.hasPending.Load() {
 		return
 	}
-	shift := int64(0)
+	at := max(now.UnixNano(), 0)
+	stood := time.Duration(0)
 	if s.last != math.MinInt64 {
-		shift = now.UnixNano() - s.last
+		stood = time.Duration(at - s.last)
 	}
 	var got Restored
 	var moved []*storage.Operation
@@ -423,8 +423,7 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 		var err error
 		switch r.kind {
 		case kindBatch:
-			feed, at := binary.LittleEndian.Uint32(r.payload), int64(binary.LittleEndian.Uint64(r.payload[4:]))
-			at = max(at+shift, 0)
+			feed := binary.LittleEndian.Uint32(r.payload)
 			var spans []byte
 			if spans, err = s2.Decode(nil, r.spans); err != nil {
 				err = fmt.Errorf("%w: its spans do not decompress: %w", errCorrupt, err)
@@ -462,7 +461,7 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 	s.logger.Info("betrace: the traces held before the restart are back in the engine, their clock resumed",
 		zap.Int("batches", got.Batches), zap.Uint64("traces", c.HeldTraces), zap.Uint64("spans", c.HeldSpans),
 		zap.Int("judged_traces", got.Judged), zap.Int("unreadable_records", got.Corrupt),
-		zap.Duration("clock_stood_still", time.Duration(shift)))
+		zap.Duration("since_the_last_batch_stored", stood))
 }
 
 func newEpoch() uint64 {
