@@ -677,14 +677,15 @@ func (s *store) handedOn(ctx context.Context, seq uint64) {
 	if seq == 0 {
 		return
 	}
+	// Forgotten once the delete landed (or is left to the next write): until then the
+	// record is still stored, and "meta"'s range must still cover it.
+	err := s.client.Delete(ctx, key(kindSignal, seq))
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	delete(s.signals, seq)
-	s.mu.Unlock()
-	if err := s.client.Delete(ctx, key(kindSignal, seq)); err != nil {
+	if err != nil {
 		s.failures.Add(1)
-		s.mu.Lock()
 		s.unwrittenDeletes[key(kindSignal, seq)] = struct{}{}
-		s.mu.Unlock()
 	}
 }
 
