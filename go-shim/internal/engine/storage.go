@@ -401,8 +401,8 @@ func (s *store) restoreSignal(r record, enqueue func(Outgoing), got *Restored) {
 // so). The restored batches arrive at that moment: each trace held gets a whole
 // trace_idle_timeout from it, so spans its sender queued during the outage — retried in
 // no particular order, some after a backoff — still join it, and a trace cut off by the
-// stop is not judged before they come. The batches' records are rewritten with that
-// arrival, so that a second restart starts from there.
+// stop is not judged before they come. A second restart does the same from its own first
+// batch, whatever times the records hold.
 func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) {
 	if !s.hasPending.Load() {
 		return
@@ -418,7 +418,6 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 		stood = time.Duration(at - s.last)
 	}
 	var got Restored
-	var moved []*storage.Operation
 	for _, r := range s.pending {
 		var err error
 		switch r.kind {
@@ -429,9 +428,6 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 				err = fmt.Errorf("%w: its spans do not decompress: %w", errCorrupt, err)
 			} else if err = eng.Restore(feed, spans, time.Unix(0, at), r.seq); err == nil {
 				got.Batches++
-				head := append([]byte(nil), r.payload...)
-				binary.LittleEndian.PutUint64(head[4:], uint64(at))
-				moved = append(moved, storage.SetOperation(key(kindBatch, r.seq), frame(kindBatch, s.epoch, head)))
 			}
 		case kindJudged:
 			if err = eng.RestoreJudged(r.payload); err == nil {
@@ -451,12 +447,6 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 	s.pending = nil
 	s.hasPending.Store(false)
 	s.corrupt.Add(uint64(got.Corrupt))
-	if len(moved) > 0 {
-		if err := s.client.Batch(ctx, moved...); err != nil {
-			s.failures.Add(1)
-			s.logger.Warn("betrace: storage: the restored batches' times were not written back; a second restart may judge them early", zap.Error(err))
-		}
-	}
 	c := eng.Counters()
 	s.logger.Info("betrace: the traces held before the restart are back in the engine, their clock resumed",
 		zap.Int("batches", got.Batches), zap.Uint64("traces", c.HeldTraces), zap.Uint64("spans", c.HeldSpans),
