@@ -261,6 +261,19 @@ int32_t betrace_engine_restore_judged(const struct betrace_engine *engine,
                                       size_t len,
                                       struct betrace_buf *error_out);
 
+// After a restart that stood `extra_ns`: traces whose latest span arrives before
+// `until_unix_nano` wait `extra_ns` longer than `trace_idle_timeout` (`max_trace_age` still
+// bounds them), so that spans their senders queued during the outage — retried in no
+// particular order, each after its own backoff — still join them. A later call replaces
+// the earlier one. After `betrace_engine_shutdown`, `BETRACE_ERR_SHUT_DOWN`.
+//
+// # Safety
+// `engine` is a live handle; `error_out` is NULL or writable.
+int32_t betrace_engine_extend_idle(const struct betrace_engine *engine,
+                                   uint64_t until_unix_nano,
+                                   uint64_t extra_ns,
+                                   struct betrace_buf *error_out);
+
 // Takes the journal of a host with storage into `*out`: the ids of the traces judged
 // since the last call, then the `seq` of every stored batch no longer needed, as
 // `u32 n` (little-endian), `n` 16-byte trace ids, `u32 m`, `m` little-endian `u64`s.

@@ -485,6 +485,30 @@ pub unsafe extern "C" fn betrace_engine_restore_judged(
     })
 }
 
+/// After a restart that stood `extra_ns`: traces whose latest span arrives before
+/// `until_unix_nano` wait `extra_ns` longer than `trace_idle_timeout` (`max_trace_age` still
+/// bounds them), so that spans their senders queued during the outage — retried in no
+/// particular order, each after its own backoff — still join them. A later call replaces
+/// the earlier one. After `betrace_engine_shutdown`, `BETRACE_ERR_SHUT_DOWN`.
+///
+/// # Safety
+/// `engine` is a live handle; `error_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn betrace_engine_extend_idle(
+    engine: *const betrace_engine,
+    until_unix_nano: u64,
+    extra_ns: u64,
+    error_out: *mut betrace_buf,
+) -> i32 {
+    guard(error_out, || {
+        let e = self::engine(engine)?;
+        let _log = e.log.enter();
+        e.live
+            .extend_idle(until_unix_nano, extra_ns)
+            .map_err(live_error)
+    })
+}
+
 /// Takes the journal of a host with storage into `*out`: the ids of the traces judged
 /// since the last call, then the `seq` of every stored batch no longer needed, as
 /// `u32 n` (little-endian), `n` 16-byte trace ids, `u32 m`, `m` little-endian `u64`s.

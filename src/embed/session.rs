@@ -221,6 +221,18 @@ impl Live {
         Ok(())
     }
 
+    /// After a restart that stood `extra` ns: traces whose latest span arrives before
+    /// `until` wait `extra` longer than the idle timeout, so that the spans their senders
+    /// queued meanwhile, retried each after its own backoff, still join them
+    /// ([`crate::engine::buffer::TraceBuffer::extend_idle`]).
+    pub fn extend_idle(&self, until: u64, extra: u64) -> Result<(), LiveError> {
+        if self.shut_down.load(Relaxed) {
+            return Err(LiveError::ShutDown);
+        }
+        self.engine.extend_idle(until, extra);
+        Ok(())
+    }
+
     /// Brings back the ids of traces judged before a restart: they are dropped without
     /// being judged again, and their later spans count as late.
     pub fn restore_judged(&self, ids: &[TraceId]) -> Result<(), LiveError> {

@@ -223,6 +223,10 @@ pub struct TraceBuffer {
     early_logged: LogLimit,
     early_unlogged: AtomicU64,
     early_limits: AtomicU32,
+    /// [`TraceBuffer::extend_idle`]: traces whose latest span arrived before
+    /// `grace_until` wait `grace` longer than the idle timeout.
+    grace_until: AtomicU64,
+    grace: AtomicU64,
 }
 
 const SHARDS: usize = 16;
@@ -262,6 +266,29 @@ impl TraceBuffer {
             early_logged: LogLimit::default(),
             early_unlogged: AtomicU64::new(0),
             early_limits: AtomicU32::new(0),
+            grace_until: AtomicU64::new(0),
+            grace: AtomicU64::new(0),
+        }
+    }
+
+    /// From now on, a trace whose latest span arrived before `until` is judged `extra`
+    /// after the idle timeout (`max_trace_age` still bounds it). After a restart, a sender
+    /// retries the requests it queued during the outage in no particular order, each after
+    /// its own backoff, so the spans of one trace can come back further apart than the idle
+    /// timeout; a host that knows how long it stood gives that time here
+    /// (`crate::embed::journal`). A later call replaces the earlier one.
+    pub fn extend_idle(&self, until: u64, extra: u64) {
+        self.grace.store(extra, Relaxed);
+        self.grace_until.store(until, Relaxed);
+    }
+
+    /// How long a trace whose latest span arrived at `last` waits for its next one.
+    fn idle_after(&self, last: u64) -> u64 {
+        let idle = self.config.trace_idle_timeout;
+        if last < self.grace_until.load(Relaxed) {
+            idle.saturating_add(self.grace.load(Relaxed))
+        } else {
+            idle
         }
     }
 
@@ -376,7 +403,7 @@ impl TraceBuffer {
         }
         let deadline = entry
             .last
-            .saturating_add(idle)
+            .saturating_add(self.idle_after(entry.last))
             .min(entry.first.saturating_add(age));
         if deadline >= now {
             return None;
@@ -470,7 +497,6 @@ impl TraceBuffer {
     /// Adds one deduplicated fragment to its shard.
     fn add(&self, shard: &mut Shard, mut frag: Trace, now: u64) {
         let id = frag.trace_id;
-        let idle = self.config.trace_idle_timeout;
         let age = self.config.max_trace_age;
         match shard.status(&frag) {
             Status::Released => {
@@ -515,7 +541,9 @@ impl TraceBuffer {
                     shard.kept.remove(&(t, id));
                     shard.waiting.insert((first, id));
                 }
-                let deadline = now.saturating_add(idle).min(first.saturating_add(age));
+                let deadline = now
+                    .saturating_add(self.idle_after(now))
+                    .min(first.saturating_add(age));
                 shard.deadlines.push(Reverse((deadline, id, version)));
                 self.spans_accepted.fetch_add(n as u64, Relaxed);
                 self.held_spans.fetch_add(n, Relaxed);
@@ -552,7 +580,7 @@ impl TraceBuffer {
                     },
                 );
                 shard.waiting.insert((now, id));
-                let deadline = now.saturating_add(idle.min(age));
+                let deadline = now.saturating_add(self.idle_after(now).min(age));
                 shard.deadlines.push(Reverse((deadline, id, version)));
             }
         }
@@ -1085,6 +1113,37 @@ mod tests {
         b.expire(9 * S, &mut log.judge());
         assert_eq!(log.0.len(), 1, "judged once");
         assert_eq!(b.counters().traces_judged, 1);
+    }
+
+    #[test]
+    fn an_extended_idle_timeout_holds_traces_whose_latest_span_came_before_its_end() {
+        let b = TraceBuffer::new(config());
+        let mut log = Log::default();
+        // A restart that stood 10 s, resumed at 100 s: a grace of 10 s until 110 s.
+        b.extend_idle(110 * S, 10 * S);
+        b.restore(frag(1, &["a"]), 100 * S);
+        b.ingest(vec![frag(2, &["b"])], 103 * S, &mut log.judge());
+        b.expire(113 * S, &mut log.judge());
+        assert!(log.0.is_empty(), "5 s idle + 10 s grace: none judged yet");
+        // Trace 1's queued span comes back 14 s after the restart: it still joins.
+        b.ingest(vec![frag_from(1, 2, &["c"])], 114 * S, &mut log.judge());
+        assert!(log.0.is_empty(), "trace 1 was still waiting: {:?}", log.0);
+        b.expire(115 * S, &mut log.judge());
+        b.expire(118 * S, &mut log.judge());
+        assert_eq!(log.0, vec![(2, 1)], "trace 2 at 103 + 5 + 10 s");
+        // Past 110 s, spans wait the idle timeout only.
+        b.ingest(vec![frag(3, &["d"])], 115 * S, &mut log.judge());
+        b.expire(119 * S, &mut log.judge());
+        assert_eq!(log.0, vec![(2, 1), (1, 2)], "trace 1 at 114 + 5 s");
+        b.expire(120 * S, &mut log.judge());
+        assert_eq!(log.0, vec![(2, 1), (1, 2), (3, 1)], "trace 3 at 115 + 5 s");
+        // max_trace_age still bounds a trace in the grace.
+        b.extend_idle(300 * S, 100 * S);
+        b.ingest(vec![frag(4, &["e"])], 200 * S, &mut log.judge());
+        b.expire(259 * S, &mut log.judge());
+        assert_eq!(log.0.len(), 3);
+        b.expire(260 * S, &mut log.judge());
+        assert_eq!(log.0.last(), Some(&(4, 1)), "at 200 + 60 s");
     }
 
     #[test]

@@ -252,6 +252,12 @@ impl Engine {
         }
     }
 
+    /// Lengthens the idle timeout of traces whose latest span arrives before `until` by
+    /// `extra` ([`TraceBuffer::extend_idle`]).
+    pub fn extend_idle(&self, until: u64, extra: u64) {
+        self.buffer.extend_idle(until, extra);
+    }
+
     /// Drops a trace judged before a restart without judging it again
     /// ([`TraceBuffer::forget`]).
     pub fn forget(&self, id: TraceId) {

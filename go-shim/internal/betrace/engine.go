@@ -229,6 +229,16 @@ func (e *Engine) RestoreJudged(ids []byte) error {
 	return check(code, &errBuf)
 }
 
+// ExtendIdle makes traces whose latest span arrives before until wait extra longer than
+// trace_idle_timeout (max_trace_age still bounds them): after a restart that stood extra,
+// the spans senders queued meanwhile come back retried each after its own backoff, and
+// still join their traces. A later call replaces the earlier one.
+func (e *Engine) ExtendIdle(until time.Time, extra time.Duration) error {
+	var errBuf C.betrace_buf
+	code := C.betrace_engine_extend_idle(e.h, nanos(until), C.uint64_t(max(extra, 0)), &errBuf)
+	return check(code, &errBuf)
+}
+
 // Journal is what TakeJournal returns: the ids of the traces judged since the last call
 // (16 bytes each, concatenated) and the sequence numbers of stored batches no longer
 // needed.

@@ -164,7 +164,7 @@ func Start(ctx context.Context, cfg Config, set Settings) (*Runner, error) {
 	r.deliveryCtx, r.cancelDelivery = context.WithCancel(context.Background())
 	eng.SetLogLevel(logLevel(r.logger))
 	if cfg.Storage != nil {
-		st, err := openStore(ctx, set, *cfg.Storage, cfg.storageLimit(), cfg.MaxTraces)
+		st, err := openStore(ctx, set, *cfg.Storage, cfg.storageLimit(), cfg.MaxTraces, cfg.MaxTraceAge)
 		if err != nil {
 			eng.Close()
 			return nil, err

@@ -105,8 +105,9 @@ func unframe(kind byte, epoch uint64, b []byte) ([]byte, error) {
 type store struct {
 	client  storage.Client
 	logger  *zap.Logger
-	limit   int64 // bytes of stored batches, beyond which batches are judged but not stored
-	keepIDs int   // judged ids kept at least (max_traces)
+	limit   int64         // bytes of stored batches, beyond which batches are judged but not stored
+	keepIDs int           // judged ids kept at least (max_traces)
+	maxAge  time.Duration // max_trace_age: the longest a restart's grace lasts
 
 	// pause is held for reading by every stored ingest and for writing while the journal
 	// and the signals are taken from the engine and written: no batch is half-way between
@@ -141,7 +142,7 @@ type store struct {
 }
 
 // openStore gets the storage client of the extension `id` for the component.
-func openStore(ctx context.Context, set Settings, id component.ID, limit int64, keepIDs int) (*store, error) {
+func openStore(ctx context.Context, set Settings, id component.ID, limit int64, keepIDs int, maxAge time.Duration) (*store, error) {
 	if set.Host == nil {
 		return nil, fmt.Errorf("betrace: storage %v: the component has no host to find it in", id)
 	}
@@ -157,7 +158,7 @@ func openStore(ctx context.Context, set Settings, id component.ID, limit int64, 
 	if err != nil {
 		return nil, fmt.Errorf("betrace: storage %v: %w (a damaged file_storage file: move it aside and start again)", id, err)
 	}
-	return &store{client: client, logger: set.Telemetry.Logger, limit: limit, keepIDs: keepIDs,
+	return &store{client: client, logger: set.Telemetry.Logger, limit: limit, keepIDs: keepIDs, maxAge: maxAge,
 		batches: map[uint64]int64{}, signals: map[uint64]struct{}{}, unwrittenDeletes: map[string]struct{}{}}, nil
 }
 
@@ -398,10 +399,14 @@ func (s *store) restoreSignal(r record, enqueue func(Outgoing), got *Restored) {
 
 // resume hands the batches and judged ids read at the start back to the engine, once:
 // at the first batch that comes in after the restart (or, with none, when the loop says
-// so). The restored batches arrive at that moment: each trace held gets a whole
-// trace_idle_timeout from it, so spans its sender queued during the outage — retried in
-// no particular order, some after a backoff — still join it, and a trace cut off by the
-// stop is not judged before they come. A second restart does the same from its own first
+// so). The restored batches arrive at that moment, and a grace as long as the collector
+// stood (from the last batch stored before the stop to this one, at most max_trace_age)
+// begins: every trace whose latest span arrives within it waits that much longer than
+// trace_idle_timeout. Senders retry the requests they queued during the outage in no
+// particular order, each after its own backoff — which grows with the outage (the
+// collector's exporters back off exponentially) — so the spans of one trace, held or
+// queued, can come back further apart than the idle timeout; without the grace such a
+// trace is judged on part of its spans. A second restart does the same from its own first
 // batch, whatever times the records hold.
 func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) {
 	if !s.hasPending.Load() {
@@ -416,6 +421,10 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 	stood := time.Duration(0)
 	if s.last != math.MinInt64 {
 		stood = time.Duration(at - s.last)
+	}
+	grace := min(max(stood, 0), s.maxAge)
+	if err := eng.ExtendIdle(time.Unix(0, at).Add(grace), grace); err != nil {
+		s.logger.Warn("betrace: the traces held before the restart get no grace for their senders' retries", zap.Error(err))
 	}
 	var got Restored
 	for _, r := range s.pending {
@@ -451,7 +460,7 @@ func (s *store) resume(ctx context.Context, now time.Time, eng *betrace.Engine) 
 	s.logger.Info("betrace: the traces held before the restart are back in the engine, their clock resumed",
 		zap.Int("batches", got.Batches), zap.Uint64("traces", c.HeldTraces), zap.Uint64("spans", c.HeldSpans),
 		zap.Int("judged_traces", got.Judged), zap.Int("unreadable_records", got.Corrupt),
-		zap.Duration("since_the_last_batch_stored", stood))
+		zap.Duration("since_the_last_batch_stored", stood), zap.Duration("grace", grace))
 }
 
 func newEpoch() uint64 {

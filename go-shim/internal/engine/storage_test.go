@@ -216,7 +216,9 @@ func TestACrashLosesNoTraceAndRepeatsNoSignal(t *testing.T) {
 		t.Errorf("the restart holds the two traces not judged: %d", held)
 	}
 	violate(t, s.Runner, 4)
-	s.advance(t, idle)
+	// The grace the outage earned (as long as it stood: a second and an idle timeout), then
+	// the idle timeout.
+	s.advance(t, time.Second+2*idle)
 	waitDelivered(t, c, 2) // trace 4 only: 1 is not repeated, 2 holds, 3 has no charge
 	s.finish(t)
 
@@ -271,7 +273,13 @@ func TestAStopWithStorageKeepsHeldTracesForTheNextStart(t *testing.T) {
 	if got := len(c.got()); got != 0 {
 		t.Fatalf("before max_trace_age the held trace waits for input: %v", c.got())
 	}
-	s.advance(t, 50*time.Millisecond+idle)
+	// Then it waits the grace of the outage (as long as it stood, here max_trace_age,
+	// which also bounds it).
+	s.advance(t, 50*time.Millisecond)
+	if got := len(c.got()); got != 0 {
+		t.Fatalf("the held trace waits the grace of the outage: %v", c.got())
+	}
+	s.advance(t, 200*time.Millisecond)
 	waitDelivered(t, c, 1)
 	s.finish(t)
 }
@@ -431,7 +439,7 @@ func TestAFailedWriteLosesNothingWrittenAfterIt(t *testing.T) {
 	if held := s.Counters().HeldTraces; held != 3 {
 		t.Errorf("traces 2 and 3, stored after the failed write, are back (with 9): %d held", held)
 	}
-	s.advance(t, idle)
+	s.advance(t, time.Second+idle)
 	s.finish(t)
 	if got := len(c.got()); got != 4 {
 		t.Errorf("1 (before the crash), 2, 3 and 9, each once: %v", c.got())
@@ -460,4 +468,35 @@ func TestTwoRestartsInARowKeepTheClockStill(t *testing.T) {
 	if got := c.got(); len(got) != 1 {
 		t.Errorf("trace 9's signal only (trace 2 got its reservation): %v", got)
 	}
+}
+
+func TestSpansRetriedLateAfterARestartStillJoinTheirTrace(t *testing.T) {
+	dir, c := t.TempDir(), &collected{}
+	s := startStored(t, dir, time.Unix(1_700_000_000, 0), c, Config{})
+	violate(t, s.Runner, 2) // its reservation is queued in the sender during the outage
+	at := s.clock.Now()
+	s.crash(t)
+
+	// Down for a second. The sender retries its queued requests each after its own
+	// backoff: one comes first and resumes the engine, trace 2's reservation comes three
+	// idle timeouts later — within the grace of one second the outage earned.
+	s = startStored(t, dir, at.Add(time.Second), c, Config{})
+	violate(t, s.Runner, 9)
+	s.advance(t, 3*idle)
+	if got := c.got(); len(got) != 0 {
+		t.Fatalf("within the grace nothing is judged: %v", got)
+	}
+	if err := s.Ingest(0, testtraces.Span(2, 2, 1, "shop", "inventory.reserve")); err != nil {
+		t.Fatal(err)
+	}
+	s.advance(t, time.Second+idle)
+	waitDelivered(t, c, 1)
+	if got := c.got(); len(got) != 1 {
+		t.Errorf("trace 9's signal only (trace 2 got its reservation): %v", got)
+	}
+	// Past the grace, the idle timeout is the configured one again.
+	violate(t, s.Runner, 10)
+	s.advance(t, idle)
+	waitDelivered(t, c, 2)
+	s.finish(t)
 }
