@@ -154,12 +154,12 @@ func openStore(ctx context.Context, set Settings, id component.ID, limit int64, 
 	if !ok {
 		return nil, fmt.Errorf("betrace: storage %v is not a storage extension (file_storage is one)", id)
 	}
-	client, err := se.GetClient(ctx, set.Kind, set.ID, "")
-	if err != nil {
-		return nil, fmt.Errorf("betrace: storage %v: %w (a damaged file_storage file: move it aside and start again)", id, err)
-	}
-	return &store{client: client, logger: set.Telemetry.Logger, limit: limit, keepIDs: keepIDs, maxAge: maxAge,
-		batches: map[uint64]int64{}, signals: map[uint64]struct{}{}, unwrittenDeletes: map[string]struct{}{}}, nil
+	st := &store{logger: set.Telemetry.Logger, limit: limit, keepIDs: keepIDs, maxAge: maxAge,
+		batches: map[uint64]int64{}, signals: map[uint64]struct{}{}, unwrittenDeletes: map[string]struct{}{}}
+	var lost int
+	st.client, lost = openClient(ctx, set, id, ext, se)
+	st.corrupt.Add(uint64(lost))
+	return st, nil
 }
 
 func (s *store) meta(lo, reserved uint64) []byte {
@@ -197,7 +197,8 @@ func (s *store) restore(ctx context.Context, enqueue func(Outgoing)) (Restored, 
 	var got Restored
 	raw, err := s.client.Get(ctx, metaKey)
 	if err != nil {
-		return got, fmt.Errorf("betrace: storage: reading %q: %w", metaKey, err)
+		s.withoutStorage(ctx, fmt.Errorf("betrace: storage: reading %q: %w", metaKey, err))
+		return got, nil
 	}
 	var lo, hi uint64
 	if raw != nil {
@@ -236,7 +237,8 @@ func (s *store) restore(ctx context.Context, enqueue func(Outgoing)) (Restored, 
 		err = s.probe(ctx, lo, hi, groups)
 	}
 	if err != nil {
-		return got, fmt.Errorf("betrace: storage: reading the records: %w", err)
+		s.withoutStorage(ctx, fmt.Errorf("betrace: storage: reading the records: %w", err))
+		return got, nil
 	}
 	seqs := make([]uint64, 0, len(groups))
 	for seq := range groups {
@@ -294,7 +296,27 @@ func (s *store) restore(ctx context.Context, enqueue func(Outgoing)) (Restored, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lo, s.next, s.reserved = lo, hi, hi
-	return got, s.reserveLocked(ctx, 1)
+	if err := s.reserveLocked(ctx, 1); err != nil {
+		// Tried again by the next write; until then batches are not stored (counted).
+		s.failures.Add(1)
+		s.logger.Warn("betrace: storage: writing its index at the start failed", zap.Error(err))
+	}
+	return got, nil
+}
+
+// withoutStorage leaves the component without storage when the start cannot read it (a
+// client that panicked, a file gone bad): it starts all the same, every batch judged and
+// counted as not stored (storage_batches_not_stored) — a collector that cannot start
+// loses everything.
+func (s *store) withoutStorage(ctx context.Context, err error) {
+	s.failures.Add(1)
+	s.logger.Error("betrace: storage: what the last run left cannot be read: the component runs WITHOUT storage (batches judged but not stored)", zap.Error(err))
+	_ = s.client.Close(ctx)
+	s.client = unusable{err}
+	s.epoch = newEpoch()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lo, s.next, s.reserved = 1, 1, 1
 }
 
 // recordKinds are the kinds of record under one number, in the order a restart reads them.
