@@ -100,11 +100,15 @@ def metrics(port):
 
 
 def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    """The process's resident memory in MB, or None when it is gone (killed mid-run)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
 
 
 def slope_mb_per_min(samples):
@@ -177,7 +181,10 @@ def main():
 
         def sample():
             while not stop.wait(2):
-                samples.append((time.time() - start, rss_mb(runs[-1][0].pid), len(runs)))
+                run = len(runs)
+                rss = rss_mb(runs[-1][0].pid)
+                if rss is not None:  # None: the collector was killed between the two reads
+                    samples.append((time.time() - start, rss, run))
 
         threading.Thread(target=sample, daemon=True).start()
         load = subprocess.Popen([os.path.join(ROOT, "target/loadgen"), "-endpoint", f"http://127.0.0.1:{port}/v1/traces",
