@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,15 +235,6 @@ func fixMeta(p []byte) {
 	binary.LittleEndian.PutUint64(m[56:], fnv64a(m[:56]))
 }
 
-func fnv64a(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
-}
-
 // checkBounded runs checkBolt on path in this process, failing on a panic, on taking
 // longer than limit, or on allocating more than maxAlloc bytes.
 func checkBounded(t testing.TB, path string, salvage bool, limit time.Duration, maxAlloc uint64) (boltDamage, error) {
@@ -254,6 +246,10 @@ func checkBounded(t testing.TB, path string, salvage bool, limit time.Duration, 
 		stack []byte
 		alloc uint64
 	}
+	// One check at a time (the tests that run in parallel, FuzzDamage's inputs, run their
+	// children beside it): what it allocates is measured process-wide.
+	checkMu.Lock()
+	defer checkMu.Unlock()
 	ch := make(chan res, 1)
 	go func() {
 		var r res
@@ -285,6 +281,8 @@ func checkBounded(t testing.TB, path string, salvage bool, limit time.Duration, 
 	panic("unreachable")
 }
 
+var checkMu sync.Mutex
+
 var seedsOnce sync.Once
 var seedFiles [][]byte
 
@@ -300,14 +298,19 @@ func FuzzDamage(f *testing.F) {
 		f.Add(uint8(i), []byte{7, 3, 0, 1})
 	}
 	dir := f.TempDir()
+	var n atomic.Uint64
 	f.Fuzz(func(t *testing.T, seed uint8, prog []byte) {
+		// The inputs of plain `go test` (seeds, testdata/fuzz) run two at a time: most
+		// are sound, each a child process (a second a piece under -race).
+		t.Parallel()
 		file := mutate(seedFiles[int(seed)%len(seedFiles)], prog)
-		path := filepath.Join(dir, "connector_betrace_")
+		path := filepath.Join(dir, fmt.Sprintf("connector_betrace_%d", n.Add(1)))
 		if err := os.WriteFile(path, file, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		// Reading a file twice (both metas) with salvage, and a copy of each value: a
-		// generous bound, still far below "absurd".
+		defer os.Remove(path)
+		// A check and a salvage (up to four ways of reading the tree, each keeping at most
+		// the file's size in records): a generous bound, still far below "absurd".
 		bound := 8*uint64(len(file)) + 64<<20
 		d, err := checkBounded(t, path, false, 10*time.Second, bound)
 		if err != nil {

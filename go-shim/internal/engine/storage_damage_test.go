@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -142,7 +143,6 @@ func TestADamagedStorageFileStartsAndRecoversWhatIsReadable(t *testing.T) {
 func TestTheStorageFileIsFound(t *testing.T) {
 	dir, c := t.TempDir(), &collected{}
 	s := startStored(t, dir, time.Unix(1_700_000_000, 0), c, Config{})
-	defer s.finish(t)
 	path, ok := fileStorageFile(s.ext, component.KindConnector, component.MustNewID("betrace"))
 	if !ok {
 		t.Fatal("file_storage's directory is not where it was in its configuration (a contrib upgrade?): damaged files are no longer checked")
@@ -150,6 +150,11 @@ func TestTheStorageFileIsFound(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("the component's file is not %s: %v", path, err)
 	}
+	// While the component has it open, bbolt's lock keeps the check off it.
+	if d, err := checkBolt(path, false); !errors.Is(err, errInUse) || d.err != nil {
+		t.Errorf("a file in use is not checked: %v %v", err, d.err)
+	}
+	s.finish(t)
 	if d, err := checkBolt(path, true); err != nil || d.err != nil || d.lost != 0 || d.records[metaKey] == nil {
 		t.Errorf("a sound file reads whole: %v %v, %d lost, %d records", err, d.err, d.lost, len(d.records))
 	}
