@@ -40,8 +40,8 @@ import (
 // bbolt's opening and its consistency check (Tx.Check) would trip on — finding the page
 // size and the meta page exactly as bbolt does, else the check vouches for a tree bbolt
 // never reads — and what bbolt opens but trips on at the first write or compaction (an
-// empty leaf below a root, a plain key in the root bucket, a branch's key that is not its
-// child's first key). Keys of other shapes than the component's are not damage: bbolt
+// empty leaf below a root, a plain key in the root bucket, an empty key, a branch's key
+// that is not its child's first key). Keys of other shapes than the component's are not damage: bbolt
 // does not mind them, and the start skips records it cannot read. The file is read and
 // moved only if it is a regular file, under bbolt's own lock (inspectBolt). A sound
 // file is handed to file_storage untouched. A damaged one is salvaged — the records of the
@@ -350,6 +350,17 @@ func (w *boltWalk) page(p []byte, lo, hi []byte, bucket bool, depth int, root bo
 		if err != nil {
 			w.damaged(err)
 			return prev, w.strict
+		}
+		if len(el.key) == 0 {
+			// bbolt writes no empty key, reads one, and asserts on it as soon as a write
+			// reaches its page ("read: zero-length inode key"); a salvage skips the
+			// element, not a branch's child
+			if w.damaged(fmt.Errorf("page %d: key %d is empty", id, i)) {
+				return nil, true
+			}
+			if flags != boltBranch {
+				continue
+			}
 		}
 		// A branch's key is its child's first key: bbolt writes them so and finds its
 		// way by them. A first key after its branch's key reads well, but a write
