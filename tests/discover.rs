@@ -587,18 +587,96 @@ fn a_holdout_drops_what_does_not_hold_later() {
 
 // ------------------------------------------------------------------ property
 
+fn int_kv(k: &str, v: i64) -> KeyValue {
+    kv(k, any_value::Value::IntValue(v))
+}
+
+/// What a random corpus planted, and the traces planted to break each of its invariants.
+struct RandomCorpus {
+    corpus: Corpus,
+    /// The response `A` → `B`.
+    broken: BTreeSet<String>,
+    /// `sum(v.refund, amount) <= $a.amount` of `v.charge`.
+    refund_over: BTreeSet<String>,
+    /// `c.request.where(status == "500")` has a `c.error`.
+    error_missing: BTreeSet<String>,
+    /// `c.charge.where(amount > cut)` has a `c.fraud`.
+    fraud_missing: BTreeSet<String>,
+}
+
 /// Random traces over five names (random trees, times with ties, a key of four values),
 /// with one response planted: every `A` answered by a `B` after it, except in
-/// `exceptions` traces, which hold an `A` and no `B` at all.
-fn random_corpus(seed: u64, a: usize, b: usize, exceptions: usize) -> (Corpus, BTreeSet<String>) {
+/// `exceptions` traces, which hold an `A` and no `B` at all. Beside them, the value
+/// families, each broken in `value_exceptions` traces: a bound across spans (the refunds of
+/// a charge, a log-uniform amount, sum to 60–100% of it; broken: more than it), a
+/// condition on a frequent string (every `c.request` with status "500" has a `c.error`,
+/// half the others do too; broken: a "500" without it) and one on a cut point (every
+/// `c.charge` of the larger 60% of amounts has a `c.fraud`, no smaller one does; broken:
+/// the largest amount of all without it).
+fn random_corpus(
+    seed: u64,
+    a: usize,
+    b: usize,
+    exceptions: usize,
+    value_exceptions: usize,
+) -> RandomCorpus {
     const NAMES: [&str; 5] = ["n.a", "n.b", "n.c", "n.d", "n.e"];
     let mut rng = Rng(seed | 1);
     let mut traces = Vec::new();
     let mut broken = BTreeSet::new();
+    let (mut refund_over, mut error_missing, mut fraud_missing) =
+        (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for n in 0..80u64 {
         let mut t = Builder::new(n);
         let root = t.span("root", None, 0, vec![]);
+        let hex: String = t.trace.iter().map(|x| format!("{x:02x}")).collect();
         let exception = (n as usize) < exceptions;
+        // The values planted are broken in the last traces, away from the response's.
+        let value_exception = n as usize >= 80 - value_exceptions;
+        if n % 3 != 2 {
+            let charge = 10f64.powf(2.0 + 3.0 * rng.below(1_000) as f64 / 1_000.0) as i64;
+            let total = if value_exception && refund_over.len() < value_exceptions {
+                refund_over.insert(hex.clone());
+                charge + 1 + rng.below(100) as i64
+            } else {
+                charge * (60 + rng.below(41) as i64) / 100
+            };
+            t.span("v.charge", Some(root), 40, vec![int_kv("amount", charge)]);
+            let parts = 1 + rng.below(3) as i64;
+            for p in 0..parts {
+                let amount = if p == parts - 1 {
+                    total - total / parts * (parts - 1)
+                } else {
+                    total / parts
+                };
+                t.span(
+                    "v.refund",
+                    Some(root),
+                    41 + p as u64,
+                    vec![int_kv("amount", amount)],
+                );
+            }
+        }
+        let status = if n % 2 == 0 { "500" } else { "200" };
+        t.span("c.request", Some(root), 50, vec![str_kv("status", status)]);
+        if status == "500" && value_exception {
+            error_missing.insert(hex.clone());
+        } else if status == "500" || n % 4 == 1 {
+            t.span("c.error", Some(root), 51, vec![]);
+        }
+        let large = n % 5 >= 2;
+        let amount = if large && value_exception {
+            fraud_missing.insert(hex.clone());
+            20_000
+        } else if large {
+            5_000 + rng.below(5_000) as i64
+        } else {
+            1 + rng.below(100) as i64
+        };
+        t.span("c.charge", Some(root), 55, vec![int_kv("amount", amount)]);
+        if large && !value_exception {
+            t.span("c.fraud", Some(root), 56, vec![]);
+        }
         let spans = 2 + rng.below(6);
         for s in 0..spans {
             let mut name = if s == 0 { a } else { rng.below(5) };
@@ -631,13 +709,31 @@ fn random_corpus(seed: u64, a: usize, b: usize, exceptions: usize) -> (Corpus, B
         }
         traces.push(t.done());
     }
-    (
-        Corpus {
+    RandomCorpus {
+        corpus: Corpus {
             traces,
             expected: vec![],
         },
         broken,
-    )
+        refund_over,
+        error_missing,
+        fraud_missing,
+    }
+}
+
+/// The exceptions of the found candidate whose claim `is` picks: it must be found.
+fn exceptions_of(found: &[Found], what: &str, is: impl Fn(&Claim) -> bool) -> BTreeSet<String> {
+    let f = found
+        .iter()
+        .find(|f| is(&f.candidate.claim))
+        .unwrap_or_else(|| {
+            let all: Vec<&str> = found
+                .iter()
+                .map(|f| f.candidate.condition.as_str())
+                .collect();
+            panic!("{what} not found in {all:#?}")
+        });
+    f.exceptions.iter().map(|t| t.to_string()).collect()
 }
 
 proptest::proptest! {
@@ -648,18 +744,21 @@ proptest::proptest! {
 
     /// On random corpora: every candidate's counts and exceptions are a replay's, its
     /// examples pass; the planted response is found or implied, and every trace planted to
-    /// break it is named.
+    /// break it is named; so are the planted value bound and conditionals, each with
+    /// exactly the traces planted to break it.
     #[test]
     fn candidates_are_what_a_replay_gives_and_planted_responses_are_found(
         seed in 1u64..u64::MAX,
         a in 0usize..5,
         shift in 1usize..5,
         exceptions in 0usize..3,
+        value_exceptions in 0usize..3,
     ) {
         let b = (a + shift) % 5;
-        let (corpus, broken) = random_corpus(seed, a, b, exceptions);
+        let planted = random_corpus(seed, a, b, exceptions, value_exceptions);
+        let (corpus, broken) = (&planted.corpus, &planted.broken);
         let scratch = common::tmp(&format!("discover-prop-{seed}"));
-        write_corpus(&scratch, &corpus, 50);
+        write_corpus(&scratch, corpus, 50);
         let (found, _) = discover(&[&scratch], 5, 0.9);
         check_against_replay(&found, &[&scratch]);
         let names = ["n.a", "n.b", "n.c", "n.d", "n.e"];
@@ -671,6 +770,27 @@ proptest::proptest! {
             .flat_map(|f| f.exceptions.iter().map(|t| t.to_string()))
             .collect();
         proptest::prop_assert!(broken.is_subset(&named), "{:?} not all named in {:?}", broken, named);
+        let refunds = exceptions_of(&found, "the refunds' bound", |c| {
+            *c == Claim::SumAtMost("v.charge".into(), "v.refund".into(), "amount".into())
+        });
+        proptest::prop_assert_eq!(&refunds, &planted.refund_over);
+        let errors = exceptions_of(&found, "the errors of status 500", |c| {
+            *c == Claim::WhenEq("c.request".into(), "status".into(), "\"500\"".into(), "c.error".into())
+        });
+        proptest::prop_assert_eq!(&errors, &planted.error_missing);
+        let frauds = exceptions_of(&found, "the fraud checks of large charges", |c| {
+            matches!(c, Claim::WhenAbove(a, k, _, b) if a == "c.charge" && k == "amount" && b == "c.fraud")
+        });
+        proptest::prop_assert_eq!(&frauds, &planted.fraud_missing);
+        // The cut point is a percentile's, not an extreme: within the larger amounts.
+        for f in &found {
+            if let Claim::WhenAbove(a, _, cut, _) = &f.candidate.claim {
+                if a == "c.charge" {
+                    let cut: f64 = cut.parse().unwrap();
+                    proptest::prop_assert!((100.0..10_000.0).contains(&cut), "{}", cut);
+                }
+            }
+        }
     }
 }
 
@@ -989,4 +1109,119 @@ fn outputs_never_overwrite_inputs_and_write_errors_are_reported() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("error: -:"), "{err}");
+}
+
+#[test]
+fn hostile_values_give_value_candidates_that_load_pass_and_equal_a_replay() {
+    // A numeric key that is a string on some spans (a number, or not one), NaN, infinities,
+    // huge and negative values, booleans, a key on one name and not the other: nothing
+    // panics, every candidate loads, passes its examples and counts what a replay counts.
+    let scratch = common::tmp("discover-hostile-values");
+    const B: u64 = 1_700_000_000_000_000_000;
+    let hostile = [
+        json!({"stringValue": "250"}),
+        json!({"stringValue": "abc"}),
+        json!({"doubleValue": "NaN"}),
+        json!({"doubleValue": "Infinity"}),
+        json!({"doubleValue": "-Infinity"}),
+        json!({"doubleValue": 1e308}),
+        json!({"intValue": "-50"}),
+        json!({"intValue": "9223372036854775807"}),
+        json!({"intValue": "-9223372036854775808"}),
+        json!({"doubleValue": -0.0}),
+        json!({"stringValue": "1e400"}),
+        json!({"boolValue": true}),
+        json!({"doubleValue": 1.5e-7}),
+        json!({"stringValue": " 7"}),
+    ];
+    let mut rng = Rng(11);
+    let mut lines = Vec::new();
+    for t in 0..300u64 {
+        let b = B + t * 10_000_000_000;
+        let odd = t % 5 == 0;
+        let pick = |rng: &mut Rng, normal: i64| {
+            if odd {
+                hostile[rng.below(hostile.len())].clone()
+            } else {
+                json!({"intValue": normal.to_string()})
+            }
+        };
+        let charge = 100 + rng.below(10_000) as i64;
+        let status = match t % 4 {
+            0 => json!({"stringValue": "500"}),
+            1 => json!({"intValue": "500"}),
+            _ => json!({"stringValue": "200"}),
+        };
+        let mut spans: Vec<JsonSpan<'_>> = vec![
+            (t, 0, None, "root", b, vec![]),
+            (
+                t,
+                1,
+                Some(0),
+                "h.charge",
+                b + 10,
+                vec![
+                    ("amount", pick(&mut rng, charge)),
+                    ("limit", json!({"intValue": "9000"})),
+                ],
+            ),
+            (
+                t,
+                2,
+                Some(0),
+                "h.refund",
+                b + 20,
+                vec![("amount", pick(&mut rng, charge / 2))],
+            ),
+            (
+                t,
+                3,
+                Some(0),
+                "h.refund",
+                b + 30,
+                vec![("amount", pick(&mut rng, charge / 3))],
+            ),
+            (
+                t,
+                4,
+                Some(0),
+                "h.request",
+                b + 40,
+                vec![("status", status), ("amount", pick(&mut rng, -charge))],
+            ),
+            (t, 5, Some(0), "h.audit", b + 50, vec![]),
+        ];
+        if t % 4 < 2 || t % 8 == 2 {
+            spans.push((t, 6, Some(0), "h.error", b + 60, vec![]));
+        }
+        lines.push(json_line(&[], &spans));
+    }
+    std::fs::write(scratch.join("hostile.json"), lines.join("\n") + "\n").unwrap();
+    let (found, _) = discover(&[&scratch.join("hostile.json")], 5, 0.7);
+    let families: BTreeSet<&str> = found.iter().map(|f| f.candidate.family.word()).collect();
+    assert!(
+        families.contains("value_bound") && families.contains("conditional"),
+        "{families:?}"
+    );
+    check_against_replay(&found, &[&scratch.join("hostile.json")]);
+    let (code, _, err) = betrace(
+        &[
+            "discover",
+            "--min-support",
+            "5",
+            "--min-confidence",
+            "0.7",
+            "--top",
+            "0",
+            "-o",
+            "found.yaml",
+            "hostile.json",
+        ],
+        &scratch,
+    );
+    assert_eq!(code, 0, "{err}");
+    for cmd in ["check", "test"] {
+        let (code, out, err) = betrace(&[cmd, "found.yaml"], &scratch);
+        assert_eq!(code, 0, "{cmd}: {out}{err}");
+    }
 }

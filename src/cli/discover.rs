@@ -420,9 +420,16 @@ fn summary_text(found: &[Found], s: &Summary) -> String {
             String::new()
         }
     );
+    t += &format!(
+        "  values: {} conditions on frequent values mined; {} value bounds that hold nearly as often with values shuffled across traces (lift under {}), {} conditionals no clearly better than without their condition\n",
+        s.conditions,
+        s.by_chance,
+        discover::MIN_VALUE_LIFT,
+        s.not_better
+    );
     if s.capped.0 > 0 || s.capped.1 > 0 {
         t += &format!(
-            "  bounds: {} traces had more than {} names (pairs mined among the first), {} pairs or agreements not tracked (at most {})\n",
+            "  bounds: {} traces had more than {} names (pairs mined among the first), {} pairs, agreements, value bounds or conditionals not tracked (at most {})\n",
             s.capped.0,
             discover::mine::MAX_NAMES_PER_TRACE,
             s.capped.1,

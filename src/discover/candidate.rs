@@ -31,6 +31,10 @@ pub enum Family {
     Idempotency,
     /// `count(A) <= K`.
     Count,
+    /// `sum(B, k) <= $a.k`, `max(B, k) <= $a.k`: a bound on values across spans.
+    ValueBound,
+    /// `when { A.where(k == v) } always { B }`: a pair restricted to a frequent value.
+    Conditional,
 }
 
 impl Family {
@@ -46,6 +50,8 @@ impl Family {
             Family::Agreement => "agreement",
             Family::Idempotency => "idempotency",
             Family::Count => "count",
+            Family::ValueBound => "value_bound",
+            Family::Conditional => "conditional",
         }
     }
 }
@@ -82,6 +88,15 @@ pub enum Claim {
     Same(String, String),
     /// At most `n` spans `a` a trace.
     Count(String, u64),
+    /// With `b` in the trace, the sum of `b`'s values of `k` is at most each `a`'s.
+    SumAtMost(String, String, String),
+    /// …each `b`'s value; and whether `b`'s values were never negative (the sum's bound
+    /// then implies it).
+    MaxAtMost(String, String, String, bool),
+    /// Every trace with an `a` whose `k` equals the value (as written) has a `b`.
+    WhenEq(String, String, String, String),
+    /// Every trace with an `a` whose `k` is above the cut point (as written) has a `b`.
+    WhenAbove(String, String, String, String),
 }
 
 impl Claim {
@@ -104,6 +119,8 @@ impl Claim {
                 Response(a.clone(), b.clone()),
             ],
             Exists(..) | Same(..) | Count(..) => vec![],
+            // Implications between these read their counts and values: [`super::prune_values`].
+            SumAtMost(..) | MaxAtMost(..) | WhenEq(..) | WhenAbove(..) => vec![],
         }
     }
 
@@ -471,8 +488,180 @@ pub fn generate(
             mined: (na.traces, na.traces),
         });
     }
+    value_bounds(m, projection, min_support, min_confidence, &mut out);
+    conditionals(m, min_support, min_confidence, &mut out);
     name_ids(&mut out);
     out
+}
+
+/// What value candidates need of the generator's checks.
+struct Gate<'m> {
+    m: &'m Miner,
+    min_support: u64,
+    min_confidence: f64,
+}
+
+impl Gate<'_> {
+    /// A name that can be in a pair: on enough traces, writable, not the root of (nearly)
+    /// every trace.
+    fn pairable(&self, n: NameId) -> bool {
+        let s = self.m.name_stats(n);
+        s.traces >= self.min_support
+            && writable(self.m.name(n))
+            && (s.root as f64) < 0.99 * self.m.traces.max(1) as f64
+    }
+
+    /// Support and confidence reach the thresholds.
+    fn ok(&self, support: u64, held: u64) -> bool {
+        support >= self.min_support && held as f64 >= self.min_confidence * support as f64
+    }
+}
+
+/// Least value a chance is taken as: a bound that never held when values were shuffled
+/// still rests on a sample of 64 × 64 pairs.
+const LEAST_CHANCE: f64 = 1.0 / 4096.0;
+
+/// Value bounds across spans: for names `a`, `b` in the same traces, each carrying numbers
+/// of one key, `sum(b, k) <= $a.k` (and `max(b, k) <= $a.k` when `b` repeats), where the
+/// mined traces (both names present, `b` with a number) held it. The chance it holds
+/// anyway is read off the two names' samples, shuffled across traces.
+fn value_bounds(
+    m: &Miner,
+    projection: &Projection,
+    min_support: u64,
+    min_confidence: f64,
+    out: &mut Vec<Candidate>,
+) {
+    let gate = Gate {
+        m,
+        min_support,
+        min_confidence,
+    };
+    let mut all: Vec<_> = m
+        .bounds()
+        .filter(|((a, b, _), _)| gate.pairable(*a) && gate.pairable(*b))
+        .collect();
+    all.sort_by(|x, y| {
+        (m.name(x.0 .0), m.name(x.0 .1), x.0 .2).cmp(&(m.name(y.0 .0), m.name(y.0 .1), y.0 .2))
+    });
+    for (&(ai, bi, k), held) in all {
+        let Some(co) = m.pair_stats(ai, bi).map(|p| p.co) else {
+            continue;
+        };
+        let (Some(ka), Some(kb)) = (m.key_stats(ai, k), m.key_stats(bi, k)) else {
+            continue;
+        };
+        let key = projection.key_name(k);
+        if !writable(key) {
+            continue;
+        }
+        let (a, b) = (m.name(ai).to_string(), m.name(bi).to_string());
+        let (sa, sb, sk) = (sel(&a), sel(&b), attr(key));
+        let repeats = m.name_stats(bi).multi > 0;
+        for (of, count) in [(super::cond::SUM, held[0]), (super::cond::MAX, held[1])] {
+            if !gate.ok(co, count) || (of == super::cond::MAX && !repeats) {
+                continue;
+            }
+            let chance = ka
+                .numbers
+                .chance_at_least(&kb.numbers, of)
+                .unwrap_or(1.0)
+                .max(LEAST_CHANCE);
+            let (f, claim, what) = if of == super::cond::SUM {
+                (
+                    "sum",
+                    Claim::SumAtMost(a.clone(), b.clone(), key.into()),
+                    "the sum of",
+                )
+            } else {
+                (
+                    "max",
+                    Claim::MaxAtMost(a.clone(), b.clone(), key.into(), kb.negative == 0),
+                    "every",
+                )
+            };
+            out.push(Candidate {
+                id: String::new(),
+                family: Family::ValueBound,
+                claim,
+                condition: format!(
+                    "when {{ {sa} as $a and {sb} }} always {{ {f}({sb}, {sk}) <= $a.{sk} }}"
+                ),
+                name: format!("{what} {b}'s {key} is at most each {a}'s"),
+                names: vec![a.clone(), b.clone()],
+                keys: vec![key.to_string()],
+                chance,
+                note: Some(format!(
+                    "held by chance in {:.4} of the pairs of {} × {} sampled traces with their values shuffled",
+                    chance,
+                    ka.numbers.len(),
+                    kb.numbers.len()
+                )),
+                mined: (co, count),
+            });
+        }
+    }
+}
+
+/// Pairs restricted to a frequent value: `when { a.where(c) } always { b }` where the
+/// traces with an `a` passing `c` have a `b` (support and confidence at the thresholds)
+/// but the traces with an `a` do not, and clearly less often: the Wilson lower bound of the
+/// conditional confidence is above the unconditional one — which is the chance, so that
+/// lift says how much the condition adds.
+fn conditionals(m: &Miner, min_support: u64, min_confidence: f64, out: &mut Vec<Candidate>) {
+    let gate = Gate {
+        m,
+        min_support,
+        min_confidence,
+    };
+    let setup = m.setup();
+    let mut all: Vec<_> = m
+        .conditional()
+        .filter(|((_, b), _)| gate.pairable(*b))
+        .collect();
+    all.sort_by(|x, y| (x.0 .0, m.name(x.0 .1)).cmp(&(y.0 .0, m.name(y.0 .1))));
+    for (&(c, bi), &held) in all {
+        let cond = &setup.conditions[c as usize];
+        let Some(ai) = m.id_of(&cond.name) else {
+            continue;
+        };
+        let applies = m.cond_applies(c);
+        let na = m.name_stats(ai).traces;
+        let co = m.pair_stats(ai, bi).map_or(0, |p| p.co);
+        if !gate.pairable(ai) || !gate.ok(applies, held) || gate.ok(na, co) || !writable(&cond.key)
+        {
+            continue;
+        }
+        let unconditional = co as f64 / na.max(1) as f64;
+        if super::stats::wilson_lower(held, applies) <= unconditional {
+            continue;
+        }
+        let (a, b) = (cond.name.clone(), m.name(bi).to_string());
+        let (sa, sb) = (sel(&a), sel(&b));
+        let claim = match cond.test {
+            super::cond::Test::Eq(_) => {
+                Claim::WhenEq(a.clone(), cond.key.clone(), cond.value.clone(), b.clone())
+            }
+            super::cond::Test::Above(_) => {
+                Claim::WhenAbove(a.clone(), cond.key.clone(), cond.value.clone(), b.clone())
+            }
+        };
+        out.push(Candidate {
+            id: String::new(),
+            family: Family::Conditional,
+            claim,
+            condition: format!("when {{ {sa}.where({}) }} always {{ {sb} }}", cond.text),
+            name: format!("a trace with {} where {} has {}", an(&a), cond.text, an(&b)),
+            names: vec![a, b],
+            keys: vec![cond.key.clone()],
+            chance: unconditional.max(LEAST_CHANCE),
+            note: Some(format!(
+                "{}; without the condition held in {co} of {na} traces ({unconditional:.4})",
+                cond.why
+            )),
+            mined: (applies, held),
+        });
+    }
 }
 
 /// Whether a name or key can be written in a condition.
@@ -508,9 +697,17 @@ fn name_ids(cands: &mut [Candidate]) {
             Claim::AgreeAfter(..) => "agree-after",
             Claim::Same(..) => "same",
             Claim::Count(..) => "count",
+            Claim::SumAtMost(..) => "sum-at-most",
+            Claim::MaxAtMost(..) => "max-at-most",
+            Claim::WhenEq(..) => "when-eq",
+            Claim::WhenAbove(..) => "when-above",
         };
         let mut id = format!("discovered.{variant}");
-        for n in c.names.iter().chain(&c.keys) {
+        let value = match &c.claim {
+            Claim::WhenEq(_, _, v, _) | Claim::WhenAbove(_, _, v, _) => Some(v),
+            _ => None,
+        };
+        for n in c.names.iter().chain(&c.keys).chain(value) {
             id.push('-');
             id.push_str(&slug(n));
         }

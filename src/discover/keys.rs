@@ -6,9 +6,11 @@ use std::hash::Hasher;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use crate::otlp::wire::{fields, utf8, WireError};
+use crate::otlp::wire::{fields, utf8, Field, WireError};
 use crate::replay::input::{self, Limits, Record};
 use crate::trace::projected::Projection;
+
+use super::cond::{Lit, Tallies};
 
 /// Most keys mined: the ones on the most sampled spans.
 pub const MAX_KEYS: usize = 64;
@@ -45,12 +47,32 @@ impl Seen {
     }
 }
 
+/// What the sample of the input says: the keys to mine, how many spans it read, and the
+/// values seen per (span name, key) — from which conditions are chosen
+/// ([`super::cond::choose`]).
+#[derive(Debug, Default)]
+pub struct Sample {
+    /// The keys to mine, most frequent first.
+    pub keys: Vec<String>,
+    /// Spans sampled.
+    pub spans: usize,
+    /// The values seen per (span name, key).
+    pub values: Tallies,
+}
+
 /// The keys on the most spans of a sample of `sources` (records from the start of each
 /// input), most frequent first, at most [`MAX_KEYS`] — leaving out those with one value
 /// throughout the sample or a new value on every span; and how many spans were sampled.
 /// Records that do not decode are left to the mining pass to report.
 pub fn sample(sources: &[String], limits: Limits) -> (Vec<String>, usize) {
+    let s = sample_values(sources, limits);
+    (s.keys, s.spans)
+}
+
+/// [`sample`], with the values seen per (span name, key).
+pub fn sample_values(sources: &[String], limits: Limits) -> Sample {
     let mut counts: HashMap<String, Seen> = HashMap::new();
+    let mut tallies = Tallies::default();
     let mut spans = 0usize;
     let none = Arc::new(Projection::new(Vec::<String>::new(), false));
     for source in sources {
@@ -70,9 +92,9 @@ pub fn sample(sources: &[String], limits: Limits) -> (Vec<String>, usize) {
                     let (body, json, _, _) = p.into_parts();
                     if let Ok(body) = body {
                         spans += if json {
-                            json_keys(&body, &mut counts)
+                            json_keys(&body, &mut counts, &mut tallies)
                         } else {
-                            protobuf_keys(&body, &mut counts)
+                            protobuf_keys(&body, &mut counts, &mut tallies)
                         };
                     }
                     records += 1;
@@ -88,20 +110,27 @@ pub fn sample(sources: &[String], limits: Limits) -> (Vec<String>, usize) {
         .collect();
     keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     keys.truncate(MAX_KEYS);
-    (keys.into_iter().map(|k| k.0).collect(), spans)
+    Sample {
+        keys: keys.into_iter().map(|k| k.0).collect(),
+        spans,
+        values: tallies,
+    }
 }
 
 /// Counts the span attribute keys of an OTLP protobuf request, read in place (a value
 /// told apart by its encoded bytes); returns its spans. A request that is not valid
 /// protobuf, or has a key that is not UTF-8, counts nothing.
-fn protobuf_keys(body: &[u8], counts: &mut HashMap<String, Seen>) -> usize {
-    let mut seen: Vec<(&str, &[u8])> = Vec::new();
+fn protobuf_keys(body: &[u8], counts: &mut HashMap<String, Seen>, tallies: &mut Tallies) -> usize {
+    let mut seen: Vec<(&str, &str, &[u8])> = Vec::new();
     match request_keys(body, &mut seen) {
         Ok(n) => {
-            for (k, v) in seen {
+            for (name, k, v) in seen {
                 match counts.get_mut(k) {
                     Some(s) => s.add(v),
                     None => counts.entry(k.to_string()).or_default().add(v),
+                }
+                if let Some(lit) = any_value(v) {
+                    tallies.add(name, k, lit);
                 }
             }
             n
@@ -110,14 +139,30 @@ fn protobuf_keys(body: &[u8], counts: &mut HashMap<String, Seen>) -> usize {
     }
 }
 
-/// The spans of an `ExportTraceServiceRequest` and each span attribute as (key, encoded
-/// value).
+/// An encoded `AnyValue` as a literal a condition can compare with: a string, an integer
+/// or a float; `None` for anything else or bytes that do not decode.
+fn any_value(v: &[u8]) -> Option<Lit> {
+    // AnyValue: 1 string_value, 2 bool_value, 3 int_value, 4 double_value.
+    let mut out = None;
+    for f in fields(v) {
+        out = match f.ok()? {
+            (1, Field::Bytes(b)) => Some(Lit::Str(std::str::from_utf8(b).ok()?.to_string())),
+            (3, Field::Varint(i)) => Some(Lit::Int(i as i64)),
+            (4, Field::Fixed64(x)) => Some(Lit::Float(f64::from_bits(x))),
+            _ => None,
+        };
+    }
+    out
+}
+
+/// The spans of an `ExportTraceServiceRequest` and each span attribute as (span name, key,
+/// encoded value).
 fn request_keys<'a>(
     body: &'a [u8],
-    seen: &mut Vec<(&'a str, &'a [u8])>,
+    seen: &mut Vec<(&'a str, &'a str, &'a [u8])>,
 ) -> Result<usize, WireError> {
     // The messages' fields: request 1 resource_spans; ResourceSpans 2 scope_spans;
-    // ScopeSpans 2 spans; Span 9 attributes; KeyValue 1 key, 2 value.
+    // ScopeSpans 2 spans; Span 5 name, 9 attributes; KeyValue 1 key, 2 value.
     let mut n = 0;
     for f in fields(body) {
         let (1, rs) = f? else { continue };
@@ -126,8 +171,17 @@ fn request_keys<'a>(
             for f in fields(ss.bytes("scope_spans")?) {
                 let (2, span) = f? else { continue };
                 n += 1;
+                let first = seen.len();
+                let mut name = "";
                 for f in fields(span.bytes("span")?) {
-                    let (9, kv) = f? else { continue };
+                    let kv = match f? {
+                        (5, n) => {
+                            name = utf8(n.bytes("name")?, "name")?;
+                            continue;
+                        }
+                        (9, kv) => kv,
+                        _ => continue,
+                    };
                     let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
                     for f in fields(kv.bytes("attribute")?) {
                         match f? {
@@ -136,7 +190,10 @@ fn request_keys<'a>(
                             _ => {}
                         }
                     }
-                    seen.push((utf8(key, "key")?, value));
+                    seen.push(("", utf8(key, "key")?, value));
+                }
+                for s in &mut seen[first..] {
+                    s.0 = name;
                 }
             }
         }
@@ -145,7 +202,7 @@ fn request_keys<'a>(
 }
 
 /// Counts the span attribute keys of an OTLP JSON request; returns its spans.
-fn json_keys(body: &[u8], counts: &mut HashMap<String, Seen>) -> usize {
+fn json_keys(body: &[u8], counts: &mut HashMap<String, Seen>, tallies: &mut Tallies) -> usize {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return 0;
     };
@@ -161,14 +218,37 @@ fn json_keys(body: &[u8], counts: &mut HashMap<String, Seen>) -> usize {
         for ss in field(rs, "scopeSpans", "scope_spans") {
             for s in field(ss, "spans", "spans") {
                 n += 1;
+                let name = s.get("name").and_then(|n| n.as_str()).unwrap_or_default();
                 for kv in field(s, "attributes", "attributes") {
                     if let Some(k) = kv.get("key").and_then(|k| k.as_str()) {
-                        let v = kv.get("value").map(|v| v.to_string()).unwrap_or_default();
+                        let value = kv.get("value");
+                        let v = value.map(|v| v.to_string()).unwrap_or_default();
                         counts.entry(k.to_string()).or_default().add(v.as_bytes());
+                        if let Some(lit) = value.and_then(json_value) {
+                            tallies.add(name, k, lit);
+                        }
                     }
                 }
             }
         }
     }
     n
+}
+
+/// An OTLP/JSON `AnyValue` as a literal a condition can compare with (`intValue` may be a
+/// string or a number, `doubleValue` a number); `None` for anything else.
+fn json_value(v: &serde_json::Value) -> Option<Lit> {
+    let get = |camel: &str, snake: &str| v.get(camel).or_else(|| v.get(snake));
+    if let Some(s) = get("stringValue", "string_value") {
+        return s.as_str().map(|s| Lit::Str(s.to_string()));
+    }
+    if let Some(i) = get("intValue", "int_value") {
+        return match i {
+            serde_json::Value::String(s) => s.parse().ok().map(Lit::Int),
+            n => n.as_i64().map(Lit::Int),
+        };
+    }
+    get("doubleValue", "double_value")
+        .and_then(serde_json::Value::as_f64)
+        .map(Lit::Float)
 }

@@ -8,10 +8,12 @@
 
 use std::collections::HashMap as StdMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 
-use crate::lang::value::ValueRef;
+use crate::lang::value::{Number, ValueRef};
 use crate::trace::projected::{KeyId, Trace};
 
+use super::cond::{NumSample, Setup};
 use super::stats::{Histogram, Sketch};
 
 /// foldhash: several lookups per pair of names of every trace mined.
@@ -26,6 +28,10 @@ pub const MAX_NAMES_PER_TRACE: usize = 256;
 pub const MAX_PAIRS: usize = 1 << 18;
 /// Most (name, name, key) agreements tracked, as for pairs.
 pub const MAX_AGREEMENTS: usize = 1 << 20;
+/// Most (name, name, key) value bounds tracked, as for pairs.
+pub const MAX_BOUNDS: usize = 1 << 18;
+/// Most (condition, name) pairs tracked, as for pairs.
+pub const MAX_CONDITIONAL: usize = 1 << 18;
 
 /// A span name, as a number local to one miner.
 pub type NameId = u32;
@@ -77,7 +83,16 @@ pub struct KeyStats {
     pub same: u64,
     /// The values seen (one per span).
     pub values: Sketch,
+    /// Per trace, the least, greatest and summed numeric value: a sample of traces.
+    pub numbers: NumSample,
+    /// Traces where some numeric value is below zero.
+    pub negative: u64,
 }
+
+/// Traces where a value bound across spans held: `[sum, max]` of the other name's values
+/// at most each value of the first name's (counted only where the other name has a
+/// numeric value).
+pub type BoundCounts = [u64; 2];
 
 /// Everything mined so far; one per judging thread, merged at the end.
 #[derive(Debug, Default)]
@@ -106,6 +121,17 @@ pub struct Miner {
     /// ones where it has one value throughout (an id of the whole trace: agreeing on it
     /// says nothing about two names).
     shared: Vec<(u64, u64)>,
+    /// Per (name, name, key): traces where the second name's values are bounded by each of
+    /// the first's ([`BoundCounts`]).
+    bounds: HashMap<(NameId, NameId, KeyId), BoundCounts>,
+    /// The conditions on frequent values counted.
+    setup: Arc<Setup>,
+    /// Per name, its conditions' indexes in `setup`.
+    cond_of: Vec<Vec<u32>>,
+    /// Per condition, the traces where a span of its name passes it.
+    cond_applies: Vec<u64>,
+    /// Per (condition, name): of those, the traces holding a span of the name.
+    cond_held: HashMap<(u32, NameId), u64>,
     /// Working space for one trace, kept so that mining a trace allocates little.
     scratch: Scratch,
 }
@@ -140,6 +166,25 @@ struct Scratch {
     /// Per carrier, the run of `index` holding its first value (empty when no other
     /// carrier holds it).
     runs: Vec<(usize, usize)>,
+    /// Each numeric value: its key id, its span's group, the number.
+    nums: Vec<(u32, u32, f64)>,
+    /// Per (key, group) carrying numbers: the numbers' count, least, greatest, sum.
+    aggs: Vec<Agg>,
+    /// The conditions passed in this trace: (condition, group).
+    active: Vec<(u32, u32)>,
+    /// Per condition, the last trace (its number) it passed in.
+    stamp: Vec<u64>,
+}
+
+/// One group's numeric values of one key in one trace.
+#[derive(Debug, Clone, Copy)]
+struct Agg {
+    key: u32,
+    group: u32,
+    count: usize,
+    min: f64,
+    max: f64,
+    sum: f64,
 }
 
 /// One trace, arranged for mining: its spans grouped by name, each group in start order.
@@ -167,6 +212,46 @@ enum Parents {
 }
 
 impl Miner {
+    /// A miner that also counts the conditions of `setup`.
+    pub fn new(setup: Arc<Setup>) -> Miner {
+        let n = setup.conditions.len();
+        Miner {
+            cond_applies: vec![0; n],
+            scratch: Scratch {
+                stamp: vec![0; n],
+                ..Scratch::default()
+            },
+            setup,
+            ..Miner::default()
+        }
+    }
+
+    /// The id of a name, if it was met.
+    pub fn id_of(&self, name: &str) -> Option<NameId> {
+        self.ids.get(name).copied()
+    }
+
+    /// The conditions counted.
+    pub fn setup(&self) -> &Setup {
+        &self.setup
+    }
+
+    /// Traces where a span passes condition `c` (its index in [`Miner::setup`]).
+    pub fn cond_applies(&self, c: u32) -> u64 {
+        self.cond_applies.get(c as usize).copied().unwrap_or(0)
+    }
+
+    /// Every (condition, name) with the traces where the condition passed and the name
+    /// occurs.
+    pub fn conditional(&self) -> impl Iterator<Item = (&(u32, NameId), &u64)> {
+        self.cond_held.iter()
+    }
+
+    /// Every value bound (name, name, key) with its counts.
+    pub fn bounds(&self) -> impl Iterator<Item = (&(NameId, NameId, KeyId), &BoundCounts)> {
+        self.bounds.iter()
+    }
+
     /// The name of a name id.
     pub fn name(&self, id: NameId) -> &str {
         &self.names[id as usize]
@@ -231,6 +316,8 @@ impl Miner {
         self.names.push(name.into());
         self.ids.insert(name.into(), id);
         self.per_name.push(NameStats::default());
+        self.cond_of
+            .push(self.setup.by_name.get(name).cloned().unwrap_or_default());
         id
     }
 
@@ -340,6 +427,8 @@ impl Miner {
         }
         s.tree = tree;
         self.values(t, &mut s);
+        self.value_bounds(t, &mut s);
+        self.conditions(&s, &paired);
         self.scratch = s;
     }
 
@@ -423,9 +512,29 @@ impl Miner {
         // Each value, spans in group order; counted per key.
         s.raw.clear();
         s.starts.clear();
+        s.nums.clear();
+        s.active.clear();
         for &i in &s.arranged.order {
             let g = s.arranged.group_of[i] as u32;
+            let name = s.arranged.groups[g as usize].0;
+            let conds = self
+                .cond_of
+                .get(name as usize)
+                .map_or(&[][..], Vec::as_slice);
             for (key, v) in t.attr_ids(&t.spans[i]) {
+                if let Some(x) = number(v) {
+                    s.nums.push((key.0, g, x));
+                }
+                for &c in conds {
+                    let at = c as usize;
+                    if self.setup.key_ids[at] == key
+                        && s.stamp[at] != self.traces
+                        && self.setup.conditions[at].holds(v)
+                    {
+                        s.stamp[at] = self.traces;
+                        s.active.push((c, g));
+                    }
+                }
                 if let Some(h) = hash_value(v) {
                     let k = key.0 as usize;
                     if s.starts.len() <= k + 1 {
@@ -599,6 +708,113 @@ impl Miner {
         }
     }
 
+    /// Numeric values: per (name, key) a sample of each trace's least, greatest and summed
+    /// value, and per (name, name, key) whether the second name's values are bounded by
+    /// each of the first's ([`BoundCounts`]).
+    fn value_bounds(&mut self, t: &Trace, s: &mut Scratch) {
+        if s.nums.is_empty() {
+            return;
+        }
+        s.nums.sort_unstable_by_key(|x| (x.0, x.1));
+        s.aggs.clear();
+        for &(key, group, x) in &s.nums {
+            match s.aggs.last_mut() {
+                Some(a) if a.key == key && a.group == group => {
+                    a.count += 1;
+                    a.min = a.min.min(x);
+                    a.max = a.max.max(x);
+                    a.sum += x;
+                }
+                _ => s.aggs.push(Agg {
+                    key,
+                    group,
+                    count: 1,
+                    min: x,
+                    max: x,
+                    sum: x,
+                }),
+            }
+        }
+        let hash = foldhash::fast::FixedState::with_seed(7).hash_one(t.trace_id);
+        let groups = &s.arranged.groups;
+        let mut at = 0;
+        while at < s.aggs.len() {
+            let key = s.aggs[at].key;
+            let end = at
+                + s.aggs[at..]
+                    .iter()
+                    .position(|a| a.key != key)
+                    .unwrap_or(s.aggs.len() - at);
+            let run = &s.aggs[at..end];
+            for a in run {
+                let all = a.count == groups[a.group as usize].1.len();
+                let k = self.key_entry(groups[a.group as usize].0, KeyId(key));
+                k.numbers
+                    .add(hash, [if all { a.min } else { f64::NAN }, a.max, a.sum]);
+                k.negative += u64::from(a.min < 0.0);
+            }
+            // A key on more names than are paired is left out (as pairs beyond them are).
+            if run.len() >= 2 && run.len() <= MAX_NAMES_PER_TRACE {
+                self.bounds_of(groups, run, KeyId(key));
+            }
+            at = end;
+        }
+    }
+
+    /// Counts, for every two groups carrying numbers of one key, whether the second's sum
+    /// and greatest value are at most the first's least (every span of the first with a
+    /// number).
+    fn bounds_of(&mut self, groups: &[(NameId, std::ops::Range<usize>)], run: &[Agg], key: KeyId) {
+        for a in run {
+            if a.count != groups[a.group as usize].1.len() {
+                continue;
+            }
+            for b in run {
+                if a.group == b.group {
+                    continue;
+                }
+                let held = [u64::from(b.sum <= a.min), u64::from(b.max <= a.min)];
+                if held == [0, 0] {
+                    continue;
+                }
+                let k = (groups[a.group as usize].0, groups[b.group as usize].0, key);
+                let full = self.bounds.len() >= MAX_BOUNDS;
+                match self.bounds.get_mut(&k) {
+                    Some(n) => {
+                        n[0] += held[0];
+                        n[1] += held[1];
+                    }
+                    None if !full => {
+                        self.bounds.insert(k, held);
+                    }
+                    None => self.pairs_dropped += 1,
+                }
+            }
+        }
+    }
+
+    /// The conditions passed in this trace: each counted, and with it every other name of
+    /// the trace (paired).
+    fn conditions(&mut self, s: &Scratch, paired: &[usize]) {
+        for &(c, ga) in &s.active {
+            self.cond_applies[c as usize] += 1;
+            for &gb in paired {
+                if gb == ga as usize {
+                    continue;
+                }
+                let k = (c, s.arranged.groups[gb].0);
+                let full = self.cond_held.len() >= MAX_CONDITIONAL;
+                match self.cond_held.get_mut(&k) {
+                    Some(n) => *n += 1,
+                    None if !full => {
+                        self.cond_held.insert(k, 1);
+                    }
+                    None => self.pairs_dropped += 1,
+                }
+            }
+        }
+    }
+
     /// Adds another miner's counts (its names matched to ours by text).
     pub fn merge(&mut self, other: Miner) {
         let map: Vec<NameId> = other.names.iter().map(|n| self.intern(n)).collect();
@@ -632,6 +848,25 @@ impl Miner {
             m.present += s.present;
             m.same += s.same;
             m.values.merge(&s.values);
+            m.numbers.merge(&s.numbers);
+            m.negative += s.negative;
+        }
+        for ((x, y, k), n) in other.bounds {
+            let e = self
+                .bounds
+                .entry((map[x as usize], map[y as usize], k))
+                .or_default();
+            e[0] += n[0];
+            e[1] += n[1];
+        }
+        if self.cond_applies.len() < other.cond_applies.len() {
+            self.cond_applies.resize(other.cond_applies.len(), 0);
+        }
+        for (c, n) in other.cond_applies.iter().enumerate() {
+            self.cond_applies[c] += n;
+        }
+        for ((c, y), n) in other.cond_held {
+            *self.cond_held.entry((c, map[y as usize])).or_default() += n;
         }
         for (k, (n, one)) in other.shared.into_iter().enumerate() {
             let e = self.shared_entry(KeyId(k as u32));
@@ -644,6 +879,15 @@ impl Miner {
                 .entry((map[x as usize], map[y as usize], k))
                 .or_default() += n;
         }
+    }
+}
+
+/// The number a value stands for in a sum or a comparison with one (an integer, a float
+/// other than NaN, a string that reads whole as a number); `None` for anything else.
+fn number(v: ValueRef<'_>) -> Option<f64> {
+    match v {
+        ValueRef::Duration(_) => None,
+        v => Number::of(v).map(Number::as_f64),
     }
 }
 

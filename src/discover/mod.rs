@@ -22,6 +22,7 @@
 //!    on the holdout. The rest are ranked by the Wilson lower bound of their confidence.
 
 pub mod candidate;
+pub mod cond;
 pub mod cut;
 pub mod keys;
 pub mod mine;
@@ -140,6 +141,10 @@ pub struct Example {
 /// throughout most traces (an order id on every span), and agreeing on it says nothing.
 pub const MIN_AGREEMENT_LIFT: f64 = 1.5;
 
+/// Least lift of a value bound: below it, the bound holds nearly as often when the values
+/// are shuffled across traces — it says what each name's values are, not how they relate.
+pub const MIN_VALUE_LIFT: f64 = 1.2;
+
 /// Exceptions kept per candidate.
 pub const EXCEPTIONS: usize = 20;
 /// Most candidates judged; beyond it, the best by mined confidence (the rest counted).
@@ -172,6 +177,12 @@ pub struct Summary {
     pub implied: usize,
     /// …agreements on a key that has one value per trace anyway.
     pub one_per_trace: usize,
+    /// …value bounds that hold nearly as often by chance ([`MIN_VALUE_LIFT`]).
+    pub by_chance: usize,
+    /// …conditionals once judged no clearly better than without their condition.
+    pub not_better: usize,
+    /// Conditions on frequent values mined.
+    pub conditions: usize,
     /// …already in `--rules KNOWN`.
     pub known: usize,
     /// …failed the holdout.
@@ -255,7 +266,15 @@ pub fn run(
         steps.push((name, step.elapsed()));
         step = Instant::now();
     };
-    let (keys, _) = keys::sample(&read.inputs, read.limits);
+    let sampled = keys::sample_values(&read.inputs, read.limits);
+    let keys = sampled.keys.clone();
+    let mining_rules = RuleSet::reading(keys.clone());
+    let projection = mining_rules.projection().clone();
+    let setup = Arc::new(cond::Setup::new(
+        cond::choose(&sampled.values, &keys),
+        &projection,
+    ));
+    drop(sampled);
     lap("keys", &mut steps);
     let split = match opts.holdout {
         Some(f) => split_at(&read, 1.0 - f, on_note)?,
@@ -266,22 +285,21 @@ pub fn run(
     }
     // Mine: one miner per judging engine, merged into `mined` when the engine is done
     // with it (a spilled input makes an engine per partition: memory stays that of one).
-    let mined: Arc<Mutex<Miner>> = Arc::default();
+    let mined: Arc<Mutex<Miner>> = Arc::new(Mutex::new(Miner::new(setup.clone())));
     let (into, forget) = (mined.clone(), mined.clone());
+    let (make_setup, restart_setup) = (setup.clone(), setup.clone());
     read.observe = Some(Observe {
         make: Arc::new(move || {
             let mut m = Merging {
-                miner: Miner::default(),
+                miner: Miner::new(make_setup.clone()),
                 into: into.clone(),
             };
             Box::new(move |t: &Trace, _: &[Judgement]| m.miner.observe(t))
         }),
         // A spill judges every trace again: what the stream had mined is counted anew.
-        restart: Arc::new(move || *forget.lock() = Miner::default()),
+        restart: Arc::new(move || *forget.lock() = Miner::new(restart_setup.clone())),
     });
     read.to = combine_to(opts.read.to, split);
-    let mining_rules = RuleSet::reading(keys.clone());
-    let projection = mining_rules.projection().clone();
     let mut read_summary =
         replay::run(mining_rules, &read, progress, &mut |_| {}, on_bad, on_note)?;
     // Why the input spilled names a spooled copy as the user knows it.
@@ -306,6 +324,7 @@ pub fn run(
         min_confidence,
         support_scaled,
         keys,
+        conditions: setup.conditions.len(),
         capped: (miner.capped, miner.pairs_dropped),
         #[cfg(feature = "jaeger")]
         fetched,
@@ -353,6 +372,18 @@ pub fn run(
             summary.one_per_trace += 1;
             continue;
         }
+        if c.family == candidate::Family::ValueBound && lift < MIN_VALUE_LIFT {
+            summary.by_chance += 1;
+            continue;
+        }
+        // A conditional is worth its condition when, judged, the Wilson lower bound of its
+        // confidence is still above the confidence without it (its chance).
+        if c.family == candidate::Family::Conditional
+            && wilson_lower(support - violations, support) <= c.chance
+        {
+            summary.not_better += 1;
+            continue;
+        }
         found.push(Found {
             lift,
             confidence,
@@ -372,6 +403,7 @@ pub fn run(
     }
     let before = found.len();
     prune_implied(&mut found);
+    prune_values(&mut found);
     summary.implied += before - found.len();
     if let Some(known) = &opts.known {
         let before = found.len();
@@ -600,6 +632,149 @@ fn prune_implied(found: &mut Vec<Found>) {
         at += 1;
         !drop[at - 1]
     });
+}
+
+/// Drops the value candidates that others found say already, each step on what the one
+/// before left: [`bounds_implied`], [`conditionals_dominated`], [`conditionals_chained`].
+fn prune_values(found: &mut Vec<Found>) {
+    for step in [
+        bounds_implied as fn(&[Found]) -> Vec<bool>,
+        conditionals_dominated,
+        conditionals_chained,
+    ] {
+        let drop = step(found);
+        let mut at = 0;
+        found.retain(|_| {
+            at += 1;
+            !drop[at - 1]
+        });
+    }
+}
+
+/// Three texts: names and a key.
+type Names3<'a> = (&'a str, &'a str, &'a str);
+/// A condition's key and value, as written.
+type KeyValue<'a> = (&'a str, &'a str);
+
+/// Which value bounds and cut points another found one implies with no more violations: a
+/// `max(B, k) <= $a.k` when `sum(B, k) <= $a.k` was found and `B`'s values were never
+/// negative (a sum of non-negative values bounds each of them), and a conditional on
+/// `k > c` when one on a lower cut of the same names and key was found (every trace with a
+/// value above `c` has one above the lower cut).
+fn bounds_implied(found: &[Found]) -> Vec<bool> {
+    let mut sums: HashMap<Names3<'_>, u64> = HashMap::new();
+    let mut cuts: HashMap<Names3<'_>, Vec<(f64, u64)>> = HashMap::new();
+    for f in found {
+        match &f.candidate.claim {
+            Claim::SumAtMost(a, b, k) => {
+                sums.insert((a, b, k), f.violations);
+            }
+            Claim::WhenAbove(a, k, c, b) => {
+                if let Ok(c) = c.parse::<f64>() {
+                    cuts.entry((a, k, b)).or_default().push((c, f.violations));
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+        .iter()
+        .map(|f| match &f.candidate.claim {
+            Claim::MaxAtMost(a, b, k, true) => sums
+                .get(&(a.as_str(), b.as_str(), k.as_str()))
+                .is_some_and(|&v| v <= f.violations),
+            Claim::WhenAbove(a, k, c, b) => c.parse::<f64>().is_ok_and(|c| {
+                cuts.get(&(a.as_str(), k.as_str(), b.as_str()))
+                    .is_some_and(|l| l.iter().any(|&(lo, v)| lo < c && v <= f.violations))
+            }),
+            _ => false,
+        })
+        .collect()
+}
+
+/// The two names of a conditional, and its condition's key and value.
+fn conditional_of(c: &Claim) -> Option<(&str, &str, KeyValue<'_>)> {
+    match c {
+        Claim::WhenEq(a, k, v, b) | Claim::WhenAbove(a, k, v, b) => {
+            Some((a.as_str(), b.as_str(), (k.as_str(), v.as_str())))
+        }
+        _ => None,
+    }
+}
+
+/// Conditionals in the order they are kept in: fewest violations, then most support, then
+/// by id.
+fn conditionals_ranked(found: &[Found]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..found.len())
+        .filter(|&i| conditional_of(&found[i].candidate.claim).is_some())
+        .collect();
+    order.sort_by(|&x, &y| {
+        let (a, b) = (&found[x], &found[y]);
+        a.violations
+            .cmp(&b.violations)
+            .then(b.support.cmp(&a.support))
+            .then_with(|| a.candidate.id.cmp(&b.candidate.id))
+    });
+    order
+}
+
+/// Which conditionals another on the same two names dominates — as much support or more,
+/// as few violations or fewer (equals: the first by id kept): conditions that pick the same
+/// traces (an endpoint and its method) say one thing, once.
+fn conditionals_dominated(found: &[Found]) -> Vec<bool> {
+    let mut drop = vec![false; found.len()];
+    let mut kept: HashMap<(&str, &str), Vec<(u64, u64)>> = HashMap::new();
+    for i in conditionals_ranked(found) {
+        let f = &found[i];
+        let Some((a, b, _)) = conditional_of(&f.candidate.claim) else {
+            continue;
+        };
+        let k = kept.entry((a, b)).or_default();
+        if k.iter().any(|&(s, v)| s >= f.support && v <= f.violations) {
+            drop[i] = true;
+        } else {
+            k.push((f.support, f.violations));
+        }
+    }
+    drop
+}
+
+/// Which conditionals a chain implies: `a.where(c)` has a `b1`, which every trace with a
+/// `b1` has a `b2` (a found candidate implies it), with no more violations between them
+/// than `a.where(c)` having a `b2` has — a condition is reported with the names it brings
+/// first, not with every name those bring. Kept ones imply, in rank order.
+fn conditionals_chained(found: &[Found]) -> Vec<bool> {
+    let mut exists: HashMap<(String, String), u64> = HashMap::new();
+    for f in found {
+        let c = &f.candidate.claim;
+        for e in c.closure().into_iter().chain([c.clone()]) {
+            if let Claim::Exists(x, y) = e {
+                let v = exists.entry((x, y)).or_insert(u64::MAX);
+                *v = (*v).min(f.violations);
+            }
+        }
+    }
+    let mut drop = vec![false; found.len()];
+    // Per (a, condition): the names kept with it and their violations.
+    let mut kept: HashMap<(&str, KeyValue<'_>), Vec<(&str, u64)>> = HashMap::new();
+    for i in conditionals_ranked(found) {
+        let f = &found[i];
+        let Some((a, b, cond)) = conditional_of(&f.candidate.claim) else {
+            continue;
+        };
+        let k = kept.entry((a, cond)).or_default();
+        let chained = k.iter().any(|&(b1, v1)| {
+            exists
+                .get(&(b1.to_string(), b.to_string()))
+                .is_some_and(|&v2| v1.saturating_add(v2) <= f.violations)
+        });
+        if chained {
+            drop[i] = true;
+        } else {
+            k.push((b, f.violations));
+        }
+    }
+    drop
 }
 
 /// Drops, before judging, the candidates that the sure ones imply: those whose mined
