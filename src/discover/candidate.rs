@@ -544,7 +544,7 @@ fn value_bounds(
     all.sort_by(|x, y| {
         (m.name(x.0 .0), m.name(x.0 .1), x.0 .2).cmp(&(m.name(y.0 .0), m.name(y.0 .1), y.0 .2))
     });
-    for (&(ai, bi, k), held) in all {
+    for ((ai, bi, k), held) in all {
         let Some(co) = m.pair_stats(ai, bi).map(|p| p.co) else {
             continue;
         };
@@ -562,10 +562,13 @@ fn value_bounds(
             if !gate.ok(co, count) || (of == super::cond::MAX && !repeats) {
                 continue;
             }
+            // A key that is one value throughout a trace bounds itself: the bound is then
+            // an equality, which holds anyway.
             let chance = ka
                 .numbers
                 .chance_at_least(&kb.numbers, of)
                 .unwrap_or(1.0)
+                .max(m.one_per_trace(k))
                 .max(LEAST_CHANCE);
             let (f, claim, what) = if of == super::cond::SUM {
                 (
@@ -592,7 +595,7 @@ fn value_bounds(
                 keys: vec![key.to_string()],
                 chance,
                 note: Some(format!(
-                    "held by chance in {:.4} of the pairs of {} × {} sampled traces with their values shuffled",
+                    "chance {:.4}: held in that share of the pairs of {} × {} sampled traces with their values shuffled across traces, or the key is one value throughout that share of traces",
                     chance,
                     ka.numbers.len(),
                     kb.numbers.len()
@@ -620,7 +623,7 @@ fn conditionals(m: &Miner, min_support: u64, min_confidence: f64, out: &mut Vec<
         .filter(|((_, b), _)| gate.pairable(*b))
         .collect();
     all.sort_by(|x, y| (x.0 .0, m.name(x.0 .1)).cmp(&(y.0 .0, m.name(y.0 .1))));
-    for (&(c, bi), &held) in all {
+    for ((c, bi), held) in all {
         let cond = &setup.conditions[c as usize];
         let Some(ai) = m.id_of(&cond.name) else {
             continue;

@@ -126,18 +126,25 @@ impl Tally {
 /// The values the key sample saw, per (span name, key): bounded.
 #[derive(Debug, Default)]
 pub struct Tallies {
-    by: HashMap<(String, String), Tally>,
+    /// Per name, per key.
+    by: HashMap<String, HashMap<String, Tally>>,
+    /// (name, key) pairs tallied.
+    len: usize,
 }
 
 impl Tallies {
     /// Counts one attribute value of a span named `name`.
     pub fn add(&mut self, name: &str, key: &str, lit: Lit) {
-        if let Some(t) = self.by.get_mut(&(name.to_string(), key.to_string())) {
+        if let Some(t) = self.by.get_mut(name).and_then(|k| k.get_mut(key)) {
             t.add(lit);
-        } else if self.by.len() < MAX_TALLIES {
+        } else if self.len < MAX_TALLIES {
+            self.len += 1;
             let mut t = Tally::default();
             t.add(lit);
-            self.by.insert((name.to_string(), key.to_string()), t);
+            self.by
+                .entry(name.to_string())
+                .or_default()
+                .insert(key.to_string(), t);
         }
     }
 }
@@ -171,6 +178,15 @@ pub struct Condition {
 impl Condition {
     /// Whether a span's value of the key passes it, as the language's comparison says.
     pub fn holds(&self, v: ValueRef<'_>) -> bool {
+        match (&self.test, v) {
+            // Two strings compare as strings (most values mined): no need for the general
+            // comparison.
+            (Test::Eq(Lit::Str(l)), ValueRef::Str(s)) => return l == s,
+            (Test::Eq(Lit::Str(_)), ValueRef::Bool(_) | ValueRef::Array(_) | ValueRef::Opaque) => {
+                return false
+            }
+            _ => {}
+        }
         match &self.test {
             Test::Eq(l) => compare(v, CmpOp::Eq, l.as_ref()),
             Test::Above(l) => compare(v, CmpOp::Gt, l.as_ref()),
@@ -223,14 +239,15 @@ impl Setup {
 /// the sampled values rounded to two significant digits (a cut no sampled value is above,
 /// or that every one is above, says nothing and is left out).
 pub fn choose(tallies: &Tallies, keys: &[String]) -> Vec<Condition> {
-    let mut pairs: Vec<(&(String, String), &Tally)> = tallies
+    let mut pairs: Vec<((&String, &String), &Tally)> = tallies
         .by
         .iter()
+        .flat_map(|(name, keys)| keys.iter().map(move |(key, t)| ((name, key), t)))
         .filter(|((name, key), t)| {
             t.spans >= MIN_SAMPLED && keys.contains(key) && !name.is_empty() && !name.contains('\n')
         })
         .collect();
-    pairs.sort_by(|x, y| x.0.cmp(y.0));
+    pairs.sort_by(|x, y| x.0.cmp(&y.0));
     let mut out: Vec<Condition> = Vec::new();
     let mut per_name: HashMap<&str, usize> = HashMap::new();
     for ((name, key), t) in pairs {

@@ -28,8 +28,6 @@ pub const MAX_NAMES_PER_TRACE: usize = 256;
 pub const MAX_PAIRS: usize = 1 << 18;
 /// Most (name, name, key) agreements tracked, as for pairs.
 pub const MAX_AGREEMENTS: usize = 1 << 20;
-/// Most (name, name, key) value bounds tracked, as for pairs.
-pub const MAX_BOUNDS: usize = 1 << 18;
 /// Most (condition, name) pairs tracked, as for pairs.
 pub const MAX_CONDITIONAL: usize = 1 << 18;
 
@@ -72,6 +70,23 @@ pub struct PairStats {
     pub after_delay: Option<Box<Histogram>>,
     /// Per `b`, how long since the latest `a` before it.
     pub before_delay: Option<Box<Histogram>>,
+    /// Per key both carry numbers of: traces where `b`'s values are bounded by each of
+    /// `a`'s ([`BoundCounts`]).
+    pub bounds: Vec<(KeyId, BoundCounts)>,
+}
+
+impl PairStats {
+    /// The bound counts of a key, made when first met.
+    fn bound_entry(&mut self, key: KeyId) -> &mut BoundCounts {
+        let at = match self.bounds.iter().position(|b| b.0 == key) {
+            Some(at) => at,
+            None => {
+                self.bounds.push((key, [0, 0]));
+                self.bounds.len() - 1
+            }
+        };
+        &mut self.bounds[at].1
+    }
 }
 
 /// Counts of one attribute key on one span name.
@@ -121,20 +136,29 @@ pub struct Miner {
     /// ones where it has one value throughout (an id of the whole trace: agreeing on it
     /// says nothing about two names).
     shared: Vec<(u64, u64)>,
-    /// Per (name, name, key): traces where the second name's values are bounded by each of
-    /// the first's ([`BoundCounts`]).
-    bounds: HashMap<(NameId, NameId, KeyId), BoundCounts>,
     /// The conditions on frequent values counted.
     setup: Arc<Setup>,
-    /// Per name, its conditions' indexes in `setup`.
-    cond_of: Vec<Vec<u32>>,
+    /// Per name, its conditions' indexes in `setup`, and a mask of their keys (bit `k % 64`).
+    cond_of: Vec<(Vec<u32>, u64)>,
     /// Per condition, the traces where a span of its name passes it.
     cond_applies: Vec<u64>,
-    /// Per (condition, name): of those, the traces holding a span of the name.
+    /// Per (condition, name): of those, the traces holding a span of the name — in a
+    /// table per condition for names numbered below [`CACHED_NAMES`], in a map beyond.
     cond_held: HashMap<(u32, NameId), u64>,
+    cond_dense: Vec<Vec<u64>>,
+    /// Per key id: traces where two names or more carry numbers of it, and of those, the
+    /// ones where more than [`WIDE`] names do.
+    wide: Vec<(u64, u64)>,
+    /// Per key id: whether its bounds are no longer counted ([`Miner::bounded`]), nor its
+    /// numbers read.
+    unbounded: Vec<bool>,
     /// Working space for one trace, kept so that mining a trace allocates little.
     scratch: Scratch,
 }
+
+/// More names than this carrying numbers of a key in a trace make it wide there
+/// ([`Miner::bounded`]).
+pub const WIDE: usize = 8;
 
 /// No place yet.
 const NONE: u32 = u32::MAX;
@@ -217,6 +241,7 @@ impl Miner {
         let n = setup.conditions.len();
         Miner {
             cond_applies: vec![0; n],
+            cond_dense: vec![Vec::new(); n],
             scratch: Scratch {
                 stamp: vec![0; n],
                 ..Scratch::default()
@@ -243,13 +268,54 @@ impl Miner {
 
     /// Every (condition, name) with the traces where the condition passed and the name
     /// occurs.
-    pub fn conditional(&self) -> impl Iterator<Item = (&(u32, NameId), &u64)> {
-        self.cond_held.iter()
+    pub fn conditional(&self) -> impl Iterator<Item = ((u32, NameId), u64)> + '_ {
+        let dense = self.cond_dense.iter().enumerate().flat_map(|(c, row)| {
+            row.iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(move |(b, n)| ((c as u32, b as NameId), *n))
+        });
+        dense.chain(self.cond_held.iter().map(|(k, n)| (*k, *n)))
+    }
+
+    /// Adds `n` traces where condition `c` passed and name `b` occurs.
+    fn add_conditional(&mut self, c: u32, b: NameId, n: u64) {
+        if (b as usize) < CACHED_NAMES {
+            let row = &mut self.cond_dense[c as usize];
+            if row.len() <= b as usize {
+                row.resize(b as usize + 1, 0);
+            }
+            row[b as usize] += n;
+        } else {
+            *self.cond_held.entry((c, b)).or_default() += n;
+        }
+    }
+
+    /// Counts one trace where condition `c` passed and name `b` occurs.
+    fn count_conditional(&mut self, c: u32, b: NameId) {
+        if (b as usize) < CACHED_NAMES {
+            let row = &mut self.cond_dense[c as usize];
+            if row.len() <= b as usize {
+                row.resize(self.names.len().clamp(b as usize + 1, CACHED_NAMES), 0);
+            }
+            row[b as usize] += 1;
+            return;
+        }
+        let full = self.cond_held.len() >= MAX_CONDITIONAL;
+        match self.cond_held.get_mut(&(c, b)) {
+            Some(n) => *n += 1,
+            None if !full => {
+                self.cond_held.insert((c, b), 1);
+            }
+            None => self.pairs_dropped += 1,
+        }
     }
 
     /// Every value bound (name, name, key) with its counts.
-    pub fn bounds(&self) -> impl Iterator<Item = (&(NameId, NameId, KeyId), &BoundCounts)> {
-        self.bounds.iter()
+    pub fn bounds(&self) -> impl Iterator<Item = ((NameId, NameId, KeyId), &BoundCounts)> {
+        self.pair_list
+            .iter()
+            .flat_map(|((a, b), p)| p.bounds.iter().map(move |(k, n)| ((*a, *b, *k), n)))
     }
 
     /// The name of a name id.
@@ -316,8 +382,11 @@ impl Miner {
         self.names.push(name.into());
         self.ids.insert(name.into(), id);
         self.per_name.push(NameStats::default());
-        self.cond_of
-            .push(self.setup.by_name.get(name).cloned().unwrap_or_default());
+        let conds = self.setup.by_name.get(name).cloned().unwrap_or_default();
+        let mask = conds
+            .iter()
+            .fold(0u64, |m, &c| m | key_bit(self.setup.key_ids[c as usize]));
+        self.cond_of.push((conds, mask));
         id
     }
 
@@ -517,22 +586,26 @@ impl Miner {
         for &i in &s.arranged.order {
             let g = s.arranged.group_of[i] as u32;
             let name = s.arranged.groups[g as usize].0;
-            let conds = self
+            let (conds, mask) = self
                 .cond_of
                 .get(name as usize)
-                .map_or(&[][..], Vec::as_slice);
+                .map_or((&[][..], 0), |(c, m)| (c.as_slice(), *m));
             for (key, v) in t.attr_ids(&t.spans[i]) {
-                if let Some(x) = number(v) {
-                    s.nums.push((key.0, g, x));
+                if !self.unbounded.get(key.0 as usize).copied().unwrap_or(false) {
+                    if let Some(x) = number(v) {
+                        s.nums.push((key.0, g, x));
+                    }
                 }
-                for &c in conds {
-                    let at = c as usize;
-                    if self.setup.key_ids[at] == key
-                        && s.stamp[at] != self.traces
-                        && self.setup.conditions[at].holds(v)
-                    {
-                        s.stamp[at] = self.traces;
-                        s.active.push((c, g));
+                if mask & key_bit(key) != 0 {
+                    for &c in conds {
+                        let at = c as usize;
+                        if self.setup.key_ids[at] == key
+                            && s.stamp[at] != self.traces
+                            && self.setup.conditions[at].holds(v)
+                        {
+                            s.stamp[at] = self.traces;
+                            s.active.push((c, g));
+                        }
                     }
                 }
                 if let Some(h) = hash_value(v) {
@@ -753,12 +826,40 @@ impl Miner {
                     .add(hash, [if all { a.min } else { f64::NAN }, a.max, a.sum]);
                 k.negative += u64::from(a.min < 0.0);
             }
-            // A key on more names than are paired is left out (as pairs beyond them are).
-            if run.len() >= 2 && run.len() <= MAX_NAMES_PER_TRACE {
+            // A key on more names than are paired is left out (as pairs beyond them are),
+            // and so is one that is one value throughout most traces (an id of the whole
+            // trace: a bound on it is an equality, its lift under the least) once that is
+            // clear.
+            if run.len() >= 2 && run.len() <= MAX_NAMES_PER_TRACE && self.bounded(key, run.len()) {
                 self.bounds_of(groups, run, KeyId(key));
             }
             at = end;
         }
+    }
+
+    /// Whether bounds of a key carried by `names` names of this trace are counted: not once
+    /// it is clear (after 1,000 traces carrying it on two names or more) that it is one
+    /// value throughout most traces (an id of the whole trace: a bound on it is an
+    /// equality, its lift under the least) or on more than [`WIDE`] names in most (an
+    /// attribute of every span — a thread, a port, a host — is no measure, and its pairs
+    /// would cost the square of the names).
+    fn bounded(&mut self, key: u32, names: usize) -> bool {
+        let one = self.shared.get(key as usize).copied().unwrap_or_default();
+        if self.wide.len() <= key as usize {
+            self.wide.resize(key as usize + 1, (0, 0));
+        }
+        let w = &mut self.wide[key as usize];
+        w.0 += 1;
+        w.1 += u64::from(names > WIDE);
+        let clear = |(n, k): (u64, u64)| n >= 1_000 && k * 2 >= n;
+        let counted = !clear(one) && !clear(*w);
+        if !counted {
+            if self.unbounded.len() <= key as usize {
+                self.unbounded.resize(key as usize + 1, false);
+            }
+            self.unbounded[key as usize] = true;
+        }
+        counted
     }
 
     /// Counts, for every two groups carrying numbers of one key, whether the second's sum
@@ -777,17 +878,11 @@ impl Miner {
                 if held == [0, 0] {
                     continue;
                 }
-                let k = (groups[a.group as usize].0, groups[b.group as usize].0, key);
-                let full = self.bounds.len() >= MAX_BOUNDS;
-                match self.bounds.get_mut(&k) {
-                    Some(n) => {
-                        n[0] += held[0];
-                        n[1] += held[1];
-                    }
-                    None if !full => {
-                        self.bounds.insert(k, held);
-                    }
-                    None => self.pairs_dropped += 1,
+                let pair = (groups[a.group as usize].0, groups[b.group as usize].0);
+                if let Some(p) = self.pair_entry(pair) {
+                    let n = p.bound_entry(key);
+                    n[0] += held[0];
+                    n[1] += held[1];
                 }
             }
         }
@@ -802,21 +897,14 @@ impl Miner {
                 if gb == ga as usize {
                     continue;
                 }
-                let k = (c, s.arranged.groups[gb].0);
-                let full = self.cond_held.len() >= MAX_CONDITIONAL;
-                match self.cond_held.get_mut(&k) {
-                    Some(n) => *n += 1,
-                    None if !full => {
-                        self.cond_held.insert(k, 1);
-                    }
-                    None => self.pairs_dropped += 1,
-                }
+                self.count_conditional(c, s.arranged.groups[gb].0);
             }
         }
     }
 
     /// Adds another miner's counts (its names matched to ours by text).
     pub fn merge(&mut self, other: Miner) {
+        let conditional: Vec<((u32, NameId), u64)> = other.conditional().collect();
         let map: Vec<NameId> = other.names.iter().map(|n| self.intern(n)).collect();
         self.traces += other.traces;
         self.capped += other.capped;
@@ -842,6 +930,11 @@ impl Miner {
             m.within += p.within;
             merge_histogram(&mut m.after_delay, p.after_delay);
             merge_histogram(&mut m.before_delay, p.before_delay);
+            for (k, n) in p.bounds {
+                let e = m.bound_entry(k);
+                e[0] += n[0];
+                e[1] += n[1];
+            }
         }
         for ((n, k), s) in other.key_list {
             let m = self.key_entry(map[n as usize], k);
@@ -851,22 +944,17 @@ impl Miner {
             m.numbers.merge(&s.numbers);
             m.negative += s.negative;
         }
-        for ((x, y, k), n) in other.bounds {
-            let e = self
-                .bounds
-                .entry((map[x as usize], map[y as usize], k))
-                .or_default();
-            e[0] += n[0];
-            e[1] += n[1];
-        }
         if self.cond_applies.len() < other.cond_applies.len() {
             self.cond_applies.resize(other.cond_applies.len(), 0);
         }
         for (c, n) in other.cond_applies.iter().enumerate() {
             self.cond_applies[c] += n;
         }
-        for ((c, y), n) in other.cond_held {
-            *self.cond_held.entry((c, map[y as usize])).or_default() += n;
+        if self.cond_dense.len() < other.cond_dense.len() {
+            self.cond_dense.resize(other.cond_dense.len(), Vec::new());
+        }
+        for ((c, y), n) in conditional {
+            self.add_conditional(c, map[y as usize], n);
         }
         for (k, (n, one)) in other.shared.into_iter().enumerate() {
             let e = self.shared_entry(KeyId(k as u32));
@@ -882,11 +970,20 @@ impl Miner {
     }
 }
 
+/// A key's bit in a mask of keys (keys beyond 64 share bits: a mask says where to look).
+fn key_bit(k: KeyId) -> u64 {
+    1 << (k.0 % 64)
+}
+
 /// The number a value stands for in a sum or a comparison with one (an integer, a float
 /// other than NaN, a string that reads whole as a number); `None` for anything else.
 fn number(v: ValueRef<'_>) -> Option<f64> {
     match v {
         ValueRef::Duration(_) => None,
+        // Only these can start a number (most strings are ids and names: not parsed).
+        ValueRef::Str(s) if !s.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c)) => {
+            None
+        }
         v => Number::of(v).map(Number::as_f64),
     }
 }
