@@ -421,11 +421,12 @@ fn summary_text(found: &[Found], s: &Summary) -> String {
         }
     );
     t += &format!(
-        "  values: {} conditions on frequent values mined; {} value bounds that hold nearly as often with values shuffled across traces (lift under {}), {} conditionals no clearly better than without their condition\n",
+        "  values: {} conditions on frequent values mined; {} value bounds that hold nearly as often with values shuffled across traces (lift under {}), {} conditionals no clearly better than without their condition (lift under {})\n",
         s.conditions,
         s.by_chance,
         discover::MIN_VALUE_LIFT,
-        s.not_better
+        s.not_better,
+        discover::MIN_CONDITIONAL_LIFT
     );
     if s.capped.0 > 0 || s.capped.1 > 0 {
         t += &format!(
