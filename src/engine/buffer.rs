@@ -282,14 +282,17 @@ impl TraceBuffer {
         self.grace_until.store(until, Relaxed);
     }
 
-    /// How long a trace whose latest span arrived at `last` waits for its next one.
-    fn idle_after(&self, last: u64) -> u64 {
-        let idle = self.config.trace_idle_timeout;
+    /// When a waiting trace whose first span arrived at `first` and latest at `last` is
+    /// due: its idle timeout after `last` (lengthened by [`TraceBuffer::extend_idle`]'s
+    /// grace when `last` falls within it), or `max_trace_age` after `first`, whichever
+    /// comes first.
+    fn deadline(&self, first: u64, last: u64) -> u64 {
+        let mut idle = self.config.trace_idle_timeout;
         if last < self.grace_until.load(Relaxed) {
-            idle.saturating_add(self.grace.load(Relaxed))
-        } else {
-            idle
+            idle = idle.saturating_add(self.grace.load(Relaxed));
         }
+        last.saturating_add(idle)
+            .min(first.saturating_add(self.config.max_trace_age))
     }
 
     /// The counters now (the buffer's fields; the others are left 0).
@@ -391,7 +394,6 @@ impl TraceBuffer {
     /// shard locked), a judged one whose late-span window has passed is released.
     fn settle(&self, shard: &mut Shard, id: TraceId, now: u64) -> Option<Arc<Mutex<Held>>> {
         let idle = self.config.trace_idle_timeout;
-        let age = self.config.max_trace_age;
         let entry = shard.entries.get(&id)?;
         // Strictly before `now`: a span arriving at the very deadline still belongs to the
         // trace, as it does when it comes before the tick of that instant.
@@ -401,10 +403,7 @@ impl TraceBuffer {
             }
             return None;
         }
-        let deadline = entry
-            .last
-            .saturating_add(self.idle_after(entry.last))
-            .min(entry.first.saturating_add(age));
+        let deadline = self.deadline(entry.first, entry.last);
         if deadline >= now {
             return None;
         }
@@ -497,7 +496,6 @@ impl TraceBuffer {
     /// Adds one deduplicated fragment to its shard.
     fn add(&self, shard: &mut Shard, mut frag: Trace, now: u64) {
         let id = frag.trace_id;
-        let age = self.config.max_trace_age;
         match shard.status(&frag) {
             Status::Released => {
                 let n = frag.spans.len() as u64;
@@ -541,9 +539,7 @@ impl TraceBuffer {
                     shard.kept.remove(&(t, id));
                     shard.waiting.insert((first, id));
                 }
-                let deadline = now
-                    .saturating_add(self.idle_after(now))
-                    .min(first.saturating_add(age));
+                let deadline = self.deadline(first, now);
                 shard.deadlines.push(Reverse((deadline, id, version)));
                 self.spans_accepted.fetch_add(n as u64, Relaxed);
                 self.held_spans.fetch_add(n, Relaxed);
@@ -580,7 +576,7 @@ impl TraceBuffer {
                     },
                 );
                 shard.waiting.insert((now, id));
-                let deadline = now.saturating_add(self.idle_after(now).min(age));
+                let deadline = self.deadline(now, now);
                 shard.deadlines.push(Reverse((deadline, id, version)));
             }
         }
