@@ -62,15 +62,10 @@ pub struct Sample {
 
 /// The keys on the most spans of a sample of `sources` (records from the start of each
 /// input), most frequent first, at most [`MAX_KEYS`] — leaving out those with one value
-/// throughout the sample or a new value on every span; and how many spans were sampled.
-/// Records that do not decode are left to the mining pass to report.
-pub fn sample(sources: &[String], limits: Limits) -> (Vec<String>, usize) {
-    let s = sample_values(sources, limits);
-    (s.keys, s.spans)
-}
-
-/// [`sample`], with the values seen per (span name, key).
-pub fn sample_values(sources: &[String], limits: Limits) -> Sample {
+/// throughout the sample or a new value on every span; how many spans were sampled; and
+/// the values seen per (span name, key). Records that do not decode are left to the mining
+/// pass to report.
+pub fn sample(sources: &[String], limits: Limits) -> Sample {
     let mut counts: HashMap<String, Seen> = HashMap::new();
     let mut tallies = Tallies::default();
     let mut spans = 0usize;

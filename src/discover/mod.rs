@@ -274,7 +274,7 @@ pub fn run(
         steps.push((name, step.elapsed()));
         step = Instant::now();
     };
-    let sampled = keys::sample_values(&read.inputs, read.limits);
+    let sampled = keys::sample(&read.inputs, read.limits);
     let keys = sampled.keys.clone();
     let mining_rules = RuleSet::reading(keys.clone());
     let projection = mining_rules.projection().clone();
@@ -376,6 +376,7 @@ pub fn run(
         }
         let confidence = (support - violations) as f64 / support as f64;
         let lift = confidence / c.chance.max(1e-9);
+        let confidence_lower = wilson_lower(support - violations, support);
         if c.family == candidate::Family::Agreement && lift < MIN_AGREEMENT_LIFT {
             summary.one_per_trace += 1;
             continue;
@@ -388,8 +389,7 @@ pub fn run(
         // confidence is still above the confidence without it (its chance), by a lift of
         // MIN_CONDITIONAL_LIFT at least.
         if c.family == candidate::Family::Conditional
-            && (wilson_lower(support - violations, support) <= c.chance
-                || lift < MIN_CONDITIONAL_LIFT)
+            && (confidence_lower <= c.chance || lift < MIN_CONDITIONAL_LIFT)
         {
             summary.not_better += 1;
             continue;
@@ -397,7 +397,7 @@ pub fn run(
         found.push(Found {
             lift,
             confidence,
-            confidence_lower: wilson_lower(support - violations, support),
+            confidence_lower,
             support,
             violations,
             exceptions: j.exceptions,
