@@ -359,6 +359,8 @@ fn planted_invariants_are_found_with_their_exceptions_and_noise_is_not() {
     write_corpus(&scratch, &p.corpus, 200);
     let (found, summary) = discover(&[&scratch], 20, 0.95);
     assert_eq!(summary.traces_mined, 2_000);
+    // Judged from the traces kept while mining: checked against a replay below.
+    assert_eq!(summary.replayed, None);
     let claims = stated(&found);
     let s = |x: &str| x.to_string();
     for want in [
@@ -443,6 +445,21 @@ fn the_order_of_files_and_batches_changes_nothing() {
         let (whole, sw) = run(holdout, 100_000);
         let (spilled, ss) = run(holdout, 50);
         assert!(ss.read.spilled.is_some() && sw.read.spilled.is_none());
+        // Without a holdout both are judged from the traces kept while mining (the
+        // stream's, forgotten when it spilled, then the partitions'); with one, by
+        // reading the input again.
+        assert_eq!(
+            sw.replayed.is_none(),
+            holdout.is_none(),
+            "{:?}",
+            sw.replayed
+        );
+        assert_eq!(
+            ss.replayed.is_none(),
+            holdout.is_none(),
+            "{:?}",
+            ss.replayed
+        );
         assert_eq!(ss.traces_mined, sw.traces_mined, "{holdout:?}");
         assert_eq!(ss.holdout_from, sw.holdout_from, "{holdout:?}");
         assert_eq!(

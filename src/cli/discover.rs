@@ -101,7 +101,8 @@ pub struct Args {
     /// Threads decoding and mining (0: one per core).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024), value_name = "N")]
     pub threads: u16,
-    /// Where to spool standard input and spill input that is not in time order.
+    /// Where to spool standard input, spill input that is not in time order, and keep the
+    /// traces mined for judging (about half the input's size); removed at the end.
     /// [default: the system's temporary directory]
     #[arg(long, value_name = "DIR")]
     pub spill_dir: Option<std::path::PathBuf>,
@@ -457,6 +458,10 @@ fn summary_text(found: &[Found], s: &Summary) -> String {
             "  input not in time order: spilled {} spans ({})\n",
             sp.spans, sp.reason
         );
+    }
+    match &s.replayed {
+        None => t += "  judged from the traces kept while mining (in the spill directory)\n",
+        Some(why) => t += &format!("  judged by reading the input again: {why}\n"),
     }
     let steps: Vec<String> = s
         .steps

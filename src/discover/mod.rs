@@ -9,14 +9,16 @@
 //! 1. **Keys** ([`keys`]): the attribute keys on the most spans of a sample of the input.
 //! 2. **Mine** ([`mine`]): the input is read as replay reads it — files in any order,
 //!    assembled into whole traces, spilled when out of order — and every complete trace is
-//!    counted into per-name, per-pair and per-key counters by an observer of the engine;
-//!    no trace is kept.
+//!    counted into per-name, per-pair and per-key counters by an observer of the engine,
+//!    which also writes it to the spill directory for judging; no trace is held in memory.
 //! 3. **Generate** ([`candidate`]): every template instance whose mined support and
 //!    confidence reach the thresholds becomes a candidate rule.
-//! 4. **Judge**: the candidates, as rules with `incomplete: skip`, are replayed over the
-//!    same input by the same engine: their support, violations and exceptions are what
-//!    `betrace replay` gives; an observer keeps, per candidate, the smallest trace that
-//!    held it and the smallest that broke it, cut down ([`cut`]) into its examples.
+//! 4. **Judge**: the candidates, as rules with `incomplete: skip`, are judged on the
+//!    traces mining kept in the spill directory (`kept`), each once, as a replay judges
+//!    it — or, when those might not be what a replay judges (`kept_usable`), replayed
+//!    over the same input by the same engine: either way their support, violations and
+//!    exceptions are what `betrace replay` gives. Per candidate, the smallest trace that
+//!    held it and the smallest that broke it are cut down ([`cut`]) into its examples.
 //! 5. **Prune and rank**: below the thresholds once judged; implied by another candidate
 //!    (or by a chain of two exact ones); already stated in `--rules KNOWN`; not holding up
 //!    on the holdout. The rest are ranked by the Wilson lower bound of their confidence.
@@ -24,24 +26,27 @@
 pub mod candidate;
 pub mod cond;
 pub mod cut;
+mod kept;
 pub mod keys;
 pub mod mine;
 pub mod render;
 pub mod stats;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::engine::judge::Judgement;
-use crate::engine::signal::Signal;
+use crate::engine::judge::{judge_trace, Judgement};
+use crate::engine::signal::{Mode, Signal};
 #[cfg(feature = "jaeger")]
 use crate::replay::jaeger::{self, Fetched, JaegerOptions, StoreError};
 use crate::replay::{self, BadRecord, Location, Observe, Progress};
 use crate::rules::ruleset::RuleSet;
-use crate::trace::projected::{KeyId, Trace};
+use crate::trace::packed;
+use crate::trace::projected::{KeyId, Projection, Trace};
 use crate::trace::TraceId;
 
 use candidate::{Candidate, Claim};
@@ -199,6 +204,9 @@ pub struct Summary {
     pub beyond_top: usize,
     /// Traces with more names than were paired, pairs not tracked (memory bounds).
     pub capped: (u64, u64),
+    /// Why the candidates were judged by replaying the input rather than from the traces
+    /// kept while mining (`None`: from the kept traces).
+    pub replayed: Option<String>,
     /// With `--jaeger`: what was fetched from the store.
     #[cfg(feature = "jaeger")]
     pub fetched: Option<Fetched>,
@@ -222,7 +230,7 @@ pub fn run(
     // Standard input and pipes are read more than once: spooled as replay spools them,
     // into a directory removed when `spill` is dropped at the end of the run; so is what
     // a store holds.
-    let spill = replay::spill::Dir::new(opts.read.spill_dir.clone());
+    let spill = Arc::new(replay::spill::Dir::new(opts.read.spill_dir.clone()));
     let mut spooled: HashMap<String, String> = HashMap::new();
     let mut steps = Vec::new();
     #[cfg(feature = "jaeger")]
@@ -296,16 +304,30 @@ pub fn run(
     let mined: Arc<Mutex<Miner>> = Arc::new(Mutex::new(Miner::new(setup.clone())));
     let (into, forget) = (mined.clone(), mined.clone());
     let (make_setup, restart_setup) = (setup.clone(), setup.clone());
+    // The traces mined are kept to judge the candidates from (without a holdout, whose
+    // part is not mined).
+    let kept = Arc::new(kept::Kept::new(spill.clone()));
+    let (keep, unkeep) = (kept.clone(), kept.clone());
+    let keeping = split.is_none();
     read.observe = Some(Observe {
         make: Arc::new(move || {
             let mut m = Merging {
                 miner: Miner::new(make_setup.clone()),
                 into: into.clone(),
             };
-            Box::new(move |t: &Trace, _: &[Judgement]| m.miner.observe(t))
+            let mut w = keeping.then(|| keep.writer());
+            Box::new(move |t: &Trace, _: &[Judgement]| {
+                m.miner.observe(t);
+                if let Some(w) = &mut w {
+                    w.add(t);
+                }
+            })
         }),
         // A spill judges every trace again: what the stream had mined is counted anew.
-        restart: Arc::new(move || *forget.lock() = Miner::new(restart_setup.clone())),
+        restart: Arc::new(move || {
+            *forget.lock() = Miner::new(restart_setup.clone());
+            unkeep.reset();
+        }),
     });
     read.to = combine_to(opts.read.to, split);
     let mut read_summary =
@@ -348,16 +370,23 @@ pub fn run(
     drop(miner);
     let (cands, implied_early) = prune_mined(cands);
     summary.implied += implied_early;
-    // Judge.
+    // Judge: from the traces kept when they are what a replay judges, else by replaying.
     let cands = loadable(cands, on_note);
-    let judged = judge(
-        &cands,
-        &read,
-        opts.read.to,
-        split,
-        opts.read.no_index,
-        progress,
-    )?;
+    let judged = match kept_usable(&kept, keeping, &read_summary) {
+        Ok(files) => judge_kept(&cands, &files, &projection, read.threads, progress)?,
+        Err(why) => {
+            summary.replayed = Some(why);
+            judge(
+                &cands,
+                &read,
+                opts.read.to,
+                split,
+                opts.read.no_index,
+                progress,
+            )?
+        }
+    };
+    drop(kept);
     lap("judging", &mut steps);
     // Prune and rank.
     let mut found = Vec::new();
@@ -898,31 +927,14 @@ fn judge(
     if cands.is_empty() {
         return Ok(out);
     }
-    let text = render::rule_file(&cands.iter().map(render::Rule::bare).collect::<Vec<_>>());
-    let (rules, _) = RuleSet::from_text("candidates", &text).map_err(|r| BadRecord {
-        source: "discover".into(),
-        location: Location::Whole,
-        message: format!("the candidates do not load: {}", r.render()),
-    })?;
+    let rules = candidate_rules(cands)?;
     let index: HashMap<String, usize> = cands
         .iter()
         .enumerate()
         .map(|(i, c)| (c.id.clone(), i))
         .collect();
     let best: Arc<Mutex<Best>> = Arc::new(Mutex::new(cands.iter().map(|_| [None, None]).collect()));
-    let wanted: Arc<Vec<Wanted>> = Arc::new(
-        cands
-            .iter()
-            .map(|c| {
-                let keys = candidate::key_ids(rules.projection(), &c.keys);
-                (
-                    c.names.clone(),
-                    keys,
-                    c.family == candidate::Family::Structure,
-                )
-            })
-            .collect(),
-    );
+    let wanted: Arc<Vec<Wanted>> = Arc::new(wanted(cands, &rules));
     let windows: Vec<(Option<u64>, Option<u64>)> = match split {
         Some(s) => vec![(read.from, Some(s)), (Some(s.saturating_add(1)), to)],
         None => vec![(read.from, to)],
@@ -980,6 +992,203 @@ fn judge(
         j.examples = held.into_iter().chain(broke).collect();
     }
     Ok(out)
+}
+
+/// The files of the traces kept while mining, when judging them is judging what a replay
+/// judges; else why not. A replay judges each trace once, whole, when nothing arrives late,
+/// nothing is judged early for memory, nothing is cut, and no span is refused (the mining
+/// pass decodes more attributes than judging reads: a span refused for one of them would
+/// be judged by a replay).
+fn kept_usable(
+    kept: &kept::Kept,
+    keeping: bool,
+    read: &replay::Summary,
+) -> Result<Vec<String>, String> {
+    if !keeping {
+        return Err("with a holdout, its part is not mined".into());
+    }
+    let c = &read.stats.counters;
+    let why = [
+        (
+            c.late_spans + c.late_spans_unjudged,
+            "spans arrived after their trace was judged",
+        ),
+        (
+            c.traces_judged_early,
+            "traces were judged early to bound memory",
+        ),
+        (c.traces_oversized, "traces were cut at the size limit"),
+        (read.invalid_spans, "spans were refused"),
+        (read.bad_records, "records were unreadable"),
+    ];
+    if let Some((n, why)) = why.iter().find(|(n, _)| *n > 0) {
+        return Err(format!("{n} {why}"));
+    }
+    kept.files()
+}
+
+/// Judges the candidates on the traces kept while mining (keyed for `mined`): what
+/// [`judge`] gives without a holdout, as a replay counts it — each complete trace judged
+/// once, and the exceptions each candidate's first by signal time, then trace id.
+fn judge_kept(
+    cands: &[Candidate],
+    files: &[String],
+    mined: &Projection,
+    threads: usize,
+    progress: &Progress,
+) -> Result<Vec<Judged>, BadRecord> {
+    let mut out: Vec<Judged> = cands.iter().map(|_| Judged::default()).collect();
+    if cands.is_empty() {
+        return Ok(out);
+    }
+    let rules = candidate_rules(cands)?;
+    let projection = rules.projection().clone();
+    let keys: Vec<Option<KeyId>> = (0..mined.len())
+        .map(|k| projection.key(mined.key_name(KeyId(k as u32))))
+        .collect();
+    let best: Mutex<Best> = Mutex::new(cands.iter().map(|_| [None, None]).collect());
+    let wanted: Vec<Wanted> = wanted(cands, &rules);
+    // What reading the kept files stands for on the progress bar: the input, read again.
+    let input_bytes = progress.bytes_read.load(Relaxed);
+    let kept_bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum::<u64>()
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(files.len())
+    .max(1);
+    let parts: Vec<Result<Tally, BadRecord>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (rules, keys, best, wanted, next) = (&rules, &keys, &best, &wanted, &next);
+                let projection = &projection;
+                std::thread::Builder::new()
+                    .name(format!("betrace-judge-{i}"))
+                    .spawn_scoped(scope, move || {
+                        let mut tally = Tally::new(cands.len());
+                        loop {
+                            let at = next.fetch_add(1, Relaxed);
+                            let Some(file) = files.get(at) else {
+                                return Ok(tally);
+                            };
+                            let bad = |e: String| BadRecord {
+                                source: "discover".into(),
+                                location: Location::Whole,
+                                message: format!("reading the traces kept in {file}: {e}"),
+                            };
+                            let mut records =
+                                kept::Records::open(file).map_err(|e| bad(e.to_string()))?;
+                            while let Some(rec) =
+                                records.next_record().map_err(|e| bad(e.to_string()))?
+                            {
+                                let read = (rec.len() as u64 + 4) * input_bytes / kept_bytes;
+                                let t = packed::read(rec, projection, keys)
+                                    .map_err(|e| bad(e.to_string()))?;
+                                let js = judge_trace(rules, &t, Mode::Replay, false, false);
+                                tally.add(&js);
+                                keep_examples(&t, &js, best, wanted);
+                                progress.spans.fetch_add(t.spans.len() as u64, Relaxed);
+                                progress.bytes_read.fetch_add(read, Relaxed);
+                            }
+                        }
+                    })
+                    .expect("start a judging thread")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut tally = Tally::new(cands.len());
+    for part in parts {
+        tally.merge(part?);
+    }
+    for (j, (counts, mut broke)) in out.iter_mut().zip(tally.rules) {
+        (j.applied.0, j.violated.0) = counts;
+        broke.sort_unstable();
+        j.exceptions = broke.into_iter().take(EXCEPTIONS).map(|(_, t)| t).collect();
+    }
+    let best = best.into_inner();
+    for (j, [held, broke]) in out.iter_mut().zip(best) {
+        j.examples = held.into_iter().chain(broke).collect();
+    }
+    Ok(out)
+}
+
+/// What judging kept traces counted: per candidate, (applied, violated) and its earliest
+/// signals as (signal time, trace), at most [`EXCEPTIONS`] once pruned.
+struct Tally {
+    rules: Vec<(Counts, Vec<(u64, TraceId)>)>,
+}
+
+/// A candidate's (applied, violated).
+type Counts = (u64, u64);
+
+impl Tally {
+    fn new(n: usize) -> Tally {
+        Tally {
+            rules: (0..n).map(|_| ((0, 0), Vec::new())).collect(),
+        }
+    }
+
+    /// Counts one trace's judgements as an engine counts a trace's first.
+    fn add(&mut self, js: &[Judgement]) {
+        for j in js.iter().filter(|j| !j.skipped) {
+            let (counts, broke) = &mut self.rules[j.rule];
+            counts.0 += 1;
+            if let Some(s) = &j.signal {
+                counts.1 += 1;
+                broke.push((s.time_unix_nano, s.trace_id));
+                if broke.len() >= 4 * EXCEPTIONS {
+                    broke.sort_unstable();
+                    broke.truncate(EXCEPTIONS);
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        for (mine, (counts, broke)) in self.rules.iter_mut().zip(other.rules) {
+            mine.0 .0 += counts.0;
+            mine.0 .1 += counts.1;
+            mine.1.extend(broke);
+            mine.1.sort_unstable();
+            mine.1.truncate(EXCEPTIONS);
+        }
+    }
+}
+
+/// The candidates as one rule set (each with `incomplete: skip`).
+fn candidate_rules(cands: &[Candidate]) -> Result<RuleSet, BadRecord> {
+    let text = render::rule_file(&cands.iter().map(render::Rule::bare).collect::<Vec<_>>());
+    RuleSet::from_text("candidates", &text)
+        .map(|(rules, _)| rules)
+        .map_err(|r| BadRecord {
+            source: "discover".into(),
+            location: Location::Whole,
+            message: format!("the candidates do not load: {}", r.render()),
+        })
+}
+
+/// What each candidate's examples keep ([`Wanted`]).
+fn wanted(cands: &[Candidate], rules: &RuleSet) -> Vec<Wanted> {
+    cands
+        .iter()
+        .map(|c| {
+            let keys = candidate::key_ids(rules.projection(), &c.keys);
+            (
+                c.names.clone(),
+                keys,
+                c.family == candidate::Family::Structure,
+            )
+        })
+        .collect()
 }
 
 /// Keeps, for each candidate judged on `t`, the trace if it is smaller than the one kept
@@ -1087,4 +1296,47 @@ pub fn by_family(found: &[Found]) -> BTreeMap<&'static str, usize> {
         *m.entry(f.candidate.family.word()).or_default() += 1;
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kept traces are judged only when they are what a replay judges.
+    #[test]
+    fn kept_traces_are_judged_only_when_a_replay_would_judge_the_same() {
+        let dir = Arc::new(replay::spill::Dir::new(None));
+        let kept = Arc::new(kept::Kept::new(dir));
+        drop(kept.writer());
+        let clean = replay::Summary::default();
+        assert_eq!(kept_usable(&kept, true, &clean).map(|f| f.len()), Ok(1));
+        assert!(kept_usable(&kept, false, &clean)
+            .unwrap_err()
+            .contains("holdout"));
+        let mut late = replay::Summary::default();
+        late.stats.counters.late_spans = 3;
+        assert!(kept_usable(&kept, true, &late)
+            .unwrap_err()
+            .starts_with("3 spans arrived after"));
+        for set in [
+            |s: &mut replay::Summary| s.stats.counters.late_spans_unjudged = 1,
+            |s: &mut replay::Summary| s.stats.counters.traces_judged_early = 1,
+            |s: &mut replay::Summary| s.stats.counters.traces_oversized = 1,
+            |s: &mut replay::Summary| s.invalid_spans = 1,
+            |s: &mut replay::Summary| s.bad_records = 1,
+        ] {
+            let mut s = replay::Summary::default();
+            set(&mut s);
+            assert!(kept_usable(&kept, true, &s).is_err());
+        }
+        // A reset forgets the files; a failed write makes them unusable.
+        kept.reset();
+        assert_eq!(kept_usable(&kept, true, &clean), Ok(vec![]));
+        let nowhere = Arc::new(replay::spill::Dir::new(Some("/dev/null".into())));
+        let failed = Arc::new(kept::Kept::new(nowhere));
+        drop(failed.writer());
+        assert!(kept_usable(&failed, true, &clean)
+            .unwrap_err()
+            .contains("spill directory"));
+    }
 }

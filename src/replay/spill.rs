@@ -70,7 +70,6 @@ impl Dir {
     }
 
     /// A new file `name` in the directory, and its path.
-    #[cfg(feature = "jaeger")]
     pub(crate) fn create(&self, name: &str) -> Result<(File, String), BadRecord> {
         let path = self.path()?.join(name);
         let file = File::create(&path).map_err(|e| BadRecord {

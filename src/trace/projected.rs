@@ -169,6 +169,11 @@ pub struct Span {
 }
 
 impl Span {
+    /// The index of its resource in [`Trace::resources`] (`u32::MAX`: none).
+    pub fn resource_index(&self) -> u32 {
+        self.resource
+    }
+
     /// End minus start, in nanoseconds (0 when the end is before the start).
     pub fn duration_nanos(&self) -> i64 {
         self.end_unix_nano
@@ -398,6 +403,11 @@ impl Trace {
     /// How many distinct resources the trace's spans come from.
     pub fn resource_count(&self) -> usize {
         self.resources.len()
+    }
+
+    /// The resources the trace's spans come from ([`Span::resource_index`]).
+    pub fn resources(&self) -> &[Arc<Resource>] {
+        &self.resources
     }
 
     /// A kept span attribute by key id.
