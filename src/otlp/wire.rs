@@ -88,9 +88,17 @@ impl<'a> Fields<'a> {
             if self.buf.is_empty() {
                 return Ok(None);
             }
-            let (tag, wire) = decode_key(&mut self.buf)?;
+            let (tag, wire) = match self.buf[0] {
+                // A one-byte key (tags below 16: all of OTLP's) read in place; any other
+                // key, and every error, is prost's.
+                k if k < 0x80 && k >> 3 != 0 && k & 7 < 6 => {
+                    self.buf = &self.buf[1..];
+                    (u32::from(k >> 3), WireType::try_from(u64::from(k & 7))?)
+                }
+                _ => decode_key(&mut self.buf)?,
+            };
             let field = match wire {
-                WireType::Varint => Field::Varint(decode_varint(&mut self.buf)?),
+                WireType::Varint => Field::Varint(varint(&mut self.buf)?),
                 WireType::SixtyFourBit => {
                     if self.buf.remaining() < 8 {
                         return Err(WireError("buffer underflow".into()));
@@ -104,7 +112,7 @@ impl<'a> Fields<'a> {
                     Field::Fixed32(self.buf.get_u32_le())
                 }
                 WireType::LengthDelimited => {
-                    let len = decode_varint(&mut self.buf)?;
+                    let len = varint(&mut self.buf)?;
                     if len > self.buf.len() as u64 {
                         return Err(WireError("buffer underflow".into()));
                     }
@@ -120,6 +128,19 @@ impl<'a> Fields<'a> {
             };
             return Ok(Some((tag, field)));
         }
+    }
+}
+
+/// A varint, read in place when it is one byte (most lengths and numbers in OTLP); any
+/// other, and every error, is prost's.
+#[inline]
+fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+    match buf.first() {
+        Some(&b) if b < 0x80 => {
+            *buf = &buf[1..];
+            Ok(u64::from(b))
+        }
+        _ => Ok(decode_varint(buf)?),
     }
 }
 
