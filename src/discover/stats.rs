@@ -110,16 +110,24 @@ pub struct Sketch {
     counts: Map,
     other: u64,
     total: u64,
+    /// The first value seen, and whether another was: over every value, not only the
+    /// sample, so that a key that varies only now and then still varies.
+    first: Option<u64>,
+    varied: bool,
 }
 
 impl Sketch {
     /// Distinct values counted exactly.
     pub const CAP: usize = 256;
     /// Values counted: the estimates need no more.
-    pub const SAMPLE: u64 = 10_000;
+    pub const SAMPLE: u64 = 2_000;
 
     /// Counts a value (by its hash).
     pub fn add(&mut self, hash: u64) {
+        match self.first {
+            None => self.first = Some(hash),
+            Some(f) => self.varied |= f != hash,
+        }
         if self.total >= Self::SAMPLE {
             return;
         }
@@ -135,6 +143,12 @@ impl Sketch {
 
     /// Adds another sketch (its values in full: at most [`Sketch::SAMPLE`] each).
     pub fn merge(&mut self, other: &Sketch) {
+        self.varied |= other.varied;
+        match (self.first, other.first) {
+            (None, f) => self.first = f,
+            (Some(a), Some(b)) => self.varied |= a != b,
+            (Some(_), None) => {}
+        }
         for (h, n) in &other.counts {
             if let Some(m) = self.counts.get_mut(h) {
                 *m += n;
@@ -148,9 +162,9 @@ impl Sketch {
         self.total += other.total;
     }
 
-    /// Whether more than one value was seen.
+    /// Whether more than one value was seen (among all, not only the sample).
     pub fn varies(&self) -> bool {
-        self.counts.len() + usize::from(self.other > 0) > 1
+        self.varied
     }
 
     /// The chance that two values drawn at random are equal (the values beyond the cap
