@@ -15,7 +15,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::replay::spill::Dir;
-use crate::trace::packed;
+use crate::trace::projected::packed;
 use crate::trace::projected::Trace;
 
 /// The files the traces are kept in.

@@ -41,11 +41,12 @@ use parking_lot::Mutex;
 
 use crate::engine::judge::{judge_trace, Judgement};
 use crate::engine::signal::{Mode, Signal};
+use crate::lang::hir::{Attr, Intrinsic};
 #[cfg(feature = "jaeger")]
 use crate::replay::jaeger::{self, Fetched, JaegerOptions, StoreError};
 use crate::replay::{self, BadRecord, Location, Observe, Progress};
 use crate::rules::ruleset::RuleSet;
-use crate::trace::packed;
+use crate::trace::projected::packed;
 use crate::trace::projected::{KeyId, Projection, Trace};
 use crate::trace::TraceId;
 
@@ -372,8 +373,12 @@ pub fn run(
     summary.implied += implied_early;
     // Judge: from the traces kept when they are what a replay judges, else by replaying.
     let cands = loadable(cands, on_note);
-    let judged = match kept_usable(&kept, keeping, &read_summary) {
+    let from_kept = match kept_usable(&kept, keeping, &read_summary) {
         Ok(files) => judge_kept(&cands, &files, &projection, read.threads, progress)?,
+        Err(why) => Err(why),
+    };
+    let judged = match from_kept {
+        Ok(judged) => judged,
         Err(why) => {
             summary.replayed = Some(why);
             judge(
@@ -1029,20 +1034,39 @@ fn kept_usable(
 
 /// Judges the candidates on the traces kept while mining (keyed for `mined`): what
 /// [`judge`] gives without a holdout, as a replay counts it — each complete trace judged
-/// once, and the exceptions each candidate's first by signal time, then trace id.
+/// once, and the exceptions each candidate's first by signal time, then trace id. `Err`
+/// (why) when the candidates read what mining did not keep.
 fn judge_kept(
     cands: &[Candidate],
     files: &[String],
     mined: &Projection,
     threads: usize,
     progress: &Progress,
-) -> Result<Vec<Judged>, BadRecord> {
+) -> Result<Result<Vec<Judged>, String>, BadRecord> {
     let mut out: Vec<Judged> = cands.iter().map(|_| Judged::default()).collect();
     if cands.is_empty() {
-        return Ok(out);
+        return Ok(Ok(out));
     }
     let rules = candidate_rules(cands)?;
     let projection = rules.projection().clone();
+    // The candidates' conditions read only what mining kept (its keys, never a status
+    // message); were one to read more, the kept traces would not have it. (Keys only their
+    // messages name change no verdict.)
+    for a in &rules.code().attrs {
+        match a {
+            Attr::Any(k) | Attr::Span(k) if mined.key(k).is_none() => {
+                return Ok(Err(format!(
+                    "a candidate reads `{k}`, which mining did not keep"
+                )))
+            }
+            Attr::Intrinsic(Intrinsic::StatusMessage) if !mined.status_message() => {
+                return Ok(Err(
+                    "a candidate reads the status message, which mining did not keep".into(),
+                ))
+            }
+            _ => {}
+        }
+    }
     let keys: Vec<Option<KeyId>> = (0..mined.len())
         .map(|k| projection.key(mined.key_name(KeyId(k as u32))))
         .collect();
@@ -1118,7 +1142,7 @@ fn judge_kept(
     for (j, [held, broke]) in out.iter_mut().zip(best) {
         j.examples = held.into_iter().chain(broke).collect();
     }
-    Ok(out)
+    Ok(Ok(out))
 }
 
 /// What judging kept traces counted: per candidate, (applied, violated) and its earliest

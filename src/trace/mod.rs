@@ -11,7 +11,6 @@
 //! Both hold data only: the VM builds its own index over a projected trace
 //! (`eval::vm::View`).
 
-pub mod packed;
 pub mod projected;
 
 use std::fmt;

@@ -19,6 +19,8 @@
 //! newer projection when its next fragment arrives or when it is judged: attributes that
 //! only the new rules read are there for the spans received after the reload.
 
+pub mod packed;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
