@@ -77,6 +77,17 @@ pub fn fields(buf: &[u8]) -> Fields<'_> {
     Fields { buf }
 }
 
+/// Whether `buf` reads to its end as protobuf fields, and so does the payload of each of its
+/// length-delimited fields numbered 1 (in OTLP, the messages they hold): what tells a
+/// protobuf message from text that happens to start like one.
+pub fn well_formed(buf: &[u8]) -> bool {
+    fields(buf).all(|f| match f {
+        Ok((1, Field::Bytes(inner))) => fields(inner).all(|f| f.is_ok()),
+        Ok(_) => true,
+        Err(_) => false,
+    })
+}
+
 /// Iterator over a message's fields; stops at the first error.
 pub struct Fields<'a> {
     buf: &'a [u8],

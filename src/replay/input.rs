@@ -577,7 +577,7 @@ impl Reader<'_, '_> {
             };
             match body {
                 Ok(body) => {
-                    let is_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+                    let is_json = looks_like_json(&body);
                     self.record(body, is_json, Location::Offset(offset), Some(stored));
                 }
                 Err(message) => self.bad(Location::Offset(offset), message),
@@ -589,6 +589,17 @@ impl Reader<'_, '_> {
 }
 
 const BOM: [u8; 3] = [0xef, 0xbb, 0xbf];
+
+/// Whether a length-prefixed message is OTLP/JSON rather than protobuf: its first byte
+/// other than whitespace is `{`. A protobuf `TracesData` starts with 0x0a — a newline —
+/// and, when its first `ResourceSpans` is 123 bytes long, with `{` next: such a message
+/// reads as JSON only if it is not a well-formed protobuf message.
+fn looks_like_json(body: &[u8]) -> bool {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return false;
+    }
+    body.first() != Some(&b'\n') || !crate::otlp::wire::well_formed(body)
+}
 
 fn mib(bytes: usize) -> String {
     format!("{} MiB", bytes.div_ceil(1 << 20))
@@ -716,6 +727,34 @@ fn read_full(reader: &mut Box<dyn BufRead + Send>, buf: &mut [u8]) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_protobuf_message_that_starts_like_json_is_protobuf() {
+        // TracesData { resource_spans: [ResourceSpans { resource: Resource { attributes:
+        // [KeyValue { key: "kkk…" }] } }] }, its ResourceSpans 123 bytes long: 0x0a (a
+        // newline), then 123, which is `{`.
+        let mut kv = vec![0x0a, 117];
+        kv.extend([b'k'; 117]);
+        let mut resource = vec![0x0a, kv.len() as u8];
+        resource.extend(&kv);
+        let mut spans = vec![0x0a, resource.len() as u8];
+        spans.extend(&resource);
+        assert_eq!(spans.len(), 123);
+        let mut message = vec![0x0a, 123];
+        message.extend(&spans);
+        assert!(message.starts_with(b"\n{"));
+        assert!(!looks_like_json(&message));
+        // JSON stays JSON, after any whitespace, a newline first too.
+        for json in [
+            &b"{\"resourceSpans\":[]}"[..],
+            b"  {\"resourceSpans\":[]}",
+            b"\n{\"resourceSpans\":[]}\n",
+            b"\n{}",
+        ] {
+            assert!(looks_like_json(json), "{}", String::from_utf8_lossy(json));
+        }
+        assert!(!looks_like_json(&[0x0a, 0x02, 0x0a, 0x00]));
+    }
 
     #[cfg(unix)]
     #[test]
