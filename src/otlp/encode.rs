@@ -67,7 +67,9 @@ pub fn any(v: &Value) -> AnyValue {
         Value::Array(items) => any_value::Value::ArrayValue(ArrayValue {
             values: items.iter().map(any).collect(),
         }),
-        Value::Opaque => return AnyValue { value: None },
+        // Empty bytes: what the decoder reads back as opaque (bytes and key-value lists
+        // are kept as such). An empty value would read back as no attribute at all.
+        Value::Opaque => any_value::Value::BytesValue(Vec::new()),
     };
     AnyValue { value: Some(value) }
 }
@@ -270,6 +272,35 @@ mod tests {
     use super::*;
     use crate::engine::signal::Mode;
     use crate::RuleSet;
+
+    #[test]
+    fn an_opaque_value_reads_back_as_one() {
+        // A spill writes held traces out and reads them back: an attribute whose value
+        // no rule can compare (bytes, a key-value list) must still exist after it.
+        let trace =
+            crate::rules::compact::from_yaml("- name: x\n  attributes: { k: 1 }", 3).unwrap();
+        let mut trace = trace;
+        trace.spans[0].attributes = vec![("k".into(), Value::Opaque)];
+        trace.resources[trace.spans[0].resource]
+            .attributes
+            .push(("r".into(), Value::Opaque));
+        use prost::Message;
+        let projection =
+            std::sync::Arc::new(crate::trace::projected::Projection::new(["k"], false));
+        let projected = ProjectedTrace::project(&trace, &projection);
+        let bytes = fragments(&[projected]).encode_to_vec();
+        let batch = crate::otlp::protobuf::decode(&bytes, &projection).unwrap();
+        let back = &batch.fragments[0];
+        let span = &back.spans[0];
+        assert_eq!(
+            back.attr_named(span, "k"),
+            Some(crate::lang::value::ValueRef::Opaque)
+        );
+        assert_eq!(
+            crate::trace::lookup(&back.resource_of(span).attributes, "r"),
+            Some(&Value::Opaque)
+        );
+    }
 
     fn detected() -> Vec<Detected> {
         let text = "rules:\n  - id: r\n    name: R\n    severity: critical\n    compliance: { framework: SOC2, control: CC7.2 }\n    condition: x\n    signal:\n      message: \"bad {k}\"\n      context: [k]\n";
