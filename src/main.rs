@@ -37,6 +37,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    on_signals();
     let code = match cli.command {
         Command::Check(args) => cli::check::run(&args),
         Command::Test(args) => cli::test::run(&args),
@@ -47,4 +48,27 @@ fn main() -> ExitCode {
         Command::Schema(args) => cli::schema::run(&args),
     };
     ExitCode::from(code)
+}
+
+/// Interrupted (SIGINT, SIGTERM), the command removes its spill directories before it exits
+/// as the signal would have it (128 + its number). A file grown past `ulimit -f` fails its
+/// write (SIGXFSZ, handled, no longer ends the process): a spill then reports it, and the
+/// traces `discover` keeps are judged by reading the input again.
+fn on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
+    let _ = signal_hook::flag::register(
+        SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("betrace-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                betrace::replay::spill::remove_live();
+                std::process::exit(128 + signal);
+            }
+        });
 }

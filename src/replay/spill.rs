@@ -32,6 +32,18 @@ pub const FANOUT: usize = 64;
 /// Most times a partition is split again.
 pub const MAX_LEVEL: u32 = 3;
 
+/// The spill directories made and not yet removed, for [`remove_live`].
+static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Removes every spill directory still there: what the `betrace` command does when it is
+/// interrupted (SIGINT, SIGTERM), where no destructor runs — a spill, a spooled input or the
+/// traces `betrace discover` keeps can be most of the input's size.
+pub fn remove_live() {
+    for dir in LIVE.lock().drain(..) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// The spill directory: made on first use inside the one asked for (or the system's
 /// temporary directory), removed with everything in it when dropped.
 pub(crate) struct Dir {
@@ -58,9 +70,15 @@ impl Dir {
                 std::process::id(),
                 nanos & 0xffff_ffff
             ));
-            std::fs::create_dir_all(&dir)
-                .map(|()| dir)
-                .map_err(|e| format!("{}: {e}", base.display()))
+            // Known before it exists: an interruption between the two still removes it.
+            LIVE.lock().push(dir.clone());
+            match std::fs::create_dir_all(&dir) {
+                Ok(()) => Ok(dir),
+                Err(e) => {
+                    LIVE.lock().retain(|d| *d != dir);
+                    Err(format!("{}: {e}", base.display()))
+                }
+            }
         });
         made.as_deref().map_err(|e| BadRecord {
             source: "--spill-dir".into(),
@@ -114,6 +132,7 @@ impl Drop for Dir {
     fn drop(&mut self) {
         if let Some(Ok(dir)) = self.made.get() {
             let _ = std::fs::remove_dir_all(dir);
+            LIVE.lock().retain(|d| d != dir);
         }
     }
 }
