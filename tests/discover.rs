@@ -566,6 +566,72 @@ fn standard_input_is_read_once_and_mined() {
 }
 
 #[test]
+fn examples_after_a_spill_are_cut_from_whole_traces() {
+    // One file holding the later half of the batches first: the stream judges the traces
+    // cut at the halves' seam on the spans it has, then finds the input out of order and
+    // spills. Judged again from the partitions, every trace is
+    // whole: the examples must be the same as in time order, on either way of judging
+    // (kept traces, or the input replayed, as a holdout does).
+    let corpus = betrace_corpus::generate(17, 3_000, 0.05);
+    let scratch = common::tmp("discover-spilled-examples");
+    let mut files = write_corpus(&scratch.join("batches"), &corpus, 512);
+    files.sort();
+    let mut lines: Vec<String> = Vec::new();
+    for f in &files {
+        lines.extend(
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    let in_order = scratch.join("in-order.json");
+    std::fs::write(&in_order, lines.join("\n") + "\n").unwrap();
+    // The later half first, as two replicas' files read one after the other.
+    let half = lines.len() / 2;
+    lines.rotate_left(half);
+    let reversed = scratch.join("reversed.json");
+    std::fs::write(&reversed, lines.join("\n") + "\n").unwrap();
+    let (in_order, reversed) = ([in_order.as_path()], [reversed.as_path()]);
+    let run = |inputs: &[&Path], holdout: Option<f64>| {
+        let opts = Options {
+            read: replay::Options {
+                inputs: inputs
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect(),
+                ..replay::Options::default()
+            },
+            holdout,
+            top: 0,
+            ..Options::default()
+        };
+        discover::run(
+            &opts,
+            &Progress::default(),
+            &mut |b| panic!("{b}"),
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+    for holdout in [None, Some(0.3)] {
+        let (x, sx) = run(&in_order, holdout);
+        let (y, sy) = run(&reversed, holdout);
+        assert!(sx.read.spilled.is_none() && sy.read.spilled.is_some());
+        // The same rules and examples; only the key sample, read from the start of the
+        // file, says other counts in the descriptions.
+        let rules = |found: &[Found]| {
+            render::yaml(found, "examples")
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("description:"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(rules(&x), rules(&y), "{holdout:?}");
+    }
+}
+
+#[test]
 fn a_holdout_drops_what_does_not_hold_later() {
     // The first 1,400 traces always have a reservation before a charge; the last 600
     // never do: mined on the earlier part, the order fails the holdout.
@@ -1265,5 +1331,43 @@ fn hostile_values_give_value_candidates_that_load_pass_and_equal_a_replay() {
     for cmd in ["check", "test"] {
         let (code, out, err) = betrace(&[cmd, "found.yaml"], &scratch);
         assert_eq!(code, 0, "{cmd}: {out}{err}");
+    }
+}
+
+/// Interrupted, the command removes its spill directory (here, standard input spooled into
+/// it while the pipe stays open) and exits as the signal would have it.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_run_leaves_no_spill_directory() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let spill = common::tmp("discover-interrupted");
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_betrace"))
+            .args(["discover", "--spill-dir"])
+            .arg(&*spill)
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"{\"resourceSpans\": []}\n").unwrap();
+        let made = || std::fs::read_dir(&*spill).unwrap().count();
+        let started = std::time::Instant::now();
+        while made() == 0 {
+            assert!(started.elapsed().as_secs() < 30, "no spill directory made");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        drop(stdin);
+        assert_eq!(status.code(), Some(code), "{signal}");
+        assert_eq!(made(), 0, "{signal}: the spill directory is left behind");
     }
 }

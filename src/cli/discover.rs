@@ -102,7 +102,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024), value_name = "N")]
     pub threads: u16,
     /// Where to spool standard input, spill input that is not in time order, and keep the
-    /// traces mined for judging (about half the input's size); removed at the end.
+    /// traces mined for judging (about three quarters of the input's size, protobuf; a full
+    /// disk only makes judging read the input again); removed at the end.
     /// [default: the system's temporary directory]
     #[arg(long, value_name = "DIR")]
     pub spill_dir: Option<std::path::PathBuf>,
@@ -301,13 +302,15 @@ pub fn run(args: &Args) -> u8 {
     };
     let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     say(&summary_text(&found, &summary));
-    // A closed standard output (`| head`) is no error; a file that cannot be written is.
-    if let (Some(path), Err(e)) = (&args.output, written) {
-        return usage(&format!(
-            "writing {}: {}",
-            escape(path),
-            escape(&e.to_string())
-        ));
+    // A closed standard output (`| head`) is no error; any other failed write is (a full
+    // disk must not leave a cut rule file behind an exit code of 0).
+    match (&args.output, written) {
+        (_, Ok(())) => {}
+        (None, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        (path, Err(e)) => {
+            let to = path.as_deref().map_or("standard output".into(), escape);
+            return usage(&format!("writing {to}: {}", escape(&e.to_string())));
+        }
     }
     if let Some(path) = &args.report {
         let page = super::candidates::render(

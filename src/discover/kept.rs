@@ -1,6 +1,7 @@
 //! The complete traces the mining pass saw, kept in the spill directory ([`packed`]) so
-//! that judging the candidates reads them back instead of decoding the input again — half
-//! of what a second pass over OTLP costs (docs/discover.md, "How it works").
+//! that judging the candidates reads them back instead of decoding the input again: on the
+//! bench workload, judging costs half what a second pass over OTLP did (docs/discover.md,
+//! "How it works"; BENCHMARKS.md, "discover").
 //!
 //! Each mining engine's observer writes its own file. A stream that stops to spill judges
 //! every trace again from its partitions: what was kept of the stream is removed

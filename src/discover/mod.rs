@@ -919,6 +919,11 @@ type Wanted = (Vec<String>, Vec<KeyId>, bool);
 /// The smallest examples seen so far per candidate: [held, broke].
 type Best = Vec<[Option<Example>; 2]>;
 
+/// No example yet for `n` candidates.
+fn no_examples(n: usize) -> Best {
+    (0..n).map(|_| [None, None]).collect()
+}
+
 /// Replays the candidates as rules over the input (in two windows with a holdout).
 fn judge(
     cands: &[Candidate],
@@ -938,7 +943,7 @@ fn judge(
         .enumerate()
         .map(|(i, c)| (c.id.clone(), i))
         .collect();
-    let best: Arc<Mutex<Best>> = Arc::new(Mutex::new(cands.iter().map(|_| [None, None]).collect()));
+    let best: Mutex<Best> = Mutex::new(no_examples(cands.len()));
     let wanted: Arc<Vec<Wanted>> = Arc::new(wanted(cands, &rules));
     let windows: Vec<(Option<u64>, Option<u64>)> = match split {
         Some(s) => vec![(read.from, Some(s)), (Some(s.saturating_add(1)), to)],
@@ -950,7 +955,9 @@ fn judge(
                 continue;
             }
         }
-        let (b, w) = (best.clone(), wanted.clone());
+        // This window's examples, merged into `best` once it is judged.
+        let window: Arc<Mutex<Best>> = Arc::new(Mutex::new(no_examples(cands.len())));
+        let (b, w) = (window.clone(), wanted.clone());
         let opts = replay::Options {
             from,
             to,
@@ -961,8 +968,13 @@ fn judge(
                     let (b, w) = (b.clone(), w.clone());
                     Box::new(move |t: &Trace, js: &[Judgement]| keep_examples(t, js, &b, &w))
                 }),
-                // The smallest examples are the same when some traces are seen twice.
-                restart: Arc::new(|| {}),
+                // A spill judges every trace of the window again, whole: the examples the
+                // stream kept may be traces it saw in part (a root before its children),
+                // so they go.
+                restart: {
+                    let (b, n) = (window.clone(), cands.len());
+                    Arc::new(move || *b.lock() = no_examples(n))
+                },
             }),
             ..read.clone()
         };
@@ -981,6 +993,17 @@ fn judge(
             &mut |_| {},
             &mut |_| {},
         )?;
+        drop(opts);
+        let window = std::mem::take(&mut *window.lock());
+        for (kept, found) in best.lock().iter_mut().zip(window) {
+            for (k, f) in kept.iter_mut().zip(found) {
+                if f.as_ref()
+                    .is_some_and(|f| k.as_ref().is_none_or(|k| f.size < k.size))
+                {
+                    *k = f;
+                }
+            }
+        }
         for (id, counts) in &summary.stats.rules {
             if let Some(&i) = index.get(id) {
                 let j = &mut out[i];
@@ -1070,7 +1093,7 @@ fn judge_kept(
     let keys: Vec<Option<KeyId>> = (0..mined.len())
         .map(|k| projection.key(mined.key_name(KeyId(k as u32))))
         .collect();
-    let best: Mutex<Best> = Mutex::new(cands.iter().map(|_| [None, None]).collect());
+    let best: Mutex<Best> = Mutex::new(no_examples(cands.len()));
     let wanted: Vec<Wanted> = wanted(cands, &rules);
     // What reading the kept files stands for on the progress bar: the input, read again.
     let input_bytes = progress.bytes_read.load(Relaxed);
@@ -1110,7 +1133,9 @@ fn judge_kept(
                             while let Some(rec) =
                                 records.next_record().map_err(|e| bad(e.to_string()))?
                             {
-                                let read = (rec.len() as u64 + 4) * input_bytes / kept_bytes;
+                                let read = (rec.len() as u128 + 4) * u128::from(input_bytes)
+                                    / u128::from(kept_bytes);
+                                let read = u64::try_from(read).unwrap_or(u64::MAX);
                                 let t = packed::read(rec, projection, keys)
                                     .map_err(|e| bad(e.to_string()))?;
                                 let js = judge_trace(rules, &t, Mode::Replay, false, false);
