@@ -7,6 +7,7 @@ Each figure is measured, one process per run (CPU time and peak RSS from the ker
   throughput   W1 (the corpus of `make bench`, ~1M spans) mined with every template on one
                core (--threads 1) and on every core, beside a replay of W1 with the five
                rules on one core (the decode floor's neighbour): spans per CPU-second.
+  spans        W1's first 1, 3 and 10 files on one core: CPU and memory as the spans grow.
   names        synthetic corpora of 10,000 traces of 20 spans whose names are drawn from
                10, 100 and 1,000 distinct names (each trace a random sequence of them):
                CPU and memory as the pairs grow.
@@ -99,6 +100,16 @@ def main():
     for m in (one, every, floor):
         rate = f"{spans / m.cpu:,.0f}"
         lines.append(f"| {m.name} | {m.cpu:.2f} | {m.wall:.2f} | {m.rss_kb / 1024:.0f} | {rate} |")
+    # Spans: the first 1, 3 and all 10 files of W1 (about 99,000 spans each), one core:
+    # CPU should grow with the spans, memory not.
+    files = sorted(os.path.join(w1, "proto", f) for f in os.listdir(os.path.join(w1, "proto")))
+    lines += ["", "| W1's first files, one core | spans | CPU-s | peak RSS MB | spans per CPU-s |", "| --- | ---: | ---: | ---: | ---: |"]
+    for n in (1, 3, len(files)):
+        base = [betrace, "discover", "--threads", "1", "--format", "jsonl"]
+        m = measure(f"discover W1, {n} files", base + ["--top", "0"] + files[:n], args.runs)
+        p = subprocess.run(base + ["--top", "1"] + files[:n], cwd=ROOT, capture_output=True, text=True, check=True)
+        n_spans = int(p.stderr.split("discover: ", 1)[1].split(" spans", 1)[0])
+        lines.append(f"| {n} of {len(files)} | {n_spans:,} | {m.cpu:.2f} | {m.rss_kb / 1024:.0f} | {n_spans / m.cpu:,.0f} |")
     lines += ["", "| corpus (10,000 traces × 20 spans) | CPU-s | peak RSS MB | found |", "| --- | ---: | ---: | ---: |"]
     for names, keys in ((10, 8), (100, 8), (1000, 8), (100, 0), (100, 64)):
         d = synthetic(out, names, keys)
