@@ -28,10 +28,7 @@ fn discover(
 ) -> (Vec<Found>, discover::Summary) {
     let opts = Options {
         read: replay::Options {
-            inputs: inputs
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect(),
+            inputs: paths(inputs),
             ..replay::Options::default()
         },
         min_support: Some(min_support),
@@ -48,6 +45,25 @@ fn discover(
     );
     assert!(bad.is_empty(), "{bad:?}");
     r.unwrap()
+}
+
+/// Paths as the options take them.
+fn paths(inputs: &[&Path]) -> Vec<String> {
+    inputs
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Runs discovery with `opts`; a bad record fails the test.
+fn mine_all(opts: &Options) -> (Vec<Found>, discover::Summary) {
+    discover::run(
+        opts,
+        &Progress::default(),
+        &mut |b| panic!("{b}"),
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
 /// Every candidate's support, violations and first exceptions are what a replay of it (as
@@ -73,10 +89,7 @@ fn check_against_replay(found: &[Found], inputs: &[&Path]) {
     let enabled = text.replace("    enabled: false\n", "");
     let (rules, _) = RuleSet::from_text("enabled.yaml", &enabled).unwrap();
     let opts = replay::Options {
-        inputs: inputs
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect(),
+        inputs: paths(inputs),
         ..replay::Options::default()
     };
     let mut signals: HashMap<String, Vec<String>> = HashMap::new();
@@ -433,13 +446,7 @@ fn the_order_of_files_and_batches_changes_nothing() {
             top: 0,
             ..Options::default()
         };
-        discover::run(
-            &opts,
-            &Progress::default(),
-            &mut |b| panic!("{b}"),
-            &mut |_| {},
-        )
-        .unwrap()
+        mine_all(&opts)
     };
     for holdout in [None, Some(0.3)] {
         let (whole, sw) = run(holdout, 100_000);
@@ -596,23 +603,14 @@ fn examples_after_a_spill_are_cut_from_whole_traces() {
     let run = |inputs: &[&Path], holdout: Option<f64>| {
         let opts = Options {
             read: replay::Options {
-                inputs: inputs
-                    .iter()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .collect(),
+                inputs: paths(inputs),
                 ..replay::Options::default()
             },
             holdout,
             top: 0,
             ..Options::default()
         };
-        discover::run(
-            &opts,
-            &Progress::default(),
-            &mut |b| panic!("{b}"),
-            &mut |_| {},
-        )
-        .unwrap()
+        mine_all(&opts)
     };
     for holdout in [None, Some(0.3)] {
         let (x, sx) = run(&in_order, holdout);
@@ -667,13 +665,7 @@ fn a_holdout_drops_what_does_not_hold_later() {
             top: 0,
             ..Options::default()
         };
-        discover::run(
-            &opts,
-            &Progress::default(),
-            &mut |b| panic!("{b}"),
-            &mut |_| {},
-        )
-        .unwrap()
+        mine_all(&opts)
     };
     let order = Claim::Before("inventory.reserve".into(), "payment.charge".into());
     let (found, summary) = run(Some(0.3));

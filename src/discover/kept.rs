@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::replay::input::read_full;
 use crate::replay::spill::Dir;
 use crate::trace::projected::packed;
 use crate::trace::projected::Trace;
@@ -145,15 +146,10 @@ impl Records {
     /// The next record's bytes; `None` at the end of the file.
     pub(crate) fn next_record(&mut self) -> std::io::Result<Option<&[u8]>> {
         let mut len = [0u8; 4];
-        let mut got = 0;
-        while got < len.len() {
-            match self.input.read(&mut len[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        match read_full(&mut self.input, &mut len)? {
+            0 => return Ok(None),
+            4 => {}
+            _ => return Err(std::io::ErrorKind::UnexpectedEof.into()),
         }
         self.buf.resize(u32::from_le_bytes(len) as usize, 0);
         self.input.read_exact(&mut self.buf)?;

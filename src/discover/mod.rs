@@ -33,7 +33,7 @@ pub mod render;
 pub mod stats;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -373,22 +373,24 @@ pub fn run(
     summary.implied += implied_early;
     // Judge: from the traces kept when they are what a replay judges, else by replaying.
     let cands = loadable(cands, on_note);
-    let from_kept = match kept_usable(&kept, keeping, &read_summary) {
-        Ok(files) => judge_kept(&cands, &files, &projection, read.threads, progress)?,
-        Err(why) => Err(why),
-    };
-    let judged = match from_kept {
-        Ok(judged) => judged,
-        Err(why) => {
-            summary.replayed = Some(why);
-            judge(
-                &cands,
-                &read,
-                opts.read.to,
-                split,
-                opts.read.no_index,
-                progress,
-            )?
+    let judged = if cands.is_empty() {
+        Vec::new()
+    } else {
+        let rules = candidate_rules(&cands)?;
+        match kept_usable(&kept, keeping, &read_summary, &rules, &projection) {
+            Ok(files) => judge_kept(&cands, &rules, &files, &projection, read.threads, progress)?,
+            Err(why) => {
+                summary.replayed = Some(why);
+                judge(
+                    &cands,
+                    &rules,
+                    &read,
+                    opts.read.to,
+                    split,
+                    opts.read.no_index,
+                    progress,
+                )?
+            }
         }
     };
     drop(kept);
@@ -919,14 +921,21 @@ type Wanted = (Vec<String>, Vec<KeyId>, bool);
 /// The smallest examples seen so far per candidate: [held, broke].
 type Best = Vec<[Option<Example>; 2]>;
 
+/// Whether an example of `size` (spans, trace id) beats what `slot` holds: it holds none,
+/// or a larger one.
+fn smaller(slot: &Option<Example>, size: (usize, TraceId)) -> bool {
+    slot.as_ref().is_none_or(|e| size < e.size)
+}
+
 /// No example yet for `n` candidates.
 fn no_examples(n: usize) -> Best {
     (0..n).map(|_| [None, None]).collect()
 }
 
-/// Replays the candidates as rules over the input (in two windows with a holdout).
+/// Replays the candidates (`rules`) over the input (in two windows with a holdout).
 fn judge(
     cands: &[Candidate],
+    rules: &RuleSet,
     read: &replay::Options,
     to: Option<u64>,
     split: Option<u64>,
@@ -934,17 +943,13 @@ fn judge(
     progress: &Progress,
 ) -> Result<Vec<Judged>, BadRecord> {
     let mut out: Vec<Judged> = cands.iter().map(|_| Judged::default()).collect();
-    if cands.is_empty() {
-        return Ok(out);
-    }
-    let rules = candidate_rules(cands)?;
     let index: HashMap<String, usize> = cands
         .iter()
         .enumerate()
         .map(|(i, c)| (c.id.clone(), i))
         .collect();
     let best: Mutex<Best> = Mutex::new(no_examples(cands.len()));
-    let wanted: Arc<Vec<Wanted>> = Arc::new(wanted(cands, &rules));
+    let wanted: Arc<Vec<Wanted>> = Arc::new(wanted(cands, rules));
     let windows: Vec<(Option<u64>, Option<u64>)> = match split {
         Some(s) => vec![(read.from, Some(s)), (Some(s.saturating_add(1)), to)],
         None => vec![(read.from, to)],
@@ -997,9 +1002,7 @@ fn judge(
         let window = std::mem::take(&mut *window.lock());
         for (kept, found) in best.lock().iter_mut().zip(window) {
             for (k, f) in kept.iter_mut().zip(found) {
-                if f.as_ref()
-                    .is_some_and(|f| k.as_ref().is_none_or(|k| f.size < k.size))
-                {
+                if f.as_ref().is_some_and(|f| smaller(k, f.size)) {
                     *k = f;
                 }
             }
@@ -1031,6 +1034,8 @@ fn kept_usable(
     kept: &kept::Kept,
     keeping: bool,
     read: &replay::Summary,
+    rules: &RuleSet,
+    mined: &Projection,
 ) -> Result<Vec<String>, String> {
     if !keeping {
         return Err("with a holdout, its part is not mined".into());
@@ -1052,49 +1057,46 @@ fn kept_usable(
     if let Some((n, why)) = why.iter().find(|(n, _)| *n > 0) {
         return Err(format!("{n} {why}"));
     }
-    kept.files()
-}
-
-/// Judges the candidates on the traces kept while mining (keyed for `mined`): what
-/// [`judge`] gives without a holdout, as a replay counts it — each complete trace judged
-/// once, and the exceptions each candidate's first by signal time, then trace id. `Err`
-/// (why) when the candidates read what mining did not keep.
-fn judge_kept(
-    cands: &[Candidate],
-    files: &[String],
-    mined: &Projection,
-    threads: usize,
-    progress: &Progress,
-) -> Result<Result<Vec<Judged>, String>, BadRecord> {
-    let mut out: Vec<Judged> = cands.iter().map(|_| Judged::default()).collect();
-    if cands.is_empty() {
-        return Ok(Ok(out));
-    }
-    let rules = candidate_rules(cands)?;
-    let projection = rules.projection().clone();
     // The candidates' conditions read only what mining kept (its keys, never a status
     // message); were one to read more, the kept traces would not have it. (Keys only their
     // messages name change no verdict.)
     for a in &rules.code().attrs {
         match a {
             Attr::Any(k) | Attr::Span(k) if mined.key(k).is_none() => {
-                return Ok(Err(format!(
+                return Err(format!(
                     "a candidate reads `{k}`, which mining did not keep"
-                )))
+                ));
             }
             Attr::Intrinsic(Intrinsic::StatusMessage) if !mined.status_message() => {
-                return Ok(Err(
+                return Err(
                     "a candidate reads the status message, which mining did not keep".into(),
-                ))
+                );
             }
             _ => {}
         }
     }
+    kept.files()
+}
+
+/// Judges the candidates (`rules`) on the traces kept while mining (keyed for `mined`):
+/// what [`judge`] gives without a holdout, as a replay counts it — each complete trace
+/// judged once, and the exceptions each candidate's first by signal time, then trace id.
+/// One file at a time on each of `threads` threads (0: one per core).
+fn judge_kept(
+    cands: &[Candidate],
+    rules: &RuleSet,
+    files: &[String],
+    mined: &Projection,
+    threads: usize,
+    progress: &Progress,
+) -> Result<Vec<Judged>, BadRecord> {
+    use rayon::prelude::*;
+    let projection = rules.projection();
     let keys: Vec<Option<KeyId>> = (0..mined.len())
         .map(|k| projection.key(mined.key_name(KeyId(k as u32))))
         .collect();
     let best: Mutex<Best> = Mutex::new(no_examples(cands.len()));
-    let wanted: Vec<Wanted> = wanted(cands, &rules);
+    let wanted: Vec<Wanted> = wanted(cands, rules);
     // What reading the kept files stands for on the progress bar: the input, read again.
     let input_bytes = progress.bytes_read.load(Relaxed);
     let kept_bytes: u64 = files
@@ -1102,72 +1104,52 @@ fn judge_kept(
         .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
         .sum::<u64>()
         .max(1);
-    let next = AtomicUsize::new(0);
-    let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    }
-    .min(files.len())
-    .max(1);
-    let parts: Vec<Result<Tally, BadRecord>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|i| {
-                let (rules, keys, best, wanted, next) = (&rules, &keys, &best, &wanted, &next);
-                let projection = &projection;
-                std::thread::Builder::new()
-                    .name(format!("betrace-judge-{i}"))
-                    .spawn_scoped(scope, move || {
-                        let mut tally = Tally::new(cands.len());
-                        loop {
-                            let at = next.fetch_add(1, Relaxed);
-                            let Some(file) = files.get(at) else {
-                                return Ok(tally);
-                            };
-                            let bad = |e: String| BadRecord {
-                                source: "discover".into(),
-                                location: Location::Whole,
-                                message: format!("reading the traces kept in {file}: {e}"),
-                            };
-                            let mut records =
-                                kept::Records::open(file).map_err(|e| bad(e.to_string()))?;
-                            while let Some(rec) =
-                                records.next_record().map_err(|e| bad(e.to_string()))?
-                            {
-                                let read = (rec.len() as u128 + 4) * u128::from(input_bytes)
-                                    / u128::from(kept_bytes);
-                                let read = u64::try_from(read).unwrap_or(u64::MAX);
-                                let t = packed::read(rec, projection, keys)
-                                    .map_err(|e| bad(e.to_string()))?;
-                                let js = judge_trace(rules, &t, Mode::Replay, false, false);
-                                tally.add(&js);
-                                keep_examples(&t, &js, best, wanted);
-                                progress.spans.fetch_add(t.spans.len() as u64, Relaxed);
-                                progress.bytes_read.fetch_add(read, Relaxed);
-                            }
-                        }
-                    })
-                    .expect("start a judging thread")
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut tally = Tally::new(cands.len());
-    for part in parts {
-        tally.merge(part?);
-    }
+    let judge_file = |file: &String| -> Result<Tally, BadRecord> {
+        let bad = |e: String| BadRecord {
+            source: "discover".into(),
+            location: Location::Whole,
+            message: format!("reading the traces kept in {file}: {e}"),
+        };
+        let mut tally = Tally::new(cands.len());
+        let mut records = kept::Records::open(file).map_err(|e| bad(e.to_string()))?;
+        while let Some(rec) = records.next_record().map_err(|e| bad(e.to_string()))? {
+            let read = (rec.len() as u128 + 4) * u128::from(input_bytes) / u128::from(kept_bytes);
+            let t = packed::read(rec, projection, &keys).map_err(|e| bad(e.to_string()))?;
+            let js = judge_trace(rules, &t, Mode::Replay, false, false);
+            tally.add(&js);
+            keep_examples(&t, &js, &best, &wanted);
+            progress.spans.fetch_add(t.spans.len() as u64, Relaxed);
+            progress
+                .bytes_read
+                .fetch_add(u64::try_from(read).unwrap_or(u64::MAX), Relaxed);
+        }
+        Ok(tally)
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.min(files.len()))
+        .thread_name(|i| format!("betrace-judge-{i}"))
+        .build()
+        .map_err(|e| BadRecord {
+            source: "discover".into(),
+            location: Location::Whole,
+            message: format!("cannot start the judging threads: {e}"),
+        })?;
+    let tally = pool.install(|| {
+        files
+            .par_iter()
+            .map(judge_file)
+            .try_reduce(|| Tally::new(cands.len()), |a, b| Ok(a.merged(b)))
+    })?;
+    let mut out: Vec<Judged> = cands.iter().map(|_| Judged::default()).collect();
     for (j, (counts, mut broke)) in out.iter_mut().zip(tally.rules) {
         (j.applied.0, j.violated.0) = counts;
         broke.sort_unstable();
         j.exceptions = broke.into_iter().take(EXCEPTIONS).map(|(_, t)| t).collect();
     }
-    let best = best.into_inner();
-    for (j, [held, broke]) in out.iter_mut().zip(best) {
+    for (j, [held, broke]) in out.iter_mut().zip(best.into_inner()) {
         j.examples = held.into_iter().chain(broke).collect();
     }
-    Ok(Ok(out))
+    Ok(out)
 }
 
 /// What judging kept traces counted: per candidate, (applied, violated) and its earliest
@@ -1202,7 +1184,8 @@ impl Tally {
         }
     }
 
-    fn merge(&mut self, other: Tally) {
+    /// Both tallies' counts and earliest signals.
+    fn merged(mut self, other: Tally) -> Tally {
         for (mine, (counts, broke)) in self.rules.iter_mut().zip(other.rules) {
             mine.0 .0 += counts.0;
             mine.0 .1 += counts.1;
@@ -1210,6 +1193,7 @@ impl Tally {
             mine.1.sort_unstable();
             mine.1.truncate(EXCEPTIONS);
         }
+        self
     }
 }
 
@@ -1250,7 +1234,7 @@ fn keep_examples(t: &Trace, js: &[Judgement], best: &Mutex<Best>, wanted: &[Want
     for j in js.iter().filter(|j| !j.skipped) {
         let broke = j.signal.is_some();
         let slot = &mut b[j.rule][usize::from(broke)];
-        if slot.as_ref().is_some_and(|e| e.size <= size) {
+        if !smaller(slot, size) {
             continue;
         }
         let tree = tree.get_or_insert_with(|| cut::Tree::new(t));
@@ -1358,13 +1342,29 @@ mod tests {
         let kept = Arc::new(kept::Kept::new(dir));
         drop(kept.writer());
         let clean = replay::Summary::default();
-        assert_eq!(kept_usable(&kept, true, &clean).map(|f| f.len()), Ok(1));
-        assert!(kept_usable(&kept, false, &clean)
+        let (none, mined) = (RuleSet::reading(Vec::new()), Projection::new(["k"], false));
+        // A candidate whose condition reads a key mining did not keep: the input is read
+        // again (a key only its message names does not count).
+        let reads = |key: &str| {
+            let text = format!(
+                "rules:\n  - id: r\n    name: r\n    condition: x.where({key} == 1)\n    signal:\n      message: \"{{other}}\"\n"
+            );
+            RuleSet::from_text("r.yaml", &text).unwrap().0
+        };
+        assert!(kept_usable(&kept, true, &clean, &reads("k"), &mined).is_ok());
+        assert!(kept_usable(&kept, true, &clean, &reads("j"), &mined)
+            .unwrap_err()
+            .contains("`j`"));
+        assert_eq!(
+            kept_usable(&kept, true, &clean, &none, &mined).map(|f| f.len()),
+            Ok(1)
+        );
+        assert!(kept_usable(&kept, false, &clean, &none, &mined)
             .unwrap_err()
             .contains("holdout"));
         let mut late = replay::Summary::default();
         late.stats.counters.late_spans = 3;
-        assert!(kept_usable(&kept, true, &late)
+        assert!(kept_usable(&kept, true, &late, &none, &mined)
             .unwrap_err()
             .starts_with("3 spans arrived after"));
         for set in [
@@ -1376,15 +1376,15 @@ mod tests {
         ] {
             let mut s = replay::Summary::default();
             set(&mut s);
-            assert!(kept_usable(&kept, true, &s).is_err());
+            assert!(kept_usable(&kept, true, &s, &none, &mined).is_err());
         }
         // A reset forgets the files; a failed write makes them unusable.
         kept.reset();
-        assert_eq!(kept_usable(&kept, true, &clean), Ok(vec![]));
+        assert_eq!(kept_usable(&kept, true, &clean, &none, &mined), Ok(vec![]));
         let nowhere = Arc::new(replay::spill::Dir::new(Some("/dev/null".into())));
         let failed = Arc::new(kept::Kept::new(nowhere));
         drop(failed.writer());
-        assert!(kept_usable(&failed, true, &clean)
+        assert!(kept_usable(&failed, true, &clean, &none, &mined)
             .unwrap_err()
             .contains("spill directory"));
     }

@@ -711,7 +711,9 @@ fn peek(reader: &mut Box<dyn BufRead + Send>, n: usize) -> io::Result<Vec<u8>> {
 }
 
 /// Reads until `buf` is full or the input ends; returns how much was read.
-fn read_full(reader: &mut Box<dyn BufRead + Send>, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buf` is full or the input ends; how many bytes it read (fewer than
+/// `buf.len()` only at the end).
+pub(crate) fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match reader.read(&mut buf[got..]) {
